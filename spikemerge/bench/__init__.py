@@ -1,0 +1,1 @@
+"""Synthetic recordings with known over-splits, and scoring against that truth."""

@@ -1,0 +1,53 @@
+"""Curation policies: one named row each, setting the candidate threshold and the judge's rule.
+
+``conservative`` merges only clear cases (an ambiguous group is not merged), ``aggressive``
+accepts weaker evidence. Every judge reads the same row, so a policy means the same thing
+whether the metrics judge or a vision model decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    min_similarity: float
+    """Default candidate gate: templates at least this alike (0.8 = 80 %)."""
+    merge_threshold: float
+    """A group merges when the judge's merge probability is at least this."""
+    description: str
+
+
+POLICIES: dict[str, Policy] = {
+    "conservative": Policy(
+        name="conservative",
+        min_similarity=0.85,
+        merge_threshold=0.8,
+        description="Merge only clear cases; when the evidence is ambiguous, do not merge.",
+    ),
+    "balanced": Policy(
+        name="balanced",
+        min_similarity=0.8,
+        merge_threshold=0.5,
+        description="Merge when the evidence for one neuron outweighs the evidence against.",
+    ),
+    "aggressive": Policy(
+        name="aggressive",
+        min_similarity=0.7,
+        merge_threshold=0.35,
+        description="Merge unless the evidence shows two neurons; accepts weaker support.",
+    ),
+}
+
+
+def get_policy(name: str) -> Policy:
+    """Return the named policy, or raise a one-line error listing the known names."""
+    from .errors import SpikemergeError
+
+    try:
+        return POLICIES[name]
+    except KeyError:
+        known = ", ".join(POLICIES)
+        raise SpikemergeError(f"unknown policy {name!r}: use one of {known}") from None

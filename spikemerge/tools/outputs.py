@@ -1,0 +1,113 @@
+"""Writing files so that a crash never leaves a half-written one: write beside, then rename."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..errors import SpikemergeError
+
+OUTPUT_MARKER = ".spikemerge-output"
+
+
+def to_jsonable(value: Any) -> Any:
+    """Numpy scalars and arrays, paths and tuples as plain JSON values."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [to_jsonable(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json_atomic(path: Path, data: Any) -> Path:
+    return write_text_atomic(path, json.dumps(to_jsonable(data), indent=2) + "\n")
+
+
+def append_jsonl(path: Path, record: Any) -> None:
+    """Append one JSON line and flush it to disk, so an interrupted run keeps every finished line."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(to_jsonable(record)) + "\n"
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Read a journal, skipping a last line cut short by a crash."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+@contextmanager
+def staged_folder(final: Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``final``; it becomes ``final`` only if the block succeeds."""
+    final = Path(final)
+    if final.exists():
+        raise SpikemergeError(f"{final} already exists: choose another folder or remove it")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    try:
+        yield staging
+        os.replace(staging, final)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def claim_output_folder(out: Path) -> Path:
+    """Make ``out`` ours: create it, or accept it if empty or already marked as a spikemerge output.
+
+    A folder holding anything else is refused, so a typo never writes into a user's data.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SpikemergeError(f"output {out} is a file: give a folder path for --out")
+    if out.exists() and any(out.iterdir()) and not (out / OUTPUT_MARKER).exists():
+        raise SpikemergeError(
+            f"output folder {out} exists and was not made by spikemerge: choose a new or empty folder"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / OUTPUT_MARKER).touch()
+    return out

@@ -1,0 +1,92 @@
+"""The values judges exchange with the session: what is asked, what is shown, what is decided."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+Decision = Literal["merge", "not merge", "error"]
+UnitId = int | str
+
+
+@dataclass(frozen=True)
+class JudgeRequest:
+    """One candidate group as a judge sees it: unit ids, figure paths per feature, evidence numbers."""
+
+    group_id: int
+    unit_ids: tuple[UnitId, ...]
+    images: Mapping[str, Path] = field(default_factory=dict)
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Example:
+    """A labelled group shown beside the one being judged (few-shot); never judged itself."""
+
+    name: str
+    label: Literal["good", "bad"]
+    unit_ids: tuple[UnitId, ...]
+    images: Mapping[str, Path] = field(default_factory=dict)
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass
+class Verdict:
+    """A judge's decision on one group.
+
+    ``merge_unit_ids`` may be a subset of ``unit_ids`` (the units that are one neuron);
+    it is empty unless ``decision == "merge"``. A failed judgement is ``decision="error"``
+    with the cause in ``reasoning``; it is never read as "not merge".
+    """
+
+    group_id: int
+    unit_ids: list[UnitId]
+    decision: Decision
+    confidence: float
+    merge_unit_ids: list[UnitId]
+    reasoning: str
+    judge: str
+    model: str | None = None
+    policy: str = "balanced"
+    reports: dict[str, str] = field(default_factory=dict)
+    usage: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.decision not in ("merge", "not merge", "error"):
+            raise ValueError(f"decision must be 'merge', 'not merge' or 'error', not {self.decision!r}")
+        self.confidence = float(min(1.0, max(0.0, self.confidence)))
+        if self.decision != "merge":
+            self.merge_unit_ids = []
+        elif not set(self.merge_unit_ids) <= set(self.unit_ids) or len(self.merge_unit_ids) < 2:
+            raise ValueError(
+                f"group {self.group_id}: merge_unit_ids {self.merge_unit_ids} must be at least two of {self.unit_ids}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Verdict":
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    @classmethod
+    def failed(cls, request: JudgeRequest, cause: str, judge: str, model: str | None, policy: str) -> "Verdict":
+        """The verdict of a group whose judgement could not be made."""
+        return cls(
+            group_id=request.group_id,
+            unit_ids=list(request.unit_ids),
+            decision="error",
+            confidence=0.0,
+            merge_unit_ids=[],
+            reasoning=cause,
+            judge=judge,
+            model=model,
+            policy=policy,
+        )
+
+
+def group_key_units(unit_ids: Sequence[UnitId]) -> str:
+    """Unit ids as the short text used in tables and CSV cells: ``"3 7 12"``."""
+    return " ".join(str(u) for u in unit_ids)
