@@ -1,0 +1,138 @@
+"""Render the same candidate groups two ways and compare time and bytes per group.
+
+(a) baseline: SpikeInterface widgets (crosscorrelograms, amplitudes, unit waveforms) and a
+    pyplot PCA scatter, each saved as a 300 dpi JPEG;
+(b) spikemerge: ``render_groups`` with the four default features (PNG, content-hash cache).
+
+Extensions the widgets need (correlograms' numba kernel warm-up, principal_components) are
+prepared before timing, so the baseline is timed on drawing and saving alone; ours includes
+extracting the arrays and computing its correlograms and PCA.
+
+Usage::
+
+    python scripts/bench_render.py [--analyzer FOLDER] [--groups N] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _groups(args) -> tuple[object, dict[int, list]]:
+    """The analyzer and its groups: true merges plus near-twin pairs of a synthetic recording."""
+    if args.analyzer:
+        from spikeinterface.core import load_sorting_analyzer
+
+        analyzer = load_sorting_analyzer(args.analyzer)
+        ids = list(analyzer.unit_ids)
+        groups = {i: [ids[2 * i], ids[2 * i + 1]] for i in range(min(args.groups, len(ids) // 2))}
+        return analyzer, groups
+    from spikemerge.bench.synthetic import ScenarioSpec, make_ground_truth
+
+    truth = make_ground_truth(ScenarioSpec(num_neurons=12, duration_s=120.0, seed=3))
+    pairs = truth.true_groups + [list(p) for p in truth.twin_pairs]
+    return truth.analyzer, {i: list(g) for i, g in enumerate(pairs[: args.groups])}
+
+
+def _baseline_group(analyzer, units: list, out: Path) -> int:
+    """Draw one group with SpikeInterface widgets at 300 dpi JPEG; return bytes written."""
+    import spikeinterface.widgets as sw
+
+    paths = []
+    w = sw.plot_crosscorrelograms(analyzer.sorting.select_units(units), window_ms=50.0, bin_ms=0.5,
+                                  backend="matplotlib")
+    paths.append(out / "ccg.jpg")
+    w.figure.savefig(paths[-1], dpi=300)
+    w = sw.plot_amplitudes(analyzer, unit_ids=units, plot_histograms=True, backend="matplotlib")
+    paths.append(out / "amplitudes.jpg")
+    w.figure.savefig(paths[-1], dpi=300)
+    w = sw.plot_unit_waveforms(analyzer, unit_ids=units, backend="matplotlib")
+    paths.append(out / "waveforms.jpg")
+    w.figure.savefig(paths[-1], dpi=300)
+    pc = analyzer.get_extension("principal_components")
+    fig, ax = plt.subplots()
+    for u in units:
+        proj = pc.get_projections_one_unit(u, sparse=False)
+        best = int(np.argmax(np.abs(proj[:, 0, :]).mean(axis=0)))
+        ax.scatter(proj[:, 0, best], proj[:, 1, best], s=4, label=str(u))
+    ax.legend()
+    paths.append(out / "pca.jpg")
+    fig.savefig(paths[-1], dpi=300)
+    plt.close("all")
+    return sum(p.stat().st_size for p in paths)
+
+
+def _prepare_baseline(analyzer, groups: dict[int, list]) -> None:
+    """Compute what the widgets read, outside the timed section."""
+    from spikeinterface.postprocessing import compute_correlograms
+
+    first = next(iter(groups.values()))
+    compute_correlograms(analyzer.sorting.select_units(first), window_ms=50.0, bin_ms=0.5)  # numba warm-up
+    if not analyzer.has_extension("principal_components"):
+        analyzer.compute("principal_components", n_components=3, mode="by_channel_local")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--analyzer", help="a saved SortingAnalyzer folder (default: a synthetic one)")
+    parser.add_argument("--groups", type=int, default=8, help="groups to render (default 8)")
+    parser.add_argument("--workers", type=int, default=2, help="processes for the parallel run (default 2)")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+
+    from spikemerge.tools.render import render_group, render_groups
+
+    analyzer, groups = _groups(args)
+    print(f"{len(groups)} groups, sizes {[len(g) for g in groups.values()]}")
+    work = Path(tempfile.mkdtemp(prefix="bench_render_"))
+    try:
+        _prepare_baseline(analyzer, groups)
+        base_t, base_b = [], []
+        for gid, units in groups.items():
+            folder = work / "baseline" / str(gid)
+            folder.mkdir(parents=True)
+            start = time.perf_counter()
+            base_b.append(_baseline_group(analyzer, units, folder))
+            base_t.append(time.perf_counter() - start)
+
+        ours_t, ours_b = [], []
+        for gid, units in groups.items():
+            start = time.perf_counter()
+            paths = render_group(analyzer, gid, units, work / "ours")
+            ours_t.append(time.perf_counter() - start)
+            ours_b.append(sum(p.stat().st_size for p in paths.values()))
+
+        start = time.perf_counter()
+        render_groups(analyzer, groups, work / "ours")
+        cached = time.perf_counter() - start
+        start = time.perf_counter()
+        render_groups(analyzer, groups, work / "ours_parallel", n_workers=args.workers)
+        parallel = time.perf_counter() - start
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    bt, bb = statistics.median(base_t), statistics.median(base_b)
+    ot, ob = statistics.median(ours_t), statistics.median(ours_b)
+    print(f"baseline (SI widgets, 300 dpi JPEG): median {bt:.3f} s/group, {bb / 1e3:.0f} kB/group")
+    print(f"spikemerge (PNG, 1 process):         median {ot:.3f} s/group, {ob / 1e3:.0f} kB/group")
+    print(f"ratio ours/baseline: time {ot / bt:.3f}x, bytes {ob / bb:.3f}x (target <= 0.2x both)")
+    print(f"all {len(groups)} groups again, cache hits: {cached:.3f} s")
+    print(f"all {len(groups)} groups, fresh, {args.workers} worker processes (incl. spawn): "
+          f"{parallel:.2f} s = {parallel / len(groups):.3f} s/group")
+
+
+if __name__ == "__main__":
+    main()

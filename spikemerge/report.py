@@ -1,0 +1,183 @@
+"""report.html: every group's figures, evidence, verdict and reasoning on one offline page.
+
+One self-contained HTML file (inline CSS, no script, no CDN) beside the ``images/`` folder;
+images are referenced by relative path and lazy-loaded, so the page stays usable with hundreds
+of groups. Merged groups come first, then the rest, then groups not judged yet.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .tools.outputs import write_text_atomic
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1.5rem;color:#1d2330;background:#fafbfc}
+h1{font-size:1.4rem;margin:0 0 .3rem}
+h2{font-size:1.1rem;margin:0}
+table{border-collapse:collapse;font-size:.85rem}
+th,td{border:1px solid #d7dbe2;padding:.25rem .5rem;text-align:left;vertical-align:top}
+th{background:#eef1f5}
+.summary td.num,.evidence td.num{text-align:right;font-variant-numeric:tabular-nums}
+section{background:#fff;border:1px solid #d7dbe2;border-radius:6px;margin:1.2rem 0;padding:.8rem 1rem}
+.head{display:flex;gap:1rem;align-items:baseline;flex-wrap:wrap}
+.badge{padding:.1rem .5rem;border-radius:999px;font-size:.8rem;font-weight:600}
+.merge{background:#d9f2e0;color:#14532d}.not-merge{background:#f1f2f4;color:#374151}
+.error{background:#fde2e1;color:#7f1d1d}.unjudged{background:#fff4d6;color:#6b4e00}
+.reason{white-space:pre-wrap;margin:.5rem 0;font-size:.9rem}
+.meta{color:#5b6472;font-size:.8rem}
+.figs{display:flex;flex-wrap:wrap;gap:.6rem;margin-top:.6rem}
+figure{margin:0}figcaption{font-size:.75rem;color:#5b6472}
+figure img{width:384px;height:auto;border:1px solid #e3e6eb;background:#fff}
+figure img.wide{width:576px}
+a{color:#1f5fbf}
+"""
+
+_ORDER = {"merge": 0, "not merge": 1, "error": 2}
+
+
+def _esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _decision(row: Mapping) -> str:
+    verdict = row.get("verdict") or None
+    return str(verdict.get("decision", "unjudged")) if verdict else "unjudged"
+
+
+def _badge_class(decision: str) -> str:
+    return {"merge": "merge", "not merge": "not-merge", "error": "error"}.get(decision, "unjudged")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return _esc(value)
+    if isinstance(value, (int,)):
+        return str(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return _esc(value)
+    return f"{number:.3g}" if number == number else "–"
+
+
+def _units(values: Any) -> str:
+    return ", ".join(str(v) for v in (values or []))
+
+
+def _relative(path: Any, out_dir: Path) -> str:
+    """Image path relative to the report, with forward slashes, URL-safe for the src attribute."""
+    path = Path(path)
+    if not path.is_absolute():
+        path = out_dir / path
+    rel = os.path.relpath(path, out_dir).replace(os.sep, "/")
+    return _esc(rel)
+
+
+def sort_rows(rows: Sequence[Mapping]) -> list[Mapping]:
+    """Merged groups first, then not merged, errors, unjudged; by group id within each."""
+    return sorted(rows, key=lambda r: (_ORDER.get(_decision(r), 3), str(type(r.get("group_id"))),
+                                       r.get("group_id")))
+
+
+def _summary(rows: list[Mapping]) -> str:
+    lines = ["<table class='summary'><thead><tr><th>group</th><th>units</th><th>decision</th>"
+             "<th>confidence</th><th>merge units</th><th>judge</th></tr></thead><tbody>"]
+    for row in rows:
+        verdict = row.get("verdict") or {}
+        decision = _decision(row)
+        gid = _esc(row.get("group_id"))
+        lines.append(
+            f"<tr><td><a href='#group-{gid}'>{gid}</a></td><td>{_esc(_units(row.get('unit_ids')))}</td>"
+            f"<td><span class='badge {_badge_class(decision)}'>{_esc(decision)}</span></td>"
+            f"<td class='num'>{_fmt(verdict.get('confidence')) if verdict else ''}</td>"
+            f"<td>{_esc(_units(verdict.get('merge_unit_ids')))}</td>"
+            f"<td>{_esc(verdict.get('judge', ''))}</td></tr>"
+        )
+    lines.append("</tbody></table>")
+    return "\n".join(lines)
+
+
+def _evidence(evidence: Mapping) -> str:
+    if not evidence:
+        return "<p class='meta'>no evidence numbers</p>"
+    cells = "".join(f"<tr><th>{_esc(k)}</th><td class='num'>{_fmt(v)}</td></tr>" for k, v in evidence.items())
+    return f"<table class='evidence'>{cells}</table>"
+
+
+def _figures(images: Mapping, out_dir: Path) -> str:
+    parts = []
+    for feature, path in (images or {}).items():
+        src = _relative(path, out_dir)
+        wide = " class='wide'" if feature == "composite" else ""
+        parts.append(
+            f"<figure><a href='{src}'><img src='{src}' loading='lazy' decoding='async'{wide} "
+            f"alt='{_esc(feature)}'></a><figcaption>{_esc(feature)}</figcaption></figure>"
+        )
+    return f"<div class='figs'>{''.join(parts)}</div>" if parts else "<p class='meta'>no figures</p>"
+
+
+def _section(row: Mapping, out_dir: Path) -> str:
+    verdict = row.get("verdict") or None
+    decision = _decision(row)
+    gid = _esc(row.get("group_id"))
+    head = (f"<div class='head'><h2>Group {gid}</h2><span>units {_esc(_units(row.get('unit_ids')))}</span>"
+            f"<span class='badge {_badge_class(decision)}'>{_esc(decision)}</span>")
+    if verdict:
+        head += f"<span>confidence {_fmt(verdict.get('confidence'))}</span>"
+        if verdict.get("merge_unit_ids"):
+            head += f"<span>merge {_esc(_units(verdict.get('merge_unit_ids')))}</span>"
+    head += "</div>"
+    body = [head]
+    if verdict:
+        body.append(f"<p class='reason'>{_esc(verdict.get('reasoning', ''))}</p>")
+        meta = ", ".join(f"{k}: {_esc(verdict.get(k))}" for k in ("judge", "model", "policy") if verdict.get(k))
+        if meta:
+            body.append(f"<p class='meta'>{meta}</p>")
+    else:
+        body.append("<p class='meta'>not judged yet</p>")
+    body.append(_evidence(row.get("evidence") or {}))
+    body.append(_figures(row.get("images") or {}, out_dir))
+    return f"<section id='group-{gid}'>{''.join(body)}</section>"
+
+
+def render_report_html(out_dir: Path, rows: Sequence[Mapping]) -> str:
+    """The report page as a string (see :func:`write_report`)."""
+    out_dir = Path(out_dir)
+    ordered = sort_rows(rows)
+    counts: dict[str, int] = {}
+    for row in ordered:
+        counts[_decision(row)] = counts.get(_decision(row), 0) + 1
+    tally = ", ".join(f"{n} {_esc(k)}" for k, n in sorted(counts.items(), key=lambda kv: _ORDER.get(kv[0], 3)))
+    sections = "\n".join(_section(row, out_dir) for row in ordered)
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>spikemerge report</title><style>{_CSS}</style></head><body>\n"
+        f"<h1>spikemerge report</h1><p class='meta'>{len(ordered)} groups: {tally or 'none'}</p>\n"
+        f"{_summary(ordered)}\n{sections}\n</body></html>\n"
+    )
+
+
+def write_report(out_dir: Path, rows: Sequence[Mapping]) -> Path:
+    """Write ``out_dir/report.html`` atomically.
+
+    Parameters
+    ----------
+    out_dir : Path
+        The output folder; image paths are written relative to it.
+    rows : Sequence[Mapping]
+        One per group: ``group_id``, ``unit_ids``, ``images`` (feature -> path), ``evidence``
+        (name -> number, may be empty) and ``verdict`` (decision, confidence, merge_unit_ids,
+        reasoning, judge, model, policy) or None when not judged yet.
+
+    Returns
+    -------
+    Path
+        The report's path.
+    """
+    out_dir = Path(out_dir)
+    return write_text_atomic(out_dir / "report.html", render_report_html(out_dir, rows))

@@ -1,0 +1,401 @@
+"""CurationSession: the five tools as methods over one analyzer and one output folder.
+
+The session holds the prepared analyzer, the candidate groups, the evidence and the verdicts;
+everything it decides is written to the output folder as it goes (decisions.csv, run.json,
+the verdict journal), so a script, the CLI and the agent all leave the same files behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import pandas as pd
+from spikeinterface.core import SortingAnalyzer
+
+from .. import __version__
+from ..errors import SpikemergeError
+from ..policies import get_policy
+from . import merges as merges_tool
+from .analyzer import AnalyzerInfo, REQUIRED_EXTENSIONS, load_analyzer, prepare_analyzer
+from .candidates import CandidateGroup, CandidateSearch, find_candidates
+from .evidence import EvidenceContext, group_evidence
+from .judge import Judge, MetricsJudge
+from .outputs import append_jsonl, claim_output_folder, read_jsonl, to_jsonable, write_json_atomic, write_text_atomic
+from .verdict import Example, JudgeRequest, Verdict, group_key_units
+
+JOURNAL = "verdicts.jsonl"
+REPORT_KINDS = ("crosscorrelograms", "amplitudes", "waveforms", "pca")
+DECISION_COLUMNS = [
+    "group_id", "unit_ids", "decision", "confidence", "merge_unit_ids", "reasoning", "judge", "model", "policy",
+] + [f"report_{kind}" for kind in REPORT_KINDS]
+
+
+@dataclass
+class StageTimes:
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def measure(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+
+def _hash_file(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _hash_json(value: Any) -> str:
+    return hashlib.sha256(json.dumps(to_jsonable(value), sort_keys=True).encode()).hexdigest()
+
+
+class CurationSession:
+    """One curation: an analyzer, an output folder, candidate groups and their verdicts.
+
+    Open one with ``CurationSession.open(path, out)`` (a folder) or
+    ``CurationSession.from_analyzer(analyzer, out)`` (an analyzer already in memory).
+    """
+
+    def __init__(
+        self,
+        analyzer: SortingAnalyzer,
+        info: AnalyzerInfo,
+        out: str | Path,
+        policy: str = "balanced",
+        n_jobs: int = 1,
+        progress: bool = True,
+        times: StageTimes | None = None,
+    ):
+        self.analyzer = analyzer
+        self.info = info
+        self.out = claim_output_folder(Path(out))
+        self.policy = get_policy(policy).name
+        self.n_jobs = n_jobs
+        self.progress = progress
+        self.times = times or StageTimes()
+        self.context = EvidenceContext(analyzer)
+        self.search: CandidateSearch | None = None
+        self.groups: dict[int, CandidateGroup] = {}
+        self.images: dict[int, dict[str, Path]] = {}
+        self.verdicts: dict[int, Verdict] = {}
+        self.last_apply: merges_tool.ApplyResult | None = None
+        self.judge_used: Judge | None = None
+        self._evidence: dict[tuple, dict] = {}
+
+    # ------------------------------------------------------------ opening
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        out: str | Path = "curation_out",
+        *,
+        recording=None,
+        policy: str = "balanced",
+        n_jobs: int = 1,
+        progress: bool = True,
+    ) -> "CurationSession":
+        """load_analyzer: open the analyzer folder at ``path``; write results into ``out``.
+
+        The folder is never modified: missing extensions are computed on an in-memory copy.
+        """
+        get_policy(policy)
+        out_path = Path(out).expanduser()
+        if out_path.resolve() == Path(path).expanduser().resolve() or Path(path).expanduser().resolve() in out_path.resolve().parents:
+            raise SpikemergeError(f"output folder {out_path} is inside the analyzer folder: choose a folder outside it")
+        times = StageTimes()
+        with times.measure("load"):
+            analyzer, info = load_analyzer(path, recording=recording, n_jobs=n_jobs, progress=progress)
+        return cls(analyzer, info, out_path, policy=policy, n_jobs=n_jobs, progress=progress, times=times)
+
+    @classmethod
+    def from_analyzer(
+        cls, analyzer: SortingAnalyzer, out: str | Path = "curation_out", *, policy: str = "balanced",
+        n_jobs: int = 1, progress: bool = True,
+    ) -> "CurationSession":
+        """A session over an analyzer in memory (its extensions are added on a copy)."""
+        if analyzer.get_num_units() < 2:
+            raise SpikemergeError(f"the analyzer has {analyzer.get_num_units()} unit(s): merging needs at least two")
+        times = StageTimes()
+        with times.measure("load"):
+            present = sorted(analyzer.get_loaded_extension_names())
+            work, computed = prepare_analyzer(analyzer, REQUIRED_EXTENSIONS, n_jobs=n_jobs, progress=progress)
+        info = AnalyzerInfo(
+            path="(in memory)", format=analyzer.format,
+            unit_ids=[u.item() if hasattr(u, "item") else u for u in analyzer.unit_ids],
+            num_channels=analyzer.get_num_channels(), duration_s=float(analyzer.get_total_duration()),
+            sampling_frequency=float(analyzer.sampling_frequency), has_recording=work.has_recording(),
+            sparse=analyzer.is_sparse(), extensions_present=present, extensions_computed=computed,
+        )
+        return cls(work, info, out, policy=policy, n_jobs=n_jobs, progress=progress, times=times)
+
+    # ------------------------------------------------------------ find_candidates
+
+    def find_candidates(
+        self, min_similarity: float | None = None, preset: str | None = None, relax: bool = True
+    ) -> CandidateSearch:
+        """Candidate groups; ``min_similarity`` defaults to the policy's. Replaces earlier groups."""
+        if min_similarity is None:
+            min_similarity = get_policy(self.policy).min_similarity
+        if preset in ("none", ""):
+            preset = None
+        with self.times.measure("find"):
+            search = find_candidates(self.context, min_similarity=min_similarity, preset=preset, relax=relax)
+        self.search = search
+        self.groups = {g.group_id: g for g in search.groups}
+        self.images, self.verdicts = {}, {}
+        self.save()
+        return search
+
+    def _require_groups(self, group_ids: Sequence[int] | None) -> list[int]:
+        if self.search is None:
+            raise SpikemergeError("no candidate groups yet: run find_candidates first")
+        if group_ids is None:
+            return sorted(self.groups)
+        ids = [int(g) for g in group_ids]
+        unknown = [g for g in ids if g not in self.groups]
+        if unknown:
+            known = f"1..{max(self.groups)}" if self.groups else "none"
+            raise SpikemergeError(f"unknown group id(s) {unknown}: the groups are {known}")
+        return ids
+
+    def evidence(self, group_id: int) -> dict[str, Any]:
+        """The numbers behind a group's figures, computed once."""
+        units = tuple(self._require_groups([group_id]) and self.groups[group_id].unit_ids)
+        if units not in self._evidence:
+            self._evidence[units] = group_evidence(self.context, list(units))
+        return self._evidence[units]
+
+    # ------------------------------------------------------------ render_group
+
+    def render_group(self, group_ids: Sequence[int] | None = None, features: Sequence[str] | None = None) -> dict[int, dict[str, Path]]:
+        """Draw each group's figures into ``out/images``; returns paths per group and feature."""
+        from .render import DEFAULT_FEATURES, render_groups
+
+        ids = self._require_groups(group_ids)
+        with self.times.measure("render"):
+            drawn = render_groups(
+                self.analyzer, {g: self.groups[g].unit_ids for g in ids}, self.out / "images",
+                features=tuple(features or DEFAULT_FEATURES), n_workers=min(2, self.n_jobs if self.n_jobs > 0 else 2),
+            )
+        for g, paths in drawn.items():
+            self.images.setdefault(g, {}).update(paths)
+        self.save()
+        return {g: self.images[g] for g in ids}
+
+    # ------------------------------------------------------------ judge_group
+
+    def _example(self, item: int | Example, label: str) -> Example:
+        if isinstance(item, Example):
+            return item
+        group_id = self._require_groups([item])[0]
+        if group_id not in self.images:
+            self.render_group([group_id])
+        return Example(
+            name=f"group {group_id}", label=label, unit_ids=tuple(self.groups[group_id].unit_ids),
+            images=dict(self.images.get(group_id, {})), evidence=self.evidence(group_id),
+        )
+
+    def _cache_key(self, judge: Judge, policy: str, request: JudgeRequest, examples: Sequence[Example]) -> str:
+        images = {k: _hash_file(p) for k, p in sorted(request.images.items())}
+        shown = [(ex.label, list(ex.unit_ids), {k: _hash_file(p) for k, p in sorted(ex.images.items())}, ex.note)
+                 for ex in examples]
+        return _hash_json([judge.fingerprint(), policy, list(request.unit_ids), _hash_json(request.evidence), images, shown])
+
+    def judge_group(
+        self,
+        group_ids: Sequence[int] | None = None,
+        judge: Judge | None = None,
+        good_examples: Sequence[int | Example] = (),
+        bad_examples: Sequence[int | Example] = (),
+        policy: str | None = None,
+        rejudge: bool = False,
+    ) -> list[Verdict]:
+        """Judge groups (default: all not yet judged). Example groups are shown, never judged.
+
+        Verdicts are appended to ``out/verdicts.jsonl`` as they arrive; a group whose evidence,
+        figures, examples, policy and judge are unchanged reuses its journalled verdict.
+        """
+        judge = judge or self.judge_used or MetricsJudge()
+        policy = get_policy(policy or self.policy).name
+        self.policy = policy
+        examples = [self._example(x, "good") for x in good_examples] + [self._example(x, "bad") for x in bad_examples]
+        example_units = {tuple(ex.unit_ids) for ex in examples}
+        if group_ids is None:
+            ids = [g for g in self._require_groups(None) if rejudge or examples or g not in self.verdicts]
+        else:
+            ids = self._require_groups(group_ids)
+        ids = [g for g in ids if tuple(self.groups[g].unit_ids) not in example_units]
+        if judge.name != "metrics":
+            missing = [g for g in ids if g not in self.images]
+            if missing:
+                self.render_group(missing)
+        journal = {rec["key"]: rec["verdict"] for rec in read_jsonl(self.out / JOURNAL) if rec.get("verdict", {}).get("decision") != "error"}
+        requests, keys, reused = [], {}, []
+        with self.times.measure("judge"):
+            for g in ids:
+                request = JudgeRequest(group_id=g, unit_ids=tuple(self.groups[g].unit_ids),
+                                       images=dict(self.images.get(g, {})), evidence=self.evidence(g))
+                key = self._cache_key(judge, policy, request, examples)
+                if key in journal and not rejudge:
+                    verdict = Verdict.from_dict({**journal[key], "group_id": g})
+                    self.verdicts[g] = verdict
+                    reused.append(verdict)
+                else:
+                    requests.append(request)
+                    keys[g] = key
+
+            def record(verdict: Verdict) -> None:
+                self.verdicts[verdict.group_id] = verdict
+                append_jsonl(self.out / JOURNAL, {"key": keys[verdict.group_id], "verdict": verdict.to_dict()})
+
+            fresh = judge.judge_many(requests, examples=examples, policy=policy, on_verdict=record) if requests else []
+        self.judge_used = judge
+        self.save()
+        by_id = {v.group_id: v for v in reused + fresh}
+        return [by_id[g] for g in ids if g in by_id]
+
+    # ------------------------------------------------------------ apply_merges
+
+    def plan_merges(self, group_ids: Sequence[int] | None = None) -> merges_tool.MergePlan:
+        """What ``apply_merges`` would do: the judged merges, without chaining unjudged pairs."""
+        ids = self._require_groups(group_ids)
+        unjudged = [g for g in ids if g not in self.verdicts]
+        if group_ids is not None and unjudged:
+            raise SpikemergeError(f"group(s) {unjudged} are not judged yet: run judge_group first")
+        verdicts = [self.verdicts[g] for g in ids if g in self.verdicts]
+        duplicates = {}
+        for v in verdicts:
+            if v.decision == "merge":
+                members = set(v.merge_unit_ids)
+                pairs = self.evidence(v.group_id)["pairs"]
+                duplicates[v.group_id] = any(
+                    p["duplicate_fraction"] >= 0.3 for p in pairs if {p["unit_a"], p["unit_b"]} <= members
+                )
+        return merges_tool.plan_merges(verdicts, self.info.unit_ids, duplicates)
+
+    def apply_merges(
+        self, group_ids: Sequence[int] | None = None, confirm: bool = False, write_analyzer: bool = True
+    ) -> merges_tool.ApplyResult | merges_tool.MergePlan:
+        """Write curation.json and (with ``write_analyzer``) the merged analyzer in a new folder.
+
+        Without ``confirm`` nothing is written and the plan is returned for review.
+        """
+        plan = self.plan_merges(group_ids)
+        if not confirm:
+            return plan
+        with self.times.measure("apply"):
+            result = merges_tool.apply_merges(
+                self.analyzer, plan, self.out, self.provenance(), write_analyzer=write_analyzer, n_jobs=self.n_jobs,
+            )
+        self.last_apply = result
+        self.save()
+        return result
+
+    def undo_last_apply(self) -> str:
+        """Remove the merged analyzer and curation.json of the last apply in this output folder."""
+        message = merges_tool.undo_last_apply(self.out)
+        self.last_apply = None
+        self.save()
+        return message
+
+    # ------------------------------------------------------------ outputs
+
+    def provenance(self) -> dict[str, Any]:
+        judge = self.judge_used
+        prompt_hash = getattr(judge, "prompt_hash", None)
+        return {
+            "tool": "spikemerge",
+            "version": __version__,
+            "analyzer": self.info.path,
+            "judge": judge.name if judge else None,
+            "model": judge.model if judge else None,
+            "prompt_hash": prompt_hash() if callable(prompt_hash) else None,
+            "policy": self.policy,
+            "preset": self.search.preset if self.search else None,
+            "min_similarity": self.search.min_similarity if self.search else None,
+            "thresholds_tried": self.search.levels if self.search else [],
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    def decisions_table(self) -> pd.DataFrame:
+        rows = []
+        for g in sorted(self.verdicts):
+            v = self.verdicts[g]
+            row = {
+                "group_id": g, "unit_ids": group_key_units(v.unit_ids), "decision": v.decision,
+                "confidence": round(v.confidence, 4), "merge_unit_ids": group_key_units(v.merge_unit_ids),
+                "reasoning": v.reasoning, "judge": v.judge, "model": v.model or "", "policy": v.policy,
+            }
+            row.update({f"report_{k}": v.reports.get(k, "") for k in REPORT_KINDS})
+            rows.append(row)
+        return pd.DataFrame(rows, columns=DECISION_COLUMNS)
+
+    def run_record(self) -> dict[str, Any]:
+        import numpy
+        import spikeinterface
+
+        decisions = [v.decision for v in self.verdicts.values()]
+        usage = getattr(self.judge_used, "usage_summary", None)
+        return {
+            "versions": {"spikemerge": __version__, "spikeinterface": spikeinterface.__version__,
+                         "numpy": numpy.__version__, "python": platform.python_version()},
+            "analyzer": to_jsonable(self.info.__dict__),
+            "settings": {k: v for k, v in self.provenance().items() if k not in ("tool", "version", "time")},
+            "counts": {
+                "units": self.info.num_units,
+                "groups": len(self.groups),
+                "rendered_groups": len(self.images),
+                "judged": len(decisions),
+                "merge": decisions.count("merge"),
+                "not_merge": decisions.count("not merge"),
+                "error": decisions.count("error"),
+                "units_after": self.last_apply.units_after if self.last_apply else None,
+            },
+            "stage_seconds": {k: round(v, 3) for k, v in self.times.seconds.items()},
+            "usage": usage() if callable(usage) else {},
+            "apply": to_jsonable(self.last_apply.__dict__) if self.last_apply else None,
+        }
+
+    def save(self) -> None:
+        """Write decisions.csv, run.json and (when figures exist) report.html, each atomically."""
+        write_text_atomic(self.out / "decisions.csv", self.decisions_table().to_csv(index=False))
+        write_json_atomic(self.out / "run.json", self.run_record())
+        if self.images or self.verdicts:
+            self.write_report()
+
+    def write_report(self) -> Path | None:
+        try:
+            from ..report import write_report
+        except ImportError:
+            return None
+        rows = []
+        for g in sorted(self.groups):
+            if g not in self.images and g not in self.verdicts:
+                continue
+            verdict = self.verdicts.get(g)
+            rows.append({
+                "group_id": g, "unit_ids": self.groups[g].unit_ids, "images": self.images.get(g, {}),
+                "evidence": self.evidence(g), "verdict": verdict.to_dict() if verdict else None,
+            })
+        return write_report(self.out, rows)
+
+    def summary(self) -> str:
+        parts = [self.info.summary()]
+        if self.search is not None:
+            parts.append(self.search.summary())
+        if self.verdicts:
+            decisions = [v.decision for v in self.verdicts.values()]
+            parts.append(f"verdicts: {decisions.count('merge')} merge, {decisions.count('not merge')} not merge, "
+                         f"{decisions.count('error')} error")
+        return "\n".join(parts)

@@ -1,0 +1,351 @@
+"""The VLM judge: a vision-language model decides each candidate group from its figures.
+
+Two-stage mode (default): one report per figure (the figure plus what to look for in it, from
+``prompts/vlm_report_*.md``), then a head decision with structured output over the reports, an
+overview image and the numbers. Single mode: one call per group with every figure and the
+numbers. Few-shot examples are shown to the deciding call. Calls share one slot pool, retry
+only retryable faults and never turn a failure into "not merge" (see ``vlm_calls``).
+
+>>> judge = VLMJudge("openai:gpt-4o", max_concurrency=8)          # doctest: +SKIP
+>>> verdicts = judge.judge_many(requests, policy="conservative")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import json
+from functools import partial
+from typing import Any, Awaitable, Callable, Literal, Sequence
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.rate_limiters import InMemoryRateLimiter
+from pydantic import SecretStr
+
+from ..errors import SpikemergeError
+from ..policies import Policy, get_policy
+from .judge import VerdictCallback
+from .verdict import Example, JudgeRequest, Verdict
+from .vlm_calls import CallFailed, CallRunner, FatalCallError, RetryPolicy
+from .vlm_cost import UsageLog, summarise
+from .vlm_images import group_figures
+from .vlm_messages import (
+    HeadDecision,
+    head_messages,
+    parse_decision,
+    prompt_hash,
+    report_messages,
+    report_text,
+    single_messages,
+)
+from .vlm_model import (
+    PROVIDER_KEYS,
+    ModelSpec,
+    check_images_supported,
+    init_model,
+    load_env,
+    model_name_of,
+    parse_model_id,
+    require_key,
+    scrub,
+)
+
+Mode = Literal["two_stage", "single"]
+_HEAD, _REPORT = 0, 1  # slot priorities: finishing a group beats starting new reports
+_SECRET_WORDS = ("key", "token", "secret", "password", "auth")
+
+
+class VLMJudge:
+    """Judge candidate groups with a vision-language chat model.
+
+    Parameters
+    ----------
+    model
+        ``"provider:name"`` for ``init_chat_model`` (``openai:gpt-4o``, ``anthropic:...``,
+        ``google_genai:...``, ``ollama:...``) or any ``BaseChatModel`` instance.
+    mode
+        ``"two_stage"`` (a report per figure, then a head decision) or ``"single"``.
+    features
+        Figures to show, in order (default: every figure of the request except ``composite``).
+    max_concurrency
+        Model calls in flight at once, over all groups.
+    requests_per_second
+        Optional rate limit shared by every call.
+    max_retries
+        Retries per call for retryable faults (429, timeouts, 5xx, malformed output).
+    base_url
+        An OpenAI-compatible endpoint (a local vLLM); the model name is then served there.
+    image_long_side
+        Cap on a figure's long side in pixels before it is fitted to whole 512-px tiles.
+    retry_base_delay
+        First backoff ceiling in seconds (doubles per retry, capped at 30 s, jittered).
+    call_timeout
+        Seconds before a call counts as timed out (retryable); ``None`` disables it.
+    **model_kwargs
+        Passed to ``init_chat_model`` (``temperature``, ``timeout``, ...).
+
+    Raises
+    ------
+    SpikemergeError
+        The provider's key is missing, the model does not take images, or it cannot be loaded.
+    """
+
+    name = "vlm"
+
+    def __init__(
+        self,
+        model: str | BaseChatModel = "openai:gpt-4o",
+        *,
+        mode: Mode = "two_stage",
+        features: Sequence[str] | None = None,
+        max_concurrency: int = 8,
+        requests_per_second: float | None = None,
+        max_retries: int = 4,
+        base_url: str | None = None,
+        image_long_side: int = 768,
+        retry_base_delay: float = 1.0,
+        call_timeout: float | None = 180.0,
+        **model_kwargs: Any,
+    ) -> None:
+        if mode not in ("two_stage", "single"):
+            raise SpikemergeError(f"unknown VLM judge mode {mode!r}: use 'two_stage' or 'single'")
+        if max_concurrency < 1:
+            raise SpikemergeError("max_concurrency must be at least 1")
+        self.mode: Mode = mode
+        self.features = tuple(features) if features is not None else None
+        self.max_concurrency = max_concurrency
+        self.requests_per_second = requests_per_second
+        self.max_retries = max_retries
+        self.image_long_side = image_long_side
+        self.retry_base_delay = retry_base_delay
+        self.call_timeout = call_timeout
+        self._secrets = tuple(SecretStr(_reveal(v)) for k, v in model_kwargs.items() if _is_secret(k))
+        self._settings = {k: repr(v) for k, v in sorted(model_kwargs.items()) if not _is_secret(k)}
+        self._base_url = base_url
+        self._spec: ModelSpec | None = None
+        if isinstance(model, BaseChatModel):
+            self._chat = model
+            self.model = model_name_of(model)
+        else:
+            load_env()
+            self._spec = parse_model_id(model, base_url)
+            require_key(self._spec, base_url, model_kwargs)
+            self._chat = init_model(self._spec, base_url=base_url, model_kwargs=model_kwargs)
+            self.model = self._spec.id
+        check_images_supported(self._chat, self.model)
+        self._structured = self._chat.with_structured_output(HeadDecision, include_raw=True)
+        self._rate_limiter = (
+            InMemoryRateLimiter(requests_per_second=requests_per_second, check_every_n_seconds=0.05)
+            if requests_per_second
+            else None
+        )
+        self._usage = UsageLog()
+
+    # -- provenance ---------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return f"VLMJudge(model={self.model!r}, mode={self.mode!r}, max_concurrency={self.max_concurrency})"
+
+    def prompt_hash(self) -> str:
+        """sha256 of every VLM prompt file, for provenance."""
+        return prompt_hash()
+
+    def fingerprint(self) -> str:
+        """Changes whenever the same request could get another answer (model, prompts, settings)."""
+        payload = {
+            "judge": self.name,
+            "model": self.model,
+            "model_class": type(self._chat).__name__,
+            "base_url": self._base_url,
+            "mode": self.mode,
+            "features": self.features,
+            "image_long_side": self.image_long_side,
+            "prompts": self.prompt_hash(),
+            "settings": self._settings,
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+    def usage_summary(self) -> dict[str, Any]:
+        """Calls, tokens in/out, estimated cost (USD, ``None`` if the price is unknown), per-call records."""
+        return self._usage.summary(self.model)
+
+    # -- judging ------------------------------------------------------------------------------
+
+    def judge_many(
+        self,
+        requests: Sequence[JudgeRequest],
+        examples: Sequence[Example] = (),
+        policy: str = "balanced",
+        on_verdict: VerdictCallback | None = None,
+    ) -> list[Verdict]:
+        """Judge every group; call ``on_verdict`` as each verdict arrives; return them in order.
+
+        Runs its own event loop (in a worker thread when called from inside a running loop).
+        A group whose calls fail for good gets ``decision="error"``. Authentication and bad
+        request errors stop the run with ``SpikemergeError``; on Ctrl-C pending calls are
+        cancelled, and verdicts already delivered stay delivered.
+        """
+        rule = get_policy(policy)
+        coro_args = (list(requests), list(examples), rule, on_verdict)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._judge_all(*coro_args))
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="vlm-judge") as pool:
+            return pool.submit(asyncio.run, self._judge_all(*coro_args)).result()
+
+    async def ajudge_many(
+        self,
+        requests: Sequence[JudgeRequest],
+        examples: Sequence[Example] = (),
+        policy: str = "balanced",
+        on_verdict: VerdictCallback | None = None,
+    ) -> list[Verdict]:
+        """The async form of ``judge_many``, for callers that already run an event loop."""
+        return await self._judge_all(list(requests), list(examples), get_policy(policy), on_verdict)
+
+    async def _judge_all(
+        self,
+        requests: list[JudgeRequest],
+        examples: list[Example],
+        policy: Policy,
+        on_verdict: VerdictCallback | None,
+    ) -> list[Verdict]:
+        runner = CallRunner(
+            max_concurrency=self.max_concurrency,
+            rate_limiter=self._rate_limiter,
+            retry=RetryPolicy(max_retries=self.max_retries, base_delay=self.retry_base_delay),
+            timeout=self.call_timeout,
+            model_id=self.model,
+            usage=self._usage,
+            fatal_hint=self._key_hint(),
+        )
+        results: list[Verdict | None] = [None] * len(requests)
+
+        async def one(index: int) -> tuple[int, Verdict]:
+            return index, await self._judge_group(index, requests[index], examples, policy, runner)
+
+        tasks = [asyncio.create_task(one(i)) for i in range(len(requests))]
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                index, verdict = await next_done
+                results[index] = verdict
+                if on_verdict is not None:
+                    on_verdict(verdict)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return [v for v in results if v is not None]
+
+    async def _judge_group(
+        self, index: int, request: JudgeRequest, examples: list[Example], policy: Policy, runner: CallRunner
+    ) -> Verdict:
+        def failed(cause: str) -> Verdict:
+            verdict = Verdict.failed(request, scrub(cause, self._explicit_secrets()), self.name, self.model, policy.name)
+            verdict.usage = summarise(runner.usage.records(request.group_id))
+            return verdict
+
+        clash = next((ex for ex in examples if set(map(str, ex.unit_ids)) == set(map(str, request.unit_ids))), None)
+        if clash is not None:
+            return failed(f"group {request.group_id} is the few-shot example {clash.name!r}; an example is never judged")
+        figures = group_figures(request.images, self.features)
+        if not figures and "composite" in request.images:
+            figures = group_figures(request.images, ["composite"])
+        if not figures:
+            return failed(f"group {request.group_id} has no figures to show the model; render it first")
+        try:
+            if self.mode == "two_stage":
+                reports = await self._reports(index, request, figures, runner)
+                build = partial(head_messages, request, reports, examples, policy, self.features, self.image_long_side)
+                stage = "head"
+            else:
+                reports = {}
+                build = partial(single_messages, request, figures, examples, policy, self.features, self.image_long_side)
+                stage = "single"
+            decision, confidence, merge_ids, reasoning = await runner.call(
+                _built_then_invoked(build, self._structured),
+                lambda result: parse_decision(result, request.unit_ids),
+                group_id=request.group_id,
+                stage=stage,
+                priority=(_HEAD, index),
+            )
+        except CallFailed as exc:
+            return failed(f"the model call failed: {exc}")
+        except OSError as exc:
+            return failed(f"cannot read a figure: {exc}")
+        return Verdict(
+            group_id=request.group_id,
+            unit_ids=list(request.unit_ids),
+            decision=decision,  # type: ignore[arg-type]
+            confidence=confidence,
+            merge_unit_ids=merge_ids,
+            reasoning=scrub(reasoning, self._explicit_secrets()),
+            judge=self.name,
+            model=self.model,
+            policy=policy.name,
+            reports={k: scrub(v, self._explicit_secrets()) for k, v in reports.items()},
+            usage=summarise(runner.usage.records(request.group_id)),
+        )
+
+    async def _reports(
+        self, index: int, request: JudgeRequest, figures: dict, runner: CallRunner
+    ) -> dict[str, str]:
+        async def report(feature: str) -> str:
+            build = partial(report_messages, feature, figures[feature], request.unit_ids, self.image_long_side)
+            return await runner.call(
+                _built_then_invoked(build, self._chat),
+                report_text,
+                group_id=request.group_id,
+                stage=f"report:{feature}",
+                priority=(_REPORT, index),
+            )
+
+        tasks = [asyncio.create_task(report(f)) for f in figures]
+        try:
+            texts = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return dict(zip(figures, texts))
+
+    def _explicit_secrets(self) -> tuple[str, ...]:
+        """Keys passed as keyword arguments, for scrubbing (kept as ``SecretStr`` otherwise)."""
+        return tuple(s.get_secret_value() for s in self._secrets)
+
+    def _key_hint(self) -> str:
+        if self._spec is None:
+            return "check the API key the model instance was built with"
+        names = PROVIDER_KEYS.get(self._spec.provider, ())
+        return f"check {' or '.join(names)}" if names else "check the endpoint's credentials"
+
+
+def _built_then_invoked(build: Callable[[], list], runnable: Any) -> Callable[[], Awaitable[Any]]:
+    """An invoke function that builds its messages (images encoded off the loop) on first use.
+
+    Building inside the call means it happens while the call holds its slot, so a group's head
+    call keeps its priority over other groups' reports.
+    """
+    built: list[list] = []
+
+    async def invoke() -> Any:
+        if not built:
+            built.append(await asyncio.to_thread(build))
+        return await runnable.ainvoke(built[0])
+
+    return invoke
+
+
+def _reveal(value: Any) -> str:
+    return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+
+
+def _is_secret(name: str) -> bool:
+    return any(word in name.lower() for word in _SECRET_WORDS)
+
+
+__all__ = ["VLMJudge", "FatalCallError"]

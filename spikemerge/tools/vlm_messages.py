@@ -1,0 +1,234 @@
+"""What the VLM is sent: prompts from ``spikemerge/prompts``, evidence tables, message lists.
+
+Prompts are data: each stage reads its markdown file, and ``prompt_hash`` covers them all so a
+changed prompt changes the cache key and the provenance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from pydantic import BaseModel, Field
+
+from ..policies import Policy
+from .verdict import Example, JudgeRequest, UnitId
+from .vlm_calls import MalformedOutput
+from .vlm_images import composite_block, image_block
+
+REPORT_PROMPTS = {
+    "crosscorrelograms": "vlm_report_crosscorrelograms.md",
+    "amplitudes": "vlm_report_amplitudes.md",
+    "waveforms": "vlm_report_waveforms.md",
+    "pca": "vlm_report_pca.md",
+}
+GENERIC_REPORT_PROMPT = "vlm_report_generic.md"
+PROMPT_FILES = (
+    "vlm_system.md", *REPORT_PROMPTS.values(), GENERIC_REPORT_PROMPT,
+    "vlm_head.md", "vlm_single.md", "vlm_examples.md",
+)
+
+
+class HeadDecision(BaseModel):
+    """The structured answer of the deciding stage."""
+
+    decision: Literal["merge", "not merge"] = Field(description="'merge' if the listed units are one neuron")
+    confidence: float = Field(description="probability from 0 to 1 that the decision is right")
+    merge_unit_ids: list[str] = Field(
+        description="ids of the units to merge (at least two, all from the group); empty for 'not merge'"
+    )
+    reasoning: str = Field(description="a few sentences citing the evidence")
+
+
+@lru_cache(maxsize=None)
+def load_prompt(name: str) -> str:
+    """The text of ``spikemerge/prompts/<name>``."""
+    return resources.files("spikemerge").joinpath("prompts", name).read_text(encoding="utf-8").strip()
+
+
+def prompt_hash() -> str:
+    """sha256 over every VLM prompt file (name and content), for provenance and cache keys."""
+    digest = hashlib.sha256()
+    for name in PROMPT_FILES:
+        digest.update(name.encode())
+        digest.update(b"\0")
+        digest.update(load_prompt(name).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.3g}"
+    if isinstance(value, (list, tuple)):
+        items = [_fmt(v) for v in value[:8]]
+        return "[" + ", ".join(items) + (", ..." if len(value) > 8 else "") + "]"
+    try:  # numpy scalars and 0-d arrays
+        return _fmt(value.item())
+    except (AttributeError, ValueError):
+        return str(value)[:60]
+
+
+def _flatten(evidence: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for key, value in evidence.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            rows.extend(_flatten(value, f"{name}."))
+        else:
+            rows.append((name, value))
+    return rows
+
+
+def evidence_table(evidence: Mapping[str, Any]) -> str:
+    """The numbers as a compact two-column markdown table (nested dicts flattened with dots)."""
+    rows = _flatten(evidence)
+    if not rows:
+        return "(no numbers were computed for this group)"
+    lines = ["| quantity | value |", "|---|---|"]
+    lines += [f"| {name} | {_fmt(value)} |" for name, value in rows]
+    return "\n".join(lines)
+
+
+def units_text(unit_ids: Sequence[UnitId]) -> str:
+    return ", ".join(str(u) for u in unit_ids)
+
+
+def policy_text(policy: Policy) -> str:
+    return (
+        f"## Policy: {policy.name}\n{policy.description}\n"
+        f"Decide 'merge' only if your probability that the units are one neuron is at least "
+        f"{policy.merge_threshold:.2f}; otherwise decide 'not merge'."
+    )
+
+
+def report_messages(feature: str, path: Path, unit_ids: Sequence[UnitId], long_side: int) -> list[BaseMessage]:
+    """System prompt + one figure with what to look for in it (a per-modality report call)."""
+    prompt = load_prompt(REPORT_PROMPTS.get(feature, GENERIC_REPORT_PROMPT))
+    text = f"{prompt}\n\nUnits in this group: {units_text(unit_ids)} (figure: {feature})."
+    return [
+        SystemMessage(load_prompt("vlm_system.md")),
+        HumanMessage(content_blocks=[{"type": "text", "text": text}, image_block(path, long_side)]),
+    ]
+
+
+def _example_blocks(
+    examples: Sequence[Example], features: Sequence[str] | None, long_side: int
+) -> list[dict[str, Any]]:
+    if not examples:
+        return []
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": load_prompt("vlm_examples.md")}]
+    for i, ex in enumerate(examples, 1):
+        meaning = "one neuron, merged" if ex.label == "good" else "different neurons, not merged"
+        text = (
+            f"### Example {i} ({ex.name}): {ex.label} ({meaning})\nUnits: {units_text(ex.unit_ids)}\n"
+            + (f"Curator's note: {ex.note}\n" if ex.note else "")
+            + f"Numbers:\n{evidence_table(ex.evidence)}"
+        )
+        blocks.append({"type": "text", "text": text})
+        paths = _figures_for_overview(ex.images, features)
+        if paths:
+            blocks.append(composite_block(paths, long_side))
+    blocks.append({"type": "text", "text": "### End of examples. The group to decide follows."})
+    return blocks
+
+
+def _figures_for_overview(images: Mapping[str, Path], features: Sequence[str] | None) -> list[Path]:
+    if "composite" in images and (features is None or "composite" in features or len(images) == 1):
+        return [Path(images["composite"])]
+    keys = [k for k in (features or images) if k in images and k != "composite"]
+    return [Path(images[k]) for k in keys]
+
+
+def head_messages(
+    request: JudgeRequest,
+    reports: Mapping[str, str],
+    examples: Sequence[Example],
+    policy: Policy,
+    features: Sequence[str] | None,
+    long_side: int,
+) -> list[BaseMessage]:
+    """The deciding call of two-stage mode: examples, reports, numbers, one overview image."""
+    report_text = "\n\n".join(f"### Report on {feature}\n{text}" for feature, text in reports.items())
+    text = (
+        f"{load_prompt('vlm_head.md')}\n\n{policy_text(policy)}\n\n"
+        f"## Group {request.group_id}: units {units_text(request.unit_ids)}\n\n{report_text}\n\n"
+        f"## Numbers\n{evidence_table(request.evidence)}\n\nThe overview image of this group's figures follows."
+    )
+    blocks = _example_blocks(examples, features, long_side) + [{"type": "text", "text": text}]
+    paths = _figures_for_overview(request.images, features)
+    if paths:
+        blocks.append(composite_block(paths, long_side))
+    return [SystemMessage(load_prompt("vlm_system.md")), HumanMessage(content_blocks=blocks)]
+
+
+def single_messages(
+    request: JudgeRequest,
+    figures: Mapping[str, Path],
+    examples: Sequence[Example],
+    policy: Policy,
+    features: Sequence[str] | None,
+    long_side: int,
+) -> list[BaseMessage]:
+    """The one call of single mode: examples, every figure (each fitted to tiles), numbers."""
+    text = (
+        f"{load_prompt('vlm_single.md')}\n\n{policy_text(policy)}\n\n"
+        f"## Group {request.group_id}: units {units_text(request.unit_ids)}\n\n"
+        f"## Numbers\n{evidence_table(request.evidence)}\n\nThe figures follow, each after its name."
+    )
+    blocks = _example_blocks(examples, features, long_side) + [{"type": "text", "text": text}]
+    for feature, path in figures.items():
+        blocks.append({"type": "text", "text": f"Figure: {feature}"})
+        blocks.append(image_block(path, long_side))
+    return [SystemMessage(load_prompt("vlm_system.md")), HumanMessage(content_blocks=blocks)]
+
+
+def report_text(message: Any) -> str:
+    """The text of a report reply; an empty reply is malformed (never read as a judgement)."""
+    text = getattr(message, "text", None)
+    if not isinstance(text, str):  # older langchain-core: text was a method
+        text = text() if callable(text) else None
+    if not isinstance(text, str) or not text.strip():
+        raise MalformedOutput("the model returned an empty report")
+    return str(text).strip()
+
+
+def parse_decision(result: Any, unit_ids: Sequence[UnitId]) -> tuple[str, float, list[UnitId], str]:
+    """Validate a structured head answer against the group: decision, confidence, units, reasoning.
+
+    ``result`` is the ``include_raw=True`` dict (``raw``, ``parsed``, ``parsing_error``) or a
+    parsed ``HeadDecision``. Unknown unit ids, fewer than two units, or an unparsable answer
+    raise ``MalformedOutput`` (retryable). A merge with no ids listed merges the whole group.
+    """
+    parsed = result.get("parsed") if isinstance(result, dict) else result
+    if isinstance(parsed, dict):
+        try:
+            parsed = HeadDecision.model_validate(parsed)
+        except Exception as exc:  # noqa: BLE001
+            raise MalformedOutput(f"structured output did not match the schema: {exc}") from None
+    if not isinstance(parsed, HeadDecision):
+        error = result.get("parsing_error") if isinstance(result, dict) else None
+        raise MalformedOutput(f"structured output could not be parsed: {str(error)[:200] if error else 'empty'}")
+    by_text = {str(u): u for u in unit_ids}
+    confidence = parsed.confidence
+    if not 0.0 <= confidence <= 1.0:
+        confidence = confidence / 100.0 if 1.0 < confidence <= 100.0 else float("nan")
+    if math.isnan(confidence):
+        raise MalformedOutput(f"confidence {parsed.confidence} is not a probability")
+    if parsed.decision == "not merge":
+        return "not merge", confidence, [], parsed.reasoning
+    ids = [str(u).strip() for u in parsed.merge_unit_ids] or list(by_text)
+    unknown = [u for u in ids if u not in by_text]
+    if unknown or len(set(ids)) < 2:
+        raise MalformedOutput(f"merge_unit_ids {parsed.merge_unit_ids} must be at least two of {list(by_text)}")
+    ordered = [by_text[u] for u in by_text if u in set(ids)]
+    return "merge", confidence, ordered, parsed.reasoning

@@ -1,0 +1,75 @@
+"""report.html: every group listed, merged first, text escaped, offline, lazy images."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from spikemerge.report import write_report
+
+
+def _image(path: Path, color: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (768, 512), color).save(path)
+    return path
+
+
+def _rows(out: Path) -> list[dict]:
+    images = out / "images"
+    return [
+        {"group_id": 1, "unit_ids": [3, 4], "images": {"crosscorrelograms": _image(images / "g1_ccg.png", "white")},
+         "evidence": {"ccg_dip": 0.12, "amplitude_overlap": 0.8},
+         "verdict": {"decision": "not merge", "confidence": 0.7, "merge_unit_ids": [], "reasoning": "flat CCG",
+                     "judge": "metrics", "model": None, "policy": "balanced"}},
+        {"group_id": 2, "unit_ids": ["<b>x</b>", 7], "images": {"pca": Path("images/g2_pca.png")}, "evidence": {},
+         "verdict": {"decision": "merge", "confidence": 0.93, "merge_unit_ids": ["<b>x</b>", 7],
+                     "reasoning": "dip <script>alert(1)</script> & same shape", "judge": "vlm",
+                     "model": "openai:gpt-4o", "policy": "conservative"}},
+        {"group_id": 3, "unit_ids": [8, 9], "images": {}, "evidence": {}, "verdict": None},
+    ]
+
+
+def test_report_lists_every_group_merged_first_and_escapes(tmp_path):
+    rows = _rows(tmp_path)
+    path = write_report(tmp_path, rows)
+    assert path == tmp_path / "report.html"
+    text = path.read_text(encoding="utf-8")
+    for gid in (1, 2, 3):
+        assert f"id='group-{gid}'" in text and f"href='#group-{gid}'" in text
+    sections = re.findall(r"<section id='group-(\d+)'", text)
+    assert sections == ["2", "1", "3"]
+    assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "<b>x</b>" not in text and "&lt;b&gt;x&lt;/b&gt;" in text
+    assert "not judged yet" in text
+
+
+def test_report_images_are_relative_lazy_and_offline(tmp_path):
+    write_report(tmp_path, _rows(tmp_path))
+    text = (tmp_path / "report.html").read_text(encoding="utf-8")
+    sources = re.findall(r"<img src='([^']+)'", text)
+    assert sources == ["images/g2_pca.png", "images/g1_ccg.png"]
+    assert text.count("loading='lazy'") == len(sources)
+    assert "http://" not in text and "https://" not in text
+    assert not list(tmp_path.glob(".report.html.*"))  # written through a temporary file
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+def test_report_renders_in_headless_chromium(tmp_path):
+    write_report(tmp_path, _rows(tmp_path))
+    shot = tmp_path / "shot.png"
+    profile = tmp_path / "profile"
+    subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+         f"--screenshot={shot}", "--window-size=1280,1000", (tmp_path / "report.html").as_uri()],
+        check=True, capture_output=True, timeout=120,
+    )
+    with Image.open(shot) as image:
+        assert image.size == (1280, 1000)
+        colors = image.convert("RGB").getcolors(maxcolors=1 << 16)
+        assert colors is None or len(colors) > 10  # text and badges drawn, not a blank page

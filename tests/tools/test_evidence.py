@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from spikemerge.tools.evidence import (
+    EvidenceContext,
+    ccg_evidence,
+    correlogram,
+    pair_evidence,
+    time_differences,
+)
+
+
+def test_time_differences_match_brute_force():
+    rng = np.random.default_rng(0)
+    a, b = np.sort(rng.uniform(0, 10, 300)), np.sort(rng.uniform(0, 10, 200))
+    window = 0.05
+    brute = np.sort([tb - ta for ta in a for tb in b if abs(tb - ta) <= window])
+    assert np.allclose(np.sort(time_differences(a, b, window)), brute)
+
+
+def test_autocorrelogram_drops_self_pairs_and_bins_are_half_ms():
+    train = np.arange(0, 10, 0.1)
+    counts, edges = correlogram(train, train, window_ms=50, bin_ms=0.5)
+    assert np.diff(edges) == pytest.approx(np.full(200, 0.5))
+    assert counts.sum() == 0  # spikes 100 ms apart: nothing within ±50 ms but themselves
+
+
+def test_ccg_of_one_refractory_neuron_split_is_depleted_and_two_neurons_are_not():
+    rng = np.random.default_rng(1)
+    isi = 0.004 + rng.exponential(0.05, 20000)  # 4 ms refractory, about 18 Hz
+    neuron = np.cumsum(isi)
+    side = rng.integers(0, 2, neuron.size).astype(bool)
+    split = ccg_evidence(neuron[side], neuron[~side])
+    other = np.sort(rng.uniform(0, neuron[-1], neuron.size // 2))
+    distinct = ccg_evidence(neuron[side], other)
+    assert split["ccg_refractory_count"] == 0 and split["ccg_expected_refractory"] > 20
+    assert split["ccg_depletion_p"] < 1e-6
+    assert distinct["ccg_refractory_ratio"] == pytest.approx(1.0, abs=0.35)
+    assert split["duplicate_fraction"] == 0
+
+
+def test_duplicate_detector_sees_a_shifted_copy():
+    rng = np.random.default_rng(2)
+    train = np.cumsum(0.004 + rng.exponential(0.1, 3000))
+    evidence = ccg_evidence(train, train + 0.0001)
+    assert evidence["duplicate_fraction"] > 0.99
+    assert evidence["duplicate_excess"] > 100
+
+
+def test_pair_evidence_separates_the_truth(small_truth):
+    ctx = EvidenceContext(small_truth.analyzer)
+    for group in small_truth.true_groups:
+        kind = small_truth.kinds[small_truth.neuron_of_unit[group[0]]]
+        e = pair_evidence(ctx, group[0], group[1])
+        assert e["template_similarity"] > 0.9, (kind, e)
+        if kind == "duplicate":
+            assert e["duplicate_fraction"] > 0.5
+        else:
+            assert e["ccg_refractory_count"] <= 1
+            assert e["pca_dprime"] < 1.0
+    for a, b in small_truth.twin_pairs:
+        e = pair_evidence(ctx, a, b)
+        assert e["ccg_refractory_ratio"] > 0.5, e
+        assert e["duplicate_fraction"] < 0.05

@@ -1,0 +1,120 @@
+import json
+
+import pandas as pd
+import pytest
+from spikeinterface.curation import apply_curation, load_curation
+
+from spikemerge.errors import SpikemergeError
+from spikemerge.tools.judge import MetricsJudge
+from spikemerge.tools.merges import ApplyResult, MergePlan
+from spikemerge.tools.session import DECISION_COLUMNS, CurationSession
+from tests.helpers import folder_digest
+
+
+class CountingJudge(MetricsJudge):
+    """The metrics judge, counting the groups it is asked to judge."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def judge_many(self, requests, examples=(), policy="balanced", on_verdict=None):
+        self.calls += len(requests)
+        return super().judge_many(requests, examples, policy, on_verdict)
+
+
+@pytest.fixture
+def session(analyzer_folder, tmp_path):
+    return CurationSession.open(analyzer_folder, tmp_path / "out", progress=False)
+
+
+def test_pipeline_end_to_end_keeps_the_input_identical(analyzer_folder, tmp_path, small_truth):
+    before = folder_digest(analyzer_folder)
+    session = CurationSession.open(analyzer_folder, tmp_path / "out", progress=False)
+    search = session.find_candidates()
+    assert search.groups
+    verdicts = session.judge_group(judge=MetricsJudge())
+    assert len(verdicts) == len(search.groups)
+    result = session.apply_merges(confirm=True)
+    assert isinstance(result, ApplyResult)
+    out = tmp_path / "out"
+    table = pd.read_csv(out / "decisions.csv")
+    assert list(table.columns) == DECISION_COLUMNS
+    assert len(table) == len(search.groups)
+    run = json.loads((out / "run.json").read_text())
+    assert {"load", "find", "judge", "apply"} <= set(run["stage_seconds"])
+    assert run["counts"]["groups"] == len(search.groups)
+    assert run["versions"]["spikeinterface"]
+    curation = load_curation(out / "curation.json")
+    curated = apply_curation(small_truth.analyzer.sorting, curation)
+    assert curated.get_num_units() == result.units_after
+    assert result.units_after == small_truth.analyzer.get_num_units() - sum(
+        len(g) - 1 for g in small_truth.true_groups)
+    assert folder_digest(analyzer_folder) == before
+
+
+def test_without_confirm_nothing_is_written(session):
+    session.find_candidates()
+    session.judge_group()
+    plan = session.apply_merges()
+    assert isinstance(plan, MergePlan) and plan.groups
+    assert not (session.out / "curation.json").exists()
+
+
+def test_journal_reuses_verdicts_and_a_new_session_resumes(analyzer_folder, tmp_path):
+    first = CurationSession.open(analyzer_folder, tmp_path / "out", progress=False)
+    first.find_candidates()
+    judge = CountingJudge()
+    first.judge_group(judge=judge)
+    assert judge.calls == len(first.groups)
+    journal_lines = (tmp_path / "out" / "verdicts.jsonl").read_text().splitlines()
+    assert len(journal_lines) == len(first.groups)
+    # same folder, new session: nothing is judged twice
+    second = CurationSession.open(analyzer_folder, tmp_path / "out", progress=False)
+    second.find_candidates()
+    again = CountingJudge()
+    verdicts = second.judge_group(judge=again)
+    assert again.calls == 0
+    assert [v.decision for v in verdicts] == [first.verdicts[g].decision for g in sorted(first.verdicts)]
+    # another policy is another question
+    second.judge_group(judge=again, policy="conservative", rejudge=False, group_ids=sorted(second.groups))
+    assert again.calls == len(second.groups)
+
+
+def test_examples_are_never_judged(session):
+    session.find_candidates()
+    session.judge_group()
+    example = min(session.groups)
+    judge = CountingJudge()
+    verdicts = session.judge_group(judge=judge, bad_examples=[example], rejudge=True, group_ids=sorted(session.groups))
+    assert example not in [v.group_id for v in verdicts]
+    assert judge.calls == len(session.groups) - 1
+
+
+def test_unknown_group_ids(session):
+    session.find_candidates()
+    with pytest.raises(SpikemergeError, match="unknown group id"):
+        session.judge_group(group_ids=[999])
+
+
+def test_steps_out_of_order(session):
+    with pytest.raises(SpikemergeError, match="find_candidates first"):
+        session.judge_group()
+
+
+def test_output_folder_that_is_not_ours(analyzer_folder, tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "thesis.docx").write_text("precious")
+    with pytest.raises(SpikemergeError, match="not made by spikemerge"):
+        CurationSession.open(analyzer_folder, foreign, progress=False)
+    assert [p.name for p in foreign.iterdir()] == ["thesis.docx"]
+
+
+def test_output_inside_the_analyzer_is_refused(analyzer_folder):
+    with pytest.raises(SpikemergeError, match="inside the analyzer"):
+        CurationSession.open(analyzer_folder, analyzer_folder / "out", progress=False)
+
+
+def test_unknown_policy(analyzer_folder, tmp_path):
+    with pytest.raises(SpikemergeError, match="unknown policy"):
+        CurationSession.open(analyzer_folder, tmp_path / "out", policy="yolo", progress=False)
