@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import threading
 import time
 from typing import Any, Callable, Iterator, Sequence
@@ -25,8 +26,8 @@ import httpx
 import openai
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -98,7 +99,7 @@ class FakeChatModel(GenericFakeChatModel):
             raise reply()
         if callable(reply) and not isinstance(reply, (BaseModel, AIMessage)):
             return self._to_message(reply(), kwargs)
-        if isinstance(reply, BaseModel):
+        if isinstance(reply, BaseModel) and not isinstance(reply, AIMessage):
             reply = reply.model_dump()
         if isinstance(reply, dict):
             tools = kwargs.get("tools") or []
@@ -139,6 +140,40 @@ class FakeChatModel(GenericFakeChatModel):
         if self.latency:
             await asyncio.sleep(self.latency)
         return ChatResult(generations=[ChatGeneration(message=self._reply(messages, kwargs))])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        """Stream the reply word by word, then its tool calls and usage in a last chunk.
+
+        (``GenericFakeChatModel`` drops tool calls when streaming; LangGraph streams a model
+        whenever ``stream_mode="messages"`` is on, so a planner fake must keep them.)
+        """
+        message = self._generate(messages, stop=stop, run_manager=None, **kwargs).generations[0].message
+        words = re.split(r"(\s)", message.content) if isinstance(message.content, str) and message.content else []
+        for word in words:
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=word, id=message.id))
+            if run_manager:
+                run_manager.on_llm_new_token(word, chunk=chunk)
+            yield chunk
+        last = AIMessageChunk(
+            content="",
+            id=message.id,
+            tool_call_chunks=[
+                {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i, "type": "tool_call_chunk"}
+                for i, c in enumerate(message.tool_calls)
+            ],
+            usage_metadata=message.usage_metadata,
+            chunk_position="last",
+        )
+        chunk = ChatGenerationChunk(message=last)
+        if run_manager:
+            run_manager.on_llm_new_token("", chunk=chunk)
+        yield chunk
 
 
 _ids = itertools.count(1)

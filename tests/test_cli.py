@@ -21,7 +21,7 @@ def test_run_offline_writes_the_outputs(analyzer_folder, tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["run", "/no/such/folder", "--out", "{tmp}/o"], "no such folder"),
-    (["run", "{tmp}", "--out", "{tmp}/o"], "not a SortingAnalyzer folder"),
+    (["run", "{foreign}", "--out", "{tmp}/o"], "not a SortingAnalyzer folder"),
     (["run", "{analyzer}", "--out", "{tmp}/o", "--policy", "balanced", "--min-similarity", "3"], "min_similarity"),
     (["run", "{analyzer}", "--out", "{foreign}"], "not made by spikemerge"),
 ])

@@ -166,10 +166,14 @@ def load_analyzer(
     info : AnalyzerInfo
     """
     original = open_analyzer(path)
-    present = [name for name in original.get_loaded_extension_names()]
     work, computed = prepare_analyzer(original, recording=recording, n_jobs=n_jobs, progress=progress)
-    info = AnalyzerInfo(
-        path=str(Path(path).resolve()),
+    return work, describe(original, work, computed, str(Path(path).resolve()))
+
+
+def describe(original: SortingAnalyzer, work: SortingAnalyzer, computed: list[str], path: str) -> AnalyzerInfo:
+    """The ``AnalyzerInfo`` of an analyzer and its prepared working copy."""
+    return AnalyzerInfo(
+        path=path,
         format=original.format,
         unit_ids=[u.item() if hasattr(u, "item") else u for u in original.unit_ids],
         num_channels=original.get_num_channels(),
@@ -177,7 +181,6 @@ def load_analyzer(
         sampling_frequency=float(original.sampling_frequency),
         has_recording=work.has_recording(),
         sparse=original.is_sparse(),
-        extensions_present=sorted(present),
+        extensions_present=sorted(original.get_loaded_extension_names()),
         extensions_computed=computed,
     )
-    return work, info

@@ -24,7 +24,7 @@ from .. import __version__
 from ..errors import SpikemergeError
 from ..policies import get_policy
 from . import merges as merges_tool
-from .analyzer import AnalyzerInfo, REQUIRED_EXTENSIONS, load_analyzer, prepare_analyzer
+from .analyzer import REQUIRED_EXTENSIONS, AnalyzerInfo, describe, open_analyzer, prepare_analyzer
 from .candidates import CandidateGroup, CandidateSearch, find_candidates
 from .evidence import EvidenceContext, group_evidence
 from .judge import Judge, MetricsJudge
@@ -110,12 +110,16 @@ class CurationSession:
         The folder is never modified: missing extensions are computed on an in-memory copy.
         """
         get_policy(policy)
-        out_path = Path(out).expanduser()
-        if out_path.resolve() == Path(path).expanduser().resolve() or Path(path).expanduser().resolve() in out_path.resolve().parents:
-            raise SpikemergeError(f"output folder {out_path} is inside the analyzer folder: choose a folder outside it")
         times = StageTimes()
         with times.measure("load"):
-            analyzer, info = load_analyzer(path, recording=recording, n_jobs=n_jobs, progress=progress)
+            original = open_analyzer(path)  # the cheap checks first, so a bad path fails before any work
+            out_path = Path(out).expanduser()
+            source = Path(path).expanduser().resolve()
+            if out_path.resolve() == source or source in out_path.resolve().parents:
+                raise SpikemergeError(f"output folder {out_path} is inside the analyzer folder: choose a folder outside it")
+            claim_output_folder(out_path)
+            analyzer, computed = prepare_analyzer(original, recording=recording, n_jobs=n_jobs, progress=progress)
+        info = describe(original, analyzer, computed, str(source))
         return cls(analyzer, info, out_path, policy=policy, n_jobs=n_jobs, progress=progress, times=times)
 
     @classmethod
@@ -128,15 +132,8 @@ class CurationSession:
             raise SpikemergeError(f"the analyzer has {analyzer.get_num_units()} unit(s): merging needs at least two")
         times = StageTimes()
         with times.measure("load"):
-            present = sorted(analyzer.get_loaded_extension_names())
             work, computed = prepare_analyzer(analyzer, REQUIRED_EXTENSIONS, n_jobs=n_jobs, progress=progress)
-        info = AnalyzerInfo(
-            path="(in memory)", format=analyzer.format,
-            unit_ids=[u.item() if hasattr(u, "item") else u for u in analyzer.unit_ids],
-            num_channels=analyzer.get_num_channels(), duration_s=float(analyzer.get_total_duration()),
-            sampling_frequency=float(analyzer.sampling_frequency), has_recording=work.has_recording(),
-            sparse=analyzer.is_sparse(), extensions_present=present, extensions_computed=computed,
-        )
+        info = describe(analyzer, work, computed, "(in memory)")
         return cls(work, info, out, policy=policy, n_jobs=n_jobs, progress=progress, times=times)
 
     # ------------------------------------------------------------ find_candidates

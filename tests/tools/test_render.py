@@ -147,7 +147,7 @@ def test_sparse_units_sharing_few_channels(small_truth, tmp_path):
     near = next(analyzer.unit_ids[i] for i in order[1:]  # a neighbour active in the first seconds
                 if np.sum(analyzer.sorting.get_unit_spike_train(analyzer.unit_ids[i]) < early) > 20)
     tiny = _tiny_analyzer(small_truth, {0: (low, 400), 1: (high, 400), 2: (near, 400)},
-                          {"method": "radius", "radius_um": 30.0})
+                          {"method": "radius", "radius_um": 50.0})
     paths = render_groups(tiny, {1: [0, 1], 2: [0, 2]}, tmp_path, ("waveforms", "pca", "waveforms_multi"))
     for group in paths.values():
         for path in group.values():
