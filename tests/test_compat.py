@@ -356,6 +356,14 @@ def test_images_cache_is_validated_against_the_request(small_analyzer, tmp_path,
                                         save_folder=tmp_path, evidence=False)
     assert len(drawn) == 1 and healed.iloc[0, 0] == df1.iloc[0, 0]
 
+    # without the cache, a damaged file the renderer would reuse is drawn again, not returned
+    drawn.clear()
+    for png in (tmp_path / compat_images.CACHE_SUBFOLDER).glob("group0000_amplitudes_*.png"):
+        png.write_bytes(b"")
+    fresh = compat.create_merge_img_df(small_analyzer, first, features=["amplitude_plot"], load_if_exists=False,
+                                       save_folder=tmp_path, evidence=False)
+    assert len(drawn) == 2 and fresh.iloc[0, 0] == df1.iloc[0, 0]
+
 
 def test_img_df_rejects_bad_requests(small_analyzer):
     unit = str(small_analyzer.unit_ids[0])
