@@ -34,8 +34,8 @@ from .tools.outputs import claim_output_folder
 from .tools.vlm_model import scrub
 
 HELP = """[bold]Slash commands[/] (no model needed):
-  /find [similarity]   find candidate groups (e.g. /find 0.7; lower finds more)
-  /judge [groups]      judge groups (e.g. /judge 1 3; default: all not yet judged)
+  /find \\[similarity]   find candidate groups (e.g. /find 0.7; lower finds more)
+  /judge \\[groups]      judge groups (e.g. /judge 1 3; default: all not yet judged)
   /show N              group N: units, verdict, figures
   /apply               apply the judged merges (asks first unless --yes)
   /undo                undo the last apply
@@ -53,6 +53,7 @@ class Chat:
                  ask: Callable[[str], str], yes: bool) -> None:
         self.graph, self.registry, self.config = graph, registry, config
         self.console, self.ask, self.yes = console, ask, yes
+        self.streamed = False
 
     # ------------------------------------------------------------ output
 
@@ -192,6 +193,7 @@ class Chat:
                         message, meta = chunk
                         if meta.get("langgraph_node") == "planner" and isinstance(message, AIMessageChunk) and message.content:
                             self.console.print(escape(str(message.content)), end="", highlight=False)
+                            self.streamed = True
                     elif mode == "custom" and chunk.get("event") == "progress":
                         done = f" {chunk['done']}/{chunk['total']}" if "done" in chunk else ""
                         self.say(f"  … {chunk['tool']}{done} {chunk.get('text', '')}", "dim")
@@ -218,6 +220,10 @@ class Chat:
         judged = False
         for node, update in chunk.items():
             if node == "planner" and update:
+                reply = update["messages"][-1]
+                if reply.content and not self.streamed:  # a reply that was not streamed (no chat model)
+                    self.say(str(reply.content))
+                self.streamed = False
                 for call in getattr(update["messages"][-1], "tool_calls", None) or []:
                     args = ", ".join(f"{k}={v}" for k, v in call["args"].items())
                     self.say(f"\n→ {call['name']}({args})", "cyan")
@@ -308,7 +314,7 @@ def chat_main(
     except SpikemergeError as exc:
         console.print(f"[red]{escape(scrub(str(exc)))}[/]")
         return 2
-    if registry.current is not None:
+    if resume and registry.current is not None:
         chat.say(registry.current.summary(), "dim")
     console.print("type a request or /help; /quit to leave")
     if graph.get_state(config).interrupts:

@@ -90,7 +90,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     console = _console()
     out = claim_output_folder(Path(args.out))
-    analyzer_folder = out / "demo_analyzer"
+    analyzer_folder = out / "analyzer"
     spec = ScenarioSpec(drift=args.drift, seed=args.seed, duration_s=args.duration)
     if analyzer_folder.exists():
         console.print(f"Reusing the demo recording in {analyzer_folder}")

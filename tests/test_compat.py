@@ -61,7 +61,7 @@ def vision_fake(merge_if=lambda units: True, fail_if=lambda units: False, **kwar
         if not call_kwargs.get("tools"):
             return "Report: the correlogram dips within 1 ms of zero lag."
         if fail_if(units):
-            return http_error(400, "invalid image payload")
+            return http_error(503, "upstream overloaded")
         if merge_if(units):
             return {"decision": "merge", "confidence": 0.8, "merge_unit_ids": units, "reasoning": "shared refractory dip"}
         return {"decision": "not merge", "confidence": 0.7, "merge_unit_ids": [], "reasoning": "flat correlogram"}
@@ -191,6 +191,9 @@ def test_tutorial_vlm_merge_analysis(fake_provider, monkeypatch, tmp_path, capsy
     img_df, results_df = ns["img_df"], ns["results_df"]
     assert list(img_df.columns) == ["waveform_single", "amplitude_plot", "crosscorrelograms", "pca_clustering"]
     assert list(img_df.index) == list(range(len(groups)))
+    evidence = img_df.attrs["spikemerge"]["evidence"]  # numbers for the judge, unit_locations not needed
+    assert set(evidence) == {" ".join(map(str, g)) for g in groups}
+    assert all("template_similarity" in e["pairs"][0] for e in evidence.values())
     assert list(results_df.index) == list(range(len(groups)))
     expected = ["merge" if int(g[-1]) % 2 == 0 else "not merge" for g in groups]
     assert list(results_df["merge_type"]) == expected
@@ -386,11 +389,11 @@ def test_failed_groups_carry_an_explicit_error_marker():
     img_df.at[4, "amplitude_plot"] = ""  # a group whose image is missing
     model = vision_fake(merge_if=lambda u: u == ["0", "1"], fail_if=lambda u: u == ["2", "3"])
     results = compat.run_vlm_merge(model, GROUPS, img_df, features=["crosscorrelograms", "amplitude_plot"],
-                                   num_workers=3, retry_base_delay=0.001)
+                                   num_workers=3, max_retries=1, retry_base_delay=0.001)
     assert list(results["merge_type"]) == ["merge", "error", "not merge", "not merge", "error"]
     failed = results[results["merge_type"] == compat.ERROR]
     assert failed["error"].str.len().gt(0).all() and failed["reasoning"].str.startswith("ERROR: ").all()
-    assert "invalid image payload" in failed.loc[1, "error"] and "amplitude_plot" in failed.loc[4, "error"]
+    assert "503" in failed.loc[1, "error"] and "amplitude_plot" in failed.loc[4, "error"]
     assert failed["merge_units"].map(len).eq(0).all() and failed["confidence"].isna().all()
     ok = results[results["merge_type"] != compat.ERROR]
     assert ok["error"].isna().all() and (ok["reasoning"] != "").all()
@@ -433,7 +436,7 @@ def test_run_vlm_merge_rejects_bad_arguments():
 def test_plot_merge_results_one_figure_per_group():
     img_df = tiny_img_df(GROUPS)
     results = compat.run_vlm_merge(vision_fake(fail_if=lambda u: u == ["8", "9"]), GROUPS, img_df, num_workers=2,
-                                   retry_base_delay=0.001)
+                                   max_retries=0, retry_base_delay=0.001)
     figures = compat.plot_merge_results(results, img_df)
     try:
         assert len(figures) == len(results)

@@ -175,7 +175,8 @@ def make_ground_truth(spec: ScenarioSpec = ScenarioSpec(), n_jobs: int = 1, prog
     kinds = {}
     # 1. median-time splits (this generator assumes unit id == unit index, true here)
     if time_ids:
-        shell = create_sorting_analyzer(sorting, recording, format="memory", sparse=False)
+        shell = create_sorting_analyzer(sorting, recording, format="memory", sparse=False,
+                                        job_kwargs={"progress_bar": False})
         sorting, pairs = split_sorting_by_times(shell, unit_ids=np.array(time_ids), seed=int(rng.integers(1 << 31)))
         for old, new in pairs:
             neuron_of_unit[int(new)] = int(old)
@@ -210,8 +211,8 @@ def make_ground_truth(spec: ScenarioSpec = ScenarioSpec(), n_jobs: int = 1, prog
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        analyzer = create_sorting_analyzer(sorting, recording, format="memory", sparse=True)
         job_kwargs = {"n_jobs": n_jobs, "progress_bar": progress, "chunk_duration": "1s"}
+        analyzer = create_sorting_analyzer(sorting, recording, format="memory", sparse=True, job_kwargs=job_kwargs)
         for name in REQUIRED_EXTENSIONS:
             params = dict(EXTENSION_PARAMS.get(name, {}))
             if name in ("waveforms", "noise_levels", "spike_amplitudes"):

@@ -20,7 +20,8 @@ from typing import Any, Callable, Hashable, Mapping, Sequence
 import numpy as np
 
 from ..errors import SpikemergeError
-from .render_draw import RenderSettings, render_jobs, tile_composite, write_bytes_atomic
+from .outputs import write_bytes_atomic
+from .render_draw import RenderSettings, render_jobs, tile_composite
 
 UnitId = Hashable
 

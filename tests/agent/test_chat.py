@@ -22,7 +22,7 @@ def _chat(registry, model=None, answers=(), yes=False):
 
 
 def test_slash_commands_work_without_a_model(registry, fake_session):
-    chat, console = _chat(registry, answers=["n", "y"])
+    chat, console = _chat(registry, answers=["n", "y", "y"])
     for line in ("/help", "/find 0.7", "/judge", "/show 2", "/apply", "/apply", "/examples", "/undo"):
         assert chat.slash(line)
     assert not chat.slash("/quit")
@@ -30,7 +30,7 @@ def test_slash_commands_work_without_a_model(registry, fake_session):
     assert "2 candidate groups" in screen and "verdicts" in screen and "not merge" not in screen.split("verdicts")[0]
     assert "group 2: units [3, 4]" in screen
     assert "nothing changed" in screen and "6 -> 4 units" in screen  # first /apply declined, second done
-    assert len(fake_session.applies) == 0  # /undo ran with --yes off and the scripted answers ran out -> see below
+    assert "undid the last apply" in screen and fake_session.applies == []
     values = chat.values()
     assert len(values["groups"]) == 2 and any("/find 0.7" in str(m.content) for m in values["messages"])
 
