@@ -25,13 +25,15 @@ _EXPORTS = {
     "Example": "spikemerge.tools.verdict",
     "SpikemergeError": "spikemerge.errors",
     "POLICIES": "spikemerge.policies",
-    "build_graph": "spikemerge.agent.graph",
+    "build_graph": "spikemerge.agent",
+    "SessionRegistry": "spikemerge.agent",
+    "make_tools": "spikemerge.agent",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .agent.graph import build_graph
+    from .agent import SessionRegistry, build_graph, make_tools
     from .errors import SpikemergeError
     from .policies import POLICIES
     from .tools.judge import Judge, MetricsJudge

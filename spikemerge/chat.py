@@ -346,22 +346,11 @@ def chat_from_args(args: argparse.Namespace) -> int:
                      yes=args.yes, resume=args.resume, thread_id=args.thread)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The chat's command-line options, for ``spikemerge chat``."""
-    parser.add_argument("analyzer", nargs="?", help="SortingAnalyzer folder (optional with --resume)")
-    parser.add_argument("--out", default=None, help=f"output folder (default {DEFAULT_OUT})")
-    parser.add_argument("--model", default=None, help="planner model, provider:name (default $SPIKEMERGE_MODEL)")
-    parser.add_argument("--judge-model", default=None, help="VLM judge model (default: offline metrics judge)")
-    parser.add_argument("--policy", default="balanced", choices=["conservative", "balanced", "aggressive"])
-    parser.add_argument("--yes", action="store_true", help="apply merges without asking")
-    parser.add_argument("--resume", action="store_true", help="continue the last conversation in --out")
-    parser.add_argument("--thread", default=None, help="conversation id to start or resume")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="spikemerge chat", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return chat_from_args(parser.parse_args(argv))
+    """``python -m spikemerge.chat ...`` is ``spikemerge chat ...``."""
+    from .cli import main as cli_main
+
+    return cli_main(["chat", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -149,9 +149,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from .chat import chat_main
+    from .chat import chat_from_args
 
-    return chat_main(args)
+    return chat_from_args(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,14 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
 
     chat = sub.add_parser("chat", help="curate in a terminal chat with a planner model")
-    chat.add_argument("analyzer", nargs="?", default=None)
-    chat.add_argument("--out", default="curation_out")
-    chat.add_argument("--model", default="openai:gpt-4o", help="planner chat model")
-    chat.add_argument("--judge-model", default=None, help="vision model for judge_group (default: offline metrics)")
+    chat.add_argument("analyzer", nargs="?", default=None, help="SortingAnalyzer folder (optional with --resume)")
+    chat.add_argument("--out", default=None, help="output folder (default curation_out)")
+    chat.add_argument("--model", default=None, help="planner model, provider:name (default $SPIKEMERGE_MODEL)")
+    chat.add_argument("--judge-model", default=None, help="vision model for judge_group (default: offline metrics judge)")
     chat.add_argument("--policy", choices=policies, default="balanced")
     chat.add_argument("--yes", action="store_true", help="apply merges without asking")
-    chat.add_argument("--resume", action="store_true", help="continue the last chat of this output folder")
-    chat.add_argument("--thread", default=None, help="chat thread id (default: one per output folder)")
+    chat.add_argument("--resume", action="store_true", help="continue the last conversation in --out")
+    chat.add_argument("--thread", default=None, help="conversation id to start or resume")
     chat.set_defaults(func=cmd_chat)
     return parser
 

@@ -275,12 +275,7 @@ def _group_evidence(analyzer: Any, groups: Sequence[tuple]) -> dict[str, Any]:
         warnings.warn(f"no numeric evidence for the judge: the analyzer lacks {', '.join(missing)}", UserWarning,
                       stacklevel=3)
         return {}
-    ctx = EvidenceContext(analyzer)
-    if not analyzer.has_extension("unit_locations"):
-        # computed here, never written into the caller's analyzer
-        from spikeinterface.postprocessing.localization_tools import compute_center_of_mass
-
-        ctx.__dict__["locations"] = np.asarray(compute_center_of_mass(analyzer))[:, :2]
+    ctx = EvidenceContext(analyzer)  # without unit_locations it uses the templates' centre of mass
     evidence: dict[str, Any] = {}
     try:
         for units in groups:

@@ -90,7 +90,12 @@ class EvidenceContext:
 
     @cached_property
     def locations(self) -> np.ndarray:
-        return np.asarray(self.analyzer.get_extension("unit_locations").get_data())[:, :2]
+        """Unit positions (µm): the ``unit_locations`` extension, else the templates' centre of mass."""
+        if self.analyzer.has_extension("unit_locations"):
+            return np.asarray(self.analyzer.get_extension("unit_locations").get_data())[:, :2]
+        from spikeinterface.postprocessing.localization_tools import compute_center_of_mass
+
+        return np.asarray(compute_center_of_mass(self.analyzer))[:, :2]
 
     @cached_property
     def sparsity_mask(self) -> np.ndarray:

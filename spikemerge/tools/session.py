@@ -27,6 +27,7 @@ from . import merges as merges_tool
 from .analyzer import REQUIRED_EXTENSIONS, AnalyzerInfo, describe, open_analyzer, prepare_analyzer
 from .candidates import CandidateGroup, CandidateSearch, find_candidates
 from .evidence import EvidenceContext, group_evidence
+from .examples import load_example, save_example
 from .judge import Judge, MetricsJudge
 from .outputs import append_jsonl, claim_output_folder, read_jsonl, to_jsonable, write_json_atomic, write_text_atomic
 from .verdict import Example, JudgeRequest, Verdict, group_key_units
@@ -192,16 +193,36 @@ class CurationSession:
 
     # ------------------------------------------------------------ judge_group
 
-    def _example(self, item: int | Example, label: str) -> Example:
+    def _example(self, item: int | str | Example, label: str) -> Example:
+        """A group id of this session, the name of a saved example, or an Example as it is."""
         if isinstance(item, Example):
             return item
-        group_id = self._require_groups([item])[0]
+        if isinstance(item, str) and not item.strip().isdigit():
+            return load_example(item, label=label)
+        group_id = self._require_groups([int(item)])[0]
         if group_id not in self.images:
             self.render_group([group_id])
         return Example(
             name=f"group {group_id}", label=label, unit_ids=tuple(self.groups[group_id].unit_ids),
-            images=dict(self.images.get(group_id, {})), evidence=self.evidence(group_id),
+            images=dict(self.images.get(group_id, {})), evidence=self.evidence(group_id), source=self.info.path,
         )
+
+    def save_example(
+        self, group_id: int, label: str, note: str = "", name: str | None = None, library: Path | None = None
+    ) -> Path:
+        """Save a group (figures, evidence, label, note) to the example library for other recordings."""
+        if label not in ("good", "bad"):
+            raise SpikemergeError(f"label must be 'good' or 'bad', not {label!r}")
+        example = self._example(group_id, label)
+        stem = Path(self.info.path).name.replace(" ", "_") or "analyzer"
+        named = Example(name=name or f"{stem}-group{group_id}", label=label, unit_ids=example.unit_ids,
+                        images=example.images, evidence=example.evidence, note=note, source=example.source)
+        return save_example(named, library)
+
+    def _request(self, group_id: int) -> JudgeRequest:
+        return JudgeRequest(group_id=group_id, unit_ids=tuple(self.groups[group_id].unit_ids),
+                            images=dict(self.images.get(group_id, {})), evidence=self.evidence(group_id),
+                            source=self.info.path)
 
     def _cache_key(self, judge: Judge, policy: str, request: JudgeRequest, examples: Sequence[Example]) -> str:
         images = {k: _hash_file(p) for k, p in sorted(request.images.items())}
@@ -213,26 +234,26 @@ class CurationSession:
         self,
         group_ids: Sequence[int] | None = None,
         judge: Judge | None = None,
-        good_examples: Sequence[int | Example] = (),
-        bad_examples: Sequence[int | Example] = (),
+        good_examples: Sequence[int | str | Example] = (),
+        bad_examples: Sequence[int | str | Example] = (),
         policy: str | None = None,
         rejudge: bool = False,
     ) -> list[Verdict]:
         """Judge groups (default: all not yet judged). Example groups are shown, never judged.
 
-        Verdicts are appended to ``out/verdicts.jsonl`` as they arrive; a group whose evidence,
+        Examples are group ids of this session, names of saved examples (see ``save_example``)
+        or ``Example`` objects. Verdicts are appended to ``out/verdicts.jsonl`` as they arrive; a group whose evidence,
         figures, examples, policy and judge are unchanged reuses its journalled verdict.
         """
         judge = judge or self.judge_used or MetricsJudge()
         policy = get_policy(policy or self.policy).name
         self.policy = policy
         examples = [self._example(x, "good") for x in good_examples] + [self._example(x, "bad") for x in bad_examples]
-        example_units = {tuple(ex.unit_ids) for ex in examples}
         if group_ids is None:
             ids = [g for g in self._require_groups(None) if rejudge or examples or g not in self.verdicts]
         else:
             ids = self._require_groups(group_ids)
-        ids = [g for g in ids if tuple(self.groups[g].unit_ids) not in example_units]
+        ids = [g for g in ids if not any(ex.is_group(self._request(g)) for ex in examples)]
         if judge.name != "metrics":
             missing = [g for g in ids if g not in self.images]
             if missing:
@@ -241,8 +262,7 @@ class CurationSession:
         requests, keys, reused = [], {}, []
         with self.times.measure("judge"):
             for g in ids:
-                request = JudgeRequest(group_id=g, unit_ids=tuple(self.groups[g].unit_ids),
-                                       images=dict(self.images.get(g, {})), evidence=self.evidence(g))
+                request = self._request(g)
                 key = self._cache_key(judge, policy, request, examples)
                 if key in journal and not rejudge:
                     verdict = Verdict.from_dict({**journal[key], "group_id": g})

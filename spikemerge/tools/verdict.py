@@ -18,6 +18,8 @@ class JudgeRequest:
     unit_ids: tuple[UnitId, ...]
     images: Mapping[str, Path] = field(default_factory=dict)
     evidence: Mapping[str, Any] = field(default_factory=dict)
+    source: str = ""
+    """The analyzer the group comes from, so an example from another recording never clashes."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,13 @@ class Example:
     images: Mapping[str, Path] = field(default_factory=dict)
     evidence: Mapping[str, Any] = field(default_factory=dict)
     note: str = ""
+    source: str = ""
+    """The analyzer the example's units belong to."""
+
+    def is_group(self, request: "JudgeRequest") -> bool:
+        """Whether ``request`` is this very example (same recording, same units)."""
+        same_units = set(map(str, self.unit_ids)) == set(map(str, request.unit_ids))
+        return same_units and (not self.source or not request.source or self.source == request.source)
 
 
 @dataclass

@@ -248,7 +248,7 @@ class VLMJudge:
             verdict.usage = summarise(runner.usage.records(request.group_id))
             return verdict
 
-        clash = next((ex for ex in examples if set(map(str, ex.unit_ids)) == set(map(str, request.unit_ids))), None)
+        clash = next((ex for ex in examples if ex.is_group(request)), None)
         if clash is not None:
             return failed(f"group {request.group_id} is the few-shot example {clash.name!r}; an example is never judged")
         figures = group_figures(request.images, self.features)

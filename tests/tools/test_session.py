@@ -118,3 +118,27 @@ def test_output_inside_the_analyzer_is_refused(analyzer_folder):
 def test_unknown_policy(analyzer_folder, tmp_path):
     with pytest.raises(SpikemergeError, match="unknown policy"):
         CurationSession.open(analyzer_folder, tmp_path / "out", policy="yolo", progress=False)
+
+
+def test_saved_example_is_reused_from_the_library(session, tmp_path):
+    session.find_candidates()
+    session.judge_group()
+    group = min(session.groups)
+    library = tmp_path / "library"
+    folder = session.save_example(group, "good", note="a clean split", name="clean-split", library=library)
+    assert (folder / "example.json").exists() and any(folder.glob("*.png"))
+    from spikemerge.tools.examples import list_examples, load_example
+
+    assert list_examples(library) == ["clean-split"]
+    example = load_example("clean-split", library=library, label="bad")
+    assert example.label == "bad" and example.note == "a clean split"
+    assert all(p.exists() for p in example.images.values())
+    # the same units from another recording are not this session's group
+    from dataclasses import replace
+
+    stranger = replace(example, source="/some/other/recording")
+    judge = CountingJudge()
+    session.judge_group(judge=judge, good_examples=[stranger], group_ids=sorted(session.groups), rejudge=True)
+    assert judge.calls == len(session.groups)
+    with pytest.raises(SpikemergeError, match="no saved example"):
+        load_example("missing", library=library)
