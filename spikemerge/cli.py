@@ -185,9 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="score a judge and SpikeInterface's presets on synthetic ground truth")
     bench.add_argument("--judge", default="metrics", help="metrics or a chat model string")
-    bench.add_argument("--scenarios", default="static,drift")
+    bench.add_argument("--scenarios", default="all",
+                       help="comma-separated: static, drift, random_splits, time_splits, amplitude, duplicates, "
+                            "hard_negatives, or all")
     bench.add_argument("--seeds", default="0,1,2")
-    bench.add_argument("--presets", default="x_contaminations,similarity_correlograms,temporal_splits,slay")
+    bench.add_argument("--presets", default="all",
+                       help="SpikeInterface presets (comma-separated, empty for none): x_contaminations, "
+                            "similarity_correlograms, temporal_splits, slay, feature_neighbors, or all")
+    bench.add_argument("--policy", choices=policies, default="balanced", help="the judge's policy")
     bench.add_argument("--out", default="bench_out")
     bench.add_argument("--cache", default=None, help="dataset cache folder (default: OUT/datasets)")
     bench.add_argument("--quick", action="store_true", help="short recordings, one seed: a few minutes on 2 cores")

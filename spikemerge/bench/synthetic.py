@@ -3,9 +3,15 @@
 A recording is generated from true neurons; the sorting handed to spikemerge is the true one
 damaged the ways real sorters damage it: random 2- and 3-way splits
 (``inject_some_split_units``), median-time splits (``split_sorting_by_times``, which under drift
-give two units with different templates), and shifted duplicates
-(``inject_some_duplicate_units``). Near-twin *distinct* neurons (a few µm apart, almost the same
-shape) are the hard negatives: merging them is the error a curator must not make.
+give two units with different templates), median-amplitude splits
+(``split_sorting_by_amplitudes``: the larger spikes of a neuron become a second unit), and
+shifted duplicates (``inject_some_duplicate_units``). Near-twin *distinct* neurons (a few µm
+apart, almost the same shape) are the hard negatives: merging them is the error a curator must
+not make.
+
+Every damage kind has its own count in :class:`ScenarioSpec`, so a scenario can hold one kind
+only. Specs that leave the newer fields at their defaults generate exactly what they did before
+those fields existed (same random draws, same units).
 """
 
 from __future__ import annotations
@@ -16,14 +22,18 @@ from pathlib import Path
 
 import numpy as np
 from probeinterface import generate_multi_columns_probe
-from spikeinterface.core import NumpySorting, SortingAnalyzer, create_sorting_analyzer
+from spikeinterface.core import BaseSorting, NumpySorting, SortingAnalyzer, create_sorting_analyzer
 from spikeinterface.core.generate import (
     default_unit_params_range,
     generate_unit_locations,
     inject_some_duplicate_units,
     inject_some_split_units,
 )
-from spikeinterface.generation import generate_drifting_recording, split_sorting_by_times
+from spikeinterface.generation import (
+    generate_drifting_recording,
+    split_sorting_by_amplitudes,
+    split_sorting_by_times,
+)
 
 from ..tools.analyzer import EXTENSION_PARAMS, REQUIRED_EXTENSIONS
 
@@ -43,6 +53,8 @@ class ScenarioSpec:
     num_duplicates: int = 2
     firing_rates: tuple[float, float] = (3.0, 10.0)
     seed: int = 0
+    num_amplitude_splits: int = 0
+    """Neurons split at their median amplitude (added after the fields above; 0 keeps old specs' output)."""
 
 
 @dataclass
@@ -54,9 +66,17 @@ class GroundTruth:
     neuron_of_unit: dict
     """Sorted unit id -> id of the true neuron it came from."""
     kinds: dict = field(default_factory=dict)
-    """Neuron id -> how it was damaged ("split2", "split3", "time_split", "duplicate")."""
+    """Neuron id -> how it was damaged ("split2", "split3", "time_split", "amplitude_split", "duplicate")."""
     twin_pairs: list = field(default_factory=list)
     """Pairs of sorted unit ids that are distinct near-twin neurons."""
+    gt_sorting: BaseSorting | None = None
+    """The undamaged sorting (one unit per true neuron, id = neuron id); rebuilt when not stored."""
+
+    def ground_truth_sorting(self) -> BaseSorting:
+        """The undamaged sorting: stored, or rebuilt from the damaged one and the truth."""
+        if self.gt_sorting is None:
+            self.gt_sorting = rebuild_gt_sorting(self.analyzer.sorting, self.neuron_of_unit, self.kinds)
+        return self.gt_sorting
 
     @property
     def true_groups(self) -> list[list]:
@@ -163,13 +183,16 @@ def make_ground_truth(spec: ScenarioSpec = ScenarioSpec(), n_jobs: int = 1, prog
     twin_neurons = {n for pair in twins for n in pair}
     candidates = [n for n in neuron_ids if n not in twin_neurons]
     order = list(rng.permutation(candidates))
-    counts = [spec.num_time_splits, spec.num_random_splits_2, spec.num_random_splits_3, spec.num_duplicates]
+    counts = [spec.num_time_splits, spec.num_random_splits_2, spec.num_random_splits_3, spec.num_duplicates,
+              spec.num_amplitude_splits]
     if sum(counts) > len(order):
         raise ValueError(f"{sum(counts)} damaged neurons asked for, only {len(order)} available")
     time_ids, order = order[: counts[0]], order[counts[0]:]
     split2_ids, order = order[: counts[1]], order[counts[1]:]
     split3_ids, order = order[: counts[2]], order[counts[2]:]
-    dup_ids = order[: counts[3]]
+    dup_ids, order = order[: counts[3]], order[counts[3]:]
+    amplitude_ids = order[: counts[4]]  # drawn last, so specs without amplitude splits are unchanged
+    gt_sorting = sorting
 
     neuron_of_unit = {n: n for n in neuron_ids}
     kinds = {}
@@ -181,6 +204,12 @@ def make_ground_truth(spec: ScenarioSpec = ScenarioSpec(), n_jobs: int = 1, prog
         for old, new in pairs:
             neuron_of_unit[int(new)] = int(old)
             kinds[int(old)] = "time_split"
+    # 1b. median-amplitude splits: SpikeInterface's splitter also reads unit ids as unit indices
+    if amplitude_ids:
+        sorting, pairs = _split_by_amplitudes(sorting, recording, amplitude_ids, seed=int(rng.integers(1 << 31)))
+        for old, new in pairs:
+            neuron_of_unit[int(new)] = int(old)
+            kinds[int(old)] = "amplitude_split"
     # 2. random 2- and 3-way splits: the split unit is replaced by new ids
     for ids, num_split, kind in ((split2_ids, 2, "split2"), (split3_ids, 3, "split3")):
         if not ids:
@@ -219,7 +248,90 @@ def make_ground_truth(spec: ScenarioSpec = ScenarioSpec(), n_jobs: int = 1, prog
                 params.update(job_kwargs)
             analyzer.compute(name, **params)
     twin_pairs = [(a, b) for a, b in twins if a in neuron_of_unit and b in neuron_of_unit]
-    return GroundTruth(analyzer=analyzer, spec=spec, neuron_of_unit=neuron_of_unit, kinds=kinds, twin_pairs=twin_pairs)
+    return GroundTruth(analyzer=analyzer, spec=spec, neuron_of_unit=neuron_of_unit, kinds=kinds, twin_pairs=twin_pairs,
+                       gt_sorting=gt_sorting)
+
+
+def _split_by_amplitudes(sorting: BaseSorting, recording, unit_ids: list, seed: int) -> tuple[BaseSorting, list]:
+    """Split each of ``unit_ids`` at its median spike amplitude with ``split_sorting_by_amplitudes``.
+
+    Parameters
+    ----------
+    sorting : BaseSorting
+        A sorting whose unit ids are ``0..N-1`` in order (the splitter uses ids as indices).
+    recording : BaseRecording
+        The recording the amplitudes are measured on.
+    unit_ids : list
+        Units to split.
+    seed : int
+        Seed of the splitter (which of the large spikes stay behind).
+
+    Returns
+    -------
+    (BaseSorting, list of (old_id, new_id))
+    """
+    ids = [int(u) for u in sorting.unit_ids]
+    if ids != list(range(len(ids))):
+        raise RuntimeError(f"amplitude splits need unit ids 0..N-1 in order, got {ids}")
+    job_kwargs = {"n_jobs": 1, "progress_bar": False, "chunk_duration": "1s"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        shell = create_sorting_analyzer(sorting, recording, format="memory", sparse=False, job_kwargs=job_kwargs)
+        shell.compute("random_spikes", method="uniform", max_spikes_per_unit=300, seed=0)
+        shell.compute("templates", **job_kwargs)
+        shell.compute("spike_amplitudes", **job_kwargs)
+        new_sorting, pairs = split_sorting_by_amplitudes(shell, unit_ids=np.array([int(u) for u in unit_ids]), seed=seed)
+    return new_sorting, [(int(a), int(b)) for a, b in pairs]
+
+
+def rebuild_gt_sorting(sorting: BaseSorting, neuron_of_unit: dict, kinds: dict) -> NumpySorting:
+    """The undamaged sorting, rebuilt from a damaged one and its truth.
+
+    Splits partition a neuron's spikes, so the neuron's train is the union of its units'
+    trains; a duplicated neuron keeps its own unit (id = neuron id) and gains a shifted copy,
+    so its train is that unit's alone.
+
+    Parameters
+    ----------
+    sorting : BaseSorting
+        The damaged sorting (single segment).
+    neuron_of_unit : dict
+        Sorted unit id -> true neuron id.
+    kinds : dict
+        Neuron id -> damage kind.
+
+    Returns
+    -------
+    NumpySorting
+        One unit per neuron, unit id = neuron id, sorted by id.
+    """
+    trains: dict = {}
+    for unit, neuron in neuron_of_unit.items():
+        if kinds.get(neuron) == "duplicate" and unit != neuron:
+            continue
+        trains.setdefault(int(neuron), []).append(sorting.get_unit_spike_train(unit))
+    return NumpySorting.from_unit_dict(
+        [{n: np.sort(np.concatenate(trains[n])) for n in sorted(trains)}], sorting.sampling_frequency
+    )
+
+
+def save_gt_sorting(sorting: BaseSorting, path: Path) -> Path:
+    """Write a single-segment sorting as ``.npz`` (unit ids, spike samples, unit indices, rate)."""
+    vector = sorting.to_spike_vector()
+    with open(path, "wb") as handle:
+        np.savez(handle, unit_ids=np.asarray(sorting.unit_ids), sample_index=vector["sample_index"],
+                 unit_index=vector["unit_index"], sampling_frequency=sorting.sampling_frequency)
+    return Path(path)
+
+
+def load_gt_sorting(path: Path) -> NumpySorting:
+    """Read a sorting written by :func:`save_gt_sorting`."""
+    data = np.load(path)
+    ids = [x.item() for x in data["unit_ids"]]
+    samples, indices = data["sample_index"], data["unit_index"]
+    return NumpySorting.from_unit_dict(
+        [{u: samples[indices == i] for i, u in enumerate(ids)}], float(data["sampling_frequency"])
+    )
 
 
 def save_ground_truth(truth: GroundTruth, folder: Path) -> Path:
