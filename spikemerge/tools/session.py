@@ -169,7 +169,8 @@ class CurationSession:
 
     def evidence(self, group_id: int) -> dict[str, Any]:
         """The numbers behind a group's figures, computed once."""
-        units = tuple(self._require_groups([group_id]) and self.groups[group_id].unit_ids)
+        self._require_groups([group_id])
+        units = tuple(self.groups[group_id].unit_ids)
         if units not in self._evidence:
             self._evidence[units] = group_evidence(self.context, list(units))
         return self._evidence[units]
