@@ -29,6 +29,7 @@ import pandas as pd
 from PIL import Image
 
 from ..errors import SpikemergeError
+from ..tools.outputs import write_text_atomic
 from ..tools.render import ALL_FEATURES, DEFAULT_SETTINGS, render_groups
 
 LEGACY_FEATURES: dict[str, str] = {
@@ -193,11 +194,8 @@ def _read_index(folder: Path) -> dict[str, Any]:
 
 
 def _write_index(folder: Path, entries: Mapping[str, Any]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".index-", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump({"format": INDEX_FORMAT, "entries": dict(entries)}, handle, indent=1, sort_keys=True)
-    os.replace(tmp, folder / INDEX_NAME)
+    text = json.dumps({"format": INDEX_FORMAT, "entries": dict(entries)}, indent=1, sort_keys=True)
+    write_text_atomic(folder / INDEX_NAME, text)
 
 
 def _cached_b64(folder: Path, entries: Mapping[str, Any], key: str, fingerprint: str, units: Sequence[Hashable],
