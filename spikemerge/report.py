@@ -29,6 +29,8 @@ section{background:#fff;border:1px solid #d7dbe2;border-radius:6px;margin:1.2rem
 .error{background:#fde2e1;color:#7f1d1d}.unjudged{background:#fff4d6;color:#6b4e00}
 .reason{white-space:pre-wrap;margin:.5rem 0;font-size:.9rem}
 .meta{color:#5b6472;font-size:.8rem}
+details.evidence summary{font-size:.8rem;color:#5b6472;cursor:pointer}
+details.evidence table{margin-top:.3rem}
 .figs{display:flex;flex-wrap:wrap;gap:.6rem;margin-top:.6rem}
 figure{margin:0}figcaption{font-size:.75rem;color:#5b6472}
 figure img{width:384px;height:auto;border:1px solid #e3e6eb;background:#fff}
@@ -101,11 +103,31 @@ def _summary(rows: list[Mapping]) -> str:
     return "\n".join(lines)
 
 
+def _pair_table(pairs: Sequence[Mapping]) -> str:
+    """Per-pair evidence with one column per pair and one row per measure (few pairs, many measures)."""
+    names = [f"{p.get('unit_a', '?')} × {p.get('unit_b', '?')}" for p in pairs]
+    measures = [k for k in dict.fromkeys(k for p in pairs for k in p) if k not in ("unit_a", "unit_b")]
+    head = "".join(f"<th>{_esc(n)}</th>" for n in names)
+    rows = "".join(
+        f"<tr><th>{_esc(m.replace('_', ' '))}</th>"
+        + "".join(f"<td class='num'>{_fmt(p.get(m))}</td>" for p in pairs) + "</tr>"
+        for m in measures
+    )
+    return f"<table class='evidence'><thead><tr><th>pair</th>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
 def _evidence(evidence: Mapping) -> str:
     if not evidence:
         return "<p class='meta'>no evidence numbers</p>"
-    cells = "".join(f"<tr><th>{_esc(k)}</th><td class='num'>{_fmt(v)}</td></tr>" for k, v in evidence.items())
-    return f"<table class='evidence'>{cells}</table>"
+    parts, scalars = [], []
+    for key, value in evidence.items():
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, Mapping) for v in value):
+            parts.append(_pair_table(value))
+        else:
+            scalars.append(f"<tr><th>{_esc(str(key).replace('_', ' '))}</th><td class='num'>{_fmt(value)}</td></tr>")
+    if scalars:
+        parts.insert(0, f"<table class='evidence'>{''.join(scalars)}</table>")
+    return f"<details class='evidence' open><summary>evidence numbers</summary>{''.join(parts)}</details>"
 
 
 def _figures(images: Mapping, out_dir: Path) -> str:

@@ -73,3 +73,13 @@ def test_report_renders_in_headless_chromium(tmp_path):
         assert image.size == (1280, 1000)
         colors = image.convert("RGB").getcolors(maxcolors=1 << 16)
         assert colors is None or len(colors) > 10  # text and badges drawn, not a blank page
+
+
+def test_pair_evidence_is_a_table_with_one_column_per_pair(tmp_path):
+    pairs = [{"unit_a": 3, "unit_b": 4, "template_similarity": 0.98765, "ccg_refractory_count": 0},
+             {"unit_a": 3, "unit_b": 5, "template_similarity": 0.5, "ccg_refractory_count": 12}]
+    rows = [{"group_id": 1, "unit_ids": [3, 4, 5], "images": {}, "evidence": {"pairs": pairs}, "verdict": None}]
+    text = write_report(tmp_path, rows).read_text(encoding="utf-8")
+    assert "<th>3 × 4</th><th>3 × 5</th>" in text
+    assert "<th>template similarity</th><td class='num'>0.988</td><td class='num'>0.5</td>" in text
+    assert "{'unit_a'" not in text  # no Python reprs on the page

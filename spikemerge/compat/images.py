@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import os
 import tempfile
@@ -26,7 +25,6 @@ from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from ..errors import SpikemergeError
 from ..tools.outputs import write_text_atomic
@@ -216,46 +214,15 @@ def _cached_b64(folder: Path, entries: Mapping[str, Any], key: str, fingerprint:
     return base64.b64encode(data).decode("ascii")
 
 
-def _png_bytes(path: Path) -> bytes | None:
-    """The file's bytes if it is a readable PNG; a damaged file is removed and ``None`` returned."""
-    try:
-        data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as img:
-            img.verify()
-            if img.format != "PNG":
-                raise ValueError(img.format)
-    except Exception:  # noqa: BLE001
-        path.unlink(missing_ok=True)
-        return None
-    return data
+def _render_read(analyzer: Any, groups: Mapping[int, tuple], folder: Path, figures: tuple[str, ...],
+                 n_workers: int) -> tuple[dict[int, dict[str, bytes]], dict[int, dict[str, str]]]:
+    """Render (the renderer redraws any damaged cached file) and read back every figure.
 
-
-def _render_checked(analyzer: Any, groups: Mapping[int, tuple], folder: Path, figures: tuple[str, ...],
-                    n_workers: int) -> tuple[dict[int, dict[str, bytes]], dict[int, dict[str, str]]]:
-    """Render and read back every figure: ``(bytes, file names)`` per group and figure.
-
-    A damaged file left in the folder (the renderer reuses any existing file) is removed and
-    drawn again once.
+    Returns ``(bytes, file names)`` per group and figure.
     """
-    out: dict[int, dict[str, bytes]] = {}
-    names: dict[int, dict[str, str]] = {}
-    pending = dict(groups)
-    for _attempt in range(2):
-        drawn = render_groups(analyzer, pending, folder, features=figures, n_workers=n_workers)
-        retry = {}
-        for gid, paths in drawn.items():
-            for figure in figures:
-                data = _png_bytes(Path(paths[figure]))
-                if data is None:
-                    retry[gid] = pending[gid]
-                else:
-                    out.setdefault(gid, {})[figure] = data
-                    names.setdefault(gid, {})[figure] = Path(paths[figure]).name
-        if not retry:
-            break
-        pending = retry
-    else:
-        raise SpikemergeError(f"the figures of group(s) {sorted(pending)} cannot be written to {folder}")
+    drawn = render_groups(analyzer, groups, folder, features=figures, n_workers=n_workers)
+    out = {gid: {figure: Path(paths[figure]).read_bytes() for figure in figures} for gid, paths in drawn.items()}
+    names = {gid: {figure: Path(paths[figure]).name for figure in figures} for gid, paths in drawn.items()}
     return out, names
 
 
@@ -370,7 +337,7 @@ def create_merge_img_df(
         for gid, missing in todo.items():
             by_figures.setdefault(tuple(figures[f] for f in missing), {})[gid] = groups[gid]
         for wanted, subset in by_figures.items():
-            drawn, names = _render_checked(analyzer, subset, folder, wanted, n_workers)
+            drawn, names = _render_read(analyzer, subset, folder, wanted, n_workers)
             for gid, images in drawn.items():
                 for feature in todo[gid]:
                     figure = figures[feature]

@@ -12,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import os
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Hashable, Mapping, Sequence
@@ -21,7 +24,8 @@ import numpy as np
 
 from ..errors import SpikemergeError
 from .outputs import write_bytes_atomic
-from .render_draw import RenderSettings, render_jobs, tile_composite
+from .render_draw import render_jobs, tile_composite
+from .render_style import RenderSettings
 
 UnitId = Hashable
 
@@ -330,10 +334,32 @@ def _image_path(out_dir: Path, group_id: int, feature: str, key: str) -> Path:
     return out_dir / f"group{group_id:04d}_{feature}_{key[:16]}.png"
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"IEND\xaeB`\x82"
+
+
+def is_complete_png(path: Path) -> bool:
+    """True when ``path`` starts like a PNG and ends with its closing chunk.
+
+    Images are written atomically, so a file that fails this was damaged or cut short by
+    something else; it is drawn again rather than served. Reads 20 bytes, not the image.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(_PNG_SIGNATURE))
+            handle.seek(0, 2)
+            if handle.tell() < len(_PNG_SIGNATURE) + len(_PNG_END):
+                return False
+            handle.seek(-len(_PNG_END), 2)
+            return head == _PNG_SIGNATURE and handle.read() == _PNG_END
+    except OSError:
+        return False
+
+
 def _cached_twin(out_dir: Path, feature: str, key: str) -> Path | None:
-    """An image drawn for another group with identical content, if any."""
+    """A complete image drawn for another group with identical content, if any."""
     for path in sorted(out_dir.glob(f"group*_{feature}_{key[:16]}.png")):
-        if path.stat().st_size > 0:
+        if is_complete_png(path):
             return path
     return None
 
@@ -368,7 +394,7 @@ def _plan(view: _AnalyzerView, groups: Mapping[int, Sequence[UnitId]], out_dir: 
             keys[feature] = key
             path = _image_path(out_dir, int(group_id), feature, key)
             paths[feature] = path
-            if path.exists() or path in queued:
+            if path in queued or is_complete_png(path):
                 continue
             twin = _cached_twin(out_dir, feature, key)
             if twin is not None:
@@ -385,24 +411,55 @@ def _plan(view: _AnalyzerView, groups: Mapping[int, Sequence[UnitId]], out_dir: 
     return plan
 
 
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Fork workers from a server that has already imported the drawing code, where possible.
+
+    A forkserver starts each worker in milliseconds instead of the second a spawned one spends
+    importing matplotlib; it forks from a clean single-threaded server, so it is as safe as spawn
+    in a process that runs BLAS or event-loop threads.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["spikemerge.tools.render_draw"])
+    return context
+
+
+PARALLEL_MIN_GROUPS = 8
+"""Below this many groups to draw, starting worker processes costs more than it saves."""
+
+
+def _auto_workers(n_groups: int) -> int:
+    return min(os.cpu_count() or 1, 4) if n_groups >= PARALLEL_MIN_GROUPS else 1
+
+
 def _run_jobs(jobs: dict[int, list], settings: RenderSettings, n_workers: int,
               on_group_done: Callable[[int], None]) -> None:
-    """Draw every queued figure, in this process or in ``n_workers`` spawned processes."""
-    if n_workers <= 1 or len(jobs) < 2:
-        for group_id, group_jobs in jobs.items():
+    """Draw every queued figure, in this process or in ``n_workers`` worker processes.
+
+    Where worker processes cannot start (a sandbox without process creation, a broken pool),
+    the remaining groups are drawn here with a warning rather than failing the run.
+    """
+    done: set[int] = set()
+    if n_workers > 1 and len(jobs) > 1:
+        try:
+            with ProcessPoolExecutor(max_workers=min(n_workers, len(jobs)), mp_context=_worker_context()) as pool:
+                futures = {pool.submit(render_jobs, group_jobs, settings): gid for gid, group_jobs in jobs.items()}
+                for future in as_completed(futures):
+                    future.result()
+                    done.add(futures[future])
+                    on_group_done(futures[future])
+        except (OSError, BrokenProcessPool) as error:
+            warnings.warn(f"drawing figures in this process: worker processes failed ({error})", RuntimeWarning,
+                          stacklevel=3)
+    for group_id, group_jobs in jobs.items():
+        if group_id not in done:
             render_jobs(group_jobs, settings)
             on_group_done(group_id)
-        return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(n_workers, len(jobs)), mp_context=context) as pool:
-        futures = {pool.submit(render_jobs, group_jobs, settings): gid for gid, group_jobs in jobs.items()}
-        for future in as_completed(futures):
-            future.result()
-            on_group_done(futures[future])
 
 
 def render_groups(analyzer, groups: Mapping[int, Sequence[UnitId]], out_dir: Path,
-                  features: Sequence[str] = DEFAULT_FEATURES, *, n_workers: int = 1,
+                  features: Sequence[str] = DEFAULT_FEATURES, *, n_workers: int | None = None,
                   progress: Callable[[int, int], None] | None = None,
                   settings: RenderSettings = DEFAULT_SETTINGS) -> dict[int, dict[str, Path]]:
     """Draw the evidence figures of many groups, reusing every image already drawn.
@@ -418,8 +475,9 @@ def render_groups(analyzer, groups: Mapping[int, Sequence[UnitId]], out_dir: Pat
         Folder for the PNGs (created if needed).
     features : Sequence[str], default: DEFAULT_FEATURES
         Any of ``DEFAULT_FEATURES + OPTIONAL_FEATURES``.
-    n_workers : int, default: 1
-        Processes drawing in parallel; 1 draws in this process.
+    n_workers : int, optional
+        Processes drawing in parallel; 1 draws in this process. By default, one per CPU (up
+        to 4) when at least ``PARALLEL_MIN_GROUPS`` groups need drawing, else 1.
     progress : callable, optional
         Called as ``progress(done, total)`` after each group.
     settings : RenderSettings
@@ -447,9 +505,10 @@ def render_groups(analyzer, groups: Mapping[int, Sequence[UnitId]], out_dir: Pat
     for group_id in plan.paths:
         if group_id not in plan.jobs:
             advance(group_id)
-    _run_jobs(plan.jobs, settings, n_workers, advance)
+    workers = _auto_workers(len(plan.jobs)) if n_workers is None else n_workers
+    _run_jobs(plan.jobs, settings, workers, advance)
     for path, parts in plan.composites.values():
-        if not path.exists():
+        if not is_complete_png(path):
             write_bytes_atomic(path, tile_composite(parts, settings))
     return plan.paths
 

@@ -185,7 +185,7 @@ class CurationSession:
         with self.times.measure("render"):
             drawn = render_groups(
                 self.analyzer, {g: self.groups[g].unit_ids for g in ids}, self.out / "images",
-                features=tuple(features or DEFAULT_FEATURES), n_workers=min(2, self.n_jobs if self.n_jobs > 0 else 2),
+                features=tuple(features or DEFAULT_FEATURES),
             )
         for g, paths in drawn.items():
             self.images.setdefault(g, {}).update(paths)

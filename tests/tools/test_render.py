@@ -18,7 +18,8 @@ from spikemerge.tools.render import (
     render_group,
     render_groups,
 )
-from spikemerge.tools.render_draw import RenderSettings, lag_histogram
+from spikemerge.tools.render_figures import lag_histogram
+from spikemerge.tools.render_style import RenderSettings
 
 
 def _pair_and_triple(truth) -> tuple[list, list]:
@@ -188,3 +189,49 @@ def test_progress_is_reported_per_group(rendered, small_truth):
     seen = []
     render_groups(small_truth.analyzer, {1: pair, 2: triple}, out, progress=lambda d, t: seen.append((d, t)))
     assert seen == [(1, 2), (2, 2)]
+
+
+def test_damaged_cached_image_is_drawn_again(rendered, small_truth):
+    out, paths, pair, _ = rendered
+    path = paths[1]["amplitudes"]
+    original = path.read_bytes()
+    path.write_bytes(original[: len(original) // 2])  # cut short, as by a full disk or a killed copy
+    assert not render.is_complete_png(path)
+    again = render_groups(small_truth.analyzer, {1: pair}, out, ["amplitudes"])
+    assert again[1]["amplitudes"] == path and path.read_bytes() == original
+
+
+def test_reused_figure_draws_the_same_bytes_as_a_fresh_one(rendered, small_truth):
+    """A figure laid out once and redrawn for group B, then A, gives A's fresh bytes."""
+    from spikemerge.tools import render_draw
+
+    _, _, pair, triple = rendered
+    others = [u for u in small_truth.analyzer.unit_ids if u not in pair][:2]
+    view = render._AnalyzerView.of(small_truth.analyzer, render.DEFAULT_SETTINGS)
+
+    def payload(feature, units):
+        return {"unit_ids": [str(u) for u in units],
+                **render._PAYLOADS[feature](view, units, render.DEFAULT_SETTINGS)}
+
+    for feature in DEFAULT_FEATURES:
+        render_draw._BUILT.clear()
+        fresh = render_draw.draw_png(feature, payload(feature, pair), render.DEFAULT_SETTINGS)
+        built = render_draw._BUILT[(feature, 2, render.DEFAULT_SETTINGS)]
+        other = render_draw.draw_png(feature, payload(feature, others), render.DEFAULT_SETTINGS)
+        render_draw.draw_png(feature, payload(feature, triple), render.DEFAULT_SETTINGS)  # another layout
+        again = render_draw.draw_png(feature, payload(feature, pair), render.DEFAULT_SETTINGS)
+        assert render_draw._BUILT[(feature, 2, render.DEFAULT_SETTINGS)] is built  # laid out once
+        assert again == fresh and other != fresh
+
+
+def test_workers_that_cannot_start_fall_back_to_this_process(rendered, small_truth, tmp_path, monkeypatch):
+    _, paths, pair, triple = rendered
+
+    def no_processes(*args, **kwargs):
+        raise OSError("process creation is not allowed here")
+
+    monkeypatch.setattr(render, "ProcessPoolExecutor", no_processes)
+    with pytest.warns(RuntimeWarning, match="worker processes failed"):
+        drawn = render_groups(small_truth.analyzer, {1: pair, 2: triple}, tmp_path, ["crosscorrelograms"], n_workers=2)
+    for group_id in (1, 2):
+        assert drawn[group_id]["crosscorrelograms"].read_bytes() == paths[group_id]["crosscorrelograms"].read_bytes()

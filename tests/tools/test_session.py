@@ -32,6 +32,7 @@ def test_pipeline_end_to_end_keeps_the_input_identical(analyzer_folder, tmp_path
     session = CurationSession.open(analyzer_folder, tmp_path / "out", progress=False)
     search = session.find_candidates()
     assert search.groups
+    session.render_group()
     verdicts = session.judge_group(judge=MetricsJudge())
     assert len(verdicts) == len(search.groups)
     result = session.apply_merges(confirm=True)
@@ -41,8 +42,8 @@ def test_pipeline_end_to_end_keeps_the_input_identical(analyzer_folder, tmp_path
     assert list(table.columns) == DECISION_COLUMNS
     assert len(table) == len(search.groups)
     run = json.loads((out / "run.json").read_text())
-    assert {"load", "find", "judge", "apply"} <= set(run["stage_seconds"])
-    assert run["counts"]["groups"] == len(search.groups)
+    assert {"load", "find", "render", "judge", "apply"} <= set(run["stage_seconds"])
+    assert run["counts"]["groups"] == run["counts"]["rendered_groups"] == len(search.groups)
     assert run["versions"]["spikeinterface"]
     curation = load_curation(out / "curation.json")
     curated = apply_curation(small_truth.analyzer.sorting, curation)

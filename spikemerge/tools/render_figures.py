@@ -1,0 +1,452 @@
+"""The four default evidence figures, built once per layout and redrawn with each group's data.
+
+Building a matplotlib figure (axes, ticks, legends, text layout) costs more than drawing it, and
+candidate groups share a handful of layouts (a figure's layout depends only on how many units
+the group has). So each figure is a class: ``__init__`` lays out every artist for ``k`` units,
+``update(payload)`` only sets data, limits and text, and ``blank_reason(payload)`` says when
+there is nothing to plot (then a note figure is drawn instead). ``render_draw`` keeps one instance per
+layout in each process. Every value an update sets is set on every update, so a figure redrawn
+for group B and then A gives the same bytes as a fresh one for A.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+
+from .render_style import (
+    CCG_BACKGROUND,
+    CCG_COLOR,
+    REFRACTORY_COLOR,
+    RenderSettings,
+    new_figure,
+    single_thread_blas,
+    unit_color,
+    unit_label,
+)
+
+# ---------------------------------------------------------------------------------------------
+# correlograms
+
+
+def lag_edges_ms(settings: RenderSettings) -> np.ndarray:
+    """Correlogram bin edges in ms, with a bin centred on zero lag."""
+    half_bins = int(round(settings.ccg_window_ms / settings.ccg_bin_ms))
+    return (np.arange(-half_bins, half_bins + 2) - 0.5) * settings.ccg_bin_ms
+
+
+def lag_histogram(a: np.ndarray, b: np.ndarray, fs: float, settings: RenderSettings,
+                  auto: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of ``b - a`` spike time differences in bins centred on zero.
+
+    Parameters
+    ----------
+    a, b : np.ndarray
+        Sorted spike sample indices.
+    fs : float
+        Sampling frequency in Hz.
+    settings : RenderSettings
+        Window half-width and bin width.
+    auto : bool
+        True for an autocorrelogram: each spike's difference with itself is left out.
+
+    Returns
+    -------
+    counts, edges_ms : np.ndarray
+        ``counts[i]`` spike pairs with lag in ``[edges_ms[i], edges_ms[i + 1])``.
+    """
+    edges_ms = lag_edges_ms(settings)
+    window = settings.ccg_window_ms * fs / 1000.0 + 1
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    if a.size == 0 or b.size == 0:
+        return np.zeros(edges_ms.size - 1, dtype=np.int64), edges_ms
+    lo = np.searchsorted(b, a - window, side="left")
+    hi = np.searchsorted(b, a + window, side="right")
+    n = hi - lo
+    if n.sum() == 0:
+        return np.zeros(edges_ms.size - 1, dtype=np.int64), edges_ms
+    owner = np.repeat(np.arange(a.size), n)
+    idx = np.arange(owner.size) - np.repeat(np.cumsum(n) - n, n) + np.repeat(lo, n)
+    lags = b[idx] - a[owner]
+    if auto:
+        lags = lags[idx != owner]
+    counts, _ = np.histogram(lags * (1000.0 / fs), bins=edges_ms)
+    return counts, edges_ms
+
+
+class CorrelogramFigure:
+    """ACG of each unit (unit colour, white) then CCG of each pair (dark grey on blue-grey)."""
+
+    def __init__(self, k: int, settings: RenderSettings) -> None:
+        self.settings = settings
+        self.pairs = [(i, i) for i in range(k)] + [(i, j) for i in range(k) for j in range(i + 1, k)]
+        n_panels = len(self.pairs)
+        ncols = 3 if k <= 3 else min(k, 6)
+        edges = lag_edges_ms(settings)
+        self.figure = fig = new_figure(settings)
+        axes = fig.subplots(-(-n_panels // ncols), ncols, squeeze=False, sharex=True)
+        flat = axes.ravel()
+        self.panels = []
+        for n, (i, j) in enumerate(self.pairs):
+            ax = flat[n]
+            color = unit_color(i) if i == j else CCG_COLOR
+            ax.axvspan(-settings.refractory_ms, settings.refractory_ms, color=REFRACTORY_COLOR, alpha=0.35, lw=0)
+            bars = ax.stairs(np.zeros(edges.size - 1), edges, fill=True, color=color, lw=0)
+            if i != j:
+                ax.set_facecolor(CCG_BACKGROUND)
+            title = ax.set_title(" ", color=color if i == j else "#000000", fontweight="bold", pad=2, y=1.0)
+            count = ax.text(0.98, 0.97, "", transform=ax.transAxes, ha="right", va="top", fontsize=7,
+                            color="#333333")
+            ax.yaxis.set_major_locator(MaxNLocator(3, integer=True))
+            self.panels.append((ax, bars, title, count))
+        for ax in flat[n_panels:]:
+            ax.set_visible(False)
+        for n in range(n_panels):
+            if n + ncols >= n_panels:  # nothing drawn below this panel
+                flat[n].xaxis.set_tick_params(labelbottom=True)
+        # few labels, since text is most of the drawing time: the axis titles once for the whole
+        # figure, and the lag labelled at the window's ends and zero (unlabelled ticks between)
+        half = settings.ccg_window_ms
+        axes[0, 0].set_xlim(edges[0], edges[-1])
+        axes[0, 0].set_xticks([-half, 0, half])
+        axes[0, 0].set_xticks([-half / 2, half / 2], minor=True)
+        fig.supxlabel("lag (ms)", fontsize=8, y=0.01)
+        fig.supylabel("count", fontsize=8, x=0.01)
+        fig.suptitle(f"Correlograms, {settings.ccg_bin_ms:g} ms bins; shaded: ±{settings.refractory_ms:g} ms "
+                     "refractory", fontsize=8)
+        fig.subplots_adjust(left=0.07, right=0.99, top=0.88 if axes.shape[0] == 1 else 0.91, bottom=0.1,
+                            hspace=0.45, wspace=0.25)
+        self._centres = 0.5 * (edges[:-1] + edges[1:])
+
+    @staticmethod
+    def blank_reason(payload: dict) -> str | None:
+        return None  # empty trains draw as empty correlograms
+
+    def update(self, payload: dict) -> None:
+        unit_ids, trains, fs = payload["unit_ids"], payload["trains"], payload["fs"]
+        refractory = np.abs(self._centres) < self.settings.refractory_ms
+        for (i, j), (ax, bars, title, count) in zip(self.pairs, self.panels):
+            counts, _ = lag_histogram(trains[i], trains[j], fs, self.settings, auto=i == j)
+            bars.set_data(counts)
+            if i == j:
+                title.set_text(f"ACG {unit_label(unit_ids, i)} (n={len(trains[i])})")
+            else:
+                title.set_text(f"CCG {unit_ids[i]} × {unit_ids[j]}")
+            count.set_text(f"±{self.settings.refractory_ms:g} ms: {int(counts[refractory].sum())}")
+            ax.set_ylim(0, max(1, int(counts.max())) * 1.15)
+
+
+# ---------------------------------------------------------------------------------------------
+# amplitudes
+
+
+class AmplitudeFigure:
+    """Amplitude of every spike over time, with a horizontal histogram per unit on the right."""
+
+    n_bins = 59
+
+    def __init__(self, k: int, settings: RenderSettings) -> None:
+        self.settings = settings
+        self.figure = fig = new_figure(settings)
+        grid = fig.add_gridspec(1, 2, width_ratios=(4.2, 1), wspace=0.04)
+        self.ax = ax = fig.add_subplot(grid[0])
+        self.hist_ax = hist_ax = fig.add_subplot(grid[1], sharey=ax)
+        placeholder = np.arange(self.n_bins + 1, dtype=float)
+        self.points, self.hists = [], []
+        for i in range(k):
+            self.points.append(ax.plot([], [], ls="none", marker="o", ms=1.6, mew=0, alpha=0.6,
+                                       color=unit_color(i))[0])
+            self.hists.append(hist_ax.stairs(np.zeros(self.n_bins), placeholder, orientation="horizontal",
+                                             color=unit_color(i), lw=1.2))
+        ax.set_xlabel("time (s)")
+        ax.set_title("Spike amplitudes over time", pad=2, y=1.0)
+        self.legend = ax.legend(self.points, [f"unit {i}" for i in range(k)], loc="best", markerscale=4,
+                                frameon=True, framealpha=0.8)
+        for handle in self.legend.legend_handles:
+            handle.set_alpha(1)
+        ax.yaxis.set_major_locator(MaxNLocator(5))
+        hist_ax.xaxis.set_major_locator(MaxNLocator(2, integer=True))
+        hist_ax.set_xlabel("count")
+        hist_ax.tick_params(labelleft=False)
+        hist_ax.set_title("distribution", pad=2, y=1.0)
+        fig.subplots_adjust(left=0.09, right=0.98, top=0.94, bottom=0.1)
+
+    @staticmethod
+    def blank_reason(payload: dict) -> str | None:
+        return None if sum(len(a) for a in payload["amplitudes"]) else "no spikes"
+
+    def update(self, payload: dict) -> None:
+        unit_ids = payload["unit_ids"]
+        all_amps = np.concatenate(payload["amplitudes"])
+        lo, hi = np.percentile(all_amps, [0.5, 99.5])
+        pad = 0.05 * max(hi - lo, 1e-6)
+        bins = np.linspace(lo - pad, hi + pad, self.n_bins + 1)
+        top = 1
+        for i, (times, amps) in enumerate(zip(payload["times"], payload["amplitudes"])):
+            step = max(1, int(np.ceil(times.size / self.settings.max_amplitude_points)))
+            self.points[i].set_data(times[::step], amps[::step])
+            counts, _ = np.histogram(amps, bins=bins)
+            self.hists[i].set_data(counts, bins)
+            top = max(top, int(counts.max(initial=0)))
+            self.legend.texts[i].set_text(f"{unit_label(unit_ids, i)} ({amps.size} spikes)")
+        self.ax.set_xlim(0, payload["duration_s"])
+        self.ax.set_ylim(bins[0], bins[-1])
+        self.hist_ax.set_xlim(0, top * 1.05)
+        self.ax.set_ylabel(f"amplitude ({payload['unit']})")
+
+
+# ---------------------------------------------------------------------------------------------
+# waveforms
+
+
+def _polyline(traces: np.ndarray, x: np.ndarray, dx: float, dy: float) -> tuple[np.ndarray, np.ndarray]:
+    """(n, samples) traces shifted by (dx, dy) as one NaN-separated polyline."""
+    n = traces.shape[0]
+    xs = np.tile(np.append(x + dx, np.nan), n)
+    ys = np.concatenate([traces + dy, np.full((n, 1), np.nan)], axis=1).ravel()
+    return xs, ys
+
+
+def _joined(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    if not parts:
+        return np.zeros(0), np.zeros(0)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _nice(value: float) -> float:
+    """The 1-2-5 number nearest below ``value``."""
+    if value <= 0 or not np.isfinite(value):
+        return 1.0
+    power = 10 ** np.floor(np.log10(value))
+    return float(max(m for m in (1, 2, 5, 10) if m * power <= value) * power)
+
+
+class WaveformFigure:
+    """Templates of every unit on the same channels, faint waveforms behind, in one axes.
+
+    Channels are blocks laid out in a grid (one axes keeps the figure cheap to draw); every
+    block has its own time axis in ms and all blocks share one amplitude scale (scale bar).
+    Each unit's templates (and its waveforms) over all channels are one polyline.
+    """
+
+    def __init__(self, k: int, settings: RenderSettings) -> None:
+        self.settings = settings
+        self.figure = fig = new_figure(settings)
+        self.ax = ax = fig.add_axes((0.03, 0.09, 0.95, 0.83))
+        self.frame = ax.plot([], [], color="#c8c8c8", lw=0.5)[0]
+        self.waveform_lines, self.template_lines = [], []
+        for i in range(k):
+            self.waveform_lines.append(ax.plot([], [], color=unit_color(i), lw=0.5, alpha=0.12)[0])
+            self.template_lines.append(ax.plot([], [], color=unit_color(i), lw=max(0.9, 2.2 - 0.5 * i))[0])
+        slots = settings.max_waveform_channels
+        self.channel_texts = [ax.text(0, 0, "", ha="center", va="bottom", fontsize=7) for _ in range(slots)]
+        self.missing_texts = [ax.text(0, 0, "", fontsize=6, color="#777777", va="bottom") for _ in range(slots)]
+        self.bar = ax.plot([], [], color="k", lw=1.5)[0]
+        self.bar_text = ax.text(0, 0, "", rotation=90, ha="right", va="center", fontsize=7)
+        ax.set_yticks([])
+        ax.spines["left"].set_visible(False)
+        ax.set_xlabel("time (ms) on each channel")
+        handles = [Line2D([], [], color=unit_color(i), lw=2) for i in range(k)]
+        self.legend = fig.legend(handles, [f"unit {i}" for i in range(k)], loc="upper right", ncols=k,
+                                 frameon=False)
+        fig.text(0.02, 0.975, "Templates (thick) and sampled waveforms on the same channels", va="top",
+                 fontsize=8)
+
+    @staticmethod
+    def blank_reason(payload: dict) -> str | None:
+        return None if payload["channel_labels"] else "no channels with a template"
+
+    def update(self, payload: dict) -> None:
+        unit_ids, labels = payload["unit_ids"], payload["channel_labels"]
+        templates, waveforms = payload["templates"], payload["waveforms"]
+        t_tpl, t_wf = payload["template_time_ms"], payload["waveform_time_ms"]
+        n_chan = min(len(labels), len(self.channel_texts))
+        ncols = min(4, n_chan)
+        nrows = -(-n_chan // ncols)
+        t0 = min(t_tpl[0], t_wf[0] if t_wf.size else t_tpl[0])
+        t1 = max(t_tpl[-1], t_wf[-1] if t_wf.size else t_tpl[-1])
+        span = t1 - t0
+        x_step = span * 1.18
+        finite = templates[np.isfinite(templates)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 1.0)
+        lo, hi = lo - 0.25 * (hi - lo), hi + 0.15 * (hi - lo)
+        y_step = (hi - lo) * 1.12
+        frame, ticks, tick_labels = [], [], []
+        wf_parts: list[list] = [[] for _ in unit_ids]
+        tpl_parts: list[list] = [[] for _ in unit_ids]
+        for c in range(n_chan):
+            row, col = divmod(c, ncols)
+            dx, dy = col * x_step - t0, -row * y_step
+            frame.append((np.array([dx + t0, dx + t1, np.nan, dx, dx, np.nan]),
+                          np.array([dy, dy, np.nan, dy + lo, dy + hi, np.nan])))
+            missing = []
+            for i in range(len(unit_ids)):
+                if np.all(np.isnan(templates[i, :, c])):
+                    missing.append(str(unit_ids[i]))
+                    continue
+                wf = waveforms[i][:, :, c]
+                wf = np.clip(wf[~np.all(np.isnan(wf), axis=1)], lo, hi)
+                if wf.size:
+                    wf_parts[i].append(_polyline(wf, t_wf, dx, dy))
+                tpl_parts[i].append(_polyline(templates[i, :, c][None, :], t_tpl, dx, dy))
+            self.channel_texts[c].set_text(labels[c])
+            self.channel_texts[c].set_position((dx + t0 + 0.5 * span, dy + hi))
+            self.missing_texts[c].set_text("not on: " + ", ".join(missing) if missing else "")
+            self.missing_texts[c].set_position((dx + t0, dy + lo))
+            if row == nrows - 1 or c + ncols >= n_chan:
+                for value in (np.ceil(t0), 0.0, np.floor(t1)):
+                    ticks.append(dx + value)
+                    tick_labels.append(f"{value:g}")
+        for c in range(n_chan, len(self.channel_texts)):
+            self.channel_texts[c].set_text("")
+            self.missing_texts[c].set_text("")
+        self.frame.set_data(*_joined(frame))
+        for i in range(len(unit_ids)):
+            self.waveform_lines[i].set_data(*_joined(wf_parts[i]))
+            self.template_lines[i].set_data(*_joined(tpl_parts[i]))
+            self.legend.texts[i].set_text(unit_label(unit_ids, i))
+        bar = _nice(0.5 * (hi - lo))
+        bar_x = t0 - 0.06 * span
+        self.bar.set_data([bar_x, bar_x], [lo, lo + bar])
+        self.bar_text.set_text(f"{bar:g} {payload['unit']}")
+        self.bar_text.set_position((bar_x - 0.03 * span, lo + bar / 2))
+        self.ax.set_xticks(ticks, tick_labels)
+        self.ax.set_xlim(t0 - 0.2 * span, (ncols - 1) * x_step + t1 + 0.02 * span)
+        self.ax.set_ylim(-(nrows - 1) * y_step + lo, hi + 0.08 * (hi - lo))
+
+
+# ---------------------------------------------------------------------------------------------
+# PCA
+
+
+def pca_projections(stacked: np.ndarray, n_components: int = 3) -> np.ndarray:
+    """Project rows of ``stacked`` (spikes, features) on its first principal components.
+
+    The axes are fitted on the spikes nearest the median (collisions and noise would otherwise
+    take PC1 for themselves), through the leading eigenvectors of the smaller of the Gram and
+    covariance matrices; only those few are computed (Lanczos from a fixed start vector, so the
+    result is deterministic), far cheaper than an SVD for a few hundred spikes. Signs are fixed
+    (largest loading positive) so the picture never flips.
+    """
+    data = np.asarray(stacked, dtype=np.float32)
+    centre = np.median(data[_even_rows(data.shape[0], 256)], axis=0, keepdims=True)
+    norms = np.linalg.norm(data - centre, axis=1)
+    core = data[norms <= 2.5 * max(float(np.median(norms)), 1e-12)]
+    if core.shape[0] <= n_components + 1:
+        core = data
+    mean = core.mean(axis=0, keepdims=True)
+    fit = core - mean
+    with single_thread_blas():
+        gram = fit.shape[0] <= fit.shape[1]
+        matrix = (fit @ fit.T if gram else fit.T @ fit).astype(np.float64)
+        vectors = _leading_eigenvectors(matrix, n_components)
+        if gram:
+            loadings = fit.T.astype(np.float64) @ vectors
+            loadings /= np.maximum(np.linalg.norm(loadings, axis=0, keepdims=True), 1e-12)
+        else:
+            loadings = vectors
+        signs = np.sign(loadings[np.argmax(np.abs(loadings), axis=0), np.arange(loadings.shape[1])])
+        signs[signs == 0] = 1
+        return (data - mean).astype(np.float64) @ (loadings * signs[None, :])
+
+
+def _even_rows(n_total: int, n_keep: int) -> np.ndarray:
+    if n_keep >= n_total:
+        return np.arange(n_total)
+    return np.unique(np.linspace(0, n_total - 1, n_keep).round().astype(int))
+
+
+def _leading_eigenvectors(matrix: np.ndarray, n: int) -> np.ndarray:
+    """Eigenvectors of the ``n`` largest eigenvalues of a symmetric matrix, largest first."""
+    size = matrix.shape[0]
+    n = min(n, size)
+    if size > 4 * n + 8:
+        from scipy.sparse.linalg import eigsh
+
+        values, vectors = eigsh(matrix, k=n, which="LA", v0=np.ones(size))
+    else:
+        values, vectors = scipy.linalg.eigh(matrix, subset_by_index=[size - n, size - 1])
+    return vectors[:, np.argsort(values)[::-1]]
+
+
+def _robust_limits(values: np.ndarray) -> tuple[float, float]:
+    """Axis limits around the central 98 % of ``values`` (outliers fall off the edge)."""
+    lo, hi = np.percentile(values, [1, 99])
+    pad = 0.15 * max(hi - lo, 1e-9)
+    return float(lo - pad), float(hi + pad)
+
+
+class PCAFigure:
+    """PC1/PC2 scatter and PC1 density, on shared channels with equal spikes per unit."""
+
+    n_bins = 39
+
+    def __init__(self, k: int, settings: RenderSettings) -> None:
+        self.settings = settings
+        self.figure = fig = new_figure(settings)
+        grid = fig.add_gridspec(1, 2, width_ratios=(1.6, 1), wspace=0.25)
+        self.ax = ax = fig.add_subplot(grid[0])
+        self.dens = dens = fig.add_subplot(grid[1])
+        placeholder = np.arange(self.n_bins + 1, dtype=float)
+        # one Line2D of markers per unit: far cheaper to draw than a scatter
+        self.clouds = [ax.plot([], [], ls="none", marker="o", ms=2.2, mew=0, alpha=0.55, color=unit_color(i))[0]
+                       for i in range(k)]
+        self.densities = [dens.stairs(np.zeros(self.n_bins), placeholder, color=unit_color(i), lw=1.3)
+                          for i in range(k)]
+        self.density_all = dens.stairs(np.zeros(self.n_bins), placeholder, color="#888888", lw=0.8, ls="--")
+        ax.set_xlabel("PC1")
+        ax.set_ylabel("PC2")
+        self.title = ax.set_title(" ", pad=2, y=1.0)
+        for axis in (ax.xaxis, ax.yaxis, dens.xaxis):
+            axis.set_major_locator(MaxNLocator(5))
+        dens.yaxis.set_major_locator(MaxNLocator(4, integer=True))
+        dens.set_xlabel("PC1")
+        dens.set_ylabel("count")
+        dens.set_title("PC1 density", pad=2, y=1.0)
+        self.legend = dens.legend(self.densities + [self.density_all], [f"unit {i}" for i in range(k)] + ["all"],
+                                  loc="upper right", frameon=False)
+        fig.subplots_adjust(left=0.08, right=0.98, top=0.93, bottom=0.1)
+
+    @staticmethod
+    def blank_reason(payload: dict) -> str | None:
+        data = payload["waveforms"]
+        if data is None or len(payload["shared_channels"]) == 0 or data.shape[1] < 2:
+            return payload.get("note") or "not enough spikes for PCA"
+        return None
+
+    def update(self, payload: dict) -> None:
+        unit_ids, data = payload["unit_ids"], payload["waveforms"]
+        n_shared = len(payload["shared_channels"])
+        k, n = data.shape[:2]
+        flat = data.reshape(k * n, -1)
+        proj = pca_projections(flat, n_components=min(3, flat.shape[0] - 1, flat.shape[1]))
+        if proj.shape[1] < 2:
+            proj = np.concatenate([proj, np.zeros((proj.shape[0], 2 - proj.shape[1]))], axis=1)
+        xlim, ylim = _robust_limits(proj[:, 0]), _robust_limits(proj[:, 1])
+        bins = np.linspace(xlim[0], xlim[1], self.n_bins + 1)
+        all_counts, _ = np.histogram(proj[:, 0], bins=bins)
+        for i in range(k):
+            block = proj[i * n:(i + 1) * n]
+            self.clouds[i].set_data(block[:, 0], block[:, 1])
+            counts, _ = np.histogram(block[:, 0], bins=bins)
+            self.densities[i].set_data(counts, bins)
+            self.legend.texts[i].set_text(unit_label(unit_ids, i))
+        self.density_all.set_data(all_counts, bins)
+        self.ax.set_xlim(*xlim)
+        self.ax.set_ylim(*ylim)
+        self.dens.set_xlim(bins[0], bins[-1])
+        self.dens.set_ylim(0, max(1, int(all_counts.max())) * 1.05)
+        self.title.set_text(f"PCA on {n_shared} shared channel{'s' if n_shared != 1 else ''}, "
+                            f"{n} spikes per unit")
+
+
+FIGURES = {
+    "crosscorrelograms": CorrelogramFigure,
+    "amplitudes": AmplitudeFigure,
+    "waveforms": WaveformFigure,
+    "pca": PCAFigure,
+}
+"""The reusable default figures by feature name."""
