@@ -36,34 +36,34 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def _near_pairs(analyzer) -> list[list]:
-    """Each unit with its nearest neighbour on the probe: the kind of pair candidates produce."""
+def _near_groups(analyzer) -> list[list]:
+    """Each unit with its nearest neighbour, then with its two nearest: what candidate search yields."""
     ids = list(analyzer.unit_ids)
     xy = analyzer.get_extension("unit_locations").get_data()[:, :2]
-    pairs = []
-    for i, unit in enumerate(ids):
-        distance = np.linalg.norm(xy - xy[i], axis=1)
-        distance[i] = np.inf
-        pair = sorted([unit, ids[int(np.argmin(distance))]], key=ids.index)
-        if pair not in pairs:
-            pairs.append(pair)
-    return pairs
+    groups: list[list] = []
+    for size in (2, 3):
+        for i in range(len(ids)):
+            nearest = np.argsort(np.linalg.norm(xy - xy[i], axis=1), kind="stable")[:size]
+            group = sorted((ids[j] for j in nearest), key=ids.index)
+            if len(set(group)) == size and group not in groups:
+                groups.append(group)
+    return groups
 
 
 def _groups(args) -> tuple[object, dict[int, list]]:
-    """The analyzer and its groups: true merges, near-twin pairs and nearest-neighbour pairs."""
+    """The analyzer and its groups: true merges, near-twin pairs, then nearest-neighbour groups."""
     if args.analyzer:
         from spikeinterface.core import load_sorting_analyzer
 
         analyzer = load_sorting_analyzer(args.analyzer)
-        candidates = _near_pairs(analyzer)
+        candidates = _near_groups(analyzer)
     else:
         from spikemerge.bench.synthetic import ScenarioSpec, make_ground_truth
 
         truth = make_ground_truth(ScenarioSpec(num_neurons=12, duration_s=120.0, seed=3))
         analyzer = truth.analyzer
         candidates = [list(g) for g in truth.true_groups] + [list(p) for p in truth.twin_pairs]
-        candidates += [p for p in _near_pairs(analyzer) if p not in candidates]
+        candidates += [g for g in _near_groups(analyzer) if g not in candidates]
     return analyzer, {i: list(g) for i, g in enumerate(candidates[: args.groups])}
 
 

@@ -1,4 +1,4 @@
-"""Drawing evidence figures to PNG bytes, in this process or in a spawned worker.
+"""Drawing evidence figures to PNG bytes, in this process or in a worker process.
 
 The four default figures (``render_figures``) are built once per layout and process and redrawn
 with each group's data; the optional ones (spike locations, templates at probe positions) are
@@ -154,7 +154,10 @@ def render_jobs(jobs: list[tuple[str, dict, str]], settings: RenderSettings) -> 
 
 def tile_composite(paths: list[Path], settings: RenderSettings) -> bytes:
     """Tile feature PNGs two by two into one image whose long side is 1.5x a single figure's."""
-    images = [Image.open(p).convert("RGB") for p in paths]
+    images = []
+    for path in paths:
+        with Image.open(path) as image:
+            images.append(image.convert("RGB"))
     w, h = settings.width_px, settings.height_px
     cols = 2 if len(images) > 1 else 1
     rows = -(-len(images) // cols)
