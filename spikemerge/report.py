@@ -127,7 +127,7 @@ def _evidence(evidence: Mapping) -> str:
             scalars.append(f"<tr><th>{_esc(str(key).replace('_', ' '))}</th><td class='num'>{_fmt(value)}</td></tr>")
     if scalars:
         parts.insert(0, f"<table class='evidence'>{''.join(scalars)}</table>")
-    return f"<details class='evidence' open><summary>evidence numbers</summary>{''.join(parts)}</details>"
+    return f"<details class='evidence'><summary>evidence numbers</summary>{''.join(parts)}</details>"
 
 
 def _figures(images: Mapping, out_dir: Path) -> str:
