@@ -52,7 +52,7 @@ def curate(session, console, *, min_similarity, preset, relax, judge, render, ap
         console.print("No candidate groups: nothing to merge. Try a lower --min-similarity.")
         return None
     if render:
-        session.render_group()
+        session.render_group(n_workers="auto")  # the console script's main module is import-safe
         console.print(f"[bold]Figures[/]: {session.out / 'images'}")
     session.judge_group(judge=judge)
     _print_verdicts(console, session)

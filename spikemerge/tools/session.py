@@ -177,15 +177,21 @@ class CurationSession:
 
     # ------------------------------------------------------------ render_group
 
-    def render_group(self, group_ids: Sequence[int] | None = None, features: Sequence[str] | None = None) -> dict[int, dict[str, Path]]:
-        """Draw each group's figures into ``out/images``; returns paths per group and feature."""
+    def render_group(self, group_ids: Sequence[int] | None = None, features: Sequence[str] | None = None,
+                     n_workers: int | str = 1) -> dict[int, dict[str, Path]]:
+        """Draw each group's figures into ``out/images``; returns paths per group and feature.
+
+        ``n_workers`` as in :func:`spikemerge.tools.render.render_groups` (``"auto"`` draws many
+        groups in worker processes; scripts that ask for it need an ``if __name__ == "__main__":``
+        guard).
+        """
         from .render import DEFAULT_FEATURES, render_groups
 
         ids = self._require_groups(group_ids)
         with self.times.measure("render"):
             drawn = render_groups(
                 self.analyzer, {g: self.groups[g].unit_ids for g in ids}, self.out / "images",
-                features=tuple(features or DEFAULT_FEATURES),
+                features=tuple(features or DEFAULT_FEATURES), n_workers=n_workers,
             )
         for g, paths in drawn.items():
             self.images.setdefault(g, {}).update(paths)

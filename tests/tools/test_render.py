@@ -235,3 +235,18 @@ def test_workers_that_cannot_start_fall_back_to_this_process(rendered, small_tru
         drawn = render_groups(small_truth.analyzer, {1: pair, 2: triple}, tmp_path, ["crosscorrelograms"], n_workers=2)
     for group_id in (1, 2):
         assert drawn[group_id]["crosscorrelograms"].read_bytes() == paths[group_id]["crosscorrelograms"].read_bytes()
+
+
+def test_auto_workers_draw_few_groups_here_and_bad_counts_are_refused(rendered, small_truth, tmp_path, monkeypatch):
+    _, paths, pair, _ = rendered
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a handful of groups is drawn in this process")
+
+    monkeypatch.setattr(render, "ProcessPoolExecutor", no_pool)
+    drawn = render_groups(small_truth.analyzer, {1: pair}, tmp_path, ["pca"], n_workers="auto")
+    assert drawn[1]["pca"].read_bytes() == paths[1]["pca"].read_bytes()
+    for bad in (0, "many"):
+        with pytest.raises(SpikemergeError, match="n_workers"):
+            render_groups(small_truth.analyzer, {1: pair}, tmp_path / "bad", ["pca"], n_workers=bad)
+        assert not (tmp_path / "bad").exists()
