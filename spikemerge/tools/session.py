@@ -233,8 +233,8 @@ class CurationSession:
 
     def _cache_key(self, judge: Judge, policy: str, request: JudgeRequest, examples: Sequence[Example]) -> str:
         images = {k: _hash_file(p) for k, p in sorted(request.images.items())}
-        shown = [(ex.label, list(ex.unit_ids), {k: _hash_file(p) for k, p in sorted(ex.images.items())}, ex.note)
-                 for ex in examples]
+        shown = [(ex.name, ex.label, [str(u) for u in ex.unit_ids], {k: _hash_file(p) for k, p in sorted(ex.images.items())},
+                  ex.note, _hash_json(ex.evidence)) for ex in examples]  # everything the prompt shows of an example
         return _hash_json([judge.fingerprint(), policy, list(request.unit_ids), _hash_json(request.evidence), images, shown])
 
     def judge_group(
@@ -283,9 +283,11 @@ class CurationSession:
                 self.verdicts[verdict.group_id] = verdict
                 append_jsonl(self.out / JOURNAL, {"key": keys[verdict.group_id], "verdict": verdict.to_dict()})
 
-            fresh = judge.judge_many(requests, examples=examples, policy=policy, on_verdict=record) if requests else []
-        self.judge_used = judge
-        self.save()
+            try:
+                fresh = judge.judge_many(requests, examples=examples, policy=policy, on_verdict=record) if requests else []
+            finally:  # an interrupted or failed run still leaves decisions.csv and run.json current
+                self.judge_used = judge
+                self.save()
         by_id = {v.group_id: v for v in reused + fresh}
         return [by_id[g] for g in ids if g in by_id]
 

@@ -6,10 +6,11 @@ slots before new report calls, so groups finish (and are journalled) steadily in
 the end. Faults are sorted three ways:
 
 - retryable (429, 408, 5xx, timeouts, connection errors, malformed structured output): retried
-  with exponential backoff and full jitter, at most ``max_retries`` times, the slot released
-  while waiting;
-- fatal (401/403 authentication, 400/404/413/422 bad request): the whole run stops with a
-  ``FatalCallError``;
+  with exponential backoff and jitter (a wait drawn between half and all of the doubling
+  ceiling, or the provider's ``Retry-After``), at most ``max_retries`` times, the slot
+  released while waiting;
+- fatal (401/403 authentication, 400/404/413/422 bad request, a 429 that says the account is
+  out of quota): the whole run stops with a ``FatalCallError``;
 - anything else: the group fails with its cause (``decision="error"``), the run goes on.
 """
 
@@ -38,6 +39,8 @@ _RETRY_NAMES = (
 )
 _AUTH_NAMES = ("AuthenticationError", "PermissionDenied", "Unauthenticated", "Unauthorized")
 _BAD_REQUEST_NAMES = ("BadRequest", "NotFound", "InvalidArgument", "UnprocessableEntity")
+_NO_QUOTA = "insufficient_quota"
+"""OpenAI's code for a 429 that no wait cures (no credit left on the account)."""
 
 
 class MalformedOutput(Exception):
@@ -74,11 +77,17 @@ def classify(exc: BaseException) -> Fault:
         return "fatal"
     if status in (400, 404, 413, 422) or any(n in names for n in _BAD_REQUEST_NAMES):
         return "fatal"
+    if _out_of_quota(exc):
+        return "fatal"
     if status in (408, 409, 429) or (status is not None and status >= 500):
         return "retry"
     if any(n in names for n in _RETRY_NAMES):
         return "retry"
     return "fail"
+
+
+def _out_of_quota(exc: BaseException) -> bool:
+    return getattr(exc, "code", None) == _NO_QUOTA or _NO_QUOTA in str(exc)
 
 
 def describe(exc: BaseException) -> str:
@@ -133,7 +142,8 @@ class PrioritySemaphore:
 
 @dataclass
 class RetryPolicy:
-    """Bounded exponential backoff with full jitter."""
+    """Bounded exponential backoff with jitter: attempt ``n`` waits between half and all of
+    ``min(max_delay, base_delay * 2**n)``, longer if the provider asked (``Retry-After``)."""
 
     max_retries: int = 4
     base_delay: float = 1.0
@@ -162,7 +172,8 @@ class CallRunner:
     model_id
         For cost estimates.
     usage
-        Where call records go.
+        Where call records go (the judge's log over all its runs); this run's records are also
+        kept in ``run_usage``, so a group's usage counts only the calls of this run.
     fatal_hint
         Added to the message of an authentication failure (e.g. which env var to check).
     """
@@ -184,7 +195,10 @@ class CallRunner:
         self.timeout = timeout
         self.model_id = model_id
         self.usage = usage
+        self.run_usage = UsageLog()
         self.fatal_hint = fatal_hint
+        self.stopped: str | None = None
+        """The message of the fatal fault that stopped this run, if one did."""
 
     async def call(
         self,
@@ -194,19 +208,30 @@ class CallRunner:
         group_id: int,
         stage: str,
         priority: tuple[int, int],
+        slot_held: bool = False,
+        keep_slot: Callable[[], bool] | None = None,
     ) -> T:
         """Call ``invoke`` until ``parse`` accepts its result, retrying retryable faults.
 
         ``parse`` turns the raw result into the value wanted, raising ``MalformedOutput`` when
         the answer is unusable. Raises ``CallFailed`` (group fails) or ``FatalCallError``.
+
+        A slot can pass straight from one call to the next of the same group: when
+        ``keep_slot()`` is true after a success, the slot is kept, and the next call, made with
+        ``slot_held=True``, uses it for its first attempt (a group's last report hands its slot
+        to the group's head decision, which no other call can then take in between).
         """
         last, last_exc = "", None
         for attempt in range(self.retry.max_retries + 1):
-            started = time.perf_counter()
-            await self.slots.acquire(priority)
+            if not (slot_held and attempt == 0):
+                await self.slots.acquire(priority)
+            keep = False
             try:
+                if self.stopped is not None:  # another call hit a fatal fault: start no more
+                    raise FatalCallError(self.stopped)
                 if self.rate_limiter is not None:
                     await self.rate_limiter.aacquire()
+                started = time.perf_counter()
                 result = await asyncio.wait_for(invoke(), self.timeout) if self.timeout else await invoke()
                 try:
                     value = parse(result)
@@ -214,18 +239,21 @@ class CallRunner:
                     self._record(group_id, stage, attempt, result, started, ok=False)  # paid for
                     raise
                 self._record(group_id, stage, attempt, result, started, ok=True)
+                keep = keep_slot is not None and keep_slot()
                 return value
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, FatalCallError):
                 raise
             except Exception as exc:  # noqa: BLE001 - every provider has its own exception tree
                 fault = classify(exc)
                 last, last_exc = describe(exc), exc
                 if fault == "fatal":
-                    raise FatalCallError(self._fatal_message(exc)) from None
+                    self.stopped = self._fatal_message(exc)
+                    raise FatalCallError(self.stopped) from None
                 if fault == "fail":
                     raise CallFailed(f"{stage}: {last}") from None
             finally:
-                self.slots.release()
+                if not keep:
+                    self.slots.release()
             if attempt < self.retry.max_retries:
                 await asyncio.sleep(self.retry.delay(attempt, last_exc))
         raise CallFailed(f"{stage}: gave up after {self.retry.max_retries + 1} attempts; last error {last}")
@@ -233,18 +261,18 @@ class CallRunner:
     def _record(self, group_id: int, stage: str, attempt: int, result: Any, started: float, ok: bool) -> None:
         raw = result.get("raw") if isinstance(result, dict) else result
         tokens_in, tokens_out = usage_tokens(raw)
-        self.usage.add(
-            CallRecord(
-                group_id=group_id,
-                stage=stage,
-                attempt=attempt,
-                input_tokens=tokens_in,
-                output_tokens=tokens_out,
-                seconds=round(time.perf_counter() - started, 4),
-                cost_usd=estimate_cost(self.model_id, tokens_in, tokens_out),
-                ok=ok,
-            )
+        record = CallRecord(
+            group_id=group_id,
+            stage=stage,
+            attempt=attempt,
+            input_tokens=tokens_in,
+            output_tokens=tokens_out,
+            seconds=round(time.perf_counter() - started, 4),
+            cost_usd=estimate_cost(self.model_id, tokens_in, tokens_out),
+            ok=ok,
         )
+        self.usage.add(record)
+        self.run_usage.add(record)
 
     def _fatal_message(self, exc: BaseException) -> str:
         status = status_of(exc)
@@ -252,4 +280,6 @@ class CallRunner:
         if status in (401, 403) or any(n in names for n in _AUTH_NAMES):
             hint = f": {self.fatal_hint}" if self.fatal_hint else ""
             return scrub(f"{self.model_id} refused the API key ({describe(exc)}){hint}")
+        if _out_of_quota(exc):
+            return scrub(f"{self.model_id}: the account is out of quota, stopping the run; check its plan and billing ({describe(exc)})")
         return scrub(f"{self.model_id} rejected the request, stopping the run ({describe(exc)})")

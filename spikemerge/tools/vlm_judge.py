@@ -6,6 +6,11 @@ overview image and the numbers. Single mode: one call per group with every figur
 numbers. Few-shot examples are shown to the deciding call. Calls share one slot pool, retry
 only retryable faults and never turn a failure into "not merge" (see ``vlm_calls``).
 
+Images are prepared ahead of the calls that send them: each group's figures are read, fitted
+and encoded in a small thread pool (``vlm_images.prepare_group``) as the group enters a window
+of twice ``max_concurrency`` groups (in order), so a call takes its slot with its messages
+ready and the event loop keeps dispatching while the next groups are being prepared.
+
 >>> judge = VLMJudge("openai:gpt-4o", max_concurrency=8)          # doctest: +SKIP
 >>> verdicts = judge.judge_many(requests, policy="conservative")  # doctest: +SKIP
 """
@@ -16,8 +21,10 @@ import asyncio
 import concurrent.futures
 import hashlib
 import json
+import os
+import threading
 from functools import partial
-from typing import Any, Awaitable, Callable, Literal, Sequence
+from typing import Any, Awaitable, Callable, Coroutine, Literal, Sequence, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.rate_limiters import InMemoryRateLimiter
@@ -27,12 +34,13 @@ from ..errors import SpikemergeError
 from ..policies import Policy, get_policy
 from .judge import VerdictCallback
 from .verdict import Example, JudgeRequest, Verdict
-from .vlm_calls import CallFailed, CallRunner, FatalCallError, RetryPolicy
+from .vlm_calls import CallFailed, CallRunner, FatalCallError, RetryPolicy, describe
 from .vlm_cost import UsageLog, summarise
-from .vlm_images import group_figures
+from .vlm_images import IMAGE_FORMAT, GroupImages, group_figures, prepare_group
 from .vlm_messages import (
     HeadDecision,
     head_messages,
+    overview_paths,
     parse_decision,
     prompt_hash,
     report_messages,
@@ -52,6 +60,7 @@ from .vlm_model import (
 )
 
 Mode = Literal["two_stage", "single"]
+T = TypeVar("T")
 _HEAD, _REPORT = 0, 1  # slot priorities: finishing a group beats starting new reports
 _SECRET_WORDS = ("key", "token", "secret", "password", "auth")
 
@@ -82,6 +91,9 @@ class VLMJudge:
         First backoff ceiling in seconds (doubles per retry, capped at 30 s, jittered).
     call_timeout
         Seconds before a call counts as timed out (retryable); ``None`` disables it.
+    image_workers
+        Threads that read, fit and encode figures ahead of the calls (default: the CPUs this
+        process may use, at most 8). Does not change what is sent.
     **model_kwargs
         Passed to ``init_chat_model`` (``temperature``, ``timeout``, ...).
 
@@ -106,12 +118,15 @@ class VLMJudge:
         image_long_side: int = 768,
         retry_base_delay: float = 1.0,
         call_timeout: float | None = 180.0,
+        image_workers: int | None = None,
         **model_kwargs: Any,
     ) -> None:
         if mode not in ("two_stage", "single"):
             raise SpikemergeError(f"unknown VLM judge mode {mode!r}: use 'two_stage' or 'single'")
         if max_concurrency < 1:
             raise SpikemergeError("max_concurrency must be at least 1")
+        if image_workers is not None and image_workers < 1:
+            raise SpikemergeError("image_workers must be at least 1")
         self.mode: Mode = mode
         self.features = tuple(features) if features is not None else None
         self.max_concurrency = max_concurrency
@@ -120,6 +135,7 @@ class VLMJudge:
         self.image_long_side = image_long_side
         self.retry_base_delay = retry_base_delay
         self.call_timeout = call_timeout
+        self.image_workers = image_workers or _usable_cpus()
         self._secrets = tuple(SecretStr(_reveal(v)) for k, v in model_kwargs.items() if _is_secret(k))
         self._settings = {k: repr(v) for k, v in sorted(model_kwargs.items()) if not _is_secret(k)}
         self._base_url = base_url
@@ -161,6 +177,7 @@ class VLMJudge:
             "mode": self.mode,
             "features": self.features,
             "image_long_side": self.image_long_side,
+            "image_format": IMAGE_FORMAT,
             "prompts": self.prompt_hash(),
             "settings": self._settings,
         }
@@ -192,8 +209,7 @@ class VLMJudge:
             asyncio.get_running_loop()
         except RuntimeError:
             return asyncio.run(self._judge_all(*coro_args))
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="vlm-judge") as pool:
-            return pool.submit(asyncio.run, self._judge_all(*coro_args)).result()
+        return _run_in_own_thread(lambda: self._judge_all(*coro_args))
 
     async def ajudge_many(
         self,
@@ -222,9 +238,24 @@ class VLMJudge:
             fatal_hint=self._key_hint(),
         )
         results: list[Verdict | None] = [None] * len(requests)
+        pool = concurrent.futures.ThreadPoolExecutor(self.image_workers, thread_name_prefix="vlm-images")
+        # groups being prepared or judged; they enter in order, so images are ready in call order
+        window = asyncio.Semaphore(2 * max(self.max_concurrency, self.image_workers))
+        # prepared[i]: groups 0..i have their images (or cannot be judged)
+        prepared = [asyncio.Event() for _ in requests]
 
         async def one(index: int) -> tuple[int, Verdict]:
-            return index, await self._judge_group(index, requests[index], examples, policy, runner)
+            async def in_order() -> None:
+                if index:
+                    await prepared[index - 1].wait()
+                prepared[index].set()
+
+            async with window:
+                try:
+                    verdict = await self._judge_group(index, requests[index], examples, policy, runner, pool, in_order)
+                finally:
+                    prepared[index].set()  # also when stopped: never leave a later group waiting
+                return index, verdict
 
         tasks = [asyncio.create_task(one(i)) for i in range(len(requests))]
         try:
@@ -238,44 +269,48 @@ class VLMJudge:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
         return [v for v in results if v is not None]
 
     async def _judge_group(
-        self, index: int, request: JudgeRequest, examples: list[Example], policy: Policy, runner: CallRunner
+        self,
+        index: int,
+        request: JudgeRequest,
+        examples: list[Example],
+        policy: Policy,
+        runner: CallRunner,
+        pool: concurrent.futures.Executor,
+        in_order: Callable[[], Awaitable[None]],
     ) -> Verdict:
         def failed(cause: str) -> Verdict:
             verdict = Verdict.failed(request, scrub(cause, self._explicit_secrets()), self.name, self.model, policy.name)
-            verdict.usage = summarise(runner.usage.records(request.group_id))
+            verdict.usage = summarise(runner.run_usage.records(request.group_id))
             return verdict
 
-        clash = next((ex for ex in examples if ex.is_group(request)), None)
-        if clash is not None:
-            return failed(f"group {request.group_id} is the few-shot example {clash.name!r}; an example is never judged")
-        figures = group_figures(request.images, self.features)
-        if not figures and "composite" in request.images:
-            figures = group_figures(request.images, ["composite"])
-        if not figures:
-            return failed(f"group {request.group_id} has no figures to show the model; render it first")
+        images = await self._prepare(request, examples, pool)
+        await in_order()  # the groups before this one are prepared too: calls start in group order
+        if isinstance(images, str):
+            return failed(images)
         try:
             if self.mode == "two_stage":
-                reports = await self._reports(index, request, figures, runner)
-                build = partial(head_messages, request, reports, examples, policy, self.features, self.image_long_side)
+                reports = await self._reports(index, request, images, runner)  # returns holding a slot
+                messages = head_messages(request, reports, examples, images, policy)
                 stage = "head"
             else:
                 reports = {}
-                build = partial(single_messages, request, figures, examples, policy, self.features, self.image_long_side)
+                messages = single_messages(request, examples, images, policy)
                 stage = "single"
             decision, confidence, merge_ids, reasoning = await runner.call(
-                _built_then_invoked(build, self._structured),
+                partial(self._structured.ainvoke, messages),
                 lambda result: parse_decision(result, request.unit_ids),
                 group_id=request.group_id,
                 stage=stage,
                 priority=(_HEAD, index),
+                slot_held=self.mode == "two_stage",
             )
         except CallFailed as exc:
             return failed(f"the model call failed: {exc}")
-        except OSError as exc:
-            return failed(f"cannot read a figure: {exc}")
         return Verdict(
             group_id=request.group_id,
             unit_ids=list(request.unit_ids),
@@ -287,23 +322,57 @@ class VLMJudge:
             model=self.model,
             policy=policy.name,
             reports={k: scrub(v, self._explicit_secrets()) for k, v in reports.items()},
-            usage=summarise(runner.usage.records(request.group_id)),
+            usage=summarise(runner.run_usage.records(request.group_id)),
         )
 
+    async def _prepare(
+        self, request: JudgeRequest, examples: list[Example], pool: concurrent.futures.Executor
+    ) -> GroupImages | str:
+        """The group's encoded images (read and encoded in ``pool``), or why it cannot be judged."""
+        clash = next((ex for ex in examples if ex.is_group(request)), None)
+        if clash is not None:
+            return f"group {request.group_id} is the few-shot example {clash.name!r}; an example is never judged"
+        figures = group_figures(request.images, self.features)
+        if not figures and "composite" in request.images:
+            figures = group_figures(request.images, ["composite"])
+        if not figures:
+            return f"group {request.group_id} has no figures to show the model; render it first"
+        prepare = partial(
+            prepare_group,
+            figures,
+            overview_paths(request.images, self.features) if self.mode == "two_stage" else (),
+            [overview_paths(ex.images, self.features) for ex in examples],
+            self.image_long_side,
+        )
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, prepare)
+        except OSError as exc:
+            return f"cannot read a figure: {describe(exc)}"
+        except Exception as exc:  # noqa: BLE001 - a figure PIL cannot decode is this group's fault
+            return f"cannot prepare the figures: {describe(exc)}"
+
     async def _reports(
-        self, index: int, request: JudgeRequest, figures: dict, runner: CallRunner
+        self, index: int, request: JudgeRequest, images: GroupImages, runner: CallRunner
     ) -> dict[str, str]:
+        """One report per figure; the last report to succeed keeps its slot for the head."""
+        succeeded = [0]
+
+        def last() -> bool:
+            succeeded[0] += 1
+            return succeeded[0] == len(images.figures)
+
         async def report(feature: str) -> str:
-            build = partial(report_messages, feature, figures[feature], request.unit_ids, self.image_long_side)
+            messages = report_messages(feature, images.figures[feature], request.unit_ids)
             return await runner.call(
-                _built_then_invoked(build, self._chat),
+                partial(self._chat.ainvoke, messages),
                 report_text,
                 group_id=request.group_id,
                 stage=f"report:{feature}",
                 priority=(_REPORT, index),
+                keep_slot=last,
             )
 
-        tasks = [asyncio.create_task(report(f)) for f in figures]
+        tasks = [asyncio.create_task(report(f)) for f in images.figures]
         try:
             texts = await asyncio.gather(*tasks)
         except BaseException:
@@ -311,7 +380,7 @@ class VLMJudge:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        return dict(zip(figures, texts))
+        return dict(zip(images.figures, texts))
 
     def _explicit_secrets(self) -> tuple[str, ...]:
         """Keys passed as keyword arguments, for scrubbing (kept as ``SecretStr`` otherwise)."""
@@ -324,20 +393,46 @@ class VLMJudge:
         return f"check {' or '.join(names)}" if names else "check the endpoint's credentials"
 
 
-def _built_then_invoked(build: Callable[[], list], runnable: Any) -> Callable[[], Awaitable[Any]]:
-    """An invoke function that builds its messages (images encoded off the loop) on first use.
+def _run_in_own_thread(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine on a new loop in a worker thread; Ctrl-C here cancels it there.
 
-    Building inside the call means it happens while the call holds its slot, so a group's head
-    call keeps its priority over other groups' reports.
+    For callers inside a running loop (a notebook): the interrupt reaches this thread, which
+    cancels the judging task (pending calls are dropped, delivered verdicts stay) and waits
+    for it to wind down instead of letting the run go on paying for calls.
     """
-    built: list[list] = []
+    lock = threading.Lock()
+    state: dict[str, Any] = {}
 
-    async def invoke() -> Any:
-        if not built:
-            built.append(await asyncio.to_thread(build))
-        return await runnable.ainvoke(built[0])
+    async def main() -> T:
+        with lock:
+            if state.get("stop"):
+                raise asyncio.CancelledError
+            state["loop"], state["task"] = asyncio.get_running_loop(), asyncio.current_task()
+        return await make()
 
-    return invoke
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="vlm-judge") as pool:
+        future = pool.submit(asyncio.run, main())
+        try:
+            return future.result()
+        except BaseException:
+            with lock:
+                state["stop"] = True
+                loop, task = state.get("loop"), state.get("task")
+            if loop is not None and not future.done():
+                try:
+                    loop.call_soon_threadsafe(task.cancel)
+                except RuntimeError:  # the loop closed meanwhile
+                    pass
+            raise
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (its affinity where the OS tells), at most 8."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        count = os.cpu_count() or 1
+    return max(1, min(8, count))
 
 
 def _reveal(value: Any) -> str:

@@ -1,12 +1,14 @@
 """What the VLM is sent: prompts from ``spikemerge/prompts``, evidence tables, message lists.
 
 Prompts are data: each stage reads its markdown file, and ``prompt_hash`` covers them all so a
-changed prompt changes the cache key and the provenance.
+changed prompt changes the cache key and the provenance. Images arrive already encoded
+(``vlm_images.prepare_group``), so building a message costs no image work.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from functools import lru_cache
 from importlib import resources
@@ -19,7 +21,7 @@ from pydantic import BaseModel, Field
 from ..policies import Policy
 from .verdict import Example, JudgeRequest, UnitId
 from .vlm_calls import MalformedOutput
-from .vlm_images import composite_block, image_block
+from .vlm_images import EncodedImage, GroupImages
 
 REPORT_PROMPTS = {
     "crosscorrelograms": "vlm_report_crosscorrelograms.md",
@@ -52,13 +54,15 @@ def load_prompt(name: str) -> str:
 
 
 def prompt_hash() -> str:
-    """sha256 over every VLM prompt file (name and content), for provenance and cache keys."""
+    """sha256 over every VLM prompt file (name and content) and the answer schema the deciding
+    call is given (its field descriptions are prompt text too), for provenance and cache keys."""
     digest = hashlib.sha256()
     for name in PROMPT_FILES:
         digest.update(name.encode())
         digest.update(b"\0")
         digest.update(load_prompt(name).encode())
         digest.update(b"\0")
+    digest.update(json.dumps(HeadDecision.model_json_schema(), sort_keys=True).encode())
     return digest.hexdigest()
 
 
@@ -111,23 +115,22 @@ def policy_text(policy: Policy) -> str:
     )
 
 
-def report_messages(feature: str, path: Path, unit_ids: Sequence[UnitId], long_side: int) -> list[BaseMessage]:
+def report_messages(feature: str, image: EncodedImage, unit_ids: Sequence[UnitId]) -> list[BaseMessage]:
     """System prompt + one figure with what to look for in it (a per-modality report call)."""
     prompt = load_prompt(REPORT_PROMPTS.get(feature, GENERIC_REPORT_PROMPT))
     text = f"{prompt}\n\nUnits in this group: {units_text(unit_ids)} (figure: {feature})."
     return [
         SystemMessage(load_prompt("vlm_system.md")),
-        HumanMessage(content_blocks=[{"type": "text", "text": text}, image_block(path, long_side)]),
+        HumanMessage(content_blocks=[{"type": "text", "text": text}, image.block()]),
     ]
 
 
-def _example_blocks(
-    examples: Sequence[Example], features: Sequence[str] | None, long_side: int
-) -> list[dict[str, Any]]:
+def example_blocks(examples: Sequence[Example], overviews: Sequence[EncodedImage | None]) -> list[dict[str, Any]]:
+    """The few-shot examples as content blocks: label, note, numbers and one overview image each."""
     if not examples:
         return []
     blocks: list[dict[str, Any]] = [{"type": "text", "text": load_prompt("vlm_examples.md")}]
-    for i, ex in enumerate(examples, 1):
+    for i, (ex, overview) in enumerate(zip(examples, overviews, strict=True), 1):
         meaning = "one neuron, merged" if ex.label == "good" else "different neurons, not merged"
         text = (
             f"### Example {i} ({ex.name}): {ex.label} ({meaning})\nUnits: {units_text(ex.unit_ids)}\n"
@@ -135,14 +138,14 @@ def _example_blocks(
             + f"Numbers:\n{evidence_table(ex.evidence)}"
         )
         blocks.append({"type": "text", "text": text})
-        paths = _figures_for_overview(ex.images, features)
-        if paths:
-            blocks.append(composite_block(paths, long_side))
+        if overview is not None:
+            blocks.append(overview.block())
     blocks.append({"type": "text", "text": "### End of examples. The group to decide follows."})
     return blocks
 
 
-def _figures_for_overview(images: Mapping[str, Path], features: Sequence[str] | None) -> list[Path]:
+def overview_paths(images: Mapping[str, Path], features: Sequence[str] | None) -> list[Path]:
+    """The figures of one overview image: the rendered composite if shown, else the features."""
     if "composite" in images and (features is None or "composite" in features or len(images) == 1):
         return [Path(images["composite"])]
     keys = [k for k in (features or images) if k in images and k != "composite"]
@@ -153,9 +156,8 @@ def head_messages(
     request: JudgeRequest,
     reports: Mapping[str, str],
     examples: Sequence[Example],
+    images: GroupImages,
     policy: Policy,
-    features: Sequence[str] | None,
-    long_side: int,
 ) -> list[BaseMessage]:
     """The deciding call of two-stage mode: examples, reports, numbers, one overview image."""
     report_text = "\n\n".join(f"### Report on {feature}\n{text}" for feature, text in reports.items())
@@ -164,20 +166,17 @@ def head_messages(
         f"## Group {request.group_id}: units {units_text(request.unit_ids)}\n\n{report_text}\n\n"
         f"## Numbers\n{evidence_table(request.evidence)}\n\nThe overview image of this group's figures follows."
     )
-    blocks = _example_blocks(examples, features, long_side) + [{"type": "text", "text": text}]
-    paths = _figures_for_overview(request.images, features)
-    if paths:
-        blocks.append(composite_block(paths, long_side))
+    blocks = example_blocks(examples, images.examples) + [{"type": "text", "text": text}]
+    if images.overview is not None:
+        blocks.append(images.overview.block())
     return [SystemMessage(load_prompt("vlm_system.md")), HumanMessage(content_blocks=blocks)]
 
 
 def single_messages(
     request: JudgeRequest,
-    figures: Mapping[str, Path],
     examples: Sequence[Example],
+    images: GroupImages,
     policy: Policy,
-    features: Sequence[str] | None,
-    long_side: int,
 ) -> list[BaseMessage]:
     """The one call of single mode: examples, every figure (each fitted to tiles), numbers."""
     text = (
@@ -185,10 +184,10 @@ def single_messages(
         f"## Group {request.group_id}: units {units_text(request.unit_ids)}\n\n"
         f"## Numbers\n{evidence_table(request.evidence)}\n\nThe figures follow, each after its name."
     )
-    blocks = _example_blocks(examples, features, long_side) + [{"type": "text", "text": text}]
-    for feature, path in figures.items():
+    blocks = example_blocks(examples, images.examples) + [{"type": "text", "text": text}]
+    for feature, image in images.figures.items():
         blocks.append({"type": "text", "text": f"Figure: {feature}"})
-        blocks.append(image_block(path, long_side))
+        blocks.append(image.block())
     return [SystemMessage(load_prompt("vlm_system.md")), HumanMessage(content_blocks=blocks)]
 
 

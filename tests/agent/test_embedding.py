@@ -12,7 +12,7 @@ from langgraph.types import Command
 
 from spikemerge.agent import TOOL_NAMES, SessionRegistry, build_graph, make_tools
 
-from .conftest import ask, call, last_tool_text, planner
+from .conftest import ask, call, planner
 
 
 class HostState(TypedDict, total=False):

@@ -143,3 +143,24 @@ def test_saved_example_is_reused_from_the_library(session, tmp_path):
     assert judge.calls == len(session.groups)
     with pytest.raises(SpikemergeError, match="no saved example"):
         load_example("missing", library=library)
+
+
+class _InterruptedJudge(MetricsJudge):
+    """Judges the first group, then the person presses Ctrl-C."""
+
+    def judge_many(self, requests, examples=(), policy="balanced", on_verdict=None):
+        first = super().judge_many(requests[:1], examples=examples, policy=policy, on_verdict=on_verdict)
+        assert first
+        raise KeyboardInterrupt
+
+
+def test_interrupted_judging_leaves_outputs_current(session, tmp_path):
+    session.find_candidates()
+    assert len(session.groups) >= 2
+    with pytest.raises(KeyboardInterrupt):
+        session.judge_group(judge=_InterruptedJudge())
+    table = pd.read_csv(tmp_path / "out" / "decisions.csv")
+    assert len(table) == 1 and table["decision"].iloc[0] in ("merge", "not merge")
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["counts"]["judged"] == 1
+    resumed = session.judge_group(judge=MetricsJudge())  # the rest, without redoing the first
+    assert len(resumed) == len(session.groups) - 1

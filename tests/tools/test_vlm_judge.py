@@ -7,6 +7,9 @@ import base64
 import io
 import os
 import re
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -15,11 +18,13 @@ from PIL import Image
 from fakes import FakeChatModel, http_error, timeout_error
 from spikemerge.errors import SpikemergeError
 from spikemerge.policies import get_policy
+from spikemerge.tools import vlm_judge
 from spikemerge.tools.judge import Judge
 from spikemerge.tools.verdict import Example, JudgeRequest, Verdict
 from spikemerge.tools.vlm_cost import estimate_cost, price_of
 from spikemerge.tools.vlm_images import fit_to_tiles, openai_image_tokens
 from spikemerge.tools.vlm_judge import VLMJudge
+from spikemerge.tools.vlm_messages import HeadDecision
 
 FEATURES = ("crosscorrelograms", "amplitudes", "waveforms", "pca")
 SECRET = "sk-test-SECRETSECRET1234567890"
@@ -114,6 +119,15 @@ def test_two_stage_success_reports_usage_and_protocol(tmp_path):
         assert block["mime_type"] == "image/png"
         with Image.open(io.BytesIO(base64.b64decode(block["base64"]))) as img:
             assert img.format == "PNG" and max(img.size) <= 512
+
+
+def test_a_verdict_counts_only_its_own_run(tmp_path):
+    judge = judge_with(FakeChatModel(responder=default_responder()))
+    request = make_request(tmp_path, 0)
+    first = judge.judge_many([request])[0]
+    again = judge.judge_many([request])[0]  # re-judged by the same judge object
+    assert first.usage["calls"] == again.usage["calls"] == 5
+    assert judge.usage_summary()["calls"] == 10  # the judge's total still covers both runs
 
 
 def test_merge_of_a_subset_of_units(tmp_path):
@@ -216,6 +230,18 @@ def test_auth_or_bad_request_stops_the_run(tmp_path, status):
     assert delivered == []
 
 
+def test_out_of_quota_stops_the_run_instead_of_retrying(tmp_path):
+    def respond(messages, kwargs):
+        error = http_error(429, "You exceeded your current quota, please check your plan and billing details.")
+        error.code = "insufficient_quota"  # as the OpenAI client sets it from the error body
+        return error
+
+    model = FakeChatModel(responder=respond)
+    with pytest.raises(SpikemergeError, match="out of quota"):
+        judge_with(model, max_concurrency=1).judge_many([make_request(tmp_path, g) for g in range(3)])
+    assert len(model.calls) == 1  # no retry, and no call starts after the run is stopped
+
+
 # -- few-shot --------------------------------------------------------------------------------
 
 
@@ -275,6 +301,28 @@ def test_interrupt_cancels_pending_calls_and_keeps_delivered(tmp_path):
     calls = len(model.calls)
     asyncio.run(asyncio.sleep(0.05))
     assert len(model.calls) == calls < 100  # nothing kept running after the interrupt
+
+
+def test_interrupt_inside_a_running_loop_stops_the_calls(tmp_path):
+    """A notebook runs a loop: judge_many judges in a thread, and Ctrl-C must reach that thread."""
+    model = FakeChatModel(responder=default_responder(), latency=0.02)
+    judge = judge_with(model, max_concurrency=2)
+    requests = [make_request(tmp_path, g) for g in range(30)]
+
+    async def cell():
+        main = threading.main_thread().ident  # Ctrl-C while judge_many blocks
+        threading.Timer(0.3, signal.pthread_kill, (main, signal.SIGINT)).start()
+        return judge.judge_many(requests)
+
+    loop = asyncio.new_event_loop()  # like a kernel's loop: no asyncio SIGINT handler
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(cell())
+    finally:
+        loop.close()
+    calls = len(model.calls)
+    time.sleep(0.2)
+    assert 0 < len(model.calls) == calls < 30 * 5  # nothing kept running after the interrupt
 
 
 def test_works_inside_a_running_loop(tmp_path):
@@ -342,13 +390,23 @@ def test_keys_never_appear_in_outputs(monkeypatch, tmp_path):
     assert SECRET not in str(verdict.to_dict())
 
 
-def test_fingerprint_tracks_model_mode_and_settings():
+def test_fingerprint_tracks_model_mode_and_settings(monkeypatch):
     model = FakeChatModel(responder=default_responder())
     a = VLMJudge(model)
     assert a.fingerprint() == VLMJudge(model).fingerprint()
     assert a.fingerprint() != VLMJudge(model, mode="single").fingerprint()
     assert a.fingerprint() != VLMJudge(model, image_long_side=1024).fingerprint()
+    assert a.fingerprint() == VLMJudge(model, image_workers=1).fingerprint()  # threads change nothing sent
     assert len(a.prompt_hash()) == 64
+    # what the model is shown but is not a prompt file also counts: the answer schema, the image format
+    before = (a.prompt_hash(), a.fingerprint())
+    schema = HeadDecision.model_json_schema()
+    schema["properties"]["confidence"]["description"] = "percent sure"
+    monkeypatch.setattr(HeadDecision, "model_json_schema", classmethod(lambda cls, **kw: schema))
+    assert a.prompt_hash() != before[0]
+    monkeypatch.undo()
+    monkeypatch.setattr(vlm_judge, "IMAGE_FORMAT", "jpeg")
+    assert a.prompt_hash() == before[0] and a.fingerprint() != before[1]
 
 
 # -- images and cost -------------------------------------------------------------------------
