@@ -107,8 +107,8 @@ def _prepare_baseline(analyzer, groups: dict[int, list]) -> None:
 
 def _fresh_process_run(groups: dict[int, list], folder: Path, n_workers: int, analyzer) -> float:
     """Wall time of one ``render_groups`` call with no figure built yet in this process."""
-    from spikemerge.tools import render_draw
-    from spikemerge.tools.render import render_groups
+    from spikemerge.tools.render import draw as render_draw
+    from spikemerge.tools.render.groups import render_groups
 
     render_draw._BUILT.clear()
     start = time.perf_counter()
@@ -124,7 +124,7 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore")
 
-    from spikemerge.tools.render import render_group
+    from spikemerge.tools.render.groups import render_group
 
     analyzer, groups = _groups(args)
     n = len(groups)

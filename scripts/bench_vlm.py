@@ -37,10 +37,10 @@ from PIL import Image, ImageDraw, ImageFont
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from fakes import FakeChatModel  # noqa: E402
 
-from spikemerge.tools.render_draw import RenderSettings  # noqa: E402
-from spikemerge.tools.verdict import JudgeRequest  # noqa: E402
-from spikemerge.tools.vlm_images import openai_image_tokens  # noqa: E402
-from spikemerge.tools.vlm_judge import VLMJudge  # noqa: E402
+from spikemerge.tools.render.draw import RenderSettings  # noqa: E402
+from spikemerge.tools.judges.base import JudgeRequest  # noqa: E402
+from spikemerge.tools.judges.vlm.images import openai_image_tokens  # noqa: E402
+from spikemerge.tools.judges.vlm.judge import VLMJudge  # noqa: E402
 
 FEATURES = ("crosscorrelograms", "amplitudes", "waveforms", "pca")
 DECISION = {"decision": "merge", "confidence": 0.8, "merge_unit_ids": ["1", "2"], "reasoning": "dip"}

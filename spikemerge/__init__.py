@@ -12,17 +12,22 @@ session.apply_merges(confirm=True)
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("spikemerge")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree that was never installed
+    __version__ = "0+unknown"
 
 _EXPORTS = {
     "CurationSession": "spikemerge.tools.session",
-    "MetricsJudge": "spikemerge.tools.judge",
-    "Judge": "spikemerge.tools.judge",
-    "VLMJudge": "spikemerge.tools.vlm_judge",
-    "Verdict": "spikemerge.tools.verdict",
-    "Example": "spikemerge.tools.verdict",
+    "MetricsJudge": "spikemerge.tools.judges",
+    "Judge": "spikemerge.tools.judges",
+    "VLMJudge": "spikemerge.tools.judges.vlm.judge",
+    "make_judge": "spikemerge.tools.judges",
+    "Verdict": "spikemerge.tools.judges",
+    "Example": "spikemerge.tools.judges",
     "SpikemergeError": "spikemerge.errors",
     "POLICIES": "spikemerge.policies",
     "build_graph": "spikemerge.agent",
@@ -36,10 +41,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .agent import SessionRegistry, build_graph, make_tools
     from .errors import SpikemergeError
     from .policies import POLICIES
-    from .tools.judge import Judge, MetricsJudge
+    from .tools.judges import Example, Judge, MetricsJudge, Verdict, make_judge
     from .tools.session import CurationSession
-    from .tools.verdict import Example, Verdict
-    from .tools.vlm_judge import VLMJudge
+    from .tools.judges.vlm.judge import VLMJudge
 
 
 def __getattr__(name: str) -> Any:

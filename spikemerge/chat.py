@@ -29,9 +29,9 @@ from .agent.models import default_model, load_chat_model, missing_key
 from .agent.state import snapshot
 from .agent.tools import ProgressJudge, describe_plan, format_tool_error
 from .errors import SpikemergeError
-from .tools.judge import MetricsJudge
+from .tools.judges import MetricsJudge, make_judge
 from .tools.outputs import claim_output_folder
-from .tools.vlm_model import scrub
+from .tools.judges.vlm.model import scrub
 
 HELP = """[bold]Slash commands[/] (no model needed):
   /find \\[similarity]   find candidate groups (e.g. /find 0.7; lower finds more)
@@ -282,9 +282,7 @@ def chat_main(
         judge = MetricsJudge()
         if judge_model:
             try:
-                from .tools.vlm_judge import VLMJudge
-
-                judge = VLMJudge(judge_model)
+                judge = make_judge(judge_model)
             except SpikemergeError as exc:
                 console.print(f"[yellow]{escape(scrub(str(exc)))}[/] — judging with the offline metrics judge")
         chat_model = planner
@@ -344,14 +342,3 @@ def chat_from_args(args: argparse.Namespace) -> int:
     """``chat_main`` from parsed CLI arguments (the names of :func:`add_arguments`)."""
     return chat_main(args.analyzer, out=args.out, model=args.model, judge_model=args.judge_model, policy=args.policy,
                      yes=args.yes, resume=args.resume, thread_id=args.thread)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m spikemerge.chat ...`` is ``spikemerge chat ...``."""
-    from .cli import main as cli_main
-
-    return cli_main(["chat", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

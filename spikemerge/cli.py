@@ -10,17 +10,7 @@ from typing import Sequence
 
 from .errors import SpikemergeError
 from .policies import POLICIES
-
-
-def _judge_from_arg(spec: str | None, **vlm_kwargs):
-    """``metrics`` (default) or a chat model string such as ``openai:gpt-4o``."""
-    from .tools.judge import MetricsJudge
-
-    if spec in (None, "", "metrics"):
-        return MetricsJudge()
-    from .tools.vlm_judge import VLMJudge
-
-    return VLMJudge(spec, **vlm_kwargs)
+from .tools.judges import make_judge
 
 
 def _console():
@@ -64,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .tools.session import CurationSession
 
     console = _console()
-    judge = _judge_from_arg(args.judge)
+    judge = make_judge(args.judge)
     session = CurationSession.open(args.analyzer, args.out, policy=args.policy, n_jobs=args.jobs,
                                    progress=not args.quiet)
     result = curate(session, console, min_similarity=args.min_similarity, preset=args.preset,
@@ -108,7 +98,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         neuron_of_unit, kinds = truth.neuron_of_unit, truth.kinds
         console.print(f"  done in {time.perf_counter() - start:.0f} s: {analyzer_folder}")
     session = CurationSession.open(analyzer_folder, out / "curation", policy=args.policy, progress=not args.quiet)
-    result = curate(session, console, min_similarity=None, preset=None, relax=True, judge=_judge_from_arg("metrics"),
+    result = curate(session, console, min_similarity=None, preset=None, relax=True, judge=make_judge("metrics"),
                     render=not args.no_render, apply=True)
     merged = result.merges if result is not None else []
     _print_truth(console, neuron_of_unit, kinds, [m["unit_ids"] for m in merged])

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, Mapping
 from ..errors import SpikemergeError
 from ..policies import get_policy
 from ..tools.candidates import CandidateGroup, CandidateSearch
-from ..tools.judge import Judge
+from ..tools.judges.base import Judge
 from ..tools.session import CurationSession
-from ..tools.verdict import Verdict
+from ..tools.judges.base import Verdict
 
 if TYPE_CHECKING:
     from langchain_core.tools import BaseTool

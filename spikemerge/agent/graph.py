@@ -27,7 +27,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from ..errors import SpikemergeError
-from ..tools.judge import Judge
+from ..tools.judges.base import Judge
 from .context import Context, SessionRegistry
 from .guards import DEFAULT_MAX_TOOL_CALLS, DEFAULT_RECURSION_LIMIT, Limits, call_signature, check_turn, stop_messages
 from .models import load_chat_model

@@ -1,7 +1,7 @@
 """Resolve the planner model from a ``"provider:name"`` string, in one place.
 
 The same provider table, key check and secret scrubbing as the VLM judge
-(:mod:`spikemerge.tools.vlm_model`); the planner needs tool calling, not images.
+(:mod:`spikemerge.tools.judges.vlm.model`); the planner needs tool calling, not images.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 from langchain_core.language_models import BaseChatModel
 
 from ..errors import SpikemergeError
-from ..tools.vlm_model import init_model, load_env, parse_model_id, require_key
+from ..tools.judges.vlm.model import init_model, load_env, parse_model_id, require_key
 
 DEFAULT_PLANNER_MODEL = "openai:gpt-4o-mini"
 """Planner used when ``--model`` is not given and ``SPIKEMERGE_MODEL`` is unset."""

@@ -21,14 +21,14 @@ from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 
 from ..errors import SpikemergeError
-from ..tools.judge import MetricsJudge
-from ..tools.merges import ApplyResult, MergePlan
-from ..tools.vlm_model import scrub
+from ..tools.judges.metrics import MetricsJudge
+from ..tools.curation import ApplyResult, MergePlan
+from ..tools.judges.vlm.model import scrub
 
 if TYPE_CHECKING:
     from ..tools.candidates import CandidateSearch
     from ..tools.session import CurationSession
-    from ..tools.verdict import Verdict
+    from ..tools.judges.base import Verdict
     from .context import SessionRegistry
 
 TOOL_NAMES = ("load_analyzer", "find_candidates", "render_group", "judge_group", "apply_merges")

@@ -147,7 +147,7 @@ def bench_main(args: argparse.Namespace) -> int:
     """Run the bench the parsed ``args`` ask for; print the table; write bench.json and bench_f1.png."""
     from rich.console import Console
 
-    from ..cli import _judge_from_arg
+    from ..tools.judges import make_judge
 
     console = Console(highlight=False)
     if not console.is_terminal:
@@ -162,7 +162,7 @@ def bench_main(args: argparse.Namespace) -> int:
         raise SpikemergeError(f"--seeds takes integers separated by commas, not {args.seeds!r}") from None
     if not seeds:
         raise SpikemergeError("no seed given: e.g. --seeds 0,1,2")
-    judge = _judge_from_arg(args.judge)
+    judge = make_judge(args.judge)
     policy = getattr(args, "policy", None) or "balanced"
     out = claim_output_folder(Path(args.out))
     cache = Path(args.cache) if args.cache else out / "datasets"

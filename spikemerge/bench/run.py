@@ -20,7 +20,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..tools.judge import Judge, MetricsJudge
+from ..tools.judges.base import Judge
+from ..tools.judges.metrics import MetricsJudge
 from ..tools.session import CurationSession
 from .scoring import score_merges, unit_counts
 from .synthetic import (

@@ -35,7 +35,7 @@ from spikeinterface.generation import (
     split_sorting_by_times,
 )
 
-from ..tools.analyzer import EXTENSION_PARAMS, REQUIRED_EXTENSIONS
+from ..tools.analyzer.load import EXTENSION_PARAMS, REQUIRED_EXTENSIONS
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ Notebooks written for that tool run by changing their import lines::
     from spikemerge.compat import create_merge_img_df, run_vlm_merge, plot_merge_results, get_model
 
 ``create_merge_img_df`` draws with spikemerge's renderer, ``run_vlm_merge`` judges with
-``spikemerge.tools.vlm_judge.VLMJudge`` and ``get_model`` maps the old model names to current
+``spikemerge.tools.judges.vlm.judge.VLMJudge`` and ``get_model`` maps the old model names to current
 ``init_chat_model`` ids. ``resolve_merging_graph`` and ``merge_units`` stay SpikeInterface's own.
 """
 

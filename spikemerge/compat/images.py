@@ -1,7 +1,7 @@
 """``create_merge_img_df``: one row per candidate group, one base64 PNG per feature, drawn by spikemerge.
 
 The legacy feature names map onto the renderer's figures (``LEGACY_FEATURES``). Images are
-drawn by ``spikemerge.tools.render.render_groups``. With a ``save_folder`` they are also kept on
+drawn by ``spikemerge.tools.render.groups.render_groups``. With a ``save_folder`` they are also kept on
 disk with an index that records, for every image, the analyzer's content fingerprint, the
 group's unit ids, the feature and the image's sha256; ``load_if_exists=True`` reuses an image
 only when all four match the request, so a cache written for other groups, other features or
@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..errors import SpikemergeError
 from ..tools.outputs import write_text_atomic
-from ..tools.render import ALL_FEATURES, DEFAULT_SETTINGS, render_groups
+from ..tools.render.groups import ALL_FEATURES, DEFAULT_SETTINGS, render_groups
 
 LEGACY_FEATURES: dict[str, str] = {
     "waveform_single": "waveforms",
@@ -232,7 +232,7 @@ def _render_read(analyzer: Any, groups: Mapping[int, tuple], folder: Path, figur
 
 def _group_evidence(analyzer: Any, groups: Sequence[tuple]) -> dict[str, Any]:
     """The numbers behind each group's figures, keyed by ``units_key``; ``{}`` when unavailable."""
-    from ..tools.evidence import EvidenceContext, group_evidence
+    from ..tools.evidence.pairs import EvidenceContext, group_evidence
 
     needed = ("random_spikes", "waveforms", "templates", "spike_amplitudes")
     missing = [name for name in needed if not analyzer.has_extension(name)]

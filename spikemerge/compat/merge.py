@@ -21,8 +21,8 @@ from langchain_core.language_models import BaseChatModel
 from PIL import Image
 
 from ..errors import SpikemergeError
-from ..tools.verdict import Example, JudgeRequest, Verdict
-from ..tools.vlm_judge import VLMJudge
+from ..tools.judges.base import Example, JudgeRequest, Verdict
+from ..tools.judges.vlm.judge import VLMJudge
 from .images import ATTRS_KEY, feature_figure, normalise_groups, plain_unit_id, units_key
 from .models import get_model
 

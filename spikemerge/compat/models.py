@@ -16,7 +16,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 
 from ..errors import SpikemergeError
-from ..tools.vlm_model import (
+from ..tools.judges.vlm.model import (
     ModelSpec,
     check_images_supported,
     init_model,

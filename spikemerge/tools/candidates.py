@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import SpikemergeError
-from .evidence import EvidenceContext, template_similarity
-from .verdict import UnitId
+from .evidence.pairs import EvidenceContext, template_similarity
+from .judges.base import UnitId
 
 SI_PRESETS = ("similarity_correlograms", "temporal_splits", "x_contaminations", "feature_neighbors", "slay")
 RELAX_STEP = 0.05

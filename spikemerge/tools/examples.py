@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import SpikemergeError
 from .outputs import staged_folder, to_jsonable, write_json_atomic
-from .verdict import Example
+from .judges.base import Example
 
 EXAMPLE_FILE = "example.json"
 

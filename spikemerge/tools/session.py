@@ -23,14 +23,15 @@ from spikeinterface.core import SortingAnalyzer
 from .. import __version__
 from ..errors import SpikemergeError
 from ..policies import get_policy
-from . import merges as merges_tool
-from .analyzer import REQUIRED_EXTENSIONS, AnalyzerInfo, describe, open_analyzer, prepare_analyzer
+from . import curation as merges_tool
+from .analyzer.load import REQUIRED_EXTENSIONS, AnalyzerInfo, describe, open_analyzer, prepare_analyzer
 from .candidates import CandidateGroup, CandidateSearch, find_candidates
-from .evidence import EvidenceContext, group_evidence
+from .evidence.pairs import EvidenceContext, group_evidence
 from .examples import load_example, save_example
-from .judge import Judge, MetricsJudge
+from .judges.base import Judge
+from .judges.metrics import MetricsJudge
 from .outputs import append_jsonl, claim_output_folder, read_jsonl, to_jsonable, write_json_atomic, write_text_atomic
-from .verdict import Example, JudgeRequest, Verdict, group_key_units
+from .judges.base import Example, JudgeRequest, Verdict, group_key_units
 
 JOURNAL = "verdicts.jsonl"
 REPORT_KINDS = ("crosscorrelograms", "amplitudes", "waveforms", "pca")
@@ -181,11 +182,11 @@ class CurationSession:
                      n_workers: int | str = 1) -> dict[int, dict[str, Path]]:
         """Draw each group's figures into ``out/images``; returns paths per group and feature.
 
-        ``n_workers`` as in :func:`spikemerge.tools.render.render_groups` (``"auto"`` draws many
+        ``n_workers`` as in :func:`spikemerge.tools.render.groups.render_groups` (``"auto"`` draws many
         groups in worker processes; scripts that ask for it need an ``if __name__ == "__main__":``
         guard).
         """
-        from .render import DEFAULT_FEATURES, render_groups
+        from .render.groups import DEFAULT_FEATURES, render_groups
 
         ids = self._require_groups(group_ids)
         with self.times.measure("render"):

@@ -22,10 +22,10 @@ from fakes import FakeChatModel  # noqa: E402
 from spikemerge.agent import SessionRegistry  # noqa: E402
 from spikemerge.errors import SpikemergeError  # noqa: E402
 from spikemerge.policies import get_policy  # noqa: E402
-from spikemerge.tools import merges as merges_tool  # noqa: E402
-from spikemerge.tools.analyzer import AnalyzerInfo  # noqa: E402
+from spikemerge.tools import curation as merges_tool  # noqa: E402
+from spikemerge.tools.analyzer.load import AnalyzerInfo  # noqa: E402
 from spikemerge.tools.candidates import CandidateGroup, CandidateSearch  # noqa: E402
-from spikemerge.tools.verdict import Verdict  # noqa: E402
+from spikemerge.tools.judges.base import Verdict  # noqa: E402
 
 PAIRS = {(1, 2): 0.95, (3, 4): 0.75, (5, 6): 0.62}
 """Unit pairs of the fake analyzer and their template similarity."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "tmux_chat_check.sh"
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_chat_in_tmux(tiny_analyzer_folder, tmp_path):  # noqa: F811
-    done = subprocess.run(["bash", str(SCRIPT), str(tiny_analyzer_folder), str(tmp_path)],
+    done = subprocess.run(["bash", str(SCRIPT), str(tiny_analyzer_folder), str(tmp_path), sys.executable],
                           capture_output=True, text=True, timeout=240)
     screen = done.stdout
     assert done.returncode == 0, done.stderr[-3000:]

@@ -5,7 +5,7 @@ import pytest
 from spikeinterface.core import load_sorting_analyzer
 
 from spikemerge.errors import SpikemergeError
-from spikemerge.tools.analyzer import REQUIRED_EXTENSIONS, load_analyzer
+from spikemerge.tools.analyzer.load import REQUIRED_EXTENSIONS, load_analyzer
 from tests.helpers import folder_digest
 
 

@@ -4,7 +4,7 @@ from spikemerge.bench.scoring import merged_pairs
 from spikemerge.errors import SpikemergeError
 from spikemerge.tools import candidates as candidates_module
 from spikemerge.tools.candidates import find_candidates
-from spikemerge.tools.evidence import EvidenceContext
+from spikemerge.tools.evidence.pairs import EvidenceContext
 
 
 @pytest.fixture(scope="module")

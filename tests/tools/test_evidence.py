@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from spikemerge.tools.evidence import (
+from spikemerge.tools.evidence.pairs import (
     EvidenceContext,
     ccg_evidence,
     correlogram,

@@ -5,8 +5,8 @@ import pytest
 from spikeinterface.curation import apply_curation, load_curation
 
 from spikemerge.errors import SpikemergeError
-from spikemerge.tools.judge import MetricsJudge
-from spikemerge.tools.merges import ApplyResult, MergePlan
+from spikemerge.tools.judges import MetricsJudge
+from spikemerge.tools.curation import ApplyResult, MergePlan
 from spikemerge.tools.session import DECISION_COLUMNS, CurationSession
 from tests.helpers import folder_digest
 

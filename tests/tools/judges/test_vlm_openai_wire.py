@@ -21,8 +21,8 @@ import pytest
 from PIL import Image
 
 from spikemerge.errors import SpikemergeError
-from spikemerge.tools.verdict import JudgeRequest
-from spikemerge.tools.vlm_judge import VLMJudge
+from spikemerge.tools.judges.base import JudgeRequest
+from spikemerge.tools.judges.vlm.judge import VLMJudge
 
 pytest.importorskip("langchain_openai")
 

@@ -26,9 +26,9 @@ from typing import Any, Awaitable, Callable, Literal, TypeVar
 
 from langchain_core.rate_limiters import InMemoryRateLimiter
 
-from ..errors import SpikemergeError
-from .vlm_cost import CallRecord, UsageLog, estimate_cost, usage_tokens
-from .vlm_model import scrub
+from ....errors import SpikemergeError
+from .cost import CallRecord, UsageLog, estimate_cost, usage_tokens
+from .model import scrub
 
 T = TypeVar("T")
 Fault = Literal["retry", "fatal", "fail"]

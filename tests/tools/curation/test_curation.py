@@ -12,8 +12,8 @@ from spikeinterface.curation import apply_curation, load_curation
 
 from spikemerge.errors import SpikemergeError
 from spikemerge.tools.outputs import to_jsonable
-from spikemerge.tools import merges as M
-from spikemerge.tools.merges import (
+from spikemerge.tools import curation as M
+from spikemerge.tools.curation import (
     MODE_HARD,
     MODE_SOFT,
     MODE_SOFT_IGNORED,
@@ -25,7 +25,7 @@ from spikemerge.tools.merges import (
     undo_last_apply,
     write_curation,
 )
-from spikemerge.tools.verdict import Verdict
+from spikemerge.tools.judges.base import Verdict
 
 PROVENANCE = {"tool": "spikemerge", "version": "test", "judge": "metrics", "policy": "balanced"}
 
@@ -157,7 +157,7 @@ def _pairs_by_overlap(analyzer):
     """(pair, overlap, shared channels) for every unit pair."""
     out = []
     for a, b in combinations(analyzer.unit_ids, 2):
-        overlap, shared = M._overlap(analyzer, [a, b])
+        overlap, shared = M.apply._overlap(analyzer, [a, b])
         out.append(((int(a), int(b)), overlap, shared))
     return out
 
@@ -231,7 +231,7 @@ def test_low_sparsity_overlap_falls_back_per_group(small_truth, tmp_path, monkey
     plan = plan_merges([verdict(1, partial), verdict(2, disjoint)], analyzer.unit_ids)
 
     # no recording: the partial pair merges soft on its shared channels, the disjoint one is reported
-    monkeypatch.setattr(M, "_has_recording", lambda a: False)
+    monkeypatch.setattr(M.apply, "_has_recording", lambda a: False)
     result = apply_merges(analyzer, plan, tmp_path / "no_rec", PROVENANCE)
     assert [m["mode"] for m in result.merges] == [MODE_SOFT_IGNORED]
     assert result.skipped[0][0] == 2 and "share no channel" in result.skipped[0][1]
@@ -266,17 +266,17 @@ def test_hard_merge_recomputes_on_the_union_of_channels(small_truth, tmp_path):
 
 def test_one_failing_group_does_not_lose_the_others(small_truth, tmp_path, monkeypatch):
     analyzer = small_truth.analyzer
-    good = [g for g in small_truth.true_groups if M._overlap(analyzer, g)[0] >= M.SPARSITY_OVERLAP]
+    good = [g for g in small_truth.true_groups if M.apply._overlap(analyzer, g)[0] >= M.SPARSITY_OVERLAP]
     assert len(good) >= 2
     bad_unit = good[0][0]
-    real_merge = M._merge
+    real_merge = M.apply._merge
 
     def flaky(an, groups, mode, censor_ms, n_jobs):
         if any(bad_unit in g for g in groups):
             raise RuntimeError("simulated SpikeInterface failure")
         return real_merge(an, groups, mode, censor_ms, n_jobs)
 
-    monkeypatch.setattr(M, "_merge", flaky)
+    monkeypatch.setattr(M.apply, "_merge", flaky)
     plan = plan_merges([verdict(i, g) for i, g in enumerate(good)], analyzer.unit_ids)
     result = apply_merges(analyzer, plan, tmp_path, PROVENANCE)
     assert [m["unit_ids"] for m in result.merges] == good[1:]
@@ -291,13 +291,13 @@ def test_nothing_half_written_when_saving_fails(small_truth, tmp_path, monkeypat
     out = tmp_path / "out"
     out.mkdir()
     (out / "curation.json").write_text('{"earlier": true}')
-    real_save = M._save_analyzer
+    real_save = M.apply._save_analyzer
 
     def crash_after_writing(merged, folder):
         real_save(merged, folder)  # the folder is fully written, then the process "dies"
         raise OSError("disk full")
 
-    monkeypatch.setattr(M, "_save_analyzer", crash_after_writing)
+    monkeypatch.setattr(M.apply, "_save_analyzer", crash_after_writing)
     plan = plan_merges([verdict(1, small_truth.true_groups[0])], analyzer.unit_ids)
     with pytest.raises(SpikemergeError, match="nothing was written"):
         apply_merges(analyzer, plan, out, PROVENANCE)

@@ -18,10 +18,10 @@ from typing import Any, Literal, Mapping, Sequence
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
-from ..policies import Policy
-from .verdict import Example, JudgeRequest, UnitId
-from .vlm_calls import MalformedOutput
-from .vlm_images import EncodedImage, GroupImages
+from ....policies import Policy
+from ..base import Example, JudgeRequest, UnitId
+from .calls import MalformedOutput
+from .images import EncodedImage, GroupImages
 
 REPORT_PROMPTS = {
     "crosscorrelograms": "vlm_report_crosscorrelograms.md",

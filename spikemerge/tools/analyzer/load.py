@@ -14,7 +14,7 @@ from pathlib import Path
 from spikeinterface.core import SortingAnalyzer, load_sorting_analyzer
 from spikeinterface.core.sortinganalyzer import get_extension_class
 
-from ..errors import SpikemergeError
+from ...errors import SpikemergeError
 
 REQUIRED_EXTENSIONS: tuple[str, ...] = (
     "random_spikes",

@@ -10,16 +10,16 @@ from PIL import Image
 from spikeinterface.core import NumpySorting, create_sorting_analyzer
 
 from spikemerge.errors import SpikemergeError
-from spikemerge.tools import render
-from spikemerge.tools.render import (
+from spikemerge.tools.render import groups as render
+from spikemerge.tools.render.groups import (
     ALL_FEATURES,
     DEFAULT_FEATURES,
     OPTIONAL_FEATURES,
     render_group,
     render_groups,
 )
-from spikemerge.tools.render_figures import lag_histogram
-from spikemerge.tools.render_style import RenderSettings
+from spikemerge.tools.render.figures import lag_histogram
+from spikemerge.tools.render.style import RenderSettings
 
 
 def _pair_and_triple(truth) -> tuple[list, list]:
@@ -203,7 +203,7 @@ def test_damaged_cached_image_is_drawn_again(rendered, small_truth):
 
 def test_reused_figure_draws_the_same_bytes_as_a_fresh_one(rendered, small_truth):
     """A figure laid out once and redrawn for group B, then A, gives A's fresh bytes."""
-    from spikemerge.tools import render_draw
+    from spikemerge.tools.render import draw as render_draw
 
     _, _, pair, triple = rendered
     others = [u for u in small_truth.analyzer.unit_ids if u not in pair][:2]

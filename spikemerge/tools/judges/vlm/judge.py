@@ -30,14 +30,13 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.rate_limiters import InMemoryRateLimiter
 from pydantic import SecretStr
 
-from ..errors import SpikemergeError
-from ..policies import Policy, get_policy
-from .judge import VerdictCallback
-from .verdict import Example, JudgeRequest, Verdict
-from .vlm_calls import CallFailed, CallRunner, FatalCallError, RetryPolicy, describe
-from .vlm_cost import UsageLog, summarise
-from .vlm_images import IMAGE_FORMAT, GroupImages, group_figures, prepare_group
-from .vlm_messages import (
+from ....errors import SpikemergeError
+from ....policies import Policy, get_policy
+from ..base import Example, JudgeRequest, Verdict, VerdictCallback
+from .calls import CallFailed, CallRunner, FatalCallError, RetryPolicy, describe
+from .cost import UsageLog, summarise
+from .images import IMAGE_FORMAT, GroupImages, group_figures, prepare_group
+from .messages import (
     HeadDecision,
     head_messages,
     overview_paths,
@@ -47,7 +46,7 @@ from .vlm_messages import (
     report_text,
     single_messages,
 )
-from .vlm_model import (
+from .model import (
     PROVIDER_KEYS,
     ModelSpec,
     check_images_supported,

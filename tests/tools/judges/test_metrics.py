@@ -3,9 +3,10 @@ import math
 import pytest
 
 from spikemerge.policies import POLICIES
-from spikemerge.tools.evidence import EvidenceContext, group_evidence
-from spikemerge.tools.judge import Judge, MetricsJudge, PairScore, merge_subset, score_pair
-from spikemerge.tools.verdict import JudgeRequest
+from spikemerge.tools.evidence.pairs import EvidenceContext, group_evidence
+from spikemerge.tools.judges import Judge
+from spikemerge.tools.judges.metrics import MetricsJudge, PairScore, merge_subset, score_pair
+from spikemerge.tools.judges.base import JudgeRequest
 
 
 def _request(ctx, group_id, units):

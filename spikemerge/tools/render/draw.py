@@ -18,9 +18,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
-from .outputs import write_bytes_atomic
-from .render_figures import FIGURES
-from .render_style import (
+from ..outputs import write_bytes_atomic
+from .figures import FIGURES
+from .style import (
     RC_PARAMS,
     RenderSettings,
     figure_to_png,

@@ -21,7 +21,7 @@ from scipy.stats import poisson
 from threadpoolctl import threadpool_limits
 from spikeinterface.core import SortingAnalyzer
 
-from .verdict import UnitId
+from ..judges.base import UnitId
 
 REFRACTORY_MS = 1.5
 """Half-width of the window where one neuron cannot fire twice (DESIGN: about ±1–2 ms)."""
@@ -67,7 +67,7 @@ class EvidenceContext:
         try:
             return self._index[unit_id]
         except KeyError:
-            from ..errors import SpikemergeError
+            from ...errors import SpikemergeError
 
             raise SpikemergeError(f"unknown unit id {unit_id!r}: the analyzer's units are {self.unit_ids}") from None
 

@@ -1,4 +1,4 @@
-"""Resolve the VLM judge's chat model: provider, API key, image support, secret scrubbing.
+"""Resolve the VLM judge's chat model: provider, API key, image support.
 
 Everything that can be checked before a single request is sent is checked here, so a
 missing key or a text-only model is a one-line ``SpikemergeError`` raised before any work.
@@ -7,22 +7,13 @@ missing key or a text-only model is a one-line ``SpikemergeError`` raised before
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
-from ..errors import SpikemergeError
-
-PROVIDER_KEYS: dict[str, tuple[str, ...]] = {
-    "openai": ("OPENAI_API_KEY",),
-    "azure_openai": ("AZURE_OPENAI_API_KEY",),
-    "anthropic": ("ANTHROPIC_API_KEY",),
-    "google_genai": ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
-    "ollama": (),
-}
-"""Environment variables that carry each provider's key (any one is enough; empty: no key)."""
+from ....errors import SpikemergeError
+from ...secrets import PROVIDER_KEYS, load_env, scrub  # noqa: F401  (re-exported for callers)
 
 PROVIDER_PACKAGES: dict[str, str] = {
     "openai": "langchain-openai",
@@ -37,13 +28,6 @@ PROVIDERS_WITH_RETRIES = {"openai", "azure_openai", "anthropic", "google_genai"}
 
 TEXT_ONLY_PREFIXES = ("gpt-3.5", "o1-mini", "o3-mini", "text-", "davinci", "deepseek-r1", "deepseek-chat")
 """Model names known not to take images, for models without a profile that says so."""
-
-_SECRET_PATTERNS = (
-    re.compile(r"sk-[A-Za-z0-9_\-]{8,}"),  # OpenAI / Anthropic style
-    re.compile(r"AIza[0-9A-Za-z_\-]{20,}"),  # Google API keys
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{12,}"),
-)
-
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -83,17 +67,6 @@ def parse_model_id(model: str, base_url: str | None = None) -> ModelSpec:
     if lowered.startswith("gemini"):
         return ModelSpec("google_genai", model)
     raise SpikemergeError(f"cannot tell the provider of model {model!r}: write it as 'provider:model', e.g. 'openai:gpt-4o'")
-
-
-def load_env() -> None:
-    """Read ``.env`` from the working directory (or a parent) without overriding the environment."""
-    try:
-        from dotenv import find_dotenv, load_dotenv
-    except ImportError:  # pragma: no cover - python-dotenv is a dependency
-        return
-    path = find_dotenv(usecwd=True)
-    if path:
-        load_dotenv(path, override=False)
 
 
 def require_key(spec: ModelSpec, base_url: str | None, model_kwargs: dict[str, Any]) -> None:
@@ -162,21 +135,3 @@ def model_name_of(chat_model: BaseChatModel) -> str:
     return type(chat_model).__name__
 
 
-def _known_secrets() -> list[str]:
-    values = []
-    for names in PROVIDER_KEYS.values():
-        for name in names:
-            value = os.environ.get(name, "")
-            if len(value) >= 6:
-                values.append(value)
-    return values
-
-
-def scrub(text: str, extra: tuple[str, ...] = ()) -> str:
-    """Replace every API key (set in the environment, passed explicitly, or key-shaped) with ``***``."""
-    for secret in (*_known_secrets(), *extra):
-        if secret and len(secret) >= 6:
-            text = text.replace(secret, "***")
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "***", text)
-    return text

@@ -22,10 +22,10 @@ from typing import Any, Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import SpikemergeError
-from .outputs import write_bytes_atomic
-from .render_draw import render_jobs, tile_composite
-from .render_style import RenderSettings
+from ...errors import SpikemergeError
+from ..outputs import write_bytes_atomic
+from .draw import render_jobs, tile_composite
+from .style import RenderSettings
 
 UnitId = Hashable
 
@@ -414,7 +414,7 @@ def _plan(view: _AnalyzerView, groups: Mapping[int, Sequence[UnitId]], out_dir: 
 def _worker_context() -> multiprocessing.context.BaseContext:
     """Fork workers from a server that has already imported the drawing code, where possible.
 
-    The server imports the drawing code once (``import spikemerge.tools.render_draw`` takes
+    The server imports the drawing code once (``import spikemerge.tools.render.draw`` takes
     0.8 s here) and each worker is forked from it, instead of importing it again as a spawned
     worker does; on 8 groups the whole batch took as long either way (2.6 s vs 2.5 s). The
     server is a clean single-threaded process, so forking from it is as safe as spawn in a
@@ -423,7 +423,7 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["spikemerge.tools.render_draw"])
+    context.set_forkserver_preload(["spikemerge.tools.render.draw"])
     return context
 
 

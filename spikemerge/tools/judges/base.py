@@ -1,10 +1,10 @@
-"""The values judges exchange with the session: what is asked, what is shown, what is decided."""
+"""The judge contract: what a judge is asked (JudgeRequest), shown (Example) and answers (Verdict), and the Judge protocol."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Protocol, Sequence, runtime_checkable
 
 Decision = Literal["merge", "not merge", "error"]
 UnitId = int | str
@@ -99,3 +99,30 @@ class Verdict:
 def group_key_units(unit_ids: Sequence[UnitId]) -> str:
     """Unit ids as the short text used in tables and CSV cells: ``"3 7 12"``."""
     return " ".join(str(u) for u in unit_ids)
+
+
+VerdictCallback = Callable[[Verdict], None]
+
+
+@runtime_checkable
+class Judge(Protocol):
+    """What the session needs from a judge.
+
+    ``fingerprint`` must change whenever the same request could get a different answer
+    (another model, other prompts, other settings); the session uses it in the cache key.
+    ``judge_many`` calls ``on_verdict`` as each verdict arrives, so the session can journal it
+    at once, and returns the verdicts in request order.
+    """
+
+    name: str
+    model: str | None
+
+    def fingerprint(self) -> str: ...
+
+    def judge_many(
+        self,
+        requests: Sequence[JudgeRequest],
+        examples: Sequence[Example] = (),
+        policy: str = "balanced",
+        on_verdict: VerdictCallback | None = None,
+    ) -> list[Verdict]: ...

@@ -18,13 +18,13 @@ from PIL import Image
 from fakes import FakeChatModel, http_error, timeout_error
 from spikemerge.errors import SpikemergeError
 from spikemerge.policies import get_policy
-from spikemerge.tools import vlm_judge
-from spikemerge.tools.judge import Judge
-from spikemerge.tools.verdict import Example, JudgeRequest, Verdict
-from spikemerge.tools.vlm_cost import estimate_cost, price_of
-from spikemerge.tools.vlm_images import fit_to_tiles, openai_image_tokens
-from spikemerge.tools.vlm_judge import VLMJudge
-from spikemerge.tools.vlm_messages import HeadDecision
+from spikemerge.tools.judges.vlm import judge as vlm_judge
+from spikemerge.tools.judges import Judge
+from spikemerge.tools.judges.base import Example, JudgeRequest, Verdict
+from spikemerge.tools.judges.vlm.cost import estimate_cost, price_of
+from spikemerge.tools.judges.vlm.images import fit_to_tiles, openai_image_tokens
+from spikemerge.tools.judges.vlm.judge import VLMJudge
+from spikemerge.tools.judges.vlm.messages import HeadDecision
 
 FEATURES = ("crosscorrelograms", "amplitudes", "waveforms", "pca")
 SECRET = "sk-test-SECRETSECRET1234567890"

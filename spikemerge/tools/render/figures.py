@@ -16,7 +16,7 @@ import scipy.linalg
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from .render_style import (
+from .style import (
     CCG_BACKGROUND,
     CCG_COLOR,
     REFRACTORY_COLOR,

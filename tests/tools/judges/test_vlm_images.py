@@ -14,9 +14,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from fakes import FakeChatModel
-from spikemerge.tools import vlm_images
-from spikemerge.tools.verdict import Example, JudgeRequest
-from spikemerge.tools.vlm_images import (
+from spikemerge.tools.judges.vlm import images as vlm_images
+from spikemerge.tools.judges.base import Example, JudgeRequest
+from spikemerge.tools.judges.vlm.images import (
     encode_figure,
     encode_image,
     encode_overview,
@@ -25,7 +25,7 @@ from spikemerge.tools.vlm_images import (
     prepare_group,
     tile_sheet,
 )
-from spikemerge.tools.vlm_judge import VLMJudge
+from spikemerge.tools.judges.vlm.judge import VLMJudge
 
 FEATURES = ("crosscorrelograms", "amplitudes", "waveforms", "pca")
 DECISION = {"decision": "merge", "confidence": 0.9, "merge_unit_ids": ["1", "2"], "reasoning": "refractory dip"}

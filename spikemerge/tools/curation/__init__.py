@@ -1,0 +1,56 @@
+"""curation: turn judged verdicts into SpikeInterface merges, a curation file and a new analyzer.
+
+Three steps, each usable alone:
+
+1. :func:`plan.plan_merges` reads verdicts and decides which unit groups may be merged. It merges
+   exactly what a judge decided, never a transitive chain: if A-B and B-C were judged separately,
+   neither is applied and both are reported, because "A-B-C is one neuron" was never judged.
+2. :func:`build_curation` / :func:`write_curation` write the plan in SpikeInterface's curation
+   format (version "2"), with our provenance as an extra top-level key. SpikeInterface's pydantic
+   ``Curation`` model ignores unknown top-level keys (its default ``extra="ignore"``), so the file
+   validates, loads with ``load_curation`` and applies with ``apply_curation`` unchanged.
+3. :func:`apply_merges` merges a ``SortingAnalyzer`` in memory (the input object is never
+   modified), writes the result into a *new* binary folder through a staged temporary folder,
+   writes ``curation.json`` and records both in a small manifest so :func:`undo_last_apply`
+   can remove exactly what it wrote.
+
+Decisions
+---------
+New unit ids
+    Strategy "append": merged units get ids after the largest existing id (``max + 1``, ...; for
+    non-numeric string ids ``"merge0"``, ``"merge1"``, ... skipping names in use). An id never
+    names a different unit before and after curation. The ids are chosen here and passed
+    explicitly both to ``merge_units`` and into ``curation.json``, so the file and the merged
+    analyzer always agree.
+Censoring
+    Every merged group is censored with ``censor_ms`` (0.3 ms), not only groups flagged as
+    duplicates. Two spikes of one neuron are never 0.3 ms apart (the refractory period is about
+    1-2 ms), so within a correct merge any such pair is the same event counted twice: removing
+    the second copy is what a duplicate needs and removes nothing from a clean split. Censoring
+    everything also keeps the result independent of whether the duplicate detector fired.
+Sparsity overlap
+    SpikeInterface's soft merge refuses groups whose sparsity masks overlap less than
+    ``sparsity_overlap`` (0.75, intersection over union). For such a group we fall back, in
+    order: (a) a soft merge with the threshold ignored, when the units share at least one
+    channel (the merged unit keeps the shared channels, where both units are seen; cheap and
+    needs no recording); (b) a hard merge (extensions recomputed from the recording on the
+    union of channels) when the units share no channel and a recording is available; (c)
+    otherwise the group is reported in ``skipped``. A hard merge makes SpikeInterface recompute
+    every extension, so when one group needs it all groups of that apply are merged hard.
+Folders
+    The merged analyzer goes to ``out_dir/merged_analyzer``; if that exists, the next free
+    ``merged_analyzer_2``, ``merged_analyzer_3``, ... is used. Nothing is ever overwritten.
+"""
+
+from __future__ import annotations
+
+from .apply import MODE_HARD, MODE_SOFT, MODE_SOFT_IGNORED, SPARSITY_OVERLAP, ApplyResult, apply_merges
+from .format import CURATION_FILE, build_curation, write_curation
+from .plan import MergePlan, new_unit_ids_for, plan_merges
+from .undo import MANIFEST_FILE, UNDO_FOLDER, undo_last_apply
+
+__all__ = [
+    "ApplyResult", "CURATION_FILE", "MANIFEST_FILE", "MODE_HARD", "MODE_SOFT", "MODE_SOFT_IGNORED",
+    "MergePlan", "SPARSITY_OVERLAP", "UNDO_FOLDER", "apply_merges", "build_curation", "new_unit_ids_for",
+    "plan_merges", "undo_last_apply", "write_curation",
+]
