@@ -78,20 +78,21 @@ def plan_merges(
     """Decide which groups to merge from judges' verdicts, without chaining separate judgements.
 
     Only ``decision == "merge"`` verdicts are merged, and each merges exactly its
-    ``merge_unit_ids``. When merge verdicts share units:
+    ``merge_groups`` (a verdict may hold several merges: one group judged to hold two neurons'
+    splits). Each part is a merge claim. When claims share units:
 
     * identical unit sets are one merge (the first group applies it, the others are listed in
       ``skipped`` as covered by it);
-    * if one set contains all the others and no verdict of the overlap left out a unit of it,
-      the containing set was judged as a whole and is applied (the contained verdicts are
-      listed as covered by it);
+    * if one set contains all the others and no verdict of the overlap put two of its units in
+      different parts, the containing set was judged as a whole and is applied (the contained
+      claims are listed as covered by it);
     * otherwise (A-B and B-C judged separately) none of them is applied: each is listed in
       ``skipped`` with a reason asking for the union to be judged as one group.
 
     A merge is also skipped when another verdict judged two of its units apart ("not merge",
-    or left out of that verdict's merge subset while a partner was kept). Verdicts with
-    ``decision == "error"`` are ignored. When several verdicts carry the same group id the
-    last one counts, as in a resumed journal.
+    or placed in different parts of its partition). Verdicts with ``decision == "error"`` or
+    ``"abstain"`` neither merge nor keep apart. When several verdicts carry the same group id
+    the last one counts, as in a resumed journal.
 
     Parameters
     ----------
@@ -105,6 +106,8 @@ def plan_merges(
     Returns
     -------
     MergePlan
+        One entry per applied part; a group with two merges appears twice in
+        ``source_group_ids``.
 
     Raises
     ------
@@ -117,93 +120,93 @@ def plan_merges(
     for verdict in verdicts:
         latest[int(verdict.group_id)] = verdict
 
-    judged: dict[int, list[UnitId]] = {}  # every unit each verdict looked at
-    merged: dict[int, list[UnitId]] = {}  # the units each merge verdict merges
-    apart: list[tuple[int, set[str]]] = []  # (group id, units judged not one neuron)
+    blocks: dict[int, list[set[str]]] = {}  # each deciding verdict's partition
+    claims: dict[tuple[int, int], list[UnitId]] = {}  # (group id, part) -> the units it merges
     for gid, verdict in latest.items():
-        if verdict.decision == "error":
+        if verdict.decision in ("error", "abstain"):
             continue
-        judged[gid] = _canonical(verdict.unit_ids, lookup, order, gid)
-        if verdict.decision == "merge":
-            merged[gid] = _canonical(verdict.merge_unit_ids, lookup, order, gid)
-        else:
-            apart.append((gid, {str(u) for u in judged[gid]}))
+        _canonical(verdict.unit_ids, lookup, order, gid)  # every unit must exist
+        blocks[gid] = [{str(lookup[str(_native(u))]) for u in block} for block in verdict.blocks()]
+        for k, part in enumerate(verdict.merge_groups):
+            claims[(gid, k)] = _canonical(part, lookup, order, gid)
 
-    # connected components of merge verdicts that share units (union-find on group ids)
-    parent = {gid: gid for gid in merged}
+    def apart_in(gid: int, units: set[str]) -> list[str]:
+        """Two units of ``units`` that verdict ``gid`` placed in different parts, if any."""
+        hits = [block & units for block in blocks[gid] if block & units]
+        if len(hits) < 2:
+            return []
+        return sorted({next(iter(hits[0])), next(iter(hits[1]))}, key=order.__getitem__)
 
-    def root(gid: int) -> int:
-        while parent[gid] != gid:
-            parent[gid] = parent[parent[gid]]
-            gid = parent[gid]
-        return gid
+    # connected components of claims that share units (union-find)
+    parent = {c: c for c in claims}
 
-    owner: dict[str, int] = {}
-    for gid in sorted(merged):
-        for unit in merged[gid]:
+    def root(c: tuple[int, int]) -> tuple[int, int]:
+        while parent[c] != c:
+            parent[c] = parent[parent[c]]
+            c = parent[c]
+        return c
+
+    owner: dict[str, tuple[int, int]] = {}
+    for c in sorted(claims):
+        for unit in claims[c]:
             key = str(unit)
             if key in owner:
-                parent[root(gid)] = root(owner[key])
+                parent[root(c)] = root(owner[key])
             else:
-                owner[key] = gid
-    components: dict[int, list[int]] = {}
-    for gid in sorted(merged):
-        components.setdefault(root(gid), []).append(gid)
+                owner[key] = c
+    components: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for c in sorted(claims):
+        components.setdefault(root(c), []).append(c)
 
-    chosen: list[int] = []
-    skipped: dict[int, str] = {}
-    covered_by: dict[int, int] = {}  # contained verdict -> the group whose merge includes it
+    chosen: list[tuple[int, int]] = []
+    skipped: dict[tuple[int, int], str] = {}
+    covered_by: dict[tuple[int, int], tuple[int, int]] = {}
     for members in components.values():
         if len(members) == 1:
             chosen.append(members[0])
             continue
-        sets = {gid: {str(u) for u in merged[gid]} for gid in members}
-        biggest = max(members, key=lambda g: (len(sets[g]), -g))
+        sets = {c: {str(u) for u in claims[c]} for c in members}
+        biggest = max(members, key=lambda c: (len(sets[c]), -c[0], -c[1]))
         top = sets[biggest]
-        contained = all(sets[g] <= top for g in members)
-        left_out = any(
-            ({str(u) for u in judged[g]} - sets[g]) & top for g in members
-        )
-        if contained and not left_out:
+        contained = all(sets[c] <= top for c in members)
+        if contained and not any(apart_in(gid, top) for gid in {c[0] for c in members}):
             chosen.append(biggest)
-            for gid in members:
-                if gid != biggest:
-                    covered_by[gid] = biggest
-                    skipped[gid] = (
-                        f"not applied on its own: units {_fmt(merged[gid])} are inside group {biggest}'s "
-                        f"merge {_fmt(merged[biggest])}, which is applied"
+            for c in members:
+                if c != biggest:
+                    covered_by[c] = biggest
+                    skipped[c] = (
+                        f"not applied on its own: units {_fmt(claims[c])} are inside group {biggest[0]}'s "
+                        f"merge {_fmt(claims[biggest])}, which is applied"
                     )
             continue
         union = sorted(set().union(*sets.values()), key=order.__getitem__)
         union_ids = _fmt([lookup[k] for k in union])
-        for gid in members:
-            others = [g for g in members if g != gid and sets[g] & sets[gid]]
-            shared = sorted(set().union(*(sets[g] & sets[gid] for g in others)), key=order.__getitem__)
-            skipped[gid] = (
+        for c in members:
+            others = [o for o in members if o != c and sets[o] & sets[c]]
+            shared = sorted(set().union(*(sets[o] & sets[c] for o in others)), key=order.__getitem__)
+            skipped[c] = (
                 f"shares unit(s) {_fmt([lookup[k] for k in shared])} with group(s) "
-                f"{', '.join(str(g) for g in others)}, judged separately; merges are not chained: "
+                f"{', '.join(sorted({str(o[0]) for o in others}))}, judged separately; merges are not chained: "
                 f"judge units {union_ids} as one group, or re-judge the groups so they do not overlap"
             )
 
     plan = MergePlan()
-    for gid in sorted(chosen):
-        units = {str(u) for u in merged[gid]}
-        conflict = next(
-            ((other, units & seen) for other, seen in apart if other != gid and len(units & seen) >= 2), None
-        )
+    for c in sorted(chosen):
+        gid, units = c[0], {str(u) for u in claims[c]}
+        conflict = next(((other, apart_in(other, units)) for other in sorted(blocks)
+                         if other != gid and apart_in(other, units)), None)
         if conflict is not None:
             other, both = conflict
-            both_ids = _fmt(sorted((lookup[k] for k in both), key=lambda u: order[str(u)]))
-            skipped[gid] = (
-                f"group {other} judged units {both_ids} not to be one neuron, which contradicts this merge: "
-                f"re-judge units {_fmt(merged[gid])} together"
+            skipped[c] = (
+                f"group {other} judged units {_fmt([lookup[k] for k in both])} not to be one neuron, which "
+                f"contradicts this merge: re-judge units {_fmt(claims[c])} together"
             )
             continue
-        covered = [g for g, by in covered_by.items() if by == gid]
-        plan.groups.append(list(merged[gid]))
+        covered = [o for o, by in covered_by.items() if by == c]
+        plan.groups.append(list(claims[c]))
         plan.source_group_ids.append(gid)
-        plan.duplicate_flags.append(bool(duplicates.get(gid, False) or any(duplicates.get(g, False) for g in covered)))
-    plan.skipped = sorted(skipped.items())
+        plan.duplicate_flags.append(bool(duplicates.get(gid, False) or any(duplicates.get(o[0], False) for o in covered)))
+    plan.skipped = sorted((c[0], reason) for c, reason in skipped.items())
     return plan
 
 

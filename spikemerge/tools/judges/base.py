@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Protocol, Sequence, runtime_checkable
 
-Decision = Literal["merge", "not merge", "error"]
+Decision = Literal["merge", "not merge", "abstain", "error"]
+DECISIONS: tuple[str, ...] = ("merge", "not merge", "abstain", "error")
 UnitId = int | str
 
 
@@ -43,35 +44,55 @@ class Example:
 
 @dataclass
 class Verdict:
-    """A judge's decision on one group.
+    """A judge's decision on one group: a partition of its units into neurons.
 
-    ``merge_unit_ids`` may be a subset of ``unit_ids`` (the units that are one neuron);
-    it is empty unless ``decision == "merge"``. A failed judgement is ``decision="error"``
-    with the cause in ``reasoning``; it is never read as "not merge".
+    ``merge_groups`` are the parts to merge (each at least two units, disjoint); a unit in no
+    part stays on its own. One group may hold several merges (two neurons' splits judged
+    together). ``merge_unit_ids`` is their union, kept for tables and older callers; a verdict
+    built with only ``merge_unit_ids`` is read as one part. ``abstain`` means the evidence is
+    too thin to decide (few expected coincidences): nothing merges, and it is not "not merge".
+    A failed judgement is ``decision="error"`` with the cause in ``reasoning``; it is never read
+    as "not merge".
     """
 
     group_id: int
     unit_ids: list[UnitId]
     decision: Decision
     confidence: float
-    merge_unit_ids: list[UnitId]
-    reasoning: str
-    judge: str
+    merge_unit_ids: list[UnitId] = field(default_factory=list)
+    reasoning: str = ""
+    judge: str = ""
     model: str | None = None
     policy: str = "balanced"
     reports: dict[str, str] = field(default_factory=dict)
     usage: dict[str, Any] = field(default_factory=dict)
+    merge_groups: list[list[UnitId]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.decision not in ("merge", "not merge", "error"):
-            raise ValueError(f"decision must be 'merge', 'not merge' or 'error', not {self.decision!r}")
+        if self.decision not in DECISIONS:
+            raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, not {self.decision!r}")
         self.confidence = float(min(1.0, max(0.0, self.confidence)))
         if self.decision != "merge":
-            self.merge_unit_ids = []
-        elif not set(self.merge_unit_ids) <= set(self.unit_ids) or len(self.merge_unit_ids) < 2:
-            raise ValueError(
-                f"group {self.group_id}: merge_unit_ids {self.merge_unit_ids} must be at least two of {self.unit_ids}"
-            )
+            self.merge_unit_ids, self.merge_groups = [], []
+            return
+        parts = [list(part) for part in self.merge_groups if len(part)] or [list(self.merge_unit_ids)]
+        known = {str(u) for u in self.unit_ids}
+        seen: set[str] = set()
+        for part in parts:
+            keys = {str(u) for u in part}
+            if len(keys) < 2 or not keys <= known or keys & seen:
+                raise ValueError(
+                    f"group {self.group_id}: merge_groups {parts} must be disjoint parts of at least two of {self.unit_ids}"
+                )
+            seen |= keys
+        self.merge_groups = parts
+        self.merge_unit_ids = [u for part in parts for u in part]
+
+    def blocks(self) -> list[set[str]]:
+        """The partition as sets of unit-id texts: each merge part, then every other unit alone."""
+        parts = [{str(u) for u in part} for part in self.merge_groups]
+        merged = set().union(*parts) if parts else set()
+        return parts + [{str(u)} for u in self.unit_ids if str(u) not in merged]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

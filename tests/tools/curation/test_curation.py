@@ -325,3 +325,32 @@ def test_an_empty_plan_writes_a_curation_without_merges(small_truth, tmp_path):
     assert len(curated.unit_ids) == analyzer.get_num_units()
     assert "removed curation.json" in undo_last_apply(tmp_path)
     assert not (tmp_path / "curation.json").exists()
+
+
+def test_one_group_can_hold_two_merges():
+    v = Verdict(group_id=1, unit_ids=[13, 15, 68, 69], decision="merge", confidence=0.9,
+                merge_groups=[[13, 15], [68, 69]], reasoning="two neurons' splits", judge="hand")
+    assert v.merge_unit_ids == [13, 15, 68, 69]
+    plan = plan_merges([v], [13, 15, 68, 69, 70])
+    assert plan.groups == [[13, 15], [68, 69]] and plan.source_group_ids == [1, 1] and not plan.skipped
+
+
+def test_parts_of_one_verdict_keep_their_units_apart_from_another_merge():
+    split = Verdict(group_id=1, unit_ids=[1, 2, 3, 4], decision="merge", confidence=0.9,
+                    merge_groups=[[1, 2], [3, 4]], reasoning="", judge="hand")
+    chained = verdict(2, [2, 3])
+    plan = plan_merges([split, chained], [1, 2, 3, 4])
+    assert [2, 3] not in plan.groups and 2 in {g for g, _ in plan.skipped}
+
+
+def test_abstain_neither_merges_nor_blocks():
+    thin = Verdict(group_id=1, unit_ids=[1, 2], decision="abstain", confidence=0.5, reasoning="thin", judge="hand")
+    assert thin.merge_groups == [] and thin.merge_unit_ids == []
+    plan = plan_merges([thin, verdict(2, [1, 2, 3])], [1, 2, 3])
+    assert plan.groups == [[1, 2, 3]]
+
+
+def test_overlapping_parts_are_refused():
+    with pytest.raises(ValueError, match="disjoint"):
+        Verdict(group_id=1, unit_ids=[1, 2, 3], decision="merge", confidence=0.9,
+                merge_groups=[[1, 2], [2, 3]], reasoning="", judge="hand")
