@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from itertools import combinations
+from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 from ...policies import Policy, get_policy
@@ -100,6 +101,9 @@ class MetricsJudge:
 
     name = "metrics"
     model: str | None = None
+    params: JudgeParams = DEFAULT_JUDGE_PARAMS
+    weights: Mapping[str, float] = MappingProxyType({})
+    learned: dict[str, Any] | None = None
 
     def __init__(self, params: JudgeParams = DEFAULT_JUDGE_PARAMS, weights: Mapping[str, float] | None = None):
         self.params = params
