@@ -267,11 +267,10 @@ def feature_evidence(a: UnitArrays, b: UnitArrays, lag: int, duration_s: float,
         sel_a, sel_b, meets = window.mask(a.times_s, "a"), window.mask(b.times_s, "b"), True
     record["units_meet"] = bool(meets)
     amp_a, amp_b = a.amplitudes[sel_a], b.amplitudes[sel_b]
-    if amp_a.size < params.min_continuity_spikes or amp_b.size < params.min_continuity_spikes:
-        amp_a, amp_b = a.amplitudes, b.amplitudes
+    enough = min(amp_a.size, amp_b.size) >= params.min_continuity_spikes
     sa, wa_amp = _subsample(np.abs(amp_a), 3000, rng)
     sb, wb_amp = _subsample(np.abs(amp_b), 3000, rng)
-    amp = continuity(sa, sb, wa_amp, wb_amp, params) if meets else \
+    amp = continuity(sa, sb, wa_amp, wb_amp, params) if meets and enough else \
         {"continuity_ratio": float("nan"), "continuity_gap_p": 1.0, "continuity_expected": 0.0}
     record.update({f"amplitude_{k}": v for k, v in amp.items()})
 
@@ -297,6 +296,10 @@ def feature_evidence(a: UnitArrays, b: UnitArrays, lag: int, duration_s: float,
     else:
         keep_a, keep_b = window.mask(a.waveform_times_s, "a"), window.mask(b.waveform_times_s, "b")
     if keep_a.sum() < params.min_feature_spikes or keep_b.sum() < params.min_feature_spikes:
+        if window.kind != "all":
+            # too few sampled spikes where the units meet: spikes from elsewhere in a drifting
+            # recording would show the drift, not the units, so there is no continuity to test
+            meets = False
         keep_a, keep_b = np.ones(len(wa), bool), np.ones(len(wb), bool)
     wa, wb = wa[keep_a], wb[keep_b]
     fa = wa.reshape(len(wa), -1).astype(np.float64)

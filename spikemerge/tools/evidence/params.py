@@ -33,6 +33,8 @@ class EvidenceParams:
     """Lags (beyond the refractory window) where a burst puts the later, smaller spikes."""
     time_bins: int = 20
     """Bins across the recording for presence and amplitude-over-time comparisons."""
+    sequential_overlap: float = 0.3
+    """Presence overlap below this: the units follow each other in time and are compared at the hand-over."""
     active_fraction: float = 0.1
     """A unit is active in a time bin with at least this share of its mean spikes per bin."""
     handover_fraction: float = 0.15

@@ -57,15 +57,18 @@ def comparison_window(times_a: np.ndarray, times_b: np.ndarray, duration_s: floa
                       params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> Window:
     """The time in which to compare two units: while both fire, else around the hand-over.
 
-    Both-active bins holding at least ``min_continuity_spikes`` of each unit make a
-    ``"concurrent"`` window. Units that follow each other are compared on the last
-    ``handover_fraction`` of the first and the first ``handover_fraction`` of the second.
+    Units that fire together (presence overlap at least ``sequential_overlap``) are compared
+    in the bins where both are active, when those hold ``min_continuity_spikes`` of each: a
+    ``"concurrent"`` window. Units that follow each other are compared at the hand-over: the
+    last ``handover_fraction`` of the first and the first ``handover_fraction`` of the second.
     """
     edges = np.linspace(0.0, duration_s, params.time_bins + 1)
     ca, active_a = _activity(times_a, edges, params)
     cb, active_b = _activity(times_b, edges, params)
     both = active_a & active_b
-    if both.any() and ca[both].sum() >= params.min_continuity_spikes and cb[both].sum() >= params.min_continuity_spikes:
+    overlap = float(np.minimum(ca / max(1, ca.sum()), cb / max(1, cb.sum())).sum())
+    if (overlap >= params.sequential_overlap and ca[both].sum() >= params.min_continuity_spikes
+            and cb[both].sum() >= params.min_continuity_spikes):
         spans = tuple((float(edges[i]), float(edges[i + 1])) for i in np.flatnonzero(both))
         return Window("concurrent", spans, spans)
     if times_a.size == 0 or times_b.size == 0:

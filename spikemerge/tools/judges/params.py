@@ -34,7 +34,10 @@ class JudgeParams:
     similarity_bounds: tuple[float, float] = (-10.0, 2.0)
     # continuity: a valley between the units along the discriminant axis or in amplitude
     gap_p: float = 1e-3
-    """A valley this improbable under a unimodal density is a gap."""
+    """A valley this improbable under a unimodal density is a gap ..."""
+    gap_max_ratio: float = 0.5
+    """... when it is also this deep (density at the valley over the lower peak): a shallow
+    dip, however significant with many spikes, is what drift within the window makes."""
     gap_min_expected: float = 5.0
     """Below this many spikes expected in the valley window the valley test has no power."""
     gap_log_odds_per_decade: float = 1.0

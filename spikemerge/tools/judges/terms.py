@@ -64,7 +64,7 @@ class PairScore:
 def _gap_term(ratio: float, gap_p: float, expected: float, p: JudgeParams) -> float:
     if not finite(ratio) or expected < p.gap_min_expected:
         return 0.0
-    if gap_p < p.gap_p:
+    if gap_p < p.gap_p and ratio < p.gap_max_ratio:
         return _clip(-p.gap_log_odds_per_decade * math.log10(1.0 / max(gap_p, 1e-300)), p.gap_bounds)
     return p.continuous_log_odds if ratio >= p.continuous_ratio else 0.0
 
