@@ -10,7 +10,7 @@ that moment* (the last spikes of one against the first of the next), since the f
 last fragment of a drifting neuron need not look alike. Groups are the connected components,
 of any size; the judge partitions them. A SpikeInterface preset can be used instead of the
 gate; its ``template_diff_thresh`` is a *difference*, set to ``1 - min_similarity``.
-With ``relax``, an empty result (or no more groups than ``more_than``) lowers
+With ``relax``, an empty result (or groups holding no more than ``more_than`` units) lowers
 ``min_similarity`` step by step to a floor.
 """
 
@@ -283,11 +283,12 @@ def find_candidates(
         None for spikemerge's similarity-and-distance gate with drift chains, or a
         SpikeInterface preset name.
     relax : bool, default: True
-        When no more than ``more_than`` groups are found, try ``min_similarity - step`` and so
-        on down to ``floor``.
+        When the groups hold no more than ``more_than`` units, try ``min_similarity - step``
+        and so on down to ``floor``.
     more_than : int, default: 0
-        The number of groups to beat: 0 relaxes only on an empty result; a planner asking for
-        more candidates passes the number it already has.
+        The number of units in groups to beat: 0 relaxes only on an empty result; a planner
+        asking for more candidates passes how many units its groups already hold (lowering
+        the threshold can join groups, so their number is not what grows).
 
     Returns
     -------
@@ -310,7 +311,9 @@ def find_candidates(
         groups = group_pairs(ctx, pairs, found_by, chains)
         levels.append({"min_similarity": round(threshold, 4), "num_pairs": len(pairs), "num_groups": len(groups),
                        "num_chains": len(chains)})
+        covered = sum(len(g.unit_ids) for g in groups)
+        levels[-1]["num_units"] = covered
         next_threshold = round(threshold - step, 4)
-        if len(groups) > more_than or not relax or next_threshold < floor - 1e-9:
+        if covered > more_than or not relax or next_threshold < floor - 1e-9:
             return CandidateSearch(groups=groups, preset=preset, min_similarity=threshold, levels=levels)
         threshold = next_threshold

@@ -146,12 +146,13 @@ class CurationSession:
     ) -> CandidateSearch:
         """Candidate groups; ``min_similarity`` defaults to the policy's. Replaces earlier groups.
 
-        ``more`` asks for more groups than the last search found: with ``relax`` the threshold
-        walks down from the last one until the count grows (or the floor is reached).
+        ``more`` asks for more candidates than the last search found: with ``relax`` the
+        threshold walks down from the last one until the groups hold more units (or the floor
+        is reached).
         """
         more_than = 0
         if more and self.search is not None:
-            more_than = len(self.search.groups)
+            more_than = sum(len(g.unit_ids) for g in self.search.groups)
             if min_similarity is None:
                 min_similarity = self.search.min_similarity
         if min_similarity is None:

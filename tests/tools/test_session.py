@@ -185,3 +185,11 @@ def test_examples_reach_the_offline_judge(session):
     assert judge.learned and judge.learned["bad"] > 0  # the example's pairs refit the weights
     assert groups[0] not in {v.group_id for v in session.judge_group(judge=judge, bad_examples=[groups[0]])}
     assert first
+
+
+def test_asking_for_more_candidates_walks_the_threshold_down(session):
+    first = session.find_candidates(min_similarity=0.97, relax=False)
+    more = session.find_candidates(relax=True, more=True)
+    assert more.levels[0]["min_similarity"] == pytest.approx(first.min_similarity)
+    held = lambda search: sum(len(g.unit_ids) for g in search.groups)  # noqa: E731
+    assert held(more) > held(first) or more.min_similarity < 0.5 + 0.05
