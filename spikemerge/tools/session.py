@@ -40,17 +40,65 @@ DECISION_COLUMNS = [
 ] + [f"report_{kind}" for kind in REPORT_KINDS]
 
 
+STAGES = ("load", "find", "evidence", "render", "judge", "apply", "report")
+"""The stages run.json times; together with ``other`` they cover the session's wall time."""
+
+
+def peak_rss_bytes() -> dict[str, int]:
+    """Peak resident memory of this process and of its largest finished child (e.g. a render worker).
+
+    ``ru_maxrss`` is the kernel's high-water mark, so a peak between two samples is not missed.
+    """
+    import resource
+    import sys
+
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return {
+        "self": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale),
+        "largest_child": int(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale),
+    }
+
+
 @dataclass
 class StageTimes:
+    """Wall time per stage, each second counted once.
+
+    Stages nest: evidence computed while judging or writing the report is evidence time, not
+    judge or report time (the inner stage pauses the outer one). Whatever ran outside every
+    stage is ``other``, so the stages plus ``other`` add up to the wall time since ``start``.
+    """
+
     seconds: dict[str, float] = field(default_factory=dict)
+    start: float = field(default_factory=time.perf_counter)
+    _stack: list[list] = field(default_factory=list, repr=False)
 
     @contextmanager
     def measure(self, stage: str) -> Iterator[None]:
-        start = time.perf_counter()
+        now = time.perf_counter()
+        if self._stack:  # pause the enclosing stage
+            outer = self._stack[-1]
+            self.seconds[outer[0]] = self.seconds.get(outer[0], 0.0) + now - outer[1]
+        self._stack.append([stage, now])
         try:
             yield
         finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+            end = time.perf_counter()
+            name, since = self._stack.pop()
+            self.seconds[name] = self.seconds.get(name, 0.0) + end - since
+            if self._stack:  # resume it
+                self._stack[-1][1] = end
+
+    def record(self) -> dict[str, Any]:
+        """Seconds per stage (every stage listed, 0 when it did not run), ``other`` and ``wall``."""
+        now = time.perf_counter()
+        seconds = dict(self.seconds)
+        for name, since in self._stack:  # stages still open while this record is written
+            seconds[name] = seconds.get(name, 0.0) + now - since
+        wall = now - self.start
+        stages = {name: round(seconds.get(name, 0.0), 3) for name in STAGES}
+        stages.update({k: round(v, 3) for k, v in seconds.items() if k not in stages})
+        return {"stage_seconds": stages, "other_seconds": round(max(0.0, wall - sum(seconds.values())), 3),
+                "wall_seconds": round(wall, 3)}
 
 
 def _hash_file(path: Path) -> str:
@@ -173,8 +221,14 @@ class CurationSession:
         self._require_groups([group_id])
         units = tuple(self.groups[group_id].unit_ids)
         if units not in self._evidence:
-            self._evidence[units] = group_evidence(self.context, list(units))
+            with self.times.measure("evidence"):
+                self._evidence[units] = group_evidence(self.context, list(units))
         return self._evidence[units]
+
+    def compute_evidence(self, group_ids: Sequence[int] | None = None) -> None:
+        """Compute every group's evidence now (its own stage in run.json), instead of on first use."""
+        for g in self._require_groups(group_ids):
+            self.evidence(g)
 
     # ------------------------------------------------------------ render_group
 
@@ -191,7 +245,7 @@ class CurationSession:
         ids = self._require_groups(group_ids)
         with self.times.measure("render"):
             drawn = render_groups(
-                self.analyzer, {g: self.groups[g].unit_ids for g in ids}, self.out / "images",
+                self.context, {g: self.groups[g].unit_ids for g in ids}, self.out / "images",
                 features=tuple(features or DEFAULT_FEATURES), n_workers=n_workers,
             )
         for g, paths in drawn.items():
@@ -389,17 +443,19 @@ class CurationSession:
                 "error": decisions.count("error"),
                 "units_after": self.last_apply.units_after if self.last_apply else None,
             },
-            "stage_seconds": {k: round(v, 3) for k, v in self.times.seconds.items()},
+            **self.times.record(),
+            "peak_rss_bytes": peak_rss_bytes(),
             "usage": usage() if callable(usage) else {},
             "apply": to_jsonable(self.last_apply.__dict__) if self.last_apply else None,
         }
 
     def save(self) -> None:
         """Write decisions.csv, run.json and (when figures exist) report.html, each atomically."""
-        write_text_atomic(self.out / "decisions.csv", self.decisions_table().to_csv(index=False))
-        write_json_atomic(self.out / "run.json", self.run_record())
-        if self.images or self.verdicts:
-            self.write_report()
+        with self.times.measure("report"):
+            write_text_atomic(self.out / "decisions.csv", self.decisions_table().to_csv(index=False))
+            if self.images or self.verdicts:
+                self.write_report()
+            write_json_atomic(self.out / "run.json", self.run_record())
 
     def write_report(self) -> Path | None:
         try:

@@ -11,16 +11,14 @@ neurons; a sharp peak at (almost) zero lag means the same spikes were detected t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
 from itertools import combinations
 from typing import Any, Sequence
 
 import numpy as np
 from scipy.stats import poisson
 from threadpoolctl import threadpool_limits
-from spikeinterface.core import SortingAnalyzer
 
+from ..analyzer.view import AnalyzerView, UnitArrays
 from ..judges.base import UnitId
 
 REFRACTORY_MS = 1.5
@@ -39,100 +37,12 @@ def _unit_key(unit_id: Any) -> UnitId:
     return unit_id.item() if hasattr(unit_id, "item") else unit_id
 
 
-@dataclass
-class UnitArrays:
-    times_s: np.ndarray
-    amplitudes: np.ndarray
-    waveforms: np.ndarray
-    """Random-spike waveforms on ``channels`` (spikes, samples, channels)."""
-    channels: np.ndarray
-    template: np.ndarray
-    """Average template on all channels (samples, channels)."""
-    location: np.ndarray
-    main_channel: int
+class EvidenceContext(AnalyzerView):
+    """Per-unit arrays extracted once from an analyzer, shared by every pair computation.
 
-
-class EvidenceContext:
-    """Per-unit arrays extracted once from an analyzer, shared by every pair computation."""
-
-    def __init__(self, analyzer: SortingAnalyzer):
-        self.analyzer = analyzer
-        self.fs = float(analyzer.sampling_frequency)
-        self.duration_s = float(analyzer.get_total_duration())
-        self.unit_ids = [_unit_key(u) for u in analyzer.unit_ids]
-        self._index = {u: i for i, u in enumerate(self.unit_ids)}
-        self._cache: dict[UnitId, UnitArrays] = {}
-
-    def index(self, unit_id: UnitId) -> int:
-        try:
-            return self._index[unit_id]
-        except KeyError:
-            from ...errors import SpikemergeError
-
-            raise SpikemergeError(f"unknown unit id {unit_id!r}: the analyzer's units are {self.unit_ids}") from None
-
-    @cached_property
-    def _spikes(self) -> np.ndarray:
-        return self.analyzer.sorting.to_spike_vector(concatenated=True)
-
-    @cached_property
-    def _segment_offsets(self) -> np.ndarray:
-        lengths = [self.analyzer.get_num_samples(s) for s in range(self.analyzer.get_num_segments())]
-        return np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-
-    @cached_property
-    def _amplitudes(self) -> np.ndarray:
-        return np.asarray(self.analyzer.get_extension("spike_amplitudes").get_data())
-
-    @cached_property
-    def templates(self) -> np.ndarray:
-        return self.analyzer.get_extension("templates").get_data(operator="average")
-
-    @cached_property
-    def locations(self) -> np.ndarray:
-        """Unit positions (µm): the ``unit_locations`` extension, else the templates' centre of mass."""
-        if self.analyzer.has_extension("unit_locations"):
-            return np.asarray(self.analyzer.get_extension("unit_locations").get_data())[:, :2]
-        from spikeinterface.postprocessing.localization_tools import compute_center_of_mass
-
-        return np.asarray(compute_center_of_mass(self.analyzer))[:, :2]
-
-    @cached_property
-    def sparsity_mask(self) -> np.ndarray:
-        if self.analyzer.sparsity is None:
-            return np.ones((len(self.unit_ids), self.analyzer.get_num_channels()), dtype=bool)
-        return self.analyzer.sparsity.mask
-
-    @cached_property
-    def _random_spikes(self) -> np.ndarray:
-        return self.analyzer.get_extension("random_spikes").get_random_spikes()
-
-    def _absolute_samples(self, spikes: np.ndarray) -> np.ndarray:
-        return spikes["sample_index"] + self._segment_offsets[spikes["segment_index"]]
-
-    def unit(self, unit_id: UnitId) -> UnitArrays:
-        if unit_id in self._cache:
-            return self._cache[unit_id]
-        index = self.index(unit_id)
-        mask = self._spikes["unit_index"] == index
-        times = self._absolute_samples(self._spikes[mask]) / self.fs
-        amplitudes = self._amplitudes[mask]
-        order = np.argsort(times, kind="stable")
-        waveforms_ext = self.analyzer.get_extension("waveforms")
-        waveforms = waveforms_ext.get_waveforms_one_unit(self.analyzer.unit_ids[index], force_dense=False)
-        channels = np.flatnonzero(self.sparsity_mask[index])
-        template = self.templates[index]
-        arrays = UnitArrays(
-            times_s=times[order],
-            amplitudes=amplitudes[order],
-            waveforms=np.asarray(waveforms, dtype=np.float32),
-            channels=channels,
-            template=template,
-            location=self.locations[index],
-            main_channel=int(np.argmax(np.ptp(template, axis=0))),
-        )
-        self._cache[unit_id] = arrays
-        return arrays
+    The analyzer's one view (:class:`~spikemerge.tools.analyzer.view.AnalyzerView`): render reads
+    the same trains, so a CCG panel and these numbers count the same spikes.
+    """
 
 
 # ---------------------------------------------------------------- crosscorrelograms
