@@ -1,4 +1,4 @@
-"""The `spikemerge` command: run, demo, bench and chat."""
+"""The `spikemerge` command: run, batch, demo, bench and chat."""
 
 from __future__ import annotations
 
@@ -138,6 +138,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .bench.batch import BatchSettings, run_batch
+
+    settings = BatchSettings(
+        judge=args.judge, policy=args.policy, min_similarity=args.min_similarity, preset=args.preset,
+        relax=not args.no_relax, render=not args.no_render, apply=args.apply,
+        vlm_max_concurrency=args.vlm_concurrency, vlm_requests_per_second=args.vlm_rate,
+    )
+    rows = run_batch(args.analyzers, args.out, settings, engine=args.engine, workers=args.workers,
+                     scheduler=args.scheduler, progress=not args.quiet)
+    failed = [r for r in rows if r["status"] != "ok"]
+    print(f"{len(rows) - len(failed)} of {len(rows)} analyzers curated; table: {Path(args.out) / 'batch.csv'}")
+    for row in failed:
+        print(f"  {row['name']}: {row['reason']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     from .chat import chat_from_args
 
@@ -187,6 +204,24 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--cache", default=None, help="dataset cache folder (default: OUT/datasets)")
     bench.add_argument("--quick", action="store_true", help="short recordings, one seed: a few minutes on 2 cores")
     bench.set_defaults(func=cmd_bench)
+
+    batch = sub.add_parser("batch", help="curate many analyzers (folders, a glob, or a CSV manifest), locally or on Dask")
+    batch.add_argument("analyzers", nargs="+", help="analyzer folders, glob patterns, or a CSV manifest (path,name)")
+    batch.add_argument("--out", required=True, help="batch folder: OUT/<name>/ per analyzer and OUT/batch.csv")
+    batch.add_argument("--engine", choices=("local", "dask"), default="local")
+    batch.add_argument("--workers", type=int, default=2, help="worker processes (local) or Dask workers")
+    batch.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler (with --engine dask)")
+    batch.add_argument("--policy", choices=policies, default="balanced")
+    batch.add_argument("--min-similarity", type=float, default=None)
+    batch.add_argument("--preset", default=None)
+    batch.add_argument("--no-relax", action="store_true")
+    batch.add_argument("--judge", default="metrics")
+    batch.add_argument("--vlm-concurrency", type=int, default=4, help="model calls in flight per worker")
+    batch.add_argument("--vlm-rate", type=float, default=None, help="model requests per second per worker")
+    batch.add_argument("--apply", action="store_true")
+    batch.add_argument("--no-render", action="store_true")
+    batch.add_argument("--quiet", action="store_true", help="no progress bar")
+    batch.set_defaults(func=cmd_batch)
 
     chat = sub.add_parser("chat", help="curate in a terminal chat with a planner model")
     chat.add_argument("analyzer", nargs="?", default=None, help="SortingAnalyzer folder (optional with --resume)")
