@@ -70,6 +70,9 @@ class StageTimes:
 
     seconds: dict[str, float] = field(default_factory=dict)
     start: float = field(default_factory=time.perf_counter)
+    rss_high_water: dict[str, int] = field(default_factory=dict)
+    """Peak RSS (bytes) of this process when each stage last ended: the stage where it jumps is
+    the one that set the peak."""
     _stack: list[list] = field(default_factory=list, repr=False)
 
     @contextmanager
@@ -85,6 +88,7 @@ class StageTimes:
             end = time.perf_counter()
             name, since = self._stack.pop()
             self.seconds[name] = self.seconds.get(name, 0.0) + end - since
+            self.rss_high_water[name] = peak_rss_bytes()["self"]
             if self._stack:  # resume it
                 self._stack[-1][1] = end
 
@@ -98,7 +102,7 @@ class StageTimes:
         stages = {name: round(seconds.get(name, 0.0), 3) for name in STAGES}
         stages.update({k: round(v, 3) for k, v in seconds.items() if k not in stages})
         return {"stage_seconds": stages, "other_seconds": round(max(0.0, wall - sum(seconds.values())), 3),
-                "wall_seconds": round(wall, 3)}
+                "wall_seconds": round(wall, 3), "peak_rss_after_stage": dict(self.rss_high_water)}
 
 
 def _hash_file(path: Path) -> str:

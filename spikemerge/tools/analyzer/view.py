@@ -28,6 +28,7 @@ from typing import Any, Hashable
 import numpy as np
 
 from ...errors import SpikemergeError
+from .rows import read_rows
 
 UnitId = Hashable
 
@@ -39,7 +40,7 @@ class ViewParams:
     segment_gap_s: float = 1.0
     """Silence put between segments on the time axis; wider than every lag window (CCG ±50 ms),
     so no pair of spikes from two segments ever counts as a coincidence."""
-    cached_units: int = 64
+    cached_units: int = 16
     """Units whose sampled waveforms stay in memory (least recently used are dropped first)."""
 
 
@@ -223,6 +224,26 @@ class AnalyzerView:
     def waveform_nbefore(self) -> int:
         return int(self._waveforms_ext.nbefore)
 
+    @cached_property
+    def _random_unit_index(self) -> np.ndarray:
+        """Unit index of every sampled (random) spike, i.e. of every row of ``waveforms``."""
+        ext = self.analyzer.get_extension("random_spikes")
+        if ext is None:
+            raise SpikemergeError("the analyzer has no random_spikes: open it with load_analyzer, which computes them")
+        return np.asarray(ext.get_random_spikes()["unit_index"])
+
+    def sampled_waveforms(self, unit_id: UnitId) -> np.ndarray:
+        """The unit's sampled waveforms (spikes, samples, its sparse channels), float32.
+
+        Only the unit's rows are read (see :mod:`.rows`: positioned reads, not a memory map).
+        """
+        index = self.index(unit_id)
+        rows = np.flatnonzero(self._random_unit_index == index)
+        waveforms = read_rows(self._waveforms_ext.data["waveforms"], rows)
+        if self.analyzer.sparsity is not None:
+            waveforms = waveforms[:, :, : int(self.sparsity_mask[index].sum())]
+        return np.asarray(waveforms, dtype=np.float32)
+
     def unit(self, unit_id: UnitId) -> UnitArrays:
         """Everything about one unit; its sampled waveforms are read now, only its rows."""
         key = self.unit_id(unit_id)
@@ -230,12 +251,12 @@ class AnalyzerView:
             self._cache.move_to_end(key)
             return self._cache[key]
         index = self._index[key]
-        waveforms = self._waveforms_ext.get_waveforms_one_unit(self.analyzer.unit_ids[index], force_dense=False)
+        waveforms = self.sampled_waveforms(key)
         template = self.templates[index]
         arrays = UnitArrays(
             times_s=self.times_s(key),
             amplitudes=self.amplitudes(key),
-            waveforms=np.asarray(waveforms, dtype=np.float32),
+            waveforms=waveforms,
             channels=self.channels(key),
             template=template,
             location=self.locations[index],

@@ -28,6 +28,7 @@ from ..outputs import to_jsonable
 from ..judges.base import UnitId
 from .format import CURATION_FILE, build_curation, write_curation
 from .plan import MergePlan, _fmt, _id_lookup, _native, new_unit_ids_for
+from .waveforms import carry_waveforms
 from .undo import COMPLETE, MANIFEST_FILE, PENDING, UNDO_FOLDER, _read_manifest, _remove_if_empty, _sha256, write_manifest
 
 NEW_ID_STRATEGY = "append"
@@ -107,23 +108,35 @@ def _merge(analyzer: SortingAnalyzer, groups: list[list[UnitId]], censor_ms: flo
            folder: Path | None = None):
     """One SpikeInterface soft merge with explicit new ids, into ``folder`` (binary) or memory.
 
-    Returns ``(merged, new_ids)``; with a folder the result is written there as it is built.
+    Into a folder, SpikeInterface merges every extension but ``waveforms``, which is written
+    afterwards block by block (:func:`.waveforms.carry_waveforms`): its own merge would hold the
+    whole array in memory. Returns ``(merged, new_ids)``.
     """
     new_ids = new_unit_ids_for(analyzer.unit_ids, len(groups))
     target = {"format": "binary_folder", "folder": folder} if folder is not None else {"format": "memory"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        merged = analyzer.merge_units(
-            merge_unit_groups=[list(g) for g in groups],
-            new_unit_ids=new_ids,
-            censor_ms=censor_ms,
-            merging_mode="soft",
-            sparsity_overlap=0.0,  # each group's overlap was checked beforehand
-            raise_error_if_overlap_fails=True,
-            n_jobs=n_jobs,
-            progress_bar=False,
-            **target,
-        )
+    streamed = folder is not None and "waveforms" in analyzer.extensions and "random_spikes" in analyzer.extensions
+    held = analyzer.extensions.pop("waveforms") if streamed else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            merged = analyzer.merge_units(
+                merge_unit_groups=[list(g) for g in groups],
+                new_unit_ids=new_ids,
+                censor_ms=censor_ms,
+                merging_mode="soft",
+                sparsity_overlap=0.0,  # each group's overlap was checked beforehand
+                raise_error_if_overlap_fails=True,
+                n_jobs=n_jobs,
+                progress_bar=False,
+                **target,
+            )
+    finally:
+        if held is not None:  # the input analyzer is left as it was
+            analyzer.extensions["waveforms"] = held
+    if streamed:
+        del merged
+        carry_waveforms(analyzer, folder, groups, new_ids, censor_ms)
+        merged = None
     return merged, new_ids
 
 
