@@ -68,6 +68,8 @@ class UnitArrays:
     """Average template on all channels (samples, channels)."""
     location: np.ndarray
     main_channel: int
+    waveform_times_s: np.ndarray | None = None
+    """Times of the sampled waveforms (same order, same time axis as ``times_s``)."""
 
 
 class AnalyzerView:
@@ -232,6 +234,32 @@ class AnalyzerView:
             raise SpikemergeError("the analyzer has no random_spikes: open it with load_analyzer, which computes them")
         return np.asarray(ext.get_random_spikes()["unit_index"])
 
+    @cached_property
+    def _random_axis_samples(self) -> np.ndarray:
+        """Sample of every sampled (random) spike on the time axis, in the waveforms' row order."""
+        picked = self.analyzer.get_extension("random_spikes").get_random_spikes()
+        return picked["sample_index"].astype(np.int64) + self.segment_offsets[picked["segment_index"]]
+
+    def waveform_times_s(self, unit_id: UnitId) -> np.ndarray:
+        """Times of the unit's sampled waveforms (in their row order) on the time axis."""
+        rows = np.flatnonzero(self._random_unit_index == self.index(unit_id))
+        return self._random_axis_samples[rows] / self.fs
+
+    @cached_property
+    def noise_levels(self) -> np.ndarray:
+        """Noise standard deviation per channel: the ``noise_levels`` extension, else a robust
+        estimate from the sampled waveforms' first samples (before any spike)."""
+        if self.analyzer.has_extension("noise_levels"):
+            return np.asarray(self.analyzer.get_extension("noise_levels").get_data(), dtype=float)
+        levels = np.full(self.analyzer.get_num_channels(), np.nan)
+        for unit_id in self.unit_ids:
+            arrays = self.unit(unit_id)
+            if len(arrays.waveforms):
+                edge = arrays.waveforms[:, :3, :].reshape(-1, arrays.channels.size)
+                mad = np.median(np.abs(edge - np.median(edge, axis=0)), axis=0) / 0.6745
+                levels[arrays.channels] = np.fmin(levels[arrays.channels], mad)
+        return np.where(np.isfinite(levels), levels, np.nanmedian(levels) if np.isfinite(levels).any() else 1.0)
+
     def sampled_waveforms(self, unit_id: UnitId) -> np.ndarray:
         """The unit's sampled waveforms (spikes, samples, its sparse channels), float32.
 
@@ -261,6 +289,7 @@ class AnalyzerView:
             template=template,
             location=self.locations[index],
             main_channel=int(np.argmax(np.ptp(template, axis=0))),
+            waveform_times_s=self.waveform_times_s(key),
         )
         self._cache[key] = arrays
         while len(self._cache) > max(1, self.params.cached_units):

@@ -77,6 +77,7 @@ def test_segments_are_apart_on_the_one_time_axis(two_segments):
         spikes = analyzer.sorting.get_unit_spike_train(u, segment_index=1)
         assert np.array_equal(late - view.segment_offsets[1], spikes)  # exactly the segment's samples
         assert np.array_equal(view.unit(u).times_s, train / view.fs)
+        assert np.isin(view.unit(u).waveform_times_s, view.unit(u).times_s).all()  # the same axis
 
 
 def test_ccg_panel_counts_equal_the_evidence_counts(two_segments):
