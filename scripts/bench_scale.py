@@ -200,8 +200,10 @@ def main() -> int:
               + f"; stages sum {sum(stages.values()):.1f} s, outside every stage {run['other_seconds']:.1f} s, "
               f"session wall {run['wall_seconds']:.1f} s; process wall {sm_wall:.1f} s "
               f"(the difference is Python start-up and imports before the session opens)")
-        print(f"run.json peak RSS: {run['peak_rss_bytes']['self'] / 2**30:.2f} GiB (this process), "
-              f"{run['peak_rss_bytes']['largest_child'] / 2**30:.2f} GiB (largest render worker)")
+        peak = run["peak_rss_bytes"]
+        print(f"run.json peak RSS: {peak['self'] / 2**30:.2f} GiB (spikemerge), "
+              f"{peak.get('render_workers', 0) / 2**30:.2f} GiB (largest render worker); after each stage: "
+              + ", ".join(f"{k} {v / 2**30:.2f}" for k, v in run.get("peak_rss_after_stage", {}).items()))
     if not args.out:
         shutil.rmtree(work, ignore_errors=True)
     return 0 if sm_code == 0 and xc_code == 0 else 1

@@ -145,6 +145,7 @@ class CurationSession:
         self.last_apply: merges_tool.ApplyResult | None = None
         self.judge_used: Judge | None = None
         self._evidence: dict[tuple, dict] = {}
+        self._render_stats: dict[str, int] = {}
 
     # ------------------------------------------------------------ opening
 
@@ -250,7 +251,7 @@ class CurationSession:
         with self.times.measure("render"):
             drawn = render_groups(
                 self.context, {g: self.groups[g].unit_ids for g in ids}, self.out / "images",
-                features=tuple(features or DEFAULT_FEATURES), n_workers=n_workers,
+                features=tuple(features or DEFAULT_FEATURES), n_workers=n_workers, stats=self._render_stats,
             )
         for g, paths in drawn.items():
             self.images.setdefault(g, {}).update(paths)
@@ -448,7 +449,8 @@ class CurationSession:
                 "units_after": self.last_apply.units_after if self.last_apply else None,
             },
             **self.times.record(),
-            "peak_rss_bytes": peak_rss_bytes(),
+            "peak_rss_bytes": {**peak_rss_bytes(),
+                               "render_workers": self._render_stats.get("worker_peak_rss_bytes", 0)},
             "usage": usage() if callable(usage) else {},
             "apply": to_jsonable(self.last_apply.__dict__) if self.last_apply else None,
         }

@@ -388,21 +388,40 @@ def _workers(n_workers: int | str, n_groups: int) -> int:
     return n_workers
 
 
+def _draw_in_worker(jobs: list, settings: RenderSettings) -> int:
+    """Draw one group's figures in a worker process; return the worker's peak RSS in bytes.
+
+    Workers are forked from a server process, not from this one, so their memory is invisible
+    to this process's ``RUSAGE_CHILDREN``: each reports its own high-water mark instead.
+    """
+    import resource
+    import sys
+
+    render_jobs(jobs, settings)
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024))
+
+
 IN_FLIGHT_PER_WORKER = 2
 """Groups handed to each worker ahead of time: enough to keep it busy, few enough that only a
 handful of groups' payloads are ever in memory."""
 
 
 def _run_stream(stream: Iterator[_GroupPlan], settings: RenderSettings, n_workers: int,
-                on_group_done: Callable[[_GroupPlan], None]) -> None:
+                on_group_done: Callable[[_GroupPlan], None], stats: dict | None = None) -> None:
     """Draw each planned group's figures as the plans arrive, here or in ``n_workers`` processes.
 
     Plans are pulled from ``stream`` only while fewer than ``IN_FLIGHT_PER_WORKER * n_workers``
     groups are waiting, so payloads are built group by group as workers free up. The pool starts
     at the first group that has something to draw (a rerun with every image cached starts none).
     Where worker processes cannot start (a sandbox without process creation, a broken pool), the
-    remaining groups are drawn here with a warning rather than failing the run.
+    remaining groups are drawn here with a warning rather than failing the run. ``stats`` gets
+    ``worker_peak_rss_bytes``, the largest worker's peak memory.
     """
+    stats = {} if stats is None else stats
+
+    def note(future) -> None:
+        stats["worker_peak_rss_bytes"] = max(stats.get("worker_peak_rss_bytes", 0), int(future.result() or 0))
+
     pending: dict = {}
     pool = None
     try:
@@ -422,11 +441,11 @@ def _run_stream(stream: Iterator[_GroupPlan], settings: RenderSettings, n_worker
                 on_group_done(plan)
                 continue
             try:
-                pending[pool.submit(render_jobs, plan.jobs, settings)] = plan
+                pending[pool.submit(_draw_in_worker, plan.jobs, settings)] = plan
                 while len(pending) >= IN_FLIGHT_PER_WORKER * n_workers:
                     finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for future in finished:
-                        future.result()
+                        note(future)
                         on_group_done(pending.pop(future))
             except (OSError, BrokenProcessPool) as error:
                 warnings.warn(f"drawing figures in this process: worker processes failed ({error})", RuntimeWarning,
@@ -443,7 +462,7 @@ def _run_stream(stream: Iterator[_GroupPlan], settings: RenderSettings, n_worker
         if pool is not None:
             try:
                 for future in as_completed(list(pending)):
-                    future.result()
+                    note(future)
                     on_group_done(pending.pop(future))
             except (OSError, BrokenProcessPool) as error:
                 warnings.warn(f"drawing figures in this process: worker processes failed ({error})", RuntimeWarning,
@@ -460,7 +479,7 @@ def _run_stream(stream: Iterator[_GroupPlan], settings: RenderSettings, n_worker
 def render_groups(analyzer, groups: Mapping[int, Sequence[UnitId]], out_dir: Path,
                   features: Sequence[str] = DEFAULT_FEATURES, *, n_workers: int | str = 1,
                   progress: Callable[[int, int], None] | None = None,
-                  settings: RenderSettings = DEFAULT_SETTINGS) -> dict[int, dict[str, Path]]:
+                  settings: RenderSettings = DEFAULT_SETTINGS, stats: dict | None = None) -> dict[int, dict[str, Path]]:
     """Draw the evidence figures of many groups, reusing every image already drawn.
 
     Parameters
@@ -484,6 +503,8 @@ def render_groups(analyzer, groups: Mapping[int, Sequence[UnitId]], out_dir: Pat
         Called as ``progress(done, total)`` after each group.
     settings : RenderSettings
         Bin widths, sample counts and image size; part of every cache key.
+    stats : dict, optional
+        Filled with ``worker_peak_rss_bytes`` when worker processes drew.
 
     Returns
     -------
@@ -510,7 +531,7 @@ def render_groups(analyzer, groups: Mapping[int, Sequence[UnitId]], out_dir: Pat
             progress(done[0], total)
 
     _run_stream(_plan_groups(view, groups, out_dir, features, settings), settings,
-                _workers(n_workers, len(groups)), finished)
+                _workers(n_workers, len(groups)), finished, stats)
     for path, parts in composites.values():
         if not is_complete_png(path):
             write_bytes_atomic(path, tile_composite(parts, settings))
