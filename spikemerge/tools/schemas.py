@@ -171,6 +171,8 @@ class DecisionRow(_Strict):
     def _consistent(self) -> "DecisionRow":
         parts = parse_parts_cell(self.merge_groups)
         flat = [str(u) for part in parts for u in part]
+        if any(len(part) < 2 for part in parts) or len(set(flat)) != len(flat):
+            raise ValueError(f"merge_groups {self.merge_groups!r} must be disjoint parts of at least two units each")
         if sorted(flat) != sorted(str(u) for u in parse_units_cell(self.merge_unit_ids)):
             raise ValueError(f"merge_groups {self.merge_groups!r} and merge_unit_ids {self.merge_unit_ids!r} disagree")
         if self.decision != "merge" and flat:
@@ -488,7 +490,7 @@ def write_decisions(path: Path, rows: Sequence[DecisionRow]) -> Path:
 def read_run(path: Path) -> RunRecord:
     """``run.json`` (a folder is read as its ``run.json``)."""
     path = Path(path)
-    return read_model(path / "run.json" if path.is_dir() else path, RunRecord)
+    return read_model(path / "run.json" if path.is_dir() or path.suffix != ".json" else path, RunRecord)
 
 
 def read_curation(path: Path) -> CurationFile:
