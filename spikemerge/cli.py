@@ -75,6 +75,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     check_run_args(args)
     judge = make_judge(args.judge)  # a missing key or package fails here, before any folder exists
+    log.info("judge %s%s, policy %s, output %s", judge.name, f" ({judge.model})" if judge.model else "",
+             args.policy, Path(args.out).resolve())
     console = make_console(json_mode=args.json)
     show_progress = not args.quiet and not args.json
     session = CurationSession.open(args.analyzer, args.out, policy=args.policy, n_jobs=args.jobs,

@@ -211,3 +211,10 @@ def test_every_link_in_the_report_resolves_from_another_working_folder(relative,
         assert (report.parent / unquote(link)).is_file(), f"{link} does not resolve from {report.parent}"
     anchors = {link[1:] for link in parser.links if link.startswith("#")}
     assert all(f"id='{a}'" in report.read_text(encoding="utf-8") for a in anchors)
+
+
+@pytest.mark.parametrize("argv, level", [
+    (["run", "a", "--out", "o"], 0), (["-v", "run", "a", "--out", "o"], 1), (["run", "a", "--out", "o", "-vv"], 2),
+])
+def test_verbose_before_or_after_the_command(argv, level):
+    assert build_parser().parse_args(argv).verbose == level

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import time
@@ -34,8 +35,10 @@ from .judges.metrics import MetricsJudge
 from .outputs import append_jsonl, claim_output_folder, to_jsonable
 from .judges.base import Example, JudgeRequest, Verdict
 from .schemas import (
-    DECISION_COLUMNS, REPORT_KINDS, DecisionRow, RunRecord, read_journal, write_decisions, write_model,
+    DECISION_COLUMNS, REPORT_KINDS, DecisionRow, Provenance, RunRecord, read_journal, write_decisions, write_model,
 )
+
+log = logging.getLogger(__name__)
 
 JOURNAL = "verdicts.jsonl"
 OUTPUT_FILES = ("decisions.csv", "curation.json", "report.html", "run.json", JOURNAL)
@@ -341,9 +344,10 @@ class CurationSession:
     # ------------------------------------------------------------ outputs
 
     def provenance(self) -> dict[str, Any]:
+        """The provenance block of curation.json (and run.json's settings), checked by :class:`Provenance`."""
         judge = self.judge_used
         prompt_hash = getattr(judge, "prompt_hash", None)
-        return {
+        return Provenance.model_validate(to_jsonable({
             "tool": "spikemerge",
             "version": __version__,
             "analyzer": self.info.path,
@@ -355,7 +359,7 @@ class CurationSession:
             "min_similarity": self.search.min_similarity if self.search else None,
             "thresholds_tried": self.search.levels if self.search else [],
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
+        })).model_dump(mode="json", exclude={"groups", "skipped", "apply"})
 
     def decisions_table(self) -> pd.DataFrame:
         """One validated :class:`~spikemerge.tools.schemas.DecisionRow` per judged group."""
@@ -411,6 +415,8 @@ class CurationSession:
         if self.images or self.verdicts:
             self.write_report()
         write_model(self.out / "run.json", RunRecord.model_validate(self.run_record()))
+        log.debug("wrote decisions.csv (%d rows), run.json%s in %s", len(self.verdicts),
+                  ", report.html" if self.images or self.verdicts else "", self.out)
 
     def write_report(self) -> Path | None:
         """report.html; figure paths are handed over absolute, so the page is right whatever the working folder."""

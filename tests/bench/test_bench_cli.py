@@ -23,6 +23,7 @@ def tiny_scenario(monkeypatch):
     return "tiny"
 
 
+@pytest.mark.slow
 def test_quick_bench_writes_table_json_and_plot(tiny_cache, tiny_scenario, tmp_path, capsys):
     out = tmp_path / "bench"
     code = main(["bench", "--quick", "--scenarios", tiny_scenario, "--presets", "slay,feature_neighbors",

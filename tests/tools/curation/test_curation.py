@@ -248,6 +248,7 @@ def test_low_sparsity_overlap_falls_back_per_group(small_truth, tmp_path, monkey
     assert len(load_curation(result.curation_path).merges) == 2
 
 
+@pytest.mark.slow
 def test_hard_merge_recomputes_on_the_union_of_channels(small_truth, tmp_path):
     disjoint = next(p for p, ov, shared in _pairs_by_overlap(small_truth.analyzer) if shared == 0)
     # a hard merge recomputes every extension of every unit: keep three units to stay fast
