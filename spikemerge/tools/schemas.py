@@ -4,20 +4,16 @@ One pydantic model per file, so a reader (a script, the review GUI, ``spikemerge
 either gets a well-formed object or a one-line error naming the file and what to do; a file
 damaged by hand or by an older version never flows silently into a curation.
 
-========================  =======================  =============================================
-file                      model                    written by
-========================  =======================  =============================================
-``run.json``              :class:`RunRecord`       ``CurationSession.save``
-``verdicts.jsonl``        :class:`JournalLine`     ``CurationSession.judge_group`` (one per line)
-``decisions.csv``         :class:`DecisionRow`     ``CurationSession.save`` (one per row)
-``curation.json``         :class:`CurationFile`    ``curation.apply_merges`` (SpikeInterface's
-                                                   ``Curation`` plus our ``provenance`` block)
-``.spikemerge-merges.json`` :class:`UndoManifest`  ``curation.apply_merges`` (write-ahead log)
-``review.json``           :class:`ReviewRecord`    the review hand-off (accepted/rejected/added)
-``example.json``          :class:`ExampleRecord`   ``examples.save_example``
-``truth.json``            :class:`TruthRecord`     ``bench.synthetic.save_ground_truth`` (demo)
-stdout of ``run --json``  :class:`RunSummary`      ``cli.run_summary``
-========================  =======================  =============================================
+- ``run.json``: :class:`RunRecord`, written by ``CurationSession.save``;
+- ``verdicts.jsonl``: one :class:`JournalLine` per line, appended by ``CurationSession.judge_group``;
+- ``decisions.csv``: one :class:`DecisionRow` per row, written by ``CurationSession.save``;
+- ``curation.json``: :class:`CurationFile` (SpikeInterface's ``Curation`` plus our
+  :class:`Provenance`), written by ``curation.apply_merges``;
+- ``.spikemerge-merges.json``: :class:`UndoManifest`, the write-ahead log of ``curation.apply_merges``;
+- ``review.json``: :class:`ReviewRecord`, the merges a person accepted, rejected and added;
+- ``example.json``: :class:`ExampleRecord`, written by ``examples.save_example``;
+- ``truth.json``: :class:`TruthRecord`, beside a synthetic analyzer (``bench.synthetic``, the demo);
+- the stdout of ``run --json``: :class:`RunSummary`, from ``curate.run_summary``.
 
 Records other components extend (run.json, provenance, manifest entries) accept extra keys, so
 adding a field there never breaks reading an older file; the fields listed here are required

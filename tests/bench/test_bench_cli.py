@@ -56,6 +56,7 @@ def test_unknown_scenario_is_a_one_line_error(tmp_path, capsys):
     assert "unknown scenario(s) nope" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_feature_neighbors_is_skipped_without_locations_or_recording(tiny_truth):
     analyzer = tiny_truth.analyzer.copy()
     analyzer.delete_extension("spike_locations")
@@ -68,6 +69,7 @@ def test_feature_neighbors_is_skipped_without_locations_or_recording(tiny_truth)
     assert result["status"] == "skipped" and "recording" in result["reason"]
 
 
+@pytest.mark.slow
 def test_presets_never_touch_the_judges_analyzer(tiny_truth):
     before = set(tiny_truth.analyzer.get_loaded_extension_names())
     PresetRunner(tiny_truth, ["slay"]).run("slay")
