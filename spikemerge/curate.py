@@ -14,7 +14,6 @@ from typing import Any
 
 from .progress import ProgressJudge
 from .tools.schemas import RunSummary
-from .tools.secrets import scrub
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +109,12 @@ def run_summary(session, result) -> dict[str, Any]:
 
 
 def print_json(data: dict[str, Any]) -> None:
-    """One JSON document on stdout (keys scrubbed, like every other text we show)."""
-    sys.stdout.write(scrub(json.dumps(data, indent=2)) + "\n")
+    """One JSON document on stdout.
+
+    It holds counts and paths only, never free text, so it is not passed through ``scrub``:
+    the key-shaped pattern could match inside a path (``.../task-20261130...``) and corrupt it.
+    """
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
     sys.stdout.flush()
 
 

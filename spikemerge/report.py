@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .tools.outputs import write_text_atomic
+from .tools.secrets import scrub
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1.5rem;color:#1d2330;background:#fafbfc}
@@ -175,7 +176,7 @@ def _section(row: Mapping, out_dir: Path) -> str:
     head += "</div>"
     body = [head]
     if verdict:
-        body.append(f"<p class='reason'>{_esc(verdict.get('reasoning', ''))}</p>")
+        body.append(f"<p class='reason'>{_esc(scrub(str(verdict.get('reasoning') or '')))}</p>")
         meta = ", ".join(f"{k}: {_esc(verdict.get(k))}" for k in ("judge", "model", "policy") if verdict.get(k))
         if meta:
             body.append(f"<p class='meta'>{meta}</p>")

@@ -112,3 +112,13 @@ def test_pair_evidence_is_a_table_with_one_column_per_pair(tmp_path):
     assert "<th>3 × 4</th><th>3 × 5</th>" in text
     assert "<th>template similarity</th><td class='num'>0.988</td><td class='num'>0.5</td>" in text
     assert "{'unit_a'" not in text  # no Python reprs on the page
+
+
+def test_report_never_shows_an_api_key(tmp_path, monkeypatch):
+    key = "sk-" + "Qw3Er4Ty5Ui6Op7As8Df"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    rows = [{"group_id": 1, "unit_ids": [1, 2], "images": {}, "evidence": {},
+             "verdict": {"decision": "error", "confidence": 0.0, "merge_unit_ids": [],
+                         "reasoning": f"401 Incorrect API key provided: {key}", "judge": "vlm", "model": "openai:gpt-4o"}}]
+    text = write_report(tmp_path, rows).read_text(encoding="utf-8")
+    assert key not in text and "Incorrect API key provided: ***" in text

@@ -34,6 +34,7 @@ from spikeinterface.curation.curation_model import Curation
 from ..errors import SpikemergeError
 from .judges.base import Decision
 from .outputs import to_jsonable, write_json_atomic, write_text_atomic
+from .secrets import scrub
 
 UnitId = int | str
 REPORT_KINDS: tuple[str, ...] = ("crosscorrelograms", "amplitudes", "waveforms", "pca")
@@ -179,13 +180,17 @@ class DecisionRow(_Strict):
 
     @classmethod
     def from_verdict(cls, verdict: Any) -> "DecisionRow":
-        """The row of a :class:`~spikemerge.tools.judges.base.Verdict`."""
+        """The row of a :class:`~spikemerge.tools.judges.base.Verdict`.
+
+        The free text (reasoning, reports) is scrubbed of API keys: an error verdict's reasoning
+        quotes the provider's message, which may echo the key.
+        """
         return cls(
             group_id=verdict.group_id, unit_ids=units_cell(verdict.unit_ids), decision=verdict.decision,
             confidence=round(float(verdict.confidence), 4), merge_unit_ids=units_cell(verdict.merge_unit_ids),
-            merge_groups=parts_cell(verdict.merge_groups), reasoning=verdict.reasoning, judge=verdict.judge,
+            merge_groups=parts_cell(verdict.merge_groups), reasoning=scrub(verdict.reasoning), judge=verdict.judge,
             model=verdict.model or "", policy=verdict.policy,
-            **{f"report_{k}": verdict.reports.get(k, "") for k in REPORT_KINDS},
+            **{f"report_{k}": scrub(verdict.reports.get(k, "")) for k in REPORT_KINDS},
         )
 
 

@@ -188,3 +188,13 @@ def test_write_model_validates_again_before_writing(tmp_path):
     write_model(tmp_path / "line.json", record)
     assert read_model(tmp_path / "line.json", JournalLine) == record
     assert RunRecord.model_fields["outputs"].default == {}
+
+
+def test_decision_rows_never_carry_an_api_key(monkeypatch):
+    key = "sk-proj-" + "Zy9xW8vU7tS6rQ5pO4nM"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    verdict = Verdict(group_id=1, unit_ids=[1, 2], decision="error", confidence=0.0,
+                      reasoning=f"AuthenticationError: Incorrect API key provided: {key}",
+                      reports={"pca": f"echo {key}"})
+    row = DecisionRow.from_verdict(verdict)
+    assert key not in decisions_csv([row]) and "***" in row.reasoning and "***" in row.report_pca
