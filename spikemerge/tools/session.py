@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import platform
 import time
 from contextlib import contextmanager
@@ -30,14 +32,16 @@ from .evidence.pairs import EvidenceContext, group_evidence
 from .examples import load_example, save_example
 from .judges.base import Judge
 from .judges.metrics import MetricsJudge
-from .outputs import append_jsonl, claim_output_folder, read_jsonl, to_jsonable, write_json_atomic, write_text_atomic
-from .judges.base import Example, JudgeRequest, Verdict, group_key_units
+from .outputs import append_jsonl, claim_output_folder, to_jsonable
+from .judges.base import Example, JudgeRequest, Verdict
+from .schemas import (
+    DECISION_COLUMNS, REPORT_KINDS, DecisionRow, Provenance, RunRecord, read_journal, write_decisions, write_model,
+)
+
+log = logging.getLogger(__name__)
 
 JOURNAL = "verdicts.jsonl"
-REPORT_KINDS = ("crosscorrelograms", "amplitudes", "waveforms", "pca")
-DECISION_COLUMNS = [
-    "group_id", "unit_ids", "decision", "confidence", "merge_unit_ids", "reasoning", "judge", "model", "policy",
-] + [f"report_{kind}" for kind in REPORT_KINDS]
+OUTPUT_FILES = ("decisions.csv", "curation.json", "report.html", "run.json", JOURNAL)
 
 
 STAGES = ("load", "find", "evidence", "render", "judge", "apply", "report")
@@ -339,7 +343,8 @@ class CurationSession:
             missing = [g for g in ids if g not in self.images]
             if missing:
                 self.render_group(missing)
-        journal = {rec["key"]: rec["verdict"] for rec in read_jsonl(self.out / JOURNAL) if rec.get("verdict", {}).get("decision") != "error"}
+        journal = {line.key: line.verdict.model_dump() for line in read_journal(self.out / JOURNAL)
+                   if line.verdict.decision != "error"}
         requests, keys, reused = [], {}, []
         with self.times.measure("judge"):
             for g in ids:
@@ -426,9 +431,10 @@ class CurationSession:
     # ------------------------------------------------------------ outputs
 
     def provenance(self) -> dict[str, Any]:
+        """The provenance block of curation.json (and run.json's settings), checked by :class:`Provenance`."""
         judge = self.judge_used
         prompt_hash = getattr(judge, "prompt_hash", None)
-        return {
+        return Provenance.model_validate(to_jsonable({
             "tool": "spikemerge",
             "version": __version__,
             "analyzer": self.info.path,
@@ -440,33 +446,27 @@ class CurationSession:
             "min_similarity": self.search.min_similarity if self.search else None,
             "thresholds_tried": self.search.levels if self.search else [],
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
+        })).model_dump(mode="json", exclude={"groups", "skipped", "apply"})
 
     def decisions_table(self) -> pd.DataFrame:
-        rows = []
-        for g in sorted(self.verdicts):
-            v = self.verdicts[g]
-            row = {
-                "group_id": g, "unit_ids": group_key_units(v.unit_ids), "decision": v.decision,
-                "confidence": round(v.confidence, 4), "merge_unit_ids": group_key_units(v.merge_unit_ids),
-                "reasoning": v.reasoning, "judge": v.judge, "model": v.model or "", "policy": v.policy,
-            }
-            row.update({f"report_{k}": v.reports.get(k, "") for k in REPORT_KINDS})
-            rows.append(row)
+        """One validated :class:`~spikemerge.tools.schemas.DecisionRow` per judged group."""
+        rows = [DecisionRow.from_verdict(self.verdicts[g]).model_dump() for g in sorted(self.verdicts)]
         return pd.DataFrame(rows, columns=DECISION_COLUMNS)
 
     def run_record(self) -> dict[str, Any]:
+        """``run.json`` as a dict, validated against :class:`~spikemerge.tools.schemas.RunRecord`."""
         import numpy
         import spikeinterface
 
         decisions = [v.decision for v in self.verdicts.values()]
         usage = getattr(self.judge_used, "usage_summary", None)
-        return {
-            "versions": {"spikemerge": __version__, "spikeinterface": spikeinterface.__version__,
-                         "numpy": numpy.__version__, "python": platform.python_version()},
-            "analyzer": to_jsonable(self.info.__dict__),
-            "settings": {k: v for k, v in self.provenance().items() if k not in ("tool", "version", "time")},
-            "counts": {
+        planned = sum(len(v.merge_groups) for v in self.verdicts.values() if v.decision == "merge")
+        record = RunRecord(
+            versions={"spikemerge": __version__, "spikeinterface": spikeinterface.__version__,
+                      "numpy": numpy.__version__, "python": platform.python_version()},
+            analyzer=to_jsonable(self.info.__dict__),
+            settings={k: v for k, v in self.provenance().items() if k not in ("tool", "version", "time")},
+            counts={
                 "units": self.info.num_units,
                 "groups": len(self.groups),
                 "rendered_groups": len(self.images),
@@ -475,49 +475,67 @@ class CurationSession:
                 "not_merge": decisions.count("not merge"),
                 "abstain": decisions.count("abstain"),
                 "error": decisions.count("error"),
-                "units_after": self.last_apply.units_after if self.last_apply else None,
+                "merges_planned": planned,
+                "units_after": self.last_apply.units_after if self.last_apply and self.last_apply.analyzer_folder else None,
             },
             **self.times.record(),
-            "peak_rss_bytes": {**peak_rss_bytes(),
-                               "render_workers": self._render_stats.get("worker_peak_rss_bytes", 0)},
-            "usage": usage() if callable(usage) else {},
-            "apply": to_jsonable(self.last_apply.__dict__) if self.last_apply else None,
-            "calibration": to_jsonable(self.calibration) if self.calibration else None,
-            "learned_from_examples": to_jsonable(getattr(self.judge_used, "learned", None)),
-        }
+            peak_rss_bytes={**peak_rss_bytes(),
+                            "render_workers": self._render_stats.get("worker_peak_rss_bytes", 0)},
+            usage=to_jsonable(usage()) if callable(usage) else {},
+            apply=to_jsonable(self.last_apply.__dict__) if self.last_apply else None,
+            calibration=to_jsonable(self.calibration) if self.calibration else None,
+            learned_from_examples=to_jsonable(getattr(self.judge_used, "learned", None)),
+            outputs=self._outputs_present(),
+        )
+        return record.model_dump(mode="json")
+
+    def _outputs_present(self) -> dict[str, str]:
+        names = {name: name for name in OUTPUT_FILES if (self.out / name).exists()}
+        folder = self.last_apply.analyzer_folder if self.last_apply else None
+        if folder is not None:
+            names["merged_analyzer"] = os.path.relpath(folder, self.out).replace(os.sep, "/")
+        return names
 
     def save(self) -> None:
-        """Write decisions.csv, run.json and (when figures exist) report.html, each atomically."""
+        """Write decisions.csv, run.json and (when figures or verdicts exist) report.html, each atomically.
+
+        The report goes first so that run.json lists it among the outputs; all of it is the
+        ``report`` stage of run.json.
+        """
         with self.times.measure("report"):
-            write_text_atomic(self.out / "decisions.csv", self.decisions_table().to_csv(index=False))
+            write_decisions(self.out / "decisions.csv",
+                            [DecisionRow.from_verdict(self.verdicts[g]) for g in sorted(self.verdicts)])
             if self.images or self.verdicts:
                 self.write_report()
-            write_json_atomic(self.out / "run.json", self.run_record())
+            write_model(self.out / "run.json", RunRecord.model_validate(self.run_record()))
+        log.debug("wrote decisions.csv (%d rows), run.json%s in %s", len(self.verdicts),
+                  ", report.html" if self.images or self.verdicts else "", self.out)
 
     def write_report(self) -> Path | None:
-        try:
-            from ..report import write_report
-        except ImportError:
-            return None
+        """report.html; figure paths are handed over absolute, so the page is right whatever the working folder."""
+        from ..report import write_report
+
         rows = []
         for g in sorted(self.groups):
             if g not in self.images and g not in self.verdicts:
                 continue
             verdict = self.verdicts.get(g)
             rows.append({
-                "group_id": g, "unit_ids": self.groups[g].unit_ids, "images": self.images.get(g, {}),
+                "group_id": g, "unit_ids": self.groups[g].unit_ids,
+                "images": {k: Path(p).resolve() for k, p in self.images.get(g, {}).items()},
                 "evidence": self.evidence(g), "verdict": verdict.to_dict() if verdict else None,
             })
         return write_report(self.out, rows)
 
     def summary(self) -> str:
+        """A few lines a person reads: the analyzer, the search, the verdicts by decision."""
         parts = [self.info.summary()]
         if self.search is not None:
             parts.append(self.search.summary())
         if self.verdicts:
             decisions = [v.decision for v in self.verdicts.values()]
             parts.append(f"verdicts: {decisions.count('merge')} merge, {decisions.count('not merge')} not merge, "
-                         f"{decisions.count('abstain')} abstain (too little evidence), {decisions.count('error')} error")
+                         f"{decisions.count('abstain')} abstain (not enough evidence), {decisions.count('error')} error")
         if self.calibration:
             parts.append(self.calibration.get("summary", ""))
         return "\n".join(parts)

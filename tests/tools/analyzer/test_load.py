@@ -24,6 +24,7 @@ def test_load_reports_units_channels_duration_and_extensions(analyzer_folder, sm
     assert isinstance(analyzer.get_extension("waveforms").data["waveforms"], np.memmap)
 
 
+@pytest.mark.slow
 def test_missing_extensions_are_computed_on_a_copy_and_the_folder_stays_identical(analyzer_folder, small_truth):
     shutil.rmtree(analyzer_folder / "extensions" / "spike_amplitudes")
     shutil.rmtree(analyzer_folder / "extensions" / "unit_locations")
