@@ -1,4 +1,4 @@
-"""The `spikemerge` command: run, demo, bench and chat."""
+"""The `spikemerge` command: run, demo, bench, chat and review."""
 
 from __future__ import annotations
 
@@ -144,6 +144,23 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return chat_from_args(args)
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    """Open the proposals in spikeinterface-gui, or (--collect) learn from what the curator saved."""
+    if args.collect is not None:
+        from .review.proposals import load_proposals
+        from .tools.session import CurationSession
+
+        analyzer = args.analyzer or load_proposals(Path(args.out)).analyzer
+        session = CurationSession.open(analyzer, args.out, progress=False)
+        outcome = session.collect_review(args.collect or None)
+        print(outcome.summary())
+        return 0
+    from .review.gui import serve
+
+    serve(args.out, port=args.port, mode=args.mode, open_browser=not args.no_browser, analyzer=args.analyzer)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spikemerge", description="Decide which spike-sorted units are one neuron, and merge them.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -198,6 +215,17 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--resume", action="store_true", help="continue the last conversation in --out")
     chat.add_argument("--thread", default=None, help="conversation id to start or resume")
     chat.set_defaults(func=cmd_chat)
+
+    review = sub.add_parser("review", help="review the proposed merges in spikeinterface-gui; --collect learns from the result")
+    review.add_argument("out", help="an output folder of `spikemerge run` (holds curation.json)")
+    review.add_argument("--port", type=int, default=0, help="web mode: port on 127.0.0.1 (default: a free one)")
+    review.add_argument("--no-browser", action="store_true", help="web mode: do not open a browser")
+    review.add_argument("--mode", choices=("web", "desktop"), default="web", help="Panel web app (default) or Qt desktop app")
+    review.add_argument("--analyzer", default=None, help="the analyzer folder, if it moved since the run")
+    review.add_argument("--collect", nargs="?", const="", default=None, metavar="FILE",
+                        help="compare the curator's curation (default: what the GUI saved) with the proposals, "
+                             "write review.json and curation.json, and save the corrections as examples")
+    review.set_defaults(func=cmd_review)
     return parser
 
 
