@@ -12,9 +12,8 @@ missing extensions into it; here it gets instead:
   ``curation.json`` in the server's working folder before sending it, writes there too.
 
 The proposals reach the GUI twice: as the curation's merges (the curator removes the ones they
-reject and adds others), and as columns of the unit table (``spikemerge_group``,
-``spikemerge_verdict``, ``spikemerge_reasoning``) giving each unit's group, the judge's decision
-and confidence, and its reasoning. A GUI version without extra unit columns gets the merges
+reject and adds others), and as columns of the unit table (``spikemerge``: the group, the judge's decision and confidence;
+``spikemerge_reasoning``: why). A GUI version without extra unit columns gets the merges
 alone.
 """
 
@@ -69,34 +68,32 @@ def gui_curation(proposed: Proposed) -> dict[str, Any]:
 
 
 def unit_columns(proposed: Proposed, unit_ids: Any, params: ReviewParams = DEFAULT_PARAMS) -> dict[str, np.ndarray]:
-    """Per-unit columns for the GUI's unit table: group, the judge's verdict with its confidence, reasoning.
+    """Two columns for the GUI's unit table: the judge's verdict on each unit's group, and its reasoning.
 
-    Units in no candidate group get group -1 and empty text.
+    ``spikemerge`` reads ``g3 merge 2+8 (0.97)`` for a unit in a proposed merge, ``g4 not merge
+    (0.81)`` for a unit of a group the judge kept apart, and is empty for units in no candidate
+    group. Short on purpose: the unit table shares half the screen with the curation view.
     """
     group_of: dict[str, Any] = {}
     for group in proposed.groups:
         for unit in group.unit_ids:
             group_of.setdefault(str(unit), group)
     merge_of = {str(u): p for p in proposed.merges for u in p.unit_ids}
-    groups, verdicts, reasons = [], [], []
+    verdicts, reasons = [], []
     for unit in unit_ids:
         group = group_of.get(str(unit))
         proposal = merge_of.get(str(unit))
-        groups.append(group.group_id if group else -1)
+        name = f"g{group.group_id} " if group else (f"g{proposal.group_id} " if proposal and proposal.group_id is not None else "")
         confidence = f" ({group.confidence:.2f})" if group and group.confidence is not None else ""
         if proposal is not None:
-            verdicts.append(f"merge {'+'.join(map(str, proposal.unit_ids))}{confidence}")
+            verdicts.append(f"{name}merge {'+'.join(map(str, proposal.unit_ids))}{confidence}")
         elif group is not None:
-            verdicts.append(f"{group.decision}{confidence}")
+            verdicts.append(f"{name}{group.decision}{confidence}")
         else:
             verdicts.append("")
         text = " ".join((group.reasoning if group else "").split())
         reasons.append(text if len(text) <= params.reasoning_chars else text[: params.reasoning_chars - 1] + "…")
-    return {
-        "spikemerge_group": np.asarray(groups, dtype=int),
-        "spikemerge_verdict": np.asarray(verdicts, dtype=str),
-        "spikemerge_reasoning": np.asarray(reasons, dtype=str),
-    }
+    return {"spikemerge": np.asarray(verdicts, dtype=str), "spikemerge_reasoning": np.asarray(reasons, dtype=str)}
 
 
 def open_read_only(path: str | Path):
