@@ -132,13 +132,14 @@ class ReviewSetup:
 
 def prepare(out: str | Path, analyzer: str | Path | None = None) -> ReviewSetup:
     """Read the proposals of ``out`` and keep a snapshot of them in ``OUT/review/proposals.json``."""
-    out = Path(out)
+    out = Path(out).expanduser().resolve()  # absolute: serve() changes the working folder
     if not out.is_dir():
         raise SpikemergeError(f"{out} is not a spikemerge output folder: give the --out folder of `spikemerge run`")
     proposed = load_proposals(out)
     folder = out / REVIEW_FOLDER
     write_json_atomic(folder / PROPOSALS_FILE, proposed.to_dict())
-    return ReviewSetup(proposed=proposed, analyzer_path=Path(analyzer or proposed.analyzer), folder=folder)
+    return ReviewSetup(proposed=proposed, analyzer_path=Path(analyzer or proposed.analyzer).expanduser().resolve(),
+                       folder=folder)
 
 
 def _save_callback(curation_data: dict, path: str) -> None:
