@@ -396,3 +396,31 @@ def test_rejudging_after_a_collect_changes_the_verdicts_the_corrections_speak_to
             assert decision == spoken_to[key], f"group {units}: the correction was not learnt"
         else:
             assert decision == before[units], f"group {units} changed though no correction speaks to it"
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def test_review_without_proposals_or_gui_fails_in_one_line(tmp_path, capsys):
+    from spikemerge.cli import main
+
+    empty = tmp_path / "not_an_output"
+    empty.mkdir()
+    assert main(["review", str(empty), "--no-browser"]) == 2
+    assert main(["review", str(empty), "--collect"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and all(e.startswith("spikemerge: error:") and "curation.json" in e for e in errors)
+
+    import importlib.util
+
+    from spikemerge.review import gui
+
+    if importlib.util.find_spec("pyqtgraph") is None:  # the desktop extra is not part of the test extra
+        with pytest.raises(SpikemergeError, match=r"pip install 'spikemerge\[review-desktop\]'"):
+            gui.serve(empty, mode="desktop")
+
+
+def test_session_review_needs_an_analyzer_folder(small_truth, tmp_path):
+    session = CurationSession.from_analyzer(small_truth.analyzer, tmp_path / "out", progress=False)
+    with pytest.raises(SpikemergeError, match="in memory"):
+        session.review()
