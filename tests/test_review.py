@@ -114,6 +114,12 @@ def test_gui_inputs_hold_the_proposals():
     curation = gui_curation(proposed)
     Curation(**curation)  # spikeinterface-gui validates it the same way
     assert [m["unit_ids"] for m in curation["merges"]] == [[1, 2], [3, 4, 5]]
+    saved = {"format_version": "2", "unit_ids": proposed.unit_ids, "merges": [{"unit_ids": [6, 7], "new_unit_id": None}],
+             "removed": [5], "label_definitions": {"quality": {"name": "quality", "label_options": ["good", "noise"], "exclusive": True}}}
+    resumed = gui_curation(proposed, saved)
+    Curation(**resumed)
+    assert [m["unit_ids"] for m in resumed["merges"]] == [[6, 7]] and resumed["removed"] == [5]
+    assert resumed["manual_labels"] == [] and "name" not in resumed["label_definitions"]["quality"]
     columns = unit_columns(proposed, [1, 3, 6, 7, 99])
     assert list(columns["spikemerge"]) == ["g1 merge 1+2 (0.90)", "g2 merge 3+4+5 (0.70)", "g3 not merge (0.80)",
                                            "g3 not merge (0.80)", ""]

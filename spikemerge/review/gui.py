@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import SpikemergeError, one_line
 from ..tools.outputs import write_json_atomic
 from .params import DEFAULT_PARAMS, ReviewParams
-from .proposals import PROPOSALS_FILE, REVIEW_FOLDER, SAVED_FILE, Proposed, load_proposals
+from .proposals import PROPOSALS_FILE, REVIEW_FOLDER, SAVED_FILE, Proposed, load_proposals, read_curated
 
 Mode = Literal["web", "desktop"]
 ADDRESS = "127.0.0.1"
@@ -52,11 +52,17 @@ def _require_gui(mode: Mode) -> None:
         ) from None
 
 
-def gui_curation(proposed: Proposed) -> dict[str, Any]:
-    """The curation dict spikeinterface-gui starts from: the proposed merges, nothing removed or labelled."""
+def gui_curation(proposed: Proposed, saved: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The curation dict spikeinterface-gui starts from.
+
+    The proposed merges, nothing removed or labelled; or, when the curator already saved a
+    curation in this folder (``saved``), that one, so a second session resumes the first.
+    spikeinterface-gui 0.14 needs every key present (it indexes ``manual_labels`` and
+    ``label_definitions`` without checking).
+    """
     from spikeinterface_gui.curation_tools import default_label_definitions
 
-    return {
+    base = {
         "format_version": "2",
         "unit_ids": list(proposed.unit_ids),
         "merges": [{"unit_ids": list(p.unit_ids)} for p in proposed.merges],
@@ -65,6 +71,13 @@ def gui_curation(proposed: Proposed) -> dict[str, Any]:
         "manual_labels": [],
         "label_definitions": dict(default_label_definitions),
     }
+    if saved is None:
+        return base
+    resumed = {**base, **{k: v for k, v in saved.items() if v is not None}}
+    resumed["merges"] = [{"unit_ids": list(m["unit_ids"])} for m in saved.get("merges") or []]
+    resumed["label_definitions"] = {k: {kk: vv for kk, vv in d.items() if kk != "name"}
+                                    for k, d in (resumed["label_definitions"] or {}).items()} or base["label_definitions"]
+    return resumed
 
 
 def unit_columns(proposed: Proposed, unit_ids: Any, params: ReviewParams = DEFAULT_PARAMS) -> dict[str, np.ndarray]:
@@ -180,8 +193,12 @@ def serve(
         raise SpikemergeError(f"the analyzer {setup.analyzer_path} has no random_spikes extension, which spikeinterface-gui needs: compute it")
     from spikeinterface_gui import run_mainwindow
 
+    saved = None
+    if setup.saved_file.exists():
+        saved = read_curated(setup.saved_file, setup.proposed.unit_ids)
+        print(f"spikemerge: resuming from the curation saved in {setup.saved_file}", flush=True)
     kwargs: dict[str, Any] = dict(
-        mode=mode, curation=True, curation_dict=gui_curation(setup.proposed),
+        mode=mode, curation=True, curation_dict=gui_curation(setup.proposed, saved),
         with_traces=recording_analyzer.has_recording(),
         curation_callback=_save_callback, curation_callback_kwargs={"path": str(setup.saved_file)},
     )
