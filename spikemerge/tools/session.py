@@ -93,6 +93,7 @@ class CurationSession:
         self.last_apply: merges_tool.ApplyResult | None = None
         self.judge_used: Judge | None = None
         self._evidence: dict[tuple, dict] = {}
+        self.calibration: dict[str, Any] | None = None
 
     # ------------------------------------------------------------ opening
 
@@ -141,15 +142,25 @@ class CurationSession:
     # ------------------------------------------------------------ find_candidates
 
     def find_candidates(
-        self, min_similarity: float | None = None, preset: str | None = None, relax: bool = True
+        self, min_similarity: float | None = None, preset: str | None = None, relax: bool = True, more: bool = False
     ) -> CandidateSearch:
-        """Candidate groups; ``min_similarity`` defaults to the policy's. Replaces earlier groups."""
+        """Candidate groups; ``min_similarity`` defaults to the policy's. Replaces earlier groups.
+
+        ``more`` asks for more groups than the last search found: with ``relax`` the threshold
+        walks down from the last one until the count grows (or the floor is reached).
+        """
+        more_than = 0
+        if more and self.search is not None:
+            more_than = len(self.search.groups)
+            if min_similarity is None:
+                min_similarity = self.search.min_similarity
         if min_similarity is None:
             min_similarity = get_policy(self.policy).min_similarity
         if preset in ("none", ""):
             preset = None
         with self.times.measure("find"):
-            search = find_candidates(self.context, min_similarity=min_similarity, preset=preset, relax=relax)
+            search = find_candidates(self.context, min_similarity=min_similarity, preset=preset, relax=relax,
+                                     more_than=more_than)
         self.search = search
         self.groups = {g.group_id: g for g in search.groups}
         self.images, self.verdicts = {}, {}
@@ -171,10 +182,13 @@ class CurationSession:
     def evidence(self, group_id: int) -> dict[str, Any]:
         """The numbers behind a group's figures, computed once."""
         self._require_groups([group_id])
-        units = tuple(self.groups[group_id].unit_ids)
-        if units not in self._evidence:
-            self._evidence[units] = group_evidence(self.context, list(units))
-        return self._evidence[units]
+        group = self.groups[group_id]
+        units = tuple(group.unit_ids)
+        chains = tuple(tuple(c) for c in getattr(group, "chains", []) or [])
+        key = (units, chains)
+        if key not in self._evidence:
+            self._evidence[key] = group_evidence(self.context, list(units), chains=[list(c) for c in chains])
+        return self._evidence[key]
 
     # ------------------------------------------------------------ render_group
 
@@ -292,6 +306,20 @@ class CurationSession:
         by_id = {v.group_id: v for v in reused + fresh}
         return [by_id[g] for g in ids if g in by_id]
 
+    def calibrate(self, policy: str | None = None, seed: int = 0) -> dict[str, Any]:
+        """Check the metrics judge on this recording: artificial splits of its well-isolated units
+        (positives) and distinct neighbouring units (negatives); the result goes into run.json.
+
+        See :func:`spikemerge.tools.judges.calibrate.calibrate_recording`.
+        """
+        from .judges.calibrate import calibrate_recording
+
+        judge = self.judge_used if isinstance(self.judge_used, MetricsJudge) else MetricsJudge()
+        with self.times.measure("calibrate"):
+            self.calibration = calibrate_recording(self.context, judge, policy=policy or self.policy, seed=seed)
+        self.save()
+        return self.calibration
+
     # ------------------------------------------------------------ apply_merges
 
     def plan_merges(self, group_ids: Sequence[int] | None = None) -> merges_tool.MergePlan:
@@ -386,12 +414,15 @@ class CurationSession:
                 "judged": len(decisions),
                 "merge": decisions.count("merge"),
                 "not_merge": decisions.count("not merge"),
+                "abstain": decisions.count("abstain"),
                 "error": decisions.count("error"),
                 "units_after": self.last_apply.units_after if self.last_apply else None,
             },
             "stage_seconds": {k: round(v, 3) for k, v in self.times.seconds.items()},
             "usage": usage() if callable(usage) else {},
             "apply": to_jsonable(self.last_apply.__dict__) if self.last_apply else None,
+            "calibration": to_jsonable(self.calibration) if self.calibration else None,
+            "learned_from_examples": to_jsonable(getattr(self.judge_used, "learned", None)),
         }
 
     def save(self) -> None:
@@ -424,7 +455,9 @@ class CurationSession:
         if self.verdicts:
             decisions = [v.decision for v in self.verdicts.values()]
             parts.append(f"verdicts: {decisions.count('merge')} merge, {decisions.count('not merge')} not merge, "
-                         f"{decisions.count('error')} error")
+                         f"{decisions.count('abstain')} abstain (too little evidence), {decisions.count('error')} error")
+        if self.calibration:
+            parts.append(self.calibration.get("summary", ""))
         return "\n".join(parts)
 
     # ------------------------------------------------------------ review (spikeinterface-gui)
