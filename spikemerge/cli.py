@@ -1,4 +1,4 @@
-"""The `spikemerge` command: run, batch, demo, bench and chat (review registers here too).
+"""The `spikemerge` command: run, batch, demo, bench, chat and review.
 
 Conventions every sub-command follows:
 
@@ -143,6 +143,23 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return chat_from_args(args)
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    """Open the proposals in spikeinterface-gui, or (--collect) learn from what the curator saved."""
+    if args.collect is not None:
+        from .review.proposals import load_proposals
+        from .tools.session import CurationSession
+
+        analyzer = args.analyzer or load_proposals(Path(args.out)).analyzer
+        session = CurationSession.open(analyzer, args.out, progress=False)
+        outcome = session.collect_review(args.collect or None)
+        print(outcome.summary())
+        return 0
+    from .review.gui import serve
+
+    serve(args.out, port=args.port, mode=args.mode, open_browser=not args.no_browser, analyzer=args.analyzer)
+    return 0
+
+
 # ------------------------------------------------------------------ the parser
 
 
@@ -254,8 +271,23 @@ def _add_chat(sub, policies: list[str]) -> None:
     chat.set_defaults(func=cmd_chat)
 
 
-SUBCOMMANDS: list[Callable[[Any, list[str]], None]] = [_add_run, _add_batch, _add_demo, _add_bench, _add_chat]
-"""Each adds one sub-parser; ``review`` (issue 15) appends its own here, with ``_HelpFormatter`` and ``_common``."""
+def _add_review(sub, policies: list[str]) -> None:
+    review = sub.add_parser("review", help="review the proposed merges in spikeinterface-gui; --collect learns from the result",
+                            formatter_class=_HelpFormatter)
+    review.add_argument("out", help="an output folder of `spikemerge run` (holds curation.json)")
+    review.add_argument("--port", type=int, default=0, help="web mode: port on 127.0.0.1 (0: a free one)")
+    review.add_argument("--no-browser", action="store_true", help="web mode: do not open a browser")
+    review.add_argument("--mode", choices=("web", "desktop"), default="web", help="Panel web app or Qt desktop app")
+    review.add_argument("--analyzer", default=None, help="the analyzer folder, if it moved since the run")
+    review.add_argument("--collect", nargs="?", const="", default=None, metavar="FILE",
+                        help="compare the curator's curation (default: what the GUI saved) with the proposals, "
+                             "write review.json and curation.json, and save the corrections as examples")
+    _common(review)
+    review.set_defaults(func=cmd_review)
+
+
+SUBCOMMANDS: list[Callable[[Any, list[str]], None]] = [_add_run, _add_batch, _add_demo, _add_bench, _add_chat, _add_review]
+"""Each adds one sub-parser, with ``_HelpFormatter`` and ``_common``."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -539,3 +539,45 @@ class CurationSession:
         if self.calibration:
             parts.append(self.calibration.get("summary", ""))
         return "\n".join(parts)
+
+    # ------------------------------------------------------------ review (spikeinterface-gui)
+
+    def review(self, port: int = 0, mode: str = "web", open_browser: bool = True, wait: bool = True):
+        """Open spikeinterface-gui on this analyzer with the proposed merges preloaded; returns a ``ReviewServer``.
+
+        The GUI runs in a child process (``spikemerge review OUT``); call ``.stop()`` on the
+        result to end it (a new review, or the end of this Python process, stops it too). The proposals are ``out/curation.json``; when it does not exist yet it is
+        written from the current verdicts (as ``apply_merges(confirm=True, write_analyzer=False)``).
+        The analyzer folder is opened read-only: the curator's "Save curation" lands in
+        ``out/review/saved_curation.json``, which :meth:`collect_review` reads.
+        """
+        from ..review.server import start_review
+        from .curation import CURATION_FILE
+
+        if not Path(self.info.path).is_dir():
+            raise SpikemergeError(
+                "the review opens an analyzer folder and this session's analyzer is in memory: "
+                "save it with analyzer.save_as(folder=...) and open the session on that folder"
+            )
+        if not (self.out / CURATION_FILE).exists():
+            if not self.verdicts:
+                raise SpikemergeError("nothing to review yet: run judge_group first")
+            self.apply_merges(confirm=True, write_analyzer=False)
+        previous = getattr(self, "review_server", None)
+        if previous is not None:
+            previous.stop()
+        self.review_server = start_review(self.out, port=port, mode=mode, open_browser=open_browser,
+                                          analyzer=self.info.path, wait=wait)
+        return self.review_server
+
+    def collect_review(self, file: str | Path | None = None, library: str | Path | None = None, render: bool = True):
+        """Read the curator's saved curation (or ``file``), compare it with the proposals, learn from it.
+
+        Writes ``out/review.json`` and the final ``out/curation.json``, and saves each rejected
+        proposal as a bad example and each added merge as a good one in the example library
+        (``library``, default ``$SPIKEMERGE_EXAMPLES``). Pass the returned outcome's
+        ``good_examples`` / ``bad_examples`` to the next ``judge_group``. Returns a ``ReviewOutcome``.
+        """
+        from ..review.collect import collect
+
+        return collect(self, file=file, library=library, render=render)
