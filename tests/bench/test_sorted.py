@@ -230,3 +230,35 @@ def test_cached_dataset_is_complete():
         assert data.analyzer.has_extension(ext)
     perfect = [us for us in data.truth["split_neurons"].values()]
     assert sb.score_sorted(perfect, data.truth)["f1"] == 1.0 or not data.truth["true_pairs"]
+
+
+# ---------------------------------------------------------------- the bench runner on a sorted truth
+
+
+def test_bench_scores_a_sorted_truth_without_its_impure_units(neurons):
+    from types import SimpleNamespace
+
+    from spikemerge.bench.run import score_result
+
+    n0 = neurons["#0"]
+    units = {1: n0[::2], 2: n0[1::2], 3: neurons["#1"], 4: np.sort(np.concatenate([neurons["#2"], neurons["#1"]]))}
+    sorting = _sorting(units)
+    truth = sb.SortedGroundTruth(analyzer=SimpleNamespace(sorting=sorting), truth={},
+                                 neuron_of_unit={1: "#0", 2: "#0", 3: "#1"}, impure_units=[4],
+                                 gt_sorting=_sorting(neurons))
+    assert truth.true_groups == [[1, 2]]
+    scores = score_result(truth, [[1, 2, 4]])
+    assert (scores["tp"], scores["fp"], scores["fn"], scores["distinct_merges"]) == (1, 0, 0, 0)
+    assert scores["merged"] == [[1, 2, 4]]
+
+
+def test_bench_cli_accepts_sorted_scenarios_by_name_only():
+    from spikemerge.bench.cli import parse_list
+    from spikemerge.bench.run import SCENARIOS
+    from spikemerge.errors import SpikemergeError
+
+    assert parse_list("sorted_drift,sorted_burst", list(SCENARIOS), "scenario(s)", extra=list(sb.BENCH_SCENARIOS)) == [
+        "sorted_drift", "sorted_burst"]
+    assert parse_list("all", list(SCENARIOS), "scenario(s)", extra=list(sb.BENCH_SCENARIOS)) == list(SCENARIOS)
+    with pytest.raises(SpikemergeError):
+        parse_list("sorted_nope", list(SCENARIOS), "scenario(s)", extra=list(sb.BENCH_SCENARIOS))
