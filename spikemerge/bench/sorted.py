@@ -149,13 +149,13 @@ class RecordingSpec:
 
 
 SCENARIOS: dict[str, RecordingSpec] = {
-    # slow rigid drift of the whole probe: each neuron moves 10 µm/min, up and down (triangle)
-    "drift": RecordingSpec(duration_s=480.0, n_exc=12, n_inh=4, drifting=True, slow_drift_velocity=10.0,
+    # slow rigid drift: every neuron moves 12 µm/min along the probe, up and down (triangle wave)
+    "drift": RecordingSpec(duration_s=300.0, n_exc=12, n_inh=4, drifting=True, slow_drift_velocity=12.0,
                            min_amp=60.0),
     # bursting cells: consecutive spikes within a burst lose amplitude (exp_decay) and stretch
-    "burst": RecordingSpec(duration_s=300.0, n_exc=12, n_inh=4, f_exc=6.0, bursting=True, n_bursting=8,
+    "burst": RecordingSpec(duration_s=240.0, n_exc=12, n_inh=4, f_exc=8.0, bursting=True, n_bursting=8,
                            exp_decay=0.25, n_burst_spikes=8, max_burst_duration=100.0, shape_mod=True,
-                           min_amp=60.0, process="gamma"),
+                           min_amp=60.0),
     # static probe, units close to the noise floor
     "lowsnr": RecordingSpec(duration_s=300.0, n_exc=14, n_inh=4, min_amp=30.0, max_amp=120.0, noise_level=12.0),
 }
