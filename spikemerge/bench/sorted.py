@@ -433,6 +433,45 @@ def split_neurons(unit_to_neuron: Mapping[Any, Any], min_units: int = 2) -> dict
     return {n: sorted(us) for n, us in by_neuron.items() if len(us) >= min_units}
 
 
+def unit_facts(train: np.ndarray, fs: float) -> dict[str, float]:
+    """Spike count and when the unit fires (first, 10th, 50th, 90th percentile, last spike; s)."""
+    if len(train) == 0:
+        return {"n_spikes": 0}
+    t = np.asarray(train) / fs
+    q10, q50, q90 = np.percentile(t, [10, 50, 90])
+    return {"n_spikes": int(len(t)), "first_s": round(float(t[0]), 2), "p10_s": round(float(q10), 2),
+            "median_s": round(float(q50), 2), "p90_s": round(float(q90), 2), "last_s": round(float(t[-1]), 2)}
+
+
+def pair_facts(a: np.ndarray, b: np.ndarray, fs: float, lag_a_ms: float = 0.0, lag_b_ms: float = 0.0,
+               window_s: float = 10.0) -> dict[str, float]:
+    """How two units of one neuron relate: time overlap, shared spikes, lag between them.
+
+    ``overlap``: fraction of ``window_s`` bins where both fire, over bins where either fires
+    (0 for time fragments that hand over, near 1 for duplicates or amplitude/burst splits);
+    ``shared``: fraction of the smaller unit's spikes within 0.4 ms of the other's once both are
+    lined up on the neuron (a duplicate detects the same spikes twice); ``lag_ms``: offset of
+    b's spike times from a's (from their offsets to the neuron).
+    """
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    if len(a) == 0 or len(b) == 0:
+        return {"overlap": 0.0, "shared": 0.0, "lag_ms": 0.0}
+    edges = np.arange(0, max(a[-1], b[-1]) + window_s * fs + 1, window_s * fs)
+    ha, _ = np.histogram(a, edges)
+    hb, _ = np.histogram(b, edges)
+    either = np.sum((ha > 0) | (hb > 0))
+    both = np.sum((ha > 0) & (hb > 0))
+    a0 = a - int(round(lag_a_ms * fs / 1000.0))
+    b0 = np.sort(b - int(round(lag_b_ms * fs / 1000.0)))
+    small, large = (a0, b0) if len(a0) <= len(b0) else (b0, np.sort(a0))
+    idx = np.clip(np.searchsorted(large, small), 1, len(large) - 1)
+    nearest = np.minimum(np.abs(large[idx] - small), np.abs(large[idx - 1] - small))
+    shared = float(np.mean(nearest <= 0.0004 * fs)) if len(large) > 1 else 0.0
+    return {"overlap": round(float(both / max(either, 1)), 3), "shared": round(shared, 3),
+            "lag_ms": round(lag_b_ms - lag_a_ms, 3)}
+
+
 def _trains(sorting) -> dict:
     return {u: sorting.get_unit_spike_train(u, segment_index=0) for u in sorting.unit_ids}
 
@@ -478,6 +517,7 @@ def build_truth(gt_sorting, sorting, min_purity: float = MIN_PURITY, delta_time_
     unit_to_neuron, purity = assign_units(counts, n_spikes, list(gt_sorting.unit_ids), list(aligned.unit_ids),
                                           min_purity)
     all_units = split_neurons(unit_to_neuron, min_units=1)
+    trains = _trains(sorting)
     return {
         "unit_to_neuron": {str(_plain(u)): (None if n is None else str(_plain(n))) for u, n in unit_to_neuron.items()},
         "impure_units": [_plain(u) for u, n in unit_to_neuron.items() if n is None],
@@ -487,6 +527,9 @@ def build_truth(gt_sorting, sorting, min_purity: float = MIN_PURITY, delta_time_
         "undetected_neurons": [str(_plain(n)) for n in gt_sorting.unit_ids if n not in all_units],
         "purity": {str(_plain(u)): [None if b is None else str(_plain(b)), round(f, 4)] for u, (b, f) in purity.items()},
         "lag_ms": {str(_plain(u)): round(lag, 3) for u, (_, lag, _) in lags.items()},
+        "units": {str(_plain(u)): unit_facts(t, fs) for u, t in trains.items()},
+        "pairs": {f"{a}-{b}": pair_facts(trains[a], trains[b], fs, lags[a][1], lags[b][1])
+                  for a, b in true_pairs(unit_to_neuron)},
         "min_purity": min_purity,
         "delta_time_ms": delta_time_ms,
         "max_lag_ms": max_lag_ms,
@@ -628,7 +671,8 @@ def build_dataset(name: str, spec: RecordingSpec, sorter: str, cache: Path, scen
                                                              motion_correction),
                  scenario={"name": scenario_name, **asdict(spec)}, num_units=len(sorting.unit_ids),
                  num_neurons=len(gt_sorting.unit_ids), sampling_frequency=sorting.sampling_frequency,
-                 duration_s=recording.get_total_duration(), recording="recording.h5", final_merge="off")
+                 duration_s=recording.get_total_duration(), recording="recording.h5", final_merge="off",
+                 versions=_versions())
     times["truth_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -642,6 +686,18 @@ def build_dataset(name: str, spec: RecordingSpec, sorter: str, cache: Path, scen
     _write_json(folder / "truth.json", truth)
     (folder / "READY").touch()
     return summarise_truth(truth)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("spikeinterface", "MEArec", "neuron", "LFPy", "hdbscan", "numpy"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return out
 
 
 def _same_fs(a: Path, b: Path) -> bool:

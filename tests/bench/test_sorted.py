@@ -262,3 +262,15 @@ def test_bench_cli_accepts_sorted_scenarios_by_name_only():
     assert parse_list("all", list(SCENARIOS), "scenario(s)", extra=list(sb.BENCH_SCENARIOS)) == list(SCENARIOS)
     with pytest.raises(SpikemergeError):
         parse_list("sorted_nope", list(SCENARIOS), "scenario(s)", extra=list(sb.BENCH_SCENARIOS))
+
+
+def test_pair_facts_tell_fragments_from_duplicates(neurons):
+    n0 = neurons["#0"]
+    half = n0.max() // 2
+    fragments = sb.pair_facts(n0[n0 < half], n0[n0 >= half], FS)
+    assert fragments["overlap"] <= 0.1 and fragments["shared"] == 0.0
+    shift = int(round(0.001 * FS))
+    duplicate = sb.pair_facts(n0, n0[::2] + shift, FS, 0.0, 1.0)
+    assert duplicate["overlap"] > 0.9 and duplicate["shared"] > 0.95 and duplicate["lag_ms"] == 1.0
+    facts = sb.unit_facts(n0, FS)
+    assert facts["n_spikes"] == len(n0) and facts["first_s"] <= facts["median_s"] <= facts["last_s"]
