@@ -4,7 +4,8 @@ Candidates are for recall, the judge is for precision (DESIGN.md). The default g
 pairs whose templates are at least ``min_similarity`` alike (cosine at the best lag within
 ±2 ms, on the union of the two units' channels, raw or with the noise their spike counts
 imply removed, so a low-amplitude split's noisy template is not lost) and whose estimated
-positions are close. Units that follow one another in time under drift are linked into
+positions are close, or whose spike trains hold one sharp CCG peak within ±2 ms (the same
+spikes twice, however misaligned the templates). Units that follow one another in time under drift are linked into
 chains: each link a hand-over (one unit ends as the next begins) whose waveforms match *at
 that moment* (the last spikes of one against the first of the next), since the first and the
 last fragment of a drifting neuron need not look alike. Groups are the connected components,
@@ -49,6 +50,10 @@ class CandidateParams:
     handover_spikes: int = 60
     """Sampled waveforms of each unit compared at a hand-over."""
     time_bins: int = 20
+    duplicate_fraction: float = 0.3
+    """Share of the smaller unit's spikes in one CCG peak within ±2 ms that makes a pair a
+    duplicate candidate whatever its templates (a misaligned duplicate's template can fall
+    outside the window)."""
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
@@ -110,6 +115,25 @@ def similarity_pairs(
             pairs.append({"unit_a": a, "unit_b": b, "template_similarity": shape["template_similarity"],
                           "template_similarity_denoised": shape["template_similarity_denoised"],
                           "distance_um": float(distances[i, j]), "link": "similarity"})
+    return pairs
+
+
+def duplicate_pairs(ctx: EvidenceContext, max_distance_um: float = MAX_DISTANCE_UM,
+                    params: CandidateParams = DEFAULT_CANDIDATE_PARAMS) -> list[dict[str, Any]]:
+    """Nearby pairs whose spike trains hold one sharp CCG peak within ±2 ms: the same spikes twice."""
+    from .evidence.ccg import ccg_evidence
+
+    distances = _distances(ctx)
+    pairs = []
+    for i, j in zip(*np.nonzero(np.triu(distances <= max_distance_um, k=1))):
+        a, b = ctx.unit_ids[i], ctx.unit_ids[j]
+        ta, tb = ctx.unit(a).times_s, ctx.unit(b).times_s
+        e = ccg_evidence(ta, tb, 0.0)
+        if e["duplicate_fraction"] >= params.duplicate_fraction and e["duplicate_excess"] >= 10:
+            shape = denoised_similarity(ctx, a, b)
+            pairs.append({"unit_a": a, "unit_b": b, "template_similarity": shape["template_similarity"],
+                          "duplicate_fraction": e["duplicate_fraction"], "duplicate_lag_ms": e["duplicate_lag_ms"],
+                          "distance_um": float(distances[i, j]), "link": "duplicate"})
     return pairs
 
 
@@ -298,6 +322,7 @@ def find_candidates(
     if not 0.0 < min_similarity <= 1.0:
         raise SpikemergeError(f"min_similarity must be in (0, 1], not {min_similarity}: 0.9 means templates 90 % alike")
     levels, threshold = [], float(min_similarity)
+    duplicates: list[dict[str, Any]] = []
     while True:
         chains: list[list[UnitId]] = []
         if preset:
@@ -305,9 +330,14 @@ def find_candidates(
             found_by = f"preset {preset}, template_diff_thresh {1 - threshold:.2f}"
         else:
             pairs = similarity_pairs(ctx, threshold, max_distance_um)
+            if not levels:  # the spike trains do not change with the threshold: look once
+                duplicates = duplicate_pairs(ctx, max_distance_um, params)
+            known = {frozenset((p["unit_a"], p["unit_b"])) for p in pairs}
+            pairs += [p for p in duplicates if frozenset((p["unit_a"], p["unit_b"])) not in known]
             chains = [c for c in chains_from_links(handover_links(ctx, threshold, max_distance_um, params))
                       if len(c) >= 2]
-            found_by = f"template similarity >= {threshold:.2f} within {max_distance_um:g} um, or a hand-over"
+            found_by = (f"template similarity >= {threshold:.2f} within {max_distance_um:g} um, a hand-over "
+                        f"or a duplicate peak")
         groups = group_pairs(ctx, pairs, found_by, chains)
         levels.append({"min_similarity": round(threshold, 4), "num_pairs": len(pairs), "num_groups": len(groups),
                        "num_chains": len(chains)})

@@ -19,7 +19,8 @@ def test_every_true_pair_is_a_candidate(ctx, small_truth):
     assert [g.group_id for g in search.groups] == list(range(1, len(search.groups) + 1))
     for group in search.groups:
         assert group.pairs or group.chains
-        assert all(max(p["template_similarity"], p.get("template_similarity_denoised", 0)) >= 0.8 for p in group.pairs)
+        assert all(max(p["template_similarity"], p.get("template_similarity_denoised", 0)) >= 0.8
+                   for p in group.pairs if p["link"] == "similarity")
 
 
 def test_numbering_is_stable(ctx):
@@ -36,6 +37,7 @@ def test_relax_walks_down_the_ladder_and_reports_every_level(ctx, monkeypatch):
 
     monkeypatch.setattr(candidates_module, "similarity_pairs", only_below_070)
     monkeypatch.setattr(candidates_module, "handover_links", lambda *a, **k: [])
+    monkeypatch.setattr(candidates_module, "duplicate_pairs", lambda *a, **k: [])
     search = find_candidates(ctx, min_similarity=0.9, relax=True)
     assert [lv["min_similarity"] for lv in search.levels] == [0.9, 0.85, 0.8, 0.75, 0.7]
     assert search.min_similarity == pytest.approx(0.7)
@@ -46,6 +48,7 @@ def test_relax_walks_down_the_ladder_and_reports_every_level(ctx, monkeypatch):
 def test_relax_stops_at_the_floor(ctx, monkeypatch):
     monkeypatch.setattr(candidates_module, "similarity_pairs", lambda *a, **k: [])
     monkeypatch.setattr(candidates_module, "handover_links", lambda *a, **k: [])
+    monkeypatch.setattr(candidates_module, "duplicate_pairs", lambda *a, **k: [])
     search = find_candidates(ctx, min_similarity=0.6, relax=True, floor=0.5)
     assert [lv["min_similarity"] for lv in search.levels] == [0.6, 0.55, 0.5]
     assert search.groups == []
@@ -54,6 +57,7 @@ def test_relax_stops_at_the_floor(ctx, monkeypatch):
 def test_without_relax_one_level_only(ctx, monkeypatch):
     monkeypatch.setattr(candidates_module, "similarity_pairs", lambda *a, **k: [])
     monkeypatch.setattr(candidates_module, "handover_links", lambda *a, **k: [])
+    monkeypatch.setattr(candidates_module, "duplicate_pairs", lambda *a, **k: [])
     search = find_candidates(ctx, min_similarity=0.9, relax=False)
     assert len(search.levels) == 1 and search.groups == []
 
@@ -149,3 +153,21 @@ def test_a_drift_chain_of_four_is_one_group_with_its_chain():
     assert [g.unit_ids for g in search.groups] == [[1, 2, 3, 4]]
     assert search.groups[0].chains == [[1, 2, 3, 4]]
     assert "drift chain" in search.summary()
+
+
+def test_a_duplicate_misaligned_beyond_the_template_window_is_still_a_candidate():
+    import numpy as np
+
+    from tests.tools.evidence.spikes import neuron_train, unit_arrays
+
+    rng = np.random.default_rng(8)
+    times = neuron_train(rng, rate_hz=10)
+    scales = rng.normal(1.0, 0.1, times.size)
+    far = unit_arrays(rng, times, scales, centre=3.0)
+    lagged = unit_arrays(rng, times + 0.0019, scales, centre=3.0, shift=57)  # 1.9 ms: trough near the window's edge
+    other = neuron_train(rng, rate_hz=10)
+    units = {1: far, 2: lagged, 3: unit_arrays(rng, other, rng.normal(1.0, 0.1, other.size), centre=3.5)}
+    ctx = _ArraysContext(units)
+    found = candidates_module.duplicate_pairs(ctx)
+    assert [(p["unit_a"], p["unit_b"]) for p in found] == [(1, 2)]
+    assert found[0]["duplicate_lag_ms"] == pytest.approx(1.9, abs=0.1)

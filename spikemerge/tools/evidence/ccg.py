@@ -61,6 +61,29 @@ def _densest_window(diffs_ms: np.ndarray, centres: np.ndarray, half_width: float
     return float(centres[best]), int(counts[best])
 
 
+def _duplicate_lag(raw_ms: np.ndarray, lag_ms: float, p: EvidenceParams) -> float:
+    """The template lag, unless the CCG holds a duplicate peak elsewhere within ``±max_lag_ms``.
+
+    A sorter can misalign a duplicate's template so far that the spike cannot be matched
+    within the template window; the CCG still shows the same spikes at one lag. A peak is
+    taken when it is beyond chance after the search over every window (Bonferroni) and holds at
+    least ``duplicate_min_count`` coincidences.
+    """
+    lo, hi = p.shoulder_ms
+    absd = np.abs(raw_ms)
+    rate = np.count_nonzero((absd >= lo) & (absd < hi)) / (2.0 * (hi - lo))
+    expected = max(rate * 2.0 * p.duplicate_ms, 1e-9)
+    near = raw_ms[np.abs(raw_ms - lag_ms) <= p.duplicate_search_ms + p.duplicate_ms]
+    here = np.arange(lag_ms - p.duplicate_search_ms, lag_ms + p.duplicate_search_ms + 0.025, 0.05)
+    if poisson.sf(_densest_window(near, here, p.duplicate_ms)[1] - 1, expected) < 1e-3:
+        return lag_ms
+    centres = np.arange(-p.max_lag_ms, p.max_lag_ms + 0.025, 0.05)
+    centre, count = _densest_window(raw_ms[absd <= p.max_lag_ms + p.duplicate_ms], centres, p.duplicate_ms)
+    if poisson.sf(count - 1, expected) < 1e-3 / centres.size and count >= p.duplicate_min_count:
+        return float(centre)
+    return lag_ms
+
+
 def ccg_evidence(
     times_a: np.ndarray, times_b: np.ndarray, lag_ms: float = 0.0, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS
 ) -> dict[str, float]:
@@ -83,7 +106,10 @@ def ccg_evidence(
     """
     p = params
     lo, hi = p.shoulder_ms
-    diffs = time_differences(times_a, times_b, (hi + abs(lag_ms)) / 1000.0) * 1000.0 - lag_ms
+    raw = time_differences(times_a, times_b, (hi + p.max_lag_ms) / 1000.0) * 1000.0
+    lag_ms = _duplicate_lag(raw, lag_ms, p)
+    diffs = raw - lag_ms
+    diffs = diffs[np.abs(diffs) <= hi]
     absd = np.abs(diffs)
     shoulder = np.count_nonzero((absd >= lo) & (absd < hi))
     rate_per_ms = shoulder / (2.0 * (hi - lo))

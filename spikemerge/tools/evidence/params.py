@@ -25,6 +25,8 @@ class EvidenceParams:
     duplicate_search_ms: float = 0.3
     """The duplicate window may move this far from the template lag to the CCG's densest spot
     (the template lag is measured to a sample, spike times jitter by about one)."""
+    duplicate_min_count: int = 20
+    """A duplicate peak found away from the template lag needs at least this many coincidences."""
     max_lag_ms: float = 2.0
     """Largest template misalignment searched: real sorters offset one neuron's units by up to ~2 ms."""
     shoulder_ms: tuple[float, float] = (10.0, 50.0)
