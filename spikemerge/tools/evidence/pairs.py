@@ -24,7 +24,7 @@ from .features import continuity, discriminant_projection
 from .params import DEFAULT_EVIDENCE_PARAMS, EvidenceParams
 from .presence import comparison_window, presence_evidence
 from .waveforms import amplitude_ratio as _amplitude_ratio
-from .waveforms import noise_aware_similarity, template_lag
+from .waveforms import noise_aware_similarity, overlap_similarity, template_lag
 
 __all__ = ["EvidenceContext", "UnitArrays", "correlogram", "group_evidence", "pair_evidence", "template_similarity",
            "time_differences"]
@@ -78,7 +78,9 @@ def unit_similarity(a: UnitArrays, b: UnitArrays, fs: float, noise_levels: np.nd
     n_b = len(b.waveforms) or b.times_s.size
     record = noise_aware_similarity(a.template[:, channels], b.template[:, channels], noise_levels[channels],
                                     n_a, n_b, shift=lag)
-    return {"template_similarity": similarity, "template_lag_samples": lag, **record}
+    overlap = overlap_similarity(a.template[:, channels], b.template[:, channels], lag)
+    return {"template_similarity": similarity, "template_lag_samples": lag, "template_similarity_overlap": overlap,
+            **record}
 
 
 def denoised_similarity(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId,
@@ -218,6 +220,7 @@ def unit_pair_evidence(unit_a: UnitId, unit_b: UnitId, a: UnitArrays, b: UnitArr
         "template_similarity": shape["template_similarity"],
         "template_similarity_denoised": shape["template_similarity_denoised"],
         "template_difference_chi2": shape["template_difference_chi2"],
+        "template_similarity_overlap": shape["template_similarity_overlap"],
         "template_shift_ms": lag_ms,
         "template_amplitude_ratio": _amplitude_ratio(a.template, b.template),
         "distance_um": float(np.linalg.norm(np.asarray(a.location) - np.asarray(b.location))),

@@ -41,6 +41,17 @@ def template_lag(template_a: np.ndarray, template_b: np.ndarray, max_shift: int)
     return best_shift, best
 
 
+def overlap_similarity(template_a: np.ndarray, template_b: np.ndarray, shift: int) -> float:
+    """Cosine of the parts of two templates that one window holds when B is read ``shift`` later.
+
+    For a duplicate misaligned by a large lag, each window has cut off a part of the waveform
+    the other holds; on the part both hold, the same spikes give the same shape.
+    """
+    a, b = _overlap(np.asarray(template_a, float), np.asarray(template_b, float), shift)
+    denom = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(np.sum(a * b) / denom) if denom > 0 else 0.0
+
+
 def noise_aware_similarity(
     template_a: np.ndarray,
     template_b: np.ndarray,

@@ -109,6 +109,9 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         reasons["crosscorrelograms"] += (f"; a one-sided burst peak ({forward:.0f} vs {backward:.0f} pairs "
                                          f"just after vs before), as in one bursting neuron")
     similarity = _get(e, "template_similarity_denoised", _get(e, "template_similarity", 0.0))
+    if duplicate:
+        # the same spikes cut at another lag: compare the part both windows hold
+        similarity = max(similarity, _get(e, "template_similarity_overlap", similarity))
     at_handover = _get(e, "handover_similarity", float("nan"))
     shown = similarity
     if sequential and finite(e.get("handover_similarity")):
@@ -122,7 +125,7 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     feature = _gap_term(_get(e, "continuity_ratio", float("nan")), _get(e, "continuity_gap_p", 1.0),
                         _get(e, "continuity_expected", 0.0), p)
     amplitude = 0.0
-    if e.get("same_main_channel", False):
+    if e.get("same_main_channel", False) and not duplicate:  # a duplicate's amplitudes are read at another lag
         amplitude = _gap_term(_get(e, "amplitude_continuity_ratio", float("nan")),
                               _get(e, "amplitude_continuity_gap_p", 1.0),
                               _get(e, "amplitude_continuity_expected", 0.0), p)
