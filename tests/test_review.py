@@ -427,6 +427,20 @@ def test_review_without_proposals_or_gui_fails_in_one_line(tmp_path, capsys):
             gui.serve(empty, mode="desktop")
 
 
+def test_review_on_a_taken_port_fails_before_starting(review_out):
+    import socket
+
+    from spikemerge.review import gui
+
+    _, out, _, _ = review_out
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SpikemergeError, match=f"port {port} on 127.0.0.1 is in use"):
+            gui.serve(out, port=port, open_browser=False)
+
+
 def test_session_review_needs_an_analyzer_folder(small_truth, tmp_path):
     session = CurationSession.from_analyzer(small_truth.analyzer, tmp_path / "out", progress=False)
     with pytest.raises(SpikemergeError, match="in memory"):
