@@ -15,6 +15,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "tmux_chat_check.sh"
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+@pytest.mark.slow
 def test_chat_in_tmux(tiny_analyzer_folder, tmp_path):  # noqa: F811
     done = subprocess.run(["bash", str(SCRIPT), str(tiny_analyzer_folder), str(tmp_path), sys.executable],
                           capture_output=True, text=True, timeout=240)

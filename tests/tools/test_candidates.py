@@ -112,3 +112,39 @@ def test_groups_of_any_size_are_kept_whole(ctx):
              for a, b in zip(units, units[1:])]
     groups = candidates_module.group_pairs(ctx, pairs, "test", chains=[])
     assert [g.unit_ids for g in groups] == [sorted(units, key=ctx.index)]
+
+
+class _ArraysContext:
+    """The part of EvidenceContext that candidates read, over numpy-made units."""
+
+    def __init__(self, units, duration_s=300.0):
+        import numpy as np
+
+        self.unit_ids = list(units)
+        self._units = units
+        self.fs = 30000.0
+        self.duration_s = duration_s
+        self.locations = np.array([units[u].location for u in self.unit_ids])
+        self.templates = np.stack([units[u].template for u in self.unit_ids])
+        self.sparsity_mask = np.ones((len(units), self.templates.shape[2]), bool)
+        self.noise_levels = np.full(self.templates.shape[2], 8.0)
+
+    def unit(self, u):
+        return self._units[u]
+
+    def index(self, u):
+        return self.unit_ids.index(u)
+
+
+def test_a_drift_chain_of_four_is_one_group_with_its_chain():
+    import numpy as np
+
+    from tests.tools.judges.test_metrics import _drift_chain
+
+    units = _drift_chain(np.random.default_rng(3))
+    ctx = _ArraysContext(units)
+    assert candidates_module.similarity_pairs(ctx, 0.9) == []  # no two fragments alike over their whole time
+    search = find_candidates(ctx, min_similarity=0.9, relax=False)
+    assert [g.unit_ids for g in search.groups] == [[1, 2, 3, 4]]
+    assert search.groups[0].chains == [[1, 2, 3, 4]]
+    assert "drift chain" in search.summary()

@@ -28,6 +28,7 @@ def session(analyzer_folder, tmp_path):
     return CurationSession.open(analyzer_folder, tmp_path / "out", progress=False)
 
 
+@pytest.mark.slow
 def test_pipeline_end_to_end_keeps_the_input_identical(analyzer_folder, tmp_path, small_truth):
     before = folder_digest(analyzer_folder)
     session = CurationSession.open(analyzer_folder, tmp_path / "out", progress=False)
@@ -62,6 +63,7 @@ def test_without_confirm_nothing_is_written(session):
     assert not (session.out / "curation.json").exists()
 
 
+@pytest.mark.slow
 def test_journal_reuses_verdicts_and_a_new_session_resumes(analyzer_folder, tmp_path):
     first = CurationSession.open(analyzer_folder, tmp_path / "out", progress=False)
     first.find_candidates()

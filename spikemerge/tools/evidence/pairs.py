@@ -11,15 +11,13 @@ and a person read the same thing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
 from itertools import combinations
 from typing import Any, Sequence
 
 import numpy as np
 from threadpoolctl import threadpool_limits
-from spikeinterface.core import SortingAnalyzer
 
+from ..analyzer.view import AnalyzerView, UnitArrays
 from ..judges.base import UnitId
 from .ccg import ccg_evidence, contamination_evidence, correlogram, time_differences
 from .features import continuity, discriminant_projection
@@ -36,127 +34,12 @@ def _unit_key(unit_id: Any) -> UnitId:
     return unit_id.item() if hasattr(unit_id, "item") else unit_id
 
 
-@dataclass
-class UnitArrays:
-    times_s: np.ndarray
-    amplitudes: np.ndarray
-    waveforms: np.ndarray
-    """Random-spike waveforms on ``channels`` (spikes, samples, channels)."""
-    channels: np.ndarray
-    template: np.ndarray
-    """Average template on all channels (samples, channels)."""
-    location: np.ndarray
-    main_channel: int
-    waveform_times_s: np.ndarray | None = None
-    """Times of the sampled waveforms (same order), to compare units within a time window."""
+class EvidenceContext(AnalyzerView):
+    """Per-unit arrays extracted once from an analyzer, shared by every pair computation.
 
-
-class EvidenceContext:
-    """Per-unit arrays extracted once from an analyzer, shared by every pair computation."""
-
-    def __init__(self, analyzer: SortingAnalyzer):
-        self.analyzer = analyzer
-        self.fs = float(analyzer.sampling_frequency)
-        self.duration_s = float(analyzer.get_total_duration())
-        self.unit_ids = [_unit_key(u) for u in analyzer.unit_ids]
-        self._index = {u: i for i, u in enumerate(self.unit_ids)}
-        self._cache: dict[UnitId, UnitArrays] = {}
-
-    def index(self, unit_id: UnitId) -> int:
-        try:
-            return self._index[unit_id]
-        except KeyError:
-            from ...errors import SpikemergeError
-
-            raise SpikemergeError(f"unknown unit id {unit_id!r}: the analyzer's units are {self.unit_ids}") from None
-
-    @cached_property
-    def _spikes(self) -> np.ndarray:
-        return self.analyzer.sorting.to_spike_vector(concatenated=True)
-
-    @cached_property
-    def _segment_offsets(self) -> np.ndarray:
-        lengths = [self.analyzer.get_num_samples(s) for s in range(self.analyzer.get_num_segments())]
-        return np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-
-    @cached_property
-    def _amplitudes(self) -> np.ndarray:
-        return np.asarray(self.analyzer.get_extension("spike_amplitudes").get_data())
-
-    @cached_property
-    def templates(self) -> np.ndarray:
-        return self.analyzer.get_extension("templates").get_data(operator="average")
-
-    @cached_property
-    def locations(self) -> np.ndarray:
-        """Unit positions (µm): the ``unit_locations`` extension, else the templates' centre of mass."""
-        if self.analyzer.has_extension("unit_locations"):
-            return np.asarray(self.analyzer.get_extension("unit_locations").get_data())[:, :2]
-        from spikeinterface.postprocessing.localization_tools import compute_center_of_mass
-
-        return np.asarray(compute_center_of_mass(self.analyzer))[:, :2]
-
-    @cached_property
-    def sparsity_mask(self) -> np.ndarray:
-        if self.analyzer.sparsity is None:
-            return np.ones((len(self.unit_ids), self.analyzer.get_num_channels()), dtype=bool)
-        return self.analyzer.sparsity.mask
-
-    @cached_property
-    def _random_spikes(self) -> np.ndarray:
-        return self.analyzer.get_extension("random_spikes").get_random_spikes()
-
-    @cached_property
-    def noise_levels(self) -> np.ndarray:
-        """Noise standard deviation per channel: the ``noise_levels`` extension, else a robust
-        estimate from the sampled waveforms' first samples (before any spike)."""
-        if self.analyzer.has_extension("noise_levels"):
-            return np.asarray(self.analyzer.get_extension("noise_levels").get_data(), dtype=float)
-        levels = np.full(self.analyzer.get_num_channels(), np.nan)
-        for unit_id in self.unit_ids:
-            arrays = self.unit(unit_id)
-            if len(arrays.waveforms):
-                edge = arrays.waveforms[:, :3, :].reshape(-1, arrays.channels.size)
-                mad = np.median(np.abs(edge - np.median(edge, axis=0)), axis=0) / 0.6745
-                levels[arrays.channels] = np.fmin(levels[arrays.channels], mad)
-        return np.where(np.isfinite(levels), levels, np.nanmedian(levels) if np.isfinite(levels).any() else 1.0)
-
-    def _waveform_times(self, index: int) -> np.ndarray | None:
-        picked = np.asarray(self._random_spikes)  # the sampled spikes, in the waveforms' order
-        if picked.dtype.names is None or "unit_index" not in picked.dtype.names:
-            return None
-        picked = picked[picked["unit_index"] == index]
-        return self._absolute_samples(picked) / self.fs
-
-    def _absolute_samples(self, spikes: np.ndarray) -> np.ndarray:
-        return spikes["sample_index"] + self._segment_offsets[spikes["segment_index"]]
-
-    def unit(self, unit_id: UnitId) -> UnitArrays:
-        if unit_id in self._cache:
-            return self._cache[unit_id]
-        index = self.index(unit_id)
-        mask = self._spikes["unit_index"] == index
-        times = self._absolute_samples(self._spikes[mask]) / self.fs
-        amplitudes = self._amplitudes[mask]
-        order = np.argsort(times, kind="stable")
-        waveforms_ext = self.analyzer.get_extension("waveforms")
-        waveforms = waveforms_ext.get_waveforms_one_unit(self.analyzer.unit_ids[index], force_dense=False)
-        channels = np.flatnonzero(self.sparsity_mask[index])
-        template = self.templates[index]
-        arrays = UnitArrays(
-            times_s=times[order],
-            amplitudes=amplitudes[order],
-            waveforms=np.asarray(waveforms, dtype=np.float32),
-            channels=channels,
-            template=template,
-            location=self.locations[index],
-            main_channel=int(np.argmax(np.ptp(template, axis=0))),
-            waveform_times_s=self._waveform_times(index),
-        )
-        self._cache[unit_id] = arrays
-        return arrays
-
-
+    The analyzer's one view (:class:`~spikemerge.tools.analyzer.view.AnalyzerView`): render reads
+    the same trains, so a CCG panel and these numbers count the same spikes.
+    """
 
 
 # ---------------------------------------------------------------- per pair and per group
