@@ -413,10 +413,14 @@ def test_review_without_proposals_or_gui_fails_in_one_line(tmp_path, capsys):
 
     empty = tmp_path / "not_an_output"
     empty.mkdir()
-    assert main(["review", str(empty), "--no-browser"]) == 2
-    assert main(["review", str(empty), "--collect"]) == 2
+    assert main(["review", str(empty), "--no-browser"]) == 1
+    assert main(["review", str(empty), "--collect"]) == 1
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 2 and all(e.startswith("spikemerge: error:") and "curation.json" in e for e in errors)
+    assert main(["review", str(tmp_path / "missing")]) == 2  # usage errors, found before anything runs
+    assert main(["review", str(empty), "--port", "70000"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and "is not a folder" in errors[0] and "not a TCP port" in errors[1]
 
     import importlib.util
 
