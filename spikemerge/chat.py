@@ -268,6 +268,8 @@ class Chat:
                 return "declined: nothing changed"
             with self.console.status("undoing"):
                 return run_tool(self.registry, "apply_merges", {"undo": True})
+        if not session.plan_merges().groups:
+            return "nothing to apply: no group is judged 'merge' (/judge first, or see /show N)"
         plan, digest = plan_of(self.registry)
         self.say(plan)
         if not self.confirm("Apply these merges?"):
