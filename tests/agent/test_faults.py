@@ -118,3 +118,15 @@ def test_tool_results_stay_compact_at_300_groups(fake_session):
     text = describe_verdicts(fake_session, verdicts, "metrics")
     assert len(text) < 1500 and "200 merge, 100 not merge" in text and "295 more" in text
     assert "decisions.csv" in text
+
+
+def test_the_planner_reads_a_bounded_history_cut_at_a_persons_message(registry, thread):
+    model = planner(*[f"reply {i}" for i in range(12)])
+    graph = _graph(model, registry, limits=Limits(history_tokens=400, retry_initial_delay=0.01))
+    for i in range(12):
+        graph.invoke(user(f"request {i}: " + "words " * 40), thread)
+    seen = model.calls[-1][0]
+    history = [m for m in seen if m.type != "system"]
+    assert len(history) < 12 and isinstance(history[0], HumanMessage)
+    assert history[-1].content.startswith("request 11")
+    assert len(graph.get_state(thread).values["messages"]) == 24  # the checkpoint keeps it all
