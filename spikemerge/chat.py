@@ -44,6 +44,8 @@ HELP = """[bold]Slash commands[/] (no model needed):
   /apply               apply the judged merges (asks first unless --yes)
   /undo                undo the last apply (asks first)
   /examples            example groups used so far
+  /review \\[port]      review the proposed merges in spikeinterface-gui (web)
+  /review collect \\[FILE]  learn from the curation saved in the GUI (or FILE)
   /help, /quit         (Ctrl-C cancels what is running; Ctrl-D leaves)
 Anything else is a request to the planner, e.g. "merge duplicates conservatively"."""
 THREAD_FILE = "chat_thread.txt"
@@ -225,6 +227,10 @@ class Chat:
             result = self.apply(undo=False)
         elif name == "undo":
             result = self.apply(undo=True)
+        elif name == "review":
+            from .review.slash import review_command
+
+            result = review_command(self.registry.require(), words)
         else:
             self.say(f"unknown command /{name}: type /help", "red")
             return None

@@ -1,141 +1,140 @@
-"""The `spikemerge` command: run, demo, bench and chat."""
+"""The `spikemerge` command: run, batch, demo, bench, chat and review.
+
+Conventions every sub-command follows:
+
+- exit codes: 0 done, 1 a runtime error (bad analyzer, missing key, ...), 2 a usage error
+  (argparse's own, and arguments this module checks before doing anything), 130 interrupted;
+- every argument is checked before anything is written (:func:`check_run_args`);
+- errors are one line on stderr; ``-v`` logs progress, ``-vv`` debug details and tracebacks;
+  logs pass through the secrets filter;
+- ``--json`` prints one machine-readable summary on stdout and sends everything else to stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import math
 import sys
-import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
-from .errors import SpikemergeError
+from . import __version__
+from .errors import SpikemergeError, one_line
 from .policies import POLICIES
+from .curate import curate, make_console, print_json, print_outputs, run_summary
+from .progress import setup_logging
 from .tools.judges import make_judge
+from .tools.outputs import check_output_folder
+from .tools.secrets import scrub
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-def _console():
-    from rich.console import Console
-
-    return Console(highlight=False)
+class UsageError(SpikemergeError):
+    """An argument that cannot work (found before anything is written): exit code 2."""
 
 
-def _print_verdicts(console, session) -> None:
-    from rich.table import Table
-
-    table = Table(title="Verdicts", show_lines=False)
-    for column in ("group", "units", "decision", "confidence", "merge units"):
-        table.add_column(column)
-    styles = {"merge": "green", "not merge": "yellow", "error": "red"}
-    for g in sorted(session.verdicts):
-        v = session.verdicts[g]
-        table.add_row(str(g), " ".join(map(str, v.unit_ids)), f"[{styles[v.decision]}]{v.decision}[/]",
-                      f"{v.confidence:.2f}", " ".join(map(str, v.merge_unit_ids)))
-    console.print(table)
+# ------------------------------------------------------------------ checking arguments
 
 
-def curate(session, console, *, min_similarity, preset, relax, judge, render, apply, confirm_apply=True):
-    """The offline pipeline the CLI runs: find, render, judge, write curation (and apply)."""
-    console.print(f"[bold]Analyzer[/]: {session.info.summary()}")
-    search = session.find_candidates(min_similarity=min_similarity, preset=preset, relax=relax)
-    console.print(f"[bold]Candidates[/]: {search.summary()}")
-    if not search.groups:
-        console.print("No candidate groups: nothing to merge. Try a lower --min-similarity.")
-        return None
-    if render:
-        session.render_group(n_workers="auto")  # the console script's main module is import-safe
-        console.print(f"[bold]Figures[/]: {session.out / 'images'}")
-    session.judge_group(judge=judge)
-    _print_verdicts(console, session)
-    result = session.apply_merges(confirm=confirm_apply, write_analyzer=apply)
-    return result
+def _check_fraction(value: float | None, flag: str) -> None:
+    if value is not None and not (math.isfinite(value) and 0.0 < value <= 1.0):
+        raise UsageError(f"{flag} must be in (0, 1], not {value}: 0.9 means templates 90 % alike")
+
+
+def check_run_args(args: argparse.Namespace) -> None:
+    """Every check ``run`` can make before it writes anything; raises :class:`UsageError`."""
+    from .tools.candidates import SI_PRESETS
+
+    _check_fraction(args.min_similarity, "--min-similarity")
+    if args.preset not in (None, "", "none") and args.preset not in SI_PRESETS:
+        raise UsageError(f"unknown --preset {args.preset!r}: use one of {', '.join(SI_PRESETS)} or none")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, not {args.jobs}")
+    if args.no_render and str(args.judge).strip().lower() not in ("", "metrics"):
+        raise UsageError("--no-render works only with the metrics judge: a vision model judges the figures")
+    analyzer, out = Path(args.analyzer).expanduser(), Path(args.out).expanduser()
+    if not analyzer.exists():
+        raise UsageError(f"no such folder {analyzer}: give the path of a SortingAnalyzer folder")
+    if out.resolve() == analyzer.resolve() or analyzer.resolve() in out.resolve().parents:
+        raise UsageError(f"output folder {out} is inside the analyzer folder: choose a folder outside it")
+    try:
+        check_output_folder(out)
+    except SpikemergeError as exc:
+        raise UsageError(str(exc)) from None
+
+
+# ------------------------------------------------------------------ commands
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .tools.session import CurationSession
 
-    console = _console()
-    judge = make_judge(args.judge)
+    check_run_args(args)
+    judge = make_judge(args.judge)  # a missing key or package fails here, before any folder exists
+    log.info("judge %s%s, policy %s, output %s", judge.name, f" ({judge.model})" if judge.model else "",
+             args.policy, Path(args.out).resolve())
+    console = make_console(json_mode=args.json)
+    show_progress = not args.quiet and not args.json
     session = CurationSession.open(args.analyzer, args.out, policy=args.policy, n_jobs=args.jobs,
-                                   progress=not args.quiet)
+                                   progress=show_progress)
     result = curate(session, console, min_similarity=args.min_similarity, preset=args.preset,
-                    relax=not args.no_relax, judge=judge, render=not args.no_render, apply=args.apply)
-    _print_outputs(console, session, result)
-    return 0
-
-
-def _print_outputs(console, session, result) -> None:
-    out = session.out
-    if result is not None:
-        console.print(f"[bold]Merges[/]: {result.summary()}")
-    for name in ("decisions.csv", "curation.json", "report.html", "run.json"):
-        if (out / name).exists():
-            console.print(f"  {name}: {out / name}")
+                    relax=not args.no_relax, judge=judge, render=not args.no_render, apply=args.apply,
+                    progress=show_progress)
+    print_outputs(console, session, result)
+    if args.json:
+        print_json(run_summary(session, result))
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .bench.scoring import score_merges
-    from .bench.synthetic import ScenarioSpec, make_ground_truth, save_ground_truth
-    from .tools.outputs import claim_output_folder
-    from .tools.session import CurationSession
+    from .demo import run_demo
 
-    console = _console()
-    out = claim_output_folder(Path(args.out))
-    analyzer_folder = out / "analyzer"
-    spec = ScenarioSpec(drift=args.drift, seed=args.seed, duration_s=args.duration)
-    if analyzer_folder.exists():
-        console.print(f"Reusing the demo recording in {analyzer_folder}")
-        import json
-
-        truth_record = json.loads((out / "truth.json").read_text())
-        neuron_of_unit = {int(k): v for k, v in truth_record["neuron_of_unit"].items()}
-        kinds = {int(k): v for k, v in truth_record["kinds"].items()}
-    else:
-        start = time.perf_counter()
-        console.print(f"Generating a {spec.duration_s:.0f} s {'drifting' if spec.drift else 'static'} recording of "
-                      f"{spec.num_neurons} neurons and damaging its sorting (splits, duplicates, near-twin neurons)...")
-        truth = make_ground_truth(spec, progress=not args.quiet)
-        save_ground_truth(truth, out)
-        neuron_of_unit, kinds = truth.neuron_of_unit, truth.kinds
-        console.print(f"  done in {time.perf_counter() - start:.0f} s: {analyzer_folder}")
-    session = CurationSession.open(analyzer_folder, out / "curation", policy=args.policy, progress=not args.quiet)
-    result = curate(session, console, min_similarity=None, preset=None, relax=True, judge=make_judge("metrics"),
-                    render=not args.no_render, apply=True)
-    merged = result.merges if result is not None else []
-    _print_truth(console, neuron_of_unit, kinds, [m["unit_ids"] for m in merged])
-    _print_outputs(console, session, result)
-    scores = score_merges([m["unit_ids"] for m in merged], neuron_of_unit)
-    console.print(f"[bold]Against the known truth[/]: pair precision {scores['precision']:.2f}, recall "
-                  f"{scores['recall']:.2f}, F1 {scores['f1']:.2f}; merges of distinct neurons: {scores['distinct_merges']}")
-    return 0
-
-
-def _print_truth(console, neuron_of_unit, kinds, merged_groups) -> None:
-    from rich.table import Table
-
-    by_neuron: dict = {}
-    for unit, neuron in neuron_of_unit.items():
-        by_neuron.setdefault(neuron, []).append(unit)
-    merged_sets = [set(g) for g in merged_groups]
-    table = Table(title="What the demo damaged, and what spikemerge merged")
-    for column in ("neuron", "damage", "sorted units", "merged"):
-        table.add_column(column)
-    for neuron, units in sorted(by_neuron.items()):
-        if len(units) < 2:
-            continue
-        found = [sorted(g) for g in merged_sets if g & set(units)]
-        ok = len(found) == 1 and set(found[0]) == set(units)
-        mark = "[green]yes[/]" if ok else f"[red]{found or 'no'}[/]"
-        table.add_row(str(neuron), kinds.get(neuron, ""), " ".join(map(str, sorted(units))), mark)
-    wrong = [sorted(g) for g in merged_sets if len({neuron_of_unit[u] for u in g}) > 1]
-    console.print(table)
-    if wrong:
-        console.print(f"[red]Merged units of different neurons: {wrong}[/]")
+    if args.duration <= 0 or not math.isfinite(args.duration):
+        raise UsageError(f"--duration must be a positive number of seconds, not {args.duration}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be 0 or more, not {args.seed}")
+    try:
+        check_output_folder(Path(args.out))
+    except SpikemergeError as exc:
+        raise UsageError(str(exc)) from None
+    return run_demo(args, make_console())
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench.cli import bench_main
+    from .bench.cli import bench_main, parse_list
+    from .bench.run import SCENARIOS, SI_PRESETS
 
+    try:
+        if not parse_list(args.scenarios, list(SCENARIOS), "scenario(s)"):
+            raise SpikemergeError(f"no scenario given: use any of {', '.join(SCENARIOS)} (or all)")
+        parse_list(args.presets, list(SI_PRESETS), "preset(s)")
+        if not args.quick and not [s for s in args.seeds.split(",") if s.strip().lstrip("-").isdigit()]:
+            raise SpikemergeError(f"--seeds takes integers separated by commas, not {args.seeds!r}")
+        check_output_folder(Path(args.out))
+    except SpikemergeError as exc:
+        raise UsageError(str(exc)) from None
     return bench_main(args)
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .bench.batch import BatchSettings, run_batch
+
+    settings = BatchSettings(
+        judge=args.judge, policy=args.policy, min_similarity=args.min_similarity, preset=args.preset,
+        relax=not args.no_relax, render=not args.no_render, apply=args.apply,
+        vlm_max_concurrency=args.vlm_concurrency, vlm_requests_per_second=args.vlm_rate,
+    )
+    rows = run_batch(args.analyzers, args.out, settings, engine=args.engine, workers=args.workers,
+                     scheduler=args.scheduler, progress=not args.quiet)
+    failed = [r for r in rows if r["status"] != "ok"]
+    print(f"{len(rows) - len(failed)} of {len(rows)} analyzers curated; table: {Path(args.out) / 'batch.csv'}")
+    for row in failed:
+        print(f"  {row['name']}: {row['reason']}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -144,74 +143,191 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return chat_from_args(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spikemerge", description="Decide which spike-sorted units are one neuron, and merge them.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    policies = list(POLICIES)
+def cmd_review(args: argparse.Namespace) -> int:
+    """Open the proposals in spikeinterface-gui, or (--collect) learn from what the curator saved."""
+    if args.collect is not None:
+        from .review.proposals import load_proposals
+        from .tools.session import CurationSession
 
-    run = sub.add_parser("run", help="curate an analyzer folder offline (metrics judge) or with a vision model")
+        analyzer = args.analyzer or load_proposals(Path(args.out)).analyzer
+        session = CurationSession.open(analyzer, args.out, progress=False)
+        outcome = session.collect_review(args.collect or None)
+        print(outcome.summary())
+        return 0
+    from .review.gui import serve
+
+    serve(args.out, port=args.port, mode=args.mode, open_browser=not args.no_browser, analyzer=args.analyzer)
+    return 0
+
+
+# ------------------------------------------------------------------ the parser
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every option's default; options without one (flags, required) show none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or action.default is False or action.default == argparse.SUPPRESS \
+                or "%(default)" in text or action.required:
+            return text
+        return super()._get_help_string(action)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="log what is done (-vv: debug details and tracebacks)")
+
+
+def _add_run(sub, policies: list[str]) -> None:
+    run = sub.add_parser("run", help="curate an analyzer folder offline (metrics judge) or with a vision model",
+                         formatter_class=_HelpFormatter)
     run.add_argument("analyzer", help="SortingAnalyzer folder (binary_folder or zarr); never modified")
     run.add_argument("--out", required=True, help="output folder (new, empty, or an earlier spikemerge output)")
-    run.add_argument("--policy", choices=policies, default="balanced")
-    run.add_argument("--min-similarity", type=float, default=None, help="template similarity gate, 0-1 (default: the policy's)")
-    run.add_argument("--preset", default=None, help="a SpikeInterface merge preset instead of the similarity gate")
+    run.add_argument("--policy", choices=policies, default="balanced", help="how readily groups merge")
+    run.add_argument("--min-similarity", type=float, default=None,
+                     help="template similarity gate in (0, 1] (default: the policy's)")
+    run.add_argument("--preset", default=None, help="a SpikeInterface merge preset instead of the similarity gate "
+                     "(default: none)")
     run.add_argument("--no-relax", action="store_true", help="do not lower min-similarity when nothing is found")
     run.add_argument("--judge", default="metrics", help="metrics (offline) or a chat model, e.g. openai:gpt-4o")
     run.add_argument("--apply", action="store_true", help="also write the merged analyzer in a new folder")
     run.add_argument("--no-render", action="store_true", help="skip figures and report (metrics judge only)")
     run.add_argument("--jobs", type=int, default=1, help="processes for extensions computed from the recording")
+    run.add_argument("--json", action="store_true", help="print one JSON summary on stdout (the rest goes to stderr)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    _common(run)
     run.set_defaults(func=cmd_run)
 
-    demo = sub.add_parser("demo", help="curate a synthetic recording with known over-splits and compare with the truth")
-    demo.add_argument("--out", default="spikemerge_demo")
-    demo.add_argument("--seed", type=int, default=0)
+
+def _add_demo(sub, policies: list[str]) -> None:
+    demo = sub.add_parser("demo", help="curate a synthetic recording with known over-splits and compare with the truth",
+                          formatter_class=_HelpFormatter)
+    demo.add_argument("--out", default="spikemerge_demo", help="output folder; a rerun reuses its recording")
+    demo.add_argument("--seed", type=int, default=0, help="random seed of the synthetic recording")
     demo.add_argument("--drift", action="store_true", help="a drifting recording")
     demo.add_argument("--duration", type=float, default=180.0, help="seconds of recording")
-    demo.add_argument("--policy", choices=policies, default="balanced")
-    demo.add_argument("--no-render", action="store_true")
-    demo.add_argument("--quiet", action="store_true")
+    demo.add_argument("--policy", choices=policies, default="balanced", help="how readily groups merge")
+    demo.add_argument("--no-render", action="store_true", help="skip figures and report")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    _common(demo)
     demo.set_defaults(func=cmd_demo)
 
-    bench = sub.add_parser("bench", help="score a judge and SpikeInterface's presets on synthetic ground truth")
+
+def _add_bench(sub, policies: list[str]) -> None:
+    bench = sub.add_parser("bench", help="score a judge and SpikeInterface's presets on synthetic ground truth",
+                           formatter_class=_HelpFormatter)
     bench.add_argument("--judge", default="metrics", help="metrics or a chat model string")
     bench.add_argument("--scenarios", default="all",
                        help="comma-separated: static, drift, random_splits, time_splits, amplitude, duplicates, "
                             "hard_negatives, or all")
-    bench.add_argument("--seeds", default="0,1,2")
+    bench.add_argument("--seeds", default="0,1,2", help="comma-separated random seeds, one recording each")
     bench.add_argument("--presets", default="all",
                        help="SpikeInterface presets (comma-separated, empty for none): x_contaminations, "
                             "similarity_correlograms, temporal_splits, slay, feature_neighbors, or all")
     bench.add_argument("--policy", choices=policies, default="balanced", help="the judge's policy")
-    bench.add_argument("--out", default="bench_out")
+    bench.add_argument("--out", default="bench_out", help="output folder for bench.json and bench_f1.png")
     bench.add_argument("--cache", default=None, help="dataset cache folder (default: OUT/datasets)")
     bench.add_argument("--quick", action="store_true", help="short recordings, one seed: a few minutes on 2 cores")
+    _common(bench)
     bench.set_defaults(func=cmd_bench)
 
-    chat = sub.add_parser("chat", help="curate in a terminal chat with a planner model")
+
+def _add_batch(sub, policies: list[str]) -> None:
+    batch = sub.add_parser("batch", help="curate many analyzers (folders, a glob, or a CSV manifest), locally or on Dask",
+                           formatter_class=_HelpFormatter)
+    batch.add_argument("analyzers", nargs="+", help="analyzer folders, glob patterns, or a CSV manifest (path,name)")
+    batch.add_argument("--out", required=True, help="batch folder: OUT/<name>/ per analyzer and OUT/batch.csv")
+    batch.add_argument("--engine", choices=("local", "dask"), default="local",
+                       help="local worker processes, or Dask distributed (a LocalCluster unless --scheduler)")
+    batch.add_argument("--workers", type=int, default=2, help="worker processes (local) or Dask workers")
+    batch.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler (with --engine dask)")
+    batch.add_argument("--policy", choices=policies, default="balanced", help="how readily groups merge")
+    batch.add_argument("--min-similarity", type=float, default=None,
+                       help="template similarity gate in (0, 1] (default: the policy's)")
+    batch.add_argument("--preset", default=None, help="a SpikeInterface merge preset instead of the similarity gate")
+    batch.add_argument("--no-relax", action="store_true", help="do not lower the gate when nothing is found")
+    batch.add_argument("--judge", default="metrics", help="metrics (offline) or a vision model, provider:name")
+    batch.add_argument("--vlm-concurrency", type=int, default=4, help="model calls in flight per worker")
+    batch.add_argument("--vlm-rate", type=float, default=None, help="model requests per second per worker")
+    batch.add_argument("--apply", action="store_true", help="also write each merged analyzer")
+    batch.add_argument("--no-render", action="store_true", help="skip the figures (the metrics judge does not need them)")
+    batch.add_argument("--quiet", action="store_true", help="no progress bar")
+    _common(batch)
+    batch.set_defaults(func=cmd_batch)
+
+
+def _add_chat(sub, policies: list[str]) -> None:
+    chat = sub.add_parser("chat", help="curate in a terminal chat with a planner model", formatter_class=_HelpFormatter)
     chat.add_argument("analyzer", nargs="?", default=None, help="SortingAnalyzer folder (optional with --resume)")
-    chat.add_argument("--out", default=None, help="output folder (default curation_out)")
-    chat.add_argument("--model", default=None, help="planner model, provider:name (default $SPIKEMERGE_MODEL)")
+    chat.add_argument("--out", default=None, help="output folder (default: curation_out)")
+    chat.add_argument("--model", default=None, help="planner model, provider:name (default: $SPIKEMERGE_MODEL)")
     chat.add_argument("--judge-model", default=None, help="vision model for judge_group (default: offline metrics judge)")
-    chat.add_argument("--policy", choices=policies, default="balanced")
+    chat.add_argument("--policy", choices=policies, default="balanced", help="how readily groups merge")
     chat.add_argument("--yes", action="store_true", help="apply merges without asking")
     chat.add_argument("--resume", action="store_true", help="continue the last conversation in --out")
-    chat.add_argument("--thread", default=None, help="conversation id to start or resume")
+    chat.add_argument("--thread", default=None, help="conversation id to start or resume (default: the last one)")
+    _common(chat)
     chat.set_defaults(func=cmd_chat)
+
+
+def _add_review(sub, policies: list[str]) -> None:
+    review = sub.add_parser("review", help="review the proposed merges in spikeinterface-gui; --collect learns from the result",
+                            formatter_class=_HelpFormatter)
+    review.add_argument("out", help="an output folder of `spikemerge run` (holds curation.json)")
+    review.add_argument("--port", type=int, default=0, help="web mode: port on 127.0.0.1 (0: a free one)")
+    review.add_argument("--no-browser", action="store_true", help="web mode: do not open a browser")
+    review.add_argument("--mode", choices=("web", "desktop"), default="web", help="Panel web app or Qt desktop app")
+    review.add_argument("--analyzer", default=None, help="the analyzer folder, if it moved since the run")
+    review.add_argument("--collect", nargs="?", const="", default=None, metavar="FILE",
+                        help="compare the curator's curation (default: what the GUI saved) with the proposals, "
+                             "write review.json and curation.json, and save the corrections as examples")
+    _common(review)
+    review.set_defaults(func=cmd_review)
+
+
+SUBCOMMANDS: list[Callable[[Any, list[str]], None]] = [_add_run, _add_batch, _add_demo, _add_bench, _add_chat, _add_review]
+"""Each adds one sub-parser, with ``_HelpFormatter`` and ``_common``."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spikemerge", formatter_class=_HelpFormatter,
+                                     description="Decide which spike-sorted units are one neuron, and merge them.",
+                                     epilog="exit codes: 0 done, 1 runtime error, 2 usage error, 130 interrupted")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log what is done (-vv: debug details and tracebacks)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    policies = list(POLICIES)
+    for add in SUBCOMMANDS:
+        add(sub, policies)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, run, and map failures to exit codes (see the module docstring)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # usage errors exit 2 here, --version and --help exit 0
+    verbosity = int(getattr(args, "verbose", 0) or 0)
+    setup_logging(verbosity)
+    log.debug("spikemerge %s: %s", __version__, " ".join(sys.argv[1:] if argv is None else list(argv)))
     try:
         return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(scrub(f"spikemerge {args.command}: error: {one_line(exc)}"), file=sys.stderr)
+        return EXIT_USAGE
     except SpikemergeError as exc:
-        print(f"spikemerge: error: {exc}", file=sys.stderr)
-        return 2
+        print(scrub(f"spikemerge: error: {one_line(exc)}"), file=sys.stderr)
+        return EXIT_RUNTIME
     except KeyboardInterrupt:
         print("spikemerge: interrupted; finished outputs are kept", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: one line, and the traceback with -vv
+        if verbosity >= 2:
+            raise
+        print(scrub(f"spikemerge: unexpected {type(exc).__name__}: {one_line(exc)} (rerun with -vv for the traceback, "
+                    "and report it)"), file=sys.stderr)
+        return EXIT_RUNTIME
 
 
 if __name__ == "__main__":

@@ -1,18 +1,22 @@
 """report.html: every group's figures, evidence, verdict and reasoning on one offline page.
 
 One self-contained HTML file (inline CSS, no script, no CDN) beside the ``images/`` folder;
-images are referenced by relative path and lazy-loaded, so the page stays usable with hundreds
-of groups. Merged groups come first, then the rest, then groups not judged yet.
+images are referenced by paths relative to the report itself (never to the working folder the
+command ran in), so the output folder can be opened, moved or zipped as a whole. Images are
+lazy-loaded, so the page stays usable with hundreds of groups. Merged groups come first, then
+not merged, abstained (not enough evidence), errors, and groups not judged yet.
 """
 
 from __future__ import annotations
 
 import html
 import os
+from urllib.parse import quote
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .tools.outputs import write_text_atomic
+from .tools.secrets import scrub
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1.5rem;color:#1d2330;background:#fafbfc}
@@ -27,6 +31,8 @@ section{background:#fff;border:1px solid #d7dbe2;border-radius:6px;margin:1.2rem
 .badge{padding:.1rem .5rem;border-radius:999px;font-size:.8rem;font-weight:600}
 .merge{background:#d9f2e0;color:#14532d}.not-merge{background:#f1f2f4;color:#374151}
 .error{background:#fde2e1;color:#7f1d1d}.unjudged{background:#fff4d6;color:#6b4e00}
+.abstain{background:#e4ecfb;color:#1e3a6e;border:1px dashed #6b86c4}
+nav.files{font-size:.85rem;margin:.3rem 0 .8rem}nav.files a{margin-right:1rem}
 .reason{white-space:pre-wrap;margin:.5rem 0;font-size:.9rem}
 .meta{color:#5b6472;font-size:.8rem}
 details.evidence summary{font-size:.8rem;color:#5b6472;cursor:pointer}
@@ -38,7 +44,11 @@ figure img.wide{width:576px}
 a{color:#1f5fbf}
 """
 
-_ORDER = {"merge": 0, "not merge": 1, "error": 2}
+_ORDER = {"merge": 0, "not merge": 1, "abstain": 2, "error": 3, "unjudged": 4}
+_LABELS = {"abstain": "abstain: not enough evidence"}
+"""Badge text where the decision word alone would mislead (abstain is not "not merge")."""
+_LINKED_FILES = ("decisions.csv", "curation.json", "run.json", "review.json")
+"""Outputs linked from the top of the page when they exist beside it."""
 
 
 def _esc(value: Any) -> str:
@@ -51,7 +61,17 @@ def _decision(row: Mapping) -> str:
 
 
 def _badge_class(decision: str) -> str:
-    return {"merge": "merge", "not merge": "not-merge", "error": "error"}.get(decision, "unjudged")
+    return {"merge": "merge", "not merge": "not-merge", "abstain": "abstain", "error": "error"}.get(decision, "unjudged")
+
+
+def _badge(decision: str) -> str:
+    return f"<span class='badge {_badge_class(decision)}'>{_esc(_LABELS.get(decision, decision))}</span>"
+
+
+def _merges(verdict: Mapping) -> str:
+    """The merge parts as text: ``13, 15 | 68, 69`` (one part per neuron)."""
+    parts = verdict.get("merge_groups") or ([verdict["merge_unit_ids"]] if verdict.get("merge_unit_ids") else [])
+    return " | ".join(_units(p) for p in parts)
 
 
 def _fmt(value: Any) -> str:
@@ -71,17 +91,18 @@ def _units(values: Any) -> str:
 
 
 def _relative(path: Any, out_dir: Path) -> str:
-    """Image path relative to the report, with forward slashes, URL-safe for the src attribute."""
-    path = Path(path)
-    if not path.is_absolute():
-        path = out_dir / path
-    rel = os.path.relpath(path, out_dir).replace(os.sep, "/")
-    return _esc(rel)
+    """A path as the report must reference it: relative to the report's folder, forward slashes, URL-quoted.
+
+    ``path`` is an ordinary path (absolute, or relative to the working folder, as Python reads
+    it): resolving both sides first is what keeps a relative ``--out`` from doubling its prefix.
+    """
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(out_dir)).replace(os.sep, "/")
+    return _esc(quote(rel, safe="/._-~"))
 
 
 def sort_rows(rows: Sequence[Mapping]) -> list[Mapping]:
     """Merged groups first, then not merged, errors, unjudged; by group id within each."""
-    return sorted(rows, key=lambda r: (_ORDER.get(_decision(r), 3), str(type(r.get("group_id"))),
+    return sorted(rows, key=lambda r: (_ORDER.get(_decision(r), 4), str(type(r.get("group_id"))),
                                        r.get("group_id")))
 
 
@@ -94,9 +115,9 @@ def _summary(rows: list[Mapping]) -> str:
         gid = _esc(row.get("group_id"))
         lines.append(
             f"<tr><td><a href='#group-{gid}'>{gid}</a></td><td>{_esc(_units(row.get('unit_ids')))}</td>"
-            f"<td><span class='badge {_badge_class(decision)}'>{_esc(decision)}</span></td>"
+            f"<td>{_badge(decision)}</td>"
             f"<td class='num'>{_fmt(verdict.get('confidence')) if verdict else ''}</td>"
-            f"<td>{_esc(_units(verdict.get('merge_unit_ids')))}</td>"
+            f"<td>{_esc(_merges(verdict))}</td>"
             f"<td>{_esc(verdict.get('judge', ''))}</td></tr>"
         )
     lines.append("</tbody></table>")
@@ -147,15 +168,15 @@ def _section(row: Mapping, out_dir: Path) -> str:
     decision = _decision(row)
     gid = _esc(row.get("group_id"))
     head = (f"<div class='head'><h2>Group {gid}</h2><span>units {_esc(_units(row.get('unit_ids')))}</span>"
-            f"<span class='badge {_badge_class(decision)}'>{_esc(decision)}</span>")
+            f"{_badge(decision)}")
     if verdict:
         head += f"<span>confidence {_fmt(verdict.get('confidence'))}</span>"
-        if verdict.get("merge_unit_ids"):
-            head += f"<span>merge {_esc(_units(verdict.get('merge_unit_ids')))}</span>"
+        if _merges(verdict):
+            head += f"<span>merge {_esc(_merges(verdict))}</span>"
     head += "</div>"
     body = [head]
     if verdict:
-        body.append(f"<p class='reason'>{_esc(verdict.get('reasoning', ''))}</p>")
+        body.append(f"<p class='reason'>{_esc(scrub(str(verdict.get('reasoning') or '')))}</p>")
         meta = ", ".join(f"{k}: {_esc(verdict.get(k))}" for k in ("judge", "model", "policy") if verdict.get(k))
         if meta:
             body.append(f"<p class='meta'>{meta}</p>")
@@ -173,13 +194,17 @@ def render_report_html(out_dir: Path, rows: Sequence[Mapping]) -> str:
     counts: dict[str, int] = {}
     for row in ordered:
         counts[_decision(row)] = counts.get(_decision(row), 0) + 1
-    tally = ", ".join(f"{n} {_esc(k)}" for k, n in sorted(counts.items(), key=lambda kv: _ORDER.get(kv[0], 3)))
+    tally = ", ".join(f"{n} {_esc(_LABELS.get(k, k))}" for k, n in sorted(counts.items(), key=lambda kv: _ORDER.get(kv[0], 4)))
+    links = "".join(f"<a href='{_relative(out_dir / name, out_dir)}'>{_esc(name)}</a>"
+                    for name in _LINKED_FILES if (out_dir / name).is_file())
+    nav = f"<nav class='files'>{links}</nav>\n" if links else ""
     sections = "\n".join(_section(row, out_dir) for row in ordered)
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>spikemerge report</title><style>{_CSS}</style></head><body>\n"
         f"<h1>spikemerge report</h1><p class='meta'>{len(ordered)} groups: {tally or 'none'}</p>\n"
+        f"{nav}"
         f"{_summary(ordered)}\n{sections}\n</body></html>\n"
     )
 
@@ -190,11 +215,12 @@ def write_report(out_dir: Path, rows: Sequence[Mapping]) -> Path:
     Parameters
     ----------
     out_dir : Path
-        The output folder; image paths are written relative to it.
+        The output folder; every path on the page is written relative to it.
     rows : Sequence[Mapping]
-        One per group: ``group_id``, ``unit_ids``, ``images`` (feature -> path), ``evidence``
+        One per group: ``group_id``, ``unit_ids``, ``images`` (feature -> path, absolute or
+        relative to the working folder), ``evidence``
         (name -> number, may be empty) and ``verdict`` (decision, confidence, merge_unit_ids,
-        reasoning, judge, model, policy) or None when not judged yet.
+        merge_groups, reasoning, judge, model, policy) or None when not judged yet.
 
     Returns
     -------

@@ -10,13 +10,13 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from ..errors import SpikemergeError
 from .outputs import staged_folder, to_jsonable, write_json_atomic
 from .judges.base import Example
+from .schemas import ExampleRecord
 
 EXAMPLE_FILE = "example.json"
 
@@ -24,20 +24,6 @@ EXAMPLE_FILE = "example.json"
 def default_library() -> Path:
     """``$SPIKEMERGE_EXAMPLES``, else ``~/.local/share/spikemerge/examples``."""
     return Path(os.environ.get("SPIKEMERGE_EXAMPLES", Path.home() / ".local" / "share" / "spikemerge" / "examples"))
-
-
-class ExampleRecord(BaseModel):
-    """The schema of ``example.json``."""
-
-    format_version: Literal["1"] = "1"
-    name: str
-    label: Literal["good", "bad"]
-    unit_ids: list[int | str]
-    note: str = ""
-    source: str = ""
-    images: dict[str, str]
-    """Feature -> file name inside the example's folder."""
-    evidence: dict[str, Any] = {}
 
 
 def _safe_name(name: str) -> str:

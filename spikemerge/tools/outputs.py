@@ -112,10 +112,11 @@ def staged_folder(final: Path) -> Iterator[Path]:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def claim_output_folder(out: Path) -> Path:
-    """Make ``out`` ours: create it, or accept it if empty or already marked as a spikemerge output.
+def check_output_folder(out: Path) -> Path:
+    """Raise if ``out`` could not become a spikemerge output folder; write nothing.
 
-    A folder holding anything else is refused, so a typo never writes into a user's data.
+    The CLI calls this while it checks its arguments, so a refused ``--out`` is reported before
+    any folder is created or any work is done.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -124,6 +125,20 @@ def claim_output_folder(out: Path) -> Path:
         raise SpikemergeError(
             f"output folder {out} exists and was not made by spikemerge: choose a new or empty folder"
         )
+    existing = next((p for p in [out, *out.parents] if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise SpikemergeError(f"output {out} is below the file {existing}: give a folder path for --out")
+    if existing is not None and not os.access(existing, os.W_OK):
+        raise SpikemergeError(f"cannot write in {existing}: choose an output folder you can write to")
+    return out
+
+
+def claim_output_folder(out: Path) -> Path:
+    """Make ``out`` ours: create it, or accept it if empty or already marked as a spikemerge output.
+
+    A folder holding anything else is refused, so a typo never writes into a user's data.
+    """
+    out = check_output_folder(Path(out))
     out.mkdir(parents=True, exist_ok=True)
     (out / OUTPUT_MARKER).touch()
     return out

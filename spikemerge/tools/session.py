@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import platform
 import time
 from contextlib import contextmanager
@@ -30,27 +32,81 @@ from .evidence.pairs import EvidenceContext, group_evidence
 from .examples import load_example, save_example
 from .judges.base import Judge
 from .judges.metrics import MetricsJudge
-from .outputs import append_jsonl, claim_output_folder, read_jsonl, to_jsonable, write_json_atomic, write_text_atomic
-from .judges.base import Example, JudgeRequest, Verdict, group_key_units
+from .outputs import append_jsonl, claim_output_folder, to_jsonable
+from .judges.base import Example, JudgeRequest, Verdict
+from .schemas import (
+    DECISION_COLUMNS, REPORT_KINDS, DecisionRow, Provenance, RunRecord, read_journal, write_decisions, write_model,
+)
+
+log = logging.getLogger(__name__)
 
 JOURNAL = "verdicts.jsonl"
-REPORT_KINDS = ("crosscorrelograms", "amplitudes", "waveforms", "pca")
-DECISION_COLUMNS = [
-    "group_id", "unit_ids", "decision", "confidence", "merge_unit_ids", "reasoning", "judge", "model", "policy",
-] + [f"report_{kind}" for kind in REPORT_KINDS]
+OUTPUT_FILES = ("decisions.csv", "curation.json", "report.html", "run.json", JOURNAL)
+
+
+STAGES = ("load", "find", "evidence", "render", "judge", "apply", "report")
+"""The stages run.json times; together with ``other`` they cover the session's wall time."""
+
+
+def peak_rss_bytes() -> dict[str, int]:
+    """Peak resident memory of this process and of its largest finished child (e.g. a render worker).
+
+    ``ru_maxrss`` is the kernel's high-water mark, so a peak between two samples is not missed.
+    """
+    import resource
+    import sys
+
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return {
+        "self": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale),
+        "largest_child": int(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale),
+    }
 
 
 @dataclass
 class StageTimes:
+    """Wall time per stage, each second counted once.
+
+    Stages nest: evidence computed while judging or writing the report is evidence time, not
+    judge or report time (the inner stage pauses the outer one). Whatever ran outside every
+    stage is ``other``, so the stages plus ``other`` add up to the wall time since ``start``.
+    """
+
     seconds: dict[str, float] = field(default_factory=dict)
+    start: float = field(default_factory=time.perf_counter)
+    rss_high_water: dict[str, int] = field(default_factory=dict)
+    """Peak RSS (bytes) of this process when each stage last ended: the stage where it jumps is
+    the one that set the peak."""
+    _stack: list[list] = field(default_factory=list, repr=False)
 
     @contextmanager
     def measure(self, stage: str) -> Iterator[None]:
-        start = time.perf_counter()
+        now = time.perf_counter()
+        if self._stack:  # pause the enclosing stage
+            outer = self._stack[-1]
+            self.seconds[outer[0]] = self.seconds.get(outer[0], 0.0) + now - outer[1]
+        self._stack.append([stage, now])
         try:
             yield
         finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+            end = time.perf_counter()
+            name, since = self._stack.pop()
+            self.seconds[name] = self.seconds.get(name, 0.0) + end - since
+            self.rss_high_water[name] = peak_rss_bytes()["self"]
+            if self._stack:  # resume it
+                self._stack[-1][1] = end
+
+    def record(self) -> dict[str, Any]:
+        """Seconds per stage (every stage listed, 0 when it did not run), ``other`` and ``wall``."""
+        now = time.perf_counter()
+        seconds = dict(self.seconds)
+        for name, since in self._stack:  # stages still open while this record is written
+            seconds[name] = seconds.get(name, 0.0) + now - since
+        wall = now - self.start
+        stages = {name: round(seconds.get(name, 0.0), 3) for name in STAGES}
+        stages.update({k: round(v, 3) for k, v in seconds.items() if k not in stages})
+        return {"stage_seconds": stages, "other_seconds": round(max(0.0, wall - sum(seconds.values())), 3),
+                "wall_seconds": round(wall, 3), "peak_rss_after_stage": dict(self.rss_high_water)}
 
 
 def _hash_file(path: Path) -> str:
@@ -93,6 +149,8 @@ class CurationSession:
         self.last_apply: merges_tool.ApplyResult | None = None
         self.judge_used: Judge | None = None
         self._evidence: dict[tuple, dict] = {}
+        self._render_stats: dict[str, int] = {}
+        self.calibration: dict[str, Any] | None = None
 
     # ------------------------------------------------------------ opening
 
@@ -141,15 +199,25 @@ class CurationSession:
     # ------------------------------------------------------------ find_candidates
 
     def find_candidates(
-        self, min_similarity: float | None = None, preset: str | None = None, relax: bool = True
+        self, min_similarity: float | None = None, preset: str | None = None, relax: bool = True, more: bool = False
     ) -> CandidateSearch:
-        """Candidate groups; ``min_similarity`` defaults to the policy's. Replaces earlier groups."""
+        """Candidate groups; ``min_similarity`` defaults to the policy's. Replaces earlier groups.
+
+        ``more`` asks for more groups than the last search found: with ``relax`` the threshold
+        walks down from the last one until the count grows (or the floor is reached).
+        """
+        more_than = 0
+        if more and self.search is not None:
+            more_than = len(self.search.groups)
+            if min_similarity is None:
+                min_similarity = self.search.min_similarity
         if min_similarity is None:
             min_similarity = get_policy(self.policy).min_similarity
         if preset in ("none", ""):
             preset = None
         with self.times.measure("find"):
-            search = find_candidates(self.context, min_similarity=min_similarity, preset=preset, relax=relax)
+            search = find_candidates(self.context, min_similarity=min_similarity, preset=preset, relax=relax,
+                                     more_than=more_than)
         self.search = search
         self.groups = {g.group_id: g for g in search.groups}
         self.images, self.verdicts = {}, {}
@@ -171,10 +239,19 @@ class CurationSession:
     def evidence(self, group_id: int) -> dict[str, Any]:
         """The numbers behind a group's figures, computed once."""
         self._require_groups([group_id])
-        units = tuple(self.groups[group_id].unit_ids)
-        if units not in self._evidence:
-            self._evidence[units] = group_evidence(self.context, list(units))
-        return self._evidence[units]
+        group = self.groups[group_id]
+        units = tuple(group.unit_ids)
+        chains = tuple(tuple(c) for c in getattr(group, "chains", []) or [])
+        key = (units, chains)
+        if key not in self._evidence:
+            with self.times.measure("evidence"):
+                self._evidence[key] = group_evidence(self.context, list(units), chains=[list(c) for c in chains])
+        return self._evidence[key]
+
+    def compute_evidence(self, group_ids: Sequence[int] | None = None) -> None:
+        """Compute every group's evidence now (its own stage in run.json), instead of on first use."""
+        for g in self._require_groups(group_ids):
+            self.evidence(g)
 
     # ------------------------------------------------------------ render_group
 
@@ -191,8 +268,8 @@ class CurationSession:
         ids = self._require_groups(group_ids)
         with self.times.measure("render"):
             drawn = render_groups(
-                self.analyzer, {g: self.groups[g].unit_ids for g in ids}, self.out / "images",
-                features=tuple(features or DEFAULT_FEATURES), n_workers=n_workers,
+                self.context, {g: self.groups[g].unit_ids for g in ids}, self.out / "images",
+                features=tuple(features or DEFAULT_FEATURES), n_workers=n_workers, stats=self._render_stats,
             )
         for g, paths in drawn.items():
             self.images.setdefault(g, {}).update(paths)
@@ -266,7 +343,8 @@ class CurationSession:
             missing = [g for g in ids if g not in self.images]
             if missing:
                 self.render_group(missing)
-        journal = {rec["key"]: rec["verdict"] for rec in read_jsonl(self.out / JOURNAL) if rec.get("verdict", {}).get("decision") != "error"}
+        journal = {line.key: line.verdict.model_dump() for line in read_journal(self.out / JOURNAL)
+                   if line.verdict.decision != "error"}
         requests, keys, reused = [], {}, []
         with self.times.measure("judge"):
             for g in ids:
@@ -291,6 +369,20 @@ class CurationSession:
                 self.save()
         by_id = {v.group_id: v for v in reused + fresh}
         return [by_id[g] for g in ids if g in by_id]
+
+    def calibrate(self, policy: str | None = None, seed: int = 0) -> dict[str, Any]:
+        """Check the metrics judge on this recording: artificial splits of its well-isolated units
+        (positives) and distinct neighbouring units (negatives); the result goes into run.json.
+
+        See :func:`spikemerge.tools.judges.calibrate.calibrate_recording`.
+        """
+        from .judges.calibrate import calibrate_recording
+
+        judge = self.judge_used if isinstance(self.judge_used, MetricsJudge) else MetricsJudge()
+        with self.times.measure("calibrate"):
+            self.calibration = calibrate_recording(self.context, judge, policy=policy or self.policy, seed=seed)
+        self.save()
+        return self.calibration
 
     # ------------------------------------------------------------ apply_merges
 
@@ -339,9 +431,10 @@ class CurationSession:
     # ------------------------------------------------------------ outputs
 
     def provenance(self) -> dict[str, Any]:
+        """The provenance block of curation.json (and run.json's settings), checked by :class:`Provenance`."""
         judge = self.judge_used
         prompt_hash = getattr(judge, "prompt_hash", None)
-        return {
+        return Provenance.model_validate(to_jsonable({
             "tool": "spikemerge",
             "version": __version__,
             "analyzer": self.info.path,
@@ -353,76 +446,138 @@ class CurationSession:
             "min_similarity": self.search.min_similarity if self.search else None,
             "thresholds_tried": self.search.levels if self.search else [],
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
+        })).model_dump(mode="json", exclude={"groups", "skipped", "apply"})
 
     def decisions_table(self) -> pd.DataFrame:
-        rows = []
-        for g in sorted(self.verdicts):
-            v = self.verdicts[g]
-            row = {
-                "group_id": g, "unit_ids": group_key_units(v.unit_ids), "decision": v.decision,
-                "confidence": round(v.confidence, 4), "merge_unit_ids": group_key_units(v.merge_unit_ids),
-                "reasoning": v.reasoning, "judge": v.judge, "model": v.model or "", "policy": v.policy,
-            }
-            row.update({f"report_{k}": v.reports.get(k, "") for k in REPORT_KINDS})
-            rows.append(row)
+        """One validated :class:`~spikemerge.tools.schemas.DecisionRow` per judged group."""
+        rows = [DecisionRow.from_verdict(self.verdicts[g]).model_dump() for g in sorted(self.verdicts)]
         return pd.DataFrame(rows, columns=DECISION_COLUMNS)
 
     def run_record(self) -> dict[str, Any]:
+        """``run.json`` as a dict, validated against :class:`~spikemerge.tools.schemas.RunRecord`."""
         import numpy
         import spikeinterface
 
         decisions = [v.decision for v in self.verdicts.values()]
         usage = getattr(self.judge_used, "usage_summary", None)
-        return {
-            "versions": {"spikemerge": __version__, "spikeinterface": spikeinterface.__version__,
-                         "numpy": numpy.__version__, "python": platform.python_version()},
-            "analyzer": to_jsonable(self.info.__dict__),
-            "settings": {k: v for k, v in self.provenance().items() if k not in ("tool", "version", "time")},
-            "counts": {
+        planned = sum(len(v.merge_groups) for v in self.verdicts.values() if v.decision == "merge")
+        record = RunRecord(
+            versions={"spikemerge": __version__, "spikeinterface": spikeinterface.__version__,
+                      "numpy": numpy.__version__, "python": platform.python_version()},
+            analyzer=to_jsonable(self.info.__dict__),
+            settings={k: v for k, v in self.provenance().items() if k not in ("tool", "version", "time")},
+            counts={
                 "units": self.info.num_units,
                 "groups": len(self.groups),
                 "rendered_groups": len(self.images),
                 "judged": len(decisions),
                 "merge": decisions.count("merge"),
                 "not_merge": decisions.count("not merge"),
+                "abstain": decisions.count("abstain"),
                 "error": decisions.count("error"),
-                "units_after": self.last_apply.units_after if self.last_apply else None,
+                "merges_planned": planned,
+                "units_after": self.last_apply.units_after if self.last_apply and self.last_apply.analyzer_folder else None,
             },
-            "stage_seconds": {k: round(v, 3) for k, v in self.times.seconds.items()},
-            "usage": usage() if callable(usage) else {},
-            "apply": to_jsonable(self.last_apply.__dict__) if self.last_apply else None,
-        }
+            **self.times.record(),
+            peak_rss_bytes={**peak_rss_bytes(),
+                            "render_workers": self._render_stats.get("worker_peak_rss_bytes", 0)},
+            usage=to_jsonable(usage()) if callable(usage) else {},
+            apply=to_jsonable(self.last_apply.__dict__) if self.last_apply else None,
+            calibration=to_jsonable(self.calibration) if self.calibration else None,
+            learned_from_examples=to_jsonable(getattr(self.judge_used, "learned", None)),
+            outputs=self._outputs_present(),
+        )
+        return record.model_dump(mode="json")
+
+    def _outputs_present(self) -> dict[str, str]:
+        names = {name: name for name in OUTPUT_FILES if (self.out / name).exists()}
+        folder = self.last_apply.analyzer_folder if self.last_apply else None
+        if folder is not None:
+            names["merged_analyzer"] = os.path.relpath(folder, self.out).replace(os.sep, "/")
+        return names
 
     def save(self) -> None:
-        """Write decisions.csv, run.json and (when figures exist) report.html, each atomically."""
-        write_text_atomic(self.out / "decisions.csv", self.decisions_table().to_csv(index=False))
-        write_json_atomic(self.out / "run.json", self.run_record())
-        if self.images or self.verdicts:
-            self.write_report()
+        """Write decisions.csv, run.json and (when figures or verdicts exist) report.html, each atomically.
+
+        The report goes first so that run.json lists it among the outputs; all of it is the
+        ``report`` stage of run.json.
+        """
+        with self.times.measure("report"):
+            write_decisions(self.out / "decisions.csv",
+                            [DecisionRow.from_verdict(self.verdicts[g]) for g in sorted(self.verdicts)])
+            if self.images or self.verdicts:
+                self.write_report()
+            write_model(self.out / "run.json", RunRecord.model_validate(self.run_record()))
+        log.debug("wrote decisions.csv (%d rows), run.json%s in %s", len(self.verdicts),
+                  ", report.html" if self.images or self.verdicts else "", self.out)
 
     def write_report(self) -> Path | None:
-        try:
-            from ..report import write_report
-        except ImportError:
-            return None
+        """report.html; figure paths are handed over absolute, so the page is right whatever the working folder."""
+        from ..report import write_report
+
         rows = []
         for g in sorted(self.groups):
             if g not in self.images and g not in self.verdicts:
                 continue
             verdict = self.verdicts.get(g)
             rows.append({
-                "group_id": g, "unit_ids": self.groups[g].unit_ids, "images": self.images.get(g, {}),
+                "group_id": g, "unit_ids": self.groups[g].unit_ids,
+                "images": {k: Path(p).resolve() for k, p in self.images.get(g, {}).items()},
                 "evidence": self.evidence(g), "verdict": verdict.to_dict() if verdict else None,
             })
         return write_report(self.out, rows)
 
     def summary(self) -> str:
+        """A few lines a person reads: the analyzer, the search, the verdicts by decision."""
         parts = [self.info.summary()]
         if self.search is not None:
             parts.append(self.search.summary())
         if self.verdicts:
             decisions = [v.decision for v in self.verdicts.values()]
             parts.append(f"verdicts: {decisions.count('merge')} merge, {decisions.count('not merge')} not merge, "
-                         f"{decisions.count('error')} error")
+                         f"{decisions.count('abstain')} abstain (not enough evidence), {decisions.count('error')} error")
+        if self.calibration:
+            parts.append(self.calibration.get("summary", ""))
         return "\n".join(parts)
+
+    # ------------------------------------------------------------ review (spikeinterface-gui)
+
+    def review(self, port: int = 0, mode: str = "web", open_browser: bool = True, wait: bool = True):
+        """Open spikeinterface-gui on this analyzer with the proposed merges preloaded; returns a ``ReviewServer``.
+
+        The GUI runs in a child process (``spikemerge review OUT``); call ``.stop()`` on the
+        result to end it (a new review, or the end of this Python process, stops it too). The proposals are ``out/curation.json``; when it does not exist yet it is
+        written from the current verdicts (as ``apply_merges(confirm=True, write_analyzer=False)``).
+        The analyzer folder is opened read-only: the curator's "Save curation" lands in
+        ``out/review/saved_curation.json``, which :meth:`collect_review` reads.
+        """
+        from ..review.server import start_review
+        from .curation import CURATION_FILE
+
+        if not Path(self.info.path).is_dir():
+            raise SpikemergeError(
+                "the review opens an analyzer folder and this session's analyzer is in memory: "
+                "save it with analyzer.save_as(folder=...) and open the session on that folder"
+            )
+        if not (self.out / CURATION_FILE).exists():
+            if not self.verdicts:
+                raise SpikemergeError("nothing to review yet: run judge_group first")
+            self.apply_merges(confirm=True, write_analyzer=False)
+        previous = getattr(self, "review_server", None)
+        if previous is not None:
+            previous.stop()
+        self.review_server = start_review(self.out, port=port, mode=mode, open_browser=open_browser,
+                                          analyzer=self.info.path, wait=wait)
+        return self.review_server
+
+    def collect_review(self, file: str | Path | None = None, library: str | Path | None = None, render: bool = True):
+        """Read the curator's saved curation (or ``file``), compare it with the proposals, learn from it.
+
+        Writes ``out/review.json`` and the final ``out/curation.json``, and saves each rejected
+        proposal as a bad example and each added merge as a good one in the example library
+        (``library``, default ``$SPIKEMERGE_EXAMPLES``). Pass the returned outcome's
+        ``good_examples`` / ``bad_examples`` to the next ``judge_group``. Returns a ``ReviewOutcome``.
+        """
+        from ..review.collect import collect
+
+        return collect(self, file=file, library=library, render=render)

@@ -32,6 +32,7 @@ def tiny_analyzer_folder(tmp_path_factory) -> Path:
     return folder / "analyzer"
 
 
+@pytest.mark.slow
 def test_resume_from_sqlite_in_a_new_process(tiny_analyzer_folder, tmp_path):
     db, out = tmp_path / "chat.sqlite", tmp_path / "out"
     config = {"configurable": {"thread_id": "resume-me"}}

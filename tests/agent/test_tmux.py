@@ -33,6 +33,7 @@ def _run(analyzer: Path, work: Path, **env: str) -> subprocess.CompletedProcess:
 
 
 @needs_tmux
+@pytest.mark.slow
 def test_chat_in_tmux(tiny_analyzer_folder, tmp_path):  # noqa: F811
     done = _run(tiny_analyzer_folder, tmp_path)
     screen = done.stdout

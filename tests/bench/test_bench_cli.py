@@ -23,6 +23,7 @@ def tiny_scenario(monkeypatch):
     return "tiny"
 
 
+@pytest.mark.slow
 def test_quick_bench_writes_table_json_and_plot(tiny_cache, tiny_scenario, tmp_path, capsys):
     out = tmp_path / "bench"
     code = main(["bench", "--quick", "--scenarios", tiny_scenario, "--presets", "slay,feature_neighbors",
@@ -55,6 +56,7 @@ def test_unknown_scenario_is_a_one_line_error(tmp_path, capsys):
     assert "unknown scenario(s) nope" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_feature_neighbors_is_skipped_without_locations_or_recording(tiny_truth):
     analyzer = tiny_truth.analyzer.copy()
     analyzer.delete_extension("spike_locations")
@@ -67,6 +69,7 @@ def test_feature_neighbors_is_skipped_without_locations_or_recording(tiny_truth)
     assert result["status"] == "skipped" and "recording" in result["reason"]
 
 
+@pytest.mark.slow
 def test_presets_never_touch_the_judges_analyzer(tiny_truth):
     before = set(tiny_truth.analyzer.get_loaded_extension_names())
     PresetRunner(tiny_truth, ["slay"]).run("slay")

@@ -129,6 +129,7 @@ def test_unknown_unit_is_an_error(small_truth, tmp_path):
         render_group(small_truth.analyzer, 0, [small_truth.analyzer.unit_ids[0], 99999], tmp_path)
 
 
+@pytest.mark.slow
 def test_units_with_few_spikes_render(small_truth, tmp_path):
     pair, _ = _pair_and_triple(small_truth)
     analyzer = _tiny_analyzer(small_truth, {0: (pair[0], 10_000), 1: (pair[1], 3), 2: (pair[1], 1)}, {})
@@ -138,6 +139,7 @@ def test_units_with_few_spikes_render(small_truth, tmp_path):
             _check_png(path)
 
 
+@pytest.mark.slow
 def test_sparse_units_sharing_few_channels(small_truth, tmp_path):
     """Units far apart with a tight sparsity: PCA uses only shared channels, or says there are none."""
     analyzer = small_truth.analyzer
@@ -153,7 +155,7 @@ def test_sparse_units_sharing_few_channels(small_truth, tmp_path):
     for group in paths.values():
         for path in group.values():
             _check_png(path)
-    view = render._AnalyzerView.of(tiny, render.DEFAULT_SETTINGS)
+    view = render.as_view(tiny)
     apart = render._payload_pca(view, [0, 1], render.DEFAULT_SETTINGS)
     assert apart["waveforms"] is None and "share no channels" in apart["note"]
     close = render._payload_pca(view, [0, 2], render.DEFAULT_SETTINGS)
@@ -176,6 +178,7 @@ def test_correlogram_counts_lags_and_skips_self_pairs():
     assert np.allclose(np.diff(edges), 0.5)
 
 
+@pytest.mark.slow
 def test_parallel_workers_match_serial(rendered, small_truth, tmp_path):
     _, paths, pair, triple = rendered
     parallel = render_groups(small_truth.analyzer, {1: pair, 2: triple}, tmp_path, DEFAULT_FEATURES, n_workers=2)
@@ -207,7 +210,7 @@ def test_reused_figure_draws_the_same_bytes_as_a_fresh_one(rendered, small_truth
 
     _, _, pair, triple = rendered
     others = [u for u in small_truth.analyzer.unit_ids if u not in pair][:2]
-    view = render._AnalyzerView.of(small_truth.analyzer, render.DEFAULT_SETTINGS)
+    view = render.as_view(small_truth.analyzer)
 
     def payload(feature, units):
         return {"unit_ids": [str(u) for u in units],

@@ -47,6 +47,7 @@ def test_duplicate_detector_sees_a_shifted_copy():
     assert evidence["duplicate_excess"] > 100
 
 
+@pytest.mark.slow
 def test_pair_evidence_separates_the_truth(small_truth):
     ctx = EvidenceContext(small_truth.analyzer)
     for group in small_truth.true_groups:
