@@ -43,11 +43,11 @@ from langgraph.types import interrupt
 from ..errors import SpikemergeError
 from ..tools.judges.base import Judge
 from ..tools.judges.vlm.calls import describe
-from .context import Context, SessionRegistry, registry_for
+from .context import Context, SessionRegistry
 from .guards import CancelDanglingCalls, InOrder, Limits, RepeatGuard, planner_retryable
 from .models import load_chat_model
 from .state import CurationState, snapshot
-from .tools import TOOL_NAMES, format_tool_error, make_tools, plan_of
+from .tools import TOOL_NAMES, format_tool_error, make_tools, plan_of, registry_for
 
 NO_MODEL_REPLY = "No planner model is set up, so I cannot read free text: use the slash commands (/help)."
 
