@@ -42,8 +42,9 @@ class Context:
     """Run settings: ``build_graph(context=...)`` for defaults, ``graph.invoke(..., context=...)`` per run.
 
     Every field has a default read from the environment when the Context is made, as in the
-    LangGraph agent template. Per run, ``registry``, ``judge``, ``policy`` and ``auto_approve``
-    take effect; ``model`` and the limits are read when the graph is built.
+    LangGraph agent template. Per run, ``registry``, ``judge`` and ``auto_approve`` take
+    effect; ``model``, ``policy`` and ``out`` (for the registry ``build_graph`` makes) and the
+    limits are read when the graph is built.
     """
 
     registry: "SessionRegistry | None" = field(default=None, metadata={"description": "Live sessions for this run."})

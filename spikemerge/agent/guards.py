@@ -56,8 +56,6 @@ class Limits:
     counts that call as already done (it ran before an approval pause and is not rerun)."""
 
 
-DEFAULT_MAX_TOOL_CALLS = Limits.max_tool_calls_per_turn
-DEFAULT_RECURSION_LIMIT = Limits.recursion_limit
 
 
 def planner_retryable(exc: BaseException) -> bool:
