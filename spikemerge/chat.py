@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sqlite3
+import threading
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -26,7 +29,7 @@ from rich.table import Table
 
 from .agent import SessionRegistry, build_graph
 from .agent.context import DEFAULT_OUT
-from .agent.guards import recursion_message
+from .agent.guards import interrupt_running_tools, recursion_message
 from .agent.models import default_model, load_chat_model, missing_key
 from .agent.state import snapshot
 from .agent.tools import format_tool_error, plan_of, run_tool
@@ -103,6 +106,24 @@ def nothing_to_undo(session: Any) -> bool:
         return not json.loads(path.read_text(encoding="utf-8")).get("applies")
     except (OSError, ValueError):
         return False  # let undo itself explain what is wrong with the file
+
+
+@contextmanager
+def ctrl_c_reaches_tools():
+    """While a planner turn runs, Ctrl-C also stops the tool running in a LangGraph worker thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_ctrl_c(signum, frame):
+        interrupt_running_tools()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class Chat:
@@ -288,19 +309,9 @@ class Chat:
     def turn(self, payload: Any) -> None:
         """Stream one planner turn; ask whenever the graph pauses for consent. Never raises."""
         while True:
-            judged = False
             try:
-                for mode, chunk in self.graph.stream(payload, self.config, stream_mode=["messages", "updates", "custom"]):
-                    if mode == "messages":
-                        message, meta = chunk
-                        if meta.get("langgraph_node") == "model" and isinstance(message, AIMessageChunk) and message.content:
-                            self.console.print(escape(str(message.content)), end="", highlight=False)
-                            self.streamed = True
-                    elif mode == "custom" and isinstance(chunk, dict) and chunk.get("event") == "progress":
-                        done = f" {chunk['done']}/{chunk['total']}" if "done" in chunk else ""
-                        self.say(f"  … {chunk['tool']}{done} {chunk.get('text', '')}", "dim")
-                    elif mode == "updates":
-                        judged |= self.show_update(chunk)
+                with ctrl_c_reaches_tools():
+                    judged = self._stream(payload)
             except KeyboardInterrupt:
                 self.console.print()
                 self.say("turn cancelled (Ctrl-C); what was finished is kept, the chat goes on", "yellow")
@@ -322,6 +333,22 @@ class Chat:
             self.say(str(question.get("plan", "")), "bold")
             yes = self.confirm(str(question.get("question", "Go ahead?")))
             payload = Command(resume={"approve": yes, "plan_hash": question.get("plan_hash")})
+
+    def _stream(self, payload: Any) -> bool:
+        """Show one graph run as it streams; True when judge_group ran."""
+        judged = False
+        for mode, chunk in self.graph.stream(payload, self.config, stream_mode=["messages", "updates", "custom"]):
+            if mode == "messages":
+                message, meta = chunk
+                if meta.get("langgraph_node") == "model" and isinstance(message, AIMessageChunk) and message.content:
+                    self.console.print(escape(str(message.content)), end="", highlight=False)
+                    self.streamed = True
+            elif mode == "custom" and isinstance(chunk, dict) and chunk.get("event") == "progress":
+                done = f" {chunk['done']}/{chunk['total']}" if "done" in chunk else ""
+                self.say(f"  … {chunk['tool']}{done} {chunk.get('text', '')}", "dim")
+            elif mode == "updates":
+                judged |= self.show_update(chunk)
+        return judged
 
     def show_update(self, chunk: dict) -> bool:
         judged = False

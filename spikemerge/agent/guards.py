@@ -15,6 +15,7 @@ it has no primitive for live here:
 
 from __future__ import annotations
 
+import ctypes
 import json
 import threading
 import time
@@ -204,12 +205,34 @@ class InOrder(AgentMiddleware):
 
             while blocked():
                 self._cond.wait(self.grace_s / 2)
+        _RUNNING[threading.get_ident()] = call_id
         try:
             return handler(request)
         finally:
+            _RUNNING.pop(threading.get_ident(), None)
             with self._cond:
                 self._finished.add(call_id)
                 self._cond.notify_all()
+
+
+_RUNNING: dict[int, str] = {}
+"""Threads running a tool call right now (thread id -> tool call id)."""
+
+
+def interrupt_running_tools() -> int:
+    """Raise ``KeyboardInterrupt`` in every thread running a tool call; returns how many.
+
+    LangGraph runs tool calls in worker threads, where Ctrl-C never arrives: the main thread
+    would stop streaming and then wait for a judge_group of 300 groups to finish (and pay for
+    it). The chat calls this from its Ctrl-C handler, so the tool stops as a single-threaded
+    program would: at its next Python instruction, with what it finished kept (verdicts are
+    journaled as they arrive, and the session saves its outputs on the way out).
+    """
+    count = 0
+    for ident in list(_RUNNING):
+        if ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt)) == 1:
+            count += 1
+    return count
 
 
 def recursion_message(limit: int) -> str:

@@ -122,3 +122,43 @@ def test_resume_on_an_empty_folder_says_so(tmp_path):
     code = chat_main(None, out=tmp_path / "fresh", resume=True, planner=planner(), console=console,
                      ask=lambda prompt: "/quit")
     assert code == 0 and "nothing to resume" in console.export_text()
+
+
+def test_ctrl_c_during_a_tool_stops_the_tool_not_only_the_stream(registry, fake_session):
+    """LangGraph runs a tool in a worker thread, where Ctrl-C never lands: the chat must stop it there."""
+    import signal
+    import threading
+    import time
+
+    steps, started = [], threading.Event()
+    judge = fake_session.judge_group
+
+    def slow_judge(*args, **kwargs):
+        started.set()
+        for i in range(100):
+            time.sleep(0.05)
+            steps.append(i)
+        return judge(*args, **kwargs)
+
+    fake_session.judge_group = slow_judge
+    model = planner(ask(call("find_candidates", min_similarity=0.7), call("judge_group")), "Still here.")
+    chat, console = _chat(registry, model=model)
+    main = threading.main_thread().ident
+
+    def press_ctrl_c():
+        started.wait(10)
+        time.sleep(0.2)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    began = time.monotonic()
+    chat.turn({"messages": [("user", "judge everything")]})
+    took, done_at_return = time.monotonic() - began, len(steps)
+    time.sleep(0.3)
+    assert took < 2.0 and done_at_return < 30 and len(steps) == done_at_return  # the judge stopped too
+    fake_session.judge_group = judge
+    chat.turn({"messages": [("user", "hello?")]})
+    screen = console.export_text()
+    assert "turn cancelled (Ctrl-C)" in screen and "Still here." in screen
+    answered = {m.tool_call_id for m in model.calls[-1][0] if m.type == "tool"}
+    assert all(c["id"] in answered for m in model.calls[-1][0] if m.type == "ai" for c in m.tool_calls)
