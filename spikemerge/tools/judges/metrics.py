@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 
 from ...policies import Policy, get_policy
 from .base import Example, JudgeRequest, Verdict, VerdictCallback
+from .learning import LocalCorrection, fit_local_correction
 from .params import DEFAULT_JUDGE_PARAMS, JudgeParams
 from .terms import PairScore, logit, score_pair
 
@@ -116,16 +117,20 @@ class MetricsJudge:
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 
-    def scores(self, request: JudgeRequest, weights: Mapping[str, float] | None = None) -> dict[frozenset, PairScore]:
+    def scores(self, request: JudgeRequest, weights: Mapping[str, float] | None = None,
+               correction: LocalCorrection | None = None) -> dict[frozenset, PairScore]:
         w = self.weights if weights is None else weights
-        return {frozenset((p["unit_a"], p["unit_b"])): score_pair(p, self.params, w)
-                for p in request.evidence.get("pairs", [])}
+        scores = {frozenset((p["unit_a"], p["unit_b"])): score_pair(p, self.params, w)
+                  for p in request.evidence.get("pairs", [])}
+        if correction is not None:
+            scores = {key: correction.apply(score) for key, score in scores.items()}
+        return scores
 
     def judge(self, request: JudgeRequest, policy: str = "balanced",
-              weights: Mapping[str, float] | None = None) -> Verdict:
+              weights: Mapping[str, float] | None = None, correction: LocalCorrection | None = None) -> Verdict:
         rule = get_policy(policy)
         units = list(request.unit_ids)
-        scores = self.scores(request, weights)
+        scores = self.scores(request, weights, correction)
         if len(units) < 2 or any(frozenset((a, b)) not in scores for a, b in combinations(units, 2)):
             return Verdict.failed(request, "evidence is missing for some pairs of this group", self.name, None, policy)
         chains = request.evidence.get("chains", []) or []
@@ -158,7 +163,7 @@ class MetricsJudge:
     @staticmethod
     def _reasoning(units: list, parts: list[list], shown: PairScore, rule: Policy, decision: str) -> str:
         pair = f"units {shown.unit_a} and {shown.unit_b}"
-        evidence = "; ".join(shown.reasons[k] for k in ("crosscorrelograms", "waveforms", "pca", "amplitudes")
+        evidence = "; ".join(shown.reasons[k] for k in ("crosscorrelograms", "waveforms", "pca", "amplitudes", "examples")
                              if k in shown.reasons)
         if decision == "merge":
             merged = {u for part in parts for u in part}
@@ -181,20 +186,23 @@ class MetricsJudge:
         policy: str = "balanced",
         on_verdict: VerdictCallback | None = None,
     ) -> list[Verdict]:
-        """Judge each request in turn; labelled examples first recalibrate the term weights.
+        """Judge each request in turn; labelled examples correct the built-in model where they speak.
 
-        Good and bad examples (their pair evidence) refit the weights by logistic regression
-        with the built-in weights as the prior (:func:`~.calibrate.fit_weights`), so they move
-        the decision of groups whose evidence resembles theirs, and little else.
+        Good and bad examples (their pair evidence) add a local correction to the log-odds of
+        pairs whose terms resemble theirs (:func:`~.learning.fit_local_correction`): an example's
+        own case lands on its label's side of the policy's threshold, a case unlike every
+        example keeps its built-in verdict and confidence exactly. The built-in weights are the
+        prior and are not refitted: a global refit from a few examples moved unrelated groups
+        as much as the corrected one. What was learned is kept in ``learned`` for the run record.
         """
-        weights = None
+        correction = None
+        self.learned = None
         if examples:
-            from .calibrate import fit_weights
-
-            weights, self.learned = fit_weights(examples, self.params, self.weights, policy=policy)
+            correction = fit_local_correction(examples, get_policy(policy).merge_threshold, self.params, self.weights)
+            self.learned = correction.record
         verdicts = []
         for request in requests:
-            verdict = self.judge(request, policy, weights)
+            verdict = self.judge(request, policy, correction=correction)
             if on_verdict is not None:
                 on_verdict(verdict)
             verdicts.append(verdict)

@@ -67,6 +67,22 @@ class JudgeParams:
     prior_precision: float = 2.0
     """Gaussian prior precision on each term weight and the offset around the built-in values."""
 
+    # learning from examples, locally (``learning.py``): a bump of the log-odds around each example pair
+    learning_term_scales: tuple[tuple[str, float], ...] = (
+        ("crosscorrelograms", 1.0), ("duplicate", 1.0), ("waveforms", 1.0),
+        ("continuity", 1.0), ("burst", 1.0), ("handover", 1.0))
+    """Nats of each term that make a different kind of case (the terms are divided by these
+    before distances are taken); every term is a log-likelihood ratio, so one nat is one unit
+    of evidence whichever term carries it."""
+    learning_bandwidth: float = 1.0
+    """Width of the Gaussian kernel, in standardized term units."""
+    learning_cutoff: float = 3.0
+    """Beyond this many bandwidths an example has no effect at all (not merely a small one)."""
+    learning_margin: float = 1.0
+    """Nats past the policy's threshold that an example pair is moved to (its own side)."""
+    learning_override_kernel: float = 0.9
+    """A good example this alike clears a veto or a thin-evidence flag on the judged pair."""
+
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
 
