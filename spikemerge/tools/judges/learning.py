@@ -16,8 +16,9 @@ case). ``k`` is a Gaussian of bandwidth ``learning_bandwidth`` shifted and resca
 is exactly 1 at distance 0 and exactly 0 beyond ``learning_cutoff`` bandwidths: a pair that is
 an example gets the full correction, a pair unlike every example keeps its built-in log-odds
 (and so its verdict and confidence) bit for bit, and the correction is continuous in between.
-The coefficients ``c`` solve ``K c = r`` (least squares, so identical examples share and
-contradicting ones cancel), where ``r_e`` is what moves example pair ``e`` to the right side of
+The coefficients ``c`` solve ``K c = r`` (least squares with a singular-value cut,
+``learning_rcond``, so examples nearly alike act as one: the same label shares, opposite labels
+meet halfway: identical examples with opposite labels put the pair at the threshold), and ``Δ`` never exceeds the largest shift asked for in either direction, where ``r_e`` is what moves example pair ``e`` to the right side of
 the policy's threshold by ``learning_margin`` nats (0 for a pair already there: it pins, it does
 not push). A good example whose pair the built-in model vetoes (or finds too thin to decide)
 overrides those flags on pairs at least ``learning_override_kernel`` alike: the curator has
@@ -74,6 +75,8 @@ class LocalCorrection:
     labels: np.ndarray
     """1 for a pair of a good example, 0 for a bad one."""
     names: list[str] = field(default_factory=list)
+    bounds: tuple[float, float] = (0.0, 0.0)
+    """The largest shifts asked for, down and up: no pair is moved further than an example asked."""
     record: dict[str, Any] = field(default_factory=dict)
 
     def apply(self, score: PairScore) -> PairScore:
@@ -83,11 +86,11 @@ class LocalCorrection:
         weights = kernel(np.linalg.norm(self.centres - _vector(score, _scales(self.params)), axis=1), self.params)
         if not np.any(weights > 0):
             return score
-        delta = float(weights @ self.coefficients)
+        delta = float(np.clip(weights @ self.coefficients, *self.bounds))
         score.log_odds += delta
         nearest = int(np.argmax(weights))
         good = weights * (self.labels == 1)
-        if delta > 0 and good.max(initial=0.0) >= self.params.learning_override_kernel:
+        if delta >= 0 and good.max(initial=0.0) >= self.params.learning_override_kernel:
             score.veto = score.thin = False
         score.reasons = {**score.reasons, "examples": (
             f"like example {self.names[nearest]!r} ({'good' if self.labels[nearest] else 'bad'}, "
@@ -138,7 +141,7 @@ def fit_local_correction(examples: Sequence[Example], policy_threshold: float,
     target = np.where(labels == 1, np.maximum(0.0, cut + params.learning_margin - z),
                       np.minimum(0.0, cut - params.learning_margin - z))
     gram = kernel(np.linalg.norm(centres[:, None, :] - centres[None, :, :], axis=2), params)
-    coefficients = np.linalg.lstsq(gram, target, rcond=None)[0]
+    coefficients = np.linalg.lstsq(gram, target, rcond=params.learning_rcond)[0]
     record = {
         "method": "local",
         "examples": len(examples), "pairs": len(data), "good": int(labels.sum()),
@@ -148,4 +151,5 @@ def fit_local_correction(examples: Sequence[Example], policy_threshold: float,
                          "built_in_probability": round(s.probability, 4), "shift_log_odds": round(float(r), 4)}
                         for (s, y, name), r in zip(data, target)],
     }
-    return LocalCorrection(params, centres, coefficients, labels, [n for _, _, n in data], record)
+    bounds = (float(min(0.0, target.min())), float(max(0.0, target.max())))
+    return LocalCorrection(params, centres, coefficients, labels, [n for _, _, n in data], bounds, record)

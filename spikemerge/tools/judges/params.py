@@ -80,6 +80,9 @@ class JudgeParams:
     """Beyond this many bandwidths an example has no effect at all (not merely a small one)."""
     learning_margin: float = 1.0
     """Nats past the policy's threshold that an example pair is moved to (its own side)."""
+    learning_rcond: float = 1e-3
+    """Relative singular-value cut when solving for the bumps: examples nearly alike act as one
+    (averaged), instead of two huge opposite bumps when their labels disagree."""
     learning_override_kernel: float = 0.9
     """A good example this alike clears a veto or a thin-evidence flag on the judged pair."""
 
