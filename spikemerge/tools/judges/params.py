@@ -63,7 +63,7 @@ class JudgeParams:
     # calibration of the summed log-odds into a probability: P = sigmoid(scale · L + offset)
     log_odds_scale: float = 1.0
     log_odds_offset: float = 0.0
-    # learning from examples: MAP logistic regression with the built-in weights as the prior
+    # calibrate.fit_weights (not used by judge_many): MAP logistic regression around the built-in weights
     prior_precision: float = 2.0
     """Gaussian prior precision on each term weight and the offset around the built-in values."""
 
