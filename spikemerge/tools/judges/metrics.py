@@ -163,8 +163,8 @@ class MetricsJudge:
     @staticmethod
     def _reasoning(units: list, parts: list[list], shown: PairScore, rule: Policy, decision: str) -> str:
         pair = f"units {shown.unit_a} and {shown.unit_b}"
-        evidence = "; ".join(shown.reasons[k] for k in ("crosscorrelograms", "waveforms", "pca", "amplitudes", "examples")
-                             if k in shown.reasons)
+        shown_keys = ("crosscorrelograms", "waveforms", "pca", "amplitudes", "examples")
+        evidence = "; ".join(shown.reasons[k] for k in shown_keys if k in shown.reasons)
         if decision == "merge":
             merged = {u for part in parts for u in part}
             lead = "Merge " + " and ".join("units " + ", ".join(map(str, part)) for part in parts)
