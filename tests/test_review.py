@@ -365,9 +365,6 @@ def test_web_review_shows_the_proposals_and_saves_into_the_output_folder(review_
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="issue 11: the metrics judge refits its weights globally from examples "
-                                        "(judge@7004c1a); one rejected proposal moves its P(one neuron) 0.994 -> 0.896, "
-                                        "not below the threshold, and moves groups it does not speak to as much")
 def test_rejudging_after_a_collect_changes_the_verdicts_the_corrections_speak_to_and_only_those(
         review_out, saved_truth_folder, tmp_path):
     """The curator rejects one proposed merge and merges a pair the judge kept apart.

@@ -17,10 +17,12 @@ from itertools import combinations
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from ...policies import Policy, get_policy
 from .base import Example, JudgeRequest, Verdict, VerdictCallback
 from .params import DEFAULT_JUDGE_PARAMS, JudgeParams
-from .terms import PairScore, logit, score_pair
+from .terms import PairScore, logit, score_pair, signature
 
 __all__ = ["MetricsJudge", "PairScore", "merge_subset", "partition", "score_pair"]
 
@@ -116,16 +118,47 @@ class MetricsJudge:
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 
-    def scores(self, request: JudgeRequest, weights: Mapping[str, float] | None = None) -> dict[frozenset, PairScore]:
+    def scores(self, request: JudgeRequest, weights: Mapping[str, float] | None = None,
+               memory: Sequence[tuple[list[float], int]] = ()) -> dict[frozenset, PairScore]:
         w = self.weights if weights is None else weights
-        return {frozenset((p["unit_a"], p["unit_b"])): score_pair(p, self.params, w)
-                for p in request.evidence.get("pairs", [])}
+        out = {}
+        for p in request.evidence.get("pairs", []):
+            score = score_pair(p, self.params, w)
+            if memory:
+                self._recall(score, signature(p), memory)
+            out[frozenset((p["unit_a"], p["unit_b"]))] = score
+        return out
+
+    def _recall(self, score: PairScore, point: list[float], memory: Sequence[tuple[list[float], int]]) -> None:
+        """Move a pair's log-odds towards the labels of examples with evidence like its own.
+
+        Kernel regression on the examples' residuals: each example pulls the pair towards its
+        label's log-odds (``±example_log_odds``) with the weight ``exp(-d²/2h²)`` of the
+        distance ``d`` between their evidence signatures. A pair with the very same evidence
+        takes the example's label; pairs a few bandwidths away are not moved.
+        """
+        h2 = 2.0 * self.params.example_bandwidth ** 2
+        pulls, total = 0.0, 0.0
+        good_here = False
+        for point_e, label in memory:
+            k = float(np.exp(-sum((x - y) ** 2 for x, y in zip(point, point_e)) / h2))
+            if k < 1e-6:
+                continue
+            target = self.params.example_log_odds if label else -self.params.example_log_odds
+            pulls += k * (target - score.log_odds)
+            total += k
+            good_here |= bool(label) and k >= 0.5
+        if total:
+            score.log_odds += pulls / max(1.0, total)
+            score.reasons["examples"] = f"moved by examples like it (weight {total:.2f})"
+        if good_here:  # a person said this very kind of pair is one neuron
+            score.veto = score.thin = False
 
     def judge(self, request: JudgeRequest, policy: str = "balanced",
-              weights: Mapping[str, float] | None = None) -> Verdict:
+              weights: Mapping[str, float] | None = None, memory: Sequence[tuple[list[float], int]] = ()) -> Verdict:
         rule = get_policy(policy)
         units = list(request.unit_ids)
-        scores = self.scores(request, weights)
+        scores = self.scores(request, weights, memory)
         if len(units) < 2 or any(frozenset((a, b)) not in scores for a, b in combinations(units, 2)):
             return Verdict.failed(request, "evidence is missing for some pairs of this group", self.name, None, policy)
         chains = request.evidence.get("chains", []) or []
@@ -181,20 +214,29 @@ class MetricsJudge:
         policy: str = "balanced",
         on_verdict: VerdictCallback | None = None,
     ) -> list[Verdict]:
-        """Judge each request in turn; labelled examples first recalibrate the term weights.
+        """Judge each request in turn, with what labelled examples teach.
 
-        Good and bad examples (their pair evidence) refit the weights by logistic regression
-        with the built-in weights as the prior (:func:`~.calibrate.fit_weights`), so they move
-        the decision of groups whose evidence resembles theirs, and little else.
+        Every example's pairs are remembered (see ``_recall``): a group with evidence like an
+        example's moves towards its label, and groups unlike any example keep their verdict.
+        With ``min_pairs_for_refit`` labelled pairs or more, the term weights are also refit by
+        logistic regression with the built-in weights as the prior
+        (:func:`~.calibrate.fit_weights`).
         """
-        weights = None
+        weights, memory = None, []
         if examples:
-            from .calibrate import fit_weights
+            from .calibrate import fit_weights, labelled_pairs
 
-            weights, self.learned = fit_weights(examples, self.params, self.weights, policy=policy)
+            labelled = labelled_pairs(examples)
+            memory = [(signature(e), label) for e, label in labelled]
+            self.learned = {"pairs": len(labelled), "examples": len(examples),
+                            "good": sum(label for _, label in labelled),
+                            "bad": sum(1 - label for _, label in labelled), "refit": False}
+            if len(labelled) >= self.params.min_pairs_for_refit:
+                weights, record = fit_weights(examples, self.params, self.weights, policy=policy)
+                self.learned.update(record, refit=True)
         verdicts = []
         for request in requests:
-            verdict = self.judge(request, policy, weights)
+            verdict = self.judge(request, policy, weights, memory)
             if on_verdict is not None:
                 on_verdict(verdict)
             verdicts.append(verdict)

@@ -63,9 +63,17 @@ class JudgeParams:
     # calibration of the summed log-odds into a probability: P = sigmoid(scale · L + offset)
     log_odds_scale: float = 1.0
     log_odds_offset: float = 0.0
-    # learning from examples: MAP logistic regression with the built-in weights as the prior
+    # learning from examples: a local memory always, a global refit once there are enough pairs
+    example_log_odds: float = 4.0
+    """Log-odds a pair takes when an example with the very same evidence labels it (P 0.98 / 0.02)."""
+    example_bandwidth: float = 0.5
+    """Width of an example's reach in the space of evidence signatures (see ``terms.signature``):
+    pairs further away than a few bandwidths are not moved by it."""
+    min_pairs_for_refit: int = 20
+    """Labelled pairs needed before examples also refit the term weights globally."""
     prior_precision: float = 2.0
-    """Gaussian prior precision on each term weight and the offset around the built-in values."""
+    """Gaussian prior precision on each term weight and the offset around the built-in values
+    (MAP logistic regression with the built-in weights as the prior)."""
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
