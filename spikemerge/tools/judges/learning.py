@@ -12,7 +12,10 @@ in the judge's term space:
 
 ``t`` is a pair's vector of log-likelihood-ratio terms (``terms.TERMS``), divided term by term
 by ``JudgeParams.learning_term_scales`` (the nats of a term that make a different kind of
-case). ``k`` is a Gaussian of bandwidth ``learning_bandwidth`` shifted and rescaled so that it
+case), followed by its evidence signature (``terms.signature``: the raw numbers, each in steps
+of ``learning_signature``). Both halves matter: the terms say what the judge makes of a pair,
+but they saturate, so every clear split reads the same and one rejected clear split would
+speak for all of them; the raw numbers tell those pairs apart. ``k`` is a Gaussian of bandwidth ``learning_bandwidth`` shifted and rescaled so that it
 is exactly 1 at distance 0 and exactly 0 beyond ``learning_cutoff`` bandwidths: a pair that is
 an example gets the full correction, a pair unlike every example keeps its built-in log-odds
 (and so its verdict and confidence) bit for bit, and the correction is continuous in between.
@@ -43,9 +46,9 @@ import numpy as np
 
 from .base import Example
 from .params import DEFAULT_JUDGE_PARAMS, JudgeParams
-from .terms import TERMS, PairScore, logit, score_pair
+from .terms import TERMS, PairScore, logit, score_pair, signature
 
-__all__ = ["LocalCorrection", "fit_local_correction", "kernel"]
+__all__ = ["LocalCorrection", "fit_local_correction", "kernel", "point"]
 
 
 def _scales(params: JudgeParams) -> np.ndarray:
@@ -56,8 +59,10 @@ def _scales(params: JudgeParams) -> np.ndarray:
     return np.array([float(table[k]) for k in TERMS])
 
 
-def _vector(score: PairScore, scales: np.ndarray) -> np.ndarray:
-    return np.array([score.terms.get(k, 0.0) for k in TERMS]) / scales
+def point(score: PairScore, evidence: Mapping[str, Any], params: JudgeParams = DEFAULT_JUDGE_PARAMS) -> np.ndarray:
+    """Where a pair sits for the kernel: its standardized terms, then its evidence signature."""
+    terms = np.array([score.terms.get(k, 0.0) for k in TERMS]) / _scales(params)
+    return np.concatenate([terms, np.asarray(signature(evidence, params), dtype=float)])
 
 
 def kernel(distance: np.ndarray | float, params: JudgeParams = DEFAULT_JUDGE_PARAMS) -> np.ndarray:
@@ -78,7 +83,7 @@ class LocalCorrection:
 
     params: JudgeParams
     centres: np.ndarray
-    """Standardized term vectors of the example pairs (n × len(TERMS))."""
+    """Where the example pairs sit (see :func:`point`), one row each."""
     coefficients: np.ndarray
     labels: np.ndarray
     """1 for a pair of a good example, 0 for a bad one."""
@@ -87,11 +92,11 @@ class LocalCorrection:
     """The largest shifts asked for, down and up: no pair is moved further than an example asked."""
     record: dict[str, Any] = field(default_factory=dict)
 
-    def apply(self, score: PairScore) -> PairScore:
-        """``score`` with the learned correction added to its log-odds (the same object, changed)."""
+    def apply(self, score: PairScore, evidence: Mapping[str, Any]) -> PairScore:
+        """``score`` (of the pair ``evidence``) with the learned correction added to its log-odds (changed in place)."""
         if not len(self.centres):
             return score
-        weights = kernel(np.linalg.norm(self.centres - _vector(score, _scales(self.params)), axis=1), self.params)
+        weights = kernel(np.linalg.norm(self.centres - point(score, evidence, self.params), axis=1), self.params)
         if not np.any(weights > 0):
             return score
         delta = float(np.clip(weights @ self.coefficients, *self.bounds))
@@ -107,12 +112,13 @@ class LocalCorrection:
 
 
 def _labelled(examples: Sequence[Example], params: JudgeParams, weights: Mapping[str, float] | None
-              ) -> list[tuple[PairScore, int, str]]:
+              ) -> list[tuple[PairScore, np.ndarray, int, str]]:
     out = []
     for example in examples:
         label = 1 if example.label == "good" else 0
         for pair in (example.evidence or {}).get("pairs", []) or []:
-            out.append((score_pair(pair, params, weights), label, example.name))
+            score = score_pair(pair, params, weights)
+            out.append((score, point(score, pair, params), label, example.name))
     return out
 
 
@@ -137,15 +143,15 @@ def fit_local_correction(examples: Sequence[Example], policy_threshold: float,
         Apply it to each judged pair's score; its ``record`` is what ``run.json`` shows.
     """
     data = _labelled(examples, params, weights)
-    scales = _scales(params)
+    _scales(params)  # a table that misses a term fails here, examples or not
     cut = logit(policy_threshold)
     if not data:
-        empty = np.zeros((0, len(TERMS)))
+        empty = np.zeros((0, len(TERMS) + len(params.learning_signature)))
         return LocalCorrection(params, empty, np.zeros(0), np.zeros(0), [], {
             "method": "local", "examples": len(examples), "pairs": 0, "moved": 0})
-    centres = np.array([_vector(s, scales) for s, _, _ in data])
-    labels = np.array([y for _, y, _ in data])
-    z = np.array([s.log_odds for s, _, _ in data])
+    centres = np.array([x for _, x, _, _ in data])
+    labels = np.array([y for _, _, y, _ in data])
+    z = np.array([s.log_odds for s, _, _, _ in data])
     target = np.where(labels == 1, np.maximum(0.0, cut + params.learning_margin - z),
                       np.minimum(0.0, cut - params.learning_margin - z))
     gram = kernel(np.linalg.norm(centres[:, None, :] - centres[None, :, :], axis=2), params)
@@ -157,7 +163,7 @@ def fit_local_correction(examples: Sequence[Example], policy_threshold: float,
         "bandwidth": params.learning_bandwidth, "margin_log_odds": params.learning_margin,
         "corrections": [{"example": name, "pair": [str(s.unit_a), str(s.unit_b)], "label": "good" if y else "bad",
                          "built_in_probability": round(s.probability, 4), "shift_log_odds": round(float(r), 4)}
-                        for (s, y, name), r in zip(data, target)],
+                        for (s, _, y, name), r in zip(data, target)],
     }
     bounds = (float(min(0.0, target.min())), float(max(0.0, target.max())))
-    return LocalCorrection(params, centres, coefficients, labels, [n for _, _, n in data], bounds, record)
+    return LocalCorrection(params, centres, coefficients, labels, [n for _, _, _, n in data], bounds, record)

@@ -120,10 +120,10 @@ class MetricsJudge:
     def scores(self, request: JudgeRequest, weights: Mapping[str, float] | None = None,
                correction: LocalCorrection | None = None) -> dict[frozenset, PairScore]:
         w = self.weights if weights is None else weights
-        scores = {frozenset((p["unit_a"], p["unit_b"])): score_pair(p, self.params, w)
-                  for p in request.evidence.get("pairs", [])}
-        if correction is not None:
-            scores = {key: correction.apply(score) for key, score in scores.items()}
+        scores = {}
+        for p in request.evidence.get("pairs", []):
+            score = score_pair(p, self.params, w)
+            scores[frozenset((p["unit_a"], p["unit_b"]))] = correction.apply(score, p) if correction else score
         return scores
 
     def judge(self, request: JudgeRequest, policy: str = "balanced",
@@ -191,18 +191,28 @@ class MetricsJudge:
         Good and bad examples (their pair evidence) add a local correction to the log-odds of
         pairs whose terms resemble theirs (:func:`~.learning.fit_local_correction`): an example's
         own case lands on its label's side of the policy's threshold, a case unlike every
-        example keeps its built-in verdict and confidence exactly. The built-in weights are the
-        prior and are not refitted: a global refit from a few examples moved unrelated groups
-        as much as the corrected one. What was learned is kept in ``learned`` for the run record.
+        example keeps its built-in verdict and confidence exactly. With ``min_pairs_for_refit``
+        labelled pairs or more, the term weights are first refit globally as well
+        (:func:`~.calibrate.fit_weights`, the built-in weights as the prior): a global refit
+        from a few examples moved unrelated groups as much as the corrected one, so it waits
+        for many. What was learned is kept in ``learned`` for the run record.
         """
-        correction = None
+        weights, correction = None, None
         self.learned = None
         if examples:
-            correction = fit_local_correction(examples, get_policy(policy).merge_threshold, self.params, self.weights)
-            self.learned = correction.record
+            from .calibrate import fit_weights, labelled_pairs
+
+            refit = len(labelled_pairs(examples)) >= self.params.min_pairs_for_refit
+            if refit:
+                weights, record = fit_weights(examples, self.params, self.weights, policy=policy)
+            correction = fit_local_correction(examples, get_policy(policy).merge_threshold, self.params,
+                                              weights if refit else self.weights)
+            self.learned = {**correction.record, "refit": refit}
+            if refit:
+                self.learned["weights"] = record["weights"]
         verdicts = []
         for request in requests:
-            verdict = self.judge(request, policy, correction=correction)
+            verdict = self.judge(request, policy, weights, correction)
             if on_verdict is not None:
                 on_verdict(verdict)
             verdicts.append(verdict)

@@ -63,11 +63,30 @@ class JudgeParams:
     # calibration of the summed log-odds into a probability: P = sigmoid(scale · L + offset)
     log_odds_scale: float = 1.0
     log_odds_offset: float = 0.0
-    # calibrate.fit_weights (not used by judge_many): MAP logistic regression around the built-in weights
+    # learning from examples: a local correction always (``learning.py``), a global refit once there are enough pairs
+    min_pairs_for_refit: int = 20
+    """Labelled pairs needed before examples also refit the term weights globally
+    (:func:`~.calibrate.fit_weights`); below it a group unlike every example keeps its verdict exactly."""
     prior_precision: float = 2.0
-    """Gaussian prior precision on each term weight and the offset around the built-in values."""
+    """Gaussian prior precision on each term weight and the offset around the built-in values
+    (MAP logistic regression with the built-in weights as the prior)."""
 
-    # learning from examples, locally (``learning.py``): a bump of the log-odds around each example pair
+    # the local correction: a bump of the log-odds around each example pair (``learning.py``)
+    learning_signature: tuple[tuple[str, str, float], ...] = (
+        ("template_similarity", "linear", 0.05),
+        ("template_amplitude_ratio", "linear", 0.1),
+        ("distance_um", "linear", 10.0),
+        ("num_spikes_a", "log", 0.3),
+        ("num_spikes_b", "log", 0.3),
+        ("ccg_expected_refractory", "log", 0.5),
+        ("ccg_refractory_count", "log", 0.5),
+        ("duplicate_fraction", "linear", 0.1),
+        ("presence_overlap", "linear", 0.1),
+        ("pca_dprime", "linear", 0.5),
+    )
+    """Evidence numbers that say which pair an example is, each with the step at which two pairs
+    start to differ (``log``: on log(1 + x), for counts). The judge's terms saturate (every clear
+    split reads the same), so these keep one rejected clear split from speaking for all of them."""
     learning_term_scales: tuple[tuple[str, float], ...] = (
         ("crosscorrelograms", 1.0), ("duplicate", 1.0), ("waveforms", 1.0),
         ("continuity", 1.0), ("burst", 1.0), ("handover", 1.0))

@@ -175,3 +175,14 @@ def score_pair(e: Mapping[str, Any], params: JudgeParams = DEFAULT_JUDGE_PARAMS,
     total = sum(w.get(k, 1.0) * v for k, v in score.terms.items()) + w.get("offset", 0.0)
     score.log_odds = float(params.log_odds_scale * total + params.log_odds_offset)
     return score
+
+
+def signature(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> list[float]:
+    """A pair's evidence as a point where one unit of distance is one step (``p.learning_signature``) of every number."""
+    out = []
+    for key, kind, scale in p.learning_signature:
+        value = _get(e, key, 0.0)
+        if kind == "log":
+            value = math.log1p(max(value, 0.0))
+        out.append(value / scale)
+    return out

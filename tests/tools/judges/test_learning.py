@@ -150,7 +150,8 @@ def test_what_was_learned_is_recorded_and_every_setting_is_fingerprinted():
     assert judge.learned is None, "a run without examples learned nothing"
     base = MetricsJudge().fingerprint()
     for change in ({"learning_bandwidth": 2.0}, {"learning_margin": 2.0}, {"learning_cutoff": 4.0},
-                   {"learning_override_kernel": 0.5}, {"learning_rcond": 1e-6},
+                   {"learning_override_kernel": 0.5}, {"learning_rcond": 1e-6}, {"min_pairs_for_refit": 5},
+                   {"learning_signature": (("template_similarity", "linear", 0.1),)},
                    {"learning_term_scales": (("crosscorrelograms", 2.0), ("duplicate", 1.0), ("waveforms", 1.0),
                                              ("continuity", 1.0), ("burst", 1.0), ("handover", 1.0))}):
         assert MetricsJudge(JudgeParams(**change)).fingerprint() != base, change
@@ -160,3 +161,22 @@ def test_a_scale_table_that_misses_a_term_fails_in_one_line():
     params = JudgeParams(learning_term_scales=(("crosscorrelograms", 1.0),))
     with pytest.raises(ValueError, match="learning_term_scales lacks duplicate"):
         fit_local_correction([_example("bad", CLEAR)], 0.5, params)
+
+
+def test_one_rejected_clear_split_does_not_speak_for_every_clear_split():
+    # both read the same to the judge (saturated terms) but are different pairs: other counts, elsewhere
+    other = {**CLEAR, "ccg_expected_refractory": 80.0, "distance_um": 40.0, "num_spikes_a": 5000, "num_spikes_b": 3000}
+    assert score_pair(_pair(other, 1, 2)).terms == score_pair(_pair(CLEAR, 1, 2)).terms
+    requests = [_request(1, CLEAR), _request(2, other, (3, 4))]
+    before = _judge(requests)
+    after = _judge(requests, [_example("bad", CLEAR)])
+    assert [v.decision for v in after] == ["not merge", "merge"]
+    assert after[1].confidence == before[1].confidence
+
+
+def test_many_labelled_pairs_also_refit_the_weights_globally():
+    few = MetricsJudge(JudgeParams(min_pairs_for_refit=3))
+    _judge([_request(1, CLEAR)], [_example("bad", CLEAR, (i, i + 1)) for i in (10, 20)], judge=few)
+    assert few.learned["refit"] is False
+    _judge([_request(1, CLEAR)], [_example("bad", CLEAR, (i, i + 1)) for i in (10, 20, 30)], judge=few)
+    assert few.learned["refit"] is True and few.learned["weights"]["offset"] < 0
