@@ -31,9 +31,9 @@ one neuron.
 
 Measured on the review test's recording (``SMALL_SPEC`` in ``tests/conftest.py``, 5 candidate
 groups, one merge labelled bad and one "not merge" labelled good): the rejected merge goes from
-P 0.994 to 0.27 (not merge), the pair the curator merged from 0.000002 to 0.73, a duplicate
-unlike both keeps its P exactly, and two splits of the same kind as the rejected one stay
-merges (0.990 -> 0.989, 0.982 -> 0.900).
+P 0.994 to 0.27 (not merge), the pair the curator merged from 0.000002 to 0.73, and the three
+other groups keep their P exactly. With the terms alone (no signature) two splits of the same
+kind as the rejected one moved (0.990 -> 0.989, 0.982 -> 0.900).
 """
 
 from __future__ import annotations
