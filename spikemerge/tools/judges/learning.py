@@ -15,10 +15,11 @@ by ``JudgeParams.learning_term_scales`` (the nats of a term that make a differen
 case), followed by its evidence signature (``terms.signature``: the raw numbers, each in steps
 of ``learning_signature``). Both halves matter: the terms say what the judge makes of a pair,
 but they saturate, so every clear split reads the same and one rejected clear split would
-speak for all of them; the raw numbers tell those pairs apart. ``k`` is a Gaussian of bandwidth ``learning_bandwidth`` shifted and rescaled so that it
-is exactly 1 at distance 0 and exactly 0 beyond ``learning_cutoff`` bandwidths: a pair that is
-an example gets the full correction, a pair unlike every example keeps its built-in log-odds
-(and so its verdict and confidence) bit for bit, and the correction is continuous in between.
+speak for all of them; the raw numbers tell those pairs apart. ``k`` is a Gaussian of
+bandwidth ``learning_bandwidth`` shifted and rescaled so that it is exactly 1 at distance 0 and
+exactly 0 beyond ``learning_cutoff`` bandwidths: a pair that is an example gets the full
+correction, a pair unlike every example keeps its built-in log-odds (and so its verdict and
+confidence) bit for bit, and the correction is continuous in between.
 ``r_e`` is the shift that moves example pair ``e`` to its label's side of the policy's
 threshold by ``learning_margin`` nats (0 for a pair already there: it pins, it does not push).
 The coefficients ``c`` solve ``K c = r`` by least squares with a singular-value cut
@@ -44,6 +45,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ...errors import SpikemergeError
 from .base import Example
 from .params import DEFAULT_JUDGE_PARAMS, JudgeParams
 from .terms import TERMS, PairScore, logit, score_pair, signature
@@ -55,7 +57,7 @@ def _scales(params: JudgeParams) -> np.ndarray:
     table = dict(params.learning_term_scales)
     missing = [k for k in TERMS if k not in table]
     if missing:
-        raise ValueError(f"JudgeParams.learning_term_scales lacks {', '.join(missing)}: give every term a scale")
+        raise SpikemergeError(f"JudgeParams.learning_term_scales lacks {', '.join(missing)}: give every term a scale")
     return np.array([float(table[k]) for k in TERMS])
 
 
@@ -66,7 +68,7 @@ def point(score: PairScore, evidence: Mapping[str, Any], params: JudgeParams = D
 
 
 def kernel(distance: np.ndarray | float, params: JudgeParams = DEFAULT_JUDGE_PARAMS) -> np.ndarray:
-    """Similarity of two pairs from the distance of their standardized term vectors.
+    """Similarity of two pairs from the distance between their points (see :func:`point`).
 
     A Gaussian of width ``learning_bandwidth`` minus its value at ``learning_cutoff`` widths,
     rescaled to 1 at 0: exactly 0 from the cutoff on, so far pairs are untouched, not merely
@@ -103,11 +105,17 @@ class LocalCorrection:
         score.log_odds += delta
         nearest = int(np.argmax(weights))
         good = weights * (self.labels == 1)
-        if delta >= 0 and good.max(initial=0.0) >= self.params.learning_override_kernel:
+        cleared = (score.veto or score.thin) and delta >= 0 and \
+            good.max(initial=0.0) >= self.params.learning_override_kernel
+        lifted = "a veto by the crosscorrelogram" if score.veto else "the thin-evidence flag"
+        if cleared:
             score.veto = score.thin = False
+        if delta == 0.0 and not cleared:
+            return score
         score.reasons = {**score.reasons, "examples": (
             f"like example {self.names[nearest]!r} ({'good' if self.labels[nearest] else 'bad'}, "
-            f"{100 * weights[nearest]:.0f}% alike): the examples move its log-odds by {delta:+.2f}")}
+            f"{100 * weights[nearest]:.0f}% alike): the examples move its log-odds by {delta:+.2f}"
+            + (f"; a person judged a case this alike one neuron, which lifts {lifted}" if cleared else ""))}
         return score
 
 

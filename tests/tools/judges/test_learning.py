@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from spikemerge.errors import SpikemergeError
 from spikemerge.tools.judges.base import Example, JudgeRequest
 from spikemerge.tools.judges.learning import fit_local_correction, kernel
 from spikemerge.tools.judges.metrics import MetricsJudge
@@ -101,6 +102,7 @@ def test_an_example_that_is_the_judged_group_flips_it_even_against_a_veto():
     same = Example(name="curator merged 7 and 8", label="good", unit_ids=(7, 8), evidence=request.evidence)
     verdict = _judge([request], [same])[0]
     assert verdict.decision == "merge", verdict.reasoning
+    assert "lifts a veto" in verdict.reasoning
     thin = _request(2, {**CLEAR, "ccg_expected_refractory": 0.5, "template_similarity_denoised": 0.95})
     assert _judge([thin], policy="conservative")[0].decision == "abstain"
     assert _judge([thin], [_example("good", thin.evidence["pairs"][0])], policy="conservative")[0].decision == "merge"
@@ -159,7 +161,7 @@ def test_what_was_learned_is_recorded_and_every_setting_is_fingerprinted():
 
 def test_a_scale_table_that_misses_a_term_fails_in_one_line():
     params = JudgeParams(learning_term_scales=(("crosscorrelograms", 1.0),))
-    with pytest.raises(ValueError, match="learning_term_scales lacks duplicate"):
+    with pytest.raises(SpikemergeError, match="learning_term_scales lacks duplicate"):
         fit_local_correction([_example("bad", CLEAR)], 0.5, params)
 
 
