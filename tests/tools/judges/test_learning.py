@@ -90,6 +90,10 @@ def test_a_similar_pair_moves_the_right_way_and_less_than_the_example_itself():
     shift = {g: after[g] - before[g] for g in before}
     assert shift[1] < shift[2] < 0, shift  # the example gets it all, a similar pair part of it
     assert shift[3] == 0.0
+    # a pair a little elsewhere on the probe (its raw numbers differ, not its terms) moves part of the way too
+    nearby = _request(4, {**CLEAR, "distance_um": 8.0}, (7, 8))
+    moved = judge.scores(nearby, correction=correction)[frozenset((7, 8))].log_odds - before[1]
+    assert shift[1] < moved < 0, (moved, shift)
     good = fit_local_correction([_example("good", BORDERLINE)], 0.5)
     nearby = {**BORDERLINE, "ccg_expected_refractory": 1.2}
     moved = judge.scores(_request(4, nearby), correction=good)[frozenset((1, 2))].log_odds
