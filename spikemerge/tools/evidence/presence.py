@@ -124,4 +124,5 @@ def presence_evidence(times_a: np.ndarray, amplitudes_a: np.ndarray, times_b: np
         "amplitude_overlap_concurrent": concurrent,
         "amplitude_handover": handover,
         "handover_gap_s": gap,
+        "handover_gap_fraction": gap / duration_s if duration_s > 0 and np.isfinite(gap) else float("nan"),
     }

@@ -56,6 +56,10 @@ class JudgeParams:
     handover_amplitude_good: float = 0.5
     handover_amplitude_bad: float = 0.2
     handover_similarity: float = 0.9
+    handover_max_interleave: float = 0.1
+    """A clean hand-over has the first unit's last spikes (95th percentile) at most this share of
+    the recording after the second unit's first ones (5th percentile): units that take turns
+    back and forth do not follow one another, and the hand-over model does not hold for them."""
     handover_log_odds: float = 1.5
     handover_mismatch_log_odds: float = -2.0
     # decisive evidence against, which a drift chain may not override

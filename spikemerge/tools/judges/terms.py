@@ -161,7 +161,10 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
             f"both units fire together (presence overlap {overlap:.2f}); amplitude distributions overlap "
             f"{_get(e, 'amplitude_overlap_concurrent', float('nan')):.2f} while both fire")
     veto = not duplicate and powered and terms["crosscorrelograms"] <= p.veto_log_odds
-    thin = not duplicate and not powered and not handover
+    # without CCG power only a hand-over in which the units really follow one another is more
+    # than shape: units that take turns back and forth are thin evidence (conservative abstains)
+    follows = _get(e, "handover_gap_fraction", 0.0) >= -p.handover_max_interleave
+    thin = not duplicate and not powered and not (handover and follows)
     return PairScore(unit_a=e["unit_a"], unit_b=e["unit_b"], log_odds=float(sum(terms.values())),
                      duplicate=duplicate, terms=terms, thin=thin, handover=handover and not veto, veto=veto,
                      reasons=reasons)
