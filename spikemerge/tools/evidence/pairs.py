@@ -74,8 +74,8 @@ def unit_similarity(a: UnitArrays, b: UnitArrays, fs: float, noise_levels: np.nd
     uses it so that a low-amplitude unit's noisy template is not read as another shape.
     """
     channels, lag, similarity = _union_lag(a, b, fs, params)
-    n_a = len(a.waveforms) or a.times_s.size
-    n_b = len(b.waveforms) or b.times_s.size
+    n_a = a.num_waveforms or a.times_s.size  # counted without reading the waveforms
+    n_b = b.num_waveforms or b.times_s.size
     record = noise_aware_similarity(a.template[:, channels], b.template[:, channels], noise_levels[channels],
                                     n_a, n_b, shift=lag)
     return {"template_similarity": similarity, "template_lag_samples": lag, **record}
