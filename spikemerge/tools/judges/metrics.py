@@ -189,7 +189,7 @@ class MetricsJudge:
         """Judge each request in turn; labelled examples correct the built-in model where they speak.
 
         Good and bad examples (their pair evidence) add a local correction to the log-odds of
-        pairs whose terms resemble theirs (:func:`~.learning.fit_local_correction`): an example's
+        pairs whose terms and evidence numbers resemble theirs (:func:`~.learning.fit_local_correction`): an example's
         own case lands on its label's side of the policy's threshold, a case unlike every
         example keeps its built-in verdict and confidence exactly. With ``min_pairs_for_refit``
         labelled pairs or more, the term weights are first refit globally as well
