@@ -135,7 +135,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         if action.default is None or action.default is False or action.default == argparse.SUPPRESS \
-                or "%(default)" in text or action.required:
+                or isinstance(action, argparse._CountAction) or "%(default)" in text or action.required:
             return text
         return super()._get_help_string(action)
 
