@@ -40,6 +40,8 @@ HELP = """[bold]Slash commands[/] (no model needed):
   /apply               apply the judged merges (asks first unless --yes)
   /undo                undo the last apply
   /examples            example groups used so far
+  /review \\[port]      review the proposed merges in spikeinterface-gui (web)
+  /review collect \\[FILE]  learn from the curation saved in the GUI (or FILE)
   /help, /quit
 Anything else is a request to the planner, e.g. "merge duplicates conservatively"."""
 THREAD_FILE = "chat_thread.txt"
@@ -125,6 +127,11 @@ class Chat:
                 result = self.apply(undo=False)
             elif name == "undo":
                 result = self.apply(undo=True)
+            elif name == "review":
+                from .review.slash import review_command
+
+                result = review_command(self.registry.require(), rest)
+                self.say(result)
             elif name == "examples":
                 examples = self.values().get("examples") or {}
                 lines = [f"{label}: " + ", ".join(f"group {e['group_id']} {e['unit_ids']}" for e in examples.get(label, []))

@@ -1,4 +1,4 @@
-"""The `spikemerge` command: run, demo, bench and chat (batch and review register here too).
+"""The `spikemerge` command: run, batch, demo, bench, chat and review.
 
 Conventions every sub-command follows:
 
@@ -120,10 +120,44 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .bench.batch import BatchSettings, run_batch
+
+    settings = BatchSettings(
+        judge=args.judge, policy=args.policy, min_similarity=args.min_similarity, preset=args.preset,
+        relax=not args.no_relax, render=not args.no_render, apply=args.apply,
+        vlm_max_concurrency=args.vlm_concurrency, vlm_requests_per_second=args.vlm_rate,
+    )
+    rows = run_batch(args.analyzers, args.out, settings, engine=args.engine, workers=args.workers,
+                     scheduler=args.scheduler, progress=not args.quiet)
+    failed = [r for r in rows if r["status"] != "ok"]
+    print(f"{len(rows) - len(failed)} of {len(rows)} analyzers curated; table: {Path(args.out) / 'batch.csv'}")
+    for row in failed:
+        print(f"  {row['name']}: {row['reason']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     from .chat import chat_from_args
 
     return chat_from_args(args)
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    """Open the proposals in spikeinterface-gui, or (--collect) learn from what the curator saved."""
+    if args.collect is not None:
+        from .review.proposals import load_proposals
+        from .tools.session import CurationSession
+
+        analyzer = args.analyzer or load_proposals(Path(args.out)).analyzer
+        session = CurationSession.open(analyzer, args.out, progress=False)
+        outcome = session.collect_review(args.collect or None)
+        print(outcome.summary())
+        return 0
+    from .review.gui import serve
+
+    serve(args.out, port=args.port, mode=args.mode, open_browser=not args.no_browser, analyzer=args.analyzer)
+    return 0
 
 
 # ------------------------------------------------------------------ the parser
@@ -199,6 +233,30 @@ def _add_bench(sub, policies: list[str]) -> None:
     bench.set_defaults(func=cmd_bench)
 
 
+def _add_batch(sub, policies: list[str]) -> None:
+    batch = sub.add_parser("batch", help="curate many analyzers (folders, a glob, or a CSV manifest), locally or on Dask",
+                           formatter_class=_HelpFormatter)
+    batch.add_argument("analyzers", nargs="+", help="analyzer folders, glob patterns, or a CSV manifest (path,name)")
+    batch.add_argument("--out", required=True, help="batch folder: OUT/<name>/ per analyzer and OUT/batch.csv")
+    batch.add_argument("--engine", choices=("local", "dask"), default="local",
+                       help="local worker processes, or Dask distributed (a LocalCluster unless --scheduler)")
+    batch.add_argument("--workers", type=int, default=2, help="worker processes (local) or Dask workers")
+    batch.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler (with --engine dask)")
+    batch.add_argument("--policy", choices=policies, default="balanced", help="how readily groups merge")
+    batch.add_argument("--min-similarity", type=float, default=None,
+                       help="template similarity gate in (0, 1] (default: the policy's)")
+    batch.add_argument("--preset", default=None, help="a SpikeInterface merge preset instead of the similarity gate")
+    batch.add_argument("--no-relax", action="store_true", help="do not lower the gate when nothing is found")
+    batch.add_argument("--judge", default="metrics", help="metrics (offline) or a vision model, provider:name")
+    batch.add_argument("--vlm-concurrency", type=int, default=4, help="model calls in flight per worker")
+    batch.add_argument("--vlm-rate", type=float, default=None, help="model requests per second per worker")
+    batch.add_argument("--apply", action="store_true", help="also write each merged analyzer")
+    batch.add_argument("--no-render", action="store_true", help="skip the figures (the metrics judge does not need them)")
+    batch.add_argument("--quiet", action="store_true", help="no progress bar")
+    _common(batch)
+    batch.set_defaults(func=cmd_batch)
+
+
 def _add_chat(sub, policies: list[str]) -> None:
     chat = sub.add_parser("chat", help="curate in a terminal chat with a planner model", formatter_class=_HelpFormatter)
     chat.add_argument("analyzer", nargs="?", default=None, help="SortingAnalyzer folder (optional with --resume)")
@@ -213,9 +271,23 @@ def _add_chat(sub, policies: list[str]) -> None:
     chat.set_defaults(func=cmd_chat)
 
 
-SUBCOMMANDS: list[Callable[[Any, list[str]], None]] = [_add_run, _add_demo, _add_bench, _add_chat]
-"""Each adds one sub-parser; ``batch`` (issue 14) and ``review`` (issue 15) append theirs here,
-with ``_HelpFormatter``, ``_common`` and, for batch, ``run_summary``/``print_json`` for ``--json``."""
+def _add_review(sub, policies: list[str]) -> None:
+    review = sub.add_parser("review", help="review the proposed merges in spikeinterface-gui; --collect learns from the result",
+                            formatter_class=_HelpFormatter)
+    review.add_argument("out", help="an output folder of `spikemerge run` (holds curation.json)")
+    review.add_argument("--port", type=int, default=0, help="web mode: port on 127.0.0.1 (0: a free one)")
+    review.add_argument("--no-browser", action="store_true", help="web mode: do not open a browser")
+    review.add_argument("--mode", choices=("web", "desktop"), default="web", help="Panel web app or Qt desktop app")
+    review.add_argument("--analyzer", default=None, help="the analyzer folder, if it moved since the run")
+    review.add_argument("--collect", nargs="?", const="", default=None, metavar="FILE",
+                        help="compare the curator's curation (default: what the GUI saved) with the proposals, "
+                             "write review.json and curation.json, and save the corrections as examples")
+    _common(review)
+    review.set_defaults(func=cmd_review)
+
+
+SUBCOMMANDS: list[Callable[[Any, list[str]], None]] = [_add_run, _add_batch, _add_demo, _add_bench, _add_chat, _add_review]
+"""Each adds one sub-parser, with ``_HelpFormatter`` and ``_common``."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,9 @@ class Policy:
     merge_threshold: float
     """A group merges when the judge's merge probability is at least this."""
     description: str
+    abstain_on_thin: bool = False
+    """Too few coincidences expected for the crosscorrelogram to decide: abstain instead of
+    merging on shape alone."""
 
 
 POLICIES: dict[str, Policy] = {
@@ -25,7 +28,9 @@ POLICIES: dict[str, Policy] = {
         name="conservative",
         min_similarity=0.85,
         merge_threshold=0.8,
-        description="Merge only clear cases; when the evidence is ambiguous, do not merge.",
+        description="Merge only clear cases; when the evidence is ambiguous, do not merge; "
+                    "when it is too thin to tell, abstain.",
+        abstain_on_thin=True,
     ),
     "balanced": Policy(
         name="balanced",

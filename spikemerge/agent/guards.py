@@ -1,7 +1,16 @@
-"""Guards that stop a runaway turn with a clear message instead of looping.
+"""Guards that keep a turn bounded and a conversation valid, as agent middleware.
 
-LangGraph's own recursion limit is a backstop; these checks stop earlier and say why: too many
-tool calls in one user turn, or the planner asking for a call it already made this turn.
+LangChain's own middleware does most of it (see ``graph.py``): ``ModelRetryMiddleware`` for
+planner faults, ``ToolCallLimitMiddleware`` for the cap on tool calls per turn,
+``ContextEditingMiddleware`` to clear old tool results from what the planner reads. Two things
+it has no primitive for live here:
+
+- :class:`RepeatGuard` stops a turn whose planner asks again for a call it already made in
+  this turn with the same arguments (a loop, not progress);
+- :class:`CancelDanglingCalls` answers every tool call left without a result ("cancelled")
+  before the planner reads the history again. A turn cancelled with Ctrl-C, a killed process
+  or a checkpoint written by an older version leave such calls behind, and every provider
+  rejects a history holding one (HTTP 400), so without this the chat could never recover.
 """
 
 from __future__ import annotations
@@ -10,19 +19,49 @@ import json
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from langchain_core.messages import AIMessage, ToolMessage
+from langchain.agents.middleware import AgentMiddleware, hook_config
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, RemoveMessage, ToolMessage
+from langgraph.graph.message import REMOVE_ALL_MESSAGES
 
-DEFAULT_MAX_TOOL_CALLS = 12
-DEFAULT_RECURSION_LIMIT = 60
-"""Graph steps per invocation: about four per tool round, so above the tool-call cap."""
+from ..tools.judges.vlm.calls import classify
+
+CANCELLED = "Cancelled: the person interrupted this call before it finished; it may have done part of its work."
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-turn limits (``build_graph`` arguments)."""
+    """The agent's parameter table (``build_graph`` arguments and :class:`~.context.Context`)."""
 
-    max_tool_calls_per_turn: int = DEFAULT_MAX_TOOL_CALLS
-    recursion_limit: int = DEFAULT_RECURSION_LIMIT
+    max_tool_calls_per_turn: int = 12
+    """Tool calls allowed between two messages of the person."""
+    recursion_limit: int = 150
+    """Graph steps per invocation. A tool round is about seven steps (middleware hooks are
+    nodes), so this sits above the tool-call cap; LangGraph's own default is far higher."""
+    planner_retries: int = 3
+    """Retries of a planner call that failed with a passing fault (429, 5xx, timeout)."""
+    retry_initial_delay: float = 1.0
+    """Seconds before the first planner retry; doubles per retry, jittered."""
+    retry_max_delay: float = 30.0
+    """Longest wait between two planner retries, in seconds."""
+    clear_tool_results_at_tokens: int = 8000
+    """Once the history the planner reads passes this many tokens, older tool results are cleared."""
+    keep_tool_results: int = 4
+    """Most recent tool results always shown to the planner in full."""
+    history_tokens: int = 24000
+    """The planner reads at most this many tokens of history (whole turns, newest first)."""
+
+
+DEFAULT_MAX_TOOL_CALLS = Limits.max_tool_calls_per_turn
+DEFAULT_RECURSION_LIMIT = Limits.recursion_limit
+
+
+def planner_retryable(exc: BaseException) -> bool:
+    """A planner fault worth another try: rate limits, timeouts, 5xx, dropped connections.
+
+    The same sorting as the VLM judge's calls; authentication, unknown model, no quota and
+    rejected requests are not retried (another try fails the same way).
+    """
+    return classify(exc) == "retry"
 
 
 def call_signature(call: dict[str, Any]) -> str:
@@ -30,43 +69,95 @@ def call_signature(call: dict[str, Any]) -> str:
     return f"{call['name']}({json.dumps(call.get('args') or {}, sort_keys=True, default=str)})"
 
 
-def check_turn(turn: dict[str, Any], calls: Sequence[dict[str, Any]], limits: Limits) -> str | None:
-    """Why the planner's next ``calls`` must not run, or None when they may.
+def this_turn(messages: Sequence[AnyMessage]) -> list[AnyMessage]:
+    """The messages since the person's last message."""
+    start = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=-1)
+    return list(messages[start + 1:])
 
-    Parameters
-    ----------
-    turn
-        The state's turn counters: ``tool_calls`` made so far and ``seen`` call signatures.
-    calls
-        The tool calls the planner just asked for.
-    limits
-        The limits in force.
-    """
-    done = int(turn.get("tool_calls", 0))
-    if done + len(calls) > limits.max_tool_calls_per_turn:
-        return (
-            f"Stopped this turn: the planner asked for more than {limits.max_tool_calls_per_turn} tool calls "
-            f"({done} done). Say 'continue' to let it go on, or use a slash command (/help)."
-        )
-    seen = set(turn.get("seen", []))
-    for call in calls:
+
+def repeated_call(messages: Sequence[AnyMessage]) -> str | None:
+    """The signature of a call in the last planner reply that already ran this turn, if any."""
+    turn = this_turn(messages)
+    if not turn or not isinstance(turn[-1], AIMessage):
+        return None
+    seen: set[str] = set()
+    for message in turn[:-1]:
+        if isinstance(message, AIMessage):
+            seen.update(call_signature(c) for c in message.tool_calls)
+    for call in turn[-1].tool_calls:
         signature = call_signature(call)
         if signature in seen:
-            return (
-                f"Stopped this turn: the planner repeated {signature}, which already ran this turn with the "
-                "same arguments. Rephrase the request or use a slash command (/help)."
-            )
+            return signature
         seen.add(signature)
     return None
 
 
-def stop_messages(last: AIMessage, reason: str) -> list:
+def stop_messages(last: AIMessage, reason: str) -> list[AnyMessage]:
     """Answer every pending tool call as not run, then say why the turn stopped."""
-    answers = [
+    answers: list[AnyMessage] = [
         ToolMessage(content=f"Not run: {reason}", tool_call_id=c["id"], name=c["name"], status="error")
         for c in last.tool_calls
     ]
     return answers + [AIMessage(content=reason)]
+
+
+def answer_dangling(messages: Sequence[AnyMessage]) -> list[AnyMessage] | None:
+    """The history with every unanswered tool call answered "cancelled" right after its call.
+
+    Returns None when nothing is unanswered. The answers go directly after the calling
+    message (and after the results it did get), where providers require them.
+    """
+    answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+    if all(c["id"] in answered for m in messages if isinstance(m, AIMessage) for c in m.tool_calls):
+        return None
+    repaired: list[AnyMessage] = []
+    pending: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        repaired.extend(ToolMessage(content=CANCELLED, tool_call_id=c["id"], name=c["name"], status="error")
+                        for c in pending)
+        pending.clear()
+
+    for message in messages:
+        if not (isinstance(message, ToolMessage) and pending):
+            flush()
+        repaired.append(message)
+        if isinstance(message, AIMessage):
+            pending.extend(c for c in message.tool_calls if c["id"] not in answered)
+        elif isinstance(message, ToolMessage):
+            pending[:] = [c for c in pending if c["id"] != message.tool_call_id]
+    flush()
+    return repaired
+
+
+class CancelDanglingCalls(AgentMiddleware):
+    """Answer unanswered tool calls "cancelled" when a run starts and before each planner call."""
+
+    def _repair(self, state: dict[str, Any]) -> dict[str, Any] | None:
+        repaired = answer_dangling(state.get("messages") or [])
+        if repaired is None:
+            return None
+        return {"messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES), *repaired]}
+
+    def before_agent(self, state, runtime) -> dict[str, Any] | None:  # noqa: D102
+        return self._repair(state)
+
+    def before_model(self, state, runtime) -> dict[str, Any] | None:  # noqa: D102
+        return self._repair(state)
+
+
+class RepeatGuard(AgentMiddleware):
+    """End the turn, with a message saying why, when the planner repeats a call of this turn."""
+
+    @hook_config(can_jump_to=["end"])
+    def after_model(self, state, runtime) -> dict[str, Any] | None:  # noqa: D102
+        messages = state.get("messages") or []
+        signature = repeated_call(messages)
+        if signature is None:
+            return None
+        reason = (f"Stopped this turn: the planner repeated {signature}, which already ran this turn with the "
+                  "same arguments. Rephrase the request or use a slash command (/help).")
+        return {"messages": stop_messages(messages[-1], reason), "jump_to": "end"}
 
 
 def recursion_message(limit: int) -> str:

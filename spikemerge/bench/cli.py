@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -14,20 +15,26 @@ from ..errors import SpikemergeError
 from ..tools.outputs import claim_output_folder, write_json_atomic
 from .run import CENSOR_MS, SCENARIO_HELP, SCENARIOS, SI_PRESETS, dataset_key, run_bench, scenario_spec
 from .scoring import MATCH_SCORE, OVERMERGED_SCORE, REDUNDANT_SCORE, WELL_DETECTED_SCORE
+from .sorted import BENCH_SCENARIO_HELP, BENCH_SCENARIOS, dataset_spec
 
 SUMMARY_COLUMNS = ["scenario", "method", "status", "runs", "precision", "recall", "f1", "f1_min", "distinct_merges",
                    "num_gt", "num_well_detected", "num_redundant", "num_overmerged", "seconds", "input_tokens",
                    "output_tokens", "cost_usd", "reason"]
 
 
-def parse_list(value: str | None, everything: Sequence[str], what: str) -> list[str]:
-    """Comma-separated names; ``all`` means ``everything``; unknown names are a one-line error."""
+def parse_list(value: str | None, everything: Sequence[str], what: str, extra: Sequence[str] = ()) -> list[str]:
+    """Comma-separated names; ``all`` means ``everything``; unknown names are a one-line error.
+
+    ``extra`` names are accepted when asked for by name but are not part of ``all``.
+    """
     names = [s.strip() for s in (value or "").split(",") if s.strip()]
     if names == ["all"]:
         return list(everything)
-    unknown = [n for n in names if n not in everything]
+    known = [*everything, *extra]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise SpikemergeError(f"unknown {what} {', '.join(unknown)}: use any of {', '.join(everything)} (or all)")
+        raise SpikemergeError(f"unknown {what} {', '.join(unknown)}: use any of {', '.join(known)} "
+                              f"(or all: {', '.join(everything)})")
     return names
 
 
@@ -143,6 +150,19 @@ def render_table(summary: pd.DataFrame, seeds: Sequence[int]):
     return table
 
 
+def _scenario_record(name: str, seeds: Sequence[int], quick: bool) -> dict[str, Any]:
+    """What bench.json says about one scenario: description, dataset per seed, parameters."""
+    if name in BENCH_SCENARIOS:
+        specs = {seed: dataset_spec(*BENCH_SCENARIOS[name], seed) for seed in seeds}
+        first = specs[seeds[0]]
+        return {"description": BENCH_SCENARIO_HELP[name], "datasets": {seed: s.name for seed, s in specs.items()},
+                "spec": {**asdict(first.recording_spec()), "sorter": first.sorter,
+                         "motion_correction": first.motion_correction}}
+    return {"description": SCENARIO_HELP.get(name, ""),
+            "datasets": {seed: dataset_key(scenario_spec(name, seed, quick)) for seed in seeds},
+            "spec": scenario_spec(name, seeds[0], quick).__dict__}
+
+
 def bench_main(args: argparse.Namespace) -> int:
     """Run the bench the parsed ``args`` ask for; print the table; write bench.json and bench_f1.png."""
     from rich.console import Console
@@ -152,7 +172,7 @@ def bench_main(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     if not console.is_terminal:
         console = Console(highlight=False, width=150)
-    scenarios = parse_list(args.scenarios, list(SCENARIOS), "scenario(s)")
+    scenarios = parse_list(args.scenarios, list(SCENARIOS), "scenario(s)", extra=list(BENCH_SCENARIOS))
     presets = parse_list(args.presets, list(SI_PRESETS), "preset(s)")
     if not scenarios:
         raise SpikemergeError(f"no scenario given: use any of {', '.join(SCENARIOS)} (or all)")
@@ -187,10 +207,7 @@ def bench_main(args: argparse.Namespace) -> int:
     usage = getattr(judge, "usage_summary", None)
     write_json_atomic(out / "bench.json", {
         "judge": {"name": judge.name, "model": getattr(judge, "model", None), "policy": policy},
-        "scenarios": {name: {"description": SCENARIO_HELP.get(name, ""),
-                             "datasets": {seed: dataset_key(scenario_spec(name, seed, args.quick)) for seed in seeds},
-                             "spec": scenario_spec(name, seeds[0], args.quick).__dict__}
-                      for name in scenarios},
+        "scenarios": {name: _scenario_record(name, seeds, args.quick) for name in scenarios},
         "seeds": seeds, "presets": presets, "quick": args.quick, "cache": str(cache),
         "thresholds": {"match_score": MATCH_SCORE, "well_detected_score": WELL_DETECTED_SCORE,
                        "redundant_score": REDUNDANT_SCORE, "overmerged_score": OVERMERGED_SCORE,

@@ -24,6 +24,7 @@ from ..tools.judges.base import Judge
 from ..tools.judges.metrics import MetricsJudge
 from ..tools.session import CurationSession
 from .scoring import score_merges, unit_counts
+from .sorted import BENCH_SCENARIOS
 from .synthetic import (
     GroundTruth,
     ScenarioSpec,
@@ -171,9 +172,15 @@ def curated_sorting(sorting, groups: Sequence[Sequence[Any]]):
 
 
 def score_result(truth: GroundTruth, groups: Sequence[Sequence[Any]]) -> dict[str, Any]:
-    """Pair-level scores and unit-level counts of merging ``groups`` in ``truth``'s sorting."""
+    """Pair-level scores and unit-level counts of merging ``groups`` in ``truth``'s sorting.
+
+    Units a truth marks impure (``impure_units``: a sorter-made unit that is no single neuron)
+    are left out of the pair-level score; the unit-level counts see the whole curated sorting.
+    """
     groups = [[u.item() if hasattr(u, "item") else u for u in g] for g in groups]
-    scores = score_merges(groups, truth.neuron_of_unit)
+    impure = set(getattr(truth, "impure_units", ()))
+    scored = [[u for u in g if u not in impure] for g in groups] if impure else groups
+    scores = score_merges([g for g in scored if len(g) > 1], truth.neuron_of_unit)
     sorting = truth.analyzer.sorting
     scores.update(unit_counts(truth.ground_truth_sorting(), curated_sorting(sorting, groups)))
     scores.update(merge_groups=len(groups), units_before=len(sorting.unit_ids),
@@ -316,6 +323,20 @@ def run_preset(truth: GroundTruth, preset: str) -> dict[str, Any]:
     return PresetRunner(truth, [preset]).run(preset)
 
 
+def _sorted_dataset(scenario: str, seed: int, sorted_cache: Path | None, log: Log):
+    """A sorted-bench dataset for the bench loop: (truth, row base, whether it was cached)."""
+    from .sorted import dataset_spec, default_cache, sorted_ground_truth
+
+    cache = Path(sorted_cache) if sorted_cache is not None else default_cache()
+    spec = dataset_spec(*BENCH_SCENARIOS[scenario], seed)
+    cached = (cache / spec.name / "READY").exists()
+    log(f"{scenario} seed {seed}: {'loading' if cached else 'building (MEArec + sorter)'} dataset {spec.name}")
+    truth = sorted_ground_truth(scenario, seed, cache, log=log)
+    base = {"scenario": scenario, "seed": seed, "dataset": spec.name, "neurons": truth.truth.get("num_neurons"),
+            "true_groups": len(truth.true_groups), "impure_units": len(truth.impure_units)}
+    return truth, base, cached
+
+
 def run_bench(
     scenarios: Sequence[str] = ("static", "drift"),
     seeds: Sequence[int] = (0, 1, 2),
@@ -326,8 +347,14 @@ def run_bench(
     quick: bool = False,
     log: Log | None = None,
     policy: str = "balanced",
+    sorted_cache: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Score ``judge`` (default: metrics) and ``presets`` on every scenario and seed.
+
+    Scenarios named in :data:`~spikemerge.bench.sorted.BENCH_SCENARIOS` (``sorted_drift``,
+    ``sorted_burst``, ...) are over-splits made by a real sorter: their datasets are read from
+    ``sorted_cache`` (default ``$SPIKEMERGE_CACHE`` or ``~/.cache/spikemerge/sorted_bench``) and
+    built there when missing, which needs the ``[bench]`` extra and minutes per dataset.
 
     Parameters
     ----------
@@ -356,23 +383,26 @@ def run_bench(
         One row per scenario, seed and method (``none``: nothing merged; ``spikemerge/<judge>``;
         ``si/<preset>``) with ``status``, pair-level scores, unit-level counts, seconds and usage.
     """
-    unknown = [s for s in scenarios if s not in SCENARIOS]
+    unknown = [s for s in scenarios if s not in SCENARIOS and s not in BENCH_SCENARIOS]
     if unknown:
-        raise ValueError(f"unknown scenario(s) {unknown}: use {', '.join(SCENARIOS)}")
+        raise ValueError(f"unknown scenario(s) {unknown}: use {', '.join([*SCENARIOS, *BENCH_SCENARIOS])}")
     judge = judge or MetricsJudge()
     log = log or (lambda line: None)
     rows: list[dict[str, Any]] = []
     work = Path(out or tempfile.mkdtemp(prefix="spikemerge-bench-"))
     for scenario in scenarios:
         for seed in seeds:
-            spec = scenario_spec(scenario, seed, quick)
-            key = dataset_key(spec)
-            cached = cache is not None and (Path(cache) / key / "truth.json").exists()
-            log(f"{scenario} seed {seed}: {'loading' if cached else 'generating'} dataset {key}")
             t0 = time.perf_counter()
-            truth = load_or_make(spec, cache)
-            base = {"scenario": scenario, "seed": seed, "dataset": key, "neurons": spec.num_neurons,
-                    "true_groups": len(truth.true_groups)}
+            if scenario in BENCH_SCENARIOS:
+                truth, base, cached = _sorted_dataset(scenario, seed, sorted_cache, log)
+            else:
+                spec = scenario_spec(scenario, seed, quick)
+                key = dataset_key(spec)
+                cached = cache is not None and (Path(cache) / key / "truth.json").exists()
+                log(f"{scenario} seed {seed}: {'loading' if cached else 'generating'} dataset {key}")
+                truth = load_or_make(spec, cache)
+                base = {"scenario": scenario, "seed": seed, "dataset": key, "neurons": spec.num_neurons,
+                        "true_groups": len(truth.true_groups)}
             dataset_info = {"generate_s" if not cached else "load_s": round(time.perf_counter() - t0, 3),
                             "cached": cached}
             rows.append({**base, "method": "none", "kind": "baseline", "status": "ok", "seconds": 0.0,

@@ -1,14 +1,23 @@
 """find_candidates: groups of units that might be one neuron, for the judge to decide.
 
 Candidates are for recall, the judge is for precision (DESIGN.md). The default gate keeps
-pairs whose templates are at least ``min_similarity`` alike (cosine, best shift, union of the
-two units' channels) and whose estimated positions are close. A SpikeInterface preset can be
-used instead; its ``template_diff_thresh`` is a *difference*, set to ``1 - min_similarity``.
-With ``relax``, an empty result lowers ``min_similarity`` step by step to a floor.
+pairs whose templates are at least ``min_similarity`` alike (cosine at the best lag within
+±2 ms, on the union of the two units' channels, raw or with the noise their spike counts
+imply removed, so a low-amplitude split's noisy template is not lost) and whose estimated
+positions are close. Units that follow one another in time under drift are linked into
+chains: each link a hand-over (one unit ends as the next begins) whose waveforms match *at
+that moment* (the last spikes of one against the first of the next), since the first and the
+last fragment of a drifting neuron need not look alike. Groups are the connected components,
+of any size; the judge partitions them. A SpikeInterface preset can be used instead of the
+gate; its ``template_diff_thresh`` is a *difference*, set to ``1 - min_similarity``.
+With ``relax``, an empty result (or no more groups than ``more_than``) lowers
+``min_similarity`` step by step to a floor.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -16,14 +25,39 @@ from typing import Any
 import numpy as np
 
 from ..errors import SpikemergeError
-from .evidence.pairs import EvidenceContext, template_similarity
+from .evidence.pairs import EvidenceContext, denoised_similarity
+from .evidence.params import DEFAULT_EVIDENCE_PARAMS
+from .evidence.waveforms import template_lag
 from .judges.base import UnitId
 
 SI_PRESETS = ("similarity_correlograms", "temporal_splits", "x_contaminations", "feature_neighbors", "slay")
-RELAX_STEP = 0.05
-RELAX_FLOOR = 0.5
-MAX_DISTANCE_UM = 50.0
-MAX_GROUP_SIZE = 4
+
+
+@dataclass(frozen=True)
+class CandidateParams:
+    """Every number of the candidate search (the similarity itself is the caller's knob)."""
+
+    relax_step: float = 0.05
+    relax_floor: float = 0.5
+    max_distance_um: float = 50.0
+    chain_max_presence_overlap: float = 0.3
+    """Units whose firing overlaps less than this in time may hand over to each other."""
+    chain_max_gap_fraction: float = 0.1
+    """Largest silence between one unit's end and the next one's start, as a share of the recording."""
+    chain_distance_factor: float = 1.5
+    """Chain links may span this many times ``max_distance_um`` (positions are averages over a drift)."""
+    handover_spikes: int = 60
+    """Sampled waveforms of each unit compared at a hand-over."""
+    time_bins: int = 20
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+DEFAULT_CANDIDATE_PARAMS = CandidateParams()
+RELAX_STEP = DEFAULT_CANDIDATE_PARAMS.relax_step
+RELAX_FLOOR = DEFAULT_CANDIDATE_PARAMS.relax_floor
+MAX_DISTANCE_UM = DEFAULT_CANDIDATE_PARAMS.max_distance_um
 
 
 @dataclass
@@ -32,7 +66,9 @@ class CandidateGroup:
     unit_ids: list[UnitId]
     found_by: str
     pairs: list[dict[str, Any]] = field(default_factory=list)
-    """The pairs that put the group together: unit_a, unit_b, template_similarity, distance_um."""
+    """The pairs that put the group together: unit_a, unit_b, template_similarity, distance_um (and ``link``)."""
+    chains: list[list[UnitId]] = field(default_factory=list)
+    """Drift chains inside the group, in time order: each consecutive pair a hand-over."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,23 +86,114 @@ class CandidateSearch:
     def summary(self) -> str:
         tried = "; ".join(f"min_similarity {lv['min_similarity']:.2f}: {lv['num_groups']} groups" for lv in self.levels)
         source = f"preset {self.preset}" if self.preset else "similarity gate"
-        return f"{len(self.groups)} candidate groups ({source}; tried {tried})"
+        chains = sum(len(g.chains) for g in self.groups)
+        extra = f", {chains} drift chain{'s' if chains != 1 else ''}" if chains else ""
+        return f"{len(self.groups)} candidate groups ({source}{extra}; tried {tried})"
+
+
+def _distances(ctx: EvidenceContext) -> np.ndarray:
+    locations = ctx.locations
+    return np.linalg.norm(locations[:, None, :] - locations[None, :, :], axis=2)
 
 
 def similarity_pairs(
     ctx: EvidenceContext, min_similarity: float, max_distance_um: float = MAX_DISTANCE_UM
 ) -> list[dict[str, Any]]:
-    """Pairs whose templates are at least ``min_similarity`` alike and within ``max_distance_um``."""
-    locations = ctx.locations
-    distances = np.linalg.norm(locations[:, None, :] - locations[None, :, :], axis=2)
+    """Pairs whose templates are at least ``min_similarity`` alike (raw or denoised) within ``max_distance_um``."""
+    distances = _distances(ctx)
     pairs = []
     for i, j in zip(*np.nonzero(np.triu(distances <= max_distance_um, k=1))):
         a, b = ctx.unit_ids[i], ctx.unit_ids[j]
-        similarity, _ = template_similarity(ctx, a, b)
-        if similarity >= min_similarity:
-            pairs.append({"unit_a": a, "unit_b": b, "template_similarity": similarity,
-                          "distance_um": float(distances[i, j])})
+        shape = denoised_similarity(ctx, a, b)
+        best = max(shape["template_similarity"], shape["template_similarity_denoised"])
+        if best >= min_similarity:
+            pairs.append({"unit_a": a, "unit_b": b, "template_similarity": shape["template_similarity"],
+                          "template_similarity_denoised": shape["template_similarity_denoised"],
+                          "distance_um": float(distances[i, j]), "link": "similarity"})
     return pairs
+
+
+def _presence(ctx: EvidenceContext, bins: int) -> dict[UnitId, np.ndarray]:
+    edges = np.linspace(0.0, ctx.duration_s, bins + 1)
+    out = {}
+    for u in ctx.unit_ids:
+        counts, _ = np.histogram(ctx.unit(u).times_s, edges)
+        out[u] = counts / max(1, counts.sum())
+    return out
+
+
+def _edge_mean(unit, count: int, last: bool) -> np.ndarray | None:
+    """Mean sampled waveform (samples, unit channels) of a unit's last or first ``count`` spikes in time."""
+    if unit.waveform_times_s is None or len(unit.waveforms) == 0:
+        return None
+    order = np.argsort(unit.waveform_times_s, kind="stable")
+    pick = order[-count:] if last else order[:count]
+    return unit.waveforms[pick].mean(axis=0)
+
+
+def handover_similarity(ctx: EvidenceContext, first: UnitId, second: UnitId, count: int) -> float:
+    """Cosine of the first unit's last waveforms and the second's first ones, at the best lag, on their channels."""
+    ua, ub = ctx.unit(first), ctx.unit(second)
+    ma, mb = _edge_mean(ua, count, last=True), _edge_mean(ub, count, last=False)
+    if ma is None or mb is None:
+        return float("nan")
+    channels = np.union1d(ua.channels, ub.channels)
+    full_a = np.zeros((ma.shape[0], channels.size))
+    full_b = np.zeros((mb.shape[0], channels.size))
+    full_a[:, np.searchsorted(channels, ua.channels)] = ma
+    full_b[:, np.searchsorted(channels, ub.channels)] = mb
+    max_shift = int(round(DEFAULT_EVIDENCE_PARAMS.max_lag_ms * ctx.fs / 1000.0))
+    return template_lag(full_a, full_b, max_shift)[1]
+
+
+def handover_links(ctx: EvidenceContext, min_similarity: float, max_distance_um: float = MAX_DISTANCE_UM,
+                   params: CandidateParams = DEFAULT_CANDIDATE_PARAMS) -> list[dict[str, Any]]:
+    """Pairs where one unit takes over as the other ends, with waveforms alike at the hand-over.
+
+    Returned as ``unit_a`` (the earlier unit), ``unit_b`` (the later one), ``handover_similarity``.
+    """
+    distances = _distances(ctx)
+    presence = _presence(ctx, params.time_bins)
+    spans = {u: (np.quantile(ctx.unit(u).times_s, [0.05, 0.5, 0.95]) if ctx.unit(u).times_s.size else None)
+             for u in ctx.unit_ids}
+    reach = params.chain_distance_factor * max_distance_um
+    links = []
+    for i, j in zip(*np.nonzero(np.triu(distances <= reach, k=1))):
+        a, b = ctx.unit_ids[i], ctx.unit_ids[j]
+        if spans[a] is None or spans[b] is None:
+            continue
+        if float(np.minimum(presence[a], presence[b]).sum()) >= params.chain_max_presence_overlap:
+            continue
+        first, second = (a, b) if spans[a][1] <= spans[b][1] else (b, a)
+        gap = spans[second][0] - spans[first][2]
+        if gap > params.chain_max_gap_fraction * ctx.duration_s:
+            continue
+        similarity = handover_similarity(ctx, first, second, params.handover_spikes)
+        if np.isfinite(similarity) and similarity >= min_similarity:
+            links.append({"unit_a": first, "unit_b": second, "handover_similarity": float(similarity),
+                          "template_similarity": float(similarity), "distance_um": float(distances[i, j]),
+                          "link": "handover"})
+    return links
+
+
+def chains_from_links(links: list[dict[str, Any]]) -> list[list[UnitId]]:
+    """Time-ordered chains: each unit keeps its best successor and predecessor (most alike at the hand-over)."""
+    successor: dict[UnitId, UnitId] = {}
+    predecessor: dict[UnitId, UnitId] = {}
+    for link in sorted(links, key=lambda x: -x["handover_similarity"]):
+        a, b = link["unit_a"], link["unit_b"]
+        if a in successor or b in predecessor:
+            continue
+        successor[a], predecessor[b] = b, a
+    chains = []
+    for start in successor:
+        if start in predecessor:
+            continue
+        chain = [start]
+        while chain[-1] in successor and successor[chain[-1]] not in chain:
+            chain.append(successor[chain[-1]])
+        chains.append(chain)
+    return chains
 
 
 def preset_pairs(ctx: EvidenceContext, preset: str, min_similarity: float) -> list[dict[str, Any]]:
@@ -90,17 +217,19 @@ def preset_pairs(ctx: EvidenceContext, preset: str, min_similarity: float) -> li
     pairs = []
     for a, b in found:
         a, b = (x.item() if hasattr(x, "item") else x for x in (a, b))
-        similarity, _ = template_similarity(ctx, a, b)
+        shape = denoised_similarity(ctx, a, b)
         distance = float(np.linalg.norm(ctx.locations[ctx.index(a)] - ctx.locations[ctx.index(b)]))
-        pairs.append({"unit_a": a, "unit_b": b, "template_similarity": similarity, "distance_um": distance})
+        pairs.append({"unit_a": a, "unit_b": b, "template_similarity": shape["template_similarity"],
+                      "distance_um": distance, "link": "preset"})
     return pairs
 
 
-def group_pairs(ctx: EvidenceContext, pairs: list[dict[str, Any]], found_by: str) -> list[CandidateGroup]:
-    """Connected components of the pair graph, numbered from 1 in unit order.
+def group_pairs(ctx: EvidenceContext, pairs: list[dict[str, Any]], found_by: str,
+                chains: list[list[UnitId]] = ()) -> list[CandidateGroup]:
+    """Connected components of the pair graph, numbered from 1 in unit order, of any size.
 
-    A component larger than ``MAX_GROUP_SIZE`` is cut by complete linkage on similarity, so no
-    group chains units that were never close to each other.
+    The judge partitions each group (several merges, never an unjudged chain), so a large
+    component is kept whole rather than cut at an arbitrary size.
     """
     parent = {u: u for u in ctx.unit_ids}
 
@@ -112,43 +241,22 @@ def group_pairs(ctx: EvidenceContext, pairs: list[dict[str, Any]], found_by: str
 
     for pair in pairs:
         parent[root(pair["unit_a"])] = root(pair["unit_b"])
+    for chain in chains:
+        for a, b in zip(chain, chain[1:]):
+            parent[root(a)] = root(b)
     components: dict[UnitId, list[UnitId]] = {}
     for u in ctx.unit_ids:
         components.setdefault(root(u), []).append(u)
-    unit_sets = []
-    for members in components.values():
-        if len(members) < 2:
-            continue
-        unit_sets.extend(_split_large(members, pairs) if len(members) > MAX_GROUP_SIZE else [members])
-    unit_sets = [sorted(s, key=ctx.index) for s in unit_sets if len(s) >= 2]
+    unit_sets = [sorted(s, key=ctx.index) for s in components.values() if len(s) >= 2]
     unit_sets.sort(key=lambda s: ctx.index(s[0]))
     groups = []
     for number, units in enumerate(unit_sets, start=1):
         members = set(units)
         inside = [p for p in pairs if p["unit_a"] in members and p["unit_b"] in members]
-        groups.append(CandidateGroup(group_id=number, unit_ids=units, found_by=found_by, pairs=inside))
+        inner_chains = [list(c) for c in chains if len(c) >= 2 and set(c) <= members]
+        groups.append(CandidateGroup(group_id=number, unit_ids=units, found_by=found_by, pairs=inside,
+                                     chains=inner_chains))
     return groups
-
-
-def _split_large(members: list[UnitId], pairs: list[dict[str, Any]]) -> list[list[UnitId]]:
-    """Complete-linkage clusters of at most ``MAX_GROUP_SIZE`` units, most similar pairs first."""
-    similarity = {frozenset((p["unit_a"], p["unit_b"])): p["template_similarity"] for p in pairs}
-    clusters = [[u] for u in members]
-    while True:
-        best, best_pair = -1.0, None
-        for i in range(len(clusters)):
-            for j in range(i + 1, len(clusters)):
-                if len(clusters[i]) + len(clusters[j]) > MAX_GROUP_SIZE:
-                    continue
-                links = [similarity.get(frozenset((a, b))) for a in clusters[i] for b in clusters[j]]
-                if any(v is None for v in links):
-                    continue
-                if min(links) > best:
-                    best, best_pair = min(links), (i, j)
-        if best_pair is None:
-            return clusters
-        i, j = best_pair
-        clusters[i] = clusters[i] + clusters.pop(j)
 
 
 def find_candidates(
@@ -159,8 +267,10 @@ def find_candidates(
     floor: float = RELAX_FLOOR,
     step: float = RELAX_STEP,
     max_distance_um: float = MAX_DISTANCE_UM,
+    more_than: int = 0,
+    params: CandidateParams = DEFAULT_CANDIDATE_PARAMS,
 ) -> CandidateSearch:
-    """Find candidate groups; with ``relax``, lower ``min_similarity`` until something is found.
+    """Find candidate groups; with ``relax``, lower ``min_similarity`` until enough is found.
 
     Parameters
     ----------
@@ -170,9 +280,14 @@ def find_candidates(
         Templates at least this alike (0.9 = 90 %). For a preset, ``template_diff_thresh`` is
         set to ``1 - min_similarity``.
     preset : str or None, default: None
-        None for spikemerge's similarity-and-distance gate, or a SpikeInterface preset name.
+        None for spikemerge's similarity-and-distance gate with drift chains, or a
+        SpikeInterface preset name.
     relax : bool, default: True
-        When nothing is found, try ``min_similarity - step`` and so on down to ``floor``.
+        When no more than ``more_than`` groups are found, try ``min_similarity - step`` and so
+        on down to ``floor``.
+    more_than : int, default: 0
+        The number of groups to beat: 0 relaxes only on an empty result; a planner asking for
+        more candidates passes the number it already has.
 
     Returns
     -------
@@ -183,15 +298,19 @@ def find_candidates(
         raise SpikemergeError(f"min_similarity must be in (0, 1], not {min_similarity}: 0.9 means templates 90 % alike")
     levels, threshold = [], float(min_similarity)
     while True:
+        chains: list[list[UnitId]] = []
         if preset:
             pairs = preset_pairs(ctx, preset, threshold)
             found_by = f"preset {preset}, template_diff_thresh {1 - threshold:.2f}"
         else:
             pairs = similarity_pairs(ctx, threshold, max_distance_um)
-            found_by = f"template similarity >= {threshold:.2f} within {max_distance_um:g} um"
-        groups = group_pairs(ctx, pairs, found_by)
-        levels.append({"min_similarity": round(threshold, 4), "num_pairs": len(pairs), "num_groups": len(groups)})
+            chains = [c for c in chains_from_links(handover_links(ctx, threshold, max_distance_um, params))
+                      if len(c) >= 2]
+            found_by = f"template similarity >= {threshold:.2f} within {max_distance_um:g} um, or a hand-over"
+        groups = group_pairs(ctx, pairs, found_by, chains)
+        levels.append({"min_similarity": round(threshold, 4), "num_pairs": len(pairs), "num_groups": len(groups),
+                       "num_chains": len(chains)})
         next_threshold = round(threshold - step, 4)
-        if groups or not relax or next_threshold < floor - 1e-9:
+        if len(groups) > more_than or not relax or next_threshold < floor - 1e-9:
             return CandidateSearch(groups=groups, preset=preset, min_similarity=threshold, levels=levels)
         threshold = next_threshold

@@ -65,9 +65,32 @@ def load_example(name: str, library: Path | None = None, label: str | None = Non
         raise SpikemergeError(f"example {name!r} in {library} is not valid ({exc.error_count()} problems): save it again") from None
     return Example(
         name=record.name, label=label or record.label, unit_ids=tuple(record.unit_ids),
-        images={k: path.parent / v for k, v in record.images.items()}, evidence=record.evidence,
+        images={k: confined_image(path.parent, v, name) for k, v in record.images.items()}, evidence=record.evidence,
         note=record.note, source=record.source,
     )
+
+
+def confined_image(folder: Path, image: str, name: str = "") -> Path:
+    """The path of ``image`` inside an example's ``folder``, refusing anything that leaves it.
+
+    A shared library is untrusted input: an ``example.json`` naming ``../../secret.png`` or an
+    absolute path would otherwise be read and sent to a model. Only a plain file name (or a
+    relative path that stays inside the folder, symlinks resolved) is accepted.
+
+    Raises
+    ------
+    SpikemergeError
+        The name is absolute, climbs out of the folder, or resolves outside it.
+    """
+    label = f"example {name!r}" if name else f"the example in {folder}"
+    candidate = Path(image)
+    root = Path(folder).resolve()
+    if not image or candidate.is_absolute() or candidate.drive or ".." in candidate.parts:
+        raise SpikemergeError(f"{label} names image {image!r} outside its folder: fix example.json or delete the example")
+    resolved = (root / candidate).resolve()
+    if resolved != root and root not in resolved.parents:
+        raise SpikemergeError(f"{label} names image {image!r} outside its folder: fix example.json or delete the example")
+    return resolved
 
 
 def list_examples(library: Path | None = None) -> list[str]:

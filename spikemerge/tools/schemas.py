@@ -265,9 +265,18 @@ class RunRecord(_Open):
     settings: RunSettings
     counts: RunCounts
     stage_seconds: dict[str, float]
-    peak_memory_mb: float | None = None
+    """Seconds per stage (load, find, evidence, render, judge, apply, report; 0 when it did not run)."""
+    other_seconds: float = 0.0
+    """Wall time outside every stage."""
+    wall_seconds: float | None = None
+    peak_rss_bytes: dict[str, int] = {}
+    """High-water marks: this process, its largest finished child, the render workers."""
+    peak_rss_after_stage: dict[str, int] = {}
     usage: dict[str, Any] = {}
     apply: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
+    """The metrics judge checked on this recording's own artificial splits and distinct neighbours."""
+    learned_from_examples: Any = None
     outputs: dict[str, str] = {}
     """File name -> path relative to the output folder, for each output that exists."""
 

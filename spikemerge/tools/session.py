@@ -44,17 +44,69 @@ JOURNAL = "verdicts.jsonl"
 OUTPUT_FILES = ("decisions.csv", "curation.json", "report.html", "run.json", JOURNAL)
 
 
+STAGES = ("load", "find", "evidence", "render", "judge", "apply", "report")
+"""The stages run.json times; together with ``other`` they cover the session's wall time."""
+
+
+def peak_rss_bytes() -> dict[str, int]:
+    """Peak resident memory of this process and of its largest finished child (e.g. a render worker).
+
+    ``ru_maxrss`` is the kernel's high-water mark, so a peak between two samples is not missed.
+    """
+    import resource
+    import sys
+
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return {
+        "self": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale),
+        "largest_child": int(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale),
+    }
+
+
 @dataclass
 class StageTimes:
+    """Wall time per stage, each second counted once.
+
+    Stages nest: evidence computed while judging or writing the report is evidence time, not
+    judge or report time (the inner stage pauses the outer one). Whatever ran outside every
+    stage is ``other``, so the stages plus ``other`` add up to the wall time since ``start``.
+    """
+
     seconds: dict[str, float] = field(default_factory=dict)
+    start: float = field(default_factory=time.perf_counter)
+    rss_high_water: dict[str, int] = field(default_factory=dict)
+    """Peak RSS (bytes) of this process when each stage last ended: the stage where it jumps is
+    the one that set the peak."""
+    _stack: list[list] = field(default_factory=list, repr=False)
 
     @contextmanager
     def measure(self, stage: str) -> Iterator[None]:
-        start = time.perf_counter()
+        now = time.perf_counter()
+        if self._stack:  # pause the enclosing stage
+            outer = self._stack[-1]
+            self.seconds[outer[0]] = self.seconds.get(outer[0], 0.0) + now - outer[1]
+        self._stack.append([stage, now])
         try:
             yield
         finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+            end = time.perf_counter()
+            name, since = self._stack.pop()
+            self.seconds[name] = self.seconds.get(name, 0.0) + end - since
+            self.rss_high_water[name] = peak_rss_bytes()["self"]
+            if self._stack:  # resume it
+                self._stack[-1][1] = end
+
+    def record(self) -> dict[str, Any]:
+        """Seconds per stage (every stage listed, 0 when it did not run), ``other`` and ``wall``."""
+        now = time.perf_counter()
+        seconds = dict(self.seconds)
+        for name, since in self._stack:  # stages still open while this record is written
+            seconds[name] = seconds.get(name, 0.0) + now - since
+        wall = now - self.start
+        stages = {name: round(seconds.get(name, 0.0), 3) for name in STAGES}
+        stages.update({k: round(v, 3) for k, v in seconds.items() if k not in stages})
+        return {"stage_seconds": stages, "other_seconds": round(max(0.0, wall - sum(seconds.values())), 3),
+                "wall_seconds": round(wall, 3), "peak_rss_after_stage": dict(self.rss_high_water)}
 
 
 def _hash_file(path: Path) -> str:
@@ -97,6 +149,8 @@ class CurationSession:
         self.last_apply: merges_tool.ApplyResult | None = None
         self.judge_used: Judge | None = None
         self._evidence: dict[tuple, dict] = {}
+        self._render_stats: dict[str, int] = {}
+        self.calibration: dict[str, Any] | None = None
 
     # ------------------------------------------------------------ opening
 
@@ -145,15 +199,25 @@ class CurationSession:
     # ------------------------------------------------------------ find_candidates
 
     def find_candidates(
-        self, min_similarity: float | None = None, preset: str | None = None, relax: bool = True
+        self, min_similarity: float | None = None, preset: str | None = None, relax: bool = True, more: bool = False
     ) -> CandidateSearch:
-        """Candidate groups; ``min_similarity`` defaults to the policy's. Replaces earlier groups."""
+        """Candidate groups; ``min_similarity`` defaults to the policy's. Replaces earlier groups.
+
+        ``more`` asks for more groups than the last search found: with ``relax`` the threshold
+        walks down from the last one until the count grows (or the floor is reached).
+        """
+        more_than = 0
+        if more and self.search is not None:
+            more_than = len(self.search.groups)
+            if min_similarity is None:
+                min_similarity = self.search.min_similarity
         if min_similarity is None:
             min_similarity = get_policy(self.policy).min_similarity
         if preset in ("none", ""):
             preset = None
         with self.times.measure("find"):
-            search = find_candidates(self.context, min_similarity=min_similarity, preset=preset, relax=relax)
+            search = find_candidates(self.context, min_similarity=min_similarity, preset=preset, relax=relax,
+                                     more_than=more_than)
         self.search = search
         self.groups = {g.group_id: g for g in search.groups}
         self.images, self.verdicts = {}, {}
@@ -175,10 +239,19 @@ class CurationSession:
     def evidence(self, group_id: int) -> dict[str, Any]:
         """The numbers behind a group's figures, computed once."""
         self._require_groups([group_id])
-        units = tuple(self.groups[group_id].unit_ids)
-        if units not in self._evidence:
-            self._evidence[units] = group_evidence(self.context, list(units))
-        return self._evidence[units]
+        group = self.groups[group_id]
+        units = tuple(group.unit_ids)
+        chains = tuple(tuple(c) for c in getattr(group, "chains", []) or [])
+        key = (units, chains)
+        if key not in self._evidence:
+            with self.times.measure("evidence"):
+                self._evidence[key] = group_evidence(self.context, list(units), chains=[list(c) for c in chains])
+        return self._evidence[key]
+
+    def compute_evidence(self, group_ids: Sequence[int] | None = None) -> None:
+        """Compute every group's evidence now (its own stage in run.json), instead of on first use."""
+        for g in self._require_groups(group_ids):
+            self.evidence(g)
 
     # ------------------------------------------------------------ render_group
 
@@ -195,8 +268,8 @@ class CurationSession:
         ids = self._require_groups(group_ids)
         with self.times.measure("render"):
             drawn = render_groups(
-                self.analyzer, {g: self.groups[g].unit_ids for g in ids}, self.out / "images",
-                features=tuple(features or DEFAULT_FEATURES), n_workers=n_workers,
+                self.context, {g: self.groups[g].unit_ids for g in ids}, self.out / "images",
+                features=tuple(features or DEFAULT_FEATURES), n_workers=n_workers, stats=self._render_stats,
             )
         for g, paths in drawn.items():
             self.images.setdefault(g, {}).update(paths)
@@ -297,6 +370,20 @@ class CurationSession:
         by_id = {v.group_id: v for v in reused + fresh}
         return [by_id[g] for g in ids if g in by_id]
 
+    def calibrate(self, policy: str | None = None, seed: int = 0) -> dict[str, Any]:
+        """Check the metrics judge on this recording: artificial splits of its well-isolated units
+        (positives) and distinct neighbouring units (negatives); the result goes into run.json.
+
+        See :func:`spikemerge.tools.judges.calibrate.calibrate_recording`.
+        """
+        from .judges.calibrate import calibrate_recording
+
+        judge = self.judge_used if isinstance(self.judge_used, MetricsJudge) else MetricsJudge()
+        with self.times.measure("calibrate"):
+            self.calibration = calibrate_recording(self.context, judge, policy=policy or self.policy, seed=seed)
+        self.save()
+        return self.calibration
+
     # ------------------------------------------------------------ apply_merges
 
     def plan_merges(self, group_ids: Sequence[int] | None = None) -> merges_tool.MergePlan:
@@ -391,10 +478,13 @@ class CurationSession:
                 "merges_planned": planned,
                 "units_after": self.last_apply.units_after if self.last_apply and self.last_apply.analyzer_folder else None,
             },
-            stage_seconds={k: round(v, 3) for k, v in self.times.seconds.items()},
-            peak_memory_mb=_peak_memory_mb(),
+            **self.times.record(),
+            peak_rss_bytes={**peak_rss_bytes(),
+                            "render_workers": self._render_stats.get("worker_peak_rss_bytes", 0)},
             usage=to_jsonable(usage()) if callable(usage) else {},
             apply=to_jsonable(self.last_apply.__dict__) if self.last_apply else None,
+            calibration=to_jsonable(self.calibration) if self.calibration else None,
+            learned_from_examples=to_jsonable(getattr(self.judge_used, "learned", None)),
             outputs=self._outputs_present(),
         )
         return record.model_dump(mode="json")
@@ -409,12 +499,15 @@ class CurationSession:
     def save(self) -> None:
         """Write decisions.csv, run.json and (when figures or verdicts exist) report.html, each atomically.
 
-        The report goes first so that run.json lists it among the outputs.
+        The report goes first so that run.json lists it among the outputs; all of it is the
+        ``report`` stage of run.json.
         """
-        write_decisions(self.out / "decisions.csv", [DecisionRow.from_verdict(self.verdicts[g]) for g in sorted(self.verdicts)])
-        if self.images or self.verdicts:
-            self.write_report()
-        write_model(self.out / "run.json", RunRecord.model_validate(self.run_record()))
+        with self.times.measure("report"):
+            write_decisions(self.out / "decisions.csv",
+                            [DecisionRow.from_verdict(self.verdicts[g]) for g in sorted(self.verdicts)])
+            if self.images or self.verdicts:
+                self.write_report()
+            write_model(self.out / "run.json", RunRecord.model_validate(self.run_record()))
         log.debug("wrote decisions.csv (%d rows), run.json%s in %s", len(self.verdicts),
                   ", report.html" if self.images or self.verdicts else "", self.out)
 
@@ -443,14 +536,48 @@ class CurationSession:
             decisions = [v.decision for v in self.verdicts.values()]
             parts.append(f"verdicts: {decisions.count('merge')} merge, {decisions.count('not merge')} not merge, "
                          f"{decisions.count('abstain')} abstain (not enough evidence), {decisions.count('error')} error")
+        if self.calibration:
+            parts.append(self.calibration.get("summary", ""))
         return "\n".join(parts)
 
+    # ------------------------------------------------------------ review (spikeinterface-gui)
 
-def _peak_memory_mb() -> float | None:
-    """This process's peak resident memory (Linux and macOS report it in different units)."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024 if platform.system() == "Darwin" else 1024), 1)
+    def review(self, port: int = 0, mode: str = "web", open_browser: bool = True, wait: bool = True):
+        """Open spikeinterface-gui on this analyzer with the proposed merges preloaded; returns a ``ReviewServer``.
+
+        The GUI runs in a child process (``spikemerge review OUT``); call ``.stop()`` on the
+        result to end it (a new review, or the end of this Python process, stops it too). The proposals are ``out/curation.json``; when it does not exist yet it is
+        written from the current verdicts (as ``apply_merges(confirm=True, write_analyzer=False)``).
+        The analyzer folder is opened read-only: the curator's "Save curation" lands in
+        ``out/review/saved_curation.json``, which :meth:`collect_review` reads.
+        """
+        from ..review.server import start_review
+        from .curation import CURATION_FILE
+
+        if not Path(self.info.path).is_dir():
+            raise SpikemergeError(
+                "the review opens an analyzer folder and this session's analyzer is in memory: "
+                "save it with analyzer.save_as(folder=...) and open the session on that folder"
+            )
+        if not (self.out / CURATION_FILE).exists():
+            if not self.verdicts:
+                raise SpikemergeError("nothing to review yet: run judge_group first")
+            self.apply_merges(confirm=True, write_analyzer=False)
+        previous = getattr(self, "review_server", None)
+        if previous is not None:
+            previous.stop()
+        self.review_server = start_review(self.out, port=port, mode=mode, open_browser=open_browser,
+                                          analyzer=self.info.path, wait=wait)
+        return self.review_server
+
+    def collect_review(self, file: str | Path | None = None, library: str | Path | None = None, render: bool = True):
+        """Read the curator's saved curation (or ``file``), compare it with the proposals, learn from it.
+
+        Writes ``out/review.json`` and the final ``out/curation.json``, and saves each rejected
+        proposal as a bad example and each added merge as a good one in the example library
+        (``library``, default ``$SPIKEMERGE_EXAMPLES``). Pass the returned outcome's
+        ``good_examples`` / ``bad_examples`` to the next ``judge_group``. Returns a ``ReviewOutcome``.
+        """
+        from ..review.collect import collect
+
+        return collect(self, file=file, library=library, render=render)

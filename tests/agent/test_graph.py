@@ -129,14 +129,16 @@ def test_unexpected_exceptions_do_not_crash_the_chat(registry, fake_session, thr
     assert last_tool_text(state["messages"]) == "Error (RuntimeError): disk on fire"
 
 
-def test_tool_call_cap_stops_the_turn_with_a_message(registry, thread):
-    graph = _graph(planner(*[ask(call("find_candidates", min_similarity=0.9 - i / 10)) for i in range(5)]),
+def test_tool_call_cap_stops_the_turn_with_a_message(registry, fake_session, thread):
+    graph = _graph(planner(*[ask(call("find_candidates", min_similarity=0.9 - i / 10)) for i in range(5)], "next turn"),
                    registry, max_tool_calls_per_turn=3)
     state = graph.invoke(user("keep searching"), thread)
-    assert "more than 3 tool calls" in state["messages"][-1].content
-    assert state["turn"]["tool_calls"] == 3
+    assert "limit" in state["messages"][-1].content and "3" in state["messages"][-1].content
+    assert [n for n, _ in fake_session.calls] == ["find_candidates"] * 3
     pending = state["messages"][-2]
-    assert isinstance(pending, ToolMessage) and pending.content.startswith("Not run")
+    assert isinstance(pending, ToolMessage) and pending.status == "error"
+    state = graph.invoke(user("go on"), thread)  # the cap counts per turn
+    assert state["messages"][-1].content == "next turn"
 
 
 def test_repeated_call_is_detected(registry, fake_session, thread):

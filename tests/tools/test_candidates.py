@@ -18,7 +18,8 @@ def test_every_true_pair_is_a_candidate(ctx, small_truth):
     assert merged_pairs(small_truth.true_groups) <= candidate_pairs
     assert [g.group_id for g in search.groups] == list(range(1, len(search.groups) + 1))
     for group in search.groups:
-        assert group.pairs and all(p["template_similarity"] >= 0.8 for p in group.pairs)
+        assert group.pairs or group.chains
+        assert all(max(p["template_similarity"], p.get("template_similarity_denoised", 0)) >= 0.8 for p in group.pairs)
 
 
 def test_numbering_is_stable(ctx):
@@ -34,6 +35,7 @@ def test_relax_walks_down_the_ladder_and_reports_every_level(ctx, monkeypatch):
         return real(ctx, threshold, max_distance_um) if threshold <= 0.7 + 1e-9 else []
 
     monkeypatch.setattr(candidates_module, "similarity_pairs", only_below_070)
+    monkeypatch.setattr(candidates_module, "handover_links", lambda *a, **k: [])
     search = find_candidates(ctx, min_similarity=0.9, relax=True)
     assert [lv["min_similarity"] for lv in search.levels] == [0.9, 0.85, 0.8, 0.75, 0.7]
     assert search.min_similarity == pytest.approx(0.7)
@@ -43,6 +45,7 @@ def test_relax_walks_down_the_ladder_and_reports_every_level(ctx, monkeypatch):
 
 def test_relax_stops_at_the_floor(ctx, monkeypatch):
     monkeypatch.setattr(candidates_module, "similarity_pairs", lambda *a, **k: [])
+    monkeypatch.setattr(candidates_module, "handover_links", lambda *a, **k: [])
     search = find_candidates(ctx, min_similarity=0.6, relax=True, floor=0.5)
     assert [lv["min_similarity"] for lv in search.levels] == [0.6, 0.55, 0.5]
     assert search.groups == []
@@ -50,6 +53,7 @@ def test_relax_stops_at_the_floor(ctx, monkeypatch):
 
 def test_without_relax_one_level_only(ctx, monkeypatch):
     monkeypatch.setattr(candidates_module, "similarity_pairs", lambda *a, **k: [])
+    monkeypatch.setattr(candidates_module, "handover_links", lambda *a, **k: [])
     search = find_candidates(ctx, min_similarity=0.9, relax=False)
     assert len(search.levels) == 1 and search.groups == []
 
@@ -84,3 +88,63 @@ def test_bad_similarity(ctx, bad):
 def test_unknown_preset(ctx):
     with pytest.raises(SpikemergeError, match="unknown preset"):
         find_candidates(ctx, preset="magic")
+
+
+def test_relax_also_walks_down_when_more_candidates_are_asked_for(ctx):
+    first = find_candidates(ctx, min_similarity=0.95, relax=False)
+    more = find_candidates(ctx, min_similarity=0.95, relax=True, more_than=len(first.groups))
+    assert len(more.groups) > len(first.groups) or more.min_similarity <= 0.5 + 1e-9
+    assert len(more.levels) >= 2
+
+
+def test_chains_keep_each_units_best_successor_and_predecessor():
+    links = [{"unit_a": 1, "unit_b": 2, "handover_similarity": 0.95},
+             {"unit_a": 2, "unit_b": 3, "handover_similarity": 0.93},
+             {"unit_a": 3, "unit_b": 4, "handover_similarity": 0.91},
+             {"unit_a": 1, "unit_b": 3, "handover_similarity": 0.85},  # a skip: 3 already has its predecessor
+             {"unit_a": 7, "unit_b": 8, "handover_similarity": 0.9}]
+    assert sorted(candidates_module.chains_from_links(links)) == [[1, 2, 3, 4], [7, 8]]
+
+
+def test_groups_of_any_size_are_kept_whole(ctx):
+    units = ctx.unit_ids[:7]
+    pairs = [{"unit_a": a, "unit_b": b, "template_similarity": 0.9, "distance_um": 1.0}
+             for a, b in zip(units, units[1:])]
+    groups = candidates_module.group_pairs(ctx, pairs, "test", chains=[])
+    assert [g.unit_ids for g in groups] == [sorted(units, key=ctx.index)]
+
+
+class _ArraysContext:
+    """The part of EvidenceContext that candidates read, over numpy-made units."""
+
+    def __init__(self, units, duration_s=300.0):
+        import numpy as np
+
+        self.unit_ids = list(units)
+        self._units = units
+        self.fs = 30000.0
+        self.duration_s = duration_s
+        self.locations = np.array([units[u].location for u in self.unit_ids])
+        self.templates = np.stack([units[u].template for u in self.unit_ids])
+        self.sparsity_mask = np.ones((len(units), self.templates.shape[2]), bool)
+        self.noise_levels = np.full(self.templates.shape[2], 8.0)
+
+    def unit(self, u):
+        return self._units[u]
+
+    def index(self, u):
+        return self.unit_ids.index(u)
+
+
+def test_a_drift_chain_of_four_is_one_group_with_its_chain():
+    import numpy as np
+
+    from tests.tools.judges.test_metrics import _drift_chain
+
+    units = _drift_chain(np.random.default_rng(3))
+    ctx = _ArraysContext(units)
+    assert candidates_module.similarity_pairs(ctx, 0.9) == []  # no two fragments alike over their whole time
+    search = find_candidates(ctx, min_similarity=0.9, relax=False)
+    assert [g.unit_ids for g in search.groups] == [[1, 2, 3, 4]]
+    assert search.groups[0].chains == [[1, 2, 3, 4]]
+    assert "drift chain" in search.summary()

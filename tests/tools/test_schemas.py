@@ -38,7 +38,7 @@ def test_every_file_a_session_writes_validates(written, saved_truth_folder):
     assert run.counts.judged == len(session.verdicts) and run.counts.merges_planned >= 1
     assert run.counts.units_after == session.last_apply.units_after
     assert run.outputs["merged_analyzer"] == "merged_analyzer" and run.outputs["curation.json"] == "curation.json"
-    assert run.peak_memory_mb is None or run.peak_memory_mb > 10
+    assert run.peak_rss_bytes["self"] > 10 * 2**20
     rows = read_decisions(out / "decisions.csv")
     assert [r.group_id for r in rows] == sorted(session.verdicts)
     journal = read_journal(out / "verdicts.jsonl")

@@ -15,6 +15,7 @@ class CountingJudge(MetricsJudge):
     """The metrics judge, counting the groups it is asked to judge."""
 
     def __init__(self):
+        super().__init__()
         self.calls = 0
 
     def judge_many(self, requests, examples=(), policy="balanced", on_verdict=None):
@@ -166,3 +167,23 @@ def test_interrupted_judging_leaves_outputs_current(session, tmp_path):
     assert json.loads((tmp_path / "out" / "run.json").read_text())["counts"]["judged"] == 1
     resumed = session.judge_group(judge=MetricsJudge())  # the rest, without redoing the first
     assert len(resumed) == len(session.groups) - 1
+
+
+def test_calibration_on_the_recording_lands_in_run_json(session, tmp_path):
+    result = session.calibrate()
+    assert result["positives"] and result["summary"].startswith("On your recording the judge")
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["calibration"]["summary"] == result["summary"]
+    assert "abstain" in run["counts"]
+    assert result["summary"] in session.summary()
+
+
+def test_examples_reach_the_offline_judge(session):
+    session.find_candidates()
+    groups = sorted(session.groups)
+    first = session.judge_group(judge=MetricsJudge(), rejudge=True)
+    judge = MetricsJudge()
+    session.judge_group(judge=judge, bad_examples=[groups[0]], rejudge=True)
+    assert judge.learned and judge.learned["bad"] > 0  # the example's pairs refit the weights
+    assert groups[0] not in {v.group_id for v in session.judge_group(judge=judge, bad_examples=[groups[0]])}
+    assert first

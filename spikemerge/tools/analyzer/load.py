@@ -38,6 +38,10 @@ EXTENSION_PARAMS: dict[str, dict] = {
 }
 """Parameters for extensions we compute ourselves (those already present are used as they are)."""
 
+READ_EXTENSIONS: tuple[str, ...] = REQUIRED_EXTENSIONS + ("spike_locations",)
+"""The only extensions ever opened from a folder. Anything else in it (``principal_components``
+can be tens of GB on a long sort, ``quality_metrics``, ...) is never read, not even its header."""
+
 
 @dataclass
 class AnalyzerInfo:
@@ -67,8 +71,15 @@ class AnalyzerInfo:
         )
 
 
-def open_analyzer(path: str | Path) -> SortingAnalyzer:
-    """Open an analyzer folder (binary_folder or zarr) with one-line errors for the usual mistakes."""
+def open_analyzer(path: str | Path, extensions: tuple[str, ...] = READ_EXTENSIONS) -> SortingAnalyzer:
+    """Open an analyzer folder (binary_folder or zarr) lazily, with one-line errors for the usual mistakes.
+
+    Only ``extensions`` are opened, and their arrays are memory-mapped (binary_folder) or zarr
+    handles, so opening costs the spike vector and a few small files whatever the folder's size:
+    a unit's waveforms are read when that unit is looked at. Nothing is ever written into the
+    folder by spikemerge (extensions it lacks are computed on an in-memory copy, see
+    :func:`prepare_analyzer`).
+    """
     path = Path(path).expanduser()
     if not path.exists():
         raise SpikemergeError(f"no such folder: {path}: give the path of a SortingAnalyzer folder")
@@ -84,7 +95,8 @@ def open_analyzer(path: str | Path) -> SortingAnalyzer:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            analyzer = load_sorting_analyzer(path, load_extensions=True)
+            analyzer = load_sorting_analyzer(path, load_extensions=False, format="zarr" if looks_zarr and not looks_binary else "auto")
+            attach_extensions(analyzer, extensions)
     except Exception as exc:  # SpikeInterface raises many kinds here
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SpikemergeError(f"could not read the analyzer at {path} ({first_line}): check the folder is complete") from exc
@@ -95,8 +107,40 @@ def open_analyzer(path: str | Path) -> SortingAnalyzer:
     return analyzer
 
 
+def attach_extensions(analyzer: SortingAnalyzer, names: tuple[str, ...]) -> list[str]:
+    """Open the saved extensions among ``names`` memory-mapped; return those opened.
+
+    SpikeInterface's own ``load_extension`` reads a whole extension into memory, and its
+    ``lazy=True`` mode opens every saved extension as soon as the analyzer is copied or merged.
+    Loading each wanted extension's class with ``lazy=True`` and registering it by hand gives
+    memory-mapped arrays for exactly these extensions and no others; an extension whose run did
+    not complete is left out (it counts as missing).
+    """
+    saved = set(analyzer.get_saved_extension_names())
+    opened = []
+    for name in names:
+        if name not in saved or name in analyzer.extensions:
+            continue
+        ext_class = get_extension_class(name)
+        ext = ext_class.load(analyzer, lazy=True) if ext_class is not None else None
+        if ext is not None:
+            analyzer.extensions[name] = ext
+            opened.append(name)
+    return opened
+
+
+def present_extensions(analyzer: SortingAnalyzer) -> list[str]:
+    """Extensions the analyzer holds (saved in its folder, or in memory), without opening any."""
+    if analyzer.format == "memory":
+        return sorted(analyzer.get_loaded_extension_names())
+    return sorted(set(analyzer.get_saved_extension_names()) | set(analyzer.get_loaded_extension_names()))
+
+
 def missing_extensions(analyzer: SortingAnalyzer, required: tuple[str, ...] = REQUIRED_EXTENSIONS) -> list[str]:
-    return [name for name in required if not analyzer.has_extension(name)]
+    """The ``required`` extensions the analyzer does not hold (opened ones count as held)."""
+    if analyzer.format == "memory":
+        return [name for name in required if not analyzer.has_extension(name)]
+    return [name for name in required if name not in analyzer.extensions]
 
 
 def _needs_recording(name: str, analyzer: SortingAnalyzer) -> bool:
@@ -113,12 +157,19 @@ def prepare_analyzer(
     n_jobs: int = 1,
     progress: bool = True,
 ) -> tuple[SortingAnalyzer, list[str]]:
-    """Return an in-memory working copy holding every ``required`` extension, and what was computed.
+    """Return an analyzer holding every ``required`` extension, and what was computed.
 
-    ``recording`` stands in for an analyzer whose recording link is lost. Raises a one-line
-    error naming the missing extensions when no recording is available to compute them.
+    When nothing is missing the opened analyzer itself is returned: no copy, its arrays stay
+    memory-mapped. Otherwise an in-memory copy holds the opened extensions plus the computed
+    ones (the folder is never written). ``recording`` stands in for an analyzer whose recording
+    link is lost. Raises a one-line error naming the missing extensions when no recording is
+    available to compute them.
     """
     missing = missing_extensions(analyzer, required)
+    if not missing:
+        if recording is not None and not analyzer.has_recording():
+            analyzer.set_temporary_recording(recording)
+        return analyzer, []
     if recording is None and analyzer.has_recording():
         recording = analyzer.recording
     if recording is None:
@@ -181,6 +232,6 @@ def describe(original: SortingAnalyzer, work: SortingAnalyzer, computed: list[st
         sampling_frequency=float(original.sampling_frequency),
         has_recording=work.has_recording(),
         sparse=original.is_sparse(),
-        extensions_present=sorted(original.get_loaded_extension_names()),
+        extensions_present=present_extensions(original),
         extensions_computed=computed,
     )

@@ -9,10 +9,9 @@ Three steps, each usable alone:
    format (version "2"), with our provenance as an extra top-level key. SpikeInterface's pydantic
    ``Curation`` model ignores unknown top-level keys (its default ``extra="ignore"``), so the file
    validates, loads with ``load_curation`` and applies with ``apply_curation`` unchanged.
-3. :func:`apply_merges` merges a ``SortingAnalyzer`` in memory (the input object is never
-   modified), writes the result into a *new* binary folder through a staged temporary folder,
-   writes ``curation.json`` and records both in a small manifest so :func:`undo_last_apply`
-   can remove exactly what it wrote.
+3. :func:`apply_merges` merges a ``SortingAnalyzer`` (the input object is never modified) into
+   its own binary folder through a staged temporary folder, writes ``curation.json`` and records
+   both in a write-ahead manifest so :func:`undo_last_apply` can remove exactly what it wrote.
 
 Decisions
 ---------
@@ -30,16 +29,28 @@ Censoring
     everything also keeps the result independent of whether the duplicate detector fired.
 Sparsity overlap
     SpikeInterface's soft merge refuses groups whose sparsity masks overlap less than
-    ``sparsity_overlap`` (0.75, intersection over union). For such a group we fall back, in
-    order: (a) a soft merge with the threshold ignored, when the units share at least one
-    channel (the merged unit keeps the shared channels, where both units are seen; cheap and
-    needs no recording); (b) a hard merge (extensions recomputed from the recording on the
-    union of channels) when the units share no channel and a recording is available; (c)
-    otherwise the group is reported in ``skipped``. A hard merge makes SpikeInterface recompute
-    every extension, so when one group needs it all groups of that apply are merged hard.
+    ``sparsity_overlap`` (0.75, intersection over union). Such a group is still merged soft when
+    its units share at least one channel (the merged unit keeps the shared channels, where both
+    units are seen; cheap and needs no recording). Units that share no channel are reported in
+    ``skipped`` and not merged: a "hard" merge would make SpikeInterface recompute every
+    extension of the whole analyzer from the recording for that one group's sake.
+Memory
+    The merged analyzer is written by SpikeInterface straight into a staging folder (never built
+    in memory and then saved), and its ``waveforms`` are streamed block by block
+    (:mod:`.waveforms`), so apply holds about one extension's small arrays, not two analyzers.
+    Only the extensions spikemerge opened are carried over; the others are named in
+    ``ApplyResult.extensions_not_carried``.
 Folders
-    The merged analyzer goes to ``out_dir/merged_analyzer``; if that exists, the next free
-    ``merged_analyzer_2``, ``merged_analyzer_3``, ... is used. Nothing is ever overwritten.
+    The merged analyzer goes to ``out_dir/merged_analyzer``. An apply in an output folder that
+    already holds the merged analyzer of an earlier apply *replaces* it, through the staging
+    folder (the earlier one is removed once the new one and ``curation.json`` are in place); a
+    folder of that name that spikemerge did not write is never touched (``merged_analyzer_2``,
+    ... is used instead).
+Undo
+    Write-ahead: each apply records every path it will write in ``.spikemerge-merges.json`` as
+    ``pending`` before writing anything, and marks it ``complete`` at the end, so
+    :func:`undo_last_apply` sees an apply killed at any point. Manifest paths are checked to lie
+    inside the output folder before anything is deleted.
 """
 
 from __future__ import annotations

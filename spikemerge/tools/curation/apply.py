@@ -1,8 +1,19 @@
-"""Apply: merge an analyzer in memory and write the result into a new folder, never touching the input."""
+"""Apply: merge an analyzer straight into a staged folder, never touching the input.
+
+Memory: SpikeInterface writes the merged analyzer directly into a staging folder (no second
+in-memory analyzer then saved), from an input whose arrays are memory-mapped (see
+``analyzer.open_analyzer``), and only the extensions spikemerge opened are carried over.
+A group SpikeInterface cannot merge is found by merging it alone on a copy of its own units,
+never by repeating the whole merge. Units that share no channel are reported, not merged hard.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -13,11 +24,12 @@ import numpy as np
 from spikeinterface.core import SortingAnalyzer
 
 from ...errors import SpikemergeError, one_line
-from ..outputs import staged_folder, write_json_atomic
+from ..outputs import to_jsonable
 from ..judges.base import UnitId
 from .format import CURATION_FILE, build_curation, write_curation
 from .plan import MergePlan, _fmt, _id_lookup, _native, new_unit_ids_for
-from .undo import MANIFEST_FILE, UNDO_FOLDER, _read_manifest, _remove_if_empty, _sha256
+from .waveforms import carry_waveforms
+from .undo import COMPLETE, MANIFEST_FILE, PENDING, UNDO_FOLDER, _read_manifest, _remove_if_empty, _sha256, write_manifest
 
 NEW_ID_STRATEGY = "append"
 SPARSITY_OVERLAP = 0.75
@@ -25,6 +37,7 @@ SPARSITY_OVERLAP = 0.75
 
 MODE_SOFT = "soft"
 MODE_HARD = "hard"
+"""Kept for readers of earlier curation files; no apply chooses it any more (see module notes)."""
 MODE_SOFT_IGNORED = "soft, sparsity overlap ignored"
 
 
@@ -45,6 +58,11 @@ class ApplyResult:
         ``spikes_removed`` (by censoring).
     skipped : list of (int, str)
         The plan's skipped verdicts plus groups that could not be merged, with the reason.
+    replaced : str or None
+        The earlier merged analyzer of this output folder that this apply replaced.
+    extensions_not_carried : list of str
+        Extensions of the input folder that the merged analyzer does not hold (spikemerge never
+        opened them); compute them on the merged analyzer if needed.
 
     Every attribute is a plain value (``to_jsonable(result.__dict__)`` is JSON-ready).
     """
@@ -55,6 +73,8 @@ class ApplyResult:
     units_after: int
     merges: list[dict] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)
+    replaced: str | None = None
+    extensions_not_carried: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         where = f"merged analyzer in {self.analyzer_folder}" if self.analyzer_folder else "no analyzer written"
@@ -62,6 +82,8 @@ class ApplyResult:
             f"{len(self.merges)} merge(s) applied, {self.units_before} -> {self.units_after} units; "
             f"{where}; curation in {self.curation_path}"
         )
+        if self.replaced:
+            text += f" (replacing the earlier {self.replaced})"
         if self.skipped:
             ids = ", ".join(str(g) for g, _ in self.skipped)
             text += f"; {len(self.skipped)} verdict(s) not applied (groups {ids})"
@@ -82,23 +104,90 @@ def _overlap(analyzer: SortingAnalyzer, units: Sequence[UnitId]) -> tuple[float,
     return (inter / union if union else 0.0), inter
 
 
-def _merge(analyzer: SortingAnalyzer, groups: list[list[UnitId]], mode: str, censor_ms: float | None, n_jobs: int):
-    """One SpikeInterface merge in memory, with explicit new ids. Returns (merged, new_ids)."""
+def _merge(analyzer: SortingAnalyzer, groups: list[list[UnitId]], censor_ms: float | None, n_jobs: int,
+           folder: Path | None = None):
+    """One SpikeInterface soft merge with explicit new ids, into ``folder`` (binary) or memory.
+
+    Into a folder, SpikeInterface merges every extension but ``waveforms``, which is written
+    afterwards block by block (:func:`.waveforms.carry_waveforms`): its own merge would hold the
+    whole array in memory. Returns ``(merged, new_ids)``.
+    """
     new_ids = new_unit_ids_for(analyzer.unit_ids, len(groups))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        merged = analyzer.merge_units(
-            merge_unit_groups=[list(g) for g in groups],
-            new_unit_ids=new_ids,
-            censor_ms=censor_ms,
-            merging_mode=mode,
-            sparsity_overlap=0.0,  # each group's overlap was checked (and a fallback chosen) beforehand
-            raise_error_if_overlap_fails=True,
-            format="memory",
-            n_jobs=n_jobs,
-            progress_bar=False,
-        )
+    target = {"format": "binary_folder", "folder": folder} if folder is not None else {"format": "memory"}
+    streamed = folder is not None and "waveforms" in analyzer.extensions and "random_spikes" in analyzer.extensions
+    held = analyzer.extensions.pop("waveforms") if streamed else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            merged = analyzer.merge_units(
+                merge_unit_groups=[list(g) for g in groups],
+                new_unit_ids=new_ids,
+                censor_ms=censor_ms,
+                merging_mode="soft",
+                sparsity_overlap=0.0,  # each group's overlap was checked beforehand
+                raise_error_if_overlap_fails=True,
+                n_jobs=n_jobs,
+                progress_bar=False,
+                **target,
+            )
+    finally:
+        if held is not None:  # the input analyzer is left as it was
+            analyzer.extensions["waveforms"] = held
+    if streamed:
+        del merged
+        carry_waveforms(analyzer, folder, groups, new_ids, censor_ms)
+        merged = None
     return merged, new_ids
+
+
+def _merges_alone(analyzer: SortingAnalyzer, group: list[UnitId], censor_ms: float | None) -> str | None:
+    """Why SpikeInterface cannot merge ``group``, from a copy of only its units (None: it can)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            small = analyzer.select_units(list(group), format="memory")
+        _merge(small, [group], censor_ms, 1)
+        return None
+    except Exception as exc:
+        return f"SpikeInterface could not merge it: {one_line(exc)}"
+
+
+def _staging_name(out_dir: Path, folder_name: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f".{folder_name}.", suffix=".partial", dir=out_dir))
+
+
+def _write_merged(analyzer: SortingAnalyzer, groups: list[list[UnitId]], censor_ms: float | None, n_jobs: int,
+                  staging: Path) -> tuple[list[int], list[UnitId], dict[int, str]]:
+    """Merge into ``staging``; a group that fails alone is dropped and the rest merged again.
+
+    Returns the indices of the merged groups, their new ids, and ``{index: reason}`` of the others.
+    """
+    failed: dict[int, str] = {}
+    wanted = list(range(len(groups)))
+    while wanted:
+        shutil.rmtree(staging, ignore_errors=True)  # SpikeInterface creates the folder itself
+        try:
+            _, new_ids = _merge(analyzer, [groups[i] for i in wanted], censor_ms, n_jobs, folder=staging)
+            return wanted, new_ids, failed
+        except Exception as exc:
+            culprits = {i: r for i in wanted if (r := _merges_alone(analyzer, groups[i], censor_ms))}
+            if not culprits:  # nothing fails alone: the write itself failed
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            failed.update(culprits)
+            wanted = [i for i in wanted if i not in culprits]
+    shutil.rmtree(staging, ignore_errors=True)
+    return [], [], failed
+
+
+def _earlier_merged_folder(manifest: dict, out_dir: Path, folder_name: str) -> bool:
+    """True when ``out_dir/folder_name`` exists and the last apply that names it wrote it."""
+    if not (out_dir / folder_name).is_dir():
+        return False
+    for entry in reversed(manifest["applies"]):
+        if isinstance(entry, dict) and entry.get("analyzer_folder") == folder_name:
+            return entry.get("status", COMPLETE) == COMPLETE
+    return False
 
 
 def _next_free_folder(out_dir: Path, name: str) -> Path:
@@ -109,57 +198,19 @@ def _next_free_folder(out_dir: Path, name: str) -> Path:
     return candidate
 
 
-def _run_merges(
-    analyzer: SortingAnalyzer,
-    groups: list[list[UnitId]],
-    modes: list[str],
-    censor_ms: float | None,
-    n_jobs: int,
-) -> tuple[Any, list[int], list[UnitId], str, dict[int, str]]:
-    """Merge as many groups as possible; a failing group never loses the others.
+def _curation_bytes(curation: Mapping[str, Any]) -> bytes:
+    """The bytes ``write_curation`` writes (same serialisation), to hash before writing."""
+    return (json.dumps(to_jsonable(dict(curation)), indent=2) + "\n").encode("utf-8")
 
-    ``modes`` holds each group's planned mode (``MODE_SOFT``/``MODE_SOFT_IGNORED``/``MODE_HARD``).
-    Returns the merged analyzer (or None), the indices of the applied groups, their new ids,
-    the SpikeInterface merging mode used and ``{index: reason}`` for groups that failed.
-    """
-    failed: dict[int, str] = {}
-    wanted = list(range(len(groups)))
-    if any(m == MODE_HARD for m in modes):
-        try:
-            merged, new_ids = _merge(analyzer, [groups[i] for i in wanted], "hard", censor_ms, n_jobs)
-            return merged, wanted, new_ids, "hard", failed
-        except Exception as exc:
-            reason = f"hard merge (recomputing from the recording) failed: {one_line(exc)}"
-            for i in wanted:
-                if modes[i] == MODE_HARD:
-                    failed[i] = reason
-            wanted = [i for i in wanted if modes[i] != MODE_HARD]
-    if not wanted:
-        return None, [], [], "soft", failed
+
+def _not_carried(analyzer: SortingAnalyzer) -> list[str]:
+    if analyzer.format == "memory":
+        return []
     try:
-        merged, new_ids = _merge(analyzer, [groups[i] for i in wanted], "soft", censor_ms, n_jobs)
-        return merged, wanted, new_ids, "soft", failed
+        saved = set(analyzer.get_saved_extension_names())
     except Exception:
-        pass
-    # find the groups that fail on their own, then merge the rest together
-    survivors = []
-    for i in wanted:
-        try:
-            _merge(analyzer, [groups[i]], "soft", censor_ms, n_jobs)
-            survivors.append(i)
-        except Exception as exc:
-            failed[i] = f"SpikeInterface could not merge it: {one_line(exc)}"
-    if not survivors:
-        return None, [], [], "soft", failed
-    merged, new_ids = _merge(analyzer, [groups[i] for i in survivors], "soft", censor_ms, n_jobs)
-    return merged, survivors, new_ids, "soft", failed
-
-
-def _save_analyzer(merged: SortingAnalyzer, folder: Path) -> None:
-    """Write ``merged`` as a binary_folder at ``folder`` (which must not exist)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        merged.save_as(format="binary_folder", folder=folder)
+        return []
+    return sorted(saved - set(analyzer.get_loaded_extension_names()))
 
 
 def apply_merges(
@@ -174,13 +225,17 @@ def apply_merges(
     n_jobs: int = 1,
     sparsity_overlap: float = SPARSITY_OVERLAP,
 ) -> ApplyResult:
-    """Merge the plan's groups: ``curation.json`` always, the merged analyzer in a new folder.
+    """Merge the plan's groups: ``curation.json`` always, the merged analyzer in its own folder.
 
-    The input analyzer is not modified: SpikeInterface builds the merged analyzer as a new
-    in-memory object, which is then saved through a staged temporary folder renamed into place
-    only when complete. A group SpikeInterface cannot merge is reported in ``skipped`` and the
-    others are still merged; ``curation.json`` lists exactly the merges that were applied, so
-    ``apply_curation`` on the input reproduces the merged analyzer's unit ids.
+    The input analyzer is not modified: SpikeInterface writes the merged analyzer into a staged
+    temporary folder, renamed into place only when complete. A rerun in the same output folder
+    *replaces* the merged analyzer an earlier apply wrote there (through the staging folder: the
+    earlier one is removed only once the new one is complete); a folder of that name that
+    spikemerge did not write is never touched (the next free ``<name>_2``, ... is used). A group
+    SpikeInterface cannot merge is reported in ``skipped`` and the others are still merged;
+    ``curation.json`` lists exactly the merges that were applied, so ``apply_curation`` on the
+    input reproduces the merged analyzer's unit ids. Every path is recorded in the undo manifest
+    as ``pending`` before it is written (see :mod:`.undo`).
 
     Parameters
     ----------
@@ -197,16 +252,16 @@ def apply_merges(
         Write the merged analyzer as a binary_folder. When False only ``curation.json`` is
         written and no merge is computed (the modes are what the merge would use).
     folder_name : str, default: "merged_analyzer"
-        Name of the new folder; if taken, ``<name>_2``, ``<name>_3``, ... is used instead.
+        Name of the merged analyzer's folder.
     censor_ms : float or None, default: 0.3
         Spikes of a merged unit closer than this to the previous one are removed, in every
         group (see the module notes: harmless for a true merge, needed for duplicates).
         None or 0 disables censoring.
     n_jobs : int, default: 1
-        Processes for SpikeInterface's merge (a hard merge recomputes extensions).
+        Processes for SpikeInterface's merge.
     sparsity_overlap : float, default: 0.75
         Channel overlap (intersection over union) under which a plain soft merge is refused
-        and a fallback is chosen (see the module notes).
+        and the shared channels are used instead (see the module notes).
 
     Returns
     -------
@@ -230,9 +285,8 @@ def apply_merges(
     groups = [[lookup[str(_native(u))] for u in units] for units in plan.groups]
     censor = float(censor_ms) if censor_ms else None
     units_before = int(analyzer.get_num_units())
-    recording = _has_recording(analyzer)
 
-    # 1. each group's mode from its channel overlap
+    # 1. each group's mode from its channel overlap; units sharing no channel are not merged
     skipped: list[tuple[int, str]] = list(plan.skipped)
     modes: list[str | None] = []
     for gid, units in zip(plan.source_group_ids, groups):
@@ -241,45 +295,89 @@ def apply_merges(
             modes.append(MODE_SOFT)
         elif shared > 0:
             modes.append(MODE_SOFT_IGNORED)
-        elif recording:
-            modes.append(MODE_HARD)
         else:
             modes.append(None)
             skipped.append((gid, (
-                f"units {_fmt(units)} share no channel (sparsity overlap 0) and the recording is not available "
-                "for a hard merge: open the analyzer with its recording to merge this group"
+                f"units {_fmt(units)} share no channel (sparsity overlap 0), so a merged unit would have no "
+                "waveforms: check the pair in the report, and merge it by hand with SpikeInterface's "
+                "merge_units(..., merging_mode='hard') on an analyzer with its recording if it is one neuron"
             )))
     todo = [i for i, m in enumerate(modes) if m is not None]
 
-    # 2. merge in memory (the input analyzer is never changed)
-    merged = None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = _read_manifest(out_dir)
+    manifest_existed = (out_dir / MANIFEST_FILE).exists()
+    number = len(manifest["applies"]) + 1
+    curation_path = out_dir / CURATION_FILE
+    replacing = bool(write_analyzer and todo and _earlier_merged_folder(manifest, out_dir, folder_name))
+    analyzer_folder = (out_dir / folder_name if replacing else _next_free_folder(out_dir, folder_name)) \
+        if (write_analyzer and todo) else None
+    staging = _staging_name(out_dir, folder_name) if analyzer_folder is not None else None
+    replaced_path = out_dir / UNDO_FOLDER / f"{folder_name}.replaced-{number}" if replacing else None
+    backup = out_dir / UNDO_FOLDER / f"curation.before-{number}.json" if curation_path.exists() else None
+    rel = lambda p: p.relative_to(out_dir).as_posix() if p is not None else None  # noqa: E731
+    entry: dict[str, Any] = {
+        "status": PENDING,
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "analyzer_folder": rel(analyzer_folder),
+        "staging": rel(staging),
+        "replaced": rel(replaced_path),
+        "curation": CURATION_FILE,
+        "previous_curation": rel(backup),
+        "curation_sha256": None,
+        "merges": 0,
+        "units_before": units_before,
+        "units_after": units_before,
+    }
+    # write-ahead: the entry names every path before any of them is written
+    manifest["applies"].append(entry)
+    write_manifest(out_dir, manifest)
+
+    def abandon() -> None:
+        """Remove what this apply wrote so far and its manifest entry: nothing half-written."""
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if backup is not None:
+            backup.unlink(missing_ok=True)
+            _remove_if_empty(backup.parent)
+        manifest["applies"].pop()
+        if manifest_existed or manifest["applies"]:
+            write_manifest(out_dir, manifest)
+        else:
+            (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
+
+    # 2. merge straight into the staging folder (the input analyzer is never changed)
     applied: list[int] = []
     new_ids: list[UnitId] = []
-    si_mode = "hard" if any(modes[i] == MODE_HARD for i in todo) else "soft"
-    if todo and write_analyzer:
-        merged, done, new_ids, si_mode, failed = _run_merges(
-            analyzer, [groups[i] for i in todo], [modes[i] for i in todo], censor, n_jobs
-        )
-        applied = [todo[k] for k in done]
-        for k, reason in failed.items():
-            skipped.append((plan.source_group_ids[todo[k]], reason))
-    elif todo:
-        applied = todo
-        new_ids = new_unit_ids_for(analyzer.unit_ids, len(applied))
+    try:
+        if todo and analyzer_folder is not None:
+            try:
+                done, new_ids, failed = _write_merged(analyzer, [groups[i] for i in todo], censor, n_jobs, staging)
+            except Exception as exc:
+                raise SpikemergeError(
+                    f"could not write the merged analyzer to {analyzer_folder} ({one_line(exc)}); nothing was "
+                    "written: check free disk space and permissions, then apply again"
+                ) from exc
+            applied = [todo[k] for k in done]
+            for k, reason in failed.items():
+                skipped.append((plan.source_group_ids[todo[k]], reason))
+        elif todo:
+            applied = todo
+            new_ids = new_unit_ids_for(analyzer.unit_ids, len(applied))
+    except BaseException:
+        abandon()
+        raise
 
-    # 3. what was applied, with spikes removed by censoring
+    # 3. what was applied, with spikes removed by censoring (read from the written sorting)
     counts = analyzer.sorting.count_num_spikes_per_unit()
-    if merged is not None:
-        after_counts = merged.sorting.count_num_spikes_per_unit()
-    elif applied and censor:
+    after_counts: dict = {}
+    if applied and censor:
         from spikeinterface.core.sorting_tools import apply_merges_to_sorting
 
         sorting = apply_merges_to_sorting(
             analyzer.sorting, [groups[i] for i in applied], new_unit_ids=new_ids, censor_ms=censor
         )
         after_counts = sorting.count_num_spikes_per_unit()
-    else:
-        after_counts = {}
     merges = []
     for i, new in zip(applied, new_ids):
         before = int(sum(counts[u] for u in groups[i]))
@@ -288,7 +386,7 @@ def apply_merges(
             "group_id": plan.source_group_ids[i],
             "unit_ids": [_native(u) for u in groups[i]],
             "new_unit_id": _native(new),
-            "mode": MODE_HARD if si_mode == "hard" else modes[i],
+            "mode": modes[i],
             "censored": censor is not None,
             "duplicate": plan.duplicate_flags[i],
             "spikes_removed": before - after,
@@ -300,74 +398,68 @@ def apply_merges(
         skipped=sorted(skipped, key=lambda item: item[0]),
     )
     units_after = units_before - sum(len(g) - 1 for g in applied_plan.groups)
+    written = analyzer_folder is not None and bool(applied)
+    not_carried = _not_carried(analyzer) if written else []
     block = dict(provenance)
     block["apply"] = {
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "time": entry["time"],
         "new_id_strategy": NEW_ID_STRATEGY,
         "censor_ms": censor,
         "sparsity_overlap": sparsity_overlap,
         "merges": merges,
-        "analyzer_written": bool(merged is not None),
+        "analyzer_written": written,
+        "extensions_not_carried": not_carried,
         "how_to_reapply": (
             "spikeinterface.curation.apply_curation(analyzer, load_curation(path), "
-            f"censor_ms={censor}, merging_mode={si_mode!r}, sparsity_overlap=0.0)"
+            f"censor_ms={censor}, merging_mode='soft', sparsity_overlap=0.0)"
         ),
     }
     curation = build_curation(analyzer.unit_ids, applied_plan, new_ids, block)
+    entry.update({"merges": len(merges), "units_after": units_after,
+                  "curation_sha256": hashlib.sha256(_curation_bytes(curation)).hexdigest()})
+    if not written:
+        entry.update({"analyzer_folder": None, "staging": None, "replaced": None})
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    write_manifest(out_dir, manifest)
 
-    # 4. write: analyzer staged then renamed, curation.json atomic, then the undo manifest
-    out_dir.mkdir(parents=True, exist_ok=True)
-    curation_path = out_dir / CURATION_FILE
-    manifest = _read_manifest(out_dir)
-    entry: dict[str, Any] = {
-        "time": block["apply"]["time"],
-        "analyzer_folder": None,
-        "curation": CURATION_FILE,
-        "previous_curation": None,
-        "merges": len(merges),
-        "units_before": units_before,
-        "units_after": units_after,
-    }
-    backup = None
-    analyzer_folder = None
+    # 4. into place: the analyzer (swapping out an earlier one of ours), then curation.json; the
+    #    earlier analyzer is deleted only once both are in place
     try:
-        if merged is not None:
-            analyzer_folder = _next_free_folder(out_dir, folder_name)
-            try:
-                with staged_folder(analyzer_folder) as staging:
-                    staging.rmdir()  # SpikeInterface creates the folder itself
-                    _save_analyzer(merged, staging)
-            except Exception as exc:
-                raise SpikemergeError(
-                    f"could not write the merged analyzer to {analyzer_folder} ({one_line(exc)}); nothing was "
-                    "written: check free disk space and permissions, then apply again"
-                ) from exc
-            entry["analyzer_folder"] = analyzer_folder.name
-        try:
-            if curation_path.exists():  # kept so that undo can restore it
-                backup = out_dir / UNDO_FOLDER / f"curation.before-{len(manifest['applies']) + 1}.json"
-                backup.parent.mkdir(exist_ok=True)
-                shutil.copy2(curation_path, backup)
-                entry["previous_curation"] = backup.relative_to(out_dir).as_posix()
-            write_curation(curation_path, curation)
-        except BaseException:
-            if analyzer_folder is not None and analyzer_folder.exists():
-                shutil.rmtree(analyzer_folder, ignore_errors=True)
-            raise
+        if written:
+            if replacing:
+                replaced_path.parent.mkdir(exist_ok=True)
+                os.replace(analyzer_folder, replaced_path)
+            os.replace(staging, analyzer_folder)
+            if replacing:
+                entry["swapped"] = True
+                write_manifest(out_dir, manifest)
+        if backup is not None:  # kept so that undo can restore it
+            backup.parent.mkdir(exist_ok=True)
+            shutil.copy2(curation_path, backup)
+        write_curation(curation_path, curation)
     except BaseException:
-        if backup is not None:
-            backup.unlink(missing_ok=True)
-            _remove_if_empty(backup.parent)
+        # put back what was there: the earlier analyzer, the earlier curation
+        if written and analyzer_folder.exists() and (not replacing or replaced_path.exists()):
+            shutil.rmtree(analyzer_folder, ignore_errors=True)
+        if replacing and replaced_path.exists():
+            os.replace(replaced_path, analyzer_folder)
+            _remove_if_empty(replaced_path.parent)
+        abandon()
         raise
-    entry["curation_sha256"] = _sha256(curation_path)
-    manifest["applies"].append(entry)
-    write_json_atomic(out_dir / MANIFEST_FILE, manifest)
+    if replacing and written:
+        shutil.rmtree(replaced_path, ignore_errors=True)
+        _remove_if_empty(replaced_path.parent)
+    entry["status"] = COMPLETE
+    write_manifest(out_dir, manifest)
 
     return ApplyResult(
-        analyzer_folder=analyzer_folder,
+        analyzer_folder=analyzer_folder if written else None,
         curation_path=curation_path,
         units_before=units_before,
         units_after=units_after,
         merges=merges,
         skipped=applied_plan.skipped,
+        replaced=folder_name if (written and replacing) else None,
+        extensions_not_carried=not_carried,
     )

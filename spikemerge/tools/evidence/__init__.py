@@ -1,7 +1,14 @@
-"""The numbers behind each picture: crosscorrelograms, waveforms, PCA features, presence over time."""
+"""The numbers behind each picture: crosscorrelograms, waveforms, PCA features, presence over time.
+
+``pairs`` reads the analyzer (``EvidenceContext``) and assembles per-pair and per-group
+records; ``ccg``, ``waveforms``, ``features`` and ``presence`` compute on plain arrays;
+``params`` holds every window and bin.
+"""
 
 from __future__ import annotations
 
-from .pairs import EvidenceContext, group_evidence, pair_evidence, template_similarity
+from .pairs import EvidenceContext, denoised_similarity, group_evidence, pair_evidence, template_similarity
+from .params import DEFAULT_EVIDENCE_PARAMS, EvidenceParams
 
-__all__ = ["EvidenceContext", "group_evidence", "pair_evidence", "template_similarity"]
+__all__ = ["DEFAULT_EVIDENCE_PARAMS", "EvidenceContext", "EvidenceParams", "denoised_similarity", "group_evidence",
+           "pair_evidence", "template_similarity"]

@@ -1,243 +1,90 @@
-"""The numbers behind each picture a curator looks at, per pair of units.
+"""The numbers behind each picture a curator looks at, per pair of units and per group.
 
 Everything here reads a prepared analyzer (see ``analyzer.REQUIRED_EXTENSIONS``) through an
-``EvidenceContext`` that extracts each unit's arrays once. Every number is named for what it
-measures, so the metrics judge, the VLM prompts, the report and a person read the same thing.
-
-Crosscorrelogram (CCG) numbers use the refractory logic of DESIGN.md: two units of one neuron
-share its refractory period, so their CCG is depleted near zero lag; a flat CCG means two
-neurons; a sharp peak at (almost) zero lag means the same spikes were detected twice.
+``EvidenceContext`` that extracts each unit's arrays once, and hands plain arrays to the
+modules that compute: ``ccg`` (refractory dip, duplicates at the template lag, bursts,
+contamination of the merged train), ``waveforms`` (template lag, noise-aware similarity),
+``features`` (continuity along the discriminant axis), ``presence`` (hand-overs in time).
+Every number is named for what it measures, so the metrics judge, the VLM prompts, the report
+and a person read the same thing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
 from itertools import combinations
 from typing import Any, Sequence
 
 import numpy as np
-from scipy.stats import poisson
 from threadpoolctl import threadpool_limits
-from spikeinterface.core import SortingAnalyzer
 
+from ..analyzer.view import AnalyzerView, UnitArrays
 from ..judges.base import UnitId
+from .ccg import ccg_evidence, contamination_evidence, correlogram, time_differences
+from .features import continuity, discriminant_projection
+from .params import DEFAULT_EVIDENCE_PARAMS, EvidenceParams
+from .presence import comparison_window, presence_evidence
+from .waveforms import amplitude_ratio as _amplitude_ratio
+from .waveforms import noise_aware_similarity, template_lag
 
-REFRACTORY_MS = 1.5
-"""Half-width of the window where one neuron cannot fire twice (DESIGN: about ±1–2 ms)."""
-CENSOR_MS = 0.25
-"""Lags this close to zero belong to the duplicate detector, not to the refractory count."""
-SHOULDER_MS = (10.0, 50.0)
-"""Lags that estimate the CCG baseline when the two trains are independent."""
-SHIFT_MS = 0.3
-"""Largest template misalignment tried when comparing shapes."""
-TIME_BINS = 20
-"""Bins across the recording for presence and amplitude-over-time comparisons."""
+__all__ = ["EvidenceContext", "UnitArrays", "correlogram", "group_evidence", "pair_evidence", "template_similarity",
+           "time_differences"]
 
 
 def _unit_key(unit_id: Any) -> UnitId:
     return unit_id.item() if hasattr(unit_id, "item") else unit_id
 
 
-@dataclass
-class UnitArrays:
-    times_s: np.ndarray
-    amplitudes: np.ndarray
-    waveforms: np.ndarray
-    """Random-spike waveforms on ``channels`` (spikes, samples, channels)."""
-    channels: np.ndarray
-    template: np.ndarray
-    """Average template on all channels (samples, channels)."""
-    location: np.ndarray
-    main_channel: int
+class EvidenceContext(AnalyzerView):
+    """Per-unit arrays extracted once from an analyzer, shared by every pair computation.
 
-
-class EvidenceContext:
-    """Per-unit arrays extracted once from an analyzer, shared by every pair computation."""
-
-    def __init__(self, analyzer: SortingAnalyzer):
-        self.analyzer = analyzer
-        self.fs = float(analyzer.sampling_frequency)
-        self.duration_s = float(analyzer.get_total_duration())
-        self.unit_ids = [_unit_key(u) for u in analyzer.unit_ids]
-        self._index = {u: i for i, u in enumerate(self.unit_ids)}
-        self._cache: dict[UnitId, UnitArrays] = {}
-
-    def index(self, unit_id: UnitId) -> int:
-        try:
-            return self._index[unit_id]
-        except KeyError:
-            from ...errors import SpikemergeError
-
-            raise SpikemergeError(f"unknown unit id {unit_id!r}: the analyzer's units are {self.unit_ids}") from None
-
-    @cached_property
-    def _spikes(self) -> np.ndarray:
-        return self.analyzer.sorting.to_spike_vector(concatenated=True)
-
-    @cached_property
-    def _segment_offsets(self) -> np.ndarray:
-        lengths = [self.analyzer.get_num_samples(s) for s in range(self.analyzer.get_num_segments())]
-        return np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-
-    @cached_property
-    def _amplitudes(self) -> np.ndarray:
-        return np.asarray(self.analyzer.get_extension("spike_amplitudes").get_data())
-
-    @cached_property
-    def templates(self) -> np.ndarray:
-        return self.analyzer.get_extension("templates").get_data(operator="average")
-
-    @cached_property
-    def locations(self) -> np.ndarray:
-        """Unit positions (µm): the ``unit_locations`` extension, else the templates' centre of mass."""
-        if self.analyzer.has_extension("unit_locations"):
-            return np.asarray(self.analyzer.get_extension("unit_locations").get_data())[:, :2]
-        from spikeinterface.postprocessing.localization_tools import compute_center_of_mass
-
-        return np.asarray(compute_center_of_mass(self.analyzer))[:, :2]
-
-    @cached_property
-    def sparsity_mask(self) -> np.ndarray:
-        if self.analyzer.sparsity is None:
-            return np.ones((len(self.unit_ids), self.analyzer.get_num_channels()), dtype=bool)
-        return self.analyzer.sparsity.mask
-
-    @cached_property
-    def _random_spikes(self) -> np.ndarray:
-        return self.analyzer.get_extension("random_spikes").get_random_spikes()
-
-    def _absolute_samples(self, spikes: np.ndarray) -> np.ndarray:
-        return spikes["sample_index"] + self._segment_offsets[spikes["segment_index"]]
-
-    def unit(self, unit_id: UnitId) -> UnitArrays:
-        if unit_id in self._cache:
-            return self._cache[unit_id]
-        index = self.index(unit_id)
-        mask = self._spikes["unit_index"] == index
-        times = self._absolute_samples(self._spikes[mask]) / self.fs
-        amplitudes = self._amplitudes[mask]
-        order = np.argsort(times, kind="stable")
-        waveforms_ext = self.analyzer.get_extension("waveforms")
-        waveforms = waveforms_ext.get_waveforms_one_unit(self.analyzer.unit_ids[index], force_dense=False)
-        channels = np.flatnonzero(self.sparsity_mask[index])
-        template = self.templates[index]
-        arrays = UnitArrays(
-            times_s=times[order],
-            amplitudes=amplitudes[order],
-            waveforms=np.asarray(waveforms, dtype=np.float32),
-            channels=channels,
-            template=template,
-            location=self.locations[index],
-            main_channel=int(np.argmax(np.ptp(template, axis=0))),
-        )
-        self._cache[unit_id] = arrays
-        return arrays
-
-
-# ---------------------------------------------------------------- crosscorrelograms
-
-
-def time_differences(times_a: np.ndarray, times_b: np.ndarray, window_s: float) -> np.ndarray:
-    """All ``t_b - t_a`` within ``±window_s`` (both trains sorted, in seconds)."""
-    if times_a.size == 0 or times_b.size == 0:
-        return np.empty(0)
-    lo = np.searchsorted(times_b, times_a - window_s, side="left")
-    hi = np.searchsorted(times_b, times_a + window_s, side="right")
-    counts = hi - lo
-    total = int(counts.sum())
-    if total == 0:
-        return np.empty(0)
-    starts = np.repeat(lo - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
-    b_index = starts + np.arange(total)
-    return times_b[b_index] - np.repeat(times_a, counts)
-
-
-def correlogram(
-    times_a: np.ndarray, times_b: np.ndarray, window_ms: float = 50.0, bin_ms: float = 0.5
-) -> tuple[np.ndarray, np.ndarray]:
-    """Counts of ``t_b - t_a`` per bin over ``±window_ms``; for an ACG pass the same train twice.
-
-    Returns ``(counts, edges_ms)``; for an autocorrelogram the zero-lag self pairs are removed.
+    The analyzer's one view (:class:`~spikemerge.tools.analyzer.view.AnalyzerView`): render reads
+    the same trains, so a CCG panel and these numbers count the same spikes.
     """
-    diffs_ms = time_differences(times_a, times_b, window_ms / 1000.0) * 1000.0
-    if times_a is times_b:
-        diffs_ms = diffs_ms[diffs_ms != 0]
-    n_bins = int(round(2 * window_ms / bin_ms))
-    edges = np.linspace(-window_ms, window_ms, n_bins + 1)
-    counts, _ = np.histogram(diffs_ms, bins=edges)
-    return counts, edges
 
 
-def ccg_evidence(times_a: np.ndarray, times_b: np.ndarray) -> dict[str, float]:
-    """Refractory depletion, duplicate peak and cross-contamination numbers of one pair.
+# ---------------------------------------------------------------- per pair and per group
 
-    ``ccg_expected_refractory`` is how many coincidences two independent trains would put in
-    the refractory window (from the CCG shoulders); ``ccg_refractory_ratio`` is observed over
-    that (about 0 for one neuron, about 1 for two); ``ccg_depletion_p`` is the Poisson chance
-    of seeing so few by accident. ``duplicate_fraction`` is the share of the smaller unit's
-    spikes with a partner within ``±CENSOR_MS`` (near 1 for a duplicate).
+
+def _union_lag(a: UnitArrays, b: UnitArrays, fs: float, params: EvidenceParams) -> tuple[np.ndarray, int, float]:
+    channels = np.union1d(a.channels, b.channels)
+    max_shift = int(round(params.max_lag_ms * fs / 1000.0))
+    lag, similarity = template_lag(a.template[:, channels], b.template[:, channels], max_shift)
+    return channels, lag, similarity
+
+
+def template_similarity(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId,
+                        params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> tuple[float, int]:
+    """Cosine similarity of two templates on the union of their channels at their best lag (samples).
+
+    The lag is searched within ``±max_lag_ms`` (real sorters misalign one neuron's units by up
+    to ~2 ms); templates are zero-padded, so a large shift is not free.
     """
-    window_s = SHOULDER_MS[1] / 1000.0
-    diffs = np.abs(time_differences(times_a, times_b, window_s)) * 1000.0
-    lo, hi = SHOULDER_MS
-    shoulder = np.count_nonzero((diffs >= lo) & (diffs < hi))
-    rate_per_ms = shoulder / (2.0 * (hi - lo))
-    refractory_width = 2.0 * (REFRACTORY_MS - CENSOR_MS)
-    expected = rate_per_ms * refractory_width
-    observed = int(np.count_nonzero((diffs > CENSOR_MS) & (diffs <= REFRACTORY_MS)))
-    close = np.count_nonzero(diffs <= CENSOR_MS)
-    expected_close = rate_per_ms * 2.0 * CENSOR_MS
-    smaller = max(1, min(times_a.size, times_b.size))
-    return {
-        "ccg_refractory_count": observed,
-        "ccg_expected_refractory": float(expected),
-        "ccg_refractory_ratio": float(observed / expected) if expected > 0 else float("nan"),
-        "ccg_depletion_p": float(poisson.cdf(observed, expected)) if expected > 0 else 1.0,
-        "duplicate_count": int(close),
-        "duplicate_fraction": float(close / smaller),
-        "duplicate_excess": float(close / expected_close) if expected_close > 0 else float("inf") if close else 0.0,
-    }
-
-
-def refractory_violation_rate(times_s: np.ndarray) -> float:
-    """Fraction of inter-spike intervals within ``CENSOR_MS..REFRACTORY_MS`` (a unit's own ACG dip)."""
-    if times_s.size < 2:
-        return 0.0
-    isi_ms = np.diff(times_s) * 1000.0
-    return float(np.count_nonzero((isi_ms > CENSOR_MS) & (isi_ms <= REFRACTORY_MS)) / isi_ms.size)
-
-
-# ---------------------------------------------------------------- templates and features
-
-
-def _shifted_cosine(template_a: np.ndarray, template_b: np.ndarray, max_shift: int) -> tuple[float, int]:
-    """Best cosine similarity of two (samples, channels) templates over integer shifts."""
-    n = template_a.shape[0]
-    best, best_shift = -1.0, 0
-    for shift in range(-max_shift, max_shift + 1):
-        a = template_a[max(0, shift): n + min(0, shift)]
-        b = template_b[max(0, -shift): n + min(0, -shift)]
-        denom = np.linalg.norm(a) * np.linalg.norm(b)
-        value = float(np.sum(a * b) / denom) if denom > 0 else 0.0
-        if value > best:
-            best, best_shift = value, shift
-    return best, best_shift
-
-
-def template_similarity(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId) -> tuple[float, int]:
-    """Cosine similarity of two templates on the union of their channels, best shift (samples)."""
     ia, ib = ctx.index(unit_a), ctx.index(unit_b)
     channels = ctx.sparsity_mask[ia] | ctx.sparsity_mask[ib]
-    max_shift = int(round(SHIFT_MS * ctx.fs / 1000.0))
-    return _shifted_cosine(ctx.templates[ia][:, channels], ctx.templates[ib][:, channels], max_shift)
+    max_shift = int(round(params.max_lag_ms * ctx.fs / 1000.0))
+    lag, similarity = template_lag(ctx.templates[ia][:, channels], ctx.templates[ib][:, channels], max_shift)
+    return similarity, lag
 
 
-def amplitude_ratio(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId) -> float:
-    """Peak-to-peak amplitude of the smaller template over the larger one (1 = same size)."""
-    pa = np.ptp(ctx.templates[ctx.index(unit_a)], axis=0).max()
-    pb = np.ptp(ctx.templates[ctx.index(unit_b)], axis=0).max()
-    return float(min(pa, pb) / max(pa, pb)) if max(pa, pb) > 0 else 1.0
+def unit_similarity(a: UnitArrays, b: UnitArrays, fs: float, noise_levels: np.ndarray,
+                    params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, float]:
+    """Template similarity at the best lag, raw and with the noise the spike counts imply removed.
+
+    See :func:`~spikemerge.tools.evidence.waveforms.noise_aware_similarity`; the candidate gate
+    uses it so that a low-amplitude unit's noisy template is not read as another shape.
+    """
+    channels, lag, similarity = _union_lag(a, b, fs, params)
+    n_a = len(a.waveforms) or a.times_s.size
+    n_b = len(b.waveforms) or b.times_s.size
+    record = noise_aware_similarity(a.template[:, channels], b.template[:, channels], noise_levels[channels],
+                                    n_a, n_b, shift=lag)
+    return {"template_similarity": similarity, "template_lag_samples": lag, **record}
+
+
+def denoised_similarity(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId,
+                        params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, float]:
+    """:func:`unit_similarity` of two units of the analyzer."""
+    return unit_similarity(ctx.unit(unit_a), ctx.unit(unit_b), ctx.fs, ctx.noise_levels, params)
 
 
 def _on_channels(unit: UnitArrays, channels: np.ndarray) -> np.ndarray:
@@ -245,137 +92,156 @@ def _on_channels(unit: UnitArrays, channels: np.ndarray) -> np.ndarray:
     return unit.waveforms[:, :, positions]
 
 
-def feature_separation(
-    ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId, shift: int = 0, n_components: int = 5
-) -> dict[str, float]:
-    """How far apart two units' spikes lie in PCA space on the channels both units have.
-
-    Waveforms are aligned by the template shift, projected on the top principal components of
-    the pooled spikes, and compared with a discriminant fitted on one half and scored on the
-    other: ``pca_dprime`` near 0 means one cloud, above about 3 two clusters.
-    """
-    a, b = ctx.unit(unit_a), ctx.unit(unit_b)
-    shared = np.intersect1d(a.channels, b.channels)
-    if shared.size == 0 or len(a.waveforms) < 10 or len(b.waveforms) < 10:
-        return {"pca_dprime": float("nan"), "shared_channels": int(shared.size)}
-    # keep the channels where either template is large, at most 8, so noise channels do not dilute
-    power = np.ptp(a.template[:, shared], axis=0) + np.ptp(b.template[:, shared], axis=0)
-    shared = shared[np.argsort(power)[::-1][:8]]
-    wa, wb = _on_channels(a, shared), _on_channels(b, shared)
+def _aligned(wa: np.ndarray, wb: np.ndarray, lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """Waveforms cut so that the same spike lines up: ``b[k] ≈ a[k + lag]``."""
     n = wa.shape[1]
-    wa = wa[:, max(0, shift): n + min(0, shift)]
-    wb = wb[:, max(0, -shift): n + min(0, -shift)]
-    count = min(len(wa), len(wb))
-    rng = np.random.default_rng(0)
-    wa = wa[rng.permutation(len(wa))[:count]].reshape(count, -1)
-    wb = wb[rng.permutation(len(wb))[:count]].reshape(count, -1)
-    pooled = np.vstack([wa, wb]).astype(np.float64)
-    pooled -= pooled.mean(axis=0)
-    # principal axes from the covariance: one small eigh instead of an SVD of all spikes
-    _, vectors = np.linalg.eigh(pooled.T @ pooled)
-    k = min(n_components, vectors.shape[1])
-    axes = vectors[:, ::-1][:, :k]
-    pa, pb = wa @ axes, wb @ axes
-    half = count // 2
-    dprimes = []
-    for fit, score in ((slice(0, half), slice(half, count)), (slice(half, count), slice(0, half))):
-        mean_diff = pa[fit].mean(axis=0) - pb[fit].mean(axis=0)
-        cov = 0.5 * (np.cov(pa[fit], rowvar=False) + np.cov(pb[fit], rowvar=False)) + 1e-6 * np.eye(k)
-        direction = np.linalg.solve(cov, mean_diff)
-        xa, xb = pa[score] @ direction, pb[score] @ direction
-        spread = np.sqrt(0.5 * (xa.var() + xb.var()))
-        dprimes.append(abs(xa.mean() - xb.mean()) / spread if spread > 0 else 0.0)
-    return {"pca_dprime": float(np.mean(dprimes)), "shared_channels": int(shared.size)}
+    if lag >= 0:
+        return wa[:, lag:], wb[:, : n - lag]
+    return wa[:, : n + lag], wb[:, -lag:]
 
 
-# ---------------------------------------------------------------- amplitudes and presence over time
+def _subsample(values: np.ndarray, limit: int, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """At most ``limit`` values, and how many spikes each stands for."""
+    if values.size <= limit:
+        return values, 1.0
+    return values[rng.choice(values.size, limit, replace=False)], values.size / limit
 
 
-def presence_evidence(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId) -> dict[str, float]:
-    """Do the two units fire at the same times, and with the same amplitudes when they do?
+def _edge(times_s: np.ndarray, count: int, last: bool) -> np.ndarray:
+    """Mask of the last (or first) ``count`` spikes in time."""
+    keep = np.zeros(times_s.shape, dtype=bool)
+    if times_s.size:
+        order = np.argsort(times_s, kind="stable")
+        keep[order[-count:] if last else order[:count]] = True
+    return keep
 
-    ``presence_overlap`` is the share of time bins (weighted by spikes) where both units fire
-    (1 = together throughout, 0 = one takes over as the other fades, as in a drift split).
-    ``amplitude_overlap`` is the overlap of the two amplitude distributions (1 = identical);
-    ``amplitude_overlap_concurrent`` uses only bins where both fire.
+
+def _meet(times_a: np.ndarray, times_b: np.ndarray, a_first: bool) -> bool:
+    """Whether the first unit's last spikes and the second's first ones are no further apart than they span."""
+    if times_a.size == 0 or times_b.size == 0:
+        return False
+    first, second = (times_a, times_b) if a_first else (times_b, times_a)
+    gap = float(second.min() - first.max())
+    span = max(float(np.ptp(first)), float(np.ptp(second)))
+    return gap <= span
+
+
+def feature_evidence(a: UnitArrays, b: UnitArrays, lag: int, duration_s: float,
+                     params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, Any]:
+    """Continuity, separation and hand-over shape of two units, in the window where they meet.
+
+    The comparison window (:func:`~spikemerge.tools.evidence.presence.comparison_window`) keeps
+    spikes fired while both units are active, or near the hand-over for units that follow each
+    other, so that drift does not read as a gap. Continuity is tested twice: on the waveforms'
+    discriminant axis (sampled spikes, on the channels both units have, aligned by the lag) and
+    on the amplitudes (every spike).
     """
-    a, b = ctx.unit(unit_a), ctx.unit(unit_b)
-    edges = np.linspace(0.0, ctx.duration_s, TIME_BINS + 1)
-    ca, _ = np.histogram(a.times_s, edges)
-    cb, _ = np.histogram(b.times_s, edges)
-    ra, rb = ca / max(1, ca.sum()), cb / max(1, cb.sum())
-    overlap = float(np.minimum(ra, rb).sum())
-    both = (ca > 0.1 * ca.mean()) & (cb > 0.1 * cb.mean())
-    # where one unit ends and the other begins, do their amplitudes meet?
-    handover = float("nan")
-    if overlap < 0.5:
-        ta, tb = np.median(a.times_s), np.median(b.times_s)
-        first, second = (a, b) if ta < tb else (b, a)
-        boundary = 0.5 * (np.quantile(first.times_s, 0.95) + np.quantile(second.times_s, 0.05))
-        tail = first.amplitudes[first.times_s > boundary - 0.1 * ctx.duration_s]
-        tail = tail[-200:] if tail.size else first.amplitudes[-200:]
-        head = second.amplitudes[second.times_s < boundary + 0.1 * ctx.duration_s][:200]
-        if head.size == 0:
-            head = second.amplitudes[:200]
-        handover = _distribution_overlap(tail, head)
-    concurrent = float("nan")
-    if both.any():
-        sel_a = np.isin(np.digitize(a.times_s, edges) - 1, np.flatnonzero(both))
-        sel_b = np.isin(np.digitize(b.times_s, edges) - 1, np.flatnonzero(both))
-        concurrent = _distribution_overlap(a.amplitudes[sel_a], b.amplitudes[sel_b])
-    return {
-        "presence_overlap": overlap,
-        "amplitude_overlap": _distribution_overlap(a.amplitudes, b.amplitudes),
-        "amplitude_overlap_concurrent": concurrent,
-        "amplitude_handover": handover,
-    }
+    window = comparison_window(a.times_s, b.times_s, duration_s, params)
+    record: dict[str, Any] = {"comparison_window": window.kind}
+    rng = np.random.default_rng(params.seed)
+    a_first = bool(np.median(a.times_s) <= np.median(b.times_s)) if a.times_s.size and b.times_s.size else True
+    if window.kind == "handover":
+        # the last spikes of the first unit and the first of the second: close enough in time
+        # that drift has not moved the cloud; units that never meet have no continuity to test
+        sel_a = _edge(a.times_s, 4 * params.handover_spikes, last=a_first)
+        sel_b = _edge(b.times_s, 4 * params.handover_spikes, last=not a_first)
+        meets = _meet(a.times_s[sel_a], b.times_s[sel_b], a_first)
+    else:
+        sel_a, sel_b, meets = window.mask(a.times_s, "a"), window.mask(b.times_s, "b"), True
+    record["units_meet"] = bool(meets)
+    amp_a, amp_b = a.amplitudes[sel_a], b.amplitudes[sel_b]
+    if amp_a.size < params.min_continuity_spikes or amp_b.size < params.min_continuity_spikes:
+        amp_a, amp_b = a.amplitudes, b.amplitudes
+    sa, wa_amp = _subsample(np.abs(amp_a), 3000, rng)
+    sb, wb_amp = _subsample(np.abs(amp_b), 3000, rng)
+    amp = continuity(sa, sb, wa_amp, wb_amp, params) if meets else \
+        {"continuity_ratio": float("nan"), "continuity_gap_p": 1.0, "continuity_expected": 0.0}
+    record.update({f"amplitude_{k}": v for k, v in amp.items()})
+
+    shared = np.intersect1d(a.channels, b.channels)
+    record["shared_channels"] = int(shared.size)
+    empty = {"pca_dprime": float("nan"), "continuity_ratio": float("nan"), "continuity_gap_p": 1.0,
+             "continuity_expected": 0.0, "handover_similarity": float("nan")}
+    if shared.size == 0 or len(a.waveforms) < params.min_feature_spikes or len(b.waveforms) < params.min_feature_spikes:
+        record.update(empty)
+        return record
+    power = np.ptp(a.template[:, shared], axis=0) + np.ptp(b.template[:, shared], axis=0)
+    shared = shared[np.argsort(power)[::-1][: params.pca_channels]]
+    record["shared_channels"] = int(shared.size)
+    wa, wb = _aligned(_on_channels(a, shared), _on_channels(b, shared), lag)
+    if wa.shape[1] < 4:
+        record.update(empty)
+        return record
+    if a.waveform_times_s is None or b.waveform_times_s is None:
+        keep_a, keep_b = np.ones(len(wa), bool), np.ones(len(wb), bool)
+    elif window.kind == "handover":
+        keep_a = _edge(a.waveform_times_s, params.handover_spikes, last=a_first)
+        keep_b = _edge(b.waveform_times_s, params.handover_spikes, last=not a_first)
+    else:
+        keep_a, keep_b = window.mask(a.waveform_times_s, "a"), window.mask(b.waveform_times_s, "b")
+    if keep_a.sum() < params.min_feature_spikes or keep_b.sum() < params.min_feature_spikes:
+        keep_a, keep_b = np.ones(len(wa), bool), np.ones(len(wb), bool)
+    wa, wb = wa[keep_a], wb[keep_b]
+    fa = wa.reshape(len(wa), -1).astype(np.float64)
+    fb = wb.reshape(len(wb), -1).astype(np.float64)
+    xa, xb, dprime = discriminant_projection(fa, fb, params)
+    if window.kind == "handover":  # near the hand-over both units stand for the same stretch of firing
+        spikes_a, spikes_b = len(xa), len(xb)
+    else:
+        spikes_a = max(1, int(window.mask(a.times_s, "a").sum()))
+        spikes_b = max(1, int(window.mask(b.times_s, "b").sum()))
+    record["pca_dprime"] = dprime
+    if meets:
+        record.update(continuity(xa, xb, spikes_a / len(xa), spikes_b / len(xb), params))
+    else:
+        record.update({"continuity_ratio": float("nan"), "continuity_gap_p": 1.0, "continuity_expected": 0.0})
+    ma, mb = fa.mean(axis=0), fb.mean(axis=0)
+    denom = float(np.linalg.norm(ma) * np.linalg.norm(mb))
+    record["handover_similarity"] = float(ma @ mb / denom) if window.kind == "handover" and denom > 0 else float("nan")
+    return record
 
 
-def _distribution_overlap(x: np.ndarray, y: np.ndarray, bins: int = 30) -> float:
-    """Overlap coefficient of two samples' histograms on a shared range (0 disjoint, 1 identical)."""
-    if x.size < 5 or y.size < 5:
-        return float("nan")
-    lo = min(np.quantile(x, 0.01), np.quantile(y, 0.01))
-    hi = max(np.quantile(x, 0.99), np.quantile(y, 0.99))
-    if hi <= lo:
-        return 1.0
-    hx, _ = np.histogram(x, bins=bins, range=(lo, hi))
-    hy, _ = np.histogram(y, bins=bins, range=(lo, hi))
-    return float(np.minimum(hx / max(1, hx.sum()), hy / max(1, hy.sum())).sum())
-
-
-# ---------------------------------------------------------------- per pair and per group
-
-
-def pair_evidence(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId) -> dict[str, Any]:
-    """Every number for one pair of units, in one flat dict."""
-    a, b = ctx.unit(unit_a), ctx.unit(unit_b)
-    similarity, shift = template_similarity(ctx, unit_a, unit_b)
+def unit_pair_evidence(unit_a: UnitId, unit_b: UnitId, a: UnitArrays, b: UnitArrays, fs: float, duration_s: float,
+                       noise_levels: np.ndarray, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, Any]:
+    """Every number for one pair of units from their arrays, in one flat dict (no analyzer needed)."""
+    shape = unit_similarity(a, b, fs, noise_levels, params)
+    lag = int(shape["template_lag_samples"])
+    lag_ms = lag * 1000.0 / fs
     record: dict[str, Any] = {
         "unit_a": unit_a,
         "unit_b": unit_b,
         "num_spikes_a": int(a.times_s.size),
         "num_spikes_b": int(b.times_s.size),
-        "template_similarity": similarity,
-        "template_shift_ms": shift * 1000.0 / ctx.fs,
-        "template_amplitude_ratio": amplitude_ratio(ctx, unit_a, unit_b),
-        "distance_um": float(np.linalg.norm(a.location - b.location)),
+        "template_similarity": shape["template_similarity"],
+        "template_similarity_denoised": shape["template_similarity_denoised"],
+        "template_difference_chi2": shape["template_difference_chi2"],
+        "template_shift_ms": lag_ms,
+        "template_amplitude_ratio": _amplitude_ratio(a.template, b.template),
+        "distance_um": float(np.linalg.norm(np.asarray(a.location) - np.asarray(b.location))),
+        "same_main_channel": bool(a.main_channel == b.main_channel),
     }
-    record.update(ccg_evidence(a.times_s, b.times_s))
-    merged = np.sort(np.concatenate([a.times_s, b.times_s]))
-    record["refractory_violations_a"] = refractory_violation_rate(a.times_s)
-    record["refractory_violations_b"] = refractory_violation_rate(b.times_s)
-    record["refractory_violations_merged"] = refractory_violation_rate(merged)
-    record.update(presence_evidence(ctx, unit_a, unit_b))
-    record.update(feature_separation(ctx, unit_a, unit_b, shift=shift))
+    record.update(ccg_evidence(a.times_s, b.times_s, lag_ms, params))
+    record.update(contamination_evidence(a.times_s, b.times_s, duration_s, lag_ms, params))
+    record.update(presence_evidence(a.times_s, a.amplitudes, b.times_s, b.amplitudes, duration_s, params))
+    with threadpool_limits(1):  # small matrices: a multi-threaded BLAS on a busy machine is 100x slower here
+        record.update(feature_evidence(a, b, lag, duration_s, params))
     return record
 
 
-def group_evidence(ctx: EvidenceContext, unit_ids: Sequence[UnitId]) -> dict[str, Any]:
-    """Evidence of a group: one record per pair, under ``"pairs"``.
+def pair_evidence(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId,
+                  params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, Any]:
+    """Every number for one pair of units of the analyzer, in one flat dict."""
+    return unit_pair_evidence(unit_a, unit_b, ctx.unit(unit_a), ctx.unit(unit_b), ctx.fs, ctx.duration_s,
+                              ctx.noise_levels, params)
+
+
+def group_evidence(ctx: EvidenceContext, unit_ids: Sequence[UnitId], chains: Sequence[Sequence[UnitId]] = (),
+                   params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, Any]:
+    """Evidence of a group: one record per pair under ``"pairs"``, the proposed drift chains under ``"chains"``.
 
     BLAS runs single-threaded here: the matrices are small, and on a busy machine a
     multi-threaded BLAS is up to 20 times slower for them (measured: 12 s vs 0.6 s).
     """
     with threadpool_limits(1):
-        return {"pairs": [pair_evidence(ctx, a, b) for a, b in combinations(unit_ids, 2)]}
+        pairs = [pair_evidence(ctx, a, b, params) for a, b in combinations(unit_ids, 2)]
+    return {"pairs": pairs, "chains": [list(c) for c in chains], "evidence_params": params.fingerprint()}

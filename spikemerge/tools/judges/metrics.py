@@ -1,184 +1,178 @@
-"""The offline metrics judge: decides from the evidence numbers alone (no network, no key)."""
+"""The offline metrics judge: decides from the evidence numbers alone (no network, no key).
+
+Each pair's evidence becomes log-likelihood ratios (``terms.py``), summed and calibrated into
+P(one neuron). A group's verdict is a partition: every part merges only if each of its pairs
+clears the policy's threshold (complete linkage, never a chain A–B–C on A–B and B–C alone),
+except a drift chain proposed as such by ``find_candidates`` whose every link is a clean
+hand-over and where no pair shows decisive evidence of two neurons. Thin evidence (too few
+coincidences expected for the CCG to decide) cannot merge under a policy that asks for power
+(``conservative``): the group is an abstain, not a merge on shape alone.
+"""
 
 from __future__ import annotations
 
-
 import hashlib
-import math
-from dataclasses import dataclass, field
+import json
 from itertools import combinations
-from typing import Any, Mapping
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
 
-from ...policies import get_policy
+from ...policies import Policy, get_policy
 from .base import Example, JudgeRequest, Verdict, VerdictCallback
+from .params import DEFAULT_JUDGE_PARAMS, JudgeParams
+from .terms import PairScore, logit, score_pair
 
-CONTAMINATION = 0.15
-"""Share of independent-looking coincidences one neuron's units may still show (noise spikes)."""
-DUPLICATE_FRACTION = 0.3
-"""Share of the smaller unit's spikes coinciding within ±0.25 ms that marks a duplicate."""
-
-
-@dataclass
-class PairScore:
-    """One pair's log-odds of being one neuron, and the reasons, one per modality."""
-
-    unit_a: Any
-    unit_b: Any
-    log_odds: float
-    duplicate: bool
-    reasons: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def probability(self) -> float:
-        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, self.log_odds))))
+__all__ = ["MetricsJudge", "PairScore", "merge_subset", "partition", "score_pair"]
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
+def _usable(score: PairScore, cut: float, block_thin: bool) -> bool:
+    return score.log_odds >= cut and not (block_thin and score.thin) and not score.veto
 
 
-def score_pair(e: Mapping[str, Any]) -> PairScore:
-    """Sum the evidence of one pair as log-likelihood ratios (same neuron vs two neurons).
-
-    Each term is bounded so that no single number decides alone unless it is decisive by
-    physics: a powered CCG with coincidences inside the refractory window, or a duplicate peak.
-    """
-    reasons: dict[str, str] = {}
-    terms: list[float] = []
-    a, b = e["unit_a"], e["unit_b"]
-    duplicate = e.get("duplicate_fraction", 0.0) >= DUPLICATE_FRACTION and e.get("duplicate_excess", 0.0) >= 10
-    expected, observed = e.get("ccg_expected_refractory", 0.0), e.get("ccg_refractory_count", 0)
-    if duplicate:
-        terms.append(8.0)
-        reasons["crosscorrelograms"] = (
-            f"{100 * e['duplicate_fraction']:.0f}% of spikes coincide within ±0.25 ms "
-            f"({e['duplicate_excess']:.0f}x chance): the same spikes detected twice"
-        )
-    else:
-        ccg = expected * (1 - CONTAMINATION) - observed * math.log(1 / CONTAMINATION)
-        terms.append(max(-12.0, min(6.0, ccg)))
-        if expected < 3:
-            verdict = "too few coincidences expected to tell"
-        elif observed <= CONTAMINATION * expected * 1.5:
-            verdict = "a refractory dip, as in one neuron"
+def _chain_parts(chain: Sequence[Any], scores: Mapping[frozenset, PairScore], cut: float,
+                 block_thin: bool) -> list[list[Any]]:
+    """Maximal runs of a proposed chain whose every link is a clean, usable hand-over and where no pair vetoes."""
+    parts, run = [], [chain[0]] if chain else []
+    for prev, unit in zip(chain, chain[1:]):
+        link = scores.get(frozenset((prev, unit)))
+        ok = link is not None and (link.handover or link.duplicate) and _usable(link, cut, block_thin)
+        vetoed = any((s := scores.get(frozenset((u, unit)))) is not None and s.veto for u in run)
+        if ok and not vetoed:
+            run.append(unit)
         else:
-            verdict = "no refractory dip, as for two neurons"
-        reasons["crosscorrelograms"] = (
-            f"{observed} coincidences within ±1.5 ms where independent firing predicts {expected:.1f}: {verdict}"
-        )
-    similarity = e.get("template_similarity", 0.0)
-    terms.append(max(-10.0, min(2.0, 20.0 * (similarity - 0.85))))
-    reasons["waveforms"] = (
-        f"templates {100 * similarity:.0f}% alike on shared channels, amplitude ratio "
-        f"{e.get('template_amplitude_ratio', float('nan')):.2f}, {e.get('distance_um', float('nan')):.0f} µm apart"
-    )
-    concurrent = e.get("presence_overlap", 1.0) >= 0.5
-    dprime = e.get("pca_dprime", float("nan"))
-    if _finite(dprime):
-        pca = 2.0 - 4.0 * dprime if concurrent else 1.5 - dprime
-        terms.append(max(-8.0, min(2.0, pca)))
-        shape = "one cloud" if dprime < 0.5 else "partly separated" if dprime < 2 else "separate clusters"
-        reasons["pca"] = f"PCA on {e.get('shared_channels', 0)} shared channels: d′ {dprime:.2f} ({shape})"
-    else:
-        reasons["pca"] = "PCA not comparable: the units share no channels or have too few spikes"
-    overlap, handover = e.get("presence_overlap", 1.0), e.get("amplitude_handover", float("nan"))
-    concurrent_amp = e.get("amplitude_overlap_concurrent", float("nan"))
-    if overlap < 0.3 and _finite(handover):
-        terms.append(1.5 if handover >= 0.5 else -2.0 if handover < 0.2 else 0.0)
-        reasons["amplitudes"] = (
-            f"one unit takes over as the other fades (presence overlap {overlap:.2f}); amplitudes at the "
-            f"handover overlap {handover:.2f}"
-        )
-    else:
-        if _finite(concurrent_amp) and concurrent_amp < 0.2:
-            terms.append(-1.0)
-        amp_text = f"{concurrent_amp:.2f}" if _finite(concurrent_amp) else "n/a"
-        reasons["amplitudes"] = (
-            f"both units fire throughout (presence overlap {overlap:.2f}); amplitude distributions "
-            f"overlap {amp_text} while both fire"
-        )
-    return PairScore(unit_a=a, unit_b=b, log_odds=float(sum(terms)), duplicate=duplicate, reasons=reasons)
+            if len(run) >= 2:
+                parts.append(run)
+            run = [unit]
+    if len(run) >= 2:
+        parts.append(run)
+    return parts
 
 
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
+def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], threshold: float,
+              chains: Sequence[Sequence[Any]] = (), block_thin: bool = False) -> list[list[Any]]:
+    """The parts of a group to merge (each at least two units, disjoint).
 
-
-def merge_subset(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], threshold: float) -> list[Any]:
-    """The largest set of units whose every pair clears ``threshold`` (complete linkage).
-
-    Never chains A–B and B–C into A–B–C unless A–C also clears the threshold.
+    Proposed drift chains are taken first (see ``_chain_parts``); the remaining units are
+    joined by complete linkage: two parts join only when every pair across them clears
+    ``threshold`` (and is neither thin under ``block_thin`` nor vetoed), strongest first.
     """
-    cut = _logit(threshold)
-    clusters = [[u] for u in unit_ids]
+    cut = logit(threshold)
+    parts: list[list[Any]] = []
+    taken: set = set()
+    for chain in chains:
+        members = [u for u in chain if u in unit_ids and u not in taken]
+        for part in _chain_parts(members, scores, cut, block_thin):
+            parts.append(part)
+            taken.update(part)
+    clusters = [[u] for u in unit_ids if u not in taken]
     while True:
-        best, best_pair = cut, None
+        best, best_pair = None, None
         for i, j in combinations(range(len(clusters)), 2):
-            link = min(scores[frozenset((a, b))].log_odds for a in clusters[i] for b in clusters[j])
-            if link >= best:
-                best, best_pair = link, (i, j)
+            links = [scores[frozenset((a, b))] for a in clusters[i] for b in clusters[j]]
+            if not all(_usable(s, cut, block_thin) for s in links):
+                continue
+            strength = min(s.log_odds for s in links)
+            if best is None or strength > best:
+                best, best_pair = strength, (i, j)
         if best_pair is None:
             break
         i, j = best_pair
         clusters[i] = clusters[i] + clusters.pop(j)
-    clusters.sort(key=len, reverse=True)
-    return clusters[0] if len(clusters[0]) >= 2 else []
+    parts.extend(c for c in clusters if len(c) >= 2)
+    return parts
+
+
+def merge_subset(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], threshold: float) -> list[Any]:
+    """The largest part of :func:`partition` without chains (kept for callers that want one merge)."""
+    parts = sorted(partition(unit_ids, scores, threshold), key=len, reverse=True)
+    return parts[0] if parts else []
 
 
 class MetricsJudge:
-    """Decides from the evidence numbers alone: offline, free, and the baseline for other judges."""
+    """Decides from the evidence numbers alone: offline, free, and the baseline for other judges.
+
+    Parameters
+    ----------
+    params : JudgeParams
+        Every weight and threshold; hashed into :meth:`fingerprint`.
+    weights : mapping, optional
+        Per-term weights and an ``offset`` (learned from examples); 1 and 0 by default.
+    """
 
     name = "metrics"
     model: str | None = None
+    params: JudgeParams = DEFAULT_JUDGE_PARAMS
+    weights: Mapping[str, float] = MappingProxyType({})
+    learned: dict[str, Any] | None = None
+
+    def __init__(self, params: JudgeParams = DEFAULT_JUDGE_PARAMS, weights: Mapping[str, float] | None = None):
+        self.params = params
+        self.weights = dict(weights or {})
+        self.learned: dict[str, Any] | None = None
+        """What the last ``judge_many`` learned from its examples (weights, counts), for the record."""
 
     def fingerprint(self) -> str:
-        source = f"metrics-v1 contamination={CONTAMINATION} duplicate={DUPLICATE_FRACTION}"
+        source = json.dumps({"judge": "metrics-v2", "params": self.params.fingerprint(),
+                             "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 
-    def judge(self, request: JudgeRequest, policy: str = "balanced") -> Verdict:
+    def scores(self, request: JudgeRequest, weights: Mapping[str, float] | None = None) -> dict[frozenset, PairScore]:
+        w = self.weights if weights is None else weights
+        return {frozenset((p["unit_a"], p["unit_b"])): score_pair(p, self.params, w)
+                for p in request.evidence.get("pairs", [])}
+
+    def judge(self, request: JudgeRequest, policy: str = "balanced",
+              weights: Mapping[str, float] | None = None) -> Verdict:
         rule = get_policy(policy)
-        pairs = request.evidence.get("pairs", [])
-        scores = {frozenset((p["unit_a"], p["unit_b"])): score_pair(p) for p in pairs}
         units = list(request.unit_ids)
-        if len(scores) != len(units) * (len(units) - 1) // 2:
+        scores = self.scores(request, weights)
+        if len(units) < 2 or any(frozenset((a, b)) not in scores for a, b in combinations(units, 2)):
             return Verdict.failed(request, "evidence is missing for some pairs of this group", self.name, None, policy)
-        subset = merge_subset(units, scores, rule.merge_threshold)
-        inside = [s for key, s in scores.items() if key <= set(subset)] if subset else []
-        if subset:
-            weakest = min(inside, key=lambda s: s.log_odds)
-            confidence = weakest.probability
-            shown = weakest
+        chains = request.evidence.get("chains", []) or []
+        parts = partition(units, scores, rule.merge_threshold, chains, block_thin=rule.abstain_on_thin)
+        cut = logit(rule.merge_threshold)
+        if parts:
+            relevant = []
+            for part in parts:
+                pairs = [scores[frozenset(pair)] for pair in combinations(part, 2)]
+                if all(_usable(x, cut, rule.abstain_on_thin) for x in pairs):
+                    relevant += pairs
+                else:  # a drift chain: its links carry it
+                    relevant += [scores[frozenset(pair)] for pair in zip(part, part[1:])]
+            weakest = min(relevant, key=lambda x: x.log_odds)
+            decision, confidence, shown = "merge", weakest.probability, weakest
         else:
             strongest = max(scores.values(), key=lambda s: s.log_odds)
-            confidence = 1.0 - strongest.probability
-            shown = strongest
-        decision = "merge" if subset else "not merge"
-        reasoning = self._reasoning(units, subset, shown, rule.name)
+            thin = [s for s in scores.values() if s.thin and s.log_odds >= cut and not s.veto]
+            if thin and rule.abstain_on_thin:
+                decision, shown = "abstain", max(thin, key=lambda s: s.log_odds)
+                confidence = 0.5
+            else:
+                decision, confidence, shown = "not merge", 1.0 - strongest.probability, strongest
         return Verdict(
-            group_id=request.group_id,
-            unit_ids=units,
-            decision=decision,
-            confidence=confidence,
-            merge_unit_ids=subset,
-            reasoning=reasoning,
-            judge=self.name,
-            model=None,
-            policy=rule.name,
-            reports=dict(shown.reasons),
+            group_id=request.group_id, unit_ids=units, decision=decision, confidence=confidence,
+            merge_groups=parts, reasoning=self._reasoning(units, parts, shown, rule, decision),
+            judge=self.name, model=None, policy=rule.name, reports=dict(shown.reasons),
         )
 
     @staticmethod
-    def _reasoning(units: list, subset: list, shown: PairScore, policy: str) -> str:
+    def _reasoning(units: list, parts: list[list], shown: PairScore, rule: Policy, decision: str) -> str:
         pair = f"units {shown.unit_a} and {shown.unit_b}"
         evidence = "; ".join(shown.reasons[k] for k in ("crosscorrelograms", "waveforms", "pca", "amplitudes")
                              if k in shown.reasons)
-        if subset:
-            lead = f"Merge units {', '.join(map(str, subset))}"
-            if len(subset) < len(units):
-                lead += f" (not {', '.join(str(u) for u in units if u not in subset)})"
-            return f"{lead}: P(one neuron) {shown.probability:.2f} for the weakest pair, {pair} ({policy} policy). {evidence}."
-        return f"Keep separate: P(one neuron) at most {shown.probability:.2f}, for {pair} ({policy} policy). {evidence}."
+        if decision == "merge":
+            merged = {u for part in parts for u in part}
+            lead = "Merge " + " and ".join("units " + ", ".join(map(str, part)) for part in parts)
+            rest = [str(u) for u in units if u not in merged]
+            if rest:
+                lead += f" (not {', '.join(rest)})"
+            return (f"{lead}: P(one neuron) {shown.probability:.2f} for the weakest pair, {pair} "
+                    f"({rule.name} policy). {evidence}.")
+        if decision == "abstain":
+            return (f"Abstain: too few coincidences expected for the crosscorrelogram to decide for {pair}, and the "
+                    f"{rule.name} policy does not merge on shape alone (P(one neuron) {shown.probability:.2f}). "
+                    f"{evidence}.")
+        return f"Keep separate: P(one neuron) at most {shown.probability:.2f}, for {pair} ({rule.name} policy). {evidence}."
 
     def judge_many(
         self,
@@ -187,10 +181,20 @@ class MetricsJudge:
         policy: str = "balanced",
         on_verdict: VerdictCallback | None = None,
     ) -> list[Verdict]:
-        """Judge each request in turn; examples are not used by this judge."""
+        """Judge each request in turn; labelled examples first recalibrate the term weights.
+
+        Good and bad examples (their pair evidence) refit the weights by logistic regression
+        with the built-in weights as the prior (:func:`~.calibrate.fit_weights`), so they move
+        the decision of groups whose evidence resembles theirs, and little else.
+        """
+        weights = None
+        if examples:
+            from .calibrate import fit_weights
+
+            weights, self.learned = fit_weights(examples, self.params, self.weights, policy=policy)
         verdicts = []
         for request in requests:
-            verdict = self.judge(request, policy)
+            verdict = self.judge(request, policy, weights)
             if on_verdict is not None:
                 on_verdict(verdict)
             verdicts.append(verdict)

@@ -1,8 +1,9 @@
 """render_group: one evidence figure per modality and group, cached on disk by content hash.
 
-The parent process pulls the few arrays each figure needs out of the ``SortingAnalyzer``
-(spike trains, amplitudes, sampled waveforms, templates); ``render_draw`` turns them into PNGs,
-in this process or in spawned worker processes. The cache key is a hash of exactly those
+The parent process pulls the few arrays each figure needs (spike trains, amplitudes, sampled
+waveforms, templates) out of the analyzer's one ``AnalyzerView``, the same one evidence reads,
+group by group as the drawing proceeds; ``render_draw`` turns them into PNGs, in this process or
+in worker processes. The cache key is a hash of exactly those
 arrays plus the feature name and the drawing settings, so an image is reused only when it would
 be drawn identically, whatever the group is called, and never served for different data.
 """
@@ -14,16 +15,17 @@ import json
 import multiprocessing
 import os
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Hashable, Mapping, Sequence
+from typing import Any, Callable, Hashable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from ...errors import SpikemergeError
 from ..outputs import write_bytes_atomic
+from ..analyzer.view import AnalyzerView
 from .draw import render_jobs, tile_composite
 from .style import RenderSettings
 
@@ -77,86 +79,31 @@ def _check_units(analyzer, group_id: int, unit_ids: Sequence[UnitId]) -> list:
 
 
 # ---------------------------------------------------------------------------------------------
-# what the figures read, pulled out of the analyzer once per call
+# what the figures read: the analyzer's one view, shared with evidence
 
 
-@dataclass
-class _AnalyzerView:
-    """Arrays shared by every group of one ``render_groups`` call."""
+def as_view(source) -> AnalyzerView:
+    """The ``AnalyzerView`` of ``source`` (an analyzer, or a view already built, e.g. the session's).
 
-    analyzer: Any
-    fs: float
-    duration_s: float
-    spikes: np.ndarray
-    spike_time_s: np.ndarray
-    spike_sample_concat: np.ndarray
-    channel_locations: np.ndarray
-    channel_ids: list
-    sparse_mask: np.ndarray
-    templates: np.ndarray
-    template_time_ms: np.ndarray
-    amplitude_unit: str
+    Passing the session's view lets render reuse the per-unit arrays evidence already read, and
+    guarantees both count the same spikes on the same time axis.
+    """
+    return source if isinstance(source, AnalyzerView) else AnalyzerView(source)
 
-    @classmethod
-    def of(cls, analyzer, settings: RenderSettings) -> "_AnalyzerView":
-        fs = float(analyzer.sampling_frequency)
-        spikes = analyzer.sorting.to_spike_vector()
-        num_segments = analyzer.get_num_segments()
-        seg_samples = np.array([analyzer.get_num_samples(s) for s in range(num_segments)], dtype=np.int64)
-        # segments laid end to end for time, and with a gap wider than the CCG window for lags
-        time_offset = np.concatenate([[0], np.cumsum(seg_samples)[:-1]])
-        gap = int(2 * settings.ccg_window_ms * fs / 1000.0) + 10
-        lag_offset = np.concatenate([[0], np.cumsum(seg_samples + gap)[:-1]])
-        seg = spikes["segment_index"]
-        sample = spikes["sample_index"].astype(np.int64)
-        templates_ext = analyzer.get_extension("templates")
-        if templates_ext is None:
-            raise SpikemergeError("the analyzer has no templates: open it with load_analyzer, which computes them")
-        templates = np.asarray(templates_ext.get_templates(operator="average"), dtype=np.float32)
-        n_before = templates_ext.nbefore
-        if analyzer.sparsity is not None:
-            mask = np.asarray(analyzer.sparsity.mask, dtype=bool)
-        else:
-            mask = np.ones((len(analyzer.unit_ids), analyzer.get_num_channels()), dtype=bool)
-        return cls(
-            analyzer=analyzer,
-            fs=fs,
-            duration_s=float(seg_samples.sum() / fs),
-            spikes=spikes,
-            spike_time_s=(sample + time_offset[seg]) / fs,
-            spike_sample_concat=sample + lag_offset[seg],
-            channel_locations=np.asarray(analyzer.get_channel_locations(), dtype=float),
-            channel_ids=list(analyzer.channel_ids),
-            sparse_mask=mask,
-            templates=templates,
-            template_time_ms=(np.arange(templates.shape[1]) - n_before) * 1000.0 / fs,
-            amplitude_unit="µV" if analyzer.return_in_uV else "a.u.",
-        )
 
-    def index(self, unit_id) -> int:
-        return int(self.analyzer.sorting.id_to_index(unit_id))
+def _channel_label(view: AnalyzerView, c: int) -> str:
+    x, y = view.channel_locations[c][:2]
+    return f"ch {view.channel_ids[c]} ({x:.0f}, {y:.0f} µm)"
 
-    def spike_mask(self, unit_id) -> np.ndarray:
-        return self.spikes["unit_index"] == self.index(unit_id)
 
-    def sparse_channels(self, unit_id) -> np.ndarray:
-        return np.flatnonzero(self.sparse_mask[self.index(unit_id)])
+def _sampled_waveforms(view: AnalyzerView, unit_id) -> tuple[np.ndarray, np.ndarray, int]:
+    """Sampled waveforms (n, samples, sparse channels), their channel indices, and n_before."""
+    unit = view.unit(unit_id)
+    return unit.waveforms, unit.channels, view.waveform_nbefore
 
-    def sampled_waveforms(self, unit_id) -> tuple[np.ndarray, np.ndarray, float]:
-        """Sampled waveforms (n, samples, sparse channels), their channel indices, and n_before."""
-        ext = self.analyzer.get_extension("waveforms")
-        if ext is None:
-            raise SpikemergeError("the analyzer has no waveforms: open it with load_analyzer, which computes them")
-        wfs = np.asarray(ext.get_waveforms_one_unit(unit_id), dtype=np.float32)
-        if self.analyzer.sparsity is not None:
-            chans = np.asarray(self.analyzer.sparsity.unit_id_to_channel_indices[unit_id])
-        else:
-            chans = np.arange(wfs.shape[2])
-        return wfs, chans, ext.nbefore
 
-    def channel_label(self, c: int) -> str:
-        x, y = self.channel_locations[c][:2]
-        return f"ch {self.channel_ids[c]} ({x:.0f}, {y:.0f} µm)"
+def _template_time_ms(view: AnalyzerView) -> np.ndarray:
+    return (np.arange(view.templates.shape[1]) - view.template_nbefore) * 1000.0 / view.fs
 
 
 def _even_pick(n_total: int, n_keep: int) -> np.ndarray:
@@ -166,30 +113,22 @@ def _even_pick(n_total: int, n_keep: int) -> np.ndarray:
     return np.unique(np.linspace(0, n_total - 1, n_keep).round().astype(int))
 
 
-def _payload_crosscorrelograms(view: _AnalyzerView, units: list, settings: RenderSettings) -> dict:
-    trains = [np.sort(view.spike_sample_concat[view.spike_mask(u)]) for u in units]
-    return {"trains": trains, "fs": view.fs}
+def _payload_crosscorrelograms(view: AnalyzerView, units: list, settings: RenderSettings) -> dict:
+    # the view's trains: the same samples, and the same gaps between segments, as the evidence's
+    return {"trains": [view.train(u) for u in units], "fs": view.fs}
 
 
-def _payload_amplitudes(view: _AnalyzerView, units: list, settings: RenderSettings) -> dict:
-    ext = view.analyzer.get_extension("spike_amplitudes")
-    if ext is None:
-        raise SpikemergeError("the analyzer has no spike_amplitudes: open it with load_analyzer, which computes them")
-    amplitudes = np.asarray(ext.get_data(), dtype=np.float32)
-    times, amps = [], []
-    for u in units:
-        mask = view.spike_mask(u)
-        order = np.argsort(view.spike_time_s[mask], kind="stable")
-        times.append(view.spike_time_s[mask][order].astype(np.float32))
-        amps.append(amplitudes[mask][order])
+def _payload_amplitudes(view: AnalyzerView, units: list, settings: RenderSettings) -> dict:
+    times = [view.times_s(u).astype(np.float32) for u in units]
+    amps = [view.amplitudes(u) for u in units]
     return {"times": times, "amplitudes": amps, "duration_s": view.duration_s, "unit": view.amplitude_unit}
 
 
-def _main_channels(view: _AnalyzerView, units: list, settings: RenderSettings) -> np.ndarray:
+def _main_channels(view: AnalyzerView, units: list, settings: RenderSettings) -> np.ndarray:
     """Union of each unit's largest-template channels (inside its sparsity), ordered by depth."""
     chosen: dict[int, float] = {}
     for u in units:
-        chans = view.sparse_channels(u)
+        chans = view.channels(u)
         ptp = np.ptp(view.templates[view.index(u)][:, chans], axis=0)
         for c in chans[np.argsort(-ptp, kind="stable")[: settings.main_channels_per_unit]]:
             chosen[int(c)] = max(chosen.get(int(c), 0.0), float(np.ptp(view.templates[view.index(u)][:, c])))
@@ -198,21 +137,21 @@ def _main_channels(view: _AnalyzerView, units: list, settings: RenderSettings) -
     return np.array(sorted(ranked, key=lambda c: (-locs[c][1], locs[c][0])), dtype=int)
 
 
-def _templates_on(view: _AnalyzerView, units: list, channels: np.ndarray) -> np.ndarray:
+def _templates_on(view: AnalyzerView, units: list, channels: np.ndarray) -> np.ndarray:
     """Templates (units, samples, channels), NaN where a channel is outside the unit's sparsity."""
     out = np.full((len(units), view.templates.shape[1], channels.size), np.nan, dtype=np.float32)
     for i, u in enumerate(units):
-        inside = view.sparse_mask[view.index(u)][channels]
-        out[i][:, inside] = view.templates[view.index(u)][:, channels[inside]]
+        inside = view.sparsity_mask[view.index(u)][channels]
+        out[i][:, inside] = view.templates[view.index(u)][:, channels[inside]].astype(np.float32)
     return out
 
 
-def _payload_waveforms(view: _AnalyzerView, units: list, settings: RenderSettings) -> dict:
+def _payload_waveforms(view: AnalyzerView, units: list, settings: RenderSettings) -> dict:
     channels = _main_channels(view, units, settings)
     waveforms = []
     n_before = 0
     for u in units:
-        wfs, chans, n_before = view.sampled_waveforms(u)
+        wfs, chans, n_before = _sampled_waveforms(view, u)
         pick = _even_pick(wfs.shape[0], settings.waveforms_per_unit)
         block = np.full((pick.size, wfs.shape[1], channels.size), np.nan, dtype=np.float32)
         position = {int(c): j for j, c in enumerate(chans)}
@@ -222,17 +161,17 @@ def _payload_waveforms(view: _AnalyzerView, units: list, settings: RenderSetting
         waveforms.append(block)
     n_samples = waveforms[0].shape[1] if waveforms else 0
     return {
-        "channel_labels": [view.channel_label(int(c)) for c in channels],
+        "channel_labels": [_channel_label(view, int(c)) for c in channels],
         "templates": _templates_on(view, units, channels),
-        "template_time_ms": view.template_time_ms,
+        "template_time_ms": _template_time_ms(view),
         "waveforms": waveforms,
         "waveform_time_ms": (np.arange(n_samples) - n_before) * 1000.0 / view.fs,
         "unit": view.amplitude_unit,
     }
 
 
-def _payload_waveforms_multi(view: _AnalyzerView, units: list, settings: RenderSettings) -> dict:
-    union = np.flatnonzero(np.any(view.sparse_mask[[view.index(u) for u in units]], axis=0))
+def _payload_waveforms_multi(view: AnalyzerView, units: list, settings: RenderSettings) -> dict:
+    union = np.flatnonzero(np.any(view.sparsity_mask[[view.index(u) for u in units]], axis=0))
     if union.size > 48:  # dense analyzers: keep the channels nearest the units' main channels
         main = _main_channels(view, units, settings)
         centre = view.channel_locations[main].mean(axis=0)
@@ -240,20 +179,20 @@ def _payload_waveforms_multi(view: _AnalyzerView, units: list, settings: RenderS
         union = np.sort(union[np.argsort(dist, kind="stable")[:48]])
     return {
         "templates": _templates_on(view, units, union),
-        "template_time_ms": view.template_time_ms,
+        "template_time_ms": _template_time_ms(view),
         "channel_locations": view.channel_locations[union][:, :2],
         "unit": view.amplitude_unit,
     }
 
 
-def _payload_pca(view: _AnalyzerView, units: list, settings: RenderSettings) -> dict:
-    shared = np.flatnonzero(np.all(view.sparse_mask[[view.index(u) for u in units]], axis=0))
+def _payload_pca(view: AnalyzerView, units: list, settings: RenderSettings) -> dict:
+    shared = np.flatnonzero(np.all(view.sparsity_mask[[view.index(u) for u in units]], axis=0))
     if shared.size == 0:
         return {"waveforms": None, "shared_channels": shared,
                 "note": "the units share no channels: no common PCA space"}
     blocks = []
     for u in units:
-        wfs, chans, _ = view.sampled_waveforms(u)
+        wfs, chans, _ = _sampled_waveforms(view, u)
         position = {int(c): j for j, c in enumerate(chans)}
         blocks.append(wfs[:, :, [position[int(c)] for c in shared]])
     n = min(min(b.shape[0] for b in blocks), settings.max_pca_spikes_per_unit)
@@ -264,7 +203,7 @@ def _payload_pca(view: _AnalyzerView, units: list, settings: RenderSettings) -> 
     return {"waveforms": data, "shared_channels": shared}
 
 
-def _payload_spike_locations(view: _AnalyzerView, units: list, settings: RenderSettings) -> dict:
+def _payload_spike_locations(view: AnalyzerView, units: list, settings: RenderSettings) -> dict:
     ext = view.analyzer.get_extension("spike_locations")
     unit_ext = view.analyzer.get_extension("unit_locations")
     unit_xy = None
@@ -275,13 +214,13 @@ def _payload_spike_locations(view: _AnalyzerView, units: list, settings: RenderS
         locations = ext.get_data()
         source = "Spike locations (spike_locations extension)"
         for u in units:
-            loc = locations[view.spike_mask(u)]
+            loc = locations[view.spike_rows(u)]
             xy = np.column_stack([loc["x"], loc["y"]]).astype(np.float32)
             spike_xy.append(xy[_even_pick(len(xy), settings.max_location_points)])
     else:
         source = "Spike positions estimated by amplitude centre of mass (spike_locations not computed)"
         for u in units:
-            wfs, chans, _ = view.sampled_waveforms(u)
+            wfs, chans, _ = _sampled_waveforms(view, u)
             wfs = wfs[_even_pick(wfs.shape[0], settings.max_location_points)]
             weights = np.ptp(wfs, axis=1)  # (n, channels)
             weights = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
@@ -290,7 +229,7 @@ def _payload_spike_locations(view: _AnalyzerView, units: list, settings: RenderS
             "source": source}
 
 
-_PAYLOADS: dict[str, Callable[[_AnalyzerView, list, RenderSettings], dict]] = {
+_PAYLOADS: dict[str, Callable[[AnalyzerView, list, RenderSettings], dict]] = {
     "crosscorrelograms": _payload_crosscorrelograms,
     "amplitudes": _payload_amplitudes,
     "waveforms": _payload_waveforms,
@@ -369,25 +308,33 @@ def _cached_twin(out_dir: Path, feature: str, key: str) -> Path | None:
 
 
 @dataclass
-class _Plan:
-    paths: dict[int, dict[str, Path]]
-    jobs: dict[int, list[tuple[str, dict, str]]]
-    composites: dict[int, tuple[Path, list[Path]]]
+class _GroupPlan:
+    """One group's image paths, the figures still to draw (with their payloads), and its composite."""
+
+    group_id: int
+    paths: dict[str, Path]
+    jobs: list[tuple[str, dict, str]]
+    composite: tuple[Path, list[Path]] | None
 
 
-def _plan(view: _AnalyzerView, groups: Mapping[int, Sequence[UnitId]], out_dir: Path,
-          features: tuple[str, ...], settings: RenderSettings) -> _Plan:
-    """Decide, per group and feature, the image path and whether it must be drawn."""
-    plan = _Plan(paths={}, jobs={}, composites={})
+def _plan_groups(view: AnalyzerView, groups: Mapping[int, Sequence[UnitId]], out_dir: Path,
+                 features: tuple[str, ...], settings: RenderSettings) -> Iterator[_GroupPlan]:
+    """Per group, in order: decide each feature's image path and whether it must be drawn.
+
+    A generator, so that a group's payloads (its trains, waveforms, templates) exist only while
+    that group waits to be drawn, not every group's at once. Unit ids are checked for all groups
+    first, so a bad id fails before anything is drawn.
+    """
+    checked = {group_id: _check_units(view.analyzer, group_id, unit_ids) for group_id, unit_ids in groups.items()}
     queued: set[Path] = set()
-    for group_id, unit_ids in groups.items():
-        units = _check_units(view.analyzer, group_id, unit_ids)
+    for group_id, units in checked.items():
         ids = [str(u) for u in units]
         wanted = [f for f in features if f != "composite"]
         if "composite" in features:
             wanted += [f for f in COMPOSITE_PARTS if f not in wanted]
         paths: dict[str, Path] = {}
         keys: dict[str, str] = {}
+        jobs: list[tuple[str, dict, str]] = []
         for feature in wanted:
             payload = {"unit_ids": ids, **_PAYLOADS[feature](view, units, settings)}
             key = content_key(feature, payload, settings)
@@ -400,15 +347,15 @@ def _plan(view: _AnalyzerView, groups: Mapping[int, Sequence[UnitId]], out_dir: 
             if twin is not None:
                 write_bytes_atomic(path, twin.read_bytes())
                 continue
-            plan.jobs.setdefault(group_id, []).append((feature, payload, str(path)))
+            jobs.append((feature, payload, str(path)))
             queued.add(path)
+        composite = None
         if "composite" in features:
             key = hashlib.sha256(("composite" + "".join(keys[f] for f in COMPOSITE_PARTS)).encode()).hexdigest()
             path = _image_path(out_dir, int(group_id), "composite", key)
             paths["composite"] = path
-            plan.composites[group_id] = (path, [paths[f] for f in COMPOSITE_PARTS])
-        plan.paths[group_id] = {f: paths[f] for f in features}
-    return plan
+            composite = (path, [paths[f] for f in COMPOSITE_PARTS])
+        yield _GroupPlan(group_id, {f: paths[f] for f in features}, jobs, composite)
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:
@@ -441,42 +388,106 @@ def _workers(n_workers: int | str, n_groups: int) -> int:
     return n_workers
 
 
-def _run_jobs(jobs: dict[int, list], settings: RenderSettings, n_workers: int,
-              on_group_done: Callable[[int], None]) -> None:
-    """Draw every queued figure, in this process or in ``n_workers`` worker processes.
+def _draw_in_worker(jobs: list, settings: RenderSettings) -> int:
+    """Draw one group's figures in a worker process; return the worker's peak RSS in bytes.
 
-    Where worker processes cannot start (a sandbox without process creation, a broken pool),
-    the remaining groups are drawn here with a warning rather than failing the run.
+    Workers are forked from a server process, not from this one, so their memory is invisible
+    to this process's ``RUSAGE_CHILDREN``: each reports its own high-water mark instead.
     """
-    done: set[int] = set()
-    if n_workers > 1 and len(jobs) > 1:
-        try:
-            with ProcessPoolExecutor(max_workers=min(n_workers, len(jobs)), mp_context=_worker_context()) as pool:
-                futures = {pool.submit(render_jobs, group_jobs, settings): gid for gid, group_jobs in jobs.items()}
-                for future in as_completed(futures):
-                    future.result()
-                    done.add(futures[future])
-                    on_group_done(futures[future])
-        except (OSError, BrokenProcessPool) as error:
-            warnings.warn(f"drawing figures in this process: worker processes failed ({error})", RuntimeWarning,
-                          stacklevel=3)
-    for group_id, group_jobs in jobs.items():
-        if group_id not in done:
-            render_jobs(group_jobs, settings)
-            on_group_done(group_id)
+    import resource
+    import sys
+
+    render_jobs(jobs, settings)
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024))
+
+
+IN_FLIGHT_PER_WORKER = 2
+"""Groups handed to each worker ahead of time: enough to keep it busy, few enough that only a
+handful of groups' payloads are ever in memory."""
+
+
+def _run_stream(stream: Iterator[_GroupPlan], settings: RenderSettings, n_workers: int,
+                on_group_done: Callable[[_GroupPlan], None], stats: dict | None = None) -> None:
+    """Draw each planned group's figures as the plans arrive, here or in ``n_workers`` processes.
+
+    Plans are pulled from ``stream`` only while fewer than ``IN_FLIGHT_PER_WORKER * n_workers``
+    groups are waiting, so payloads are built group by group as workers free up. The pool starts
+    at the first group that has something to draw (a rerun with every image cached starts none).
+    Where worker processes cannot start (a sandbox without process creation, a broken pool), the
+    remaining groups are drawn here with a warning rather than failing the run. ``stats`` gets
+    ``worker_peak_rss_bytes``, the largest worker's peak memory.
+    """
+    stats = {} if stats is None else stats
+
+    def note(future) -> None:
+        stats["worker_peak_rss_bytes"] = max(stats.get("worker_peak_rss_bytes", 0), int(future.result() or 0))
+
+    pending: dict = {}
+    pool = None
+    try:
+        for plan in stream:
+            if not plan.jobs:
+                on_group_done(plan)
+                continue
+            if n_workers > 1 and pool is None:
+                try:
+                    pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=_worker_context())
+                except OSError as error:
+                    warnings.warn(f"drawing figures in this process: worker processes failed ({error})",
+                                  RuntimeWarning, stacklevel=3)
+                    n_workers = 1
+            if pool is None:
+                render_jobs(plan.jobs, settings)
+                on_group_done(plan)
+                continue
+            try:
+                pending[pool.submit(_draw_in_worker, plan.jobs, settings)] = plan
+                while len(pending) >= IN_FLIGHT_PER_WORKER * n_workers:
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        note(future)
+                        on_group_done(pending.pop(future))
+            except (OSError, BrokenProcessPool) as error:
+                warnings.warn(f"drawing figures in this process: worker processes failed ({error})", RuntimeWarning,
+                              stacklevel=3)
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool, n_workers = None, 1
+                for future, waiting in list(pending.items()):
+                    if future.done() and future.exception() is None:
+                        on_group_done(waiting)
+                    else:
+                        render_jobs(waiting.jobs, settings)
+                        on_group_done(waiting)
+                pending.clear()
+        if pool is not None:
+            try:
+                for future in as_completed(list(pending)):
+                    note(future)
+                    on_group_done(pending.pop(future))
+            except (OSError, BrokenProcessPool) as error:
+                warnings.warn(f"drawing figures in this process: worker processes failed ({error})", RuntimeWarning,
+                              stacklevel=3)
+                for waiting in pending.values():
+                    render_jobs(waiting.jobs, settings)
+                    on_group_done(waiting)
+                pending.clear()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def render_groups(analyzer, groups: Mapping[int, Sequence[UnitId]], out_dir: Path,
                   features: Sequence[str] = DEFAULT_FEATURES, *, n_workers: int | str = 1,
                   progress: Callable[[int, int], None] | None = None,
-                  settings: RenderSettings = DEFAULT_SETTINGS) -> dict[int, dict[str, Path]]:
+                  settings: RenderSettings = DEFAULT_SETTINGS, stats: dict | None = None) -> dict[int, dict[str, Path]]:
     """Draw the evidence figures of many groups, reusing every image already drawn.
 
     Parameters
     ----------
-    analyzer : SortingAnalyzer
+    analyzer : SortingAnalyzer or AnalyzerView
         Holds random_spikes, waveforms, templates and spike_amplitudes (unit_locations and
-        spike_locations are used when present).
+        spike_locations are used when present). Pass the session's view (``session.context``)
+        to share the arrays evidence already read.
     groups : Mapping[int, Sequence[UnitId]]
         Group id -> unit ids of the group.
     out_dir : Path
@@ -492,6 +503,8 @@ def render_groups(analyzer, groups: Mapping[int, Sequence[UnitId]], out_dir: Pat
         Called as ``progress(done, total)`` after each group.
     settings : RenderSettings
         Bin widths, sample counts and image size; part of every cache key.
+    stats : dict, optional
+        Filled with ``worker_peak_rss_bytes`` when worker processes drew.
 
     Returns
     -------
@@ -504,23 +517,25 @@ def render_groups(analyzer, groups: Mapping[int, Sequence[UnitId]], out_dir: Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     if not groups:
         return {}
-    view = _AnalyzerView.of(analyzer, settings)
-    plan = _plan(view, groups, out_dir, features, settings)
-    total, done = len(plan.paths), [0]
+    view = as_view(analyzer)
+    total, done = len(groups), [0]
+    paths: dict[int, dict[str, Path]] = {}
+    composites: dict[int, tuple[Path, list[Path]]] = {}
 
-    def advance(_group_id: int) -> None:
+    def finished(plan: _GroupPlan) -> None:
+        paths[plan.group_id] = plan.paths
+        if plan.composite is not None:
+            composites[plan.group_id] = plan.composite
         done[0] += 1
         if progress is not None:
             progress(done[0], total)
 
-    for group_id in plan.paths:
-        if group_id not in plan.jobs:
-            advance(group_id)
-    _run_jobs(plan.jobs, settings, _workers(n_workers, len(plan.jobs)), advance)
-    for path, parts in plan.composites.values():
+    _run_stream(_plan_groups(view, groups, out_dir, features, settings), settings,
+                _workers(n_workers, len(groups)), finished, stats)
+    for path, parts in composites.values():
         if not is_complete_png(path):
             write_bytes_atomic(path, tile_composite(parts, settings))
-    return plan.paths
+    return {g: paths[g] for g in groups}
 
 
 def render_group(analyzer, group_id: int, unit_ids: Sequence[UnitId], out_dir: Path,

@@ -206,20 +206,36 @@ def test_apply_writes_new_analyzer_censors_duplicates_and_undo(small_truth, tmp_
     assert sorted(map(int, curated.unit_ids)) == sorted(map(int, merged.unit_ids))
     assert curated.count_num_spikes_per_unit() == merged.sorting.count_num_spikes_per_unit()
 
-    # a second apply never overwrites: it takes the next free folder
+    # a second apply replaces the merged analyzer this folder already holds (no merged_analyzer_2)
     second = apply_merges(analyzer, plan_merges([verdict(9, truth[0])], analyzer.unit_ids), out, PROVENANCE)
-    assert second.analyzer_folder == out / "merged_analyzer_2"
+    assert second.analyzer_folder == out / "merged_analyzer" and second.replaced == "merged_analyzer"
+    assert not (out / "merged_analyzer_2").exists()
+    assert load_sorting_analyzer(second.analyzer_folder).get_num_units() == analyzer.get_num_units() - len(truth[0]) + 1
     assert load_curation(second.curation_path).merges[0].unit_ids == truth[0]
+    assert not [p for p in out.iterdir() if p.name.endswith(".partial")]
 
     message = undo_last_apply(out)
-    assert "merged_analyzer_2" in message and not second.analyzer_folder.exists()
-    assert (out / "merged_analyzer").exists()
+    assert "removed merged_analyzer" in message and "not kept" in message
+    assert not (out / "merged_analyzer").exists()
     assert len(load_curation(out / "curation.json").merges) == len(truth)  # the first apply's file is back
     message = undo_last_apply(out)
-    assert "merged_analyzer" in message and not (out / "merged_analyzer").exists()
+    assert "merged_analyzer was already gone" in message
     assert (out / "curation.json").read_text() == "{}"
     with pytest.raises(SpikemergeError, match="nothing to undo"):
         undo_last_apply(out)
+
+
+def test_a_folder_spikemerge_did_not_write_is_never_replaced(small_truth, tmp_path):
+    analyzer = small_truth.analyzer
+    out = tmp_path / "out"
+    (out / "merged_analyzer").mkdir(parents=True)
+    (out / "merged_analyzer" / "mine.txt").write_text("a user's file")
+    result = apply_merges(analyzer, plan_merges([verdict(1, small_truth.true_groups[0])], analyzer.unit_ids),
+                          out, PROVENANCE)
+    assert result.analyzer_folder == out / "merged_analyzer_2" and result.replaced is None
+    assert (out / "merged_analyzer" / "mine.txt").read_text() == "a user's file"
+    undo_last_apply(out)
+    assert (out / "merged_analyzer" / "mine.txt").exists() and not (out / "merged_analyzer_2").exists()
 
 
 def test_low_sparsity_overlap_falls_back_per_group(small_truth, tmp_path, monkeypatch):
@@ -241,27 +257,20 @@ def test_low_sparsity_overlap_falls_back_per_group(small_truth, tmp_path, monkey
     assert merged.sparsity.mask[new_index].sum() > 0
     monkeypatch.undo()
 
-    # with the recording, the disjoint pair is merged hard (extensions recomputed on the union)
+    # with the recording too: never a hard merge of the whole analyzer for one group's sake
+    assert small_truth.analyzer.has_recording()
     result = apply_merges(analyzer, plan, tmp_path / "rec", PROVENANCE, write_analyzer=False)
-    assert [m["mode"] for m in result.merges] == [MODE_HARD, MODE_HARD] and result.skipped == []
-    assert result.analyzer_folder is None and result.units_after == analyzer.get_num_units() - 2
-    assert len(load_curation(result.curation_path).merges) == 2
+    assert [m["mode"] for m in result.merges] == [MODE_SOFT_IGNORED] and result.skipped[0][0] == 2
+    assert result.analyzer_folder is None and result.units_after == analyzer.get_num_units() - 1
+    assert len(load_curation(result.curation_path).merges) == 1
 
 
-@pytest.mark.slow
-def test_hard_merge_recomputes_on_the_union_of_channels(small_truth, tmp_path):
+def test_a_group_sharing_no_channel_alone_writes_no_analyzer(small_truth, tmp_path):
     disjoint = next(p for p, ov, shared in _pairs_by_overlap(small_truth.analyzer) if shared == 0)
-    # a hard merge recomputes every extension of every unit: keep three units to stay fast
-    others = [u for u in small_truth.analyzer.unit_ids if u not in disjoint][:1]
-    analyzer = small_truth.analyzer.select_units(list(disjoint) + others, format="memory")
-    plan = plan_merges([verdict(1, disjoint)], analyzer.unit_ids)
-    result = apply_merges(analyzer, plan, tmp_path, PROVENANCE)
-    assert result.merges[0]["mode"] == MODE_HARD
-    merged = load_sorting_analyzer(result.analyzer_folder)
-    assert merged.get_num_units() == analyzer.get_num_units() - 1
-    mask = merged.sparsity.mask[merged.sorting.id_to_index(result.merges[0]["new_unit_id"])]
-    union = analyzer.sparsity.mask[analyzer.sorting.ids_to_indices(list(disjoint))].any(axis=0)
-    assert np.array_equal(mask, union)
+    result = apply_merges(small_truth.analyzer, plan_merges([verdict(1, disjoint)], small_truth.analyzer.unit_ids),
+                          tmp_path, PROVENANCE)
+    assert result.merges == [] and result.analyzer_folder is None and "share no channel" in result.skipped[0][1]
+    assert not any(p.name.startswith(".merged_analyzer") for p in tmp_path.iterdir())
     assert json.dumps(to_jsonable(result.__dict__))  # the session stores it in run.json
 
 
@@ -272,10 +281,13 @@ def test_one_failing_group_does_not_lose_the_others(small_truth, tmp_path, monke
     bad_unit = good[0][0]
     real_merge = M.apply._merge
 
-    def flaky(an, groups, mode, censor_ms, n_jobs):
+    calls = []
+
+    def flaky(an, groups, censor_ms, n_jobs, folder=None):
+        calls.append((an.get_num_units(), folder is not None))
         if any(bad_unit in g for g in groups):
             raise RuntimeError("simulated SpikeInterface failure")
-        return real_merge(an, groups, mode, censor_ms, n_jobs)
+        return real_merge(an, groups, censor_ms, n_jobs, folder=folder)
 
     monkeypatch.setattr(M.apply, "_merge", flaky)
     plan = plan_merges([verdict(i, g) for i, g in enumerate(good)], analyzer.unit_ids)
@@ -284,6 +296,9 @@ def test_one_failing_group_does_not_lose_the_others(small_truth, tmp_path, monke
     assert all(m["mode"] == MODE_SOFT for m in result.merges)
     assert result.skipped == [(0, result.skipped[0][1])] and "simulated" in result.skipped[0][1]
     assert len(load_curation(result.curation_path).merges) == len(good) - 1
+    # the failing group was found by merging each group alone on a copy of its own units
+    assert all(n <= max(len(g) for g in good) for n, to_folder in calls if not to_folder)
+    assert sum(to_folder for _, to_folder in calls) == 2  # the whole merge, then without the culprit
 
 
 def test_nothing_half_written_when_saving_fails(small_truth, tmp_path, monkeypatch):
@@ -292,13 +307,15 @@ def test_nothing_half_written_when_saving_fails(small_truth, tmp_path, monkeypat
     out = tmp_path / "out"
     out.mkdir()
     (out / "curation.json").write_text('{"earlier": true}')
-    real_save = M.apply._save_analyzer
+    real_merge = M.apply._merge
 
-    def crash_after_writing(merged, folder):
-        real_save(merged, folder)  # the folder is fully written, then the process "dies"
-        raise OSError("disk full")
+    def crash_after_writing(an, groups, censor_ms, n_jobs, folder=None):
+        result = real_merge(an, groups, censor_ms, n_jobs, folder=folder)
+        if folder is not None:  # the folder is fully written, then the disk "fills up"
+            raise OSError("disk full")
+        return result
 
-    monkeypatch.setattr(M.apply, "_save_analyzer", crash_after_writing)
+    monkeypatch.setattr(M.apply, "_merge", crash_after_writing)
     plan = plan_merges([verdict(1, small_truth.true_groups[0])], analyzer.unit_ids)
     with pytest.raises(SpikemergeError, match="nothing was written"):
         apply_merges(analyzer, plan, out, PROVENANCE)

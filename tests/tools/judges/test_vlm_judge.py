@@ -212,8 +212,8 @@ def test_retries_exhausted_gives_error_verdict_not_not_merge(tmp_path):
     assert sum(is_head(kw) for _, kw in model.calls) == 6
 
 
-@pytest.mark.parametrize("status", [401, 403, 400])
-def test_auth_or_bad_request_stops_the_run(tmp_path, status):
+@pytest.mark.parametrize("status", [401, 403, 404, 400])
+def test_auth_not_found_or_rejections_in_a_row_stop_the_run(tmp_path, status):
     def respond(messages, kwargs):
         return http_error(status, f"Incorrect API key provided: {SECRET}")
 
@@ -225,9 +225,58 @@ def test_auth_or_bad_request_stops_the_run(tmp_path, status):
         )
     message = str(info.value)
     assert SECRET not in message and "\n" not in message
-    assert ("refused the API key" if status != 400 else "rejected the request") in message
+    expected = {401: "refused the API key", 403: "refused the API key", 404: "rejected the request",
+                400: "rejected 5 requests in a row"}[status]
+    assert expected in message
     assert len(model.calls) < 10 * 5  # stopped early, not one failure per call
-    assert delivered == []
+    assert len(delivered) < 10  # a 400 fails groups only until the breaker trips
+
+
+def test_one_groups_bad_request_fails_that_group_only(tmp_path):
+    """An image too large for one group is that group's fault: it errors, the others are judged."""
+
+    def respond(messages, kwargs):
+        if is_head(kwargs) and group_of(messages) == 2:
+            return http_error(400, "Invalid image: image is too large")
+        return merge_all() if is_head(kwargs) else "report"
+
+    model = FakeChatModel(responder=respond)
+    verdicts = judge_with(model, max_concurrency=2).judge_many([make_request(tmp_path, g) for g in range(6)])
+    by_group = {v.group_id: v for v in verdicts}
+    assert set(by_group) == set(range(6))
+    assert by_group[2].decision == "error" and "400" in by_group[2].reasoning and "rejected" in by_group[2].reasoning
+    assert all(by_group[g].decision == "merge" for g in (0, 1, 3, 4, 5))
+    rejected = [kw for m, kw in model.calls if is_head(kw) and group_of(m) == 2]
+    assert len(rejected) == 1  # a rejection is not retried
+
+
+def test_the_head_answer_is_a_partition_with_several_merges(tmp_path):
+    decision = {"decision": "merge", "confidence": 0.85, "merge_groups": [["1", "2"], ["3", "4"]],
+                "reasoning": "two drifting neurons"}
+    request = make_request(tmp_path, 0, unit_ids=(1, 2, 3, 4, 5))
+    (verdict,) = judge_with(FakeChatModel(responder=default_responder(decision))).judge_many([request])
+    assert verdict.decision == "merge" and verdict.merge_groups == [[1, 2], [3, 4]]
+    assert verdict.merge_unit_ids == [1, 2, 3, 4] and verdict.blocks()[-1] == {"5"}
+
+
+def test_abstain_merges_nothing_and_is_not_not_merge(tmp_path):
+    decision = {"decision": "abstain", "confidence": 0.6, "merge_groups": [["1", "2"]], "reasoning": "12 spikes"}
+    (verdict,) = judge_with(FakeChatModel(responder=default_responder(decision))).judge_many([make_request(tmp_path, 0)])
+    assert verdict.decision == "abstain" and verdict.merge_groups == [] and verdict.merge_unit_ids == []
+
+
+def test_parts_that_overlap_are_malformed_and_retried(tmp_path):
+    answers = iter([
+        {"decision": "merge", "confidence": 0.9, "merge_groups": [["1", "2"], ["2", "3"]], "reasoning": "chain"},
+        {"decision": "merge", "confidence": 0.9, "merge_groups": [["1", "2", "3"]], "reasoning": "one neuron"},
+    ])
+
+    def respond(messages, kwargs):
+        return next(answers) if is_head(kwargs) else "report"
+
+    request = make_request(tmp_path, 0, unit_ids=(1, 2, 3))
+    (verdict,) = judge_with(FakeChatModel(responder=respond)).judge_many([request])
+    assert verdict.merge_groups == [[1, 2, 3]]
 
 
 def test_out_of_quota_stops_the_run_instead_of_retrying(tmp_path):

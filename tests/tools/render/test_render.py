@@ -155,7 +155,7 @@ def test_sparse_units_sharing_few_channels(small_truth, tmp_path):
     for group in paths.values():
         for path in group.values():
             _check_png(path)
-    view = render._AnalyzerView.of(tiny, render.DEFAULT_SETTINGS)
+    view = render.as_view(tiny)
     apart = render._payload_pca(view, [0, 1], render.DEFAULT_SETTINGS)
     assert apart["waveforms"] is None and "share no channels" in apart["note"]
     close = render._payload_pca(view, [0, 2], render.DEFAULT_SETTINGS)
@@ -210,7 +210,7 @@ def test_reused_figure_draws_the_same_bytes_as_a_fresh_one(rendered, small_truth
 
     _, _, pair, triple = rendered
     others = [u for u in small_truth.analyzer.unit_ids if u not in pair][:2]
-    view = render._AnalyzerView.of(small_truth.analyzer, render.DEFAULT_SETTINGS)
+    view = render.as_view(small_truth.analyzer)
 
     def payload(feature, units):
         return {"unit_ids": [str(u) for u in units],

@@ -9,8 +9,13 @@ the end. Faults are sorted three ways:
   with exponential backoff and jitter (a wait drawn between half and all of the doubling
   ceiling, or the provider's ``Retry-After``), at most ``max_retries`` times, the slot
   released while waiting;
-- fatal (401/403 authentication, 400/404/413/422 bad request, a 429 that says the account is
-  out of quota): the whole run stops with a ``FatalCallError``;
+- fatal (401/403 authentication, 404 model not found, a 429 that says the account is out of
+  quota): every further call would fail the same way, so the whole run stops with a
+  ``FatalCallError``;
+- rejected (400/413/422: this request is too large, its context too long, its image refused):
+  the fault belongs to the group, which fails (``decision="error"``) while the run goes on;
+  a circuit breaker stops the run when ``RetryPolicy.max_rejected_in_a_row`` requests in a
+  row are rejected (then the fault is the run's settings, not one group's data);
 - anything else: the group fails with its cause (``decision="error"``), the run goes on.
 """
 
@@ -31,14 +36,15 @@ from .cost import CallRecord, UsageLog, estimate_cost, usage_tokens
 from .model import scrub
 
 T = TypeVar("T")
-Fault = Literal["retry", "fatal", "fail"]
+Fault = Literal["retry", "fatal", "reject", "fail"]
 
 _RETRY_NAMES = (
     "RateLimit", "Timeout", "APIConnectionError", "ConnectionError", "ServiceUnavailable",
     "InternalServerError", "ResourceExhausted", "DeadlineExceeded", "Overloaded", "ServerError",
 )
 _AUTH_NAMES = ("AuthenticationError", "PermissionDenied", "Unauthenticated", "Unauthorized")
-_BAD_REQUEST_NAMES = ("BadRequest", "NotFound", "InvalidArgument", "UnprocessableEntity")
+_NOT_FOUND_NAMES = ("NotFound",)
+_REJECT_NAMES = ("BadRequest", "InvalidArgument", "UnprocessableEntity", "RequestTooLarge", "ContextWindow")
 _NO_QUOTA = "insufficient_quota"
 """OpenAI's code for a 429 that no wait cures (no credit left on the account)."""
 
@@ -48,7 +54,7 @@ class MalformedOutput(Exception):
 
 
 class FatalCallError(SpikemergeError):
-    """Authentication or bad request: every further call would fail the same way."""
+    """Authentication, unknown model, no quota, or rejections in a row: further calls would fail too."""
 
 
 class CallFailed(Exception):
@@ -66,7 +72,7 @@ def status_of(exc: BaseException) -> int | None:
 
 
 def classify(exc: BaseException) -> Fault:
-    """Sort a call's exception into retry, fatal (stop the run) or fail (this group only)."""
+    """Sort a call's exception: retry, fatal (stop the run), reject or fail (this group only)."""
     if isinstance(exc, (MalformedOutput, TimeoutError, asyncio.TimeoutError, ConnectionError)):
         return "retry"
     names = " ".join(cls.__name__ for cls in type(exc).__mro__)
@@ -75,10 +81,12 @@ def classify(exc: BaseException) -> Fault:
     status = status_of(exc)
     if status in (401, 403) or any(n in names for n in _AUTH_NAMES):
         return "fatal"
-    if status in (400, 404, 413, 422) or any(n in names for n in _BAD_REQUEST_NAMES):
+    if status == 404 or any(n in names for n in _NOT_FOUND_NAMES):
         return "fatal"
     if _out_of_quota(exc):
         return "fatal"
+    if status in (400, 413, 422) or any(n in names for n in _REJECT_NAMES):
+        return "reject"
     if status in (408, 409, 429) or (status is not None and status >= 500):
         return "retry"
     if any(n in names for n in _RETRY_NAMES):
@@ -148,6 +156,8 @@ class RetryPolicy:
     max_retries: int = 4
     base_delay: float = 1.0
     max_delay: float = 30.0
+    max_rejected_in_a_row: int = 5
+    """Rejected requests (400/413/422) in a row, over all groups, that stop the run."""
 
     def delay(self, attempt: int, exc: BaseException) -> float:
         ceiling = min(self.max_delay, self.base_delay * (2**attempt))
@@ -199,6 +209,8 @@ class CallRunner:
         self.fatal_hint = fatal_hint
         self.stopped: str | None = None
         """The message of the fatal fault that stopped this run, if one did."""
+        self.rejected_in_a_row = 0
+        """Requests rejected (400/413/422) since the last call that got an answer."""
 
     async def call(
         self,
@@ -239,6 +251,7 @@ class CallRunner:
                     self._record(group_id, stage, attempt, result, started, ok=False)  # paid for
                     raise
                 self._record(group_id, stage, attempt, result, started, ok=True)
+                self.rejected_in_a_row = 0
                 keep = keep_slot is not None and keep_slot()
                 return value
             except (asyncio.CancelledError, FatalCallError):
@@ -249,6 +262,15 @@ class CallRunner:
                 if fault == "fatal":
                     self.stopped = self._fatal_message(exc)
                     raise FatalCallError(self.stopped) from None
+                if fault == "reject":
+                    self.rejected_in_a_row += 1
+                    if self.rejected_in_a_row >= self.retry.max_rejected_in_a_row:
+                        self.stopped = scrub(
+                            f"{self.model_id} rejected {self.rejected_in_a_row} requests in a row, stopping the run "
+                            f"(last: {last}); check the model's image and context limits or the judge settings"
+                        )
+                        raise FatalCallError(self.stopped) from None
+                    raise CallFailed(f"{stage}: the request was rejected ({last})") from None
                 if fault == "fail":
                     raise CallFailed(f"{stage}: {last}") from None
             finally:

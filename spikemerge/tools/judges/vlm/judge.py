@@ -90,6 +90,9 @@ class VLMJudge:
         First backoff ceiling in seconds (doubles per retry, capped at 30 s, jittered).
     call_timeout
         Seconds before a call counts as timed out (retryable); ``None`` disables it.
+    max_rejected_in_a_row
+        Requests rejected in a row (HTTP 400/413/422: image too large, context too long) that
+        stop the run; fewer fail only their own groups (``decision="error"``).
     image_workers
         Threads that read, fit and encode figures ahead of the calls (default: the CPUs this
         process may use, at most 8). Does not change what is sent.
@@ -118,6 +121,7 @@ class VLMJudge:
         retry_base_delay: float = 1.0,
         call_timeout: float | None = 180.0,
         image_workers: int | None = None,
+        max_rejected_in_a_row: int = 5,
         **model_kwargs: Any,
     ) -> None:
         if mode not in ("two_stage", "single"):
@@ -135,6 +139,9 @@ class VLMJudge:
         self.retry_base_delay = retry_base_delay
         self.call_timeout = call_timeout
         self.image_workers = image_workers or _usable_cpus()
+        if max_rejected_in_a_row < 1:
+            raise SpikemergeError("max_rejected_in_a_row must be at least 1")
+        self.max_rejected_in_a_row = max_rejected_in_a_row
         self._secrets = tuple(SecretStr(_reveal(v)) for k, v in model_kwargs.items() if _is_secret(k))
         self._settings = {k: repr(v) for k, v in sorted(model_kwargs.items()) if not _is_secret(k)}
         self._base_url = base_url
@@ -198,8 +205,9 @@ class VLMJudge:
         """Judge every group; call ``on_verdict`` as each verdict arrives; return them in order.
 
         Runs its own event loop (in a worker thread when called from inside a running loop).
-        A group whose calls fail for good gets ``decision="error"``. Authentication and bad
-        request errors stop the run with ``SpikemergeError``; on Ctrl-C pending calls are
+        A group whose calls fail for good, or whose request is rejected (400/413/422), gets
+        ``decision="error"``. Authentication, unknown-model and out-of-quota errors, or
+        ``max_rejected_in_a_row`` rejections in a row, stop the run with ``SpikemergeError``; on Ctrl-C pending calls are
         cancelled, and verdicts already delivered stay delivered.
         """
         rule = get_policy(policy)
@@ -230,7 +238,10 @@ class VLMJudge:
         runner = CallRunner(
             max_concurrency=self.max_concurrency,
             rate_limiter=self._rate_limiter,
-            retry=RetryPolicy(max_retries=self.max_retries, base_delay=self.retry_base_delay),
+            retry=RetryPolicy(
+                max_retries=self.max_retries, base_delay=self.retry_base_delay,
+                max_rejected_in_a_row=self.max_rejected_in_a_row,
+            ),
             timeout=self.call_timeout,
             model_id=self.model,
             usage=self._usage,
@@ -300,7 +311,7 @@ class VLMJudge:
                 reports = {}
                 messages = single_messages(request, examples, images, policy)
                 stage = "single"
-            decision, confidence, merge_ids, reasoning = await runner.call(
+            decision, confidence, merge_groups, reasoning = await runner.call(
                 partial(self._structured.ainvoke, messages),
                 lambda result: parse_decision(result, request.unit_ids),
                 group_id=request.group_id,
@@ -315,7 +326,7 @@ class VLMJudge:
             unit_ids=list(request.unit_ids),
             decision=decision,  # type: ignore[arg-type]
             confidence=confidence,
-            merge_unit_ids=merge_ids,
+            merge_groups=merge_groups,
             reasoning=scrub(reasoning, self._explicit_secrets()),
             judge=self.name,
             model=self.model,

@@ -37,12 +37,25 @@ PROMPT_FILES = (
 
 
 class HeadDecision(BaseModel):
-    """The structured answer of the deciding stage."""
+    """The structured answer of the deciding stage: a partition of the group into neurons.
 
-    decision: Literal["merge", "not merge"] = Field(description="'merge' if the listed units are one neuron")
+    ``merge_groups`` lists each set of units that is one neuron (several sets when the group
+    holds the splits of several neurons). ``merge_unit_ids`` is the older single-set answer,
+    still read when ``merge_groups`` is empty.
+    """
+
+    decision: Literal["merge", "not merge", "abstain"] = Field(
+        description="'merge' if at least two units are one neuron; 'not merge' if every unit is a different "
+        "neuron; 'abstain' if the evidence is too thin to tell (few spikes, few expected coincidences)"
+    )
     confidence: float = Field(description="probability from 0 to 1 that the decision is right")
+    merge_groups: list[list[str]] = Field(
+        default_factory=list,
+        description="for 'merge': each inner list is one neuron's units (at least two ids, all from the group, "
+        "no id in two lists); units in no list stay as they are. Empty for 'not merge' and 'abstain'",
+    )
     merge_unit_ids: list[str] = Field(
-        description="ids of the units to merge (at least two, all from the group); empty for 'not merge'"
+        default_factory=list, description="leave empty; use merge_groups"
     )
     reasoning: str = Field(description="a few sentences citing the evidence")
 
@@ -110,8 +123,9 @@ def units_text(unit_ids: Sequence[UnitId]) -> str:
 def policy_text(policy: Policy) -> str:
     return (
         f"## Policy: {policy.name}\n{policy.description}\n"
-        f"Decide 'merge' only if your probability that the units are one neuron is at least "
-        f"{policy.merge_threshold:.2f}; otherwise decide 'not merge'."
+        f"Decide 'merge' for a set of units only if your probability that they are one neuron is at least "
+        f"{policy.merge_threshold:.2f}; decide 'not merge' when the evidence shows different neurons, and "
+        f"'abstain' when it is too thin to tell either way."
     )
 
 
@@ -201,14 +215,16 @@ def report_text(message: Any) -> str:
     return str(text).strip()
 
 
-def parse_decision(result: Any, unit_ids: Sequence[UnitId]) -> tuple[str, float, list[UnitId], str]:
-    """Validate a structured head answer against the group: decision, confidence, units, reasoning.
+def parse_decision(result: Any, unit_ids: Sequence[UnitId]) -> tuple[str, float, list[list[UnitId]], str]:
+    """Validate a structured head answer against the group: decision, confidence, partition, reasoning.
 
-    ``result`` is the ``include_raw=True`` dict (``raw``, ``parsed``, ``parsing_error``) or a
-    parsed ``HeadDecision``. Unknown unit ids, fewer than two units, or an unparsable answer
-    raise ``MalformedOutput`` (retryable). A merge with no ids listed merges the whole group.
+    ``result`` is the ``include_raw=True`` dict (``raw``, ``parsed``, ``parsing_error``), a
+    parsed ``HeadDecision`` or a dict of one. The merges come from ``merge_groups`` (several
+    parts), else from an older single-set ``merge_unit_ids``; a merge naming no units merges
+    the whole group. Unknown unit ids, a part of fewer than two units, a unit in two parts, or
+    an unparsable answer raise ``MalformedOutput`` (retryable).
     """
-    parsed = result.get("parsed") if isinstance(result, dict) else result
+    parsed = result.get("parsed") if isinstance(result, dict) and "parsed" in result else result
     if isinstance(parsed, dict):
         try:
             parsed = HeadDecision.model_validate(parsed)
@@ -223,11 +239,18 @@ def parse_decision(result: Any, unit_ids: Sequence[UnitId]) -> tuple[str, float,
         confidence = confidence / 100.0 if 1.0 < confidence <= 100.0 else float("nan")
     if math.isnan(confidence):
         raise MalformedOutput(f"confidence {parsed.confidence} is not a probability")
-    if parsed.decision == "not merge":
-        return "not merge", confidence, [], parsed.reasoning
-    ids = [str(u).strip() for u in parsed.merge_unit_ids] or list(by_text)
-    unknown = [u for u in ids if u not in by_text]
-    if unknown or len(set(ids)) < 2:
-        raise MalformedOutput(f"merge_unit_ids {parsed.merge_unit_ids} must be at least two of {list(by_text)}")
-    ordered = [by_text[u] for u in by_text if u in set(ids)]
+    if parsed.decision != "merge":
+        return parsed.decision, confidence, [], parsed.reasoning
+    parts = [[str(u).strip() for u in part] for part in parsed.merge_groups if part]
+    if not parts:
+        parts = [[str(u).strip() for u in parsed.merge_unit_ids] or list(by_text)]
+    seen: set[str] = set()
+    for part in parts:
+        unknown = [u for u in part if u not in by_text]
+        if unknown or len(set(part)) < 2 or seen & set(part):
+            raise MalformedOutput(
+                f"merge_groups {parts} must be disjoint sets of at least two of {list(by_text)}"
+            )
+        seen |= set(part)
+    ordered = [[by_text[u] for u in by_text if u in set(part)] for part in parts]
     return "merge", confidence, ordered, parsed.reasoning

@@ -1,6 +1,7 @@
 import shutil
 import warnings
 
+import numpy as np
 import pytest
 from spikeinterface.core import load_sorting_analyzer
 
@@ -18,7 +19,9 @@ def test_load_reports_units_channels_duration_and_extensions(analyzer_folder, sm
     assert set(REQUIRED_EXTENSIONS) <= set(info.extensions_present)
     assert info.extensions_computed == []
     assert "units" in info.summary() and "channels" in info.summary()
-    assert analyzer.format == "memory"
+    # nothing was missing: the folder itself is used, its arrays memory-mapped, not copied into memory
+    assert analyzer.format == "binary_folder"
+    assert isinstance(analyzer.get_extension("waveforms").data["waveforms"], np.memmap)
 
 
 @pytest.mark.slow

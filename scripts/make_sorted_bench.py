@@ -1,0 +1,97 @@
+"""Build the sorted bench: MEArec recordings over-split by a real sorter, with their ground truth.
+
+Needs the ``[bench]`` extra (MEArec, LFPy, NEURON 8.2.7, hdbscan)::
+
+    pip install -e ".[bench]"
+    python scripts/make_sorted_bench.py                                  # the default datasets
+    python scripts/make_sorted_bench.py --datasets drift_sc2_s2,burst_tdc2_s2 --cache /tmp/heldout
+    python scripts/make_sorted_bench.py --scenario drift --sorter tridesclous2 --seeds 5,6
+
+Datasets are named ``<scenario>_<sc2|tdc2>_s<seed>`` (scenarios: drift, burst, lowsnr) and
+written to ``--cache`` (default ``$SPIKEMERGE_CACHE`` or ``~/.cache/spikemerge/sorted_bench``);
+one that has its READY file is skipped. The template library is simulated once per cache
+(about 7 minutes on 2 cores); each recording once per scenario and seed, shared by sorters.
+Prints, per dataset, the units, true pairs and which neurons were split into how many units,
+and rewrites ``<cache>/STATUS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from spikemerge.bench.sorted import (
+    SCENARIOS,
+    SORTERS,
+    dataset_spec,
+    default_cache,
+    ensure_venv_bin_on_path,
+    make_dataset,
+    parse_dataset_name,
+    write_status,
+)
+
+DEFAULT_DATASETS = ("drift_sc2_s1", "burst_tdc2_s1")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", default=None,
+                        help=f"comma-separated dataset names (default: {','.join(DEFAULT_DATASETS)})")
+    parser.add_argument("--scenario", choices=list(SCENARIOS), help="instead of --datasets: one scenario ...")
+    parser.add_argument("--sorter", choices=list(SORTERS), default="spykingcircus2", help="... sorted by this sorter")
+    parser.add_argument("--seeds", default="1", help="... for these seeds (comma-separated)")
+    parser.add_argument("--cache", default=None, help="output folder (default: $SPIKEMERGE_CACHE or "
+                                                      "~/.cache/spikemerge/sorted_bench)")
+    parser.add_argument("--keep-going", action="store_true", help="go on with the next dataset when one fails")
+    args = parser.parse_args(argv)
+
+    ensure_venv_bin_on_path()
+    cache = Path(args.cache) if args.cache else default_cache()
+    cache.mkdir(parents=True, exist_ok=True)
+    if args.scenario:
+        specs = [dataset_spec(args.scenario, args.sorter, int(s)) for s in args.seeds.split(",") if s.strip()]
+    else:
+        names = [n.strip() for n in (args.datasets or ",".join(DEFAULT_DATASETS)).split(",") if n.strip()]
+        specs = [parse_dataset_name(n) for n in names]
+
+    start = time.perf_counter()
+
+    def log(line: str) -> None:
+        print(f"{time.perf_counter() - start:7.0f} s  {line}", flush=True)
+
+    failures: dict[str, str] = {}
+    for spec in specs:
+        folder = cache / spec.name
+        t0 = time.perf_counter()
+        cached = (folder / "READY").exists()
+        log(f"{spec.name}: {'cached' if cached else 'building'} ({spec})")
+        try:
+            summary = make_dataset(spec, cache, log=log)
+        except Exception as exc:  # noqa: BLE001 - recorded in STATUS.md; --keep-going decides
+            failures[spec.name] = f"{type(exc).__name__}: {exc}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "FAILED").write_text(f"{failures[spec.name]}\n\n{traceback.format_exc()}")
+            log(f"{spec.name}: FAILED {failures[spec.name]}")
+            write_status(cache, failures)
+            if not args.keep_going:
+                return 1
+            continue
+        (folder / "FAILED").unlink(missing_ok=True)
+        sizes = ", ".join(f"{n}->{k}" for n, k in sorted(summary["split_sizes"].items(), key=lambda kv: -kv[1]))
+        log(f"{spec.name}: {'found' if cached else 'built'} in {time.perf_counter() - t0:.0f} s: "
+            f"{summary['units']} units of {summary['neurons']} neurons, {summary['impure_units']} impure, "
+            f"{summary['true_pairs']} true pairs, {summary['split_neurons']} neurons split ({sizes}), "
+            f"{summary['undetected_neurons']} undetected")
+        print(json.dumps({"dataset": spec.name, **summary}), flush=True)
+        write_status(cache, failures)
+    write_status(cache, failures)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

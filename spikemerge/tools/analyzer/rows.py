@@ -1,0 +1,69 @@
+"""Reading chosen rows of a large per-spike array without mapping the file into this process.
+
+Why not the memory map itself: a unit's sampled waveforms are scattered through
+``waveforms.npy`` (rows are in time order, not unit order), and the kernel maps a block of pages
+around every row it faults in. Touching a few hundred units' rows through ``np.memmap`` ends up
+mapping most of the file, and every mapped page counts in this process's resident memory. Plain
+positioned reads (``os.pread``) leave the data in the page cache, shared and reclaimable, and
+this process holds only the rows it asked for.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted row indices as ``(start, stop)`` runs of consecutive rows."""
+    if rows.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    stops = np.concatenate([breaks, [rows.size]])
+    return [(int(rows[a]), int(rows[b - 1]) + 1) for a, b in zip(starts, stops)]
+
+
+def read_rows(array, rows: np.ndarray) -> np.ndarray:
+    """``array[rows]`` for increasing ``rows``, read without memory-mapping the file when possible.
+
+    Parameters
+    ----------
+    array : np.memmap, np.ndarray or zarr.Array
+        A C-ordered array whose first axis is the row axis. A read-only ``np.memmap`` opened on a
+        ``.npy`` file is read with ``os.pread``; any other array is indexed as it is.
+    rows : np.ndarray
+        Increasing row indices.
+
+    Returns
+    -------
+    np.ndarray
+        The rows, as a new in-memory array.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    filename = getattr(array, "filename", None)
+    if not (isinstance(array, np.memmap) and filename and array.flags.c_contiguous):
+        if isinstance(array, np.ndarray):
+            return np.asarray(array[rows])
+        from spikeinterface.core.core_tools import slice_rows  # zarr arrays
+
+        return np.asarray(slice_rows(array, rows))
+    row_shape = array.shape[1:]
+    row_bytes = int(np.prod(row_shape, dtype=np.int64)) * array.dtype.itemsize
+    out = np.empty((rows.size,) + row_shape, dtype=array.dtype)
+    flat = out.reshape(rows.size, -1).view(np.uint8).reshape(rows.size, row_bytes) if rows.size else out
+    fd = os.open(filename, os.O_RDONLY)
+    try:
+        position = 0
+        for start, stop in _runs(rows):
+            count = stop - start
+            wanted = count * row_bytes
+            data = os.pread(fd, wanted, int(array.offset) + start * row_bytes)
+            if len(data) != wanted:
+                raise OSError(f"{filename} is shorter than its header says (truncated?)")
+            flat[position:position + count] = np.frombuffer(data, dtype=np.uint8).reshape(count, row_bytes)
+            position += count
+    finally:
+        os.close(fd)
+    return out

@@ -1,0 +1,301 @@
+"""AnalyzerView: the one reading of an analyzer that evidence, candidates and figures all share.
+
+Why one view: evidence (the numbers a judge reads) and render (the figures a person looks at)
+used to pull spike trains out of the analyzer each their own way, and disagreed on
+multi-segment analyzers (one glued the segments end to end, the other left a gap), so a CCG
+panel's refractory count was not the evidence's count. Here every consumer reads the same
+time axis, the same per-unit spike order and the same sampled waveforms.
+
+What is read, and when:
+
+- the spike vector once (SpikeInterface keeps it in memory), sorted by unit once, so a unit's
+  spikes are a slice instead of a mask over every spike;
+- ``spike_amplitudes`` once (one float per spike);
+- templates, unit locations and the sparsity mask once (per unit, small);
+- sampled waveforms per unit, only when a unit is asked for (units in candidate groups), held in
+  a small least-recently-used cache. With an analyzer opened by
+  :func:`~spikemerge.tools.analyzer.load.open_analyzer` the ``waveforms.npy`` is memory-mapped,
+  so a unit's rows are the only part of the file ever read.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Hashable
+
+import numpy as np
+
+from ...errors import SpikemergeError
+from .rows import read_rows
+
+UnitId = Hashable
+
+
+@dataclass(frozen=True)
+class ViewParams:
+    """Tunable numbers of the analyzer view (hashed into nothing: they do not change results)."""
+
+    segment_gap_s: float = 1.0
+    """Silence put between segments on the time axis; wider than every lag window (CCG ±50 ms),
+    so no pair of spikes from two segments ever counts as a coincidence."""
+    cached_units: int = 16
+    """Units whose sampled waveforms stay in memory (least recently used are dropped first)."""
+
+
+DEFAULT_VIEW_PARAMS = ViewParams()
+
+
+def native_id(unit_id: Any) -> UnitId:
+    """A numpy scalar id as the plain Python value (``np.int64(3)`` -> ``3``)."""
+    return unit_id.item() if hasattr(unit_id, "item") else unit_id
+
+
+@dataclass
+class UnitArrays:
+    """One unit's arrays, as evidence and figures read them."""
+
+    times_s: np.ndarray
+    """Spike times on the view's time axis (segments end to end, separated by a gap), sorted."""
+    amplitudes: np.ndarray
+    """Spike amplitudes in the order of ``times_s``."""
+    waveforms: np.ndarray
+    """Random-spike waveforms on ``channels`` (spikes, samples, channels), float32."""
+    channels: np.ndarray
+    """Channel indices of the unit's sparsity (all channels for a dense analyzer)."""
+    template: np.ndarray
+    """Average template on all channels (samples, channels)."""
+    location: np.ndarray
+    main_channel: int
+    waveform_times_s: np.ndarray | None = None
+    """Times of the sampled waveforms (same order, same time axis as ``times_s``)."""
+
+
+class AnalyzerView:
+    """Per-unit arrays of one analyzer, read once and shared by evidence, candidates and render.
+
+    Parameters
+    ----------
+    analyzer : SortingAnalyzer
+        Holds random_spikes, waveforms, templates and spike_amplitudes (unit_locations is used
+        when present, the templates' centre of mass otherwise).
+    params : ViewParams
+        The time-axis gap and the waveform cache size.
+
+    Notes
+    -----
+    The time axis: segment ``k`` starts ``segment_gap_s`` after segment ``k - 1`` ends, in whole
+    samples, so ``train(u)`` (integer samples) and ``unit(u).times_s`` are the same spikes, and a
+    lag computed from either never spans two segments. ``duration_s`` is the axis length (for one
+    segment, the recording's duration).
+    """
+
+    def __init__(self, analyzer, params: ViewParams = DEFAULT_VIEW_PARAMS):
+        self.analyzer = analyzer
+        self.params = params
+        self.fs = float(analyzer.sampling_frequency)
+        self.unit_ids = [native_id(u) for u in analyzer.unit_ids]
+        self._index = {u: i for i, u in enumerate(self.unit_ids)}
+        self._by_text = {str(u): u for u in self.unit_ids}
+        num_segments = analyzer.get_num_segments()
+        lengths = np.array([analyzer.get_num_samples(s) for s in range(num_segments)], dtype=np.int64)
+        gap = int(round(params.segment_gap_s * self.fs)) if num_segments > 1 else 0
+        self.segment_offsets = np.concatenate([[0], np.cumsum(lengths + gap)[:-1]]).astype(np.int64)
+        """First sample of each segment on the time axis."""
+        self.num_samples_axis = int(lengths.sum() + gap * (num_segments - 1))
+        self.duration_s = self.num_samples_axis / self.fs
+        self.recording_duration_s = float(lengths.sum() / self.fs)
+        self._cache: OrderedDict[UnitId, UnitArrays] = OrderedDict()
+
+    # ------------------------------------------------------------ ids
+
+    def index(self, unit_id: UnitId) -> int:
+        """Position of ``unit_id`` in the analyzer (numpy, plain or text form of the id)."""
+        key = unit_id if unit_id in self._index else self._by_text.get(str(unit_id))
+        if key is None:
+            shown = ", ".join(map(str, self.unit_ids[:20])) + (", ..." if len(self.unit_ids) > 20 else "")
+            raise SpikemergeError(f"unknown unit id {unit_id!r}: the analyzer's units are {shown}")
+        return self._index[key]
+
+    def unit_id(self, unit_id: UnitId) -> UnitId:
+        """The analyzer's own (native) id for any form of ``unit_id``."""
+        return self.unit_ids[self.index(unit_id)]
+
+    # ------------------------------------------------------------ spikes, read once
+
+    @cached_property
+    def _spike_order(self) -> tuple[np.ndarray, np.ndarray]:
+        """Spike-vector positions sorted by unit (time order kept within a unit), and unit bounds."""
+        spikes = self.analyzer.sorting.to_spike_vector()
+        order = np.argsort(spikes["unit_index"], kind="stable")
+        bounds = np.searchsorted(spikes["unit_index"][order], np.arange(len(self.unit_ids) + 1))
+        return order, bounds
+
+    @cached_property
+    def _axis_samples(self) -> np.ndarray:
+        """Every spike's sample on the time axis, in spike-vector order (int64)."""
+        spikes = self.analyzer.sorting.to_spike_vector()
+        return spikes["sample_index"].astype(np.int64) + self.segment_offsets[spikes["segment_index"]]
+
+    @cached_property
+    def _amplitudes(self) -> np.ndarray:
+        ext = self.analyzer.get_extension("spike_amplitudes")
+        if ext is None:
+            raise SpikemergeError("the analyzer has no spike_amplitudes: open it with load_analyzer, which computes them")
+        return np.asarray(ext.get_data(), dtype=np.float32)
+
+    def spike_rows(self, unit_id: UnitId) -> np.ndarray:
+        """Positions of the unit's spikes in the spike vector (and in per-spike extensions), in time order."""
+        order, bounds = self._spike_order
+        i = self.index(unit_id)
+        return order[bounds[i]:bounds[i + 1]]
+
+    def train(self, unit_id: UnitId) -> np.ndarray:
+        """The unit's spikes in samples on the time axis, sorted (int64)."""
+        return self._axis_samples[self.spike_rows(unit_id)]
+
+    def times_s(self, unit_id: UnitId) -> np.ndarray:
+        """The unit's spike times in seconds on the time axis, sorted."""
+        return self.train(unit_id) / self.fs
+
+    def amplitudes(self, unit_id: UnitId) -> np.ndarray:
+        """The unit's spike amplitudes in the order of ``times_s``."""
+        return self._amplitudes[self.spike_rows(unit_id)]
+
+    # ------------------------------------------------------------ per-unit tables, read once
+
+    @cached_property
+    def _templates_ext(self):
+        ext = self.analyzer.get_extension("templates")
+        if ext is None:
+            raise SpikemergeError("the analyzer has no templates: open it with load_analyzer, which computes them")
+        return ext
+
+    @cached_property
+    def templates(self) -> np.ndarray:
+        """Average templates (units, samples, channels)."""
+        return np.asarray(self._templates_ext.get_data(operator="average"))
+
+    @property
+    def template_nbefore(self) -> int:
+        return int(self._templates_ext.nbefore)
+
+    @cached_property
+    def locations(self) -> np.ndarray:
+        """Unit positions (µm): the ``unit_locations`` extension, else the templates' centre of mass."""
+        if self.analyzer.has_extension("unit_locations"):
+            return np.asarray(self.analyzer.get_extension("unit_locations").get_data())[:, :2]
+        from spikeinterface.postprocessing.localization_tools import compute_center_of_mass
+
+        return np.asarray(compute_center_of_mass(self.analyzer))[:, :2]
+
+    @cached_property
+    def sparsity_mask(self) -> np.ndarray:
+        """(units, channels) bool: where each unit's waveforms were kept; all True when dense."""
+        if self.analyzer.sparsity is None:
+            return np.ones((len(self.unit_ids), self.analyzer.get_num_channels()), dtype=bool)
+        return np.asarray(self.analyzer.sparsity.mask, dtype=bool)
+
+    @cached_property
+    def channel_locations(self) -> np.ndarray:
+        return np.asarray(self.analyzer.get_channel_locations(), dtype=float)
+
+    @cached_property
+    def channel_ids(self) -> list:
+        return list(self.analyzer.channel_ids)
+
+    @property
+    def amplitude_unit(self) -> str:
+        return "µV" if self.analyzer.return_in_uV else "a.u."
+
+    def channels(self, unit_id: UnitId) -> np.ndarray:
+        """Channel indices of the unit's sparsity."""
+        return np.flatnonzero(self.sparsity_mask[self.index(unit_id)])
+
+    # ------------------------------------------------------------ waveforms, per unit, on demand
+
+    @cached_property
+    def _waveforms_ext(self):
+        ext = self.analyzer.get_extension("waveforms")
+        if ext is None:
+            raise SpikemergeError("the analyzer has no waveforms: open it with load_analyzer, which computes them")
+        return ext
+
+    @property
+    def waveform_nbefore(self) -> int:
+        return int(self._waveforms_ext.nbefore)
+
+    @cached_property
+    def _random_unit_index(self) -> np.ndarray:
+        """Unit index of every sampled (random) spike, i.e. of every row of ``waveforms``."""
+        ext = self.analyzer.get_extension("random_spikes")
+        if ext is None:
+            raise SpikemergeError("the analyzer has no random_spikes: open it with load_analyzer, which computes them")
+        return np.asarray(ext.get_random_spikes()["unit_index"])
+
+    @cached_property
+    def _random_axis_samples(self) -> np.ndarray:
+        """Sample of every sampled (random) spike on the time axis, in the waveforms' row order."""
+        picked = self.analyzer.get_extension("random_spikes").get_random_spikes()
+        return picked["sample_index"].astype(np.int64) + self.segment_offsets[picked["segment_index"]]
+
+    def waveform_times_s(self, unit_id: UnitId) -> np.ndarray:
+        """Times of the unit's sampled waveforms (in their row order) on the time axis."""
+        rows = np.flatnonzero(self._random_unit_index == self.index(unit_id))
+        return self._random_axis_samples[rows] / self.fs
+
+    @cached_property
+    def noise_levels(self) -> np.ndarray:
+        """Noise standard deviation per channel: the ``noise_levels`` extension, else a robust
+        estimate from the sampled waveforms' first samples (before any spike)."""
+        if self.analyzer.has_extension("noise_levels"):
+            return np.asarray(self.analyzer.get_extension("noise_levels").get_data(), dtype=float)
+        levels = np.full(self.analyzer.get_num_channels(), np.nan)
+        for unit_id in self.unit_ids:
+            arrays = self.unit(unit_id)
+            if len(arrays.waveforms):
+                edge = arrays.waveforms[:, :3, :].reshape(-1, arrays.channels.size)
+                mad = np.median(np.abs(edge - np.median(edge, axis=0)), axis=0) / 0.6745
+                levels[arrays.channels] = np.fmin(levels[arrays.channels], mad)
+        return np.where(np.isfinite(levels), levels, np.nanmedian(levels) if np.isfinite(levels).any() else 1.0)
+
+    def sampled_waveforms(self, unit_id: UnitId) -> np.ndarray:
+        """The unit's sampled waveforms (spikes, samples, its sparse channels), float32.
+
+        Only the unit's rows are read (see :mod:`.rows`: positioned reads, not a memory map).
+        """
+        index = self.index(unit_id)
+        rows = np.flatnonzero(self._random_unit_index == index)
+        waveforms = read_rows(self._waveforms_ext.data["waveforms"], rows)
+        if self.analyzer.sparsity is not None:
+            waveforms = waveforms[:, :, : int(self.sparsity_mask[index].sum())]
+        return np.asarray(waveforms, dtype=np.float32)
+
+    def unit(self, unit_id: UnitId) -> UnitArrays:
+        """Everything about one unit; its sampled waveforms are read now, only its rows."""
+        key = self.unit_id(unit_id)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        index = self._index[key]
+        waveforms = self.sampled_waveforms(key)
+        template = self.templates[index]
+        arrays = UnitArrays(
+            times_s=self.times_s(key),
+            amplitudes=self.amplitudes(key),
+            waveforms=waveforms,
+            channels=self.channels(key),
+            template=template,
+            location=self.locations[index],
+            main_channel=int(np.argmax(np.ptp(template, axis=0))),
+            waveform_times_s=self.waveform_times_s(key),
+        )
+        self._cache[key] = arrays
+        while len(self._cache) > max(1, self.params.cached_units):
+            self._cache.popitem(last=False)
+        return arrays
+
+    def cached_units(self) -> list[UnitId]:
+        """Units whose arrays are in memory now (least recently used first)."""
+        return list(self._cache)

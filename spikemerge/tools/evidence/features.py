@@ -1,0 +1,128 @@
+"""Feature-space evidence of a pair: is it one continuous cloud or two?
+
+A sorter that splits one neuron cuts one cloud of spikes in two, so the parts are separated by
+construction and a separation score (d′) cannot tell a split from two neurons. What tells them
+apart is continuity: the spikes of one neuron, pooled, form one unimodal cloud along the axis
+that best separates the parts; two neurons leave a valley between them. The test here is a
+valley test on that axis: the density (a kernel estimate, each unit weighted by its real spike
+count) at its lowest point between the two units' medians, against the lower of the two peaks
+on either side; a Poisson test says whether the valley holds fewer spikes than a unimodal
+density would put there. Hartigan's dip test asks the same question; this form also tells
+where the valley is and needs no extra dependency. Gaussian-mixture BIC was not used: real
+amplitude distributions are skewed and cut by the detection threshold, which BIC reads as two
+components.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import poisson
+
+from .params import DEFAULT_EVIDENCE_PARAMS, EvidenceParams
+
+
+def _principal_axes(pooled: np.ndarray, k: int) -> np.ndarray:
+    """Top ``k`` principal axes (features, k). A thin SVD of the (spikes, features) matrix costs
+    ``min(n, d)² · max(n, d)``: with a few hundred spikes and ~1000 features that is far less
+    than an eigendecomposition of the features' covariance (measured: 3.6 s -> 0.03 s)."""
+    centred = pooled - pooled.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return vt[: min(k, vt.shape[0])].T
+
+
+def _fisher_direction(pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
+    k = pa.shape[1]
+    cov = 0.5 * (np.cov(pa, rowvar=False).reshape(k, k) + np.cov(pb, rowvar=False).reshape(k, k))
+    cov += 1e-6 * np.trace(cov) / k * np.eye(k) + 1e-12 * np.eye(k)
+    direction = np.linalg.solve(cov, pb.mean(axis=0) - pa.mean(axis=0))
+    spread = float(np.sqrt(direction @ cov @ direction))
+    return direction / spread if spread > 0 else direction
+
+
+def discriminant_projection(
+    wa: np.ndarray, wb: np.ndarray, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Both units' spikes on the axis that best separates them, cross-fitted, and their d′.
+
+    Each half of the spikes is projected with the axis fitted on the other half (principal
+    components of the pooled half, then Fisher's discriminant), so a cloud of noise is not
+    read as separated because the axis was fitted to the very spikes it projects. The axis is
+    scaled so that the within-unit spread is 1 and oriented so that B lies to the right.
+
+    Parameters
+    ----------
+    wa, wb : ndarray (spikes, features)
+        Flattened, aligned waveforms of each unit on the same channels.
+
+    Returns
+    -------
+    xa, xb : ndarray
+        Projections of every spike of A and of B.
+    dprime : float
+        Distance of the means over the within-unit spread (0 one cloud, above ~3 far apart).
+    """
+    rng = np.random.default_rng(params.seed)
+    ia, ib = rng.permutation(len(wa)), rng.permutation(len(wb))
+    halves_a, halves_b = np.array_split(ia, 2), np.array_split(ib, 2)
+    xa, xb = np.empty(len(wa)), np.empty(len(wb))
+    for fit, score in ((0, 1), (1, 0)):
+        fa, fb = wa[halves_a[fit]], wb[halves_b[fit]]
+        pooled = np.vstack([fa, fb]).astype(np.float64)
+        centre = pooled.mean(axis=0)  # each fold projects around its own centre, so the folds line up
+        axes = _principal_axes(pooled, params.pca_components)
+        direction = _fisher_direction((fa - centre) @ axes, (fb - centre) @ axes)
+        xa[halves_a[score]] = (wa[halves_a[score]] - centre) @ axes @ direction
+        xb[halves_b[score]] = (wb[halves_b[score]] - centre) @ axes @ direction
+    spread = np.sqrt(0.5 * (xa.var() + xb.var()))
+    dprime = float(abs(xb.mean() - xa.mean()) / spread) if spread > 0 else 0.0
+    return xa, xb, dprime
+
+
+def continuity(
+    xa: np.ndarray, xb: np.ndarray, weight_a: float = 1.0, weight_b: float = 1.0,
+    params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS,
+) -> dict[str, float]:
+    """Valley test along one axis: one continuous cloud (ratio near 1) or two (a deep, significant valley).
+
+    Parameters
+    ----------
+    xa, xb : ndarray
+        Projections of the two units' spikes (B to the right of A).
+    weight_a, weight_b : float
+        Spikes each projected spike stands for (a unit's spike count over its sampled
+        waveforms), so the pooled density is the merged unit's, not the sample's.
+
+    Returns
+    -------
+    dict
+        ``continuity_ratio``: density at the valley over the lower side peak (1 = no valley);
+        ``continuity_gap_p``: Poisson chance that a density without a valley leaves so few
+        spikes there (small = a real gap); ``continuity_expected``: spikes such a density
+        would put in the valley window (below ~5 the test has no power).
+    """
+    if xa.size < 3 or xb.size < 3:
+        return {"continuity_ratio": float("nan"), "continuity_gap_p": 1.0, "continuity_expected": 0.0}
+    x = np.concatenate([xa, xb])
+    n = x.size
+    w = np.concatenate([np.full(xa.size, weight_a), np.full(xb.size, weight_b)])
+    w = w * n / w.sum()  # weights sum to the sample size, so window sums are counts
+    within = np.concatenate([xa - np.median(xa), xb - np.median(xb)])
+    q75, q25 = np.percentile(within, [75, 25])
+    sd = min(within.std(), (q75 - q25) / 1.349) or within.std() or 1.0
+    h = 0.9 * sd * n ** (-0.2)
+    grid = np.linspace(x.min() - 2 * h, x.max() + 2 * h, params.density_grid)
+    density = (w[None, :] * np.exp(-0.5 * ((grid[:, None] - x[None, :]) / h) ** 2)).sum(axis=1)
+    density /= n * h * np.sqrt(2 * np.pi)
+    ma, mb = np.median(xa), np.median(xb)
+    lo, hi = min(ma, mb), max(ma, mb)
+    between = np.flatnonzero((grid >= lo) & (grid <= hi))
+    if between.size == 0:
+        return {"continuity_ratio": 1.0, "continuity_gap_p": 1.0, "continuity_expected": 0.0}
+    valley = between[np.argmin(density[between])]
+    peak = min(density[: valley + 1].max(), density[valley:].max())
+    ratio = float(density[valley] / peak) if peak > 0 else 1.0
+    near = np.abs(x - grid[valley]) <= h
+    observed = float(w[near].sum())
+    expected = float(peak * n * 2 * h)
+    gap_p = float(poisson.cdf(np.floor(observed), expected)) if expected > 0 else 1.0
+    return {"continuity_ratio": min(1.0, ratio), "continuity_gap_p": gap_p, "continuity_expected": expected}

@@ -1,0 +1,57 @@
+"""Every tunable number of the evidence, in one frozen table (SpikeInterface-style defaults).
+
+The table is hashed with the evidence it produces (see ``EvidenceParams.fingerprint``), so a
+cached verdict never outlives a change of window or bin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class EvidenceParams:
+    """Windows, bins and sample sizes behind the evidence numbers.
+
+    Times are in milliseconds unless the name says otherwise.
+    """
+
+    refractory_ms: float = 1.5
+    """Half-width of the window where one neuron cannot fire twice (DESIGN: about ±1–2 ms)."""
+    duplicate_ms: float = 0.25
+    """Half-width of the duplicate window, centred on the lag by which the templates are shifted."""
+    duplicate_search_ms: float = 0.3
+    """The duplicate window may move this far from the template lag to the CCG's densest spot
+    (the template lag is measured to a sample, spike times jitter by about one)."""
+    max_lag_ms: float = 2.0
+    """Largest template misalignment searched: real sorters offset one neuron's units by up to ~2 ms."""
+    shoulder_ms: tuple[float, float] = (10.0, 50.0)
+    """Lags that estimate the CCG baseline when the two trains are independent."""
+    burst_ms: float = 15.0
+    """Lags (beyond the refractory window) where a burst puts the later, smaller spikes."""
+    time_bins: int = 20
+    """Bins across the recording for presence and amplitude-over-time comparisons."""
+    active_fraction: float = 0.1
+    """A unit is active in a time bin with at least this share of its mean spikes per bin."""
+    handover_fraction: float = 0.15
+    """Share of the recording on each side of a hand-over whose spikes describe it."""
+    handover_spikes: int = 60
+    """Largest number of sampled waveforms per side compared at a hand-over."""
+    pca_channels: int = 8
+    """Channels (largest in either template, shared by both units) used for features."""
+    pca_components: int = 5
+    min_feature_spikes: int = 10
+    """Fewer sampled waveforms than this in either unit: no feature comparison."""
+    min_continuity_spikes: int = 30
+    """Fewer spikes than this in the chosen time window: continuity falls back to all spikes."""
+    density_grid: int = 256
+    seed: int = 0
+    """Seed of the spike subsampling in feature comparisons (results are reproducible)."""
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+DEFAULT_EVIDENCE_PARAMS = EvidenceParams()

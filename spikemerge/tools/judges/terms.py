@@ -1,0 +1,171 @@
+"""One pair's evidence as log-likelihood ratios (one neuron vs two), one term per kind of evidence.
+
+Shared by the metrics judge (which sums and partitions them), the calibration on the user's
+recording and the learning from examples (which reweight them). Every number comes from
+``JudgeParams``; the reasons quote the evidence numbers so a person can check each term.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .params import DEFAULT_JUDGE_PARAMS, JudgeParams
+
+TERMS: tuple[str, ...] = ("crosscorrelograms", "duplicate", "waveforms", "continuity", "burst", "handover")
+"""The log-odds terms, in the order of a learned weight vector (an offset follows them)."""
+
+
+def finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _get(e: Mapping[str, Any], key: str, default: float) -> float:
+    value = e.get(key, default)
+    return float(value) if finite(value) else default
+
+
+def _clip(value: float, bounds: tuple[float, float]) -> float:
+    return float(min(bounds[1], max(bounds[0], value)))
+
+
+def sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, x))))
+
+
+def logit(p: float) -> float:
+    p = min(max(p, 1e-9), 1 - 1e-9)
+    return math.log(p / (1 - p))
+
+
+@dataclass
+class PairScore:
+    """One pair's terms, their calibrated sum, and the flags the partition needs."""
+
+    unit_a: Any
+    unit_b: Any
+    log_odds: float
+    duplicate: bool = False
+    terms: dict[str, float] = field(default_factory=dict)
+    thin: bool = False
+    """Too few coincidences expected for the CCG to decide, and no duplicate or hand-over to go on."""
+    handover: bool = False
+    """A clean hand-over: one unit takes over as the other fades, matching at that moment."""
+    veto: bool = False
+    """Decisive evidence of two neurons (a powered CCG without a dip, or a significant gap)."""
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def probability(self) -> float:
+        return sigmoid(self.log_odds)
+
+
+def _gap_term(ratio: float, gap_p: float, expected: float, p: JudgeParams) -> float:
+    if not finite(ratio) or expected < p.gap_min_expected:
+        return 0.0
+    if gap_p < p.gap_p:
+        return _clip(-p.gap_log_odds_per_decade * math.log10(1.0 / max(gap_p, 1e-300)), p.gap_bounds)
+    return p.continuous_log_odds if ratio >= p.continuous_ratio else 0.0
+
+
+def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> PairScore:
+    """The uncalibrated terms of one pair (``log_odds`` is their plain sum)."""
+    reasons: dict[str, str] = {}
+    terms = dict.fromkeys(TERMS, 0.0)
+    expected = _get(e, "ccg_expected_refractory", 0.0)
+    observed = _get(e, "ccg_refractory_count", 0.0)
+    lag = _get(e, "duplicate_lag_ms", _get(e, "template_shift_ms", 0.0))
+    duplicate = _get(e, "duplicate_fraction", 0.0) >= p.duplicate_fraction and \
+        _get(e, "duplicate_excess", 0.0) >= p.duplicate_excess
+    own = max(_get(e, "contamination_a", 0.0), _get(e, "contamination_b", 0.0))
+    allowed = min(p.contamination_cap, max(p.contamination_floor, own))
+    overlap = _get(e, "presence_overlap", 1.0)
+    sequential = overlap < p.handover_presence and e.get("comparison_window", "handover") == "handover"
+    powered = expected >= p.min_expected_coincidences
+    if duplicate:
+        terms["duplicate"] = p.duplicate_log_odds
+        reasons["crosscorrelograms"] = (
+            f"{100 * _get(e, 'duplicate_fraction', 0):.0f}% of spikes coincide within ±0.25 ms of the "
+            f"{lag:+.2f} ms template lag ({_get(e, 'duplicate_excess', 0):.0f}x chance): the same spikes detected twice")
+    else:
+        ratio = observed * (math.log(allowed)) - allowed * expected + expected  # Poisson LLR, one neuron vs two
+        terms["crosscorrelograms"] = _clip(ratio, p.ccg_bounds)
+        if not powered:
+            verdict = "too few coincidences expected to tell"
+        elif observed <= 1.5 * allowed * expected:
+            verdict = "a refractory dip, as in one neuron"
+        else:
+            verdict = "no refractory dip, as for two neurons"
+        reasons["crosscorrelograms"] = (
+            f"{observed:.0f} coincidences within ±1.5 ms of the {lag:+.2f} ms template lag where independent "
+            f"firing predicts {expected:.1f}: {verdict}; merged contamination "
+            f"{_get(e, 'contamination_merged', float('nan')):.2f}")
+    forward, backward = _get(e, "burst_forward", 0.0), _get(e, "burst_backward", 0.0)
+    dip = (not powered) or observed <= 2.0 * allowed * expected
+    if (_get(e, "burst_asymmetry_p", 1.0) < p.burst_p and max(forward, backward) >= p.burst_min_ratio *
+            max(1.0, min(forward, backward)) and dip and not duplicate):
+        terms["burst"] = p.burst_log_odds
+        reasons["crosscorrelograms"] += (f"; a one-sided burst peak ({forward:.0f} vs {backward:.0f} pairs "
+                                         f"just after vs before), as in one bursting neuron")
+    similarity = _get(e, "template_similarity_denoised", _get(e, "template_similarity", 0.0))
+    at_handover = _get(e, "handover_similarity", float("nan"))
+    shown = similarity
+    if sequential and finite(e.get("handover_similarity")):
+        shown = max(similarity, at_handover)
+    terms["waveforms"] = _clip(p.similarity_slope * (shown - p.similarity_centre), p.similarity_bounds)
+    reasons["waveforms"] = (
+        f"templates {100 * _get(e, 'template_similarity', 0):.0f}% alike ({100 * similarity:.0f}% with noise "
+        f"removed{f', {100 * at_handover:.0f}% at the hand-over' if sequential and finite(at_handover) else ''}), "
+        f"amplitude ratio {_get(e, 'template_amplitude_ratio', float('nan')):.2f}, "
+        f"{_get(e, 'distance_um', float('nan')):.0f} µm apart")
+    feature = _gap_term(_get(e, "continuity_ratio", float("nan")), _get(e, "continuity_gap_p", 1.0),
+                        _get(e, "continuity_expected", 0.0), p)
+    amplitude = 0.0
+    if e.get("same_main_channel", False):
+        amplitude = _gap_term(_get(e, "amplitude_continuity_ratio", float("nan")),
+                              _get(e, "amplitude_continuity_gap_p", 1.0),
+                              _get(e, "amplitude_continuity_expected", 0.0), p)
+    terms["continuity"] = min(feature, amplitude) if min(feature, amplitude) < 0 else max(feature, amplitude)
+    if terms["burst"] > 0:
+        # a burst's amplitude decrement separates its first spikes from the later ones: the gap is
+        # explained by one neuron's own dynamics, so it is not evidence of two
+        terms["continuity"] = max(terms["continuity"], 0.0)
+    reasons["pca"] = (
+        f"PCA on {int(_get(e, 'shared_channels', 0))} shared channels ({e.get('comparison_window', 'all')} spikes): "
+        f"d′ {_get(e, 'pca_dprime', float('nan')):.2f}, valley/peak {_get(e, 'continuity_ratio', float('nan')):.2f} "
+        f"(p {_get(e, 'continuity_gap_p', 1.0):.1g}); amplitudes valley/peak "
+        f"{_get(e, 'amplitude_continuity_ratio', float('nan')):.2f}: "
+        + ("a gap between two clouds" if terms["continuity"] < 0 else
+           "one continuous cloud" if terms["continuity"] > 0 else "no clear answer"))
+    handover = False
+    if sequential:
+        amp = _get(e, "amplitude_handover", float("nan"))
+        if finite(amp) and amp >= p.handover_amplitude_good:
+            terms["handover"] = p.handover_log_odds
+        elif finite(amp) and amp < p.handover_amplitude_bad:
+            terms["handover"] = p.handover_mismatch_log_odds
+        handover = terms["handover"] > 0 and shown >= p.handover_similarity
+        reasons["amplitudes"] = (
+            f"one unit takes over as the other fades (presence overlap {overlap:.2f}, gap "
+            f"{_get(e, 'handover_gap_s', float('nan')):.0f} s); amplitudes at the hand-over overlap {amp:.2f}")
+    else:
+        reasons["amplitudes"] = (
+            f"both units fire together (presence overlap {overlap:.2f}); amplitude distributions overlap "
+            f"{_get(e, 'amplitude_overlap_concurrent', float('nan')):.2f} while both fire")
+    veto = (not duplicate and powered and terms["crosscorrelograms"] <= p.veto_log_odds) or \
+        terms["continuity"] <= p.veto_log_odds
+    thin = not duplicate and not powered and not handover
+    return PairScore(unit_a=e["unit_a"], unit_b=e["unit_b"], log_odds=float(sum(terms.values())),
+                     duplicate=duplicate, terms=terms, thin=thin, handover=handover and not veto, veto=veto,
+                     reasons=reasons)
+
+
+def score_pair(e: Mapping[str, Any], params: JudgeParams = DEFAULT_JUDGE_PARAMS,
+               weights: Mapping[str, float] | None = None) -> PairScore:
+    """The pair's calibrated log-odds: ``scale · Σ w_k·term_k + offset`` (weights 1 unless learned)."""
+    score = pair_terms(e, params)
+    w = dict(weights or {})
+    total = sum(w.get(k, 1.0) * v for k, v in score.terms.items()) + w.get("offset", 0.0)
+    score.log_odds = float(params.log_odds_scale * total + params.log_odds_offset)
+    return score

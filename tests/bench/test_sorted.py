@@ -1,0 +1,276 @@
+"""The sorted bench's truth-building and scoring, on fake match tables and small NumpySortings (no MEArec)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+from spikeinterface.core import NumpySorting
+
+from spikemerge.bench import sorted as sb
+
+FS = 30_000.0
+
+
+def _poisson(rng, rate_hz, duration_s, refractory_s=0.003):
+    isi = rng.exponential(1.0 / rate_hz, size=int(rate_hz * duration_s * 2)) + refractory_s
+    times = np.cumsum(isi)
+    return np.round(times[times < duration_s] * FS).astype(np.int64)
+
+
+def _sorting(trains: dict) -> NumpySorting:
+    return NumpySorting.from_unit_dict([{u: np.sort(np.asarray(t, dtype=np.int64)) for u, t in trains.items()}], FS)
+
+
+@pytest.fixture
+def neurons():
+    rng = np.random.default_rng(0)
+    return {"#0": _poisson(rng, 8, 120), "#1": _poisson(rng, 6, 120), "#2": _poisson(rng, 10, 120)}
+
+
+# ---------------------------------------------------------------- assign_units, pairs
+
+
+def test_assign_units_needs_the_purity_threshold():
+    counts = np.array([[90, 50, 0], [5, 45, 0]])  # neurons x units
+    unit_to_neuron, purity = sb.assign_units(counts, [100, 100, 0], ["a", "b"], [1, 2, 3])
+    assert unit_to_neuron == {1: "a", 2: None, 3: None}
+    assert purity[1] == ("a", 0.9)
+    assert purity[2] == ("a", 0.5)
+
+
+def test_assign_units_exactly_at_threshold_is_pure():
+    unit_to_neuron, _ = sb.assign_units(np.array([[80]]), [100], ["a"], [7])
+    assert unit_to_neuron == {7: "a"}
+
+
+def test_true_pairs_and_split_neurons_skip_impure_units():
+    unit_to_neuron = {1: "a", 2: "a", 3: "a", 4: "b", 5: None, 6: "c", 7: "c"}
+    assert sb.true_pairs(unit_to_neuron) == [[1, 2], [1, 3], [2, 3], [6, 7]]
+    assert sb.split_neurons(unit_to_neuron) == {"a": [1, 2, 3], "c": [6, 7]}
+    assert sb.split_neurons(unit_to_neuron, min_units=1)["b"] == [4]
+
+
+# ---------------------------------------------------------------- lags
+
+
+def test_best_lags_finds_the_offset_of_a_shifted_duplicate(neurons):
+    shift = int(round(0.0013 * FS))  # 1.3 ms: outside the comparison's 0.4 ms window
+    units = {10: neurons["#0"], 11: neurons["#0"] + shift, 12: neurons["#2"][::2]}
+    lags = sb.best_lags(neurons, units, FS)
+    assert lags[10][0] == "#0" and abs(lags[10][1]) < 0.05 and lags[10][2] > 0.95
+    assert lags[11][0] == "#0" and lags[11][1] == pytest.approx(1.3, abs=0.06) and lags[11][2] > 0.95
+    assert lags[12][0] == "#2"
+
+
+def test_best_lags_of_an_empty_or_far_unit():
+    lags = sb.best_lags({"a": np.array([1000, 5000])}, {1: np.array([], dtype=np.int64), 2: np.array([90_000])}, FS)
+    assert lags[1] == (None, 0.0, 0.0)
+    assert lags[2] == (None, 0.0, 0.0)
+
+
+# ---------------------------------------------------------------- build_truth on NumpySortings
+
+
+def test_build_truth_from_a_sorter_like_split(neurons):
+    rng = np.random.default_rng(1)
+    n0, n1, n2 = neurons["#0"], neurons["#1"], neurons["#2"]
+    half = n0.max() // 2
+    mixed = np.sort(np.concatenate([n1[: len(n1) // 2], n2[: len(n2) // 2]]))
+    jitter = rng.integers(-3, 4, size=n2.size)
+    units = {
+        1: n0[n0 < half],                                   # time fragment 1 of #0
+        2: n0[n0 >= half],                                  # time fragment 2 of #0
+        3: n0[::3] + int(round(0.001 * FS)),                # duplicate of #0 offset by 1 ms
+        4: n1,                                              # #1 whole
+        5: mixed,                                           # half #1, half #2: impure
+        6: n2 + jitter,                                     # #2, jittered by up to 0.1 ms
+    }
+    truth = sb.build_truth(_sorting(neurons), _sorting(units))
+    assert truth["unit_to_neuron"] == {"1": "#0", "2": "#0", "3": "#0", "4": "#1", "5": None, "6": "#2"}
+    assert truth["impure_units"] == [5]
+    assert truth["true_pairs"] == [[1, 2], [1, 3], [2, 3]]
+    assert truth["split_neurons"] == {"#0": [1, 2, 3]}
+    assert truth["neuron_units"] == {"#0": [1, 2, 3], "#1": [4], "#2": [6]}
+    assert truth["lag_ms"]["3"] == pytest.approx(1.0, abs=0.06)
+    assert truth["purity"]["5"][1] < 0.8
+    assert truth["undetected_neurons"] == []
+    json.dumps(truth)  # serialisable as it is
+
+
+def test_build_truth_without_the_lag_correction_loses_an_offset_duplicate(neurons):
+    units = {1: neurons["#0"], 2: neurons["#0"] + int(round(0.0015 * FS))}
+    strict = sb.build_truth(_sorting(neurons), _sorting(units), max_lag_ms=0.0)
+    assert strict["unit_to_neuron"]["2"] is None
+    corrected = sb.build_truth(_sorting(neurons), _sorting(units))
+    assert corrected["unit_to_neuron"]["2"] == "#0"
+
+
+# ---------------------------------------------------------------- scoring
+
+
+TRUTH = {
+    "unit_to_neuron": {"1": "a", "2": "a", "3": "a", "4": "b", "5": "b", "6": None, "7": "c"},
+    "impure_units": [6],
+}
+
+
+def test_score_sorted_perfect():
+    s = sb.score_sorted([[1, 2, 3], [4, 5]], TRUTH)
+    assert (s["true_pairs"], s["pairs_found"], s["tp"], s["fp"], s["fn"]) == (4, 4, 4, 0, 0)
+    assert s["f1"] == 1.0 and s["wrong_merges"] == 0
+
+
+def test_score_sorted_leaves_impure_units_out():
+    s = sb.score_sorted([[1, 2, 6], [4, 6]], TRUTH)
+    assert s["excluded_pairs"] == 3
+    assert (s["pairs_found"], s["tp"], s["fp"], s["fn"]) == (1, 1, 0, 3)
+    assert s["precision"] == 1.0 and s["recall"] == 0.25
+    assert s["f1"] == pytest.approx(0.4)
+
+
+def test_score_sorted_counts_wrong_merges():
+    s = sb.score_sorted([[1, 2, 4], [7, 5]], TRUTH)
+    # pairs: 1-2 (tp), 1-4, 2-4, 7-5 (distinct neurons)
+    assert (s["tp"], s["fp"], s["wrong_merges"], s["pairs_found"]) == (1, 3, 3, 4)
+    assert s["precision"] == 0.25
+
+
+def test_score_sorted_nothing_merged():
+    s = sb.score_sorted([], TRUTH)
+    assert s["precision"] == 1.0 and s["recall"] == 0.0 and s["f1"] == 0.0 and s["fn"] == 4
+
+
+def test_score_sorted_takes_string_or_numpy_ids():
+    s = sb.score_sorted([[np.int64(1), "2"]], TRUTH)
+    assert s["tp"] == 1
+
+
+# ---------------------------------------------------------------- names, params, final merge switch
+
+
+def test_dataset_names_round_trip():
+    spec = sb.parse_dataset_name("drift_sc2_s1")
+    assert (spec.scenario, spec.sorter, spec.seed, spec.motion_correction) == ("drift", "spykingcircus2", 1, False)
+    assert spec.name == "drift_sc2_s1"
+    assert sb.parse_dataset_name("burst_tdc2_s12").name == "burst_tdc2_s12"
+    for bad in ("drift_ks4_s1", "nope_sc2_s1", "drift_sc2_1", "drift"):
+        with pytest.raises(ValueError):
+            sb.parse_dataset_name(bad)
+
+
+def test_specs_hash_on_every_parameter():
+    a = sb.scenario("drift", 1)
+    assert a.key() == sb.scenario("drift", 1).key()
+    assert a.key() != sb.scenario("drift", 2).key()
+    assert a.key() != sb.scenario("drift", 1, noise_level=11.0).key()
+    assert sb.TemplateSpec(seed=0).key() != sb.TemplateSpec(seed=1).key()
+
+
+def test_sorter_params_are_seeded_and_single_job():
+    for sorter in sb.SORTERS:
+        params = sb.sorter_params(sorter, seed=7, motion_correction=False)
+        assert params["seed"] == 7 and params["job_kwargs"]["n_jobs"] == 1
+        assert params["apply_motion_correction"] is False
+    with pytest.raises(ValueError):
+        sb.sorter_params("kilosort4")
+
+
+def test_final_merge_off_patches_and_restores():
+    from spikeinterface.sorters.internal import spyking_circus2
+
+    original = spyking_circus2.final_cleaning_circus
+    sorting = _sorting({1: [10, 20]})
+    with sb.final_merge_off():
+        result = spyking_circus2.final_cleaning_circus(None, sorting, None, amplitude_scalings=None)
+        assert result.sorting is sorting
+        assert result.save_as(format="binary_folder", folder="nowhere") is result
+    assert spyking_circus2.final_cleaning_circus is original
+
+
+def test_venv_bin_goes_first_on_path(monkeypatch):
+    import os
+    import sys
+    from pathlib import Path
+
+    monkeypatch.setenv("PATH", os.pathsep.join(["/usr/bin", str(Path(sys.executable).parent)]))
+    sb.ensure_venv_bin_on_path()
+    parts = os.environ["PATH"].split(os.pathsep)
+    assert parts[0] == str(Path(sys.executable).parent) and parts.count(parts[0]) == 1
+
+
+def test_status_lists_datasets_and_failures(tmp_path, neurons):
+    folder = tmp_path / "drift_sc2_s1"
+    folder.mkdir()
+    truth = sb.build_truth(_sorting(neurons), _sorting({1: neurons["#0"][::2], 2: neurons["#0"][1::2]}))
+    truth.update(sorter="spykingcircus2", num_neurons=3)
+    (folder / "truth.json").write_text(json.dumps(truth))
+    (folder / "READY").touch()
+    path = sb.write_status(tmp_path, {"burst_tdc2_s1": "RuntimeError: boom"})
+    text = path.read_text()
+    assert "| drift_sc2_s1 | yes | spykingcircus2 |" in text and "| 1 |" in text
+    assert "burst_tdc2_s1: RuntimeError: boom" in text
+
+
+# ---------------------------------------------------------------- end to end (MEArec)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("MEArec") is None, reason="MEArec is not installed (the [bench] extra)")
+def test_cached_dataset_is_complete():
+    """A dataset built by scripts/make_sorted_bench.py opens and scores (skips when none is cached)."""
+    cache = sb.default_cache()
+    ready = sorted(p.parent for p in cache.glob("*/READY")) if cache.exists() else []
+    if not ready:
+        pytest.skip(f"no READY dataset in {cache}")
+    data = sb.load_dataset(ready[0], in_memory=False)
+    for ext in ("random_spikes", "waveforms", "templates", "noise_levels", "unit_locations", "spike_amplitudes"):
+        assert data.analyzer.has_extension(ext)
+    perfect = [us for us in data.truth["split_neurons"].values()]
+    assert sb.score_sorted(perfect, data.truth)["f1"] == 1.0 or not data.truth["true_pairs"]
+
+
+# ---------------------------------------------------------------- the bench runner on a sorted truth
+
+
+def test_bench_scores_a_sorted_truth_without_its_impure_units(neurons):
+    from types import SimpleNamespace
+
+    from spikemerge.bench.run import score_result
+
+    n0 = neurons["#0"]
+    units = {1: n0[::2], 2: n0[1::2], 3: neurons["#1"], 4: np.sort(np.concatenate([neurons["#2"], neurons["#1"]]))}
+    sorting = _sorting(units)
+    truth = sb.SortedGroundTruth(analyzer=SimpleNamespace(sorting=sorting), truth={},
+                                 neuron_of_unit={1: "#0", 2: "#0", 3: "#1"}, impure_units=[4],
+                                 gt_sorting=_sorting(neurons))
+    assert truth.true_groups == [[1, 2]]
+    scores = score_result(truth, [[1, 2, 4]])
+    assert (scores["tp"], scores["fp"], scores["fn"], scores["distinct_merges"]) == (1, 0, 0, 0)
+    assert scores["merged"] == [[1, 2, 4]]
+
+
+def test_bench_cli_accepts_sorted_scenarios_by_name_only():
+    from spikemerge.bench.cli import parse_list
+    from spikemerge.bench.run import SCENARIOS
+    from spikemerge.errors import SpikemergeError
+
+    assert parse_list("sorted_drift,sorted_burst", list(SCENARIOS), "scenario(s)", extra=list(sb.BENCH_SCENARIOS)) == [
+        "sorted_drift", "sorted_burst"]
+    assert parse_list("all", list(SCENARIOS), "scenario(s)", extra=list(sb.BENCH_SCENARIOS)) == list(SCENARIOS)
+    with pytest.raises(SpikemergeError):
+        parse_list("sorted_nope", list(SCENARIOS), "scenario(s)", extra=list(sb.BENCH_SCENARIOS))
+
+
+def test_pair_facts_tell_fragments_from_duplicates(neurons):
+    n0 = neurons["#0"]
+    half = n0.max() // 2
+    fragments = sb.pair_facts(n0[n0 < half], n0[n0 >= half], FS)
+    assert fragments["overlap"] <= 0.1 and fragments["shared"] == 0.0
+    shift = int(round(0.001 * FS))
+    duplicate = sb.pair_facts(n0, n0[::2] + shift, FS, 0.0, 1.0)
+    assert duplicate["overlap"] > 0.9 and duplicate["shared"] > 0.95 and duplicate["lag_ms"] == 1.0
+    facts = sb.unit_facts(n0, FS)
+    assert facts["n_spikes"] == len(n0) and facts["first_s"] <= facts["median_s"] <= facts["last_s"]

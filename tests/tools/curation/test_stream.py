@@ -1,0 +1,45 @@
+"""The merged analyzer's waveforms, written block by block, equal SpikeInterface's own in-memory merge."""
+
+from __future__ import annotations
+
+import warnings
+from itertools import combinations
+
+import numpy as np
+from spikeinterface.core import load_sorting_analyzer
+
+from spikemerge.tools import curation as M
+from spikemerge.tools.curation.waveforms import StreamParams, carry_waveforms
+
+
+def _groups(analyzer, true_groups):
+    """True groups plus one pair whose sparsity only partly overlaps (its rows must be realigned)."""
+    used = {u for g in true_groups for u in g}
+    partial = next(
+        [a, b] for a, b in combinations(analyzer.unit_ids, 2)
+        if a not in used and b not in used and 0 < M.apply._overlap(analyzer, [a, b])[1]
+        and M.apply._overlap(analyzer, [a, b])[0] < 0.75
+    )
+    return [list(g) for g in true_groups] + [partial]
+
+
+def test_streamed_waveforms_equal_spikeinterface_merge(small_truth, tmp_path, monkeypatch):
+    analyzer = small_truth.analyzer
+    groups = _groups(analyzer, small_truth.true_groups)
+    real = carry_waveforms
+    monkeypatch.setattr(M.apply, "carry_waveforms",  # small blocks: several blocks, runs split across them
+                        lambda *a, **k: real(*a, **k, params=StreamParams(block_rows=97)))
+    _, new_ids = M.apply._merge(analyzer, groups, 0.3, 1, folder=tmp_path / "ours")
+    assert "waveforms" in analyzer.extensions  # the input keeps its extension
+    ours = load_sorting_analyzer(tmp_path / "ours")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = analyzer.merge_units(groups, new_unit_ids=new_ids, censor_ms=0.3, merging_mode="soft",
+                                      sparsity_overlap=0.0, format="memory")
+    a = ours.get_extension("waveforms").get_data()
+    b = theirs.get_extension("waveforms").get_data()
+    assert a.shape == b.shape and np.array_equal(a, b)
+    for unit in new_ids + [u for u in ours.unit_ids if u not in new_ids][:3]:
+        assert np.array_equal(ours.get_extension("waveforms").get_waveforms_one_unit(unit),
+                              theirs.get_extension("waveforms").get_waveforms_one_unit(unit))
+    assert np.array_equal(ours.get_extension("templates").get_data(), theirs.get_extension("templates").get_data())

@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+from spikemerge.tools.evidence.ccg import ccg_evidence, contamination, contamination_evidence, merged_train
+
+from tests.tools.evidence.spikes import burst_train, neuron_train
+
+
+def test_an_offset_duplicate_is_found_at_the_template_lag_not_read_as_violations():
+    rng = np.random.default_rng(0)
+    a = neuron_train(rng)
+    b = np.sort(a + 0.0012 + rng.normal(0, 0.00003, a.size))  # the same spikes, 1.2 ms later
+    at_zero = ccg_evidence(a, b, lag_ms=0.0)
+    at_lag = ccg_evidence(a, b, lag_ms=1.2)
+    assert at_zero["ccg_refractory_count"] > 0.5 * a.size  # read around zero lag: "two neurons"
+    assert at_lag["duplicate_fraction"] > 0.95 and at_lag["duplicate_excess"] > 100
+    assert at_lag["ccg_refractory_count"] <= 2
+    assert at_lag["duplicate_lag_ms"] == pytest.approx(1.2, abs=0.1)
+
+
+def test_a_split_neuron_shows_a_dip_and_two_neurons_do_not():
+    rng = np.random.default_rng(1)
+    neuron = neuron_train(rng, rate_hz=20)
+    side = rng.random(neuron.size) < 0.5
+    split = ccg_evidence(neuron[side], neuron[~side])
+    other = neuron_train(rng, rate_hz=10)
+    distinct = ccg_evidence(neuron[side], other)
+    assert split["ccg_refractory_count"] == 0 and split["ccg_expected_refractory"] > 20
+    assert split["ccg_depletion_p"] < 1e-6
+    assert distinct["ccg_refractory_ratio"] == pytest.approx(1.0, abs=0.3)
+    assert distinct["duplicate_fraction"] < 0.05
+
+
+def test_a_burst_split_shows_a_one_sided_peak_beside_the_dip():
+    rng = np.random.default_rng(2)
+    times, position = burst_train(rng)
+    first, later = times[position == 0], np.sort(times[position > 0])  # big first spike, smaller later ones
+    e = ccg_evidence(first, later)
+    assert e["burst_forward"] > 5 * max(1, e["burst_backward"])
+    assert e["burst_asymmetry_p"] < 1e-6
+    assert e["ccg_refractory_count"] == 0
+    flat = ccg_evidence(neuron_train(rng), neuron_train(rng))
+    assert flat["burst_asymmetry_p"] > 1e-3
+
+
+def test_merged_contamination_is_low_for_a_split_and_high_for_two_neurons():
+    rng = np.random.default_rng(3)
+    neuron = neuron_train(rng, rate_hz=20)
+    side = rng.random(neuron.size) < 0.5
+    split = contamination_evidence(neuron[side], neuron[~side], 300.0)
+    assert split["contamination_merged"] < 0.05
+    two = contamination_evidence(neuron, neuron_train(rng, rate_hz=20), 300.0)
+    assert two["contamination_merged"] > 0.15 > 10 * split["contamination_merged"]
+    poisson = np.sort(rng.uniform(0, 300.0, 6000))
+    assert contamination(poisson, 300.0) == pytest.approx(1.0, abs=0.25)
+
+
+def test_merged_train_censors_the_duplicate_copies():
+    a = np.array([1.0, 2.0, 3.0])
+    assert merged_train(a, a + 0.0010, lag_ms=1.0).size == 3
