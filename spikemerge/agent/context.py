@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from ..errors import SpikemergeError
 from ..policies import get_policy
@@ -22,9 +22,6 @@ from ..tools.candidates import CandidateGroup, CandidateSearch
 from ..tools.judges.base import Judge, Verdict
 from ..tools.outputs import read_jsonl
 from ..tools.session import JOURNAL, CurationSession
-
-if TYPE_CHECKING:
-    from langchain_core.tools import BaseTool
 
 DEFAULT_OUT = "curation_out"
 
@@ -45,8 +42,9 @@ class Context:
     """Run settings: ``build_graph(context=...)`` for defaults, ``graph.invoke(..., context=...)`` per run.
 
     Every field has a default read from the environment when the Context is made, as in the
-    LangGraph agent template. Per run, ``registry``, ``judge``, ``policy`` and ``auto_approve``
-    take effect; ``model`` and the limits are read when the graph is built.
+    LangGraph agent template. Per run, ``registry``, ``judge`` and ``auto_approve`` take
+    effect; ``model``, ``policy`` and ``out`` (for the registry ``build_graph`` makes) and the
+    limits are read when the graph is built.
     """
 
     registry: "SessionRegistry | None" = field(default=None, metadata={"description": "Live sessions for this run."})
@@ -113,13 +111,6 @@ class SessionRegistry:
         self.n_jobs = n_jobs
         self.progress = progress
 
-    @property
-    def tools(self) -> list["BaseTool"]:
-        """The five tools over this registry."""
-        from .tools import make_tools
-
-        return make_tools(self)
-
     def open(self, path: str | Path) -> CurationSession:
         """Open ``path`` as the current session (the previous one is dropped)."""
         out = self.out if self.out is not None else Path(DEFAULT_OUT)
@@ -138,29 +129,6 @@ class SessionRegistry:
             return self.current
         self.current = restore_session(state, n_jobs=self.n_jobs, progress=self.progress)
         return self.current
-
-
-def registry_for(context: Any, default: SessionRegistry | None) -> SessionRegistry:
-    """The run's registry (``Context.registry``), else ``default``, else a one-line error."""
-    registry = getattr(context, "registry", None) or default
-    if registry is None:
-        raise SpikemergeError("no session registry: pass build_graph(registry=...) or Context(registry=...)")
-    return registry
-
-
-_JUDGES: dict[str, Judge] = {}
-
-
-def judge_for(context: Any) -> Judge | None:
-    """The judge a run's Context names (built once per model id), or None to use the registry's."""
-    spec = getattr(context, "judge", None)
-    if spec is None or not isinstance(spec, str):
-        return spec
-    if spec not in _JUDGES:
-        from ..tools.judges import make_judge
-
-        _JUDGES[spec] = make_judge(spec)
-    return _JUDGES[spec]
 
 
 def journal_verdicts(out: Path, compact: list[Mapping[str, Any]]) -> dict[int, Verdict]:

@@ -43,11 +43,11 @@ from langgraph.types import interrupt
 from ..errors import SpikemergeError
 from ..tools.judges.base import Judge
 from ..tools.judges.vlm.calls import describe
-from .context import Context, SessionRegistry, registry_for
-from .guards import CancelDanglingCalls, Limits, RepeatGuard, planner_retryable
+from .context import Context, SessionRegistry
+from .guards import CancelDanglingCalls, InOrder, Limits, RepeatGuard, planner_retryable
 from .models import load_chat_model
 from .state import CurationState, snapshot
-from .tools import TOOL_NAMES, format_tool_error, make_tools, plan_of
+from .tools import TOOL_NAMES, format_tool_error, make_tools, plan_of, registry_for
 
 NO_MODEL_REPLY = "No planner model is set up, so I cannot read free text: use the slash commands (/help)."
 
@@ -291,6 +291,7 @@ def build_graph(
                                                           keep=limits.keep_tool_results)]),
         ToolCallLimitMiddleware(run_limit=limits.max_tool_calls_per_turn, exit_behavior="end"),
         RepeatGuard(),
+        InOrder(limits.order_grace_s),
         ApprovalMiddleware(default_registry, auto_approve),
         ToolErrorMiddleware(on_error=format_tool_error),
     ]
@@ -298,9 +299,7 @@ def build_graph(
         planner, make_tools(default_registry), middleware=middleware, context_schema=Context,
         checkpointer=checkpointer, name=name,
     )
-    # one tool at a time, in the planner's order: the session is stateful, and a plan must see
-    # the verdicts of the judge_group call listed before it
-    compiled = graph.with_config(recursion_limit=limits.recursion_limit, max_concurrency=1)
+    compiled = graph.with_config(recursion_limit=limits.recursion_limit)
     compiled.registry = default_registry  # type: ignore[attr-defined]
     compiled.limits = limits  # type: ignore[attr-defined]
     return compiled

@@ -15,7 +15,10 @@ it has no primitive for live here:
 
 from __future__ import annotations
 
+import ctypes
 import json
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -49,10 +52,11 @@ class Limits:
     """Most recent tool results always shown to the planner in full."""
     history_tokens: int = 24000
     """The planner reads at most this many tokens of history (whole turns, newest first)."""
+    order_grace_s: float = 0.05
+    """How long a tool call waits for an earlier call of the same reply to show up before it
+    counts that call as already done (it ran before an approval pause and is not rerun)."""
 
 
-DEFAULT_MAX_TOOL_CALLS = Limits.max_tool_calls_per_turn
-DEFAULT_RECURSION_LIMIT = Limits.recursion_limit
 
 
 def planner_retryable(exc: BaseException) -> bool:
@@ -158,6 +162,77 @@ class RepeatGuard(AgentMiddleware):
         reason = (f"Stopped this turn: the planner repeated {signature}, which already ran this turn with the "
                   "same arguments. Rephrase the request or use a slash command (/help).")
         return {"messages": stop_messages(messages[-1], reason), "jump_to": "end"}
+
+
+class InOrder(AgentMiddleware):
+    """Run the tool calls of one planner reply one at a time, in the order the planner listed them.
+
+    ``create_agent`` sends each call to the tool node as its own task, and LangGraph runs tasks
+    of a step concurrently. The session is stateful, and a plan shown for approval must include
+    what the ``judge_group`` listed before it decided, so each call waits for the earlier calls
+    of its reply that are running in this step. Tasks start in the order they were sent; an
+    earlier call that has not started within ``order_grace_s`` of a later one is not part of
+    this step (it finished before an approval pause, and LangGraph does not run it again).
+    """
+
+    def __init__(self, grace_s: float) -> None:
+        super().__init__()
+        self.grace_s = grace_s
+        self._cond = threading.Condition()
+        self._started: set[str] = set()
+        self._finished: set[str] = set()
+
+    def _earlier(self, request) -> list[str]:
+        call_id = request.tool_call["id"]
+        answered = {m.tool_call_id for m in request.state.get("messages", []) if isinstance(m, ToolMessage)}
+        for message in reversed(request.state.get("messages", [])):
+            if isinstance(message, AIMessage) and any(c["id"] == call_id for c in message.tool_calls):
+                ids = [c["id"] for c in message.tool_calls]
+                return [i for i in ids[: ids.index(call_id)] if i not in answered]
+        return []
+
+    def wrap_tool_call(self, request, handler):  # noqa: D102
+        call_id = request.tool_call["id"]
+        earlier = self._earlier(request)
+        began = time.monotonic()
+        with self._cond:
+            self._started.add(call_id)
+            self._cond.notify_all()
+
+            def blocked() -> bool:
+                late = time.monotonic() - began > self.grace_s
+                return any(i not in self._finished and (i in self._started or not late) for i in earlier)
+
+            while blocked():
+                self._cond.wait(self.grace_s / 2)
+        _RUNNING[threading.get_ident()] = call_id
+        try:
+            return handler(request)
+        finally:
+            _RUNNING.pop(threading.get_ident(), None)
+            with self._cond:
+                self._finished.add(call_id)
+                self._cond.notify_all()
+
+
+_RUNNING: dict[int, str] = {}
+"""Threads running a tool call right now (thread id -> tool call id)."""
+
+
+def interrupt_running_tools() -> int:
+    """Raise ``KeyboardInterrupt`` in every thread running a tool call; returns how many.
+
+    LangGraph runs tool calls in worker threads, where Ctrl-C never arrives: the main thread
+    would stop streaming and then wait for a judge_group of 300 groups to finish (and pay for
+    it). The chat calls this from its Ctrl-C handler, so the tool stops as a single-threaded
+    program would: at its next Python instruction, with what it finished kept (verdicts are
+    journaled as they arrive, and the session saves its outputs on the way out).
+    """
+    count = 0
+    for ident in list(_RUNNING):
+        if ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt)) == 1:
+            count += 1
+    return count
 
 
 def recursion_message(limit: int) -> str:

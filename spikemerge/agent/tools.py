@@ -314,6 +314,29 @@ def run_tool(registry: "SessionRegistry", name: str, args: dict[str, Any], **ext
 # ---------------------------------------------------------------- LangChain tools
 
 
+def registry_for(context: Any, default: "SessionRegistry | None") -> "SessionRegistry":
+    """The run's registry (``Context.registry``), else ``default``, else a one-line error."""
+    registry = getattr(context, "registry", None) or default
+    if registry is None:
+        raise SpikemergeError("no session registry: pass build_graph(registry=...) or Context(registry=...)")
+    return registry
+
+
+_JUDGES: dict[str, "Judge"] = {}
+
+
+def judge_for(context: Any) -> "Judge | None":
+    """The judge a run's Context names (built once per model id), or None to use the registry's."""
+    spec = getattr(context, "judge", None)
+    if spec is None or not isinstance(spec, str):
+        return spec
+    if spec not in _JUDGES:
+        from ..tools.judges import make_judge
+
+        _JUDGES[spec] = make_judge(spec)
+    return _JUDGES[spec]
+
+
 def _writer(runtime: ToolRuntime | None) -> Progress | None:
     writer = getattr(runtime, "stream_writer", None)
     return writer if callable(writer) else None
@@ -321,8 +344,6 @@ def _writer(runtime: ToolRuntime | None) -> Progress | None:
 
 def make_tools(registry: "SessionRegistry | None" = None) -> list[BaseTool]:
     """The five tools, in contract order, over the run's registry (``Context.registry``) or ``registry``."""
-    from .context import registry_for
-
     def session_registry(runtime: ToolRuntime | None) -> "SessionRegistry":
         reg = registry_for(getattr(runtime, "context", None), registry)
         state = getattr(runtime, "state", None)
@@ -344,8 +365,6 @@ def make_tools(registry: "SessionRegistry | None" = None) -> list[BaseTool]:
     def judge_group(group_ids: list[int] | None = None, good_examples: list[int] | None = None,
                     bad_examples: list[int] | None = None, policy: PolicyName | None = None,
                     runtime: ToolRuntime = None) -> str:  # type: ignore[assignment]
-        from .context import judge_for
-
         reg = session_registry(runtime)
         return judge_group_op(reg, group_ids, good_examples, bad_examples, policy,
                               judge=judge_for(getattr(runtime, "context", None)), progress=_writer(runtime))

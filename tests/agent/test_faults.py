@@ -118,3 +118,46 @@ def test_tool_results_stay_compact_at_300_groups(fake_session):
     text = describe_verdicts(fake_session, verdicts, "metrics")
     assert len(text) < 1500 and "200 merge, 100 not merge" in text and "295 more" in text
     assert "decisions.csv" in text
+
+
+def test_the_planner_reads_a_bounded_history_cut_at_a_persons_message(registry, thread):
+    model = planner(*[f"reply {i}" for i in range(12)])
+    graph = _graph(model, registry, limits=Limits(history_tokens=400, retry_initial_delay=0.01))
+    for i in range(12):
+        graph.invoke(user(f"request {i}: " + "words " * 40), thread)
+    seen = model.calls[-1][0]
+    history = [m for m in seen if m.type != "system"]
+    assert len(history) < 12 and isinstance(history[0], HumanMessage)
+    assert history[-1].content.startswith("request 11")
+    assert len(graph.get_state(thread).values["messages"]) == 24  # the checkpoint keeps it all
+
+
+def test_context_defaults_come_from_the_environment(monkeypatch, registry):
+    from spikemerge.agent import Context
+
+    monkeypatch.setenv("SPIKEMERGE_MAX_TOOL_CALLS", "2")
+    monkeypatch.setenv("SPIKEMERGE_RECURSION_LIMIT", "40")
+    monkeypatch.setenv("SPIKEMERGE_POLICY", "conservative")
+    context = Context()
+    assert (context.max_tool_calls_per_turn, context.recursion_limit, context.policy) == (2, 40, "conservative")
+    graph = build_graph(model=planner("hi"), context=context)
+    assert graph.limits.max_tool_calls_per_turn == 2 and graph.config["recursion_limit"] == 40
+    assert graph.registry.policy == "conservative"
+    monkeypatch.setenv("SPIKEMERGE_MAX_TOOL_CALLS", "many")
+    with pytest.raises(Exception, match="SPIKEMERGE_MAX_TOOL_CALLS must be a whole number"):
+        Context()
+
+
+def test_the_judge_named_in_the_run_context_is_used(registry, fake_session, thread):
+    from spikemerge.agent import Context
+
+    class BuildTimeJudge:
+        name, model = "build-time", None
+
+    registry.judge = BuildTimeJudge()
+    graph = _graph(planner(ask(call("find_candidates", min_similarity=0.7), call("judge_group")), "done",
+                           ask(call("judge_group", group_ids=[1])), "again"), registry)
+    graph.invoke(user("judge"), thread, context=Context(registry=registry, judge="metrics"))
+    assert type(fake_session.judge_used).__name__ == "MetricsJudge"  # the run's choice wins
+    graph.invoke(user("judge group 1"), thread)  # no context: the registry's judge
+    assert type(fake_session.judge_used).__name__ == "BuildTimeJudge"

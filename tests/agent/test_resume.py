@@ -67,3 +67,48 @@ def test_resume_from_sqlite_in_a_new_process(tiny_analyzer_folder, tmp_path):
     assert result["reply"] == "Applied." and result["last_apply"]["units_after"] < result["last_apply"]["units_before"]
     assert (out / "curation.json").exists()
     assert (out / "verdicts.jsonl").read_text().count("\n") == journal_lines  # nothing judged again
+
+
+class WordyJudge:
+    """A judge whose reasoning and per-figure reports are long (as a VLM's are)."""
+
+    name, model = "wordy", "wordy-1"
+
+    def fingerprint(self) -> str:
+        return "wordy-1"
+
+    def judge_many(self, requests, examples=(), policy="balanced", on_verdict=None):
+        from spikemerge.tools.judges.base import Verdict
+
+        out = []
+        for r in requests:
+            v = Verdict(group_id=r.group_id, unit_ids=list(r.unit_ids), decision="merge", confidence=0.9,
+                        merge_unit_ids=list(r.unit_ids), reasoning="R" * 900 + " END-OF-REASONING", judge=self.name,
+                        model=self.model, policy=policy, reports={"crosscorrelograms": "C" * 600 + " END-OF-CCG"})
+            if on_verdict is not None:
+                on_verdict(v)
+            out.append(v)
+        return out
+
+
+def test_after_resume_outputs_keep_full_reasoning_and_reports(tiny_analyzer_folder, tmp_path):
+    db, out = tmp_path / "chat.sqlite", tmp_path / "out"
+    config = {"configurable": {"thread_id": "wordy"}}
+    first = build_graph(
+        model=planner(ask(call("load_analyzer", path=str(tiny_analyzer_folder)), call("find_candidates"),
+                          call("judge_group", group_ids=[1])), "judged"),
+        registry=SessionRegistry(out=out, judge=WordyJudge()),
+        checkpointer=SqliteSaver(sqlite3.connect(str(db), check_same_thread=False)),
+    )
+    state = first.invoke({"messages": [HumanMessage("judge group 1")]}, config)
+    assert "reasoning" not in state["verdicts"][0]  # the checkpoint keeps verdicts compact
+
+    resumed = build_graph(  # a new registry, as in a new process: the session is rebuilt from the state
+        model=planner(ask(call("apply_merges", confirm=True)), "applied"), registry=SessionRegistry(),
+        checkpointer=SqliteSaver(sqlite3.connect(str(db), check_same_thread=False)), auto_approve=True,
+    )
+    resumed.invoke({"messages": [HumanMessage("apply it")]}, config)
+    decisions = (out / "decisions.csv").read_text()
+    assert "END-OF-REASONING" in decisions and "END-OF-CCG" in decisions and "R" * 900 in decisions
+    report = (out / "report.html").read_text()
+    assert "END-OF-REASONING" in report

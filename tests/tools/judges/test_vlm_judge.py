@@ -359,8 +359,16 @@ def test_interrupt_inside_a_running_loop_stops_the_calls(tmp_path):
     requests = [make_request(tmp_path, g) for g in range(30)]
 
     async def cell():
-        main = threading.main_thread().ident  # Ctrl-C while judge_many blocks
-        threading.Timer(0.3, signal.pthread_kill, (main, signal.SIGINT)).start()
+        main = threading.main_thread().ident  # Ctrl-C while judge_many blocks, once calls are flowing
+
+        def press_ctrl_c() -> None:
+            deadline = time.monotonic() + 30
+            while not model.calls and time.monotonic() < deadline:  # a loaded machine prepares images slowly
+                time.sleep(0.01)
+            time.sleep(0.1)
+            signal.pthread_kill(main, signal.SIGINT)
+
+        threading.Thread(target=press_ctrl_c, daemon=True).start()
         return judge.judge_many(requests)
 
     loop = asyncio.new_event_loop()  # like a kernel's loop: no asyncio SIGINT handler
