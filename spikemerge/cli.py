@@ -145,6 +145,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 def cmd_review(args: argparse.Namespace) -> int:
     """Open the proposals in spikeinterface-gui, or (--collect) learn from what the curator saved."""
+    out = Path(args.out)
+    if not (out / "curation.json").is_file():  # checked before the GUI or a session starts
+        raise UsageError(f"{out} has no curation.json: run `spikemerge run ANALYZER --out {out}` first")
     if args.collect is not None:
         from .review.proposals import load_proposals
         from .tools.session import CurationSession
@@ -314,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UsageError as exc:
-        print(scrub(f"spikemerge {args.command}: error: {one_line(exc)}"), file=sys.stderr)
+        print(scrub(f"spikemerge: error: {one_line(exc)}"), file=sys.stderr)
         return EXIT_USAGE
     except SpikemergeError as exc:
         print(scrub(f"spikemerge: error: {one_line(exc)}"), file=sys.stderr)
