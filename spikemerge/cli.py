@@ -145,9 +145,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 def cmd_review(args: argparse.Namespace) -> int:
     """Open the proposals in spikeinterface-gui, or (--collect) learn from what the curator saved."""
-    out = Path(args.out)
-    if not (out / "curation.json").is_file():  # checked before the GUI or a session starts
-        raise UsageError(f"{out} has no curation.json: run `spikemerge run ANALYZER --out {out}` first")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port} is not a TCP port: give 1-65535, or 0 for a free one")
+    if not Path(args.out).is_dir():
+        raise UsageError(f"{args.out} is not a folder: give the --out folder of `spikemerge run`")
     if args.collect is not None:
         from .review.proposals import load_proposals
         from .tools.session import CurationSession

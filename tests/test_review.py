@@ -413,10 +413,14 @@ def test_review_without_proposals_or_gui_fails_in_one_line(tmp_path, capsys):
 
     empty = tmp_path / "not_an_output"
     empty.mkdir()
-    assert main(["review", str(empty), "--no-browser"]) == 2
-    assert main(["review", str(empty), "--collect"]) == 2
+    assert main(["review", str(empty), "--no-browser"]) == 1
+    assert main(["review", str(empty), "--collect"]) == 1
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 2 and all(e.startswith("spikemerge: error:") and "curation.json" in e for e in errors)
+    assert main(["review", str(tmp_path / "missing")]) == 2  # usage errors, found before anything runs
+    assert main(["review", str(empty), "--port", "70000"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and "is not a folder" in errors[0] and "not a TCP port" in errors[1]
 
     import importlib.util
 
@@ -425,6 +429,20 @@ def test_review_without_proposals_or_gui_fails_in_one_line(tmp_path, capsys):
     if importlib.util.find_spec("pyqtgraph") is None:  # the desktop extra is not part of the test extra
         with pytest.raises(SpikemergeError, match=r"pip install 'spikemerge\[review-desktop\]'"):
             gui.serve(empty, mode="desktop")
+
+
+def test_review_on_a_taken_port_fails_before_starting(review_out):
+    import socket
+
+    from spikemerge.review import gui
+
+    _, out, _, _ = review_out
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SpikemergeError, match=f"port {port} on 127.0.0.1 is in use"):
+            gui.serve(out, port=port, open_browser=False)
 
 
 def test_session_review_needs_an_analyzer_folder(small_truth, tmp_path):

@@ -27,6 +27,7 @@ from ..tools.evidence.pairs import group_evidence
 from ..tools.examples import default_library, save_example
 from ..tools.judges.base import Example, UnitId
 from ..tools.outputs import write_json_atomic
+from ..tools.schemas import write_model
 from .params import DEFAULT_PARAMS, ReviewParams
 from .proposals import (
     PROPOSALS_FILE, REVIEW_FILE, REVIEW_FOLDER, SAVED_FILE, Comparison, Proposed, compare, load_proposals,
@@ -207,7 +208,7 @@ def collect(
                             summary=comparison.summary()),
         examples=examples, library=str(library),
     )
-    review_path = write_json_atomic(out / REVIEW_FILE, record.model_dump())
+    review_path = write_model(out / REVIEW_FILE, record)
     review_block = {
         "time": now, "file": str(path.resolve()), "record": REVIEW_FILE,
         "proposals": f"{REVIEW_FOLDER}/{PROPOSALS_FILE}", "accepted": len(comparison.accepted),

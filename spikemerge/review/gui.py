@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 import os
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -122,6 +123,21 @@ def open_read_only(path: str | Path):
         raise SpikemergeError(f"cannot open the analyzer {path}: {one_line(exc)}") from None
 
 
+def check_port(port: int) -> None:
+    """Fail at once, before the long start-up, when ``port`` is taken on the loopback interface."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((ADDRESS, int(port)))
+        except OSError:
+            raise SpikemergeError(f"port {port} on {ADDRESS} is in use: choose another with --port, or 0 for a free one") from None
+
+
+def check_display() -> None:
+    """The desktop GUI needs a display; over SSH the web mode is the one that works."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise SpikemergeError("no display for the desktop GUI (DISPLAY is not set): use --mode web")
+
+
 def free_port() -> int:
     """A TCP port free on the loopback interface now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -187,6 +203,10 @@ def serve(
     if mode not in ("web", "desktop"):
         raise SpikemergeError(f"mode must be 'web' or 'desktop', not {mode!r}")
     _require_gui(mode)
+    if mode == "web" and port:
+        check_port(port)
+    elif mode == "desktop":
+        check_display()
     setup = prepare(out, analyzer)
     recording_analyzer = open_read_only(setup.analyzer_path)
     if recording_analyzer.get_extension("random_spikes") is None:

@@ -18,7 +18,6 @@ Comparison rules (unit ids are compared as text, so ``7`` and ``"7"`` are one un
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any, Mapping, Sequence
 from ..errors import SpikemergeError, one_line
 from ..tools.curation.format import CURATION_FILE
 from ..tools.judges.base import UnitId
+from ..tools.schemas import parse_units_cell, read_decisions
 
 REVIEW_FOLDER = "review"
 PROPOSALS_FILE = "proposals.json"
@@ -107,26 +107,12 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
 
 
 def read_judged_groups(out: Path) -> list[JudgedGroup]:
-    """The verdicts of ``OUT/decisions.csv`` (an empty list when the file is missing)."""
+    """The verdicts of ``OUT/decisions.csv``, validated (an empty list when the file is missing)."""
     path = Path(out) / DECISIONS_FILE
     if not path.exists():
         return []
-    groups = []
-    with open(path, newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            try:
-                confidence = float(row["confidence"]) if row.get("confidence") not in (None, "") else None
-                groups.append(JudgedGroup(
-                    group_id=int(row["group_id"]), unit_ids=tuple(_native_ids(row["unit_ids"].split())),
-                    decision=row.get("decision", ""), confidence=confidence, reasoning=row.get("reasoning", ""),
-                ))
-            except (KeyError, ValueError) as exc:
-                raise SpikemergeError(f"{path} has a malformed row ({one_line(exc)}): run spikemerge again on this folder") from None
-    return groups
-
-
-def _native_ids(texts: Sequence[str]) -> list[UnitId]:
-    return [int(t) if t.lstrip("-").isdigit() else t for t in texts]
+    return [JudgedGroup(group_id=row.group_id, unit_ids=tuple(parse_units_cell(row.unit_ids)), decision=row.decision,
+                        confidence=row.confidence, reasoning=row.reasoning) for row in read_decisions(path)]
 
 
 def proposals_from_curation(out: Path) -> Proposed:

@@ -375,12 +375,19 @@ class ReviewedMerge(_Strict):
     """A merge as a person reviewed it.
 
     ``group_id`` is the candidate group it came from (None for a merge the reviewer added
-    outside any group); ``confidence`` is the judge's (None when the reviewer added it).
+    outside any group); ``judge_decision`` and ``confidence`` are the judge's verdict on that
+    group (``merge`` for a proposal; often ``not merge`` for a merge the reviewer added; None
+    when no judged group holds the units).
     """
 
     group_id: int | None = None
     unit_ids: list[UnitId] = Field(min_length=2)
     confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    judge_decision: Decision | None = None
+    replaced_by: list[UnitId] | None = None
+    """For a rejected proposal: the reviewer's merge that overlaps it, if any."""
+    replaces: list[int | None] = []
+    """For an added merge: the groups of the rejected proposals it overlaps."""
 
     @field_validator("unit_ids")
     @classmethod
@@ -390,6 +397,27 @@ class ReviewedMerge(_Strict):
         return value
 
 
+class ReviewAgreement(_Strict):
+    """How much the reviewer agreed with the judge (``summary`` is the sentence the CLI prints)."""
+
+    proposed: int = Field(ge=0)
+    accepted: int = Field(ge=0)
+    rejected: int = Field(ge=0)
+    added: int = Field(ge=0)
+    groups_judged: int = Field(ge=0)
+    groups_agreed: int = Field(ge=0)
+    summary: str
+
+
+class LearntExample(_Strict):
+    """An example saved to the example library from a review's corrections."""
+
+    name: str
+    label: Literal["good", "bad"]
+    unit_ids: list[UnitId]
+    path: str
+
+
 class ReviewRecord(_Strict):
     """``review.json``: what a person kept, rejected and added after the judge's verdicts."""
 
@@ -397,9 +425,17 @@ class ReviewRecord(_Strict):
     analyzer: str
     time: str
     reviewer: str = ""
+    curation_file: str = ""
+    """The curation the reviewer saved, as it was read."""
+    judge: str | None = None
+    policy: str | None = None
     accepted: list[ReviewedMerge] = []
     rejected: list[ReviewedMerge] = []
     added: list[ReviewedMerge] = []
+    agreement: ReviewAgreement | None = None
+    examples: list[LearntExample] = []
+    """The corrections saved to the example library (``library``)."""
+    library: str = ""
 
     @model_validator(mode="after")
     def _one_merge_per_unit(self) -> "ReviewRecord":
