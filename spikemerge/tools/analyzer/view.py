@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Hashable
+from typing import Any, Callable, Hashable
 
 import numpy as np
 
@@ -52,24 +52,68 @@ def native_id(unit_id: Any) -> UnitId:
     return unit_id.item() if hasattr(unit_id, "item") else unit_id
 
 
-@dataclass
 class UnitArrays:
-    """One unit's arrays, as evidence and figures read them."""
+    """One unit's arrays, as evidence and figures read them.
 
-    times_s: np.ndarray
-    """Spike times on the view's time axis (segments end to end, separated by a gap), sorted."""
-    amplitudes: np.ndarray
-    """Spike amplitudes in the order of ``times_s``."""
-    waveforms: np.ndarray
-    """Random-spike waveforms on ``channels`` (spikes, samples, channels), float32."""
-    channels: np.ndarray
-    """Channel indices of the unit's sparsity (all channels for a dense analyzer)."""
-    template: np.ndarray
-    """Average template on all channels (samples, channels)."""
-    location: np.ndarray
-    main_channel: int
-    waveform_times_s: np.ndarray | None = None
-    """Times of the sampled waveforms (same order, same time axis as ``times_s``)."""
+    ``waveforms`` may be given as an array or as a function returning it: the view passes a
+    function, so a unit whose spike times are all that is looked at (candidate search reads
+    every unit's times) never has its waveforms read.
+
+    Attributes
+    ----------
+    times_s : np.ndarray
+        Spike times on the view's time axis (segments end to end, separated by a gap), sorted.
+    amplitudes : np.ndarray
+        Spike amplitudes in the order of ``times_s``.
+    waveforms : np.ndarray
+        Random-spike waveforms on ``channels`` (spikes, samples, channels), float32.
+    channels : np.ndarray
+        Channel indices of the unit's sparsity (all channels for a dense analyzer).
+    template : np.ndarray
+        Average template on all channels (samples, channels).
+    location : np.ndarray
+    main_channel : int
+    waveform_times_s : np.ndarray or None
+        Times of the sampled waveforms (same order, same time axis as ``times_s``).
+    """
+
+    def __init__(self, times_s: np.ndarray, amplitudes: np.ndarray,
+                 waveforms: np.ndarray | Callable[[], np.ndarray], channels: np.ndarray, template: np.ndarray,
+                 location: np.ndarray, main_channel: int, waveform_times_s: np.ndarray | None = None):
+        self.times_s = times_s
+        self.amplitudes = amplitudes
+        self._waveforms = waveforms
+        self.channels = channels
+        self.template = template
+        self.location = location
+        self.main_channel = main_channel
+        self.waveform_times_s = waveform_times_s
+
+    @property
+    def waveforms(self) -> np.ndarray:
+        if callable(self._waveforms):
+            self._waveforms = self._waveforms()
+        return self._waveforms
+
+    @waveforms.setter
+    def waveforms(self, value: np.ndarray) -> None:
+        self._waveforms = value
+
+    @property
+    def num_waveforms(self) -> int:
+        """How many sampled waveforms the unit has, without reading them."""
+        if self.waveforms_read or self.waveform_times_s is None:
+            return len(self.waveforms)
+        return int(self.waveform_times_s.size)
+
+    @property
+    def waveforms_read(self) -> bool:
+        """Whether the waveforms are in memory (False until first asked for, when given lazily)."""
+        return not callable(self._waveforms)
+
+    def __repr__(self) -> str:
+        return (f"UnitArrays({self.times_s.size} spikes, channels {self.channels.size}, "
+                f"waveforms {'read' if self.waveforms_read else 'not read'})")
 
 
 class AnalyzerView:
@@ -273,18 +317,17 @@ class AnalyzerView:
         return np.asarray(waveforms, dtype=np.float32)
 
     def unit(self, unit_id: UnitId) -> UnitArrays:
-        """Everything about one unit; its sampled waveforms are read now, only its rows."""
+        """Everything about one unit; its sampled waveforms are read when first used, only its rows."""
         key = self.unit_id(unit_id)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
         index = self._index[key]
-        waveforms = self.sampled_waveforms(key)
         template = self.templates[index]
         arrays = UnitArrays(
             times_s=self.times_s(key),
             amplitudes=self.amplitudes(key),
-            waveforms=waveforms,
+            waveforms=lambda: self.sampled_waveforms(key),
             channels=self.channels(key),
             template=template,
             location=self.locations[index],
@@ -299,3 +342,7 @@ class AnalyzerView:
     def cached_units(self) -> list[UnitId]:
         """Units whose arrays are in memory now (least recently used first)."""
         return list(self._cache)
+
+    def units_with_waveforms(self) -> list[UnitId]:
+        """Cached units whose sampled waveforms have been read."""
+        return [u for u, arrays in self._cache.items() if arrays.waveforms_read]

@@ -22,12 +22,26 @@ from .params import DEFAULT_EVIDENCE_PARAMS, EvidenceParams
 
 
 def _principal_axes(pooled: np.ndarray, k: int) -> np.ndarray:
-    """Top ``k`` principal axes (features, k). A thin SVD of the (spikes, features) matrix costs
-    ``min(n, d)² · max(n, d)``: with a few hundred spikes and ~1000 features that is far less
-    than an eigendecomposition of the features' covariance (measured: 3.6 s -> 0.03 s)."""
+    """Top ``k`` principal axes (features, k), from the smaller of the two Gram matrices.
+
+    With a few hundred spikes and ~1600 features, the spikes' Gram matrix (spikes x spikes) and
+    a partial eigendecomposition of it give the same axes as a thin SVD of the (spikes,
+    features) matrix, 6x faster (measured, 500 x 1620, one thread: 0.035 s vs 0.23 s; an
+    eigendecomposition of the features' covariance took 3.6 s). Axes are unit vectors; their
+    signs are arbitrary, which the Fisher direction fitted on them absorbs.
+    """
+    from scipy.linalg import eigh
+
     centred = pooled - pooled.mean(axis=0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    return vt[: min(k, vt.shape[0])].T
+    n, d = centred.shape
+    k = min(k, n, d)
+    if n < d:
+        values, vectors = eigh(centred @ centred.T, subset_by_index=[n - k, n - 1])
+        axes = centred.T @ vectors[:, np.argsort(values)[::-1]]
+        norms = np.linalg.norm(axes, axis=0)
+        return axes / np.where(norms > 0, norms, 1.0)
+    values, vectors = eigh(centred.T @ centred, subset_by_index=[d - k, d - 1])
+    return vectors[:, np.argsort(values)[::-1]]
 
 
 def _fisher_direction(pa: np.ndarray, pb: np.ndarray) -> np.ndarray:

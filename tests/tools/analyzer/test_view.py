@@ -143,14 +143,27 @@ def test_a_huge_extension_spikemerge_does_not_need_is_never_read(analyzer_folder
     session = CurationSession.open(analyzer_folder, tmp_path / "out", progress=False)
     assert "principal_components" in session.info.extensions_present
     session.find_candidates()
-    assert session.context.cached_units() == []  # finding reads templates, not waveforms
     session.compute_evidence()
-    in_groups = {u for g in session.groups.values() for u in g.unit_ids}
-    assert set(session.context.cached_units()) <= in_groups
     session.judge_group()
     result = session.apply_merges(confirm=True)
     assert result.merges and result.extensions_not_carried == ["principal_components"]
     assert opened and not [f for f in opened if "principal_components" in f]
+
+
+def test_a_unit_s_waveforms_are_read_only_when_used(analyzer_folder, monkeypatch):
+    view = AnalyzerView(open_analyzer(analyzer_folder))
+    read = []
+    real_read = view.sampled_waveforms
+    monkeypatch.setattr(view, "sampled_waveforms", lambda u: read.append(u) or real_read(u))
+    for u in view.unit_ids:  # spike times of every unit, as candidate search reads them
+        assert view.unit(u).times_s.size > 0 and view.unit(u).num_waveforms > 0
+    assert read == [] and view.units_with_waveforms() == []
+    first = view.unit_ids[0]
+    waveforms = view.unit(first).waveforms
+    assert read == [first] and view.units_with_waveforms() == [first]
+    assert waveforms.shape[0] == view.unit(first).num_waveforms
+    expected = view.analyzer.get_extension("waveforms").get_waveforms_one_unit(view.analyzer.unit_ids[0])
+    assert np.array_equal(waveforms, np.asarray(expected, dtype=np.float32))
 
 
 def test_run_json_stages_cover_the_wall_time_and_record_peak_memory(analyzer_folder, tmp_path):
