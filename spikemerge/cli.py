@@ -173,7 +173,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         if action.default is None or action.default is False or action.default == argparse.SUPPRESS \
-                or "%(default)" in text or action.required:
+                or isinstance(action, argparse._CountAction) or "%(default)" in text or action.required:
             return text
         return super()._get_help_string(action)
 
@@ -318,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UsageError as exc:
-        print(scrub(f"spikemerge {args.command}: error: {one_line(exc)}"), file=sys.stderr)
+        print(scrub(f"spikemerge: error: {one_line(exc)}"), file=sys.stderr)
         return EXIT_USAGE
     except SpikemergeError as exc:
         print(scrub(f"spikemerge: error: {one_line(exc)}"), file=sys.stderr)

@@ -131,7 +131,8 @@ def test_every_option_of_every_command_has_help_and_shows_its_default():
             if isinstance(action, argparse._HelpAction):
                 continue
             assert action.help, f"{name} {action.dest} has no help"
-            if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+            if action.option_strings and action.default not in (None, False, argparse.SUPPRESS) \
+                    and not isinstance(action, argparse._CountAction):
                 shown = f"(default: {action.default})"
                 assert shown in " ".join(text.split()), f"{name} {action.option_strings[0]} does not show {shown}"
 

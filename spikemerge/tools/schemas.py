@@ -17,7 +17,7 @@ damaged by hand or by an older version never flows silently into a curation.
 
 Records other components extend (run.json, provenance, manifest entries) accept extra keys, so
 adding a field there never breaks reading an older file; the fields listed here are required
-and typed. Row-shaped records (decisions, verdicts, review merges) are strict.
+and typed. Row-shaped records (decisions rows, review merges) are strict.
 """
 
 from __future__ import annotations
@@ -82,8 +82,12 @@ def parse_parts_cell(text: str) -> list[list[UnitId]]:
 # ------------------------------------------------------------------ verdicts.jsonl
 
 
-class VerdictRecord(_Strict):
-    """One verdict as journalled: the fields of :class:`spikemerge.tools.judges.base.Verdict`."""
+class VerdictRecord(_Open):
+    """One verdict as journalled: the fields of :class:`spikemerge.tools.judges.base.Verdict`.
+
+    Open to extra keys: a field added to ``Verdict`` later must not make every journalled
+    verdict unreadable (and re-judged at a model's price); a test keeps the two field lists equal.
+    """
 
     group_id: int
     unit_ids: list[UnitId] = Field(min_length=2)
