@@ -184,7 +184,7 @@ def test_examples_reach_the_offline_judge(session):
     first = session.judge_group(judge=MetricsJudge(), rejudge=True)
     judge = MetricsJudge()
     session.judge_group(judge=judge, bad_examples=[groups[0]], rejudge=True)
-    assert judge.learned and judge.learned["bad"] > 0  # the example's pairs refit the weights
+    assert judge.learned and judge.learned["bad"] > 0  # the example's pairs correct the judge around them
     assert groups[0] not in {v.group_id for v in session.judge_group(judge=judge, bad_examples=[groups[0]])}
     assert first
 

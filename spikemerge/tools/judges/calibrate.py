@@ -63,6 +63,10 @@ def fit_weights(
     x = params.log_odds_scale * features
     base = params.log_odds_offset
     precision = params.prior_precision
+    def objective(t: np.ndarray) -> float:
+        z = x @ t + base
+        return float(np.sum(np.logaddexp(0.0, z) - labels * z) + 0.5 * precision * np.sum((t - theta0) ** 2))
+
     theta = theta0.copy()
     for _ in range(iterations):
         z = np.clip(x @ theta + base, -50, 50)
@@ -70,6 +74,11 @@ def fit_weights(
         gradient = x.T @ (prob - labels) + precision * (theta - theta0)
         hessian = (x * (prob * (1 - prob))[:, None]).T @ x + precision * np.eye(theta.size)
         step = np.linalg.solve(hessian, gradient)
+        # halve the Newton step until the objective falls: a full step from a saturated
+        # sigmoid overshoots and can cycle between two points
+        current = objective(theta)
+        while objective(theta - step) > current and np.max(np.abs(step)) > 1e-12:
+            step = step / 2.0
         theta -= step
         if np.max(np.abs(step)) < 1e-8:
             break

@@ -17,12 +17,11 @@ from itertools import combinations
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-
 from ...policies import Policy, get_policy
 from .base import Example, JudgeRequest, Verdict, VerdictCallback
+from .learning import LocalCorrection, fit_local_correction
 from .params import DEFAULT_JUDGE_PARAMS, JudgeParams
-from .terms import PairScore, logit, score_pair, signature
+from .terms import PairScore, logit, score_pair
 
 __all__ = ["MetricsJudge", "PairScore", "merge_subset", "partition", "score_pair"]
 
@@ -119,46 +118,19 @@ class MetricsJudge:
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 
     def scores(self, request: JudgeRequest, weights: Mapping[str, float] | None = None,
-               memory: Sequence[tuple[list[float], int]] = ()) -> dict[frozenset, PairScore]:
+               correction: LocalCorrection | None = None) -> dict[frozenset, PairScore]:
         w = self.weights if weights is None else weights
-        out = {}
+        scores = {}
         for p in request.evidence.get("pairs", []):
             score = score_pair(p, self.params, w)
-            if memory:
-                self._recall(score, signature(p), memory)
-            out[frozenset((p["unit_a"], p["unit_b"]))] = score
-        return out
-
-    def _recall(self, score: PairScore, point: list[float], memory: Sequence[tuple[list[float], int]]) -> None:
-        """Move a pair's log-odds towards the labels of examples with evidence like its own.
-
-        Kernel regression on the examples' residuals: each example pulls the pair towards its
-        label's log-odds (``±example_log_odds``) with the weight ``exp(-d²/2h²)`` of the
-        distance ``d`` between their evidence signatures. A pair with the very same evidence
-        takes the example's label; pairs a few bandwidths away are not moved.
-        """
-        h2 = 2.0 * self.params.example_bandwidth ** 2
-        pulls, total = 0.0, 0.0
-        good_here = False
-        for point_e, label in memory:
-            k = float(np.exp(-sum((x - y) ** 2 for x, y in zip(point, point_e)) / h2))
-            if k < 1e-6:
-                continue
-            target = self.params.example_log_odds if label else -self.params.example_log_odds
-            pulls += k * (target - score.log_odds)
-            total += k
-            good_here |= bool(label) and k >= 0.5
-        if total:
-            score.log_odds += pulls / max(1.0, total)
-            score.reasons["examples"] = f"moved by examples like it (weight {total:.2f})"
-        if good_here:  # a person said this very kind of pair is one neuron
-            score.veto = score.thin = False
+            scores[frozenset((p["unit_a"], p["unit_b"]))] = correction.apply(score, p) if correction else score
+        return scores
 
     def judge(self, request: JudgeRequest, policy: str = "balanced",
-              weights: Mapping[str, float] | None = None, memory: Sequence[tuple[list[float], int]] = ()) -> Verdict:
+              weights: Mapping[str, float] | None = None, correction: LocalCorrection | None = None) -> Verdict:
         rule = get_policy(policy)
         units = list(request.unit_ids)
-        scores = self.scores(request, weights, memory)
+        scores = self.scores(request, weights, correction)
         if len(units) < 2 or any(frozenset((a, b)) not in scores for a, b in combinations(units, 2)):
             return Verdict.failed(request, "evidence is missing for some pairs of this group", self.name, None, policy)
         chains = request.evidence.get("chains", []) or []
@@ -191,8 +163,8 @@ class MetricsJudge:
     @staticmethod
     def _reasoning(units: list, parts: list[list], shown: PairScore, rule: Policy, decision: str) -> str:
         pair = f"units {shown.unit_a} and {shown.unit_b}"
-        evidence = "; ".join(shown.reasons[k] for k in ("crosscorrelograms", "waveforms", "pca", "amplitudes")
-                             if k in shown.reasons)
+        shown_keys = ("crosscorrelograms", "waveforms", "pca", "amplitudes", "examples")
+        evidence = "; ".join(shown.reasons[k] for k in shown_keys if k in shown.reasons)
         if decision == "merge":
             merged = {u for part in parts for u in part}
             lead = "Merge " + " and ".join("units " + ", ".join(map(str, part)) for part in parts)
@@ -214,29 +186,33 @@ class MetricsJudge:
         policy: str = "balanced",
         on_verdict: VerdictCallback | None = None,
     ) -> list[Verdict]:
-        """Judge each request in turn, with what labelled examples teach.
+        """Judge each request in turn; labelled examples correct the built-in model where they speak.
 
-        Every example's pairs are remembered (see ``_recall``): a group with evidence like an
-        example's moves towards its label, and groups unlike any example keep their verdict.
-        With ``min_pairs_for_refit`` labelled pairs or more, the term weights are also refit by
-        logistic regression with the built-in weights as the prior
-        (:func:`~.calibrate.fit_weights`).
+        Good and bad examples (their pair evidence) add a local correction to the log-odds of
+        pairs whose terms and evidence numbers resemble theirs (:func:`~.learning.fit_local_correction`): an example's
+        own case lands on its label's side of the policy's threshold, a case unlike every
+        example keeps its built-in verdict and confidence exactly. With ``min_pairs_for_refit``
+        labelled pairs or more, the term weights are first refit globally as well
+        (:func:`~.calibrate.fit_weights`, the built-in weights as the prior): a global refit
+        from a few examples moved unrelated groups as much as the corrected one, so it waits
+        for many. What was learned is kept in ``learned`` for the run record.
         """
-        weights, memory = None, []
+        weights, correction = None, None
+        self.learned = None
         if examples:
             from .calibrate import fit_weights, labelled_pairs
 
-            labelled = labelled_pairs(examples)
-            memory = [(signature(e), label) for e, label in labelled]
-            self.learned = {"pairs": len(labelled), "examples": len(examples),
-                            "good": sum(label for _, label in labelled),
-                            "bad": sum(1 - label for _, label in labelled), "refit": False}
-            if len(labelled) >= self.params.min_pairs_for_refit:
+            refit = len(labelled_pairs(examples)) >= self.params.min_pairs_for_refit
+            if refit:
                 weights, record = fit_weights(examples, self.params, self.weights, policy=policy)
-                self.learned.update(record, refit=True)
+            correction = fit_local_correction(examples, get_policy(policy).merge_threshold, self.params,
+                                              weights if refit else self.weights)
+            self.learned = {**correction.record, "refit": refit}
+            if refit:
+                self.learned["weights"] = record["weights"]
         verdicts = []
         for request in requests:
-            verdict = self.judge(request, policy, weights, memory)
+            verdict = self.judge(request, policy, weights, correction)
             if on_verdict is not None:
                 on_verdict(verdict)
             verdicts.append(verdict)

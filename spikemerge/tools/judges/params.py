@@ -67,17 +67,47 @@ class JudgeParams:
     # calibration of the summed log-odds into a probability: P = sigmoid(scale · L + offset)
     log_odds_scale: float = 1.0
     log_odds_offset: float = 0.0
-    # learning from examples: a local memory always, a global refit once there are enough pairs
-    example_log_odds: float = 4.0
-    """Log-odds a pair takes when an example with the very same evidence labels it (P 0.98 / 0.02)."""
-    example_bandwidth: float = 0.5
-    """Width of an example's reach in the space of evidence signatures (see ``terms.signature``):
-    pairs further away than a few bandwidths are not moved by it."""
+    # learning from examples: a local correction always (``learning.py``), a global refit once there are enough pairs
     min_pairs_for_refit: int = 20
-    """Labelled pairs needed before examples also refit the term weights globally."""
+    """Labelled pairs needed before examples also refit the term weights globally
+    (:func:`~.calibrate.fit_weights`); below it a group unlike every example keeps its verdict exactly."""
     prior_precision: float = 2.0
     """Gaussian prior precision on each term weight and the offset around the built-in values
     (MAP logistic regression with the built-in weights as the prior)."""
+
+    # the local correction: a bump of the log-odds around each example pair (``learning.py``)
+    learning_signature: tuple[tuple[str, str, float], ...] = (
+        ("template_similarity", "linear", 0.05),
+        ("template_amplitude_ratio", "linear", 0.1),
+        ("distance_um", "linear", 10.0),
+        ("num_spikes_a", "log", 0.3),
+        ("num_spikes_b", "log", 0.3),
+        ("ccg_expected_refractory", "log", 0.5),
+        ("ccg_refractory_count", "log", 0.5),
+        ("duplicate_fraction", "linear", 0.1),
+        ("presence_overlap", "linear", 0.1),
+        ("pca_dprime", "linear", 0.5),
+    )
+    """Evidence numbers that say which pair an example is, each with the step at which two pairs
+    start to differ (``log``: on log(1 + x), for counts). The judge's terms saturate (every clear
+    split reads the same), so these keep one rejected clear split from speaking for all of them."""
+    learning_term_scales: tuple[tuple[str, float], ...] = (
+        ("crosscorrelograms", 1.0), ("duplicate", 1.0), ("waveforms", 1.0),
+        ("continuity", 1.0), ("burst", 1.0), ("handover", 1.0))
+    """Nats of each term that make a different kind of case (the terms are divided by these
+    before distances are taken); every term is a log-likelihood ratio, so one nat is one unit
+    of evidence whichever term carries it."""
+    learning_bandwidth: float = 1.0
+    """Width of the Gaussian kernel, in standardized term units."""
+    learning_cutoff: float = 3.0
+    """Beyond this many bandwidths an example has no effect at all (not merely a small one)."""
+    learning_margin: float = 1.0
+    """Nats past the policy's threshold that an example pair is moved to (its own side)."""
+    learning_rcond: float = 1e-3
+    """Relative singular-value cut when solving for the bumps: examples nearly alike act as one
+    (averaged), instead of two huge opposite bumps when their labels disagree."""
+    learning_override_kernel: float = 0.9
+    """A good example this alike clears a veto or a thin-evidence flag on the judged pair."""
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]

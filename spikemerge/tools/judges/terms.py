@@ -185,26 +185,10 @@ def score_pair(e: Mapping[str, Any], params: JudgeParams = DEFAULT_JUDGE_PARAMS,
     return score
 
 
-_SIGNATURE: tuple[tuple[str, str, float], ...] = (
-    ("template_similarity", "linear", 0.05),
-    ("template_amplitude_ratio", "linear", 0.1),
-    ("distance_um", "linear", 10.0),
-    ("num_spikes_a", "log", 0.3),
-    ("num_spikes_b", "log", 0.3),
-    ("ccg_expected_refractory", "log", 0.5),
-    ("ccg_refractory_count", "log", 0.5),
-    ("duplicate_fraction", "linear", 0.1),
-    ("presence_overlap", "linear", 0.1),
-    ("pca_dprime", "linear", 0.5),
-)
-"""Evidence numbers that identify what kind of pair an example is, each with the scale at which
-two pairs start to differ (log scales for counts)."""
-
-
-def signature(e: Mapping[str, Any]) -> list[float]:
-    """A pair's evidence as a point where one unit of distance is one scale step of every number."""
+def signature(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> list[float]:
+    """A pair's evidence as a point where one unit of distance is one step (``p.learning_signature``) of every number."""
     out = []
-    for key, kind, scale in _SIGNATURE:
+    for key, kind, scale in p.learning_signature:
         value = _get(e, key, 0.0)
         if kind == "log":
             value = math.log1p(max(value, 0.0))
