@@ -207,8 +207,11 @@ def make_templates(spec: TemplateSpec, cache: Path, n_jobs: int = 2, log: Log | 
     log(f"templates {spec.key()}: simulating {spec} (minutes)")
     start = time.perf_counter()
     tmp_dir = path.parent / f".tmp_{spec.key()}_{os.getpid()}"
-    tempgen = mr.gen_templates(mr.get_default_cell_models_folder(), params=spec.mearec_params(), templates_tmp_folder=str(tmp_dir), parallel=n_jobs > 1,
-                               n_jobs=n_jobs, verbose=False, delete_tmp=True)
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.chdir(tmp_dir):  # MEArec writes tmp_params_path.yaml into the working directory
+        tempgen = mr.gen_templates(mr.get_default_cell_models_folder(), params=spec.mearec_params(),
+                                   templates_tmp_folder=str(tmp_dir), parallel=n_jobs > 1, n_jobs=n_jobs,
+                                   verbose=False, delete_tmp=True)
     target = _atomic_target(path)
     mr.save_template_generator(tempgen, filename=str(target))
     os.replace(target, path)
