@@ -72,11 +72,11 @@ class TemplateSpec:
     """
 
     probe: str = "Neuronexus-32"
-    n_per_model: int = 30
+    n_per_model: int = 10
     drifting: bool = True
     min_drift: float = 30.0
     max_drift: float = 60.0
-    drift_steps: int = 31
+    drift_steps: int = 16
     min_amp: float = 30.0
     seed: int = 0
 
@@ -187,8 +187,9 @@ def ensure_venv_bin_on_path() -> None:
 
 
 def _atomic_target(path: Path) -> Path:
+    """A hidden name beside ``path`` that keeps its suffix (MEArec insists on ``.h5``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
 
 
 def make_templates(spec: TemplateSpec, cache: Path, n_jobs: int = 2, log: Log | None = None) -> Path:
@@ -206,7 +207,9 @@ def make_templates(spec: TemplateSpec, cache: Path, n_jobs: int = 2, log: Log | 
 
     log(f"templates {spec.key()}: simulating {spec} (minutes)")
     start = time.perf_counter()
-    tmp_dir = path.parent / f".tmp_{spec.key()}_{os.getpid()}"
+    # one work folder for every library: MEArec reuses the intracellular simulations it holds
+    # when their parameters match (they depend on the seed, not on the probe or drift)
+    tmp_dir = path.parent / ".work"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.chdir(tmp_dir):  # MEArec writes tmp_params_path.yaml into the working directory
         tempgen = mr.gen_templates(mr.get_default_cell_models_folder(), params=spec.mearec_params(),
@@ -215,7 +218,6 @@ def make_templates(spec: TemplateSpec, cache: Path, n_jobs: int = 2, log: Log | 
     target = _atomic_target(path)
     mr.save_template_generator(tempgen, filename=str(target))
     os.replace(target, path)
-    shutil.rmtree(tmp_dir, ignore_errors=True)
     (path.with_suffix(".json")).write_text(json.dumps({**asdict(spec), "seconds": time.perf_counter() - start},
                                                       indent=1))
     log(f"templates {spec.key()}: {len(tempgen.templates)} templates in {time.perf_counter() - start:.0f} s")
