@@ -113,6 +113,7 @@ class RecordingSpec:
     slow_drift_amplitude: float | None = None
     slow_drift_waveform: str = "triangluar"  # MEArec's spelling
     n_drifting: int | None = None
+    angle_tol: float = 15.0
     bursting: bool = False
     n_bursting: int | None = None
     exp_decay: float = 0.2
@@ -140,7 +141,7 @@ class RecordingSpec:
                    drifting=self.drifting, drift_mode_speed=self.drift_mode_speed,
                    drift_mode_probe=self.drift_mode_probe, slow_drift_velocity=self.slow_drift_velocity,
                    slow_drift_amplitude=self.slow_drift_amplitude, slow_drift_waveform=self.slow_drift_waveform,
-                   n_drifting=self.n_drifting, bursting=self.bursting, n_bursting=self.n_bursting,
+                   n_drifting=self.n_drifting, angle_tol=self.angle_tol, bursting=self.bursting, n_bursting=self.n_bursting,
                    exp_decay=self.exp_decay, n_burst_spikes=self.n_burst_spikes,
                    max_burst_duration=self.max_burst_duration, shape_mod=self.shape_mod)
         s = self.seed
@@ -150,8 +151,8 @@ class RecordingSpec:
 
 SCENARIOS: dict[str, RecordingSpec] = {
     # slow rigid drift: every neuron moves 12 µm/min along the probe, up and down (triangle wave)
-    "drift": RecordingSpec(duration_s=300.0, n_exc=12, n_inh=4, drifting=True, slow_drift_velocity=12.0,
-                           min_amp=60.0),
+    "drift": RecordingSpec(duration_s=300.0, n_exc=10, n_inh=4, drifting=True, slow_drift_velocity=12.0,
+                           min_amp=50.0, min_dist=20.0, angle_tol=45.0),
     # bursting cells: consecutive spikes within a burst lose amplitude (exp_decay) and stretch
     "burst": RecordingSpec(duration_s=240.0, n_exc=12, n_inh=4, f_exc=8.0, bursting=True, n_bursting=8,
                            exp_decay=0.25, n_burst_spikes=8, max_burst_duration=100.0, shape_mod=True,
