@@ -641,6 +641,33 @@ def build_dataset(name: str, spec: RecordingSpec, sorter: str, cache: Path, scen
     if (folder / "READY").exists():
         return summarise_truth(load_truth(folder))
     folder.mkdir(parents=True, exist_ok=True)
+    with _building(folder):
+        return _build_dataset(folder, name, spec, sorter, cache, scenario_name, sorter_seed, motion_correction,
+                              n_jobs, log, recording_path)
+
+
+@contextlib.contextmanager
+def _building(folder: Path):
+    """Claim ``folder`` with a BUILDING file (pid); refuse when a live process holds it."""
+    marker = folder / "BUILDING"
+    if marker.exists():
+        try:
+            pid = int(marker.read_text().split()[0])
+            os.kill(pid, 0)
+        except (ValueError, IndexError, ProcessLookupError, PermissionError):
+            pass  # a stale claim: its process is gone
+        else:
+            if pid != os.getpid():
+                raise RuntimeError(f"{folder.name} is being built by process {pid} (remove {marker} if it is not)")
+    marker.write_text(f"{os.getpid()} {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
+    try:
+        yield
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def _build_dataset(folder, name, spec, sorter, cache, scenario_name, sorter_seed, motion_correction, n_jobs, log,
+                   recording_path) -> dict[str, Any]:
     times: dict[str, float] = {}
     start = time.perf_counter()
     rec_path = folder / "recording.h5"
