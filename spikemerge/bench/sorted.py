@@ -746,6 +746,28 @@ def _write_json(path: Path, record: Mapping) -> None:
     os.replace(tmp, path)
 
 
+def pair_kinds(truth: Mapping[str, Any], overlap_max: float = 0.3, shared_min: float = 0.5) -> dict[str, Any]:
+    """True pairs by how the sorter split them, from ``truth['pairs']``.
+
+    ``duplicate``: at least ``shared_min`` of the smaller unit's spikes are the other's, lined up
+    (the same spikes detected twice, possibly offset); ``fragments``: the units fire in different
+    periods (time overlap under ``overlap_max``; drift hand-overs); ``concurrent``: both fire at
+    the same time on different spikes (amplitude or burst splits). Also the absolute lags of the
+    duplicates (ms).
+    """
+    kinds = {"duplicate": 0, "fragments": 0, "concurrent": 0}
+    lags = []
+    for facts in (truth.get("pairs") or {}).values():
+        if facts["shared"] >= shared_min:
+            kinds["duplicate"] += 1
+            lags.append(abs(facts["lag_ms"]))
+        elif facts["overlap"] < overlap_max:
+            kinds["fragments"] += 1
+        else:
+            kinds["concurrent"] += 1
+    return {**kinds, "duplicate_lags_ms": sorted(round(x, 2) for x in lags)}
+
+
 def summarise_truth(truth: Mapping[str, Any]) -> dict[str, Any]:
     """Units, pure/impure, true pairs, neurons split and into how many units."""
     split = truth["split_neurons"]
@@ -758,6 +780,7 @@ def summarise_truth(truth: Mapping[str, Any]) -> dict[str, Any]:
         "split_neurons": len(split),
         "split_sizes": {n: len(us) for n, us in split.items()},
         "undetected_neurons": len(truth.get("undetected_neurons", [])),
+        "pair_kinds": pair_kinds(truth),
     }
 
 
@@ -895,7 +918,8 @@ def write_status(cache: Path, failures: Mapping[str, str] | None = None, notes: 
     lines = ["# sorted bench: status", "",
              f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by scripts/make_sorted_bench.py.", "",
              "| dataset | ready | sorter | motion corr. | units | neurons | impure | true pairs | split neurons "
-             "(units each) | undetected | build s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "(neuron:units) | undetected | pairs: duplicate / fragments / concurrent | build s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     failed = dict(failures or {})
     for folder in sorted(p for p in cache.iterdir() if p.is_dir() and (p / "truth.json").exists()
                          or (p.is_dir() and (p / "FAILED").exists())):
@@ -910,7 +934,9 @@ def write_status(cache: Path, failures: Mapping[str, str] | None = None, notes: 
         mc = (truth.get("sorter_params") or {}).get("apply_motion_correction", "default")
         lines.append(f"| {folder.name} | {'yes' if (folder / 'READY').exists() else 'no'} | {s['sorter']} | {mc} | "
                      f"{s['units']} | {s['neurons']} | {s['impure_units']} | {s['true_pairs']} | "
-                     f"{s['split_neurons']} ({sizes}) | {s['undetected_neurons']} | {secs:.0f} |")
+                     f"{s['split_neurons']} ({sizes}) | {s['undetected_neurons']} | "
+                     f"{s['pair_kinds']['duplicate']} / {s['pair_kinds']['fragments']} / "
+                     f"{s['pair_kinds']['concurrent']} | {secs:.0f} |")
     if failed:
         lines += ["", "## failed", ""] + [f"- {name}: {why}" for name, why in failed.items()]
     if notes:

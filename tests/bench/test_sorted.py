@@ -297,3 +297,10 @@ def test_a_dataset_being_built_by_a_live_process_is_refused(tmp_path):
         other.wait()
     with sb._building(folder):  # the claim of a finished process is stale
         pass
+
+
+def test_pair_kinds_sort_true_pairs_by_how_they_were_split():
+    truth = {"pairs": {"1-2": {"overlap": 0.05, "shared": 0.0, "lag_ms": 0.0},
+                       "1-3": {"overlap": 0.95, "shared": 0.9, "lag_ms": -1.2},
+                       "4-5": {"overlap": 0.9, "shared": 0.02, "lag_ms": 0.1}}}
+    assert sb.pair_kinds(truth) == {"duplicate": 1, "fragments": 1, "concurrent": 1, "duplicate_lags_ms": [1.2]}
