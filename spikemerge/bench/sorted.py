@@ -939,9 +939,11 @@ def write_status(cache: Path, failures: Mapping[str, str] | None = None, notes: 
                      f"{s['pair_kinds']['concurrent']} | {secs:.0f} |")
     if failed:
         lines += ["", "## failed", ""] + [f"- {name}: {why}" for name, why in failed.items()]
+    path = cache / "STATUS.md"
     if notes:
         lines += ["", "## notes", ""] + [f"- {n}" for n in notes]
-    path = cache / "STATUS.md"
+    elif path.exists() and "\n## notes\n" in path.read_text():  # keep notes written by hand or an earlier call
+        lines += ["", "## notes" + path.read_text().split("\n## notes", 1)[1].rstrip("\n")]
     tmp = path.with_name(".STATUS.md.tmp")
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, path)

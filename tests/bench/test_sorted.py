@@ -304,3 +304,10 @@ def test_pair_kinds_sort_true_pairs_by_how_they_were_split():
                        "1-3": {"overlap": 0.95, "shared": 0.9, "lag_ms": -1.2},
                        "4-5": {"overlap": 0.9, "shared": 0.02, "lag_ms": 0.1}}}
     assert sb.pair_kinds(truth) == {"duplicate": 1, "fragments": 1, "concurrent": 1, "duplicate_lags_ms": [1.2]}
+
+
+def test_status_keeps_its_notes_when_rewritten(tmp_path):
+    sb.write_status(tmp_path, notes=["drift copies are 1.9 ms early"])
+    text = sb.write_status(tmp_path, {"x_sc2_s1": "boom"}).read_text()
+    assert "## notes\n\n- drift copies are 1.9 ms early" in text and "x_sc2_s1: boom" in text
+    assert text.count("## notes") == 1
