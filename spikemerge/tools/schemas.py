@@ -478,6 +478,34 @@ class TruthRecord(_Open):
     twin_pairs: list[tuple[int, int]] = []
 
 
+# ------------------------------------------------------------------ batch.csv
+
+
+class BatchRow(_Strict):
+    """One analyzer of ``spikemerge batch``: a row of ``OUT/batch.csv`` (and of ``batch --json``).
+
+    Numbers are empty in the CSV when the analyzer failed before they were known.
+    """
+
+    name: str = Field(min_length=1)
+    analyzer: str
+    status: Literal["ok", "error"]
+    reason: str = ""
+    units_before: int | None = Field(default=None, ge=0)
+    units_after: int | None = Field(default=None, ge=0)
+    merges: int | None = Field(default=None, ge=0)
+    wall_seconds: float | None = Field(default=None, ge=0)
+
+    @field_validator("units_before", "units_after", "merges", "wall_seconds", mode="before")
+    @classmethod
+    def _empty_cell(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    def cells(self) -> dict[str, Any]:
+        """The row as CSV cells: unknown numbers as empty cells."""
+        return {k: ("" if v is None else v) for k, v in self.model_dump().items()}
+
+
 # ------------------------------------------------------------------ reading and writing
 
 
