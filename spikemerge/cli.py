@@ -129,9 +129,16 @@ def cmd_batch(args: argparse.Namespace) -> int:
         vlm_max_concurrency=args.vlm_concurrency, vlm_requests_per_second=args.vlm_rate,
     )
     rows = run_batch(args.analyzers, args.out, settings, engine=args.engine, workers=args.workers,
-                     scheduler=args.scheduler, progress=not args.quiet)
+                     scheduler=args.scheduler, progress=not (args.quiet or args.json))
     failed = [r for r in rows if r["status"] != "ok"]
-    print(f"{len(rows) - len(failed)} of {len(rows)} analyzers curated; table: {Path(args.out) / 'batch.csv'}")
+    table = Path(args.out).resolve() / "batch.csv"
+    if args.json:
+        from .tools.schemas import BatchRow
+
+        print_json({"format_version": "1", "out": str(Path(args.out).resolve()), "table": str(table),
+                    "analyzers": [BatchRow.model_validate(r).model_dump(mode="json") for r in rows]})
+    else:
+        print(f"{len(rows) - len(failed)} of {len(rows)} analyzers curated; table: {table}")
     for row in failed:
         print(f"  {row['name']}: {row['reason']}", file=sys.stderr)
     return 1 if failed else 0
@@ -257,6 +264,8 @@ def _add_batch(sub, policies: list[str]) -> None:
     batch.add_argument("--apply", action="store_true", help="also write each merged analyzer")
     batch.add_argument("--no-render", action="store_true", help="skip the figures (the metrics judge does not need them)")
     batch.add_argument("--quiet", action="store_true", help="no progress bar")
+    batch.add_argument("--json", action="store_true",
+                       help="print one JSON summary (a row per analyzer) on stdout instead of the sentence")
     _common(batch)
     batch.set_defaults(func=cmd_batch)
 

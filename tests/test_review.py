@@ -402,6 +402,20 @@ def test_rejudging_after_a_collect_changes_the_verdicts_the_corrections_speak_to
             assert decision == before[units], f"group {units} changed though no correction speaks to it"
 
 
+def test_the_next_judge_group_of_the_session_learns_from_the_collected_review(review_out, tmp_path):
+    """Without examples of its own, judge_group takes the corrections the last collect saved."""
+    analyzer, out, library, _ = review_out
+    session = CurationSession.open(analyzer, out, progress=False)
+    session.find_candidates()
+    curated = tmp_path / "curated.json"
+    curated.write_text(json.dumps(_curation_without(out, drop=0)))
+    outcome = session.collect_review(curated, render=False)
+    assert session.review_examples == (outcome.good_examples, outcome.bad_examples) and outcome.bad_examples
+    judge = MetricsJudge()
+    session.judge_group(judge=judge, rejudge=True)
+    assert judge.learned, "the review's corrections reached the judge"
+
+
 # ------------------------------------------------------------------ bad input
 
 

@@ -163,21 +163,31 @@ def curate_one(item: BatchItem, out_root: str, settings: BatchSettings) -> dict[
 
 def read_table(out: Path) -> dict[str, dict[str, str]]:
     """The rows of ``out/batch.csv`` by name (empty when there is none)."""
+    from ..tools.schemas import BatchRow
+
     path = Path(out) / BATCH_FILE
     if not path.exists():
         return {}
     with open(path, newline="", encoding="utf-8") as handle:
-        return {row["name"]: row for row in csv.DictReader(handle)}
+        rows = list(csv.DictReader(handle))
+    try:
+        checked = [BatchRow.model_validate(row) for row in rows]
+    except ValueError as exc:
+        raise SpikemergeError(f"{path} is not a valid batch table ({one_line(exc, 160)}): delete it to start "
+                              "the batch afresh") from None
+    return {row.name: {k: str(v) for k, v in row.cells().items()} for row in checked}
 
 
 def write_table(out: Path, rows: Iterable[dict[str, Any]]) -> Path:
+    """Write ``out/batch.csv`` atomically, each row checked against :class:`~spikemerge.tools.schemas.BatchRow`."""
     from ..tools.outputs import write_text_atomic
+    from ..tools.schemas import BatchRow
 
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow(row)
+        writer.writerow(BatchRow.model_validate(row).cells())
     return write_text_atomic(Path(out) / BATCH_FILE, buffer.getvalue())
 
 

@@ -12,7 +12,8 @@ from typing import Any, Sequence
 import pandas as pd
 
 from ..errors import SpikemergeError
-from ..tools.outputs import claim_output_folder, write_json_atomic
+from ..tools.outputs import claim_output_folder, to_jsonable
+from ..tools.schemas import BenchRecord, write_model
 from .run import CENSOR_MS, SCENARIO_HELP, SCENARIOS, SI_PRESETS, dataset_key, run_bench, scenario_spec
 from .scoring import MATCH_SCORE, OVERMERGED_SCORE, REDUNDANT_SCORE, WELL_DETECTED_SCORE
 from .sorted import BENCH_SCENARIO_HELP, BENCH_SCENARIOS, dataset_spec
@@ -205,7 +206,7 @@ def bench_main(args: argparse.Namespace) -> int:
         f"(presets: after their shared extensions).[/]"
     )
     usage = getattr(judge, "usage_summary", None)
-    write_json_atomic(out / "bench.json", {
+    write_model(out / "bench.json", BenchRecord.model_validate({
         "judge": {"name": judge.name, "model": getattr(judge, "model", None), "policy": policy},
         "scenarios": {name: _scenario_record(name, seeds, args.quick) for name in scenarios},
         "seeds": seeds, "presets": presets, "quick": args.quick, "cache": str(cache),
@@ -214,9 +215,9 @@ def bench_main(args: argparse.Namespace) -> int:
                        "censor_ms": CENSOR_MS},
         "total_seconds": round(time.perf_counter() - start, 1),
         "judge_usage": {k: v for k, v in usage().items() if k != "records"} if callable(usage) else None,
-        "summary": summary.to_dict("records"),
-        "rows": rows,
-    })
+        "summary": to_jsonable(summary.to_dict("records")),
+        "rows": to_jsonable(rows),
+    }))
     plot_f1(summary, out / "bench_f1.png")
     console.print(f"bench.json and bench_f1.png in {out} ({time.perf_counter() - start:.0f} s)")
     return 0

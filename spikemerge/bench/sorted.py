@@ -72,11 +72,11 @@ class TemplateSpec:
     """
 
     probe: str = "Neuronexus-32"
-    n_per_model: int = 30
+    n_per_model: int = 10
     drifting: bool = True
     min_drift: float = 30.0
     max_drift: float = 60.0
-    drift_steps: int = 31
+    drift_steps: int = 16
     min_amp: float = 30.0
     seed: int = 0
 
@@ -113,6 +113,7 @@ class RecordingSpec:
     slow_drift_amplitude: float | None = None
     slow_drift_waveform: str = "triangluar"  # MEArec's spelling
     n_drifting: int | None = None
+    angle_tol: float = 15.0
     bursting: bool = False
     n_bursting: int | None = None
     exp_decay: float = 0.2
@@ -140,7 +141,7 @@ class RecordingSpec:
                    drifting=self.drifting, drift_mode_speed=self.drift_mode_speed,
                    drift_mode_probe=self.drift_mode_probe, slow_drift_velocity=self.slow_drift_velocity,
                    slow_drift_amplitude=self.slow_drift_amplitude, slow_drift_waveform=self.slow_drift_waveform,
-                   n_drifting=self.n_drifting, bursting=self.bursting, n_bursting=self.n_bursting,
+                   n_drifting=self.n_drifting, angle_tol=self.angle_tol, bursting=self.bursting, n_bursting=self.n_bursting,
                    exp_decay=self.exp_decay, n_burst_spikes=self.n_burst_spikes,
                    max_burst_duration=self.max_burst_duration, shape_mod=self.shape_mod)
         s = self.seed
@@ -150,8 +151,8 @@ class RecordingSpec:
 
 SCENARIOS: dict[str, RecordingSpec] = {
     # slow rigid drift: every neuron moves 12 µm/min along the probe, up and down (triangle wave)
-    "drift": RecordingSpec(duration_s=300.0, n_exc=12, n_inh=4, drifting=True, slow_drift_velocity=12.0,
-                           min_amp=60.0),
+    "drift": RecordingSpec(duration_s=300.0, n_exc=10, n_inh=4, drifting=True, slow_drift_velocity=12.0,
+                           min_amp=50.0, min_dist=20.0, angle_tol=45.0),
     # bursting cells: consecutive spikes within a burst lose amplitude (exp_decay) and stretch
     "burst": RecordingSpec(duration_s=240.0, n_exc=12, n_inh=4, f_exc=8.0, bursting=True, n_bursting=8,
                            exp_decay=0.25, n_burst_spikes=8, max_burst_duration=100.0, shape_mod=True,
@@ -187,8 +188,9 @@ def ensure_venv_bin_on_path() -> None:
 
 
 def _atomic_target(path: Path) -> Path:
+    """A hidden name beside ``path`` that keeps its suffix (MEArec insists on ``.h5``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
 
 
 def make_templates(spec: TemplateSpec, cache: Path, n_jobs: int = 2, log: Log | None = None) -> Path:
@@ -206,13 +208,17 @@ def make_templates(spec: TemplateSpec, cache: Path, n_jobs: int = 2, log: Log | 
 
     log(f"templates {spec.key()}: simulating {spec} (minutes)")
     start = time.perf_counter()
-    tmp_dir = path.parent / f".tmp_{spec.key()}_{os.getpid()}"
-    tempgen = mr.gen_templates(mr.get_default_cell_models_folder(), params=spec.mearec_params(), templates_tmp_folder=str(tmp_dir), parallel=n_jobs > 1,
-                               n_jobs=n_jobs, verbose=False, delete_tmp=True)
+    # one work folder for every library: MEArec reuses the intracellular simulations it holds
+    # when their parameters match (they depend on the seed, not on the probe or drift)
+    tmp_dir = path.parent / ".work"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.chdir(tmp_dir):  # MEArec writes tmp_params_path.yaml into the working directory
+        tempgen = mr.gen_templates(mr.get_default_cell_models_folder(), params=spec.mearec_params(),
+                                   templates_tmp_folder=str(tmp_dir), parallel=n_jobs > 1, n_jobs=n_jobs,
+                                   verbose=False, delete_tmp=True)
     target = _atomic_target(path)
     mr.save_template_generator(tempgen, filename=str(target))
     os.replace(target, path)
-    shutil.rmtree(tmp_dir, ignore_errors=True)
     (path.with_suffix(".json")).write_text(json.dumps({**asdict(spec), "seconds": time.perf_counter() - start},
                                                       indent=1))
     log(f"templates {spec.key()}: {len(tempgen.templates)} templates in {time.perf_counter() - start:.0f} s")
@@ -635,6 +641,33 @@ def build_dataset(name: str, spec: RecordingSpec, sorter: str, cache: Path, scen
     if (folder / "READY").exists():
         return summarise_truth(load_truth(folder))
     folder.mkdir(parents=True, exist_ok=True)
+    with _building(folder):
+        return _build_dataset(folder, name, spec, sorter, cache, scenario_name, sorter_seed, motion_correction,
+                              n_jobs, log, recording_path)
+
+
+@contextlib.contextmanager
+def _building(folder: Path):
+    """Claim ``folder`` with a BUILDING file (pid); refuse when a live process holds it."""
+    marker = folder / "BUILDING"
+    if marker.exists():
+        try:
+            pid = int(marker.read_text().split()[0])
+            os.kill(pid, 0)
+        except (ValueError, IndexError, ProcessLookupError, PermissionError):
+            pass  # a stale claim: its process is gone
+        else:
+            if pid != os.getpid():
+                raise RuntimeError(f"{folder.name} is being built by process {pid} (remove {marker} if it is not)")
+    marker.write_text(f"{os.getpid()} {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
+    try:
+        yield
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def _build_dataset(folder, name, spec, sorter, cache, scenario_name, sorter_seed, motion_correction, n_jobs, log,
+                   recording_path) -> dict[str, Any]:
     times: dict[str, float] = {}
     start = time.perf_counter()
     rec_path = folder / "recording.h5"
@@ -713,6 +746,28 @@ def _write_json(path: Path, record: Mapping) -> None:
     os.replace(tmp, path)
 
 
+def pair_kinds(truth: Mapping[str, Any], overlap_max: float = 0.3, shared_min: float = 0.5) -> dict[str, Any]:
+    """True pairs by how the sorter split them, from ``truth['pairs']``.
+
+    ``duplicate``: at least ``shared_min`` of the smaller unit's spikes are the other's, lined up
+    (the same spikes detected twice, possibly offset); ``fragments``: the units fire in different
+    periods (time overlap under ``overlap_max``; drift hand-overs); ``concurrent``: both fire at
+    the same time on different spikes (amplitude or burst splits). Also the absolute lags of the
+    duplicates (ms).
+    """
+    kinds = {"duplicate": 0, "fragments": 0, "concurrent": 0}
+    lags = []
+    for facts in (truth.get("pairs") or {}).values():
+        if facts["shared"] >= shared_min:
+            kinds["duplicate"] += 1
+            lags.append(abs(facts["lag_ms"]))
+        elif facts["overlap"] < overlap_max:
+            kinds["fragments"] += 1
+        else:
+            kinds["concurrent"] += 1
+    return {**kinds, "duplicate_lags_ms": sorted(round(x, 2) for x in lags)}
+
+
 def summarise_truth(truth: Mapping[str, Any]) -> dict[str, Any]:
     """Units, pure/impure, true pairs, neurons split and into how many units."""
     split = truth["split_neurons"]
@@ -725,6 +780,7 @@ def summarise_truth(truth: Mapping[str, Any]) -> dict[str, Any]:
         "split_neurons": len(split),
         "split_sizes": {n: len(us) for n, us in split.items()},
         "undetected_neurons": len(truth.get("undetected_neurons", [])),
+        "pair_kinds": pair_kinds(truth),
     }
 
 
@@ -862,7 +918,8 @@ def write_status(cache: Path, failures: Mapping[str, str] | None = None, notes: 
     lines = ["# sorted bench: status", "",
              f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by scripts/make_sorted_bench.py.", "",
              "| dataset | ready | sorter | motion corr. | units | neurons | impure | true pairs | split neurons "
-             "(units each) | undetected | build s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "(neuron:units) | undetected | pairs: duplicate / fragments / concurrent | build s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     failed = dict(failures or {})
     for folder in sorted(p for p in cache.iterdir() if p.is_dir() and (p / "truth.json").exists()
                          or (p.is_dir() and (p / "FAILED").exists())):
@@ -877,12 +934,16 @@ def write_status(cache: Path, failures: Mapping[str, str] | None = None, notes: 
         mc = (truth.get("sorter_params") or {}).get("apply_motion_correction", "default")
         lines.append(f"| {folder.name} | {'yes' if (folder / 'READY').exists() else 'no'} | {s['sorter']} | {mc} | "
                      f"{s['units']} | {s['neurons']} | {s['impure_units']} | {s['true_pairs']} | "
-                     f"{s['split_neurons']} ({sizes}) | {s['undetected_neurons']} | {secs:.0f} |")
+                     f"{s['split_neurons']} ({sizes}) | {s['undetected_neurons']} | "
+                     f"{s['pair_kinds']['duplicate']} / {s['pair_kinds']['fragments']} / "
+                     f"{s['pair_kinds']['concurrent']} | {secs:.0f} |")
     if failed:
         lines += ["", "## failed", ""] + [f"- {name}: {why}" for name, why in failed.items()]
+    path = cache / "STATUS.md"
     if notes:
         lines += ["", "## notes", ""] + [f"- {n}" for n in notes]
-    path = cache / "STATUS.md"
+    elif path.exists() and "\n## notes\n" in path.read_text():  # keep notes written by hand or an earlier call
+        lines += ["", "## notes" + path.read_text().split("\n## notes", 1)[1].rstrip("\n")]
     tmp = path.with_name(".STATUS.md.tmp")
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, path)

@@ -351,13 +351,13 @@ class ApplyEntry(_Open):
     written before the field existed recorded only finished applies, hence the default.
     """
 
-    time: str
+    time: str | None = None
     analyzer_folder: str | None = None
     curation: str = "curation.json"
     previous_curation: str | None = None
-    merges: int = Field(ge=0)
-    units_before: int = Field(ge=0)
-    units_after: int = Field(ge=0)
+    merges: int = Field(default=0, ge=0)
+    units_before: int | None = Field(default=None, ge=0)
+    units_after: int | None = Field(default=None, ge=0)
     curation_sha256: str | None = None
     status: Literal["pending", "complete"] = "complete"
 
@@ -478,6 +478,54 @@ class TruthRecord(_Open):
     twin_pairs: list[tuple[int, int]] = []
 
 
+# ------------------------------------------------------------------ bench.json
+
+
+class BenchRecord(_Open):
+    """``bench.json`` of ``spikemerge bench``: the judge, the scenarios and seeds, a summary row per
+    (scenario, method) and every raw row. Summary and rows keep whatever columns the bench adds."""
+
+    judge: dict[str, Any]
+    scenarios: dict[str, Any]
+    seeds: list[int]
+    presets: list[str]
+    quick: bool
+    cache: str
+    thresholds: dict[str, float | None]
+    total_seconds: float = Field(ge=0)
+    judge_usage: dict[str, Any] | None = None
+    summary: list[dict[str, Any]]
+    rows: list[dict[str, Any]]
+
+
+# ------------------------------------------------------------------ batch.csv
+
+
+class BatchRow(_Strict):
+    """One analyzer of ``spikemerge batch``: a row of ``OUT/batch.csv`` (and of ``batch --json``).
+
+    Numbers are empty in the CSV when the analyzer failed before they were known.
+    """
+
+    name: str = Field(min_length=1)
+    analyzer: str
+    status: Literal["ok", "error"]
+    reason: str = ""
+    units_before: int | None = Field(default=None, ge=0)
+    units_after: int | None = Field(default=None, ge=0)
+    merges: int | None = Field(default=None, ge=0)
+    wall_seconds: float | None = Field(default=None, ge=0)
+
+    @field_validator("units_before", "units_after", "merges", "wall_seconds", mode="before")
+    @classmethod
+    def _empty_cell(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    def cells(self) -> dict[str, Any]:
+        """The row as CSV cells: unknown numbers as empty cells."""
+        return {k: ("" if v is None else v) for k, v in self.model_dump().items()}
+
+
 # ------------------------------------------------------------------ reading and writing
 
 
@@ -552,6 +600,12 @@ def read_manifest(path: Path) -> UndoManifest:
     """The undo manifest; an absent one is an empty history."""
     path = Path(path)
     return read_model(path, UndoManifest) if path.exists() else UndoManifest()
+
+
+def read_bench(path: Path) -> BenchRecord:
+    """``bench.json`` (a folder is read as its ``bench.json``)."""
+    path = Path(path)
+    return read_model(path / "bench.json" if path.is_dir() else path, BenchRecord)
 
 
 def read_review(path: Path) -> ReviewRecord:

@@ -151,6 +151,8 @@ class CurationSession:
         self._evidence: dict[tuple, dict] = {}
         self._render_stats: dict[str, int] = {}
         self.calibration: dict[str, Any] | None = None
+        self.review_examples: tuple[list[str], list[str]] = ([], [])
+        """(good, bad) example names the last collected review saved; the next judge_group learns from them."""
 
     # ------------------------------------------------------------ opening
 
@@ -328,10 +330,14 @@ class CurationSession:
         """Judge groups (default: all not yet judged). Example groups are shown, never judged.
 
         Examples are group ids of this session, names of saved examples (see ``save_example``)
-        or ``Example`` objects. Verdicts are appended to ``out/verdicts.jsonl`` as they arrive; a group whose evidence,
+        or ``Example`` objects. Without any, the corrections of the last collected review
+        (:meth:`collect_review`) are the examples, so a review is learnt from on the next call.
+        Verdicts are appended to ``out/verdicts.jsonl`` as they arrive; a group whose evidence,
         figures, examples, policy and judge are unchanged reuses its journalled verdict.
         """
         judge = judge or self.judge_used or MetricsJudge()
+        if not good_examples and not bad_examples:
+            good_examples, bad_examples = self.review_examples
         policy = get_policy(policy or self.policy).name
         self.policy = policy
         examples = [self._example(x, "good") for x in good_examples] + [self._example(x, "bad") for x in bad_examples]
@@ -576,9 +582,11 @@ class CurationSession:
 
         Writes ``out/review.json`` and the final ``out/curation.json``, and saves each rejected
         proposal as a bad example and each added merge as a good one in the example library
-        (``library``, default ``$SPIKEMERGE_EXAMPLES``). Pass the returned outcome's
-        ``good_examples`` / ``bad_examples`` to the next ``judge_group``. Returns a ``ReviewOutcome``.
+        (``library``, default ``$SPIKEMERGE_EXAMPLES``). The next ``judge_group`` of this session
+        learns from them unless it is given examples of its own. Returns a ``ReviewOutcome``.
         """
         from ..review.collect import collect
 
-        return collect(self, file=file, library=library, render=render)
+        outcome = collect(self, file=file, library=library, render=render)
+        self.review_examples = (list(outcome.good_examples), list(outcome.bad_examples))
+        return outcome

@@ -81,3 +81,16 @@ def test_local_engine_resumes_skipping_finished_and_retrying_failed(two_analyzer
     assert (out / "analyzer" / "run.json").stat().st_mtime_ns == stamp  # finished one skipped
     assert float(second[0]["wall_seconds"]) == float(first[0]["wall_seconds"])
     assert (out / "broken" / "run.json").exists()
+
+
+def test_batch_json_prints_one_validated_row_per_analyzer(two_analyzers, tmp_path, capsys):
+    out = tmp_path / "batch_json"
+    missing = tmp_path / "sorts" / "nowhere"
+    code = main(["batch", str(two_analyzers[0]), str(missing), "--out", str(out), "--no-render", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 1  # one analyzer failed: a runtime error, and the other one is still curated
+    assert summary["table"] == str((out / "batch.csv").resolve())
+    rows = {r["name"]: r for r in summary["analyzers"]}
+    assert rows["analyzer"]["status"] == "ok" and isinstance(rows["analyzer"]["units_before"], int)
+    assert rows["nowhere"]["status"] == "error" and rows["nowhere"]["reason"] and rows["nowhere"]["merges"] is None
+    assert set(_rows(out)) == {"analyzer", "nowhere"}

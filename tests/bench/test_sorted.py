@@ -274,3 +274,40 @@ def test_pair_facts_tell_fragments_from_duplicates(neurons):
     assert duplicate["overlap"] > 0.9 and duplicate["shared"] > 0.95 and duplicate["lag_ms"] == 1.0
     facts = sb.unit_facts(n0, FS)
     assert facts["n_spikes"] == len(n0) and facts["first_s"] <= facts["median_s"] <= facts["last_s"]
+
+
+def test_a_dataset_being_built_by_a_live_process_is_refused(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "drift_sc2_s1"
+    folder.mkdir()
+    with sb._building(folder):
+        assert (folder / "BUILDING").read_text().split()[0] == str(os.getpid())
+    assert not (folder / "BUILDING").exists()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (folder / "BUILDING").write_text(f"{other.pid} now\n")
+        with pytest.raises(RuntimeError, match="being built"):
+            with sb._building(folder):
+                pass
+    finally:
+        other.kill()
+        other.wait()
+    with sb._building(folder):  # the claim of a finished process is stale
+        pass
+
+
+def test_pair_kinds_sort_true_pairs_by_how_they_were_split():
+    truth = {"pairs": {"1-2": {"overlap": 0.05, "shared": 0.0, "lag_ms": 0.0},
+                       "1-3": {"overlap": 0.95, "shared": 0.9, "lag_ms": -1.2},
+                       "4-5": {"overlap": 0.9, "shared": 0.02, "lag_ms": 0.1}}}
+    assert sb.pair_kinds(truth) == {"duplicate": 1, "fragments": 1, "concurrent": 1, "duplicate_lags_ms": [1.2]}
+
+
+def test_status_keeps_its_notes_when_rewritten(tmp_path):
+    sb.write_status(tmp_path, notes=["drift copies are 1.9 ms early"])
+    text = sb.write_status(tmp_path, {"x_sc2_s1": "boom"}).read_text()
+    assert "## notes\n\n- drift copies are 1.9 ms early" in text and "x_sc2_s1: boom" in text
+    assert text.count("## notes") == 1

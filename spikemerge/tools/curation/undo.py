@@ -21,6 +21,7 @@ from typing import Any
 
 from ...errors import SpikemergeError, one_line
 from ..outputs import write_json_atomic
+from ..schemas import UndoManifest
 from .format import CURATION_FILE
 
 MANIFEST_FILE = ".spikemerge-merges.json"
@@ -52,10 +53,12 @@ def _read_manifest(out_dir: Path) -> dict[str, Any]:
         raise SpikemergeError(
             f"{path} is unreadable ({one_line(exc)}): delete it to start a new undo history"
         ) from exc
-    if not isinstance(data, dict) or not isinstance(data.get("applies", []), list):
-        raise SpikemergeError(f"{path} is not a spikemerge manifest: delete it to start a new undo history")
-    data.setdefault("applies", [])
-    return data
+    try:  # validated as the schema says, handed on as plain data (unknown keys kept)
+        return UndoManifest.model_validate(data).model_dump(mode="json")
+    except ValueError as exc:
+        raise SpikemergeError(
+            f"{path} is not a spikemerge manifest ({one_line(exc, 160)}): delete it to start a new undo history"
+        ) from None
 
 
 def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:

@@ -53,19 +53,21 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
               chains: Sequence[Sequence[Any]] = (), block_thin: bool = False) -> list[list[Any]]:
     """The parts of a group to merge (each at least two units, disjoint).
 
-    Proposed drift chains are taken first (see ``_chain_parts``); the remaining units are
-    joined by complete linkage: two parts join only when every pair across them clears
-    ``threshold`` (and is neither thin under ``block_thin`` nor vetoed), strongest first.
+    Proposed drift chains are taken first (see ``_chain_parts``); then the chain parts and the
+    remaining units are joined by complete linkage: two parts join only when every pair across
+    them clears ``threshold`` (and is neither thin under ``block_thin`` nor vetoed), strongest
+    first. A chain part is a cluster like any other: a unit (or another part) joins it only on
+    the evidence of every pair it forms with the chain's units, so no pair is merged unjudged.
     """
     cut = logit(threshold)
-    parts: list[list[Any]] = []
+    clusters: list[list[Any]] = []
     taken: set = set()
     for chain in chains:
         members = [u for u in chain if u in unit_ids and u not in taken]
         for part in _chain_parts(members, scores, cut, block_thin):
-            parts.append(part)
+            clusters.append(list(part))
             taken.update(part)
-    clusters = [[u] for u in unit_ids if u not in taken]
+    clusters += [[u] for u in unit_ids if u not in taken]
     while True:
         best, best_pair = None, None
         for i, j in combinations(range(len(clusters)), 2):
@@ -79,8 +81,7 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
             break
         i, j = best_pair
         clusters[i] = clusters[i] + clusters.pop(j)
-    parts.extend(c for c in clusters if len(c) >= 2)
-    return parts
+    return [c for c in clusters if len(c) >= 2]
 
 
 def merge_subset(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], threshold: float) -> list[Any]:
@@ -113,7 +114,9 @@ class MetricsJudge:
         """What the last ``judge_many`` learned from its examples (weights, counts), for the record."""
 
     def fingerprint(self) -> str:
-        source = json.dumps({"judge": "metrics-v2", "params": self.params.fingerprint(),
+        """Changes with the parameters, the weights, and the decision rule's version (bump it when
+        the code decides differently on the same numbers, so journalled verdicts are not reused)."""
+        source = json.dumps({"judge": "metrics-v3", "params": self.params.fingerprint(),
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 

@@ -142,6 +142,18 @@ def test_partition_never_chains_unjudged_links():
     assert partition(["a", "b", "c"], vetoed, 0.5, chains=[["a", "b", "c"]]) == [["a", "b"]]
 
 
+def test_a_chain_part_is_joined_by_units_only_on_every_pair_with_it():
+    """A drift chain (a-b) and a duplicate pair (c-d) of the same neuron: every pair across clears
+    the threshold, so they are one part; a unit with one failing pair across stays out."""
+    ids = ["a", "b", "c", "d", "e"]
+    scores = {frozenset(p): _score(p[0], p[1], 3.0) for p in ("ac", "ad", "bc", "bd", "cd")}
+    scores[frozenset("ab")] = _score("a", "b", 2.0, handover=True)
+    for other in "abcd":
+        scores[frozenset(other + "e")] = _score(other, "e", 3.0 if other != "b" else -4.0)
+    parts = partition(ids, scores, 0.5, chains=[["a", "b"]])
+    assert [sorted(p) for p in parts] == [["a", "b", "c", "d"]]
+
+
 def test_every_parameter_is_in_the_fingerprint():
     assert MetricsJudge().fingerprint() == MetricsJudge().fingerprint()
     assert MetricsJudge(JudgeParams(min_expected_coincidences=4.0)).fingerprint() != MetricsJudge().fingerprint()
