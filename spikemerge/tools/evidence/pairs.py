@@ -31,10 +31,6 @@ __all__ = ["EvidenceContext", "UnitArrays", "correlogram", "group_evidence", "pa
            "time_differences"]
 
 
-def _unit_key(unit_id: Any) -> UnitId:
-    return unit_id.item() if hasattr(unit_id, "item") else unit_id
-
-
 class EvidenceContext(AnalyzerView):
     """Per-unit arrays extracted once from an analyzer, shared by every pair computation.
 

@@ -23,7 +23,7 @@ from .learning import LocalCorrection, fit_local_correction
 from .params import DEFAULT_JUDGE_PARAMS, JudgeParams
 from .terms import PairScore, logit, score_pair
 
-__all__ = ["MetricsJudge", "PairScore", "merge_subset", "partition", "score_pair"]
+__all__ = ["MetricsJudge", "PairScore", "partition", "score_pair"]
 
 
 def _usable(score: PairScore, cut: float, block_thin: bool) -> bool:
@@ -82,12 +82,6 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
         i, j = best_pair
         clusters[i] = clusters[i] + clusters.pop(j)
     return [c for c in clusters if len(c) >= 2]
-
-
-def merge_subset(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], threshold: float) -> list[Any]:
-    """The largest part of :func:`partition` without chains (kept for callers that want one merge)."""
-    parts = sorted(partition(unit_ids, scores, threshold), key=len, reverse=True)
-    return parts[0] if parts else []
 
 
 class MetricsJudge:
