@@ -45,17 +45,22 @@ def _check_fraction(value: float | None, flag: str) -> None:
         raise UsageError(f"{flag} must be in (0, 1], not {value}: 0.9 means templates 90 % alike")
 
 
-def check_run_args(args: argparse.Namespace) -> None:
-    """Every check ``run`` can make before it writes anything; raises :class:`UsageError`."""
+def _check_curation_args(args: argparse.Namespace) -> None:
+    """The checks ``run`` and ``batch`` share: the gate, the preset, figures for a vision judge."""
     from .tools.candidates import SI_PRESETS
 
     _check_fraction(args.min_similarity, "--min-similarity")
     if args.preset not in (None, "", "none") and args.preset not in SI_PRESETS:
         raise UsageError(f"unknown --preset {args.preset!r}: use one of {', '.join(SI_PRESETS)} or none")
-    if args.jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, not {args.jobs}")
     if args.no_render and str(args.judge).strip().lower() not in ("", "metrics"):
         raise UsageError("--no-render works only with the metrics judge: a vision model judges the figures")
+
+
+def check_run_args(args: argparse.Namespace) -> None:
+    """Every check ``run`` can make before it writes anything; raises :class:`UsageError`."""
+    _check_curation_args(args)
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, not {args.jobs}")
     analyzer, out = Path(args.analyzer).expanduser(), Path(args.out).expanduser()
     if not analyzer.exists():
         raise UsageError(f"no such folder {analyzer}: give the path of a SortingAnalyzer folder")
@@ -120,8 +125,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
+def check_batch_args(args: argparse.Namespace) -> None:
+    """What ``batch`` can check before curating anything; raises :class:`UsageError` (exit 2)."""
+    _check_curation_args(args)
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, not {args.workers}")
+
+
 def cmd_batch(args: argparse.Namespace) -> int:
     from .bench.batch import BatchSettings, run_batch
+
+    check_batch_args(args)
 
     settings = BatchSettings(
         judge=args.judge, policy=args.policy, min_similarity=args.min_similarity, preset=args.preset,

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from .progress import ProgressJudge
-from .tools.schemas import RunSummary
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +90,8 @@ def run_summary(session, result) -> dict[str, Any]:
     outputs = {name: str(out / name) for name in ("decisions.csv", "curation.json", "report.html", "run.json",
                                                   "verdicts.jsonl") if (out / name).exists()}
     written = result is not None and result.analyzer_folder is not None
+    from .tools.schemas import RunSummary  # SpikeInterface's curation model: not for --help's sake
+
     summary = RunSummary(
         analyzer=session.info.path,
         out=str(out),

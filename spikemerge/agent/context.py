@@ -20,7 +20,7 @@ from ..errors import SpikemergeError
 from ..policies import get_policy
 from ..tools.candidates import CandidateGroup, CandidateSearch
 from ..tools.judges.base import Judge, Verdict
-from ..tools.outputs import read_jsonl
+from ..tools.schemas import read_journal
 from ..tools.session import JOURNAL, CurationSession
 
 DEFAULT_OUT = "curation_out"
@@ -139,7 +139,7 @@ def journal_verdicts(out: Path, compact: list[Mapping[str, Any]]) -> dict[int, V
     latest journal record with the same units, decision, policy and judge is the one; a
     compact verdict with no such record is kept as it is.
     """
-    records = [r.get("verdict") or {} for r in read_jsonl(Path(out) / JOURNAL)]
+    records = [line.verdict.model_dump() for line in read_journal(Path(out) / JOURNAL)]  # validated lines only
     full: dict[int, Verdict] = {}
     for v in compact:
         units = [str(u) for u in v.get("unit_ids", [])]

@@ -19,7 +19,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import pandas as pd
 from spikeinterface.core import SortingAnalyzer
 
 from .. import __version__
@@ -32,10 +31,11 @@ from .evidence.pairs import EvidenceContext, group_evidence
 from .examples import load_example, save_example
 from .judges.base import Judge
 from .judges.metrics import MetricsJudge
+from .judges.params import DEFAULT_JUDGE_PARAMS
 from .outputs import append_jsonl, claim_output_folder, to_jsonable
 from .judges.base import Example, JudgeRequest, Verdict
 from .schemas import (
-    DECISION_COLUMNS, REPORT_KINDS, DecisionRow, Provenance, RunRecord, read_journal, write_decisions, write_model,
+    DecisionRow, Provenance, RunRecord, read_journal, write_decisions, write_model,
 )
 
 log = logging.getLogger(__name__)
@@ -406,7 +406,7 @@ class CurationSession:
                 members = set(v.merge_unit_ids)
                 pairs = self.evidence(v.group_id)["pairs"]
                 duplicates[v.group_id] = any(
-                    p["duplicate_fraction"] >= 0.3 for p in pairs if {p["unit_a"], p["unit_b"]} <= members
+                    p["duplicate_fraction"] >= DEFAULT_JUDGE_PARAMS.duplicate_fraction for p in pairs if {p["unit_a"], p["unit_b"]} <= members
                 )
         return merges_tool.plan_merges(verdicts, self.info.unit_ids, duplicates)
 
@@ -454,11 +454,6 @@ class CurationSession:
             "thresholds_tried": self.search.levels if self.search else [],
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         })).model_dump(mode="json", exclude={"groups", "skipped", "apply"})
-
-    def decisions_table(self) -> pd.DataFrame:
-        """One validated :class:`~spikemerge.tools.schemas.DecisionRow` per judged group."""
-        rows = [DecisionRow.from_verdict(self.verdicts[g]).model_dump() for g in sorted(self.verdicts)]
-        return pd.DataFrame(rows, columns=DECISION_COLUMNS)
 
     def run_record(self) -> dict[str, Any]:
         """``run.json`` as a dict, validated against :class:`~spikemerge.tools.schemas.RunRecord`."""

@@ -94,3 +94,11 @@ def test_batch_json_prints_one_validated_row_per_analyzer(two_analyzers, tmp_pat
     assert rows["analyzer"]["status"] == "ok" and isinstance(rows["analyzer"]["units_before"], int)
     assert rows["nowhere"]["status"] == "error" and rows["nowhere"]["reason"] and rows["nowhere"]["merges"] is None
     assert set(_rows(out)) == {"analyzer", "nowhere"}
+
+
+def test_bad_batch_arguments_are_usage_errors_before_any_curation(two_analyzers, tmp_path, capsys):
+    out = tmp_path / "batch_bad"
+    assert main(["batch", str(two_analyzers[0]), "--out", str(out), "--min-similarity", "1.5"]) == 2
+    assert main(["batch", str(two_analyzers[0]), "--out", str(out), "--preset", "foo"]) == 2
+    assert "--min-similarity must be in (0, 1]" in capsys.readouterr().err
+    assert not out.exists()

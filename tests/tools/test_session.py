@@ -7,7 +7,8 @@ from spikeinterface.curation import apply_curation, load_curation
 from spikemerge.errors import SpikemergeError
 from spikemerge.tools.judges import MetricsJudge
 from spikemerge.tools.curation import ApplyResult, MergePlan
-from spikemerge.tools.session import DECISION_COLUMNS, CurationSession
+from spikemerge.tools.schemas import DECISION_COLUMNS
+from spikemerge.tools.session import CurationSession
 from tests.helpers import folder_digest
 
 

@@ -29,7 +29,7 @@ from ..judges.base import UnitId
 from .format import CURATION_FILE, build_curation, write_curation
 from .plan import MergePlan, _fmt, _id_lookup, _native, new_unit_ids_for
 from .waveforms import carry_waveforms
-from .undo import COMPLETE, MANIFEST_FILE, PENDING, UNDO_FOLDER, _read_manifest, _remove_if_empty, _sha256, write_manifest
+from .undo import COMPLETE, MANIFEST_FILE, PENDING, UNDO_FOLDER, _read_manifest, _remove_if_empty, write_manifest
 
 NEW_ID_STRATEGY = "append"
 SPARSITY_OVERLAP = 0.75

@@ -10,7 +10,6 @@ the template lag, not on zero: an offset duplicate must not read as refractory v
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from scipy.stats import binom, poisson
@@ -197,9 +196,3 @@ def contamination_evidence(times_a: np.ndarray, times_b: np.ndarray, duration_s:
         "refractory_violations_b": refractory_violation_rate(times_b, params),
         "refractory_violations_merged": refractory_violation_rate(merged, params),
     }
-
-
-def poisson_log_ratio(observed: float, expected_one: float, expected_two: float) -> float:
-    """log P(observed | Poisson(expected_one)) − log P(observed | Poisson(expected_two))."""
-    e1, e2 = max(expected_one, 1e-9), max(expected_two, 1e-9)
-    return float(observed * math.log(e1 / e2) - e1 + e2)

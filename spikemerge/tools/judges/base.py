@@ -117,11 +117,6 @@ class Verdict:
         )
 
 
-def group_key_units(unit_ids: Sequence[UnitId]) -> str:
-    """Unit ids as the short text used in tables and CSV cells: ``"3 7 12"``."""
-    return " ".join(str(u) for u in unit_ids)
-
-
 VerdictCallback = Callable[[Verdict], None]
 
 
