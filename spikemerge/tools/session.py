@@ -28,6 +28,7 @@ from . import curation as merges_tool
 from .analyzer.load import REQUIRED_EXTENSIONS, AnalyzerInfo, describe, open_analyzer, prepare_analyzer
 from .candidates import CandidateGroup, CandidateSearch, find_candidates
 from .evidence.pairs import EvidenceContext, group_evidence
+from .evidence.params import DEFAULT_EVIDENCE_PARAMS
 from .examples import load_example, save_example
 from .judges.base import Judge
 from .judges.metrics import MetricsJudge
@@ -400,15 +401,20 @@ class CurationSession:
         if group_ids is not None and unjudged:
             raise SpikemergeError(f"group(s) {unjudged} are not judged yet: run judge_group first")
         verdicts = [self.verdicts[g] for g in ids if g in self.verdicts]
-        duplicates = {}
+        duplicates, lags = {}, {}
+        judge_params = DEFAULT_JUDGE_PARAMS
         for v in verdicts:
             if v.decision == "merge":
                 members = set(v.merge_unit_ids)
                 pairs = self.evidence(v.group_id)["pairs"]
                 duplicates[v.group_id] = any(
-                    p["duplicate_fraction"] >= DEFAULT_JUDGE_PARAMS.duplicate_fraction for p in pairs if {p["unit_a"], p["unit_b"]} <= members
+                    p["duplicate_fraction"] >= judge_params.duplicate_fraction for p in pairs if {p["unit_a"], p["unit_b"]} <= members
                 )
-        return merges_tool.plan_merges(verdicts, self.info.unit_ids, duplicates)
+                for part in v.merge_groups:  # the same spikes twice, at the measured lag: the merge keeps one copy
+                    lags.update(merges_tool.duplicate_lags(pairs, set(part), judge_params.duplicate_fraction,
+                                                           judge_params.duplicate_excess))
+        return merges_tool.plan_merges(verdicts, self.info.unit_ids, duplicates, duplicate_lags_ms=lags,
+                                       jitter_ms=DEFAULT_EVIDENCE_PARAMS.duplicate_ms)
 
     def apply_merges(
         self, group_ids: Sequence[int] | None = None, confirm: bool = False, write_analyzer: bool = True

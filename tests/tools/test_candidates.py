@@ -38,6 +38,7 @@ def test_relax_walks_down_the_ladder_and_reports_every_level(ctx, monkeypatch):
     monkeypatch.setattr(candidates_module, "similarity_pairs", only_below_070)
     monkeypatch.setattr(candidates_module, "handover_links", lambda *a, **k: [])
     monkeypatch.setattr(candidates_module, "duplicate_pairs", lambda *a, **k: [])
+    monkeypatch.setattr(candidates_module, "refractory_pairs", lambda *a, **k: [])
     search = find_candidates(ctx, min_similarity=0.9, relax=True)
     assert [lv["min_similarity"] for lv in search.levels] == [0.9, 0.85, 0.8, 0.75, 0.7]
     assert search.min_similarity == pytest.approx(0.7)
@@ -49,6 +50,7 @@ def test_relax_stops_at_the_floor(ctx, monkeypatch):
     monkeypatch.setattr(candidates_module, "similarity_pairs", lambda *a, **k: [])
     monkeypatch.setattr(candidates_module, "handover_links", lambda *a, **k: [])
     monkeypatch.setattr(candidates_module, "duplicate_pairs", lambda *a, **k: [])
+    monkeypatch.setattr(candidates_module, "refractory_pairs", lambda *a, **k: [])
     search = find_candidates(ctx, min_similarity=0.6, relax=True, floor=0.5)
     assert [lv["min_similarity"] for lv in search.levels] == [0.6, 0.55, 0.5]
     assert search.groups == []
@@ -58,6 +60,7 @@ def test_without_relax_one_level_only(ctx, monkeypatch):
     monkeypatch.setattr(candidates_module, "similarity_pairs", lambda *a, **k: [])
     monkeypatch.setattr(candidates_module, "handover_links", lambda *a, **k: [])
     monkeypatch.setattr(candidates_module, "duplicate_pairs", lambda *a, **k: [])
+    monkeypatch.setattr(candidates_module, "refractory_pairs", lambda *a, **k: [])
     search = find_candidates(ctx, min_similarity=0.9, relax=False)
     assert len(search.levels) == 1 and search.groups == []
 
@@ -171,3 +174,25 @@ def test_a_duplicate_misaligned_beyond_the_template_window_is_still_a_candidate(
     found = candidates_module.duplicate_pairs(ctx)
     assert [(p["unit_a"], p["unit_b"]) for p in found] == [(1, 2)]
     assert found[0]["duplicate_lag_ms"] == pytest.approx(1.9, abs=0.1)
+
+
+def test_a_powered_refractory_dip_links_a_bursting_cells_slices_whose_templates_differ():
+    import numpy as np
+
+    from tests.tools.evidence.spikes import neuron_train, unit_arrays
+
+    rng = np.random.default_rng(9)
+    times = neuron_train(rng, rate_hz=12)
+    late = rng.random(times.size) < 0.4  # the later, smaller and wider spikes of a burst
+    scales = np.where(late, 0.45, 1.0) * rng.normal(1.0, 0.05, times.size)
+    other = neuron_train(rng, rate_hz=12)
+    units = {1: unit_arrays(rng, times[~late], scales[~late]),
+             2: unit_arrays(rng, times[late], scales[late], width=1.8, centre=4.8),
+             3: unit_arrays(rng, other, rng.normal(1.0, 0.05, other.size), centre=3.3)}
+    ctx = _ArraysContext(units)
+    assert all(p["unit_b"] != 2 for p in candidates_module.similarity_pairs(ctx, 0.9))  # shapes too different
+    found = candidates_module.refractory_pairs(ctx)
+    assert [(p["unit_a"], p["unit_b"]) for p in found] == [(1, 2)]
+    assert found[0]["ccg_refractory_count"] == 0 and found[0]["ccg_expected_refractory"] > 10
+    groups = find_candidates(ctx, min_similarity=0.9, relax=False).groups
+    assert any({1, 2} <= set(g.unit_ids) for g in groups)

@@ -26,7 +26,12 @@ Censoring
     duplicates. Two spikes of one neuron are never 0.3 ms apart (the refractory period is about
     1-2 ms), so within a correct merge any such pair is the same event counted twice: removing
     the second copy is what a duplicate needs and removes nothing from a clean split. Censoring
-    everything also keeps the result independent of whether the duplicate detector fired.
+    everything also keeps the result independent of whether the duplicate detector fired. A
+    duplicate offset by a lag (real sorters misalign a duplicate's template by up to ~2 ms)
+    leaves its two copies ``|lag|`` apart, so the plan gives such a group a window reaching its
+    measured lag (:func:`plan.censor_window`, ``MergePlan.censor_ms``) and the merge uses the
+    plan's widest window: SpikeInterface censors a merge, and replays a curation file, with a
+    single ``censor_ms``. A window under ~2.5 ms removes only refractory violations.
 Sparsity overlap
     SpikeInterface's soft merge refuses groups whose sparsity masks overlap less than
     ``sparsity_overlap`` (0.75, intersection over union). Such a group is still merged soft when
@@ -57,11 +62,11 @@ from __future__ import annotations
 
 from .apply import MODE_HARD, MODE_SOFT, MODE_SOFT_IGNORED, SPARSITY_OVERLAP, ApplyResult, apply_merges
 from .format import CURATION_FILE, build_curation, write_curation
-from .plan import MergePlan, new_unit_ids_for, plan_merges
+from .plan import CENSOR_MS, MergePlan, censor_window, duplicate_lags, new_unit_ids_for, plan_merges
 from .undo import MANIFEST_FILE, UNDO_FOLDER, undo_last_apply
 
 __all__ = [
-    "ApplyResult", "CURATION_FILE", "MANIFEST_FILE", "MODE_HARD", "MODE_SOFT", "MODE_SOFT_IGNORED",
-    "MergePlan", "SPARSITY_OVERLAP", "UNDO_FOLDER", "apply_merges", "build_curation", "new_unit_ids_for",
-    "plan_merges", "undo_last_apply", "write_curation",
+    "ApplyResult", "CENSOR_MS", "CURATION_FILE", "MANIFEST_FILE", "MODE_HARD", "MODE_SOFT", "MODE_SOFT_IGNORED",
+    "MergePlan", "SPARSITY_OVERLAP", "UNDO_FOLDER", "apply_merges", "build_curation", "censor_window",
+    "duplicate_lags", "new_unit_ids_for", "plan_merges", "undo_last_apply", "write_curation",
 ]

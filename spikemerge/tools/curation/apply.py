@@ -255,8 +255,9 @@ def apply_merges(
         Name of the merged analyzer's folder.
     censor_ms : float or None, default: 0.3
         Spikes of a merged unit closer than this to the previous one are removed, in every
-        group (see the module notes: harmless for a true merge, needed for duplicates).
-        None or 0 disables censoring.
+        group (see the module notes: harmless for a true merge, needed for duplicates). When
+        the plan holds a duplicate offset by a lag, the widest of the plan's per-group windows
+        is used instead (``MergePlan.censor_ms``). None or 0 disables censoring.
     n_jobs : int, default: 1
         Processes for SpikeInterface's merge.
     sparsity_overlap : float, default: 0.75
@@ -303,6 +304,10 @@ def apply_merges(
                 "merge_units(..., merging_mode='hard') on an analyzer with its recording if it is one neuron"
             )))
     todo = [i for i, m in enumerate(modes) if m is not None]
+    if censor is not None and plan.censor_ms:
+        # a duplicate offset by a lag needs a window reaching it (plan.censor_window); SpikeInterface
+        # censors a merge with one window, and apply_curation replays one censor_ms: the widest
+        censor = max([censor] + [float(plan.censor_ms[i]) for i in todo])
 
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = _read_manifest(out_dir)
@@ -396,6 +401,7 @@ def apply_merges(
         source_group_ids=[plan.source_group_ids[i] for i in applied],
         duplicate_flags=[plan.duplicate_flags[i] for i in applied],
         skipped=sorted(skipped, key=lambda item: item[0]),
+        censor_ms=[plan.censor_ms[i] for i in applied] if plan.censor_ms else [],
     )
     units_after = units_before - sum(len(g) - 1 for g in applied_plan.groups)
     written = analyzer_folder is not None and bool(applied)

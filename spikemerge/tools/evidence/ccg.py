@@ -74,12 +74,18 @@ def _duplicate_lag(raw_ms: np.ndarray, lag_ms: float, p: EvidenceParams) -> floa
     expected = max(rate * 2.0 * p.duplicate_ms, 1e-9)
     near = raw_ms[np.abs(raw_ms - lag_ms) <= p.duplicate_search_ms + p.duplicate_ms]
     here = np.arange(lag_ms - p.duplicate_search_ms, lag_ms + p.duplicate_search_ms + 0.025, 0.05)
-    if poisson.sf(_densest_window(near, here, p.duplicate_ms)[1] - 1, expected) < 1e-3:
-        return lag_ms
+    local = _densest_window(near, here, p.duplicate_ms)[1]
+    local_peak = poisson.sf(local - 1, expected) < p.duplicate_p
     centres = np.arange(-p.max_lag_ms, p.max_lag_ms + 0.025, 0.05)
     centre, count = _densest_window(raw_ms[absd <= p.max_lag_ms + p.duplicate_ms], centres, p.duplicate_ms)
-    if poisson.sf(count - 1, expected) < 1e-3 / centres.size and count >= p.duplicate_min_count:
-        return float(centre)
+    elsewhere = poisson.sf(count - 1, expected) < p.duplicate_p / centres.size and count >= p.duplicate_min_count
+    if elsewhere and abs(centre - lag_ms) > p.duplicate_search_ms + p.duplicate_ms:
+        # two peaks: the template lag's window may hold a few of a bursting cell's or a
+        # synchronous partner's coincidences beside the real duplicate peak; the peak elsewhere
+        # wins when it holds more coincidences than the template lag's window by more than
+        # chance (the two counts split evenly under the null: one-sided binomial test)
+        if not local_peak or binom.sf(count - 1, count + local, 0.5) < p.duplicate_p:
+            return float(centre)
     return lag_ms
 
 
@@ -116,7 +122,7 @@ def ccg_evidence(
     step = 0.05
     centres = np.arange(-p.duplicate_search_ms, p.duplicate_search_ms + step / 2, step)
     centre, close = _densest_window(diffs[absd <= p.duplicate_search_ms + p.duplicate_ms], centres, p.duplicate_ms)
-    if poisson.sf(close - 1, max(rate_per_ms * 2.0 * p.duplicate_ms, 1e-9)) > 1e-3:
+    if poisson.sf(close - 1, max(rate_per_ms * 2.0 * p.duplicate_ms, 1e-9)) > p.duplicate_p:
         # no significant peak: keep the window on the template lag, so picking the densest
         # of several windows does not bias the refractory count of two independent trains
         centre = 0.0

@@ -27,8 +27,16 @@ class EvidenceParams:
     (the template lag is measured to a sample, spike times jitter by about one)."""
     duplicate_min_count: int = 20
     """A duplicate peak found away from the template lag needs at least this many coincidences."""
+    duplicate_p: float = 1e-3
+    """Chance level under which a CCG peak is a duplicate peak (Poisson against the CCG's baseline),
+    and under which one peak holds more coincidences than another (binomial, even split)."""
     max_lag_ms: float = 2.0
     """Largest template misalignment searched: real sorters offset one neuron's units by up to ~2 ms."""
+    max_stretch: float = 1.5
+    """Largest widening of the larger template searched when comparing it with a smaller one (a
+    bursting cell's later, smaller spikes are wider; MEArec's burst model and recorded CA1
+    complex spikes broaden by tens of percent)."""
+    stretch_step: float = 0.05
     shoulder_ms: tuple[float, float] = (10.0, 50.0)
     """Lags that estimate the CCG baseline when the two trains are independent."""
     burst_ms: float = 15.0

@@ -106,3 +106,77 @@ def amplitude_ratio(template_a: np.ndarray, template_b: np.ndarray) -> float:
     """Peak-to-peak amplitude of the smaller template over the larger one (1 = same size)."""
     pa, pb = float(np.ptp(template_a, axis=0).max()), float(np.ptp(template_b, axis=0).max())
     return float(min(pa, pb) / max(pa, pb)) if max(pa, pb) > 0 else 1.0
+
+
+def lag_scores(template_a: np.ndarray, template_b: np.ndarray, max_shift: int) -> np.ndarray:
+    """``Σ a[k + shift] · b[k]`` for every shift in ``-max_shift..max_shift`` (zero padding), in one pass.
+
+    The same products :func:`template_lag` takes one shift at a time, as a sliding window, so
+    a search over many stretched copies of a template stays cheap.
+    """
+    a, b = np.asarray(template_a, float), np.asarray(template_b, float)
+    n, channels = a.shape
+    max_shift = min(max_shift, n - 1)
+    pad = np.zeros((max_shift, channels))
+    windows = np.lib.stride_tricks.sliding_window_view(np.vstack([pad, a, pad]), n, axis=0)
+    return np.einsum("kct,tc->k", windows, b)
+
+
+def stretched(template: np.ndarray, factor: float) -> np.ndarray:
+    """The template widened in time by ``factor`` around its largest sample (linear interpolation)."""
+    t = np.asarray(template, float)
+    n = t.shape[0]
+    centre = int(np.argmax(np.abs(t).max(axis=1)))
+    where = centre + (np.arange(n) - centre) / factor
+    out = np.empty_like(t)
+    for ch in range(t.shape[1]):
+        out[:, ch] = np.interp(where, np.arange(n), t[:, ch], left=0.0, right=0.0)
+    return out
+
+
+def stretch_similarity(
+    template_a: np.ndarray,
+    template_b: np.ndarray,
+    max_shift: int,
+    stretches: np.ndarray,
+    noise_sd: np.ndarray | None = None,
+    n_a: int = 0,
+    n_b: int = 0,
+) -> dict[str, float]:
+    """Similarity of two templates once the larger one is widened to the smaller one's width.
+
+    A bursting neuron's later spikes are smaller *and* wider (the membrane has not recovered:
+    amplitude decrement and spike broadening within a complex-spike burst), and a sorter that
+    cuts such a cell by amplitude gives its small unit a wider template: the same neuron, at
+    another point of its burst. The larger template is widened by each factor of
+    ``stretches`` (>= 1: only the direction the physiology allows, so a free fit cannot make
+    any two shapes alike) and compared with the smaller one at the best lag. With
+    ``noise_sd`` and spike counts, each template's norm is reduced to its signal part as in
+    :func:`noise_aware_similarity` (the share of the larger template's energy that is signal
+    is kept through the widening).
+
+    Returns
+    -------
+    dict
+        ``template_similarity_stretch``: the best cosine (noise-corrected when noise is
+        given); ``template_stretch``: the widening factor at which it was found (1 = none).
+    """
+    a, b = np.asarray(template_a, float), np.asarray(template_b, float)
+    big, small = (a, b) if np.ptp(a, axis=0).max() >= np.ptp(b, axis=0).max() else (b, a)
+    n_big, n_small = (n_a, n_b) if big is a else (n_b, n_a)
+    big_energy, small_energy = float(np.sum(big ** 2)), float(np.sum(small ** 2))
+    if big_energy == 0 or small_energy == 0:
+        return {"template_similarity_stretch": 0.0, "template_stretch": 1.0}
+    signal_big, signal_small = 1.0, 1.0
+    if noise_sd is not None:
+        noise = float(np.sum(np.asarray(noise_sd, float) ** 2)) * big.shape[0]
+        signal_big = max(1.0 - noise / max(1, n_big) / big_energy, 1e-6)
+        signal_small = max(1.0 - noise / max(1, n_small) / small_energy, 1e-6)
+    best, best_factor = -np.inf, 1.0
+    for factor in stretches:
+        wide = stretched(big, float(factor)) if factor != 1.0 else big
+        norm = np.sqrt(float(np.sum(wide ** 2)) * signal_big * small_energy * signal_small)
+        value = float(lag_scores(wide, small, max_shift).max()) / norm if norm > 0 else 0.0
+        if value > best + 1e-9:
+            best, best_factor = value, float(factor)
+    return {"template_similarity_stretch": float(min(1.0, best)), "template_stretch": best_factor}

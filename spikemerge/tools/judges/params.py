@@ -50,6 +50,11 @@ class JudgeParams:
     burst_p: float = 1e-3
     burst_min_ratio: float = 3.0
     burst_log_odds: float = 1.5
+    # burst shape: the smaller unit is the larger one widened (a bursting cell's later spikes)
+    stretch_min_explained: float = 0.25
+    """Share of the template difference left by plain scaling (1 - cos²) that widening the larger
+    template must explain before the pair reads as one bursting cell's amplitude slices, whose
+    feature-space gap is then not evidence of two neurons."""
     # hand-over: one unit takes over as the other fades (a drift split)
     handover_presence: float = 0.3
     """Presence overlap below this: the units follow each other in time."""

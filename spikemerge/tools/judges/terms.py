@@ -109,6 +109,17 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         reasons["crosscorrelograms"] += (f"; a one-sided burst peak ({forward:.0f} vs {backward:.0f} pairs "
                                          f"just after vs before), as in one bursting neuron")
     similarity = _get(e, "template_similarity_denoised", _get(e, "template_similarity", 0.0))
+    # a bursting cell's smaller spikes are wider: its amplitude split matches once the larger template is widened
+    stretch = _get(e, "template_similarity_stretch", float("nan"))
+    factor = _get(e, "template_stretch", 1.0)
+    widened = finite(stretch) and stretch > similarity and factor > 1.0
+    shape_similarity = similarity
+    # the smaller unit is a wider copy of the larger one when the widening explains a real share
+    # of what plain scaling leaves unexplained (1 - cos², both cosines noise-corrected)
+    unexplained = max(1.0 - min(similarity, 1.0) ** 2, 1e-9)
+    burst_shape = widened and (stretch ** 2 - similarity ** 2) / unexplained >= p.stretch_min_explained
+    if widened:
+        similarity = stretch
     if duplicate:
         # the same spikes cut at another lag: compare the part both windows hold
         similarity = max(similarity, _get(e, "template_similarity_overlap", similarity))
@@ -118,8 +129,9 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         shown = max(similarity, at_handover)
     terms["waveforms"] = _clip(p.similarity_slope * (shown - p.similarity_centre), p.similarity_bounds)
     reasons["waveforms"] = (
-        f"templates {100 * _get(e, 'template_similarity', 0):.0f}% alike ({100 * similarity:.0f}% with noise "
-        f"removed{f', {100 * at_handover:.0f}% at the hand-over' if sequential and finite(at_handover) else ''}), "
+        f"templates {100 * _get(e, 'template_similarity', 0):.0f}% alike ({100 * shape_similarity:.0f}% with noise "
+        f"removed{f', {100 * stretch:.0f}% with the larger widened {factor:.2f}x' if widened else ''}"
+        f"{f', {100 * at_handover:.0f}% at the hand-over' if sequential and finite(at_handover) else ''}), "
         f"amplitude ratio {_get(e, 'template_amplitude_ratio', float('nan')):.2f}, "
         f"{_get(e, 'distance_um', float('nan')):.0f} µm apart")
     feature = _gap_term(_get(e, "continuity_ratio", float("nan")), _get(e, "continuity_gap_p", 1.0),
@@ -138,6 +150,11 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     if sequential:
         # at a hand-over the waveforms drift: a real sorter's drift fragments of one neuron show
         # d′ 2-11 there (measured on spykingcircus2 output), so a gap is no evidence of two neurons
+        terms["continuity"] = max(terms["continuity"], 0.0)
+    if burst_shape and not duplicate and not sequential:
+        # the smaller unit's spikes are wider copies of the larger one's: the amplitude decrement and
+        # broadening of a bursting cell's later spikes, which puts a gap between a sorter's
+        # amplitude slices of it (measured: distinct neighbours' templates gain nothing from a widening)
         terms["continuity"] = max(terms["continuity"], 0.0)
     if terms["burst"] > 0:
         # a burst's amplitude decrement separates its first spikes from the later ones: the gap is

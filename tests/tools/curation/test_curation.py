@@ -372,3 +372,48 @@ def test_overlapping_parts_are_refused():
     with pytest.raises(ValueError, match="disjoint"):
         Verdict(group_id=1, unit_ids=[1, 2, 3], decision="merge", confidence=0.9,
                 merge_groups=[[1, 2], [2, 3]], reasoning="", judge="hand")
+
+
+# ---------------------------------------------------------------------------------- offset duplicates
+
+
+def test_censor_window_reaches_the_duplicates_lag():
+    assert M.censor_window([]) == M.CENSOR_MS
+    assert M.censor_window([0.05]) == M.CENSOR_MS  # a duplicate on the same sample: the plain window
+    assert M.censor_window([1.2, -1.94], jitter_ms=0.25) == pytest.approx(2.19)
+
+
+def test_an_offset_duplicate_at_1_9_ms_merges_and_the_merged_unit_keeps_one_copy():
+    from spikeinterface.core import NumpySorting
+    from spikeinterface.core.sorting_tools import apply_merges_to_sorting
+
+    from spikemerge.tools.judges.base import JudgeRequest
+    from spikemerge.tools.judges.metrics import MetricsJudge
+    from spikemerge.tools.judges.params import DEFAULT_JUDGE_PARAMS
+    from tests.tools.evidence.spikes import FS, group_record, neuron_train, unit_arrays
+
+    rng = np.random.default_rng(9)
+    times = neuron_train(rng, rate_hz=8)
+    scales = rng.normal(1.0, 0.1, times.size)
+    copy = rng.random(times.size) < 0.7
+    lag_samples = 57  # 1.9 ms at 30 kHz: the copy's template sits earlier in its window
+    units = {1: unit_arrays(rng, times, scales),
+             2: unit_arrays(rng, times[copy] + lag_samples / FS, scales[copy], shift=lag_samples)}
+    evidence = group_record(units)
+    verdict_ = MetricsJudge().judge(JudgeRequest(group_id=1, unit_ids=(1, 2), evidence=evidence), "conservative")
+    assert verdict_.decision == "merge" and verdict_.merge_groups == [[1, 2]], verdict_.reasoning
+    lags = M.duplicate_lags(evidence["pairs"], {1, 2}, DEFAULT_JUDGE_PARAMS.duplicate_fraction,
+                            DEFAULT_JUDGE_PARAMS.duplicate_excess)
+    assert list(lags.values()) == [pytest.approx(1.9, abs=0.1)]
+    plan = plan_merges([verdict_], [1, 2], {1: True}, duplicate_lags_ms=lags)
+    assert plan.groups == [[1, 2]] and plan.censor_ms[0] == pytest.approx(2.15, abs=0.1)
+
+    samples = {1: np.round(units[1].times_s * FS).astype(int), 2: np.round(units[2].times_s * FS).astype(int)}
+    sorting = NumpySorting.from_unit_dict([samples], FS)
+    merged = apply_merges_to_sorting(sorting, plan.groups, new_unit_ids=[3], censor_ms=plan.censor_ms[0])
+    kept = merged.get_unit_spike_train(3).size
+    # one copy of each spike; the window also drops the few intervals of this 2 ms-refractory
+    # neuron that fall between its refractory period and the window (under 1 %)
+    assert 0.99 * times.size <= kept <= times.size
+    fixed = apply_merges_to_sorting(sorting, plan.groups, new_unit_ids=[3], censor_ms=M.CENSOR_MS)
+    assert fixed.get_unit_spike_train(3).size > times.size + 0.99 * copy.sum()  # 0.3 ms kept both copies

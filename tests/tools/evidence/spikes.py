@@ -31,10 +31,11 @@ FS = 30000.0
 NOISE_SD = 8.0
 
 
-def waveform_shape(samples: int = 120, trough: int = 60) -> np.ndarray:
-    """A spike's time course: a trough then a slower positive bump."""
+def waveform_shape(samples: int = 120, trough: int = 60, width: float = 1.0) -> np.ndarray:
+    """A spike's time course: a trough then a slower positive bump (``width`` > 1 broadens it in time)."""
     t = np.arange(samples)
-    return -np.exp(-0.5 * ((t - trough) / 4.0) ** 2) + 0.35 * np.exp(-0.5 * ((t - trough - 14) / 8.0) ** 2)
+    return (-np.exp(-0.5 * ((t - trough) / (4.0 * width)) ** 2)
+            + 0.35 * np.exp(-0.5 * ((t - trough - 14 * width) / (8.0 * width)) ** 2))
 
 
 def channel_gains(centre: float, channels: int = 8, width: float = 1.5) -> np.ndarray:
@@ -42,12 +43,14 @@ def channel_gains(centre: float, channels: int = 8, width: float = 1.5) -> np.nd
 
 
 def unit_arrays(rng: np.random.Generator, times: np.ndarray, scales: np.ndarray, centre: float | np.ndarray = 3.0,
-                peak_uv: float = 120.0, shift: int = 0, n_waveforms: int = 300, channels: int = 8):
+                peak_uv: float = 120.0, shift: int = 0, n_waveforms: int = 300, channels: int = 8,
+                width: float = 1.0):
     """UnitArrays of a unit from its spike times, per-spike amplitude scales and channel centre(s).
 
     Waveforms are ``scale · peak · shape ⊗ gains(centre) + noise``; ``centre`` may vary per
     spike (drift). ``shift`` moves the waveform earlier in the window by that many samples (a
     sorter's misaligned template; the unit's spike times should then be later by as much).
+    ``width`` broadens the waveform in time (a bursting cell's later spikes).
     """
     from spikemerge.tools.evidence.pairs import UnitArrays
 
@@ -55,7 +58,7 @@ def unit_arrays(rng: np.random.Generator, times: np.ndarray, scales: np.ndarray,
     times, scales = times[order], np.asarray(scales, float)[order]
     centres = np.broadcast_to(np.asarray(centre, float), times.shape)[order] if np.ndim(centre) else \
         np.full(times.shape, float(centre))
-    shape = waveform_shape()
+    shape = waveform_shape(width=width)
     if shift:
         shape = np.concatenate([shape[shift:], np.zeros(shift)])
     pick = np.sort(rng.choice(times.size, min(n_waveforms, times.size), replace=False))

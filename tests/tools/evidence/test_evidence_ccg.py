@@ -59,3 +59,17 @@ def test_merged_contamination_is_low_for_a_split_and_high_for_two_neurons():
 def test_merged_train_censors_the_duplicate_copies():
     a = np.array([1.0, 2.0, 3.0])
     assert merged_train(a, a + 0.0010, lag_ms=1.0).size == 3
+
+
+def test_a_duplicate_at_1_9_ms_is_found_beside_a_few_coincidences_at_the_template_lag():
+    # a sorter's duplicate 1.9 ms off, plus a handful of near-synchronous spikes at 0 ms (a
+    # neighbour's, or the bursting cell's): the peak with more coincidences beyond chance wins
+    rng = np.random.default_rng(5)
+    a = neuron_train(rng, rate_hz=8)
+    kept = a[rng.random(a.size) < 0.6]
+    copy = kept + 0.0019 + rng.normal(0, 0.00003, kept.size)
+    sync = a[rng.choice(a.size, 15, replace=False)] + rng.normal(0, 0.00005, 15)
+    b = np.sort(np.concatenate([copy, sync]))
+    e = ccg_evidence(a, b, lag_ms=0.0)
+    assert e["duplicate_lag_ms"] == pytest.approx(1.9, abs=0.1)
+    assert e["duplicate_fraction"] > 0.9

@@ -34,3 +34,42 @@ def test_a_noisy_low_amplitude_template_is_the_same_shape_once_noise_is_removed(
     assert result["template_difference_chi2"] == pytest.approx(1.0, abs=0.25)
     other = np.roll(truth, 3, axis=1) * 0.15 + rng.normal(0, 10.0 / np.sqrt(100), truth.shape)  # elsewhere, 100 spikes
     assert noise_aware_similarity(a, other, sd, 500, 100)["template_difference_chi2"] > 3
+
+
+# ---------------------------------------------------------------- burst splits: the smaller unit is wider
+
+
+def test_lag_scores_are_template_lags_products_at_every_shift():
+    from spikemerge.tools.evidence.waveforms import lag_scores, overlap_similarity
+
+    rng = np.random.default_rng(0)
+    a, b = _template() + rng.normal(0, 1, (150, 6)), np.roll(_template(), -7, axis=0)
+    scores = lag_scores(a, b, 20)
+    assert int(np.argmax(scores)) - 20 == template_lag(a, b, 20)[0] == 7
+    for shift in (-20, -3, 0, 5, 20):  # the same products template_lag takes one shift at a time
+        x, y = (a[shift:], b[: 150 - shift]) if shift >= 0 else (a[: 150 + shift], b[-shift:])
+        assert scores[shift + 20] == pytest.approx(float(np.sum(x * y)))
+    assert overlap_similarity(a, b, 7) > 0.99
+
+
+def test_a_smaller_wider_copy_matches_once_the_larger_is_widened_and_a_narrower_one_does_not():
+    from spikemerge.tools.evidence.waveforms import stretch_similarity, stretched
+
+    big = _template()
+    stretches = np.arange(1.0, 1.51, 0.05)
+    small_wide = 0.5 * stretched(big, 1.3)  # a bursting cell's later spike: smaller and 30 % wider
+    found = stretch_similarity(big, small_wide, 60, stretches)
+    plain = template_lag(big, small_wide, 60)[1]
+    assert found["template_stretch"] == pytest.approx(1.3, abs=0.051)
+    assert found["template_similarity_stretch"] > 0.999 > plain + 0.02
+    # widening runs one way only: a smaller but narrower unit gains nothing (distinct cells do not pass for bursts)
+    small_narrow = 0.5 * stretched(big, 1 / 1.3)
+    narrow = stretch_similarity(big, small_narrow, 60, stretches)
+    assert narrow["template_similarity_stretch"] == pytest.approx(template_lag(big, small_narrow, 60)[1], abs=0.01)
+    # noise-aware: a 20-spike template's noise is not read as a shape difference
+    rng = np.random.default_rng(1)
+    noisy = small_wide + rng.normal(0, 10.0 / np.sqrt(20), small_wide.shape)
+    denoised = stretch_similarity(big, noisy, 60, stretches, np.full(6, 10.0), 5000, 20)
+    raw = stretch_similarity(big, noisy, 60, stretches)
+    assert denoised["template_similarity_stretch"] > raw["template_similarity_stretch"]
+    assert denoised["template_similarity_stretch"] > 0.97
