@@ -25,7 +25,8 @@ from .features import continuity, discriminant_projection
 from .params import DEFAULT_EVIDENCE_PARAMS, EvidenceParams
 from .presence import comparison_window, presence_evidence
 from .waveforms import amplitude_ratio as _amplitude_ratio
-from .waveforms import noise_aware_similarity, overlap_similarity, stretch_similarity, template_lag
+from .waveforms import (footprint_similarity, noise_aware_similarity, overlap_similarity, stretch_similarity,
+                        template_lag)
 
 __all__ = ["EvidenceContext", "UnitArrays", "correlogram", "group_evidence", "pair_evidence", "template_similarity",
            "time_differences"]
@@ -92,6 +93,7 @@ def unit_similarity(a: UnitArrays, b: UnitArrays, fs: float, noise_levels: np.nd
     record.update(stretch_similarity(a.template[:, channels], b.template[:, channels],
                                      int(round(params.max_lag_ms * fs / 1000.0)), stretches,
                                      noise_levels[channels], n_a, n_b))
+    record["template_footprint_similarity"] = footprint_similarity(a.template[:, channels], b.template[:, channels])
     return {"template_similarity": similarity, "template_lag_samples": lag, "template_similarity_overlap": overlap,
             **record}
 
@@ -236,6 +238,7 @@ def unit_pair_evidence(unit_a: UnitId, unit_b: UnitId, a: UnitArrays, b: UnitArr
         "template_similarity_overlap": shape["template_similarity_overlap"],
         "template_similarity_stretch": shape["template_similarity_stretch"],
         "template_stretch": shape["template_stretch"],
+        "template_footprint_similarity": shape["template_footprint_similarity"],
         "template_shift_ms": lag_ms,
         "template_amplitude_ratio": _amplitude_ratio(a.template, b.template),
         "distance_um": float(np.linalg.norm(np.asarray(a.location) - np.asarray(b.location))),

@@ -109,10 +109,12 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         reasons["crosscorrelograms"] += (f"; a one-sided burst peak ({forward:.0f} vs {backward:.0f} pairs "
                                          f"just after vs before), as in one bursting neuron")
     similarity = _get(e, "template_similarity_denoised", _get(e, "template_similarity", 0.0))
-    # a bursting cell's smaller spikes are wider: its amplitude split matches once the larger template is widened
+    # a bursting cell's smaller spikes are wider: its amplitude split matches once the larger template
+    # is widened, and keeps its spatial footprint (a widening alone also lifts distinct neighbours)
     stretch = _get(e, "template_similarity_stretch", float("nan"))
     factor = _get(e, "template_stretch", 1.0)
-    widened = finite(stretch) and stretch > similarity and factor > 1.0
+    widened = (finite(stretch) and stretch > similarity and factor > 1.0
+               and _get(e, "template_footprint_similarity", 0.0) >= p.burst_footprint_min)
     shape_similarity = similarity
     # the smaller unit is a wider copy of the larger one when the widening explains a real share
     # of what plain scaling leaves unexplained (1 - cos², both cosines noise-corrected)
@@ -151,10 +153,11 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         # at a hand-over the waveforms drift: a real sorter's drift fragments of one neuron show
         # d′ 2-11 there (measured on spykingcircus2 output), so a gap is no evidence of two neurons
         terms["continuity"] = max(terms["continuity"], 0.0)
-    if burst_shape and not duplicate and not sequential:
-        # the smaller unit's spikes are wider copies of the larger one's: the amplitude decrement and
-        # broadening of a bursting cell's later spikes, which puts a gap between a sorter's
-        # amplitude slices of it (measured: distinct neighbours' templates gain nothing from a widening)
+    if burst_shape and not duplicate and not sequential and terms["crosscorrelograms"] >= 0:
+        # the smaller unit's spikes are wider copies of the larger one's, seen on the same channels:
+        # the amplitude decrement and broadening of a bursting cell's later spikes, which puts a gap
+        # between a sorter's amplitude slices of it. Only while the refractory count does not speak
+        # against one neuron: a contaminated unit's flat CCG caps the CCG term, not the gap's.
         terms["continuity"] = max(terms["continuity"], 0.0)
     if terms["burst"] > 0:
         # a burst's amplitude decrement separates its first spikes from the later ones: the gap is

@@ -73,3 +73,12 @@ def test_a_smaller_wider_copy_matches_once_the_larger_is_widened_and_a_narrower_
     raw = stretch_similarity(big, noisy, 60, stretches)
     assert denoised["template_similarity_stretch"] > raw["template_similarity_stretch"]
     assert denoised["template_similarity_stretch"] > 0.97
+
+
+def test_footprint_ignores_size_and_width_but_not_where_the_unit_is_seen():
+    from spikemerge.tools.evidence.waveforms import footprint_similarity, stretched
+
+    big = _template()
+    assert footprint_similarity(big, 0.4 * stretched(big, 1.4)) > 0.999  # one cell's later burst spike
+    moved = np.roll(big, 1, axis=1)  # the same time course one channel over
+    assert footprint_similarity(big, moved) < 0.9

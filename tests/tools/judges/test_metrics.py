@@ -239,3 +239,19 @@ def test_two_distinct_neurons_alike_up_to_scale_stay_apart_when_the_ccg_cannot_t
     assert verdict.decision == "not merge", verdict.reasoning
     # slices of one neuron with no widening look just like these twins to the judge: kept apart as well
     assert _judge(_thin_amplitude_slices(np.random.default_rng(12), width=1.0)).decision == "not merge"
+
+
+def test_a_widened_template_speaks_for_one_cell_only_where_the_footprint_is_the_same():
+    # a distinct, smaller and wider neighbour seen on other channels: widening lifts its
+    # similarity, but one cell's burst spikes keep the cell's footprint and this one does not
+    rng = np.random.default_rng(14)
+    a, b = neuron_train(rng, rate_hz=0.6), neuron_train(rng, rate_hz=0.8)
+    units = {1: unit_arrays(rng, a, rng.normal(1, 0.06, a.size)),
+             2: unit_arrays(rng, b, rng.normal(0.5, 0.04, b.size), centre=3.7, width=1.35)}
+    pair = group_record(units)["pairs"][0]
+    assert pair["template_similarity_stretch"] > pair["template_similarity"] + 0.03
+    assert pair["template_footprint_similarity"] < JudgeParams().burst_footprint_min
+    assert _judge(units).decision == "not merge"
+    assert _judge(units, judge=MetricsJudge(JudgeParams(burst_footprint_min=0.0))).decision == "merge"  # the gate at work
+    same_place = _thin_amplitude_slices(np.random.default_rng(12), width=1.35)
+    assert group_record(same_place)["pairs"][0]["template_footprint_similarity"] > 0.99
