@@ -402,17 +402,16 @@ class CurationSession:
             raise SpikemergeError(f"group(s) {unjudged} are not judged yet: run judge_group first")
         verdicts = [self.verdicts[g] for g in ids if g in self.verdicts]
         duplicates, lags = {}, {}
-        judge_params = DEFAULT_JUDGE_PARAMS
         for v in verdicts:
             if v.decision == "merge":
                 members = set(v.merge_unit_ids)
                 pairs = self.evidence(v.group_id)["pairs"]
                 duplicates[v.group_id] = any(
-                    p["duplicate_fraction"] >= judge_params.duplicate_fraction for p in pairs if {p["unit_a"], p["unit_b"]} <= members
+                    p["duplicate_fraction"] >= DEFAULT_JUDGE_PARAMS.duplicate_fraction for p in pairs if {p["unit_a"], p["unit_b"]} <= members
                 )
                 for part in v.merge_groups:  # the same spikes twice, at the measured lag: the merge keeps one copy
-                    lags.update(merges_tool.duplicate_lags(pairs, set(part), judge_params.duplicate_fraction,
-                                                           judge_params.duplicate_excess))
+                    lags.update(merges_tool.duplicate_lags(pairs, set(part), DEFAULT_JUDGE_PARAMS.duplicate_fraction,
+                                                           DEFAULT_JUDGE_PARAMS.duplicate_excess))
         return merges_tool.plan_merges(verdicts, self.info.unit_ids, duplicates, duplicate_lags_ms=lags,
                                        jitter_ms=DEFAULT_EVIDENCE_PARAMS.duplicate_ms)
 

@@ -211,7 +211,8 @@ def _thin_amplitude_slices(rng, width):
     times = neuron_train(rng, rate_hz=1.0)
     late = rng.random(times.size) < 0.4
     scales = np.where(late, 0.5, 1.0) * rng.normal(1.0, 0.06, times.size)
-    return {1: unit_arrays(rng, times[~late], scales[~late]), 2: unit_arrays(rng, times[late], scales[late], width=width)}
+    return {1: unit_arrays(rng, times[~late], scales[~late]),
+            2: unit_arrays(rng, times[late], scales[late], width=width)}
 
 
 def test_a_bursting_cells_amplitude_slices_merge_though_a_gap_lies_between_them():
@@ -252,6 +253,7 @@ def test_a_widened_template_speaks_for_one_cell_only_where_the_footprint_is_the_
     assert pair["template_similarity_stretch"] > pair["template_similarity"] + 0.03
     assert pair["template_footprint_similarity"] < JudgeParams().burst_footprint_min
     assert _judge(units).decision == "not merge"
-    assert _judge(units, judge=MetricsJudge(JudgeParams(burst_footprint_min=0.0))).decision == "merge"  # the gate at work
+    ungated = MetricsJudge(JudgeParams(burst_footprint_min=0.0))
+    assert _judge(units, judge=ungated).decision == "merge"  # the gate at work
     same_place = _thin_amplitude_slices(np.random.default_rng(12), width=1.35)
     assert group_record(same_place)["pairs"][0]["template_footprint_similarity"] > 0.99
