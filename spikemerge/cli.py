@@ -88,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                    progress=show_progress)
     result = curate(session, console, min_similarity=args.min_similarity, preset=args.preset,
                     relax=not args.no_relax, judge=judge, render=not args.no_render, apply=args.apply,
-                    progress=show_progress)
+                    progress=show_progress, calibrate=args.calibrate)
     print_outputs(console, session, result)
     if args.json:
         print_json(run_summary(session, result))
@@ -139,7 +139,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     settings = BatchSettings(
         judge=args.judge, policy=args.policy, min_similarity=args.min_similarity, preset=args.preset,
-        relax=not args.no_relax, render=not args.no_render, apply=args.apply,
+        relax=not args.no_relax, render=not args.no_render, apply=args.apply, calibrate=args.calibrate,
         vlm_max_concurrency=args.vlm_concurrency, vlm_requests_per_second=args.vlm_rate,
     )
     rows = run_batch(args.analyzers, args.out, settings, engine=args.engine, workers=args.workers,
@@ -217,6 +217,9 @@ def _add_run(sub, policies: list[str]) -> None:
     run.add_argument("--no-relax", action="store_true", help="do not lower min-similarity when nothing is found")
     run.add_argument("--judge", default="metrics", help="metrics (offline) or a chat model, e.g. openai:gpt-4o")
     run.add_argument("--apply", action="store_true", help="also write the merged analyzer in a new folder")
+    run.add_argument("--calibrate", action="store_true",
+                     help="first try the offline judge on this recording's own units split on purpose and on "
+                          "distinct neighbours; reports recall, false merges and a suggested policy")
     run.add_argument("--no-render", action="store_true", help="skip figures and report (metrics judge only)")
     run.add_argument("--jobs", type=int, default=1, help="processes for extensions computed from the recording")
     run.add_argument("--json", action="store_true", help="print one JSON summary on stdout (the rest goes to stderr)")
@@ -276,6 +279,8 @@ def _add_batch(sub, policies: list[str]) -> None:
     batch.add_argument("--vlm-concurrency", type=int, default=4, help="model calls in flight per worker")
     batch.add_argument("--vlm-rate", type=float, default=None, help="model requests per second per worker")
     batch.add_argument("--apply", action="store_true", help="also write each merged analyzer")
+    batch.add_argument("--calibrate", action="store_true",
+                       help="calibrate the offline judge on each recording (see `run --calibrate`)")
     batch.add_argument("--no-render", action="store_true", help="skip the figures (the metrics judge does not need them)")
     batch.add_argument("--quiet", action="store_true", help="no progress bar")
     batch.add_argument("--json", action="store_true",

@@ -43,12 +43,18 @@ def _print_verdicts(console, session) -> None:
 
 
 def curate(session, console, *, min_similarity, preset, relax, judge, render, apply, confirm_apply=True,
-           progress: bool = True):
+           progress: bool = True, calibrate: bool = False):
     """The offline pipeline the CLI runs: find, render, judge, write curation.json (and, with ``apply``, the merged analyzer).
+
+    With ``calibrate``, the offline judge is first tried on the recording's own units split on
+    purpose and on distinct neighbours (:meth:`CurationSession.calibrate`), and the result is
+    printed and kept in run.json and the report.
 
     Returns the :class:`~spikemerge.tools.curation.ApplyResult`, or None when no group was found.
     """
     console.print(f"[bold]Analyzer[/]: {session.info.summary()}")
+    if calibrate:
+        console.print(f"[bold]Calibration[/]: {session.calibrate()['summary']}")
     search = session.find_candidates(min_similarity=min_similarity, preset=preset, relax=relax)
     console.print(f"[bold]Candidates[/]: {search.summary()}")
     log.info("found %d candidate groups", len(search.groups))
@@ -105,8 +111,19 @@ def run_summary(session, result) -> dict[str, Any]:
         outputs=outputs,
         stage_seconds={k: round(v, 3) for k, v in session.times.seconds.items()},
         usage={k: usage.get(k) for k in ("calls", "input_tokens", "output_tokens", "cost_usd") if k in usage},
+        calibration=_calibration_summary(session.calibration),
     )
     return summary.model_dump(mode="json")
+
+
+def _calibration_summary(calibration: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The calibration's figures for ``--json``: shares and counts, no free text."""
+    if not calibration:
+        return None
+    negatives = calibration["negatives"]
+    return {"policy": calibration["policy"], "recovered_fraction": calibration["recovered_fraction"],
+            "negatives": negatives["n"], "negatives_merged": negatives["merged"],
+            "recommended_policy": calibration.get("recommended_policy")}
 
 
 def print_json(data: dict[str, Any]) -> None:

@@ -187,7 +187,7 @@ def _section(row: Mapping, out_dir: Path) -> str:
     return f"<section id='group-{gid}'>{''.join(body)}</section>"
 
 
-def render_report_html(out_dir: Path, rows: Sequence[Mapping]) -> str:
+def render_report_html(out_dir: Path, rows: Sequence[Mapping], calibration: str | None = None) -> str:
     """The report page as a string (see :func:`write_report`)."""
     out_dir = Path(out_dir)
     ordered = sort_rows(rows)
@@ -199,17 +199,18 @@ def render_report_html(out_dir: Path, rows: Sequence[Mapping]) -> str:
                     for name in _LINKED_FILES if (out_dir / name).is_file())
     nav = f"<nav class='files'>{links}</nav>\n" if links else ""
     sections = "\n".join(_section(row, out_dir) for row in ordered)
+    calibrated = f"<p class='calibration'><b>Calibration</b>: {_esc(scrub(calibration))}</p>\n" if calibration else ""
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>spikemerge report</title><style>{_CSS}</style></head><body>\n"
         f"<h1>spikemerge report</h1><p class='meta'>{len(ordered)} groups: {tally or 'none'}</p>\n"
-        f"{nav}"
+        f"{nav}{calibrated}"
         f"{_summary(ordered)}\n{sections}\n</body></html>\n"
     )
 
 
-def write_report(out_dir: Path, rows: Sequence[Mapping]) -> Path:
+def write_report(out_dir: Path, rows: Sequence[Mapping], calibration: str | None = None) -> Path:
     """Write ``out_dir/report.html`` atomically.
 
     Parameters
@@ -221,6 +222,8 @@ def write_report(out_dir: Path, rows: Sequence[Mapping]) -> Path:
         relative to the working folder), ``evidence``
         (name -> number, may be empty) and ``verdict`` (decision, confidence, merge_unit_ids,
         merge_groups, reasoning, judge, model, policy) or None when not judged yet.
+    calibration : str, optional
+        The one-line result of the calibration on the recording, shown above the groups.
 
     Returns
     -------
@@ -228,4 +231,4 @@ def write_report(out_dir: Path, rows: Sequence[Mapping]) -> Path:
         The report's path.
     """
     out_dir = Path(out_dir)
-    return write_text_atomic(out_dir / "report.html", render_report_html(out_dir, rows))
+    return write_text_atomic(out_dir / "report.html", render_report_html(out_dir, rows, calibration))

@@ -63,6 +63,18 @@ def test_json_summary_is_the_only_stdout(analyzer_folder, tmp_path, capsys):
     assert "Verdicts" in captured.err  # the human-readable part went to stderr
 
 
+
+def test_calibrate_reports_on_the_recording_in_json_run_json_and_report(analyzer_folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", str(analyzer_folder), "--out", str(out), "--calibrate", "--json"]) == 0
+    captured = capsys.readouterr()
+    summary = RunSummary.model_validate(json.loads(captured.out))
+    assert summary.calibration is not None and 0.0 <= summary.calibration["recovered_fraction"] <= 1.0
+    assert "On your recording the judge" in captured.err
+    run = json.loads((out / "run.json").read_text())
+    assert set(run["calibration"]["per_policy"]) == {"conservative", "balanced", "aggressive"}
+    assert "On your recording the judge" in (out / "report.html").read_text(encoding="utf-8")
+
 @pytest.mark.parametrize("args, message", [
     (["run", "/no/such/folder", "--out", "{tmp}/o"], "no such folder"),
     (["run", "{analyzer}", "--out", "{tmp}/o", "--min-similarity", "3"], "--min-similarity must be in (0, 1]"),

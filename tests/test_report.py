@@ -122,3 +122,10 @@ def test_report_never_shows_an_api_key(tmp_path, monkeypatch):
                          "reasoning": f"401 Incorrect API key provided: {key}", "judge": "vlm", "model": "openai:gpt-4o"}}]
     text = write_report(tmp_path, rows).read_text(encoding="utf-8")
     assert key not in text and "Incorrect API key provided: ***" in text
+
+
+def test_report_shows_the_calibration_escaped_and_scrubbed(tmp_path):
+    key = "sk-" + "a1B2c3D4" * 6
+    text = write_report(tmp_path, _rows(tmp_path), calibration=f"recovers 90 % <b>x</b> {key}").read_text(encoding="utf-8")
+    assert "Calibration" in text and "recovers 90 %" in text
+    assert "<b>x</b>" not in text and key not in text

@@ -11,6 +11,7 @@ import os
 from langchain_core.language_models import BaseChatModel
 
 from ..errors import SpikemergeError
+from ..tools.secrets import register_model_secrets
 from ..tools.judges.vlm.model import init_model, load_env, parse_model_id, require_key
 
 DEFAULT_PLANNER_MODEL = "openai:gpt-4o-mini"
@@ -42,8 +43,12 @@ def load_chat_model(model: str | BaseChatModel, **kwargs) -> BaseChatModel:
         Unknown provider, missing integration package, or missing API key (one line, no key shown).
     """
     if isinstance(model, BaseChatModel):
+        register_model_secrets(model)
         return model
     load_env()
     spec = parse_model_id(model, kwargs.get("base_url"))
     require_key(spec, kwargs.get("base_url"), kwargs)
-    return init_model(spec, base_url=kwargs.pop("base_url", None), model_kwargs=kwargs)
+    register_model_secrets(None, kwargs)
+    chat = init_model(spec, base_url=kwargs.pop("base_url", None), model_kwargs=kwargs)
+    register_model_secrets(chat)
+    return chat

@@ -42,6 +42,8 @@ class BatchSettings:
     relax: bool = True
     render: bool = True
     apply: bool = False
+    calibrate: bool = False
+    """Try the offline judge on each recording's own artificial splits first (run.json keeps the result)."""
     vlm_max_concurrency: int = 4
     """Model calls in flight per worker (a VLM judge only)."""
     vlm_requests_per_second: float | None = None
@@ -137,6 +139,8 @@ def curate_one(item: BatchItem, out_root: str, settings: BatchSettings) -> dict[
             session = CurationSession.open(item.path, Path(out_root) / item.name, policy=settings.policy,
                                            progress=False)
             row["units_before"] = row["units_after"] = session.info.num_units
+            if settings.calibrate:
+                session.calibrate()
             search = session.find_candidates(min_similarity=settings.min_similarity, preset=settings.preset,
                                              relax=settings.relax)
             merges = 0

@@ -300,6 +300,8 @@ class RunSummary(_Strict):
     outputs: dict[str, str] = {}
     stage_seconds: dict[str, float] = {}
     usage: dict[str, Any] = {}
+    calibration: dict[str, Any] | None = None
+    """With ``--calibrate``: the recovered share of artificial splits, distinct neighbours merged, the suggested policy."""
 
 
 # ------------------------------------------------------------------ curation.json

@@ -33,8 +33,31 @@ def load_env() -> None:
         load_dotenv(path, override=False)
 
 
+_REGISTERED: set[str] = set()
+"""Keys handed over in code (``api_key=...`` or inside a chat model object): scrubbed like env keys."""
+
+
+def register_secret(value: object) -> None:
+    """Scrub ``value`` (a string or pydantic ``SecretStr``) from every text from now on, whatever its shape."""
+    reveal = getattr(value, "get_secret_value", None)
+    text = reveal() if callable(reveal) else value
+    if isinstance(text, str) and len(text.strip()) >= 6:
+        _REGISTERED.add(text.strip())
+
+
+def register_model_secrets(chat_model: object, model_kwargs: dict | None = None) -> None:
+    """Register the keys a chat model holds (its ``SecretStr`` fields) and any key-like keyword given."""
+    for name, value in (model_kwargs or {}).items():
+        if "key" in name.lower() or "token" in name.lower() or "secret" in name.lower():
+            register_secret(value)
+    fields = getattr(chat_model, "__dict__", {})
+    for value in list(fields.values()):
+        if callable(getattr(value, "get_secret_value", None)):
+            register_secret(value)
+
+
 def _known_secrets() -> list[str]:
-    values = []
+    values = list(_REGISTERED)
     for names in PROVIDER_KEYS.values():
         for name in names:
             value = os.environ.get(name, "")

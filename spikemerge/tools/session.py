@@ -532,7 +532,7 @@ class CurationSession:
                 "images": {k: Path(p).resolve() for k, p in self.images.get(g, {}).items()},
                 "evidence": self.evidence(g), "verdict": verdict.to_dict() if verdict else None,
             })
-        return write_report(self.out, rows)
+        return write_report(self.out, rows, (self.calibration or {}).get("summary"))
 
     def summary(self) -> str:
         """A few lines a person reads: the analyzer, the search, the verdicts by decision."""

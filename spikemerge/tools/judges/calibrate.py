@@ -7,6 +7,7 @@ the judge where they speak and the built-in physics holds everywhere else.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -87,13 +88,49 @@ def fit_weights(
                      "bad": int(len(labels) - labels.sum()), "weights": weights}
 
 
-__all__ = ["WEIGHT_KEYS", "calibrate_recording", "fit_weights", "labelled_pairs"]
+__all__ = ["CalibrationParams", "DEFAULT_CALIBRATION_PARAMS", "WEIGHT_KEYS", "calibrate_recording", "fit_weights",
+           "labelled_pairs"]
 
 
 # ---------------------------------------------------------------- calibration on the user's recording
 
 
-def _split_masks(times_s: np.ndarray, amplitudes: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class CalibrationParams:
+    """Every tunable number of the calibration on the user's recording, in one table."""
+
+    max_units: int = 12
+    """Best-isolated units split on purpose (the most spikes first)."""
+    min_spikes: int = 300
+    """A unit with fewer spikes is too small to split in two usable halves."""
+    max_contamination: float = 0.1
+    """Refractory contamination above which a unit may itself be two neurons: not split."""
+    burst_isi_s: float = 0.015
+    """A spike this soon after the previous one is a burst's later spike (the burst split)."""
+    min_burst_spikes: int = 50
+    """The burst split needs at least this many spikes on each side."""
+    min_part_waveforms: int = 10
+    """Each part needs this many sampled waveforms for shape evidence."""
+    max_negatives: int = 30
+    """Distinct neighbouring pairs judged at most."""
+    max_distance_um: float = 50.0
+    """Neighbours: unit locations at most this far apart."""
+    negative_min_expected: float = 10.0
+    """A negative needs this many coincidences expected in the refractory window (a powered CCG) ..."""
+    negative_min_refractory_ratio: float = 0.5
+    """... at least this share of them observed (no refractory dip) ..."""
+    negative_max_duplicate: float = 0.05
+    """... and at most this share of shared spikes (not a duplicate): then it is surely two neurons."""
+
+
+DEFAULT_CALIBRATION_PARAMS = CalibrationParams()
+
+POLICY_ORDER: tuple[str, ...] = ("conservative", "balanced", "aggressive")
+"""From the most to the least demanding; the recommendation is the least demanding that stays safe."""
+
+
+def _split_masks(times_s: np.ndarray, amplitudes: np.ndarray, rng: np.random.Generator,
+                 params: CalibrationParams) -> dict[str, np.ndarray]:
     """Masks of the first part of each artificial split of one unit (the rest is the second part)."""
     masks = {
         "random": rng.random(times_s.size) < 0.5,
@@ -101,8 +138,8 @@ def _split_masks(times_s: np.ndarray, amplitudes: np.ndarray, rng: np.random.Gen
         "amplitude": np.abs(amplitudes) < np.median(np.abs(amplitudes)),
     }
     isi_before = np.diff(times_s, prepend=-np.inf)
-    later = isi_before < 0.015  # a spike within 15 ms of the previous one: inside a burst
-    if 50 <= later.sum() <= times_s.size - 50:
+    later = isi_before < params.burst_isi_s
+    if params.min_burst_spikes <= later.sum() <= times_s.size - params.min_burst_spikes:
         masks["burst"] = ~later
     return masks
 
@@ -126,34 +163,50 @@ def _part(unit, keep: np.ndarray, channels_total: int):
                       waveform_times_s=waveform_times)
 
 
-def _merges(evidence: Mapping[str, Any], judge, policy: str) -> tuple[bool, float]:
+def _merges_by_policy(evidence: Mapping[str, Any], judge) -> dict[str, bool]:
+    """Whether each policy would merge this pair on its own (one scoring, every policy's rule)."""
     from ...policies import get_policy
     from .terms import logit, score_pair
 
-    rule = get_policy(policy)
     score = score_pair(evidence, judge.params, judge.weights)
-    usable = score.log_odds >= logit(rule.merge_threshold) and not score.veto and \
-        not (rule.abstain_on_thin and score.thin)
-    return usable, score.probability
+    out = {}
+    for name in POLICY_ORDER:
+        rule = get_policy(name)
+        out[name] = bool(score.log_odds >= logit(rule.merge_threshold) and not score.veto
+                         and not (rule.abstain_on_thin and score.thin))
+    return out
 
 
-def calibrate_recording(ctx, judge, policy: str = "balanced", seed: int = 0, max_units: int = 12,
-                        max_negatives: int = 30, min_spikes: int = 300, max_contamination: float = 0.1,
-                        max_distance_um: float = 50.0) -> dict[str, Any]:
+def _recommend(per_policy: Mapping[str, Mapping[str, int]]) -> str | None:
+    """The least demanding policy that merged none of the distinct neighbours, or None when all did."""
+    safe = [name for name in POLICY_ORDER if per_policy[name]["negatives_merged"] == 0]
+    return safe[-1] if safe else None
+
+
+def calibrate_recording(ctx, judge, policy: str = "balanced", seed: int = 0,
+                        params: CalibrationParams = DEFAULT_CALIBRATION_PARAMS) -> dict[str, Any]:
     """How the metrics judge does on this recording's own units, split on purpose and set side by side.
 
     Positives: the best-isolated units (most spikes among those with refractory contamination
-    below ``max_contamination``) split at random, in time, by amplitude and (when they burst)
-    into first and later burst spikes; a judge that does not merge them back would miss such
-    splits here. Negatives: pairs of distinct neighbouring units (within ``max_distance_um``,
-    with a powered crosscorrelogram and no refractory dip, so surely two neurons); they are
-    judged as they are and with the crosscorrelogram made uninformative, which shows whether
-    shape and continuity alone would merge them (the thin-evidence case).
+    below ``params.max_contamination``) split at random, in time, by amplitude and (when they
+    burst) into first and later burst spikes; a judge that does not merge them back would miss
+    such splits here. Negatives: pairs of distinct neighbouring units (within
+    ``params.max_distance_um``, with a powered crosscorrelogram and no refractory dip, so surely
+    two neurons); they are judged as they are and with the crosscorrelogram made uninformative,
+    which shows whether shape and continuity alone would merge them (the thin-evidence case).
+    Every pair is scored once and read under every policy, so the record also says which policy
+    suits this recording: the least demanding one that merges no distinct neighbour.
+
+    Artificial splits of a clean unit are easier than a sorter's own splits (identical templates
+    on both sides, no drift between them), so the recovered share is an upper bound on recall;
+    a merged distinct neighbour, on the other hand, is a real warning.
 
     Returns
     -------
     dict
-        Per split kind ``{"n", "recovered"}``, the negative counts and a one-line ``summary``.
+        ``policy``, ``units_split``, per split kind ``{"n", "recovered"}``, the negative counts,
+        ``per_policy`` (the same counts under every policy), ``recommended_policy`` and a
+        one-line ``summary``.
     """
     from itertools import combinations
 
@@ -165,42 +218,64 @@ def calibrate_recording(ctx, judge, policy: str = "balanced", seed: int = 0, max
     clean = []
     for u in ctx.unit_ids:
         unit = ctx.unit(u)
-        if unit.times_s.size >= min_spikes and contamination(unit.times_s, ctx.duration_s) <= max_contamination:
+        if unit.times_s.size >= params.min_spikes and \
+                contamination(unit.times_s, ctx.duration_s) <= params.max_contamination:
             clean.append((unit.times_s.size, u))
-    chosen = [u for _, u in sorted(clean, key=lambda x: -x[0])[:max_units]]
+    chosen = [u for _, u in sorted(clean, key=lambda x: -x[0])[:params.max_units]]
+    tallies = {name: {"splits": 0, "recovered": 0, "negatives": 0, "negatives_merged": 0,
+                      "negatives_merged_without_ccg": 0} for name in POLICY_ORDER}
     positives: dict[str, dict[str, int]] = {}
     for u in chosen:
         unit = ctx.unit(u)
-        for kind, mask in _split_masks(unit.times_s, unit.amplitudes, rng).items():
+        for kind, mask in _split_masks(unit.times_s, unit.amplitudes, rng, params).items():
             a, b = _part(unit, mask, n_channels), _part(unit, ~mask, n_channels)
-            if len(a.waveforms) < 10 or len(b.waveforms) < 10:
+            if len(a.waveforms) < params.min_part_waveforms or len(b.waveforms) < params.min_part_waveforms:
                 continue
             e = unit_pair_evidence(f"{u}a", f"{u}b", a, b, ctx.fs, ctx.duration_s, ctx.noise_levels)
-            merged, _ = _merges(e, judge, policy)
+            merged = _merges_by_policy(e, judge)
             row = positives.setdefault(kind, {"n": 0, "recovered": 0})
             row["n"] += 1
-            row["recovered"] += int(merged)
+            row["recovered"] += int(merged[policy])
+            for name in POLICY_ORDER:
+                tallies[name]["splits"] += 1
+                tallies[name]["recovered"] += int(merged[name])
     locations = ctx.locations
     negatives = {"n": 0, "merged": 0, "merged_without_ccg": 0}
     near = [(a, b) for a, b in combinations(ctx.unit_ids, 2)
-            if np.linalg.norm(locations[ctx.index(a)] - locations[ctx.index(b)]) <= max_distance_um]
+            if np.linalg.norm(locations[ctx.index(a)] - locations[ctx.index(b)]) <= params.max_distance_um]
     rng.shuffle(near)
     for a, b in near:
-        if negatives["n"] >= max_negatives:
+        if negatives["n"] >= params.max_negatives:
             break
         e = unit_pair_evidence(a, b, ctx.unit(a), ctx.unit(b), ctx.fs, ctx.duration_s, ctx.noise_levels)
-        if e["ccg_expected_refractory"] < 10 or e["ccg_refractory_ratio"] < 0.5 or e["duplicate_fraction"] > 0.05:
+        if e["ccg_expected_refractory"] < params.negative_min_expected or \
+                e["ccg_refractory_ratio"] < params.negative_min_refractory_ratio or \
+                e["duplicate_fraction"] > params.negative_max_duplicate:
             continue  # not surely two neurons
+        merged = _merges_by_policy(e, judge)
+        blind = _merges_by_policy({**e, "ccg_expected_refractory": 0.0, "ccg_refractory_count": 0}, judge)
         negatives["n"] += 1
-        negatives["merged"] += int(_merges(e, judge, policy)[0])
-        blind = {**e, "ccg_expected_refractory": 0.0, "ccg_refractory_count": 0}
-        negatives["merged_without_ccg"] += int(_merges(blind, judge, policy)[0])
+        negatives["merged"] += int(merged[policy])
+        negatives["merged_without_ccg"] += int(blind[policy])
+        for name in POLICY_ORDER:
+            tallies[name]["negatives"] += 1
+            tallies[name]["negatives_merged"] += int(merged[name])
+            tallies[name]["negatives_merged_without_ccg"] += int(blind[name])
     total = sum(r["n"] for r in positives.values())
     recovered = sum(r["recovered"] for r in positives.values())
     share = 100.0 * recovered / total if total else float("nan")
     kinds = ", ".join(f"{k} {r['recovered']}/{r['n']}" for k, r in positives.items())
+    recommended = _recommend(tallies) if negatives["n"] else None
     summary = (f"On your recording the judge ({policy}) recovers {share:.0f} % of artificial splits ({kinds}) and "
                f"merges {negatives['merged']} of {negatives['n']} distinct neighbours "
                f"({negatives['merged_without_ccg']} if their crosscorrelograms were uninformative)")
+    if not negatives["n"]:
+        summary += "; no surely distinct neighbours to check the merge rate against"
+    elif recommended is None:
+        summary += "; every policy merges some distinct neighbours here: review merges by eye"
+    elif recommended != policy:
+        summary += f"; suggested policy for this recording: {recommended}"
     return {"policy": policy, "units_split": len(chosen), "positives": positives,
-            "recovered_fraction": recovered / total if total else None, "negatives": negatives, "summary": summary}
+            "recovered_fraction": recovered / total if total else None, "negatives": negatives,
+            "per_policy": tallies, "recommended_policy": recommended, "params": asdict(params),
+            "summary": summary}

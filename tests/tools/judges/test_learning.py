@@ -186,3 +186,15 @@ def test_many_labelled_pairs_also_refit_the_weights_globally():
     assert few.learned["refit"] is False
     _judge([_request(1, CLEAR)], [_example("bad", CLEAR, (i, i + 1)) for i in (10, 20, 30)], judge=few)
     assert few.learned["refit"] is True and few.learned["weights"]["offset"] < 0
+
+
+def test_calibration_suggests_the_least_demanding_policy_that_merged_no_distinct_neighbour():
+    from spikemerge.tools.judges.calibrate import POLICY_ORDER, _recommend
+
+    def tally(merged: dict[str, int]) -> dict[str, dict[str, int]]:
+        return {name: {"negatives_merged": merged[name]} for name in POLICY_ORDER}
+
+    assert _recommend(tally({"conservative": 0, "balanced": 0, "aggressive": 0})) == "aggressive"
+    assert _recommend(tally({"conservative": 0, "balanced": 0, "aggressive": 2})) == "balanced"
+    assert _recommend(tally({"conservative": 0, "balanced": 1, "aggressive": 3})) == "conservative"
+    assert _recommend(tally({"conservative": 1, "balanced": 1, "aggressive": 3})) is None

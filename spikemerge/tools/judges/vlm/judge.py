@@ -32,6 +32,7 @@ from pydantic import SecretStr
 
 from ....errors import SpikemergeError
 from ....policies import Policy, get_policy
+from ...secrets import register_model_secrets
 from ..base import Example, JudgeRequest, Verdict, VerdictCallback
 from .calls import CallFailed, CallRunner, FatalCallError, RetryPolicy, describe
 from .cost import UsageLog, summarise
@@ -155,6 +156,7 @@ class VLMJudge:
             require_key(self._spec, base_url, model_kwargs)
             self._chat = init_model(self._spec, base_url=base_url, model_kwargs=model_kwargs)
             self.model = self._spec.id
+        register_model_secrets(self._chat, model_kwargs)
         check_images_supported(self._chat, self.model)
         self._structured = self._chat.with_structured_output(HeadDecision, include_raw=True)
         self._rate_limiter = (
