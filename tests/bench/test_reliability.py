@@ -1,0 +1,89 @@
+"""scripts/reliability.py on arrays: binning, Brier, ECE, the (scale, offset) refit, truth of pairs and verdicts."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "reliability.py"
+
+
+@pytest.fixture(scope="module")
+def rel():
+    spec = importlib.util.spec_from_file_location("reliability_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reliability_table_bins_counts_and_edges(rel):
+    p = [0.0, 0.05, 0.1, 0.55, 0.99, 1.0]
+    y = [0, 0, 1, 1, 1, 0]
+    rows = rel.reliability_table(p, y, bins=10)
+    assert len(rows) == 10 and [r["n"] for r in rows] == [2, 1, 0, 0, 0, 1, 0, 0, 0, 2]
+    assert rows[9]["right"] == 0.5 and rows[9]["mean_p"] == pytest.approx(0.995)  # P = 1 falls in the last bin
+    assert np.isnan(rows[2]["right"])
+
+
+def test_ece_zero_when_calibrated_and_the_gap_when_overconfident(rel):
+    # 10 pairs at P 0.8 of which 8 right, 10 at P 0.2 of which 2 right: calibrated
+    p = [0.8] * 10 + [0.2] * 10
+    y = [1] * 8 + [0] * 2 + [1] * 2 + [0] * 8
+    assert rel.expected_calibration_error(p, y) == pytest.approx(0.0)
+    # 5 of 10 right at P 0.8 (off by 0.3) beside 30 calibrated pairs at 0.2: weighted by count, 0.3 · 10/40
+    p2 = [0.8] * 10 + [0.2] * 30
+    y2 = [1] * 5 + [0] * 5 + [1] * 6 + [0] * 24
+    assert rel.expected_calibration_error(p2, y2) == pytest.approx(0.075)
+    assert np.isnan(rel.expected_calibration_error([], []))
+
+
+def test_brier(rel):
+    assert rel.brier([1.0, 0.0, 0.5], [1, 0, 1]) == pytest.approx(0.25 / 3)
+
+
+def test_fit_recovers_scale_and_offset(rel):
+    rng = np.random.default_rng(0)
+    L = rng.normal(0.0, 2.0, 20000)
+    y = rng.random(L.size) < 1 / (1 + np.exp(-(0.5 * L - 1.0)))
+    scale, offset = rel.fit_scale_offset(L, y)
+    assert scale == pytest.approx(0.5, abs=0.05) and offset == pytest.approx(-1.0, abs=0.08)
+    # refitting improves calibration of the built-in (scale 1, offset 0) reading of the same data
+    before = rel.expected_calibration_error(rel.sigmoid(L), y)
+    after = rel.expected_calibration_error(rel.sigmoid(scale * L + offset), y)
+    assert after < 0.02 < before
+
+
+def test_fit_stays_finite_on_separable_data(rel):
+    L = np.array([-3.0, -2.0, -1.0, 1.0, 2.0, 3.0])
+    scale, offset = rel.fit_scale_offset(L, [0, 0, 0, 1, 1, 1])
+    assert np.isfinite(scale) and np.isfinite(offset) and scale > 1.0
+
+
+def test_pair_counts_blocks_vetoed_pairs(rel):
+    p = [0.9, 0.9, 0.6, 0.4, 0.1]
+    y = [1, 0, 0, 1, 0]
+    plain = rel.pair_counts(p, y)
+    assert (plain["tp"], plain["wrong"], plain["fn"]) == (1, 2, 1)
+    vetoed = rel.pair_counts(p, y, blocked=[False, True, False, False, False])
+    assert (vetoed["tp"], vetoed["wrong"], vetoed["fn"]) == (1, 1, 1)
+    assert vetoed["f1"] == pytest.approx(2 / 4)
+
+
+def test_truth_of_pairs_and_verdicts(rel):
+    u2n = {"1": "#a", "2": "#a", "3": "#b", "4": None}
+    assert rel.pair_truth(1, 2, u2n) == 1 and rel.pair_truth(1, 3, u2n) == 0
+    assert rel.pair_truth(1, 4, u2n) is None and rel.pair_truth(1, 99, u2n) is None  # impure, unmatched
+    verdicts = [
+        SimpleNamespace(decision="merge", group_id=1, unit_ids=[1, 2, 3, 4], merge_groups=[[1, 2], [3, 4]],
+                        confidence=0.7),
+        SimpleNamespace(decision="merge", group_id=2, unit_ids=[1, 3], merge_groups=[[1, 3]], confidence=0.6),
+        SimpleNamespace(decision="not merge", group_id=3, unit_ids=[1, 2, 4], merge_groups=[], confidence=0.9),
+        SimpleNamespace(decision="abstain", group_id=4, unit_ids=[1, 2], merge_groups=[], confidence=0.5),
+    ]
+    rows = rel.verdict_rows(verdicts, u2n)
+    assert [(r["kind"], r["truth"], r["p"]) for r in rows] == [
+        ("merge", 1, 0.7), ("merge", None, 0.7), ("merge", 0, 0.6), ("not merge", 0, 0.9)]
