@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from .params import DEFAULT_JUDGE_PARAMS, JudgeParams
 
-TERMS: tuple[str, ...] = ("crosscorrelograms", "duplicate", "waveforms", "continuity", "burst", "handover")
+TERMS: tuple[str, ...] = ("crosscorrelograms", "duplicate", "waveforms", "continuity", "burst", "handover", "drift")
 """The log-odds terms, in the order of a learned weight vector (an offset follows them)."""
 
 
@@ -54,6 +54,9 @@ class PairScore:
     """A clean hand-over: one unit takes over as the other fades, matching at that moment."""
     veto: bool = False
     """Decisive evidence of two neurons (a powered CCG without a dip, or a significant gap)."""
+    on_trajectory: bool = False
+    """Units that follow each other in time and sit at one place once the probe's motion is
+    removed: fragments of one drifting neuron, whose templates may differ however far apart."""
     reasons: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -165,14 +168,32 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         reasons["amplitudes"] = (
             f"both units fire together (presence overlap {overlap:.2f}); amplitude distributions overlap "
             f"{_get(e, 'amplitude_overlap_concurrent', float('nan')):.2f} while both fire")
+    on_trajectory = False
+    if sequential and finite(e.get("drift_log_ratio")):
+        # drift: where the two units are once the probe's motion is removed (evidence/motion.py)
+        moved = abs(_get(e, "drift_displacement_um", 0.0)) >= p.drift_min_displacement_um
+        drift = _clip(_get(e, "drift_log_ratio", 0.0), p.drift_bounds)
+        # against only: the motion is estimated from the units themselves (about 0.6 of the real
+        # one on the dev sets), so agreement is too weak to add for a merge; a trajectory lets a
+        # waveform difference pass in the partition (``on_trajectory``), a separation vetoes
+        terms["drift"] = min(drift, 0.0)
+        on_trajectory = moved and _get(e, "drift_z", math.inf) <= p.drift_max_z
+        reasons["drift"] = (
+            f"the probe moved {_get(e, 'drift_displacement_um', 0):+.0f} µm between the two units' lives and they "
+            f"sit {_get(e, 'drift_raw_shift_um', 0):+.0f} µm apart; with the motion removed "
+            f"{_get(e, 'drift_separation_um', float('nan')):.0f} µm apart (tolerance "
+            f"{_get(e, 'drift_tolerance_um', float('nan')):.0f} µm): "
+            + ("one trajectory, as for one drifting neuron" if on_trajectory else
+               "two places, as for two neurons" if terms["drift"] < 0 else "no clear answer"))
     veto = not duplicate and powered and terms["crosscorrelograms"] <= p.veto_log_odds
+    veto = veto or (not duplicate and terms["drift"] <= p.veto_log_odds)
     # without CCG power only a hand-over in which the units really follow one another is more
     # than shape: units that take turns back and forth are thin evidence (conservative abstains)
     follows = _get(e, "handover_gap_fraction", 0.0) >= -p.handover_max_interleave
     thin = not duplicate and not powered and not (handover and follows)
     return PairScore(unit_a=e["unit_a"], unit_b=e["unit_b"], log_odds=float(sum(terms.values())),
                      duplicate=duplicate, terms=terms, thin=thin, handover=handover and not veto, veto=veto,
-                     reasons=reasons)
+                     reasons=reasons, on_trajectory=on_trajectory and not veto)
 
 
 def score_pair(e: Mapping[str, Any], params: JudgeParams = DEFAULT_JUDGE_PARAMS,
