@@ -172,7 +172,7 @@ class MetricsJudge:
     @staticmethod
     def _reasoning(units: list, parts: list[list], shown: PairScore, rule: Policy, decision: str) -> str:
         pair = f"units {shown.unit_a} and {shown.unit_b}"
-        shown_keys = ("crosscorrelograms", "waveforms", "pca", "amplitudes", "examples")
+        shown_keys = ("crosscorrelograms", "waveforms", "pca", "amplitudes", "drift", "examples")
         evidence = "; ".join(shown.reasons[k] for k in shown_keys if k in shown.reasons)
         if decision == "merge":
             merged = {u for part in parts for u in part}

@@ -119,10 +119,19 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     shown = similarity
     if sequential and finite(e.get("handover_similarity")):
         shown = max(similarity, at_handover)
+    moved_similarity = _get(e, "drift_template_similarity", float("nan"))
+    carried = sequential and finite(moved_similarity) and \
+        abs(_get(e, "drift_displacement_um", 0.0)) >= p.drift_min_displacement_um
+    if carried:
+        # the probe moved between the two units' lives: one neuron's later template is its earlier one
+        # carried by the motion, or its last spikes before the hand-over; the templates as they are
+        # compare the same raw place at other times, which a neighbour also occupies
+        shown = max(moved_similarity, at_handover) if finite(at_handover) else moved_similarity
     terms["waveforms"] = _clip(p.similarity_slope * (shown - p.similarity_centre), p.similarity_bounds)
     reasons["waveforms"] = (
         f"templates {100 * _get(e, 'template_similarity', 0):.0f}% alike ({100 * similarity:.0f}% with noise "
-        f"removed{f', {100 * at_handover:.0f}% at the hand-over' if sequential and finite(at_handover) else ''}), "
+        f"removed{f', {100 * at_handover:.0f}% at the hand-over' if sequential and finite(at_handover) else ''}"
+        f"{f', {100 * moved_similarity:.0f}% once moved by the probe motion' if carried else ''}), "
         f"amplitude ratio {_get(e, 'template_amplitude_ratio', float('nan')):.2f}, "
         f"{_get(e, 'distance_um', float('nan')):.0f} µm apart")
     feature = _gap_term(_get(e, "continuity_ratio", float("nan")), _get(e, "continuity_gap_p", 1.0),
@@ -173,11 +182,11 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         # drift: where the two units are once the probe's motion is removed (evidence/motion.py)
         moved = abs(_get(e, "drift_displacement_um", 0.0)) >= p.drift_min_displacement_um
         drift = _clip(_get(e, "drift_log_ratio", 0.0), p.drift_bounds)
-        # against only: the motion is estimated from the units themselves (about 0.6 of the real
-        # one on the dev sets), so agreement is too weak to add for a merge; a trajectory lets a
-        # waveform difference pass in the partition (``on_trajectory``), a separation vetoes
-        terms["drift"] = min(drift, 0.0)
         on_trajectory = moved and _get(e, "drift_z", math.inf) <= p.drift_max_z
+        # for one neuron only on the trajectory (the probe moved and the corrected positions agree
+        # within ``drift_max_z`` tolerances): agreement without motion is what any two neighbours
+        # show; a separation counts against whatever the motion, and vetoes when decisive
+        terms["drift"] = drift if on_trajectory else min(drift, 0.0)
         reasons["drift"] = (
             f"the probe moved {_get(e, 'drift_displacement_um', 0):+.0f} µm between the two units' lives and they "
             f"sit {_get(e, 'drift_raw_shift_um', 0):+.0f} µm apart; with the motion removed "

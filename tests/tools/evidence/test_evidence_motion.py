@@ -43,3 +43,30 @@ def test_fragments_sit_together_and_neighbours_apart_once_the_motion_is_removed(
     assert abs(across["drift_raw_shift_um"]) < 10.0  # at the same place on the probe ...
     assert across["drift_z"] > 2 * max(r["drift_z"] for r in same if r["drift_z"] < 1.5)  # ... not once corrected
     assert np.median([r["drift_separation_um"] for r in same]) < across["drift_separation_um"]
+
+
+def test_templates_carried_by_the_motion_match_for_one_neuron_not_for_its_neighbour():
+    from probeinterface import Probe
+
+    from spikemerge.tools.evidence.motion import moved_template_similarity
+    from spikemerge.tools.evidence.waveforms import template_lag
+
+    units, neuron_of = drifting_population(np.random.default_rng(3), CENTRES)
+    motion = _motion(units)
+    channels = 16
+    probe = Probe(ndim=2)
+    probe.set_contacts(positions=np.c_[np.zeros(channels), PITCH_UM * np.arange(channels)], shapes="circle",
+                       shape_params={"radius": 5})
+
+    def compare(x, y):
+        d = trajectory_evidence(units[x].times_s, units[x].location, units[y].times_s, units[y].location,
+                                motion)["drift_displacement_um"]
+        raw = template_lag(units[x].template, units[y].template, 60)[1]
+        return raw, moved_template_similarity(units[x].template, units[y].template, np.arange(channels), d, probe, 60)
+
+    rows_b = sorted((u for u in units if neuron_of[u] == "b"), key=lambda u: int(u[1:]))
+    raw, moved = compare(rows_b[0], rows_b[-1])  # the far ends of b's drift
+    assert moved > 0.9 and moved > raw + 0.2
+    shared = sorted(set(u[1:] for u in units if neuron_of[u] == "a") & set(u[1:] for u in units if neuron_of[u] == "b"))
+    raw, moved = compare("a" + shared[0], "b" + shared[0])  # a neighbour at the same row, at other times
+    assert raw > 0.9 and moved < min(0.9, raw - 0.1)

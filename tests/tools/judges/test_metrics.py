@@ -203,12 +203,21 @@ def test_true_groups_merge_and_twins_do_not_on_a_generated_recording(small_truth
 
 
 def _drift_record(units, ids, motion, duration_s=300.0):
-    from spikemerge.tools.evidence.motion import trajectory_evidence
+    """Group evidence with the drift numbers ``pairs.pair_evidence`` adds (on a one-column probe, 20 µm pitch)."""
+    from probeinterface import Probe
 
+    from spikemerge.tools.evidence.motion import moved_template_similarity, trajectory_evidence
+
+    channels = next(iter(units.values())).template.shape[1]
+    probe = Probe(ndim=2)
+    probe.set_contacts(positions=np.c_[np.zeros(channels), 20.0 * np.arange(channels)], shapes="circle",
+                       shape_params={"radius": 5})
     record = group_record({u: units[u] for u in ids}, duration_s)
     for pair in record["pairs"]:
         a, b = units[pair["unit_a"]], units[pair["unit_b"]]
         pair.update(trajectory_evidence(a.times_s, a.location, b.times_s, b.location, motion))
+        pair["drift_template_similarity"] = moved_template_similarity(
+            a.template, b.template, np.arange(channels), pair["drift_displacement_um"], probe, 60)
     return record
 
 
