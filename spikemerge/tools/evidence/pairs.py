@@ -12,7 +12,7 @@ and a person read the same thing.
 from __future__ import annotations
 
 from itertools import combinations
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, Sequence
 
 import numpy as np
@@ -22,6 +22,7 @@ from ..analyzer.view import AnalyzerView, UnitArrays
 from ..judges.base import UnitId
 from .ccg import ccg_evidence, contamination_evidence, correlogram, time_differences
 from .features import continuity, discriminant_projection
+from .motion import Motion, estimate_motion, moved_template_similarity, trajectory_evidence
 from .params import DEFAULT_EVIDENCE_PARAMS, EvidenceParams
 from .presence import comparison_window, presence_evidence
 from .waveforms import amplitude_ratio as _amplitude_ratio
@@ -38,6 +39,20 @@ class EvidenceContext(AnalyzerView):
     The analyzer's one view (:class:`~spikemerge.tools.analyzer.view.AnalyzerView`): render reads
     the same trains, so a CCG panel and these numbers count the same spikes.
     """
+
+    # ---- drift (evidence/motion.py): one motion for the whole probe, estimated once
+    @cached_property
+    def motion(self) -> Motion:
+        """The probe's rigid motion, registered from every unit's firing over time and depth."""
+        return estimate_motion([self.times_s(u) for u in self.unit_ids], self.locations, self.duration_s)
+
+    @cached_property
+    def probe(self):
+        """The probe (None when the analyzer holds a group of probes: no template is moved then)."""
+        try:
+            return self.analyzer.get_probe()
+        except Exception:
+            return None
 
 
 # ---------------------------------------------------------------- per pair and per group
@@ -254,9 +269,18 @@ def unit_pair_evidence(unit_a: UnitId, unit_b: UnitId, a: UnitArrays, b: UnitArr
 
 def pair_evidence(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId,
                   params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, Any]:
-    """Every number for one pair of units of the analyzer, in one flat dict."""
-    return unit_pair_evidence(unit_a, unit_b, ctx.unit(unit_a), ctx.unit(unit_b), ctx.fs, ctx.duration_s,
-                              ctx.noise_levels, params)
+    """Every number for one pair of units of the analyzer, in one flat dict (with the drift numbers,
+    which need the motion of the whole probe)."""
+    a, b = ctx.unit(unit_a), ctx.unit(unit_b)
+    record = unit_pair_evidence(unit_a, unit_b, a, b, ctx.fs, ctx.duration_s, ctx.noise_levels, params)
+    record.update(trajectory_evidence(a.times_s, a.location, b.times_s, b.location, ctx.motion, params))
+    record["drift_template_similarity"] = float("nan")
+    if abs(record["drift_displacement_um"]) >= params.drift_min_displacement_um:
+        channels = np.union1d(a.channels, b.channels)
+        record["drift_template_similarity"] = moved_template_similarity(
+            a.template, b.template, channels, record["drift_displacement_um"], ctx.probe,
+            int(round(params.max_lag_ms * ctx.fs / 1000.0)))
+    return record
 
 
 def group_evidence(ctx: EvidenceContext, unit_ids: Sequence[UnitId], chains: Sequence[Sequence[UnitId]] = (),

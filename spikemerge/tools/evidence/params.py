@@ -59,6 +59,35 @@ class EvidenceParams:
     min_continuity_spikes: int = 30
     """Fewer spikes than this in the chosen time window: continuity falls back to all spikes."""
     density_grid: int = 256
+    # drift: the probe's motion from every unit, and positions with it removed (``motion.py``)
+    motion_bins: int = 20
+    """Time bins in which the probe's displacement is estimated (one value per bin)."""
+    motion_min_units: int = 4
+    """Fewer units than this: too little to register, no motion is estimated."""
+    motion_grid_um: float = 1.0
+    """Step of the depth grid on which firing profiles are registered."""
+    motion_sigma_um: float = 5.0
+    """Width each unit's firing is spread over on that grid. Narrow: a wide kernel blends a
+    neuron's old and new row into one peak between them, and the registered motion comes out
+    smaller than the real one (on the dev sets, true fragment pairs' raw shift over estimated
+    displacement had medians 0.8-1.4 at 5 µm, 1.1-2.0 at 20 µm)."""
+    motion_max_um: float = 75.0
+    """Largest displacement searched between two time bins."""
+    motion_min_correlation: float = 0.3
+    """Two time bins whose firing profiles correlate less than this at their best shift say
+    nothing about the motion between them (a static recording: no bin pair passes, no motion)."""
+    motion_smoothness: float = 1.0
+    """Weight tying each time bin's displacement to the next one's (a probe drifts slowly),
+    against correlation-weighted registrations (about one per other bin)."""
+    drift_min_displacement_um: float = 6.0
+    """Below this displacement between two units' lives (about a localization error) the probe
+    did not move between them: their templates are not moved for comparison."""
+    drift_floor_um: float = 6.0
+    """Localization error of a unit position: the spread of one neuron's fragments' corrected
+    positions when the probe does not move during their lives."""
+    drift_reach_um: float = 75.0
+    """Radius within which two distinct neurons' separation is taken as uniform (the reach of
+    the drift chains, ``CandidateParams.chain_distance_factor`` times 50 µm)."""
     seed: int = 0
     """Seed of the spike subsampling in feature comparisons (results are reproducible)."""
 

@@ -30,6 +30,11 @@ def _usable(score: PairScore, cut: float, block_thin: bool) -> bool:
     return score.log_odds >= cut and not (block_thin and score.thin) and not score.veto
 
 
+def _on_trajectory(score: PairScore) -> bool:
+    """Fragments of one drifting neuron by their motion-corrected positions (see ``terms.pair_terms``)."""
+    return score.on_trajectory and not score.veto
+
+
 def _chain_parts(chain: Sequence[Any], scores: Mapping[frozenset, PairScore], cut: float,
                  block_thin: bool) -> list[list[Any]]:
     """Maximal runs of a proposed chain whose every link is a clean, usable hand-over and where no pair vetoes."""
@@ -56,7 +61,8 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
     Proposed drift chains are taken first (see ``_chain_parts``); then the chain parts and the
     remaining units are joined by complete linkage: two parts join only when every pair across
     them clears ``threshold`` (and is neither thin under ``block_thin`` nor vetoed), strongest
-    first. A chain part is a cluster like any other: a unit (or another part) joins it only on
+    first; a pair of units that follow each other and sit on one motion-corrected trajectory
+    (``PairScore.on_trajectory``) need not clear it, as long as another pair across does. A chain part is a cluster like any other: a unit (or another part) joins it only on
     the evidence of every pair it forms with the chain's units, so no pair is merged unjudged.
     """
     cut = logit(threshold)
@@ -72,9 +78,12 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
         best, best_pair = None, None
         for i, j in combinations(range(len(clusters)), 2):
             links = [scores[frozenset((a, b))] for a in clusters[i] for b in clusters[j]]
-            if not all(_usable(s, cut, block_thin) for s in links):
+            usable = [s for s in links if _usable(s, cut, block_thin)]
+            # drift: a pair on one motion-corrected trajectory does not block the join (its templates
+            # may differ as far as the neuron moved), but some pair across must carry it
+            if not usable or not all(_usable(s, cut, block_thin) or _on_trajectory(s) for s in links):
                 continue
-            strength = min(s.log_odds for s in links)
+            strength = min(s.log_odds for s in usable)
             if best is None or strength > best:
                 best, best_pair = strength, (i, j)
         if best_pair is None:
@@ -110,7 +119,7 @@ class MetricsJudge:
     def fingerprint(self) -> str:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
-        source = json.dumps({"judge": "metrics-v4", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v5", "params": self.params.fingerprint(),
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 
@@ -137,8 +146,11 @@ class MetricsJudge:
             relevant = []
             for part in parts:
                 pairs = [scores[frozenset(pair)] for pair in combinations(part, 2)]
-                if all(_usable(x, cut, rule.abstain_on_thin) for x in pairs):
+                carried = [x for x in pairs if _usable(x, cut, rule.abstain_on_thin)]
+                if len(carried) == len(pairs):
                     relevant += pairs
+                elif carried:  # a drift trajectory: the pairs that cleared the threshold carry it
+                    relevant += carried
                 else:  # a drift chain: its links carry it
                     relevant += [scores[frozenset(pair)] for pair in zip(part, part[1:])]
             weakest = min(relevant, key=lambda x: x.log_odds)
@@ -160,7 +172,7 @@ class MetricsJudge:
     @staticmethod
     def _reasoning(units: list, parts: list[list], shown: PairScore, rule: Policy, decision: str) -> str:
         pair = f"units {shown.unit_a} and {shown.unit_b}"
-        shown_keys = ("crosscorrelograms", "waveforms", "pca", "amplitudes", "examples")
+        shown_keys = ("crosscorrelograms", "waveforms", "pca", "amplitudes", "drift", "examples")
         evidence = "; ".join(shown.reasons[k] for k in shown_keys if k in shown.reasons)
         if decision == "merge":
             merged = {u for part in parts for u in part}

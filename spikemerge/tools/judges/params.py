@@ -72,6 +72,17 @@ class JudgeParams:
     back and forth do not follow one another, and the hand-over model does not hold for them."""
     handover_log_odds: float = 1.5
     handover_mismatch_log_odds: float = -2.0
+    # drift trajectory: the pair's separation once the probe's motion is removed (evidence/motion.py)
+    drift_bounds: tuple[float, float] = (-6.0, 2.0)
+    """Bounds of the drift term (the log-likelihood ratio one neuron vs two of the separation)."""
+    drift_min_displacement_um: float = 6.0
+    """The probe must have moved at least this much (about a localization error) between the two
+    units' lives for their agreement after correction to count for one neuron: without motion,
+    agreement in position is what any two neighbours show."""
+    drift_max_z: float = 1.0
+    """Separation after correction within this many tolerances: the pair lies on one trajectory,
+    so a waveform difference between far ends of a drift is expected and does not block the join.
+    Tight: distinct neighbours less than ~15 µm apart reach 1.3 on the dev sets (1.5 merged them)."""
     # decisive evidence against, which a drift chain may not override
     veto_log_odds: float = -3.0
     # calibration of the summed log-odds into a probability: P = sigmoid(scale · L + offset)
@@ -103,7 +114,7 @@ class JudgeParams:
     split reads the same), so these keep one rejected clear split from speaking for all of them."""
     learning_term_scales: tuple[tuple[str, float], ...] = (
         ("crosscorrelograms", 1.0), ("duplicate", 1.0), ("waveforms", 1.0),
-        ("continuity", 1.0), ("burst", 1.0), ("handover", 1.0))
+        ("continuity", 1.0), ("burst", 1.0), ("handover", 1.0), ("drift", 1.0))
     """Nats of each term that make a different kind of case (the terms are divided by these
     before distances are taken); every term is a log-likelihood ratio, so one nat is one unit
     of evidence whichever term carries it."""

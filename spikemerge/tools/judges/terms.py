@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from .params import DEFAULT_JUDGE_PARAMS, JudgeParams
 
-TERMS: tuple[str, ...] = ("crosscorrelograms", "duplicate", "waveforms", "continuity", "burst", "handover")
+TERMS: tuple[str, ...] = ("crosscorrelograms", "duplicate", "waveforms", "continuity", "burst", "handover", "drift")
 """The log-odds terms, in the order of a learned weight vector (an offset follows them)."""
 
 
@@ -54,6 +54,9 @@ class PairScore:
     """A clean hand-over: one unit takes over as the other fades, matching at that moment."""
     veto: bool = False
     """Decisive evidence of two neurons (a powered CCG without a dip, or a significant gap)."""
+    on_trajectory: bool = False
+    """Units that follow each other in time and sit at one place once the probe's motion is
+    removed: fragments of one drifting neuron, whose templates may differ however far apart."""
     reasons: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -129,11 +132,20 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     shown = similarity
     if sequential and finite(e.get("handover_similarity")):
         shown = max(similarity, at_handover)
+    moved_similarity = _get(e, "drift_template_similarity", float("nan"))
+    carried = sequential and finite(moved_similarity) and \
+        abs(_get(e, "drift_displacement_um", 0.0)) >= p.drift_min_displacement_um
+    if carried:
+        # the probe moved between the two units' lives: one neuron's later template is its earlier one
+        # carried by the motion, or its last spikes before the hand-over; the templates as they are
+        # compare the same raw place at other times, which a neighbour also occupies
+        shown = max(moved_similarity, at_handover) if finite(at_handover) else moved_similarity
     terms["waveforms"] = _clip(p.similarity_slope * (shown - p.similarity_centre), p.similarity_bounds)
     reasons["waveforms"] = (
         f"templates {100 * _get(e, 'template_similarity', 0):.0f}% alike ({100 * shape_similarity:.0f}% with noise "
         f"removed{f', {100 * stretch:.0f}% with the larger widened {factor:.2f}x' if widened else ''}"
-        f"{f', {100 * at_handover:.0f}% at the hand-over' if sequential and finite(at_handover) else ''}), "
+        f"{f', {100 * at_handover:.0f}% at the hand-over' if sequential and finite(at_handover) else ''}"
+        f"{f', {100 * moved_similarity:.0f}% once moved by the probe motion' if carried else ''}), "
         f"amplitude ratio {_get(e, 'template_amplitude_ratio', float('nan')):.2f}, "
         f"{_get(e, 'distance_um', float('nan')):.0f} µm apart")
     feature = _gap_term(_get(e, "continuity_ratio", float("nan")), _get(e, "continuity_gap_p", 1.0),
@@ -185,14 +197,32 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         reasons["amplitudes"] = (
             f"both units fire together (presence overlap {overlap:.2f}); amplitude distributions overlap "
             f"{_get(e, 'amplitude_overlap_concurrent', float('nan')):.2f} while both fire")
+    on_trajectory = False
+    if sequential and finite(e.get("drift_log_ratio")):
+        # drift: where the two units are once the probe's motion is removed (evidence/motion.py)
+        moved = abs(_get(e, "drift_displacement_um", 0.0)) >= p.drift_min_displacement_um
+        drift = _clip(_get(e, "drift_log_ratio", 0.0), p.drift_bounds)
+        on_trajectory = moved and _get(e, "drift_z", math.inf) <= p.drift_max_z
+        # for one neuron only on the trajectory (the probe moved and the corrected positions agree
+        # within ``drift_max_z`` tolerances): agreement without motion is what any two neighbours
+        # show; a separation counts against whatever the motion, and vetoes when decisive
+        terms["drift"] = drift if on_trajectory else min(drift, 0.0)
+        reasons["drift"] = (
+            f"the probe moved {_get(e, 'drift_displacement_um', 0):+.0f} µm between the two units' lives and they "
+            f"sit {_get(e, 'drift_raw_shift_um', 0):+.0f} µm apart; with the motion removed "
+            f"{_get(e, 'drift_separation_um', float('nan')):.0f} µm apart (tolerance "
+            f"{_get(e, 'drift_tolerance_um', float('nan')):.0f} µm): "
+            + ("one trajectory, as for one drifting neuron" if on_trajectory else
+               "two places, as for two neurons" if terms["drift"] < 0 else "no clear answer"))
     veto = not duplicate and powered and terms["crosscorrelograms"] <= p.veto_log_odds
+    veto = veto or (not duplicate and terms["drift"] <= p.veto_log_odds)
     # without CCG power only a hand-over in which the units really follow one another is more
     # than shape: units that take turns back and forth are thin evidence (conservative abstains)
     follows = _get(e, "handover_gap_fraction", 0.0) >= -p.handover_max_interleave
     thin = not duplicate and not powered and not (handover and follows)
     return PairScore(unit_a=e["unit_a"], unit_b=e["unit_b"], log_odds=float(sum(terms.values())),
                      duplicate=duplicate, terms=terms, thin=thin, handover=handover and not veto, veto=veto,
-                     reasons=reasons)
+                     reasons=reasons, on_trajectory=on_trajectory and not veto)
 
 
 def score_pair(e: Mapping[str, Any], params: JudgeParams = DEFAULT_JUDGE_PARAMS,

@@ -257,3 +257,52 @@ def test_a_widened_template_speaks_for_one_cell_only_where_the_footprint_is_the_
     assert _judge(units, judge=ungated).decision == "merge"  # the gate at work
     same_place = _thin_amplitude_slices(np.random.default_rng(12), width=1.35)
     assert group_record(same_place)["pairs"][0]["template_footprint_similarity"] > 0.99
+
+
+# ---------------------------------------------------------------- drift fragments (issue 11)
+
+
+def _drift_record(units, ids, motion, duration_s=300.0):
+    """Group evidence with the drift numbers ``pairs.pair_evidence`` adds (on a one-column probe, 20 µm pitch)."""
+    from probeinterface import Probe
+
+    from spikemerge.tools.evidence.motion import moved_template_similarity, trajectory_evidence
+
+    channels = next(iter(units.values())).template.shape[1]
+    probe = Probe(ndim=2)
+    probe.set_contacts(positions=np.c_[np.zeros(channels), 20.0 * np.arange(channels)], shapes="circle",
+                       shape_params={"radius": 5})
+    record = group_record({u: units[u] for u in ids}, duration_s)
+    for pair in record["pairs"]:
+        a, b = units[pair["unit_a"]], units[pair["unit_b"]]
+        pair.update(trajectory_evidence(a.times_s, a.location, b.times_s, b.location, motion))
+        pair["drift_template_similarity"] = moved_template_similarity(
+            a.template, b.template, np.arange(channels), pair["drift_displacement_um"], probe, 60)
+    return record
+
+
+def test_interleaved_fragments_of_a_back_and_forth_drift_merge_and_a_neighbour_stays_apart():
+    """A probe drifting back and forth cuts each neuron into fragments by depth that take turns in
+    time; the neighbour's fragments sit at the same rows at other times. The fragments of one
+    neuron merge (their far ends differ in shape), and no part mixes the two neurons."""
+    from spikemerge.tools.evidence.motion import estimate_motion
+    from tests.tools.evidence.drift import drifting_population
+
+    # neighbours two channel rows (40 µm) apart; closer ones are beyond what the motion estimated from
+    # the units themselves separates (it comes out about 0.6-0.7 of the real one)
+    units, neuron_of = drifting_population(np.random.default_rng(7), {"a": 3.0, "b": 5.0, "c": 7.5, "d": 10.0,
+                                                                      "e": 12.5}, amplitude=2.0)
+    ids = list(units)
+    motion = estimate_motion([units[u].times_s for u in ids], np.array([units[u].location for u in ids]), 300.0)
+    group = [u for u in ids if neuron_of[u] in ("a", "b")]
+    fragments_b = [u for u in group if neuron_of[u] == "b"]
+    assert len(fragments_b) >= 4
+    record = _drift_record(units, group, motion)
+    request = JudgeRequest(group_id=1, unit_ids=tuple(group), evidence=record)
+    verdict = MetricsJudge().judge(request, "balanced")
+    assert all(len({neuron_of[u] for u in part}) == 1 for part in verdict.merge_groups), verdict.merge_groups
+    assert max(len(part) for part in verdict.merge_groups if neuron_of[part[0]] == "b") >= 3, verdict.merge_groups
+    # without the drift numbers a neighbour's fragment at the same row, at other times, joins
+    plain = MetricsJudge().judge(JudgeRequest(group_id=1, unit_ids=tuple(group),
+                                              evidence=group_record({u: units[u] for u in group})), "balanced")
+    assert any(len({neuron_of[u] for u in part}) > 1 for part in plain.merge_groups), plain.merge_groups

@@ -1,0 +1,72 @@
+"""Drift evidence: the probe's motion from the units alone, and positions with it removed."""
+
+import numpy as np
+
+from spikemerge.tools.evidence.motion import estimate_motion, trajectory_evidence
+from tests.tools.evidence.drift import PITCH_UM, drifting_population, triangle
+
+CENTRES = {"a": 3.5, "b": 5.0, "c": 7.5, "d": 10.0, "e": 12.5}
+
+
+def _motion(units):
+    ids = list(units)
+    return estimate_motion([units[u].times_s for u in ids], np.array([units[u].location for u in ids]), 300.0)
+
+
+def test_the_motion_of_a_back_and_forth_drift_is_recovered_from_units_pinned_to_rows():
+    units, _ = drifting_population(np.random.default_rng(0), CENTRES)
+    motion = _motion(units)
+    centres = 0.5 * (motion.edges_s[1:] + motion.edges_s[:-1])
+    truth = PITCH_UM * triangle(centres, 1.5, 150.0)
+    assert np.corrcoef(motion.displacement_um, truth)[0, 1] > 0.9
+    assert motion.range_um > 0.4 * np.ptp(truth)  # smaller than the truth (units that never move pull it in)
+
+
+def test_a_static_probe_has_no_motion():
+    units, _ = drifting_population(np.random.default_rng(1), CENTRES, amplitude=0.0)
+    assert _motion(units).range_um < 1.0
+
+
+def test_fragments_sit_together_and_neighbours_apart_once_the_motion_is_removed():
+    units, neuron_of = drifting_population(np.random.default_rng(2), CENTRES)
+    motion = _motion(units)
+
+    def drift(x, y):
+        return trajectory_evidence(units[x].times_s, units[x].location, units[y].times_s, units[y].location, motion)
+
+    same = [drift(x, y) for x in units for y in units if x < y and neuron_of[x] == neuron_of[y] == "b"]
+    assert len(same) >= 3 and all(abs(r["drift_displacement_um"]) > 6 for r in same)
+    # "a" at its upper rows and "b" at its lower ones share a row of the probe, at different times
+    shared = sorted(set(u[1:] for u in units if neuron_of[u] == "a") & set(u[1:] for u in units if neuron_of[u] == "b"))
+    assert shared
+    across = drift("a" + shared[0], "b" + shared[0])
+    assert abs(across["drift_raw_shift_um"]) < 10.0  # at the same place on the probe ...
+    assert across["drift_z"] > 2 * max(r["drift_z"] for r in same if r["drift_z"] < 1.5)  # ... not once corrected
+    assert np.median([r["drift_separation_um"] for r in same]) < across["drift_separation_um"]
+
+
+def test_templates_carried_by_the_motion_match_for_one_neuron_not_for_its_neighbour():
+    from probeinterface import Probe
+
+    from spikemerge.tools.evidence.motion import moved_template_similarity
+    from spikemerge.tools.evidence.waveforms import template_lag
+
+    units, neuron_of = drifting_population(np.random.default_rng(3), CENTRES)
+    motion = _motion(units)
+    channels = 16
+    probe = Probe(ndim=2)
+    probe.set_contacts(positions=np.c_[np.zeros(channels), PITCH_UM * np.arange(channels)], shapes="circle",
+                       shape_params={"radius": 5})
+
+    def compare(x, y):
+        d = trajectory_evidence(units[x].times_s, units[x].location, units[y].times_s, units[y].location,
+                                motion)["drift_displacement_um"]
+        raw = template_lag(units[x].template, units[y].template, 60)[1]
+        return raw, moved_template_similarity(units[x].template, units[y].template, np.arange(channels), d, probe, 60)
+
+    rows_b = sorted((u for u in units if neuron_of[u] == "b"), key=lambda u: int(u[1:]))
+    raw, moved = compare(rows_b[0], rows_b[-1])  # the far ends of b's drift
+    assert moved > 0.9 and moved > raw + 0.2
+    shared = sorted(set(u[1:] for u in units if neuron_of[u] == "a") & set(u[1:] for u in units if neuron_of[u] == "b"))
+    raw, moved = compare("a" + shared[0], "b" + shared[0])  # a neighbour at the same row, at other times
+    assert raw > 0.9 and moved < min(0.9, raw - 0.1)
