@@ -103,9 +103,13 @@ def estimate_motion(trains: Sequence[np.ndarray], positions: np.ndarray, duratio
     bins = max(2, int(params.motion_bins))
     edges = np.linspace(0.0, duration_s, bins + 1)
     zero = Motion(edges, np.zeros(bins))
-    if len(trains) < params.motion_min_units or positions.size == 0:
+    # a unit without spikes has no location (NaN) and says nothing about the motion
+    placed = [i for i in range(len(trains)) if len(trains[i]) and np.all(np.isfinite(positions[i]))] \
+        if positions.size else []
+    if len(placed) < params.motion_min_units:
         return zero
-    depths = positions[:, 1]
+    trains = [trains[i] for i in placed]
+    depths = positions[placed, 1]
     step = params.motion_grid_um
     margin = params.motion_max_um + 3 * params.motion_sigma_um
     grid = np.arange(depths.min() - margin, depths.max() + margin + step, step)

@@ -70,3 +70,13 @@ def test_templates_carried_by_the_motion_match_for_one_neuron_not_for_its_neighb
     shared = sorted(set(u[1:] for u in units if neuron_of[u] == "a") & set(u[1:] for u in units if neuron_of[u] == "b"))
     raw, moved = compare("a" + shared[0], "b" + shared[0])  # a neighbour at the same row, at other times
     assert raw > 0.9 and moved < min(0.9, raw - 0.1)
+
+
+def test_an_empty_unit_without_a_location_does_not_break_the_motion():
+    from spikemerge.tools.evidence.motion import estimate_motion
+
+    rng = np.random.default_rng(0)
+    trains = [np.sort(rng.uniform(0, 300, 500)) for _ in range(6)] + [np.array([])]
+    positions = np.c_[np.zeros(7), np.r_[np.arange(6) * 25.0, np.nan]]
+    motion = estimate_motion(trains, positions, 300.0)
+    assert np.all(np.isfinite(motion.displacement_um))
