@@ -123,7 +123,8 @@ def build(kind: str, seed: int, sorter: str, duration: float, num_units: int, ca
     sorting = sorting.save(folder=str(folder / "sorting"))
     shutil.rmtree(folder / "sorter_output", ignore_errors=True)
     truth = sb.build_truth(gt, sorting)
-    truth.update(sorter=sorter, scenario=scenario, num_units=len(sorting.unit_ids), num_neurons=len(gt.unit_ids),
+    truth.update(sorter=sorter, sorter_params=sb.sorter_params(sorter, seed, motion_correction=False),
+                 scenario=scenario, num_units=len(sorting.unit_ids), num_neurons=len(gt.unit_ids),
                  sampling_frequency=sorting.sampling_frequency, duration_s=duration, recording="recording",
                  final_merge="off", sort_seconds=round(time.perf_counter() - start, 1))
     sb.build_analyzer(sorting, recording, folder / "analyzer")

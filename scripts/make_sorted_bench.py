@@ -6,11 +6,14 @@ Needs the ``[bench]`` extra (MEArec, LFPy, NEURON 8.2.7, hdbscan)::
     python scripts/make_sorted_bench.py                                  # the default datasets
     python scripts/make_sorted_bench.py --datasets drift_sc2_s2,burst_tdc2_s2 --cache /tmp/heldout
     python scripts/make_sorted_bench.py --scenario drift --sorter tridesclous2 --seeds 5,6
+    python scripts/make_sorted_bench.py --datasets drift_sc2_s5 --set slow_drift_velocity=16 --set n_exc=12
 
 Datasets are named ``<scenario>_<sc2|tdc2>_s<seed>`` (scenarios: drift, burst, lowsnr) and
 written to ``--cache`` (default ``$SPIKEMERGE_CACHE`` or ``~/.cache/spikemerge/sorted_bench``);
-one that has its READY file is skipped. The template library is simulated once per cache
-(about 7 minutes on 2 cores); each recording once per scenario and seed, shared by sorters.
+one that has its READY file is skipped. ``--set`` changes a recording parameter of the scenario
+(a RecordingSpec field) for every dataset of the call, as held-out sets need; the parameters
+used are kept in truth.json. The template library is simulated once per cache (about 7 minutes
+on 2 cores); each recording once per scenario, seed and parameters, shared by sorters.
 Prints, per dataset, the units, true pairs and which neurons were split into how many units,
 and rewrites ``<cache>/STATUS.md``.
 """
@@ -22,6 +25,7 @@ import json
 import sys
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 from spikemerge.bench.sorted import (
@@ -32,6 +36,7 @@ from spikemerge.bench.sorted import (
     ensure_venv_bin_on_path,
     make_dataset,
     parse_dataset_name,
+    parse_overrides,
     write_status,
 )
 
@@ -47,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="1", help="... for these seeds (comma-separated)")
     parser.add_argument("--cache", default=None, help="output folder (default: $SPIKEMERGE_CACHE or "
                                                       "~/.cache/spikemerge/sorted_bench)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="override a recording parameter of the scenario (RecordingSpec field; repeatable)")
     parser.add_argument("--keep-going", action="store_true", help="go on with the next dataset when one fails")
     args = parser.parse_args(argv)
 
@@ -58,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         names = [n.strip() for n in (args.datasets or ",".join(DEFAULT_DATASETS)).split(",") if n.strip()]
         specs = [parse_dataset_name(n) for n in names]
+    try:
+        overrides = parse_overrides(args.overrides)
+    except ValueError as exc:
+        parser.error(str(exc))
+    specs = [replace(spec, overrides=overrides) for spec in specs]
 
     start = time.perf_counter()
 

@@ -798,13 +798,15 @@ class DatasetSpec:
     seed: int = 1
     motion_correction: bool | None = None
     """None: the sorter's default (spykingcircus2 corrects motion, tridesclous2 does not)."""
+    overrides: tuple[tuple[str, Any], ...] = ()
+    """RecordingSpec fields set apart from the scenario's (held-out sets vary them); see :func:`parse_overrides`."""
 
     @property
     def name(self) -> str:
         return dataset_name(self.scenario, self.sorter, self.seed)
 
     def recording_spec(self) -> RecordingSpec:
-        return scenario(self.scenario, self.seed)
+        return scenario(self.scenario, self.seed, **dict(self.overrides))
 
 
 DEFAULT_MOTION_CORRECTION = {"drift": False}
@@ -817,6 +819,37 @@ def dataset_spec(scenario_name: str, sorter: str, seed: int) -> DatasetSpec:
     if sorter not in SORTERS:
         raise ValueError(f"unknown sorter {sorter!r}: use {', '.join(SORTERS)}")
     return DatasetSpec(scenario_name, sorter, seed, DEFAULT_MOTION_CORRECTION.get(scenario_name))
+
+
+def parse_overrides(items: Iterable[str]) -> tuple[tuple[str, Any], ...]:
+    """``["slow_drift_velocity=16", "n_bursting=10"]`` -> RecordingSpec overrides, typed by the field's default.
+
+    ``none`` sets a field to None; booleans read ``true``/``false``. Unknown fields and the seed
+    (set by the dataset name) are refused, so a typo cannot silently build the default scenario.
+    """
+    defaults = asdict(RecordingSpec())
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key, text = key.strip(), text.strip()
+        if not sep or key not in defaults or key in ("seed", "templates"):
+            raise ValueError(f"not a recording override: {item!r} (expected key=value, key one of "
+                             f"{', '.join(k for k in defaults if k not in ('seed', 'templates'))})")
+        default = defaults[key]
+        if text.lower() == "none":
+            value: Any = None
+        elif isinstance(default, bool):
+            if text.lower() not in ("true", "false"):
+                raise ValueError(f"{key} takes true or false, not {text!r}")
+            value = text.lower() == "true"
+        elif isinstance(default, str):
+            value = text
+        elif isinstance(default, int) or key in ("n_drifting", "n_bursting"):
+            value = int(text)
+        else:
+            value = float(text)
+        out[key] = value
+    return tuple(sorted(out.items()))
 
 
 def parse_dataset_name(name: str) -> DatasetSpec:

@@ -161,6 +161,23 @@ def test_dataset_names_round_trip():
             sb.parse_dataset_name(bad)
 
 
+def test_recording_overrides_are_typed_and_reach_the_spec():
+    overrides = sb.parse_overrides(["slow_drift_velocity=16", "n_exc=12", "n_bursting=10", "shape_mod=false",
+                                    "slow_drift_amplitude=none", "drift_mode_probe=non-rigid"])
+    assert dict(overrides) == {"slow_drift_velocity": 16.0, "n_exc": 12, "n_bursting": 10, "shape_mod": False,
+                               "slow_drift_amplitude": None, "drift_mode_probe": "non-rigid"}
+    assert isinstance(dict(overrides)["n_exc"], int) and isinstance(dict(overrides)["slow_drift_velocity"], float)
+    base = sb.parse_dataset_name("drift_sc2_s5")
+    spec = sb.DatasetSpec(base.scenario, base.sorter, base.seed, base.motion_correction, overrides)
+    rec = spec.recording_spec()
+    assert (rec.slow_drift_velocity, rec.n_exc, rec.seed) == (16.0, 12, 5)
+    assert rec.key() != base.recording_spec().key()  # its own recording file, never the dev set's
+    assert spec.name == "drift_sc2_s5"
+    for bad in (["velocity=16"], ["seed=3"], ["n_exc"], ["shape_mod=yes"], ["n_exc=1.5"]):
+        with pytest.raises(ValueError):
+            sb.parse_overrides(bad)
+
+
 def test_specs_hash_on_every_parameter():
     a = sb.scenario("drift", 1)
     assert a.key() == sb.scenario("drift", 1).key()
