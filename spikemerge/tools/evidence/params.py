@@ -59,3 +59,21 @@ class EvidenceParams:
 
 
 DEFAULT_EVIDENCE_PARAMS = EvidenceParams()
+
+
+@dataclass(frozen=True)
+class EvidenceWorkers:
+    """How evidence is spread over processes. Not hashed into any evidence: they change how fast
+    the numbers come, never the numbers."""
+
+    max_workers: int = 4
+    """Worker processes at most with ``n_workers="auto"`` (and never more than the CPUs this process may use)."""
+    parallel_min_pairs: int = 40
+    """With ``n_workers="auto"``, fewer pairs than this in all groups are computed in this process:
+    starting workers (about a second each to import scipy) would cost more than they save."""
+    in_flight_per_worker: int = 2
+    """Groups handed to each worker ahead of time: enough to keep it busy, few enough that only a
+    handful of groups' waveforms are in memory at once."""
+
+
+DEFAULT_EVIDENCE_WORKERS = EvidenceWorkers()

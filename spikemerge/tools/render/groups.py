@@ -370,7 +370,8 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["spikemerge.tools.render.draw"])
+    # the same list as evidence's workers: one forkserver serves both, whichever starts it
+    context.set_forkserver_preload(["spikemerge.tools.evidence.pairs", "spikemerge.tools.render.draw"])
     return context
 
 

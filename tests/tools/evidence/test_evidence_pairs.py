@@ -63,3 +63,42 @@ def test_pair_evidence_separates_the_truth(small_truth):
         e = pair_evidence(ctx, a, b)
         assert e["ccg_refractory_ratio"] > 0.5, e
         assert e["duplicate_fraction"] < 0.05
+
+
+def _same(a, b) -> bool:
+    """Equal records, NaN equal to NaN."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b):
+        return True
+    return a == b
+
+
+def test_evidence_in_worker_processes_is_the_evidence_computed_here(small_truth):
+    from spikemerge.tools.evidence.pairs import group_evidence, groups_evidence
+
+    ctx = EvidenceContext(small_truth.analyzer)
+    units = ctx.unit_ids
+    groups = {"split": (small_truth.true_groups[0], []), "three": (units[:3], [units[:2]]), "pair": (units[3:5], [])}
+    here = {key: group_evidence(ctx, u, c) for key, (u, c) in groups.items()}
+    there = dict(groups_evidence(ctx, groups, n_workers=2))
+    assert there.keys() == here.keys()
+    for key in groups:
+        assert _same(there[key], here[key]), key
+    assert len(there["three"]["pairs"]) == 3 and there["three"]["chains"] == [list(units[:2])]
+
+
+def test_evidence_workers_auto_and_refused_counts():
+    from spikemerge.errors import SpikemergeError
+    from spikemerge.tools.evidence.params import EvidenceWorkers
+    from spikemerge.tools.evidence.pairs import _evidence_workers
+
+    settings = EvidenceWorkers(max_workers=3, parallel_min_pairs=40)
+    assert _evidence_workers("auto", 39, settings) == 1  # too few pairs to pay for starting workers
+    assert 1 <= _evidence_workers("auto", 40, settings) <= 3
+    assert _evidence_workers(2, 1, settings) == 2
+    for bad in (0, -1, "many", 1.5, True):
+        with pytest.raises(SpikemergeError):
+            _evidence_workers(bad, 100, settings)
