@@ -28,7 +28,7 @@ from typing import Any, Callable, Hashable
 import numpy as np
 
 from ...errors import SpikemergeError
-from .rows import read_rows
+from .rows import FileRows, read_rows
 
 UnitId = Hashable
 
@@ -349,6 +349,13 @@ class AnalyzerView:
         if self.analyzer.sparsity is not None:
             waveforms = waveforms[:, :, : int(self.sparsity_mask[index].sum())]
         return np.asarray(waveforms, dtype=np.float32)
+
+    def waveform_reader(self, unit_id: UnitId) -> FileRows | None:
+        """What reads the unit's sampled waveforms (the same array :meth:`sampled_waveforms`
+        returns) from another process, when they are in a ``waveforms.npy`` file; None otherwise."""
+        index = self.index(unit_id)
+        channels = int(self.sparsity_mask[index].sum()) if self.analyzer.sparsity is not None else None
+        return FileRows.of(self._waveforms_ext.data["waveforms"], self.waveform_rows(unit_id), channels)
 
     def unit(self, unit_id: UnitId) -> UnitArrays:
         """Everything about one unit; its sampled waveforms are read when first used, only its rows."""

@@ -309,63 +309,110 @@ def _worker_context():
     return context
 
 
+def _pairs_job(unit_ids: Sequence[UnitId], arrays: Sequence[UnitArrays], pairs: Sequence[tuple[int, int]], fs: float,
+               duration_s: float, noise_levels: np.ndarray, params: EvidenceParams) -> list[dict[str, Any]]:
+    """Records of ``pairs`` (positions in ``unit_ids`` and ``arrays``): the unit of work of a worker process."""
+    with _one_blas_thread():
+        return [unit_pair_evidence(unit_ids[i], unit_ids[j], arrays[i], arrays[j], fs, duration_s, noise_levels, params)
+                for i, j in pairs]
+
+
+def _shipped(ctx: EvidenceContext, unit_id: UnitId) -> UnitArrays:
+    """A unit's arrays to send to a worker: its waveforms as a file reader when they live in a file
+    (the worker reads them from the page cache), else read here."""
+    unit = ctx.unit(unit_id)
+    reader = ctx.waveform_reader(unit_id) if not unit.waveforms_read else None
+    return UnitArrays(unit.times_s, unit.amplitudes, reader if reader is not None else unit.waveforms, unit.channels,
+                      unit.template, unit.location, unit.main_channel, unit.waveform_times_s)
+
+
+def _jobs(ctx: EvidenceContext, key: Hashable, units: Sequence[UnitId], per_job: int, ship: dict) -> Iterator[tuple]:
+    """A group's pairs in chunks of ``per_job``, each with only the units it needs: ``(key, chunk, args)``."""
+    pairs = list(combinations(range(len(units)), 2))
+    for chunk, begin in enumerate(range(0, len(pairs), per_job)):
+        part = pairs[begin:begin + per_job]
+        needed = sorted({i for pair in part for i in pair})
+        local = {i: n for n, i in enumerate(needed)}
+        yield key, chunk, ([units[i] for i in needed], [ship[units[i]] for i in needed],
+                           [(local[i], local[j]) for i, j in part])
+
+
 def groups_evidence(ctx: EvidenceContext, groups: Mapping[Hashable, tuple[Sequence[UnitId], Sequence[Sequence[UnitId]]]],
                     n_workers: int | str = 1, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS,
                     settings: EvidenceWorkers = DEFAULT_EVIDENCE_WORKERS) -> Iterator[tuple[Hashable, dict[str, Any]]]:
     """:func:`group_evidence` of many groups, in this process or in worker processes; yields ``(key, evidence)``.
 
-    ``groups`` maps a key to ``(unit_ids, chains)``. This process reads each group's arrays from
-    the view (the only reads of the analyzer) and hands them to a worker; at most
-    ``settings.in_flight_per_worker`` groups per worker wait, so only a few groups' waveforms
-    are ever in memory. Results are yielded as they finish (not in order) and are the same
-    numbers as :func:`group_evidence` computes here. Where worker processes cannot start, the
-    remaining groups are computed here with a warning.
+    ``groups`` maps a key to ``(unit_ids, chains)``. With workers, each group's pairs go out in
+    chunks of ``settings.pairs_per_job`` (so one large group is spread over every worker, not
+    left to one), with the arrays of the units each chunk needs; sampled waveforms kept in a
+    ``waveforms.npy`` go as a file position and row list, and the worker reads them itself.
+    At most ``settings.in_flight_per_worker`` chunks per worker wait. Groups are yielded as
+    their last chunk comes back (not in order), with the same numbers as :func:`group_evidence`
+    computes here. Where worker processes cannot start, the remaining groups are computed here
+    with a warning.
     """
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    items = list(groups.items())
-    n_pairs = sum(len(units) * (len(units) - 1) // 2 for units, _ in groups.values())
+    items = {key: (list(units), [list(c) for c in chains]) for key, (units, chains) in groups.items()}
+    n_pairs = sum(len(units) * (len(units) - 1) // 2 for units, _ in items.values())
     workers = _evidence_workers(n_workers, n_pairs, settings)
-    if workers > 1 and len(items) > 1:
+    pool = None
+    if workers > 1 and n_pairs > 1:
         try:
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context())
         except OSError as error:
             warnings.warn(f"computing evidence in this process: worker processes failed ({error})", RuntimeWarning,
                           stacklevel=2)
-            pool = None
-    else:
-        pool = None
     if pool is None:
-        for key, (units, chains) in items:
+        for key, (units, chains) in items.items():
             yield key, group_evidence(ctx, units, chains, params)
         return
+
+    def finish(key) -> dict[str, Any]:
+        chunks = results.pop(key)
+        records = [record for chunk in sorted(chunks) for record in chunks[chunk]]
+        return {"pairs": records, "chains": items[key][1], "evidence_params": params.fingerprint()}
+
+    results: dict[Hashable, dict[int, list]] = {}
+    left: dict[Hashable, int] = {}
+    done: set = set()
     pending: dict = {}
-    done_keys: set = set()
+
+    def collect(finished) -> Iterator[tuple[Hashable, dict[str, Any]]]:
+        for future in finished:
+            key, chunk = pending.pop(future)
+            results[key][chunk] = future.result()
+            left[key] -= 1
+            if left[key] == 0:
+                done.add(key)
+                yield key, finish(key)
+
     try:
         try:
-            for key, (units, chains) in items:
-                units = list(units)
-                job = (units, _group_arrays(ctx, units), [list(c) for c in chains], ctx.fs, ctx.duration_s,
-                       ctx.noise_levels, params)
-                pending[pool.submit(arrays_group_evidence, *job)] = key
-                while len(pending) >= settings.in_flight_per_worker * workers:
-                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        done_keys.add(pending[future])
-                        yield pending.pop(future), future.result()
+            for key, (units, _) in items.items():
+                n = len(units) * (len(units) - 1) // 2
+                results[key], left[key] = {}, -(-n // settings.pairs_per_job)
+                if n == 0:
+                    done.add(key)
+                    yield key, finish(key)
+                    continue
+                ship = {u: _shipped(ctx, u) for u in units}
+                for _, chunk, job in _jobs(ctx, key, units, settings.pairs_per_job, ship):
+                    pending[pool.submit(_pairs_job, *job, ctx.fs, ctx.duration_s, ctx.noise_levels, params)] = (key, chunk)
+                    while len(pending) >= settings.in_flight_per_worker * workers:
+                        finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                        yield from collect(finished)
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    done_keys.add(pending[future])
-                    yield pending.pop(future), future.result()
+                yield from collect(finished)
         except (OSError, BrokenProcessPool) as error:
             warnings.warn(f"computing evidence in this process: worker processes failed ({error})", RuntimeWarning,
                           stacklevel=2)
             pool.shutdown(wait=False, cancel_futures=True)
             pool = None
-            for key, (units, chains) in items:
-                if key not in done_keys:
+            for key, (units, chains) in items.items():
+                if key not in done:
                     yield key, group_evidence(ctx, units, chains, params)
     finally:
         if pool is not None:

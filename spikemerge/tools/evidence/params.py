@@ -71,9 +71,12 @@ class EvidenceWorkers:
     parallel_min_pairs: int = 40
     """With ``n_workers="auto"``, fewer pairs than this in all groups are computed in this process:
     starting workers (about a second each to import scipy) would cost more than they save."""
-    in_flight_per_worker: int = 2
-    """Groups handed to each worker ahead of time: enough to keep it busy, few enough that only a
-    handful of groups' waveforms are in memory at once."""
+    pairs_per_job: int = 12
+    """Pairs of a group sent to a worker at once: a group of 11 units (55 pairs) is spread over
+    every worker instead of keeping one busy while the others wait at the end."""
+    in_flight_per_worker: int = 3
+    """Jobs handed to each worker ahead of time: enough to keep it busy, few enough that only a
+    handful of units' arrays are in memory at once."""
 
 
 DEFAULT_EVIDENCE_WORKERS = EvidenceWorkers()

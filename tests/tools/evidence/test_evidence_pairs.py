@@ -76,18 +76,38 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def test_evidence_in_worker_processes_is_the_evidence_computed_here(small_truth):
+def test_evidence_in_worker_processes_is_the_evidence_computed_here(analyzer_folder, small_truth):
+    from spikemerge.tools.analyzer.load import open_analyzer
+    from spikemerge.tools.evidence.params import EvidenceWorkers
     from spikemerge.tools.evidence.pairs import group_evidence, groups_evidence
 
-    ctx = EvidenceContext(small_truth.analyzer)
+    ctx = EvidenceContext(open_analyzer(analyzer_folder))  # waveforms in a file: workers read them themselves
+    assert ctx.waveform_reader(ctx.unit_ids[0]) is not None
     units = ctx.unit_ids
-    groups = {"split": (small_truth.true_groups[0], []), "three": (units[:3], [units[:2]]), "pair": (units[3:5], [])}
+    groups = {"split": (small_truth.true_groups[0], []), "five": (units[:5], [units[:2]]), "pair": (units[5:7], []),
+              "alone": (units[7:8], [])}
     here = {key: group_evidence(ctx, u, c) for key, (u, c) in groups.items()}
-    there = dict(groups_evidence(ctx, groups, n_workers=2))
+    # two pairs a job: the five units' ten pairs go out in five chunks, put back in order
+    there = dict(groups_evidence(ctx, groups, n_workers=2, settings=EvidenceWorkers(pairs_per_job=2)))
     assert there.keys() == here.keys()
     for key in groups:
         assert _same(there[key], here[key]), key
-    assert len(there["three"]["pairs"]) == 3 and there["three"]["chains"] == [list(units[:2])]
+    assert len(there["five"]["pairs"]) == 10 and there["five"]["chains"] == [list(units[:2])]
+    assert there["alone"]["pairs"] == []
+
+
+def test_a_file_reader_reads_the_views_waveforms_in_another_process(analyzer_folder):
+    import pickle
+
+    from spikemerge.tools.analyzer.load import open_analyzer
+
+    ctx = EvidenceContext(open_analyzer(analyzer_folder))
+    for unit in ctx.unit_ids[:3]:
+        reader = pickle.loads(pickle.dumps(ctx.waveform_reader(unit)))  # as a worker receives it
+        assert len(pickle.dumps(reader)) < 10_000  # rows and a path, not the waveforms
+        expected = ctx.sampled_waveforms(unit)
+        got = reader()
+        assert got.dtype == expected.dtype and np.array_equal(got, expected)
 
 
 def test_evidence_workers_auto_and_refused_counts():
