@@ -299,7 +299,10 @@ def _evidence_workers(n_workers: int | str, n_pairs: int, settings: EvidenceWork
 
 
 def _worker_context():
-    """Workers forked from a server that has already imported this module (scipy, numpy), where possible."""
+    """Workers forked from a server that has already imported this module (scipy, numpy), where possible.
+
+    The preload list is render's too (``render.groups._worker_context``): one forkserver serves
+    both pools, whichever starts it first."""
     import multiprocessing
 
     if "forkserver" not in multiprocessing.get_all_start_methods():
@@ -326,15 +329,28 @@ def _shipped(ctx: EvidenceContext, unit_id: UnitId) -> UnitArrays:
                       unit.template, unit.location, unit.main_channel, unit.waveform_times_s)
 
 
-def _jobs(ctx: EvidenceContext, key: Hashable, units: Sequence[UnitId], per_job: int, ship: dict) -> Iterator[tuple]:
-    """A group's pairs in chunks of ``per_job``, each with only the units it needs: ``(key, chunk, args)``."""
+def _jobs(units: Sequence[UnitId], per_job: int, ship: Mapping[UnitId, UnitArrays]) -> Iterator[tuple[int, tuple]]:
+    """A group's pairs in chunks of ``per_job``, each with only the units it needs: ``(chunk, args)``."""
     pairs = list(combinations(range(len(units)), 2))
     for chunk, begin in enumerate(range(0, len(pairs), per_job)):
         part = pairs[begin:begin + per_job]
         needed = sorted({i for pair in part for i in pair})
         local = {i: n for n, i in enumerate(needed)}
-        yield key, chunk, ([units[i] for i in needed], [ship[units[i]] for i in needed],
-                           [(local[i], local[j]) for i, j in part])
+        yield chunk, ([units[i] for i in needed], [ship[units[i]] for i in needed],
+                      [(local[i], local[j]) for i, j in part])
+
+
+def start_worker_server() -> None:
+    """Start the worker processes' server now (where workers are forked from one), without waiting.
+
+    Its imports (scipy, matplotlib: about a second) then run on another core while this process
+    goes on (finding candidates), instead of when the first group is sent. A server that is
+    never used costs that second of another core, nothing else; it ends with this process.
+    """
+    if _worker_context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 
 def groups_evidence(ctx: EvidenceContext, groups: Mapping[Hashable, tuple[Sequence[UnitId], Sequence[Sequence[UnitId]]]],
@@ -398,7 +414,7 @@ def groups_evidence(ctx: EvidenceContext, groups: Mapping[Hashable, tuple[Sequen
                     yield key, finish(key)
                     continue
                 ship = {u: _shipped(ctx, u) for u in units}
-                for _, chunk, job in _jobs(ctx, key, units, settings.pairs_per_job, ship):
+                for chunk, job in _jobs(units, settings.pairs_per_job, ship):
                     pending[pool.submit(_pairs_job, *job, ctx.fs, ctx.duration_s, ctx.noise_levels, params)] = (key, chunk)
                     while len(pending) >= settings.in_flight_per_worker * workers:
                         finished, _ = wait(pending, return_when=FIRST_COMPLETED)

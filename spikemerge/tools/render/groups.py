@@ -345,7 +345,7 @@ def _plan_groups(view: AnalyzerView, groups: Mapping[int, Sequence[UnitId]], out
                 continue
             twin = _cached_twin(out_dir, feature, key)
             if twin is not None:
-                write_bytes_atomic(path, twin.read_bytes())
+                write_bytes_atomic(path, twin.read_bytes(), durable=False)
                 continue
             jobs.append((feature, payload, str(path)))
             queued.add(path)
@@ -535,7 +535,7 @@ def render_groups(analyzer, groups: Mapping[int, Sequence[UnitId]], out_dir: Pat
                 _workers(n_workers, len(groups)), finished, stats)
     for path, parts in composites.values():
         if not is_complete_png(path):
-            write_bytes_atomic(path, tile_composite(parts, settings))
+            write_bytes_atomic(path, tile_composite(parts, settings), durable=False)
     return {g: paths[g] for g in groups}
 
 
