@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -50,9 +49,9 @@ def curate(session, console, *, min_similarity, preset, relax, judge, render, ap
     Returns the :class:`~spikemerge.tools.curation.ApplyResult`, or None when no group was found.
     """
     console.print(f"[bold]Analyzer[/]: {session.info.summary()}")
-    if (os.cpu_count() or 1) > 1:  # the workers' imports run while candidates are found
-        from .tools.evidence.pairs import start_worker_server
+    from .tools.workers import idle_cpus, start_worker_server
 
+    if idle_cpus() > 1:  # the workers' imports run while candidates are found
         start_worker_server()
     search = session.find_candidates(min_similarity=min_similarity, preset=preset, relax=relax)
     console.print(f"[bold]Candidates[/]: {search.summary()}")

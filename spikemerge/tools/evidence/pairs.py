@@ -11,7 +11,6 @@ and a person read the same thing.
 
 from __future__ import annotations
 
-import os
 import warnings
 from itertools import combinations
 from functools import lru_cache
@@ -22,6 +21,7 @@ from threadpoolctl import ThreadpoolController
 
 from ...errors import SpikemergeError
 from ..analyzer.view import AnalyzerView, UnitArrays
+from ..workers import idle_cpus, worker_context
 from ..judges.base import UnitId
 from .ccg import ccg_evidence, contamination_evidence, correlogram, time_differences
 from .features import continuity, discriminant_projection
@@ -288,28 +288,10 @@ def _evidence_workers(n_workers: int | str, n_pairs: int, settings: EvidenceWork
     if n_workers == "auto":
         if n_pairs < settings.parallel_min_pairs:
             return 1
-        try:
-            cpus = len(os.sched_getaffinity(0))
-        except AttributeError:  # macOS, Windows
-            cpus = os.cpu_count() or 1
-        return max(1, min(cpus, settings.max_workers))
+        return max(1, min(idle_cpus(), settings.max_workers))
     if not isinstance(n_workers, int) or isinstance(n_workers, bool) or n_workers < 1:
         raise SpikemergeError(f"n_workers must be a positive integer or 'auto', not {n_workers!r}")
     return n_workers
-
-
-def _worker_context():
-    """Workers forked from a server that has already imported this module (scipy, numpy), where possible.
-
-    The preload list is render's too (``render.groups._worker_context``): one forkserver serves
-    both pools, whichever starts it first."""
-    import multiprocessing
-
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["spikemerge.tools.evidence.pairs", "spikemerge.tools.render.draw"])
-    return context
 
 
 def _pairs_job(unit_ids: Sequence[UnitId], arrays: Sequence[UnitArrays], pairs: Sequence[tuple[int, int]], fs: float,
@@ -340,19 +322,6 @@ def _jobs(units: Sequence[UnitId], per_job: int, ship: Mapping[UnitId, UnitArray
                       [(local[i], local[j]) for i, j in part])
 
 
-def start_worker_server() -> None:
-    """Start the worker processes' server now (where workers are forked from one), without waiting.
-
-    Its imports (scipy, matplotlib: about a second) then run on another core while this process
-    goes on (finding candidates), instead of when the first group is sent. A server that is
-    never used costs that second of another core, nothing else; it ends with this process.
-    """
-    if _worker_context().get_start_method() == "forkserver":
-        from multiprocessing import forkserver
-
-        forkserver.ensure_running()
-
-
 def groups_evidence(ctx: EvidenceContext, groups: Mapping[Hashable, tuple[Sequence[UnitId], Sequence[Sequence[UnitId]]]],
                     n_workers: int | str = 1, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS,
                     settings: EvidenceWorkers = DEFAULT_EVIDENCE_WORKERS) -> Iterator[tuple[Hashable, dict[str, Any]]]:
@@ -376,7 +345,7 @@ def groups_evidence(ctx: EvidenceContext, groups: Mapping[Hashable, tuple[Sequen
     pool = None
     if workers > 1 and n_pairs > 1:
         try:
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context())
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=worker_context())
         except OSError as error:
             warnings.warn(f"computing evidence in this process: worker processes failed ({error})", RuntimeWarning,
                           stacklevel=2)

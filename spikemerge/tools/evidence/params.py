@@ -67,7 +67,8 @@ class EvidenceWorkers:
     the numbers come, never the numbers."""
 
     max_workers: int = 4
-    """Worker processes at most with ``n_workers="auto"`` (and never more than the CPUs this process may use)."""
+    """Worker processes at most with ``n_workers="auto"`` (which never asks for more than the idle
+    CPUs, :func:`~spikemerge.tools.workers.idle_cpus`)."""
     parallel_min_pairs: int = 40
     """With ``n_workers="auto"``, fewer pairs than this in all groups are computed in this process:
     starting workers (about a second each to import scipy) would cost more than they save."""

@@ -117,8 +117,17 @@ def test_evidence_workers_auto_and_refused_counts():
 
     settings = EvidenceWorkers(max_workers=3, parallel_min_pairs=40)
     assert _evidence_workers("auto", 39, settings) == 1  # too few pairs to pay for starting workers
-    assert 1 <= _evidence_workers("auto", 40, settings) <= 3
+    assert 1 <= _evidence_workers("auto", 40, settings) <= 3  # the idle CPUs, at most 3
     assert _evidence_workers(2, 1, settings) == 2
     for bad in (0, -1, "many", 1.5, True):
         with pytest.raises(SpikemergeError):
             _evidence_workers(bad, 100, settings)
+
+
+def test_auto_asks_only_for_the_cpus_the_load_leaves_idle(monkeypatch):
+    from spikemerge.tools import workers
+
+    monkeypatch.setattr(workers, "usable_cpus", lambda: 4)
+    for load, idle in ((0.3, 4), (1.0, 4), (2.0, 3), (3.6, 1), (9.0, 1)):  # this process counts as free
+        monkeypatch.setattr(workers.os, "getloadavg", lambda load=load: (load, load, load))
+        assert workers.idle_cpus() == idle, load
