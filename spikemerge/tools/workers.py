@@ -3,8 +3,9 @@
 How many: on a shared machine, extra processes only help when CPUs are idle. Measured here
 (2 CPUs, another session busy): evidence for 684 pairs took 19 s in one process and 27-32 s in
 two workers, which shared the one CPU the busy machine left this session and each ran slower
-beside the other; on an idle machine two workers took about 0.7x one process. So ``"auto"``
-asks for the CPUs the load average leaves idle, not for every CPU.
+beside the other; on an idle machine two workers took about 0.7x one process. So ``spikemerge
+run`` reads the load once, before its own workers add to it, and asks for workers (``"auto"``:
+one per usable CPU) only when CPUs are idle.
 """
 
 from __future__ import annotations

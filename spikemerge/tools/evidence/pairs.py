@@ -21,7 +21,7 @@ from threadpoolctl import ThreadpoolController
 
 from ...errors import SpikemergeError
 from ..analyzer.view import AnalyzerView, UnitArrays
-from ..workers import idle_cpus, worker_context
+from ..workers import usable_cpus, worker_context
 from ..judges.base import UnitId
 from .ccg import ccg_evidence, contamination_evidence, correlogram, time_differences
 from .features import continuity, discriminant_projection
@@ -288,7 +288,7 @@ def _evidence_workers(n_workers: int | str, n_pairs: int, settings: EvidenceWork
     if n_workers == "auto":
         if n_pairs < settings.parallel_min_pairs:
             return 1
-        return max(1, min(idle_cpus(), settings.max_workers))
+        return max(1, min(usable_cpus(), settings.max_workers))
     if not isinstance(n_workers, int) or isinstance(n_workers, bool) or n_workers < 1:
         raise SpikemergeError(f"n_workers must be a positive integer or 'auto', not {n_workers!r}")
     return n_workers

@@ -67,8 +67,8 @@ class EvidenceWorkers:
     the numbers come, never the numbers."""
 
     max_workers: int = 4
-    """Worker processes at most with ``n_workers="auto"`` (which never asks for more than the idle
-    CPUs, :func:`~spikemerge.tools.workers.idle_cpus`)."""
+    """Worker processes at most with ``n_workers="auto"`` (and never more than the usable CPUs;
+    ``spikemerge run`` asks for ``"auto"`` only when the machine has idle CPUs)."""
     parallel_min_pairs: int = 40
     """With ``n_workers="auto"``, fewer pairs than this in all groups are computed in this process:
     starting workers (about a second each to import scipy) would cost more than they save."""

@@ -24,7 +24,7 @@ import numpy as np
 from ...errors import SpikemergeError
 from ..outputs import write_bytes_atomic
 from ..analyzer.view import AnalyzerView
-from ..workers import idle_cpus, worker_context
+from ..workers import usable_cpus, worker_context
 from .draw import render_jobs, tile_composite
 from .style import RenderSettings
 
@@ -365,7 +365,7 @@ lays out each figure once; 20 groups took 5.7 s and 4.1 s)."""
 
 def _workers(n_workers: int | str, n_groups: int) -> int:
     if n_workers == "auto":
-        return min(idle_cpus(), 4) if n_groups >= PARALLEL_MIN_GROUPS else 1
+        return min(usable_cpus(), 4) if n_groups >= PARALLEL_MIN_GROUPS else 1
     if not isinstance(n_workers, int) or n_workers < 1:
         raise SpikemergeError(f"n_workers must be a positive integer or 'auto', not {n_workers!r}")
     return n_workers
@@ -478,9 +478,10 @@ def render_groups(analyzer, groups: Mapping[int, Sequence[UnitId]], out_dir: Pat
     features : Sequence[str], default: DEFAULT_FEATURES
         Any of ``DEFAULT_FEATURES + OPTIONAL_FEATURES``.
     n_workers : int or "auto", default: 1
-        Processes drawing in parallel; 1 draws in this process. ``"auto"``: one per idle CPU
-        (:func:`~spikemerge.tools.workers.idle_cpus`, up to 4) when at least
-        ``PARALLEL_MIN_GROUPS`` groups need drawing. Worker processes import
+        Processes drawing in parallel; 1 draws in this process. ``"auto"``: one per CPU (up to
+        4) when at least ``PARALLEL_MIN_GROUPS`` groups need drawing (``spikemerge run`` asks
+        for ``"auto"`` only when the machine has idle CPUs, see
+        :func:`~spikemerge.tools.workers.idle_cpus`). Worker processes import
         the calling script's main module, so a script asking for them must keep its work under
         ``if __name__ == "__main__":`` (the ``spikemerge`` command does).
     progress : callable, optional
