@@ -55,19 +55,43 @@ def curate(session, console, *, min_similarity, preset, relax, judge, render, ap
     console.print(f"[bold]Analyzer[/]: {session.info.summary()}")
     if calibrate:
         console.print(f"[bold]Calibration[/]: {session.calibrate()['summary']}")
+    from .tools.workers import idle_cpus, start_worker_server
+
+    # read before this run's own workers load the machine: on a busy one they only slow each other
+    workers = "auto" if idle_cpus() > 1 else 1
+    if workers == "auto":  # the workers' imports run while candidates are found
+        start_worker_server()
     search = session.find_candidates(min_similarity=min_similarity, preset=preset, relax=relax)
     console.print(f"[bold]Candidates[/]: {search.summary()}")
     log.info("found %d candidate groups", len(search.groups))
     if not search.groups:
         console.print("No candidate groups: nothing to merge. Try a lower --min-similarity.")
         return None
-    if render:
-        session.render_group(n_workers="auto")  # the console script's main module is import-safe
+    session.compute_evidence(n_workers=workers)  # the console script's main module is import-safe
+    # a judge that reads only numbers does not wait for the figures: they are drawn meanwhile
+    background = render and getattr(judge, "name", None) == "metrics"
+    if render and not background:
+        session.render_group(n_workers=workers)
         console.print(f"[bold]Figures[/]: {session.out / 'images'}")
         log.info("drew figures for %d groups", len(session.images))
-    session.judge_group(judge=ProgressJudge(judge, console, enabled=progress))
-    _print_verdicts(console, session)
-    return session.apply_merges(confirm=confirm_apply, write_analyzer=apply)
+    elif background:
+        session.start_render(n_workers=workers)
+    try:
+        session.judge_group(judge=ProgressJudge(judge, console, enabled=progress))
+        _print_verdicts(console, session)
+        result = session.apply_merges(confirm=confirm_apply, write_analyzer=apply)
+    except BaseException:
+        if background:  # the figures' thread is not left drawing; its own failure would hide this one
+            try:
+                session.finish_render()
+            except Exception as error:  # noqa: BLE001 - reported, the first error is raised
+                log.warning("drawing the figures failed too: %s", error)
+        raise
+    if background:
+        session.finish_render()
+        console.print(f"[bold]Figures[/]: {session.out / 'images'}")
+        log.info("drew figures for %d groups", len(session.images))
+    return result
 
 
 def merges_sentence(result) -> str:

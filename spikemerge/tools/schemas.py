@@ -269,6 +269,10 @@ class RunRecord(_Open):
     other_seconds: float = 0.0
     """Wall time outside every stage."""
     wall_seconds: float | None = None
+    background_seconds: dict[str, float] = {}
+    """Wall time of work a background thread did while the stages ran (``render``: figures drawn
+    while the metrics judge judged and the merges were applied). Not part of the stages, which
+    time the main thread (waiting for those figures is ``render``) and add up to the wall time."""
     peak_rss_bytes: dict[str, int] = {}
     """High-water marks: this process, its largest finished child, the render workers."""
     peak_rss_after_stage: dict[str, int] = {}

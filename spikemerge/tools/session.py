@@ -27,7 +27,7 @@ from ..policies import get_policy
 from . import curation as merges_tool
 from .analyzer.load import REQUIRED_EXTENSIONS, AnalyzerInfo, describe, open_analyzer, prepare_analyzer
 from .candidates import CandidateGroup, CandidateSearch, find_candidates
-from .evidence.pairs import EvidenceContext, group_evidence
+from .evidence.pairs import EvidenceContext, group_evidence, groups_evidence
 from .evidence.params import DEFAULT_EVIDENCE_PARAMS
 from .examples import load_example, save_example
 from .judges.base import Judge
@@ -151,6 +151,9 @@ class CurationSession:
         self.judge_used: Judge | None = None
         self._evidence: dict[tuple, dict] = {}
         self._render_stats: dict[str, int] = {}
+        self._render_thread: tuple | None = None
+        self.background_seconds: dict[str, float] = {}
+        """Wall time of work done in a background thread while the stages ran (see :meth:`start_render`)."""
         self.calibration: dict[str, Any] | None = None
         self.review_examples: tuple[list[str], list[str]] = ([], [])
         """(good, bad) example names the last collected review saved; the next judge_group learns from them."""
@@ -240,22 +243,38 @@ class CurationSession:
             raise SpikemergeError(f"unknown group id(s) {unknown}: the groups are {known}")
         return ids
 
+    def _evidence_key(self, group_id: int) -> tuple:
+        group = self.groups[group_id]
+        return tuple(group.unit_ids), tuple(tuple(c) for c in getattr(group, "chains", []) or [])
+
     def evidence(self, group_id: int) -> dict[str, Any]:
         """The numbers behind a group's figures, computed once."""
         self._require_groups([group_id])
-        group = self.groups[group_id]
-        units = tuple(group.unit_ids)
-        chains = tuple(tuple(c) for c in getattr(group, "chains", []) or [])
-        key = (units, chains)
+        key = self._evidence_key(group_id)
         if key not in self._evidence:
+            units, chains = key
             with self.times.measure("evidence"):
                 self._evidence[key] = group_evidence(self.context, list(units), chains=[list(c) for c in chains])
         return self._evidence[key]
 
-    def compute_evidence(self, group_ids: Sequence[int] | None = None) -> None:
-        """Compute every group's evidence now (its own stage in run.json), instead of on first use."""
+    def compute_evidence(self, group_ids: Sequence[int] | None = None, n_workers: int | str = 1) -> None:
+        """Compute every group's evidence now (its own stage in run.json), instead of on first use.
+
+        ``n_workers`` as in :func:`~spikemerge.tools.evidence.pairs.groups_evidence`: ``"auto"``
+        spreads the groups over worker processes when there are enough pairs to pay for them
+        (scripts that ask for it need an ``if __name__ == "__main__":`` guard). The numbers are
+        the same either way.
+        """
+        todo = {}
         for g in self._require_groups(group_ids):
-            self.evidence(g)
+            key = self._evidence_key(g)
+            if key not in self._evidence:
+                todo[key] = key
+        if not todo:
+            return
+        with self.times.measure("evidence"):
+            for key, evidence in groups_evidence(self.context, todo, n_workers=n_workers):
+                self._evidence[key] = evidence
 
     # ------------------------------------------------------------ render_group
 
@@ -279,6 +298,60 @@ class CurationSession:
             self.images.setdefault(g, {}).update(paths)
         self.save()
         return {g: self.images[g] for g in ids}
+
+    def start_render(self, group_ids: Sequence[int] | None = None, features: Sequence[str] | None = None,
+                     n_workers: int | str = 1) -> None:
+        """Start :meth:`render_group` in a background thread and return at once; :meth:`finish_render` waits for it.
+
+        For a judge that reads numbers, not pictures (the metrics judge): judging and applying
+        the merges go on while the figures are drawn (in worker processes with ``n_workers``), so
+        the run takes about the longer of the two instead of their sum. The figures are those
+        :meth:`render_group` draws. The thread's wall time goes into run.json's
+        ``background_seconds``; the stages time what this thread does (waiting for the figures
+        is ``render``), so they still add up to the wall time.
+        """
+        import threading
+
+        from .render.groups import DEFAULT_FEATURES, check_features
+
+        if self._render_thread is not None:
+            raise SpikemergeError("figures are already being drawn: call finish_render first")
+        ids = self._require_groups(group_ids)
+        features = check_features(tuple(features or DEFAULT_FEATURES))
+        groups = {g: self.groups[g].unit_ids for g in ids}
+        outcome: dict[str, Any] = {}
+
+        def draw() -> None:
+            from .render.groups import render_groups
+
+            start = time.perf_counter()
+            try:
+                outcome["drawn"] = render_groups(self.context, groups, self.out / "images", features=features,
+                                                 n_workers=n_workers, stats=self._render_stats)
+            except BaseException as error:  # handed to finish_render, which raises it in the caller's thread
+                outcome["error"] = error
+            finally:
+                self.background_seconds["render"] = round(
+                    self.background_seconds.get("render", 0.0) + time.perf_counter() - start, 3)
+
+        thread = threading.Thread(target=draw, name="spikemerge-render", daemon=True)
+        self._render_thread = (thread, outcome)
+        thread.start()
+
+    def finish_render(self) -> dict[int, dict[str, Path]]:
+        """Wait for the figures :meth:`start_render` is drawing (the ``render`` stage); returns them as :meth:`render_group` does."""
+        if self._render_thread is None:
+            return {}
+        thread, outcome = self._render_thread
+        with self.times.measure("render"):
+            thread.join()
+        self._render_thread = None
+        if "error" in outcome:
+            raise outcome["error"]
+        for g, paths in outcome["drawn"].items():
+            self.images.setdefault(g, {}).update(paths)
+        self.save()
+        return {g: self.images[g] for g in outcome["drawn"]}
 
     # ------------------------------------------------------------ judge_group
 
@@ -486,6 +559,7 @@ class CurationSession:
                 "units_after": self.last_apply.units_after if self.last_apply and self.last_apply.analyzer_folder else None,
             },
             **self.times.record(),
+            background_seconds=dict(self.background_seconds),
             peak_rss_bytes={**peak_rss_bytes(),
                             "render_workers": self._render_stats.get("worker_peak_rss_bytes", 0)},
             usage=to_jsonable(usage()) if callable(usage) else {},

@@ -41,6 +41,17 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
     assert path.read_text(encoding="utf-8") == "<p>é</p>"
 
 
+def test_only_durable_writes_are_fsynced(tmp_path, monkeypatch):
+    synced = []
+    real = outputs.os.fsync
+    monkeypatch.setattr(outputs.os, "fsync", lambda fd: synced.append(fd) or real(fd))
+    outputs.write_bytes_atomic(tmp_path / "figure.png", b"png", durable=False)  # figures: checked before reuse
+    assert synced == [] and (tmp_path / "figure.png").read_bytes() == b"png"
+    outputs.write_bytes_atomic(tmp_path / "run.json", b"{}")
+    assert len(synced) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figure.png", "run.json"]
+
+
 def test_json_values_from_numpy_paths_and_nan(tmp_path):
     data = {"a": np.int64(3), "b": np.array([1.5, 2.0]), "c": tmp_path, 4: (1, 2), "d": float("nan")}
     assert to_jsonable(data) == {"a": 3, "b": [1.5, 2.0], "c": str(tmp_path), "4": [1, 2], "d": None}

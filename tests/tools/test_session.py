@@ -196,3 +196,46 @@ def test_asking_for_more_candidates_walks_the_threshold_down(session):
     assert more.levels[0]["min_similarity"] == pytest.approx(first.min_similarity)
     held = lambda search: sum(len(g.unit_ids) for g in search.groups)  # noqa: E731
     assert held(more) > held(first) or more.min_similarity < 0.5 + 0.05
+
+
+def test_figures_drawn_in_the_background_are_the_figures_and_the_stages_still_add_up(analyzer_folder, tmp_path):
+    session = CurationSession.open(analyzer_folder, tmp_path / "bg", progress=False)
+    search = session.find_candidates()
+    assert search.groups
+    session.compute_evidence(n_workers=2)
+    session.start_render()
+    with pytest.raises(SpikemergeError, match="already being drawn"):
+        session.start_render()
+    session.judge_group(judge=MetricsJudge())  # the metrics judge reads numbers: it does not wait for figures
+    session.apply_merges(confirm=True, write_analyzer=False)
+    drawn = session.finish_render()
+    assert set(drawn) == set(session.groups) and session.finish_render() == {}
+    run = json.loads((tmp_path / "bg" / "run.json").read_text())
+    assert run["counts"]["rendered_groups"] == len(search.groups)
+    assert run["background_seconds"]["render"] > 0
+    assert sum(run["stage_seconds"].values()) + run["other_seconds"] == pytest.approx(run["wall_seconds"], abs=0.01)
+
+    # the same figures (by content: the file names carry each image's content hash) as drawn in the foreground
+    other = CurationSession.open(analyzer_folder, tmp_path / "fg", progress=False)
+    other.find_candidates()
+    foreground = other.render_group()
+    assert {g: {f: p.name for f, p in d.items()} for g, d in foreground.items()} == \
+        {g: {f: p.name for f, p in d.items()} for g, d in drawn.items()}
+    # and the same evidence as computed here, one group at a time
+    assert all(other.evidence(g) == session.evidence(g) or str(other.evidence(g)) == str(session.evidence(g))
+               for g in session.groups)
+
+
+def test_a_failed_background_drawing_is_raised_by_finish_render(session, monkeypatch):
+    import spikemerge.tools.render.groups as render_groups_module
+
+    session.find_candidates()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(render_groups_module, "render_groups", broken)
+    session.start_render()
+    with pytest.raises(RuntimeError, match="disk is full"):
+        session.finish_render()
+    assert session.images == {}

@@ -11,6 +11,7 @@ this process holds only the rows it asked for.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -49,9 +50,16 @@ def read_rows(array, rows: np.ndarray) -> np.ndarray:
         from spikeinterface.core.core_tools import slice_rows  # zarr arrays
 
         return np.asarray(slice_rows(array, rows))
-    row_shape = array.shape[1:]
-    row_bytes = int(np.prod(row_shape, dtype=np.int64)) * array.dtype.itemsize
-    out = np.empty((rows.size,) + row_shape, dtype=array.dtype)
+    return read_file_rows(filename, int(array.offset), array.dtype, array.shape[1:], rows)
+
+
+def read_file_rows(filename: str, offset: int, dtype, row_shape: tuple, rows: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` (increasing) of a C-ordered array stored at ``offset`` in ``filename``, by positioned reads."""
+    rows = np.asarray(rows, dtype=np.int64)
+    dtype = np.dtype(dtype)
+    row_shape = tuple(int(n) for n in row_shape)
+    row_bytes = int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize
+    out = np.empty((rows.size,) + row_shape, dtype=dtype)
     flat = out.reshape(rows.size, -1).view(np.uint8).reshape(rows.size, row_bytes) if rows.size else out
     fd = os.open(filename, os.O_RDONLY)
     try:
@@ -59,7 +67,7 @@ def read_rows(array, rows: np.ndarray) -> np.ndarray:
         for start, stop in _runs(rows):
             count = stop - start
             wanted = count * row_bytes
-            data = os.pread(fd, wanted, int(array.offset) + start * row_bytes)
+            data = os.pread(fd, wanted, offset + start * row_bytes)
             if len(data) != wanted:
                 raise OSError(f"{filename} is shorter than its header says (truncated?)")
             flat[position:position + count] = np.frombuffer(data, dtype=np.uint8).reshape(count, row_bytes)
@@ -67,3 +75,35 @@ def read_rows(array, rows: np.ndarray) -> np.ndarray:
     finally:
         os.close(fd)
     return out
+
+
+@dataclass(frozen=True, eq=False)
+class FileRows:
+    """Rows of an array in a ``.npy`` file, read when called: a few bytes to send to a worker process
+    instead of the rows themselves, which the worker then reads from the (shared) page cache.
+
+    ``channels`` keeps only the first channels of each row (a sparse unit's); the rows are
+    returned as float32, as :meth:`~spikemerge.tools.analyzer.view.AnalyzerView.sampled_waveforms` does.
+    """
+
+    filename: str
+    offset: int
+    dtype: str
+    row_shape: tuple
+    rows: np.ndarray
+    channels: int | None = None
+
+    @classmethod
+    def of(cls, array, rows: np.ndarray, channels: int | None = None) -> "FileRows | None":
+        """The reader of ``array[rows]``, or None when ``array`` is not a C-ordered memory map of a file."""
+        filename = getattr(array, "filename", None)
+        if not (isinstance(array, np.memmap) and filename and array.flags.c_contiguous):
+            return None
+        return cls(str(filename), int(array.offset), array.dtype.str, tuple(array.shape[1:]),
+                   np.asarray(rows, dtype=np.int64), channels)
+
+    def __call__(self) -> np.ndarray:
+        rows = read_file_rows(self.filename, self.offset, self.dtype, self.row_shape, self.rows)
+        if self.channels is not None:
+            rows = rows[:, :, : self.channels]
+        return np.asarray(rows, dtype=np.float32)

@@ -30,18 +30,55 @@ def _principal_axes(pooled: np.ndarray, k: int) -> np.ndarray:
     eigendecomposition of the features' covariance took 3.6 s). Axes are unit vectors; their
     signs are arbitrary, which the Fisher direction fitted on them absorbs.
     """
-    from scipy.linalg import eigh
-
     centred = pooled - pooled.mean(axis=0)
     n, d = centred.shape
     k = min(k, n, d)
     if n < d:
-        values, vectors = eigh(centred @ centred.T, subset_by_index=[n - k, n - 1])
+        values, vectors = _top_eigenvectors(centred, k, spikes=True)
         axes = centred.T @ vectors[:, np.argsort(values)[::-1]]
         norms = np.linalg.norm(axes, axis=0)
         return axes / np.where(norms > 0, norms, 1.0)
-    values, vectors = eigh(centred.T @ centred, subset_by_index=[d - k, d - 1])
+    values, vectors = _top_eigenvectors(centred, k, spikes=False)
     return vectors[:, np.argsort(values)[::-1]]
+
+
+LANCZOS_MIN_SIZE = 100
+"""Gram matrices at least this large get their top eigenvectors by Lanczos iteration (ARPACK),
+smaller ones by a full LAPACK decomposition. For 500 spikes x 640 features and 5 axes: LAPACK on
+the Gram matrix 7.4 ms plus 4 ms to form it; Lanczos on it 1.8 ms without forming it (each step
+multiplies by the centred data twice); the vectors equal to 1e-15 (measured, one thread). Below
+~100 the two cost about the same."""
+
+
+def _top_eigenvectors(centred: np.ndarray, k: int, spikes: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest eigenvalues and eigenvectors (columns) of ``C C^T`` (``spikes``) or ``C^T C``.
+
+    Lanczos from a fixed start vector (not the ones vector: a centred Gram matrix sends it to
+    zero), converged to machine precision, with the matrix never formed; LAPACK on the formed
+    matrix when it is small, when ``k`` is too close to its size for Lanczos, or when Lanczos
+    does not converge.
+    """
+    from scipy.linalg import eigh
+
+    size = centred.shape[0] if spikes else centred.shape[1]
+    if size >= LANCZOS_MIN_SIZE and k < size - 1:
+        from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator, eigsh
+
+        transposed = np.ascontiguousarray(centred.T)
+        if spikes:
+            def product(v):
+                return centred @ (transposed @ v)
+        else:
+            def product(v):
+                return transposed @ (centred @ v)
+        operator = LinearOperator((size, size), matvec=product, dtype=np.float64)
+        start = np.random.default_rng(size).standard_normal(size)
+        try:
+            return eigsh(operator, k=k, which="LA", v0=start)
+        except (ArpackNoConvergence, ArpackError):
+            pass
+    matrix = centred @ centred.T if spikes else centred.T @ centred
+    return eigh(matrix, subset_by_index=[size - k, size - 1])
 
 
 def _fisher_direction(pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
@@ -92,6 +129,31 @@ def discriminant_projection(
     return xa, xb, dprime
 
 
+KERNEL_BLOCK_ROWS = 16
+"""Grid points per block of the kernel density: a block of 16 x 6000 spikes stays in cache,
+where the whole 256 x 6000 table did not (2.2x faster, measured; the same bytes)."""
+
+
+def _kernel_sums(grid: np.ndarray, x: np.ndarray, w: np.ndarray, h: float) -> np.ndarray:
+    """``sum_i w_i exp(-((grid_j - x_i) / h)**2 / 2)`` for every grid point, block by block.
+
+    The same operations in the same order as the one-table expression, so the same numbers.
+    """
+    out = np.empty(grid.size)
+    buffer = np.empty((min(KERNEL_BLOCK_ROWS, grid.size), x.size))
+    for start in range(0, grid.size, KERNEL_BLOCK_ROWS):
+        rows = grid[start:start + KERNEL_BLOCK_ROWS]
+        block = buffer[: rows.size]
+        np.subtract(rows[:, None], x[None, :], out=block)
+        block /= h
+        np.square(block, out=block)
+        block *= -0.5
+        np.exp(block, out=block)
+        block *= w[None, :]
+        out[start:start + rows.size] = block.sum(axis=1)
+    return out
+
+
 def continuity(
     xa: np.ndarray, xb: np.ndarray, weight_a: float = 1.0, weight_b: float = 1.0,
     params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS,
@@ -125,7 +187,7 @@ def continuity(
     sd = min(within.std(), (q75 - q25) / 1.349) or within.std() or 1.0
     h = 0.9 * sd * n ** (-0.2)
     grid = np.linspace(x.min() - 2 * h, x.max() + 2 * h, params.density_grid)
-    density = (w[None, :] * np.exp(-0.5 * ((grid[:, None] - x[None, :]) / h) ** 2)).sum(axis=1)
+    density = _kernel_sums(grid, x, w, h)
     density /= n * h * np.sqrt(2 * np.pi)
     ma, mb = np.median(xa), np.median(xb)
     lo, hi = min(ma, mb), max(ma, mb)

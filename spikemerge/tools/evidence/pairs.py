@@ -11,26 +11,29 @@ and a person read the same thing.
 
 from __future__ import annotations
 
+import warnings
 from itertools import combinations
 from functools import cached_property, lru_cache
-from typing import Any, Sequence
+from typing import Any, Hashable, Iterator, Mapping, Sequence
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from ...errors import SpikemergeError
 from ..analyzer.view import AnalyzerView, UnitArrays
+from ..workers import usable_cpus, worker_context
 from ..judges.base import UnitId
 from .ccg import ccg_evidence, contamination_evidence, correlogram, time_differences
 from .features import continuity, discriminant_projection
 from .motion import Motion, estimate_motion, moved_template_similarity, trajectory_evidence
-from .params import DEFAULT_EVIDENCE_PARAMS, EvidenceParams
+from .params import DEFAULT_EVIDENCE_PARAMS, DEFAULT_EVIDENCE_WORKERS, EvidenceParams, EvidenceWorkers
 from .presence import comparison_window, presence_evidence
 from .waveforms import amplitude_ratio as _amplitude_ratio
 from .waveforms import (footprint_similarity, noise_aware_similarity, overlap_similarity, stretch_similarity,
                         template_lag)
 
-__all__ = ["EvidenceContext", "UnitArrays", "correlogram", "group_evidence", "pair_evidence", "template_similarity",
-           "time_differences"]
+__all__ = ["EvidenceContext", "UnitArrays", "arrays_group_evidence", "correlogram", "group_evidence", "groups_evidence",
+           "pair_evidence", "template_similarity", "time_differences"]
 
 
 class EvidenceContext(AnalyzerView):
@@ -273,6 +276,14 @@ def pair_evidence(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId,
     which need the motion of the whole probe)."""
     a, b = ctx.unit(unit_a), ctx.unit(unit_b)
     record = unit_pair_evidence(unit_a, unit_b, a, b, ctx.fs, ctx.duration_s, ctx.noise_levels, params)
+    return _with_drift(ctx, record, params)
+
+
+def _with_drift(ctx: EvidenceContext, record: dict[str, Any], params: EvidenceParams) -> dict[str, Any]:
+    """Add a pair's drift numbers to its record: they need the whole probe's motion, so they are
+    computed where the analyzer's view lives (cheap: spike times, locations and two templates),
+    never in a worker process."""
+    a, b = ctx.unit(record["unit_a"]), ctx.unit(record["unit_b"])
     record.update(trajectory_evidence(a.times_s, a.location, b.times_s, b.location, ctx.motion, params))
     record["drift_template_similarity"] = float("nan")
     if abs(record["drift_displacement_um"]) >= params.drift_min_displacement_um:
@@ -283,13 +294,156 @@ def pair_evidence(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId,
     return record
 
 
-def group_evidence(ctx: EvidenceContext, unit_ids: Sequence[UnitId], chains: Sequence[Sequence[UnitId]] = (),
-                   params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, Any]:
-    """Evidence of a group: one record per pair under ``"pairs"``, the proposed drift chains under ``"chains"``.
+def arrays_group_evidence(unit_ids: Sequence[UnitId], arrays: Sequence[UnitArrays], chains: Sequence[Sequence[UnitId]],
+                          fs: float, duration_s: float, noise_levels: np.ndarray,
+                          params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, Any]:
+    """:func:`group_evidence` from the units' arrays (``arrays[i]`` is ``unit_ids[i]``'s), no analyzer needed,
+    without the drift numbers (they need the whole probe's motion: :func:`group_evidence` adds them).
 
-    BLAS runs single-threaded here: the matrices are small, and on a busy machine a
-    multi-threaded BLAS is up to 20 times slower for them (measured: 12 s vs 0.6 s).
+    What a worker process runs: every array it reads arrives with the call. BLAS runs
+    single-threaded here: the matrices are small, and on a busy machine a multi-threaded BLAS is
+    up to 20 times slower for them (measured: 12 s vs 0.6 s).
     """
     with _one_blas_thread():
-        pairs = [pair_evidence(ctx, a, b, params) for a, b in combinations(unit_ids, 2)]
+        pairs = [unit_pair_evidence(unit_ids[i], unit_ids[j], arrays[i], arrays[j], fs, duration_s, noise_levels, params)
+                 for i, j in combinations(range(len(unit_ids)), 2)]
     return {"pairs": pairs, "chains": [list(c) for c in chains], "evidence_params": params.fingerprint()}
+
+
+def _group_arrays(ctx: EvidenceContext, unit_ids: Sequence[UnitId]) -> list[UnitArrays]:
+    """Each unit's arrays with its waveforms read, each unit once (a group may outgrow the view's cache)."""
+    arrays = []
+    for u in unit_ids:
+        unit = ctx.unit(u)
+        arrays.append(UnitArrays(unit.times_s, unit.amplitudes, unit.waveforms, unit.channels, unit.template,
+                                 unit.location, unit.main_channel, unit.waveform_times_s))
+    return arrays
+
+
+def group_evidence(ctx: EvidenceContext, unit_ids: Sequence[UnitId], chains: Sequence[Sequence[UnitId]] = (),
+                   params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, Any]:
+    """Evidence of a group: one record per pair under ``"pairs"``, the proposed drift chains under ``"chains"``."""
+    evidence = arrays_group_evidence(list(unit_ids), _group_arrays(ctx, unit_ids), chains, ctx.fs, ctx.duration_s,
+                                     ctx.noise_levels, params)
+    evidence["pairs"] = [_with_drift(ctx, record, params) for record in evidence["pairs"]]
+    return evidence
+
+
+def _evidence_workers(n_workers: int | str, n_pairs: int, settings: EvidenceWorkers) -> int:
+    if n_workers == "auto":
+        if n_pairs < settings.parallel_min_pairs:
+            return 1
+        return max(1, min(usable_cpus(), settings.max_workers))
+    if not isinstance(n_workers, int) or isinstance(n_workers, bool) or n_workers < 1:
+        raise SpikemergeError(f"n_workers must be a positive integer or 'auto', not {n_workers!r}")
+    return n_workers
+
+
+def _pairs_job(unit_ids: Sequence[UnitId], arrays: Sequence[UnitArrays], pairs: Sequence[tuple[int, int]], fs: float,
+               duration_s: float, noise_levels: np.ndarray, params: EvidenceParams) -> list[dict[str, Any]]:
+    """Records of ``pairs`` (positions in ``unit_ids`` and ``arrays``): the unit of work of a worker process."""
+    with _one_blas_thread():
+        return [unit_pair_evidence(unit_ids[i], unit_ids[j], arrays[i], arrays[j], fs, duration_s, noise_levels, params)
+                for i, j in pairs]
+
+
+def _shipped(ctx: EvidenceContext, unit_id: UnitId) -> UnitArrays:
+    """A unit's arrays to send to a worker: its waveforms as a file reader when they live in a file
+    (the worker reads them from the page cache), else read here."""
+    unit = ctx.unit(unit_id)
+    reader = ctx.waveform_reader(unit_id) if not unit.waveforms_read else None
+    return UnitArrays(unit.times_s, unit.amplitudes, reader if reader is not None else unit.waveforms, unit.channels,
+                      unit.template, unit.location, unit.main_channel, unit.waveform_times_s)
+
+
+def _jobs(units: Sequence[UnitId], per_job: int, ship: Mapping[UnitId, UnitArrays]) -> Iterator[tuple[int, tuple]]:
+    """A group's pairs in chunks of ``per_job``, each with only the units it needs: ``(chunk, args)``."""
+    pairs = list(combinations(range(len(units)), 2))
+    for chunk, begin in enumerate(range(0, len(pairs), per_job)):
+        part = pairs[begin:begin + per_job]
+        needed = sorted({i for pair in part for i in pair})
+        local = {i: n for n, i in enumerate(needed)}
+        yield chunk, ([units[i] for i in needed], [ship[units[i]] for i in needed],
+                      [(local[i], local[j]) for i, j in part])
+
+
+def groups_evidence(ctx: EvidenceContext, groups: Mapping[Hashable, tuple[Sequence[UnitId], Sequence[Sequence[UnitId]]]],
+                    n_workers: int | str = 1, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS,
+                    settings: EvidenceWorkers = DEFAULT_EVIDENCE_WORKERS) -> Iterator[tuple[Hashable, dict[str, Any]]]:
+    """:func:`group_evidence` of many groups, in this process or in worker processes; yields ``(key, evidence)``.
+
+    ``groups`` maps a key to ``(unit_ids, chains)``. With workers, each group's pairs go out in
+    chunks of ``settings.pairs_per_job`` (so one large group is spread over every worker, not
+    left to one), with the arrays of the units each chunk needs; sampled waveforms kept in a
+    ``waveforms.npy`` go as a file position and row list, and the worker reads them itself.
+    At most ``settings.in_flight_per_worker`` chunks per worker wait. Groups are yielded as
+    their last chunk comes back (not in order), with the same numbers as :func:`group_evidence`
+    computes here. Where worker processes cannot start, the remaining groups are computed here
+    with a warning.
+    """
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    items = {key: (list(units), [list(c) for c in chains]) for key, (units, chains) in groups.items()}
+    n_pairs = sum(len(units) * (len(units) - 1) // 2 for units, _ in items.values())
+    workers = _evidence_workers(n_workers, n_pairs, settings)
+    pool = None
+    if workers > 1 and n_pairs > 1:
+        try:
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=worker_context())
+        except OSError as error:
+            warnings.warn(f"computing evidence in this process: worker processes failed ({error})", RuntimeWarning,
+                          stacklevel=2)
+    if pool is None:
+        for key, (units, chains) in items.items():
+            yield key, group_evidence(ctx, units, chains, params)
+        return
+
+    def finish(key) -> dict[str, Any]:
+        chunks = results.pop(key)
+        records = [_with_drift(ctx, record, params) for chunk in sorted(chunks) for record in chunks[chunk]]
+        return {"pairs": records, "chains": items[key][1], "evidence_params": params.fingerprint()}
+
+    results: dict[Hashable, dict[int, list]] = {}
+    left: dict[Hashable, int] = {}
+    done: set = set()
+    pending: dict = {}
+
+    def collect(finished) -> Iterator[tuple[Hashable, dict[str, Any]]]:
+        for future in finished:
+            key, chunk = pending.pop(future)
+            results[key][chunk] = future.result()
+            left[key] -= 1
+            if left[key] == 0:
+                done.add(key)
+                yield key, finish(key)
+
+    try:
+        try:
+            for key, (units, _) in items.items():
+                n = len(units) * (len(units) - 1) // 2
+                results[key], left[key] = {}, -(-n // settings.pairs_per_job)
+                if n == 0:
+                    done.add(key)
+                    yield key, finish(key)
+                    continue
+                ship = {u: _shipped(ctx, u) for u in units}
+                for chunk, job in _jobs(units, settings.pairs_per_job, ship):
+                    pending[pool.submit(_pairs_job, *job, ctx.fs, ctx.duration_s, ctx.noise_levels, params)] = (key, chunk)
+                    while len(pending) >= settings.in_flight_per_worker * workers:
+                        finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                        yield from collect(finished)
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                yield from collect(finished)
+        except (OSError, BrokenProcessPool) as error:
+            warnings.warn(f"computing evidence in this process: worker processes failed ({error})", RuntimeWarning,
+                          stacklevel=2)
+            pool.shutdown(wait=False, cancel_futures=True)
+            pool = None
+            for key, (units, chains) in items.items():
+                if key not in done:
+                    yield key, group_evidence(ctx, units, chains, params)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)

@@ -96,3 +96,25 @@ class EvidenceParams:
 
 
 DEFAULT_EVIDENCE_PARAMS = EvidenceParams()
+
+
+@dataclass(frozen=True)
+class EvidenceWorkers:
+    """How evidence is spread over processes. Not hashed into any evidence: they change how fast
+    the numbers come, never the numbers."""
+
+    max_workers: int = 4
+    """Worker processes at most with ``n_workers="auto"`` (and never more than the usable CPUs;
+    ``spikemerge run`` asks for ``"auto"`` only when the machine has idle CPUs)."""
+    parallel_min_pairs: int = 40
+    """With ``n_workers="auto"``, fewer pairs than this in all groups are computed in this process:
+    starting workers (about a second each to import scipy) would cost more than they save."""
+    pairs_per_job: int = 12
+    """Pairs of a group sent to a worker at once: a group of 11 units (55 pairs) is spread over
+    every worker instead of keeping one busy while the others wait at the end."""
+    in_flight_per_worker: int = 3
+    """Jobs handed to each worker ahead of time: enough to keep it busy, few enough that only a
+    handful of units' arrays are in memory at once."""
+
+
+DEFAULT_EVIDENCE_WORKERS = EvidenceWorkers()

@@ -147,7 +147,8 @@ def render_jobs(jobs: list[tuple[str, dict, str]], settings: RenderSettings) -> 
     """Draw and write each ``(feature, payload, path)``; the unit of work sent to a worker process."""
     written = []
     for feature, payload, path in jobs:
-        write_bytes_atomic(Path(path), draw_png(feature, payload, settings))
+        # not fsynced: an image is reused only when complete (``is_complete_png``), else drawn again
+        write_bytes_atomic(Path(path), draw_png(feature, payload, settings), durable=False)
         written.append(path)
     return written
 

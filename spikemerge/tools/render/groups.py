@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
-import os
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -26,6 +24,7 @@ import numpy as np
 from ...errors import SpikemergeError
 from ..outputs import write_bytes_atomic
 from ..analyzer.view import AnalyzerView
+from ..workers import usable_cpus, worker_context
 from .draw import render_jobs, tile_composite
 from .style import RenderSettings
 
@@ -345,7 +344,7 @@ def _plan_groups(view: AnalyzerView, groups: Mapping[int, Sequence[UnitId]], out
                 continue
             twin = _cached_twin(out_dir, feature, key)
             if twin is not None:
-                write_bytes_atomic(path, twin.read_bytes())
+                write_bytes_atomic(path, twin.read_bytes(), durable=False)
                 continue
             jobs.append((feature, payload, str(path)))
             queued.add(path)
@@ -358,22 +357,6 @@ def _plan_groups(view: AnalyzerView, groups: Mapping[int, Sequence[UnitId]], out
         yield _GroupPlan(group_id, {f: paths[f] for f in features}, jobs, composite)
 
 
-def _worker_context() -> multiprocessing.context.BaseContext:
-    """Fork workers from a server that has already imported the drawing code, where possible.
-
-    The server imports the drawing code once (``import spikemerge.tools.render.draw`` takes
-    0.8 s here) and each worker is forked from it, instead of importing it again as a spawned
-    worker does; on 8 groups the whole batch took as long either way (2.6 s vs 2.5 s). The
-    server is a clean single-threaded process, so forking from it is as safe as spawn in a
-    process that runs BLAS or event-loop threads.
-    """
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["spikemerge.tools.render.draw"])
-    return context
-
-
 PARALLEL_MIN_GROUPS = 24
 """With ``n_workers="auto"``, below this many groups to draw one process is as fast (measured:
 9 groups took 3.3 s in one process and 5.5 s in two, whose every worker imports matplotlib and
@@ -382,7 +365,7 @@ lays out each figure once; 20 groups took 5.7 s and 4.1 s)."""
 
 def _workers(n_workers: int | str, n_groups: int) -> int:
     if n_workers == "auto":
-        return min(os.cpu_count() or 1, 4) if n_groups >= PARALLEL_MIN_GROUPS else 1
+        return min(usable_cpus(), 4) if n_groups >= PARALLEL_MIN_GROUPS else 1
     if not isinstance(n_workers, int) or n_workers < 1:
         raise SpikemergeError(f"n_workers must be a positive integer or 'auto', not {n_workers!r}")
     return n_workers
@@ -431,7 +414,7 @@ def _run_stream(stream: Iterator[_GroupPlan], settings: RenderSettings, n_worker
                 continue
             if n_workers > 1 and pool is None:
                 try:
-                    pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=_worker_context())
+                    pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=worker_context())
                 except OSError as error:
                     warnings.warn(f"drawing figures in this process: worker processes failed ({error})",
                                   RuntimeWarning, stacklevel=3)
@@ -496,7 +479,9 @@ def render_groups(analyzer, groups: Mapping[int, Sequence[UnitId]], out_dir: Pat
         Any of ``DEFAULT_FEATURES + OPTIONAL_FEATURES``.
     n_workers : int or "auto", default: 1
         Processes drawing in parallel; 1 draws in this process. ``"auto"``: one per CPU (up to
-        4) when at least ``PARALLEL_MIN_GROUPS`` groups need drawing. Worker processes import
+        4) when at least ``PARALLEL_MIN_GROUPS`` groups need drawing (``spikemerge run`` asks
+        for ``"auto"`` only when the machine has idle CPUs, see
+        :func:`~spikemerge.tools.workers.idle_cpus`). Worker processes import
         the calling script's main module, so a script asking for them must keep its work under
         ``if __name__ == "__main__":`` (the ``spikemerge`` command does).
     progress : callable, optional
@@ -534,7 +519,7 @@ def render_groups(analyzer, groups: Mapping[int, Sequence[UnitId]], out_dir: Pat
                 _workers(n_workers, len(groups)), finished, stats)
     for path, parts in composites.values():
         if not is_complete_png(path):
-            write_bytes_atomic(path, tile_composite(parts, settings))
+            write_bytes_atomic(path, tile_composite(parts, settings), durable=False)
     return {g: paths[g] for g in groups}
 
 

@@ -40,3 +40,41 @@ def test_spike_weights_make_the_merged_density_not_the_sample():
     weighted = continuity(sample_big, small, weight_a=big.size / 300, weight_b=1.0)
     assert weighted["continuity_ratio"] > 0.8
     assert weighted["continuity_ratio"] >= unweighted["continuity_ratio"]
+
+
+def test_blocked_kernel_sums_are_the_one_table_numbers():
+    from spikemerge.tools.evidence.features import KERNEL_BLOCK_ROWS, _kernel_sums
+
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(0, 1, 5000), rng.normal(4, 1, 1000)])
+    w = np.concatenate([np.full(5000, 2.0), np.full(1000, 0.5)])
+    h = 0.2
+    for size in (256, KERNEL_BLOCK_ROWS + 3, 5):  # a last block shorter than the others, and one short block
+        grid = np.linspace(x.min(), x.max(), size)
+        table = (w[None, :] * np.exp(-0.5 * ((grid[:, None] - x[None, :]) / h) ** 2)).sum(axis=1)
+        assert np.array_equal(_kernel_sums(grid, x, w, h), table)  # the same bytes, not just close
+
+
+def test_lanczos_axes_span_the_lapack_axes():
+    from scipy.linalg import eigh
+
+    from spikemerge.tools.evidence.features import LANCZOS_MIN_SIZE, _principal_axes, _top_eigenvectors
+
+    rng = np.random.default_rng(4)
+    for n, d in ((500, 700), (300, 120), (LANCZOS_MIN_SIZE - 10, 400)):  # Gram of spikes, of features, small
+        signal = rng.normal(0, 1, (n, 6)) @ rng.normal(0, 1, (6, d)) * np.arange(6, 0, -1)[:1].repeat(d)[None, :]
+        pooled = signal + rng.normal(0, 1, (n, d))
+        axes = _principal_axes(pooled, 5)
+        centred = pooled - pooled.mean(axis=0)
+        _, vectors = eigh(centred.T @ centred, subset_by_index=[d - 5, d - 1])
+        # the same subspace: projecting LAPACK's axes onto ours loses nothing
+        assert np.allclose(np.linalg.norm(axes.T @ vectors, axis=0), 1.0, atol=1e-9)
+        assert np.allclose(np.linalg.norm(axes, axis=0), 1.0)
+    # a centred Gram matrix sends the ones vector to zero: the start vector must not be it
+    centred = rng.normal(0, 1, (200, 150))
+    centred -= centred.mean(axis=0)
+    for spikes in (True, False):
+        values, vectors = _top_eigenvectors(centred, 5, spikes=spikes)
+        matrix = centred @ centred.T if spikes else centred.T @ centred
+        assert np.allclose(np.sort(values), np.linalg.eigvalsh(matrix)[-5:])
+        assert np.allclose(matrix @ vectors, vectors * values[None, :])

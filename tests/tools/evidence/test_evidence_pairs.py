@@ -63,3 +63,71 @@ def test_pair_evidence_separates_the_truth(small_truth):
         e = pair_evidence(ctx, a, b)
         assert e["ccg_refractory_ratio"] > 0.5, e
         assert e["duplicate_fraction"] < 0.05
+
+
+def _same(a, b) -> bool:
+    """Equal records, NaN equal to NaN."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b):
+        return True
+    return a == b
+
+
+def test_evidence_in_worker_processes_is_the_evidence_computed_here(analyzer_folder, small_truth):
+    from spikemerge.tools.analyzer.load import open_analyzer
+    from spikemerge.tools.evidence.params import EvidenceWorkers
+    from spikemerge.tools.evidence.pairs import group_evidence, groups_evidence
+
+    ctx = EvidenceContext(open_analyzer(analyzer_folder))  # waveforms in a file: workers read them themselves
+    assert ctx.waveform_reader(ctx.unit_ids[0]) is not None
+    units = ctx.unit_ids
+    groups = {"split": (small_truth.true_groups[0], []), "five": (units[:5], [units[:2]]), "pair": (units[5:7], []),
+              "alone": (units[7:8], [])}
+    here = {key: group_evidence(ctx, u, c) for key, (u, c) in groups.items()}
+    # two pairs a job: the five units' ten pairs go out in five chunks, put back in order
+    there = dict(groups_evidence(ctx, groups, n_workers=2, settings=EvidenceWorkers(pairs_per_job=2)))
+    assert there.keys() == here.keys()
+    for key in groups:
+        assert _same(there[key], here[key]), key
+    assert len(there["five"]["pairs"]) == 10 and there["five"]["chains"] == [list(units[:2])]
+    assert there["alone"]["pairs"] == []
+
+
+def test_a_file_reader_reads_the_views_waveforms_in_another_process(analyzer_folder):
+    import pickle
+
+    from spikemerge.tools.analyzer.load import open_analyzer
+
+    ctx = EvidenceContext(open_analyzer(analyzer_folder))
+    for unit in ctx.unit_ids[:3]:
+        reader = pickle.loads(pickle.dumps(ctx.waveform_reader(unit)))  # as a worker receives it
+        assert len(pickle.dumps(reader)) < 10_000  # rows and a path, not the waveforms
+        expected = ctx.sampled_waveforms(unit)
+        got = reader()
+        assert got.dtype == expected.dtype and np.array_equal(got, expected)
+
+
+def test_evidence_workers_auto_and_refused_counts():
+    from spikemerge.errors import SpikemergeError
+    from spikemerge.tools.evidence.params import EvidenceWorkers
+    from spikemerge.tools.evidence.pairs import _evidence_workers
+
+    settings = EvidenceWorkers(max_workers=3, parallel_min_pairs=40)
+    assert _evidence_workers("auto", 39, settings) == 1  # too few pairs to pay for starting workers
+    assert 1 <= _evidence_workers("auto", 40, settings) <= 3  # the idle CPUs, at most 3
+    assert _evidence_workers(2, 1, settings) == 2
+    for bad in (0, -1, "many", 1.5, True):
+        with pytest.raises(SpikemergeError):
+            _evidence_workers(bad, 100, settings)
+
+
+def test_auto_asks_only_for_the_cpus_the_load_leaves_idle(monkeypatch):
+    from spikemerge.tools import workers
+
+    monkeypatch.setattr(workers, "usable_cpus", lambda: 4)
+    for load, idle in ((0.3, 4), (1.0, 4), (2.0, 3), (3.6, 1), (9.0, 1)):  # this process counts as free
+        monkeypatch.setattr(workers.os, "getloadavg", lambda load=load: (load, load, load))
+        assert workers.idle_cpus() == idle, load
