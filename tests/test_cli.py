@@ -70,10 +70,10 @@ def test_calibrate_reports_on_the_recording_in_json_run_json_and_report(analyzer
     captured = capsys.readouterr()
     summary = RunSummary.model_validate(json.loads(captured.out))
     assert summary.calibration is not None and 0.0 <= summary.calibration["recovered_fraction"] <= 1.0
-    assert "On your recording the judge" in captured.err
+    assert "On your recording the offline judge" in captured.err
     run = json.loads((out / "run.json").read_text())
     assert set(run["calibration"]["per_policy"]) == {"conservative", "balanced", "aggressive"}
-    assert "On your recording the judge" in (out / "report.html").read_text(encoding="utf-8")
+    assert "On your recording the offline judge" in (out / "report.html").read_text(encoding="utf-8")
 
 @pytest.mark.parametrize("args, message", [
     (["run", "/no/such/folder", "--out", "{tmp}/o"], "no such folder"),

@@ -149,7 +149,7 @@ def duplicate_pairs(ctx: EvidenceContext, max_distance_um: float = MAX_DISTANCE_
 
 def refractory_pairs(ctx: EvidenceContext, max_distance_um: float = MAX_DISTANCE_UM,
                      params: CandidateParams = DEFAULT_CANDIDATE_PARAMS) -> list[dict[str, Any]]:
-    """Nearby pairs whose CCG is depleted at the lag where one neuron cannot fire twice.
+    """Nearby pairs whose CCG is depleted around zero lag, where one neuron cannot fire twice.
 
     A sorter that cuts a bursting cell by amplitude leaves two units whose templates differ
     by more than the similarity gate allows (the later, smaller spikes are also wider), yet

@@ -33,6 +33,15 @@ def load_env() -> None:
         load_dotenv(path, override=False)
 
 
+SECRET_WORDS: tuple[str, ...] = ("key", "token", "secret", "password", "auth")
+"""A keyword argument whose name holds one of these carries a secret (``api_key``, ``http_auth``...)."""
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a keyword argument of this name carries a secret."""
+    return any(word in name.lower() for word in SECRET_WORDS)
+
+
 _REGISTERED: set[str] = set()
 """Keys handed over in code (``api_key=...`` or inside a chat model object): scrubbed like env keys."""
 
@@ -48,7 +57,7 @@ def register_secret(value: object) -> None:
 def register_model_secrets(chat_model: object, model_kwargs: dict | None = None) -> None:
     """Register the keys a chat model holds (its ``SecretStr`` fields) and any key-like keyword given."""
     for name, value in (model_kwargs or {}).items():
-        if "key" in name.lower() or "token" in name.lower() or "secret" in name.lower():
+        if is_secret_name(name):
             register_secret(value)
     fields = getattr(chat_model, "__dict__", {})
     for value in list(fields.values()):

@@ -26,5 +26,6 @@ def test_a_key_inside_a_chat_model_object_is_scrubbed_from_logs():
 
 
 def test_a_key_given_as_a_keyword_is_scrubbed_and_other_keywords_are_not():
-    register_model_secrets(None, {"api_key": "kw-secret-123456", "temperature": "0.123456"})
-    assert scrub("kw-secret-123456 at 0.123456") == "*** at 0.123456"
+    register_model_secrets(None, {"api_key": "kw-secret-123456", "http_auth": "user:pw-98765",
+                                  "temperature": "0.123456"})
+    assert scrub("kw-secret-123456 at 0.123456 as user:pw-98765") == "*** at 0.123456 as ***"

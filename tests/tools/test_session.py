@@ -172,7 +172,7 @@ def test_interrupted_judging_leaves_outputs_current(session, tmp_path):
 
 def test_calibration_on_the_recording_lands_in_run_json(session, tmp_path):
     result = session.calibrate()
-    assert result["positives"] and result["summary"].startswith("On your recording the judge")
+    assert result["positives"] and result["summary"].startswith("On your recording the offline judge")
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["calibration"]["summary"] == result["summary"]
     assert "abstain" in run["counts"]

@@ -51,7 +51,7 @@ def censor_window(lags_ms: Sequence[float], base_ms: float = CENSOR_MS, jitter_m
     A duplicate unit detects the same spikes ``lag`` ms away from the other (real sorters
     misalign a duplicate's template by up to ~2 ms), so after the merge each such spike appears
     twice, ``|lag|`` apart. SpikeInterface's ``censor_ms`` removes a spike that follows the
-    previous kept one within the window, so the window must reach the largest lag plus the
+    spike just before it (kept or not) within the window, so the window must reach the largest lag plus the
     spike-time jitter around it (``jitter_ms``, the duplicate window's half-width); a fixed
     0.3 ms keeps both copies of a 1.9 ms duplicate. The window also drops a real spike that
     follows the previous one by less than the window: with a window under ~2.5 ms these are

@@ -43,11 +43,20 @@ class EvidenceContext(AnalyzerView):
     the same trains, so a CCG panel and these numbers count the same spikes.
     """
 
-    # ---- drift (evidence/motion.py): one motion for the whole probe, estimated once
-    @cached_property
-    def motion(self) -> Motion:
+    # ---- drift (evidence/motion.py): one motion for the whole probe, estimated once per parameter set
+    def motion_for(self, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> Motion:
         """The probe's rigid motion, registered from every unit's firing over time and depth."""
-        return estimate_motion([self.times_s(u) for u in self.unit_ids], self.locations, self.duration_s)
+        cache = self.__dict__.setdefault("_motions", {})
+        key = params.fingerprint()
+        if key not in cache:
+            cache[key] = estimate_motion([self.times_s(u) for u in self.unit_ids], self.locations, self.duration_s,
+                                         params)
+        return cache[key]
+
+    @property
+    def motion(self) -> Motion:
+        """The motion under the default evidence parameters (:meth:`motion_for`)."""
+        return self.motion_for()
 
     @cached_property
     def probe(self):
@@ -284,7 +293,7 @@ def _with_drift(ctx: EvidenceContext, record: dict[str, Any], params: EvidencePa
     computed where the analyzer's view lives (cheap: spike times, locations and two templates),
     never in a worker process."""
     a, b = ctx.unit(record["unit_a"]), ctx.unit(record["unit_b"])
-    record.update(trajectory_evidence(a.times_s, a.location, b.times_s, b.location, ctx.motion, params))
+    record.update(trajectory_evidence(a.times_s, a.location, b.times_s, b.location, ctx.motion_for(params), params))
     record["drift_template_similarity"] = float("nan")
     if abs(record["drift_displacement_um"]) >= params.drift_min_displacement_um:
         channels = np.union1d(a.channels, b.channels)

@@ -125,8 +125,11 @@ class CalibrationParams:
 
 DEFAULT_CALIBRATION_PARAMS = CalibrationParams()
 
-POLICY_ORDER: tuple[str, ...] = ("conservative", "balanced", "aggressive")
-"""From the most to the least demanding; the recommendation is the least demanding that stays safe."""
+def _policy_order() -> tuple[str, ...]:
+    """Every policy, from the most demanding (highest merge threshold) to the least."""
+    from ...policies import POLICIES
+
+    return tuple(sorted(POLICIES, key=lambda name: -POLICIES[name].merge_threshold))
 
 
 def _split_masks(times_s: np.ndarray, amplitudes: np.ndarray, rng: np.random.Generator,
@@ -170,7 +173,7 @@ def _merges_by_policy(evidence: Mapping[str, Any], judge) -> dict[str, bool]:
 
     score = score_pair(evidence, judge.params, judge.weights)
     out = {}
-    for name in POLICY_ORDER:
+    for name in _policy_order():
         rule = get_policy(name)
         out[name] = bool(score.log_odds >= logit(rule.merge_threshold) and not score.veto
                          and not (rule.abstain_on_thin and score.thin))
@@ -178,9 +181,18 @@ def _merges_by_policy(evidence: Mapping[str, Any], judge) -> dict[str, bool]:
 
 
 def _recommend(per_policy: Mapping[str, Mapping[str, int]]) -> str | None:
-    """The least demanding policy that merged none of the distinct neighbours, or None when all did."""
-    safe = [name for name in POLICY_ORDER if per_policy[name]["negatives_merged"] == 0]
-    return safe[-1] if safe else None
+    """The most demanding policy that merged none of the distinct neighbours and recovered as many
+    artificial splits as any such policy, or None when every policy merged a neighbour.
+
+    No merged neighbour among a few dozen is weak evidence for loosening the policy, so a less
+    demanding one is suggested only when it recovers more splits.
+    """
+    order = [name for name in _policy_order() if name in per_policy]
+    safe = [name for name in order if per_policy[name]["negatives_merged"] == 0]
+    if not safe:
+        return None
+    best = max(per_policy[name]["recovered"] for name in safe)
+    return next(name for name in safe if per_policy[name]["recovered"] == best)
 
 
 def calibrate_recording(ctx, judge, policy: str = "balanced", seed: int = 0,
@@ -195,7 +207,8 @@ def calibrate_recording(ctx, judge, policy: str = "balanced", seed: int = 0,
     two neurons); they are judged as they are and with the crosscorrelogram made uninformative,
     which shows whether shape and continuity alone would merge them (the thin-evidence case).
     Every pair is scored once and read under every policy, so the record also says which policy
-    suits this recording: the least demanding one that merges no distinct neighbour.
+    suits this recording: the most demanding one that merges no distinct neighbour and recovers
+    as many artificial splits as any that does.
 
     Artificial splits of a clean unit are easier than a sorter's own splits (identical templates
     on both sides, no drift between them), so the recovered share is an upper bound on recall;
@@ -223,7 +236,7 @@ def calibrate_recording(ctx, judge, policy: str = "balanced", seed: int = 0,
             clean.append((unit.times_s.size, u))
     chosen = [u for _, u in sorted(clean, key=lambda x: -x[0])[:params.max_units]]
     tallies = {name: {"splits": 0, "recovered": 0, "negatives": 0, "negatives_merged": 0,
-                      "negatives_merged_without_ccg": 0} for name in POLICY_ORDER}
+                      "negatives_merged_without_ccg": 0} for name in _policy_order()}
     positives: dict[str, dict[str, int]] = {}
     for u in chosen:
         unit = ctx.unit(u)
@@ -236,7 +249,7 @@ def calibrate_recording(ctx, judge, policy: str = "balanced", seed: int = 0,
             row = positives.setdefault(kind, {"n": 0, "recovered": 0})
             row["n"] += 1
             row["recovered"] += int(merged[policy])
-            for name in POLICY_ORDER:
+            for name in _policy_order():
                 tallies[name]["splits"] += 1
                 tallies[name]["recovered"] += int(merged[name])
     locations = ctx.locations
@@ -257,7 +270,7 @@ def calibrate_recording(ctx, judge, policy: str = "balanced", seed: int = 0,
         negatives["n"] += 1
         negatives["merged"] += int(merged[policy])
         negatives["merged_without_ccg"] += int(blind[policy])
-        for name in POLICY_ORDER:
+        for name in _policy_order():
             tallies[name]["negatives"] += 1
             tallies[name]["negatives_merged"] += int(merged[name])
             tallies[name]["negatives_merged_without_ccg"] += int(blind[name])
@@ -266,7 +279,7 @@ def calibrate_recording(ctx, judge, policy: str = "balanced", seed: int = 0,
     share = 100.0 * recovered / total if total else float("nan")
     kinds = ", ".join(f"{k} {r['recovered']}/{r['n']}" for k, r in positives.items())
     recommended = _recommend(tallies) if negatives["n"] else None
-    summary = (f"On your recording the judge ({policy}) recovers {share:.0f} % of artificial splits ({kinds}) and "
+    summary = (f"On your recording the offline judge ({policy}) recovers {share:.0f} % of artificial splits ({kinds}) and "
                f"merges {negatives['merged']} of {negatives['n']} distinct neighbours "
                f"({negatives['merged_without_ccg']} if their crosscorrelograms were uninformative)")
     if not negatives["n"]:

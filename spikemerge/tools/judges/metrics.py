@@ -119,7 +119,7 @@ class MetricsJudge:
     def fingerprint(self) -> str:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
-        source = json.dumps({"judge": "metrics-v5", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v6", "params": self.params.fingerprint(),
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 
@@ -146,13 +146,10 @@ class MetricsJudge:
             relevant = []
             for part in parts:
                 pairs = [scores[frozenset(pair)] for pair in combinations(part, 2)]
+                # every pair of a part clears the threshold, or (a drift trajectory or chain, whose
+                # far ends differ) the pairs that do carry it: the weakest of them sets the confidence
                 carried = [x for x in pairs if _usable(x, cut, rule.abstain_on_thin)]
-                if len(carried) == len(pairs):
-                    relevant += pairs
-                elif carried:  # a drift trajectory: the pairs that cleared the threshold carry it
-                    relevant += carried
-                else:  # a drift chain: its links carry it
-                    relevant += [scores[frozenset(pair)] for pair in zip(part, part[1:])]
+                relevant += carried or pairs
             weakest = min(relevant, key=lambda x: x.log_odds)
             decision, confidence, shown = "merge", weakest.probability, weakest
         else:

@@ -215,7 +215,10 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
             + ("one trajectory, as for one drifting neuron" if on_trajectory else
                "two places, as for two neurons" if terms["drift"] < 0 else "no clear answer"))
     veto = not duplicate and powered and terms["crosscorrelograms"] <= p.veto_log_odds
-    veto = veto or (not duplicate and terms["drift"] <= p.veto_log_odds)
+    # a separation vetoes only where a motion was registered: with none (a static probe, too few
+    # units, a registration that failed) a drift hand-over cannot be placed on its trajectory
+    moving = _get(e, "drift_motion_range_um", 0.0) >= p.drift_min_displacement_um
+    veto = veto or (not duplicate and moving and terms["drift"] <= p.veto_log_odds)
     # without CCG power only a hand-over in which the units really follow one another is more
     # than shape: units that take turns back and forth are thin evidence (conservative abstains)
     follows = _get(e, "handover_gap_fraction", 0.0) >= -p.handover_max_interleave

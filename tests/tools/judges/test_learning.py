@@ -188,13 +188,19 @@ def test_many_labelled_pairs_also_refit_the_weights_globally():
     assert few.learned["refit"] is True and few.learned["weights"]["offset"] < 0
 
 
-def test_calibration_suggests_the_least_demanding_policy_that_merged_no_distinct_neighbour():
-    from spikemerge.tools.judges.calibrate import POLICY_ORDER, _recommend
+def test_calibration_suggests_the_most_demanding_safe_policy_unless_a_looser_one_recovers_more():
+    from spikemerge.tools.judges.calibrate import _recommend
 
-    def tally(merged: dict[str, int]) -> dict[str, dict[str, int]]:
-        return {name: {"negatives_merged": merged[name]} for name in POLICY_ORDER}
+    def tally(merged: dict[str, int], recovered: dict[str, int]) -> dict[str, dict[str, int]]:
+        return {name: {"negatives_merged": merged[name], "recovered": recovered[name]} for name in merged}
 
-    assert _recommend(tally({"conservative": 0, "balanced": 0, "aggressive": 0})) == "aggressive"
-    assert _recommend(tally({"conservative": 0, "balanced": 0, "aggressive": 2})) == "balanced"
-    assert _recommend(tally({"conservative": 0, "balanced": 1, "aggressive": 3})) == "conservative"
-    assert _recommend(tally({"conservative": 1, "balanced": 1, "aggressive": 3})) is None
+    none_merged = {"conservative": 0, "balanced": 0, "aggressive": 0}
+    # every policy safe and recovering alike: no reason to loosen
+    assert _recommend(tally(none_merged, {"conservative": 40, "balanced": 40, "aggressive": 40})) == "conservative"
+    # a looser policy recovers more and stays safe: suggested
+    assert _recommend(tally(none_merged, {"conservative": 30, "balanced": 40, "aggressive": 40})) == "balanced"
+    # the loosest recovers most but merges a distinct neighbour: not suggested
+    assert _recommend(tally({"conservative": 0, "balanced": 0, "aggressive": 2},
+                            {"conservative": 30, "balanced": 35, "aggressive": 44})) == "balanced"
+    assert _recommend(tally({"conservative": 1, "balanced": 1, "aggressive": 3},
+                            {"conservative": 30, "balanced": 35, "aggressive": 44})) is None

@@ -32,6 +32,7 @@ from pydantic import SecretStr
 
 from ....errors import SpikemergeError
 from ....policies import Policy, get_policy
+from ...secrets import is_secret_name as _is_secret
 from ...secrets import register_model_secrets
 from ..base import Example, JudgeRequest, Verdict, VerdictCallback
 from .calls import CallFailed, CallRunner, FatalCallError, RetryPolicy, describe
@@ -62,9 +63,6 @@ from .model import (
 Mode = Literal["two_stage", "single"]
 T = TypeVar("T")
 _HEAD, _REPORT = 0, 1  # slot priorities: finishing a group beats starting new reports
-_SECRET_WORDS = ("key", "token", "secret", "password", "auth")
-
-
 class VLMJudge:
     """Judge candidate groups with a vision-language chat model.
 
@@ -144,6 +142,7 @@ class VLMJudge:
             raise SpikemergeError("max_rejected_in_a_row must be at least 1")
         self.max_rejected_in_a_row = max_rejected_in_a_row
         self._secrets = tuple(SecretStr(_reveal(v)) for k, v in model_kwargs.items() if _is_secret(k))
+        register_model_secrets(None, model_kwargs)  # before the model exists: its errors are scrubbed too
         self._settings = {k: repr(v) for k, v in sorted(model_kwargs.items()) if not _is_secret(k)}
         self._base_url = base_url
         self._spec: ModelSpec | None = None
@@ -449,10 +448,6 @@ def _usable_cpus() -> int:
 
 def _reveal(value: Any) -> str:
     return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-
-
-def _is_secret(name: str) -> bool:
-    return any(word in name.lower() for word in _SECRET_WORDS)
 
 
 __all__ = ["VLMJudge", "FatalCallError"]
