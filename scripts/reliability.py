@@ -84,29 +84,15 @@ def fit_scale_offset(log_odds: Sequence[float], y: Sequence[float], prior: tuple
                      precision: float = 1e-3, iterations: int = 100) -> tuple[float, float]:
     """(scale, offset) maximising Σ log-likelihood of ``y`` under P = sigmoid(scale·L + offset).
 
-    Newton's method with step halving (as ``judges.calibrate.fit_weights``); a faint Gaussian
-    prior (``precision``) around ``prior`` keeps the fit finite when the data are separable.
+    Newton's method with step halving (``judges.calibrate.map_logistic``, which also fits the
+    judge's weights to examples); a faint Gaussian prior (``precision``) around ``prior`` keeps
+    the fit finite when the data are separable.
     """
+    from spikemerge.tools.judges.calibrate import map_logistic
+
     x = np.column_stack([np.asarray(log_odds, dtype=float), np.ones(len(log_odds))])
-    labels = np.asarray(y, dtype=float)
-    theta0 = np.asarray(prior, dtype=float)
-
-    def objective(t: np.ndarray) -> float:
-        z = x @ t
-        return float(np.sum(np.logaddexp(0.0, z) - labels * z) + 0.5 * precision * np.sum((t - theta0) ** 2))
-
-    theta = theta0.copy()
-    for _ in range(iterations):
-        prob = sigmoid(x @ theta)
-        gradient = x.T @ (prob - labels) + precision * (theta - theta0)
-        hessian = (x * (prob * (1 - prob))[:, None]).T @ x + precision * np.eye(2)
-        step = np.linalg.solve(hessian, gradient)
-        current = objective(theta)
-        while objective(theta - step) > current and np.max(np.abs(step)) > 1e-12:
-            step = step / 2.0
-        theta -= step
-        if np.max(np.abs(step)) < 1e-9:
-            break
+    theta = map_logistic(x, np.asarray(y, dtype=float), np.asarray(prior, dtype=float), precision,
+                         iterations=iterations, tolerance=1e-9)
     return float(theta[0]), float(theta[1])
 
 

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "reliability.py"
+from tests.helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def rel():
-    spec = importlib.util.spec_from_file_location("reliability_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("reliability")
 
 
 def test_reliability_table_bins_counts_and_edges(rel):

@@ -61,35 +61,46 @@ def fit_weights(
         return dict(prior), {"pairs": 0, "examples": len(examples), "weights": dict(prior)}
     features = np.array([[pair_terms(e, params).terms[k] for k in TERMS] + [1.0] for e, _ in data])
     labels = np.array([y for _, y in data], dtype=float)
-    x = params.log_odds_scale * features
-    base = params.log_odds_offset
-    precision = params.prior_precision
+    theta = map_logistic(params.log_odds_scale * features, labels, theta0, params.prior_precision,
+                         base=params.log_odds_offset, iterations=iterations)
+    weights = {k: float(v) for k, v in zip(WEIGHT_KEYS, theta)}
+    return weights, {"pairs": len(data), "examples": len(examples), "good": int(labels.sum()),
+                     "bad": int(len(labels) - labels.sum()), "weights": weights}
+
+
+def map_logistic(x: np.ndarray, labels: np.ndarray, theta0: np.ndarray, precision: float, base: float = 0.0,
+                 iterations: int = 50, tolerance: float = 1e-8) -> np.ndarray:
+    """Coefficients maximising the logistic log-likelihood of ``labels`` given ``x`` (P = sigmoid(x·θ + base))
+    under a Gaussian prior of ``precision`` around ``theta0`` (MAP).
+
+    Newton's method on this convex objective, halving a step until the objective falls: a full
+    step from a saturated sigmoid overshoots and can cycle between two points. The prior keeps
+    the fit finite when the data are separable.
+    """
+    labels = np.asarray(labels, dtype=float)
+
     def objective(t: np.ndarray) -> float:
         z = x @ t + base
         return float(np.sum(np.logaddexp(0.0, z) - labels * z) + 0.5 * precision * np.sum((t - theta0) ** 2))
 
-    theta = theta0.copy()
+    theta = np.array(theta0, dtype=float)
     for _ in range(iterations):
         z = np.clip(x @ theta + base, -50, 50)
         prob = 1.0 / (1.0 + np.exp(-z))
         gradient = x.T @ (prob - labels) + precision * (theta - theta0)
         hessian = (x * (prob * (1 - prob))[:, None]).T @ x + precision * np.eye(theta.size)
         step = np.linalg.solve(hessian, gradient)
-        # halve the Newton step until the objective falls: a full step from a saturated
-        # sigmoid overshoots and can cycle between two points
         current = objective(theta)
         while objective(theta - step) > current and np.max(np.abs(step)) > 1e-12:
             step = step / 2.0
         theta -= step
-        if np.max(np.abs(step)) < 1e-8:
+        if np.max(np.abs(step)) < tolerance:
             break
-    weights = {k: float(v) for k, v in zip(WEIGHT_KEYS, theta)}
-    return weights, {"pairs": len(data), "examples": len(examples), "good": int(labels.sum()),
-                     "bad": int(len(labels) - labels.sum()), "weights": weights}
+    return theta
 
 
 __all__ = ["CalibrationParams", "DEFAULT_CALIBRATION_PARAMS", "WEIGHT_KEYS", "calibrate_recording", "fit_weights",
-           "labelled_pairs"]
+           "labelled_pairs", "map_logistic"]
 
 
 # ---------------------------------------------------------------- calibration on the user's recording
