@@ -263,21 +263,23 @@ def test_a_widened_template_speaks_for_one_cell_only_where_the_footprint_is_the_
 
 
 def _drift_record(units, ids, motion, duration_s=300.0):
-    """Group evidence with the drift numbers ``pairs.pair_evidence`` adds (on a one-column probe, 20 µm pitch)."""
+    """Group evidence with the drift numbers, added by the production code (``pairs._with_drift``) on
+    a one-column probe (20 µm pitch) whose motion is ``motion``."""
+    from types import SimpleNamespace
+
     from probeinterface import Probe
 
-    from spikemerge.tools.evidence.motion import moved_template_similarity, trajectory_evidence
+    from spikemerge.tools.evidence.pairs import _with_drift
+    from spikemerge.tools.evidence.params import DEFAULT_EVIDENCE_PARAMS
+    from tests.tools.evidence.spikes import FS
 
     channels = next(iter(units.values())).template.shape[1]
     probe = Probe(ndim=2)
     probe.set_contacts(positions=np.c_[np.zeros(channels), 20.0 * np.arange(channels)], shapes="circle",
                        shape_params={"radius": 5})
+    view = SimpleNamespace(unit=units.__getitem__, motion_for=lambda params: motion, probe=probe, fs=FS)
     record = group_record({u: units[u] for u in ids}, duration_s)
-    for pair in record["pairs"]:
-        a, b = units[pair["unit_a"]], units[pair["unit_b"]]
-        pair.update(trajectory_evidence(a.times_s, a.location, b.times_s, b.location, motion))
-        pair["drift_template_similarity"] = moved_template_similarity(
-            a.template, b.template, np.arange(channels), pair["drift_displacement_um"], probe, 60)
+    record["pairs"] = [_with_drift(view, pair, DEFAULT_EVIDENCE_PARAMS) for pair in record["pairs"]]
     return record
 
 
