@@ -83,6 +83,14 @@ class JudgeParams:
     """Separation after correction within this many tolerances: the pair lies on one trajectory,
     so a waveform difference between far ends of a drift is expected and does not block the join.
     Tight: distinct neighbours less than ~15 µm apart reach 1.3 on the dev sets (1.5 merged them)."""
+    # a join over pairs that carry no evidence (far ends of a drift, see ``metrics.partition``)
+    bridge_min_probability: float = 0.8
+    """A join that passes over uninformative pairs must be carried by a pair across at least this
+    probable (the conservative policy's threshold). On the dev sets the one wrong join that the
+    rule otherwise makes was carried at P 0.78; the right ones at 0.86 and above."""
+    bridge_max_against_log_odds: float = -1.0
+    """A pair with any term this far against one neuron (e.g. amplitudes that do not overlap at
+    the hand-over, -2) does not carry such a join, however probable its sum."""
     # decisive evidence against, which a drift chain may not override
     veto_log_odds: float = -3.0
     # calibration of the summed log-odds into a probability: P = sigmoid(scale · L + offset)

@@ -57,6 +57,8 @@ class PairScore:
     on_trajectory: bool = False
     """Units that follow each other in time and sit at one place once the probe's motion is
     removed: fragments of one drifting neuron, whose templates may differ however far apart."""
+    sequential: bool = False
+    """The units follow each other in time (presence overlap below ``handover_presence``)."""
     reasons: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -225,7 +227,7 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     thin = not duplicate and not powered and not (handover and follows)
     return PairScore(unit_a=e["unit_a"], unit_b=e["unit_b"], log_odds=float(sum(terms.values())),
                      duplicate=duplicate, terms=terms, thin=thin, handover=handover and not veto, veto=veto,
-                     reasons=reasons, on_trajectory=on_trajectory and not veto)
+                     reasons=reasons, on_trajectory=on_trajectory and not veto, sequential=sequential)
 
 
 def score_pair(e: Mapping[str, Any], params: JudgeParams = DEFAULT_JUDGE_PARAMS,

@@ -84,9 +84,17 @@ def test_a_drift_chain_of_four_merges_as_a_chain_and_only_as_one():
     chained = MetricsJudge().judge(request, "balanced")
     assert chained.decision == "merge", chained.reasoning
     assert chained.merge_groups == [[1, 2, 3, 4]]
+    # unproposed, the far ends still join: they follow each other with no CCG power and no
+    # refractory excess or gap, so their unlike templates are no evidence of two neurons
     unproposed = MetricsJudge().judge(JudgeRequest(group_id=1, unit_ids=(1, 2, 3, 4),
                                                    evidence={**record, "chains": []}), "balanced")
-    assert all(len(part) < 4 for part in unproposed.merge_groups)  # no chaining without the proposal
+    ends_score = score_pair(ends)
+    assert ends_score.probability < 0.5 and ends_score.thin and ends_score.sequential
+    assert unproposed.merge_groups == [[1, 2, 3, 4]], unproposed.reasoning
+    strict = MetricsJudge(JudgeParams(bridge_min_probability=1.0))  # no pair can carry a join over the ends
+    alone = strict.judge(JudgeRequest(group_id=1, unit_ids=(1, 2, 3, 4), evidence={**record, "chains": []}),
+                         "balanced")
+    assert all(len(part) < 4 for part in alone.merge_groups)
 
 
 def test_a_low_count_pair_abstains_under_conservative():
@@ -140,6 +148,36 @@ def test_partition_never_chains_unjudged_links():
     assert partition(["a", "b", "c"], chained, 0.5, chains=[["a", "b", "c"]]) == [["a", "b", "c"]]
     vetoed = {**chained, frozenset("ac"): _score("a", "c", -5.0, veto=True)}
     assert partition(["a", "b", "c"], vetoed, 0.5, chains=[["a", "b", "c"]]) == [["a", "b"]]
+
+
+def test_a_join_passes_over_far_ends_without_evidence_but_not_over_evidence_of_two():
+    """a-b and b-c are confident; a-c (the far ends) fails the threshold. It does not block when it
+    is uninformative (thin, sequential, no refractory excess or gap), and does when it speaks."""
+    far = dict(thin=True, sequential=True, terms={"waveforms": -1.5, "handover": -2.0})
+    link = {"waveforms": 2.0, "crosscorrelograms": 0.3}
+
+    def parts(ac, ab=None, block_thin=False):
+        scores = {frozenset("ab"): ab or _score("a", "b", 3.0, terms=link),
+                  frozenset("bc"): _score("b", "c", 3.0, terms=link), frozenset("ac"): ac}
+        return sorted(map(sorted, partition(["a", "b", "c"], scores, 0.5, block_thin=block_thin)))
+
+    assert parts(_score("a", "c", -3.5, **far)) == [["a", "b", "c"]]
+    # evidence of two neurons blocks: refractory excess, a feature-space gap, units that fire together
+    against = [{**far, "terms": {**far["terms"], "crosscorrelograms": -0.5}},
+               {**far, "terms": {**far["terms"], "continuity": -3.0}}, {**far, "sequential": False},
+               {**far, "thin": False}, {**far, "veto": True}]
+    for flags in against:
+        assert len(parts(_score("a", "c", -3.5, **flags))[0]) == 2, flags
+    # the join needs a confident carrier with no term against one neuron
+    weak = {frozenset("ab"): _score("a", "b", 1.2, terms=link), frozenset("bc"): _score("b", "c", 1.2, terms=link),
+            frozenset("ac"): _score("a", "c", -3.5, **far)}
+    assert len(partition(["a", "b", "c"], weak, 0.5)[0]) == 2
+    mismatch = {frozenset("ab"): _score("a", "b", 3.0, terms={**link, "handover": -2.0}),
+                frozenset("bc"): _score("b", "c", 3.0, terms={**link, "handover": -2.0}),
+                frozenset("ac"): _score("a", "c", -3.5, **far)}
+    assert len(partition(["a", "b", "c"], mismatch, 0.5)[0]) == 2
+    # a policy that does not merge on thin evidence keeps complete linkage
+    assert [len(p) for p in parts(_score("a", "c", -3.5, **far), block_thin=True)] == [2]
 
 
 def test_a_chain_part_is_joined_by_units_only_on_every_pair_with_it():
