@@ -125,22 +125,35 @@ def similarity_pairs(
     return pairs
 
 
+def _nearby_ccgs(ctx: EvidenceContext, max_distance_um: float) -> list[tuple[UnitId, UnitId, float, dict[str, Any]]]:
+    """``(a, b, distance, ccg numbers around zero lag)`` of every pair within ``max_distance_um``.
+
+    Computed once per view and reach: the duplicate and the refractory-dip links read the same
+    crosscorrelograms.
+    """
+    from .evidence.ccg import ccg_evidence
+
+    cache = ctx.__dict__.setdefault("_nearby_ccgs", {})
+    if max_distance_um not in cache:
+        distances = _distances(ctx)
+        rows = []
+        for i, j in zip(*np.nonzero(np.triu(distances <= max_distance_um, k=1))):
+            a, b = ctx.unit_ids[i], ctx.unit_ids[j]
+            rows.append((a, b, float(distances[i, j]), ccg_evidence(ctx.unit(a).times_s, ctx.unit(b).times_s, 0.0)))
+        cache[max_distance_um] = rows
+    return cache[max_distance_um]
+
+
 def duplicate_pairs(ctx: EvidenceContext, max_distance_um: float = MAX_DISTANCE_UM,
                     params: CandidateParams = DEFAULT_CANDIDATE_PARAMS) -> list[dict[str, Any]]:
     """Nearby pairs whose spike trains hold one sharp CCG peak within ±2 ms: the same spikes twice."""
-    from .evidence.ccg import ccg_evidence
-
-    distances = _distances(ctx)
     pairs = []
-    for i, j in zip(*np.nonzero(np.triu(distances <= max_distance_um, k=1))):
-        a, b = ctx.unit_ids[i], ctx.unit_ids[j]
-        ta, tb = ctx.unit(a).times_s, ctx.unit(b).times_s
-        e = ccg_evidence(ta, tb, 0.0)
+    for a, b, distance, e in _nearby_ccgs(ctx, max_distance_um):
         if e["duplicate_fraction"] >= params.duplicate_fraction and e["duplicate_excess"] >= 10:
             shape = denoised_similarity(ctx, a, b)
             pairs.append({"unit_a": a, "unit_b": b, "template_similarity": shape["template_similarity"],
                           "duplicate_fraction": e["duplicate_fraction"], "duplicate_lag_ms": e["duplicate_lag_ms"],
-                          "distance_um": float(distances[i, j]), "link": "duplicate"})
+                          "distance_um": distance, "link": "duplicate"})
     return pairs
 
 
@@ -158,19 +171,14 @@ def refractory_pairs(ctx: EvidenceContext, max_distance_um: float = MAX_DISTANCE
     Poisson test with at least ``dip_min_expected`` expected, so that the test has power).
     The judge decides; this only brings the pair before it.
     """
-    from .evidence.ccg import ccg_evidence
-
-    distances = _distances(ctx)
     pairs = []
-    for i, j in zip(*np.nonzero(np.triu(distances <= max_distance_um, k=1))):
-        a, b = ctx.unit_ids[i], ctx.unit_ids[j]
-        e = ccg_evidence(ctx.unit(a).times_s, ctx.unit(b).times_s, 0.0)
+    for a, b, distance, e in _nearby_ccgs(ctx, max_distance_um):
         if e["ccg_expected_refractory"] >= params.dip_min_expected and e["ccg_depletion_p"] < params.dip_p:
             shape = denoised_similarity(ctx, a, b)
             pairs.append({"unit_a": a, "unit_b": b, "template_similarity": shape["template_similarity"],
                           "ccg_refractory_count": e["ccg_refractory_count"],
                           "ccg_expected_refractory": e["ccg_expected_refractory"],
-                          "distance_um": float(distances[i, j]), "link": "refractory"})
+                          "distance_um": distance, "link": "refractory"})
     return pairs
 
 

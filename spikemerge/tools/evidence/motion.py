@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -191,13 +191,6 @@ def trajectory_evidence(times_a: np.ndarray, position_a: np.ndarray, times_b: np
         "drift_motion_range_um": motion.range_um,
         "drift_log_ratio": log_ratio,
     }
-
-
-def unit_motion(trains: Mapping[object, np.ndarray], positions: Mapping[object, np.ndarray], duration_s: float,
-                params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> Motion:
-    """:func:`estimate_motion` from per-unit mappings (unit id -> times, unit id -> position)."""
-    units = list(trains)
-    return estimate_motion([trains[u] for u in units], np.array([positions[u] for u in units]), duration_s, params)
 
 
 def moved_template_similarity(template_a: np.ndarray, template_b: np.ndarray, channels: np.ndarray,

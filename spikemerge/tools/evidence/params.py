@@ -37,6 +37,7 @@ class EvidenceParams:
     bursting cell's later, smaller spikes are wider; MEArec's burst model and recorded CA1
     complex spikes broaden by tens of percent)."""
     stretch_step: float = 0.05
+    """Step of the widening factors tried between 1 and ``max_stretch``."""
     shoulder_ms: tuple[float, float] = (10.0, 50.0)
     """Lags that estimate the CCG baseline when the two trains are independent."""
     burst_ms: float = 15.0
