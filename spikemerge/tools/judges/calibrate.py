@@ -180,15 +180,11 @@ def _part(unit, keep: np.ndarray, channels_total: int):
 def _merges_by_policy(evidence: Mapping[str, Any], judge) -> dict[str, bool]:
     """Whether each policy would merge this pair on its own (one scoring, every policy's rule)."""
     from ...policies import get_policy
-    from .terms import logit, score_pair
+    from .terms import logit, score_pair, usable
 
     score = score_pair(evidence, judge.params, judge.weights)
-    out = {}
-    for name in _policy_order():
-        rule = get_policy(name)
-        out[name] = bool(score.log_odds >= logit(rule.merge_threshold) and not score.veto
-                         and not (rule.abstain_on_thin and score.thin))
-    return out
+    rules = {name: get_policy(name) for name in _policy_order()}
+    return {name: usable(score, logit(rule.merge_threshold), rule.abstain_on_thin) for name, rule in rules.items()}
 
 
 def _recommend(per_policy: Mapping[str, Mapping[str, int]]) -> str | None:

@@ -23,12 +23,9 @@ from .base import Example, JudgeRequest, Verdict, VerdictCallback
 from .learning import LocalCorrection, fit_local_correction
 from .params import DEFAULT_JUDGE_PARAMS, JudgeParams
 from .terms import PairScore, logit, score_pair
+from .terms import usable as _usable
 
 __all__ = ["MetricsJudge", "PairScore", "partition", "score_pair"]
-
-
-def _usable(score: PairScore, cut: float, block_thin: bool) -> bool:
-    return score.log_odds >= cut and not (block_thin and score.thin) and not score.veto
 
 
 def _on_trajectory(score: PairScore) -> bool:

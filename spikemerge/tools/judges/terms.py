@@ -230,6 +230,12 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
                      reasons=reasons, on_trajectory=on_trajectory and not veto, sequential=sequential)
 
 
+def usable(score: PairScore, cut: float, block_thin: bool) -> bool:
+    """Whether a pair may merge under a policy: clears the logit ``cut``, is not vetoed, and is not
+    thin where the policy (``block_thin``) does not merge on thin evidence."""
+    return score.log_odds >= cut and not (block_thin and score.thin) and not score.veto
+
+
 def score_pair(e: Mapping[str, Any], params: JudgeParams = DEFAULT_JUDGE_PARAMS,
                weights: Mapping[str, float] | None = None) -> PairScore:
     """The pair's calibrated log-odds: ``scale · Σ w_k·term_k + offset`` (weights 1 unless learned)."""
