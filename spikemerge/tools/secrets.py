@@ -57,8 +57,8 @@ def register_secret(value: object) -> None:
 def register_model_secrets(chat_model: object, model_kwargs: dict | None = None) -> None:
     """Register the keys a chat model holds (its ``SecretStr`` fields) and any key-like keyword given."""
     for name, value in (model_kwargs or {}).items():
-        if is_secret_name(name):
-            register_secret(value)
+        if is_secret_name(name) and value is not None:
+            register_secret(value if callable(getattr(value, "get_secret_value", None)) else str(value))
     fields = getattr(chat_model, "__dict__", {})
     for value in list(fields.values()):
         if callable(getattr(value, "get_secret_value", None)):

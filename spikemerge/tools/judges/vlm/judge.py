@@ -28,7 +28,6 @@ from typing import Any, Awaitable, Callable, Coroutine, Literal, Sequence, TypeV
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.rate_limiters import InMemoryRateLimiter
-from pydantic import SecretStr
 
 from ....errors import SpikemergeError
 from ....policies import Policy, get_policy
@@ -141,7 +140,6 @@ class VLMJudge:
         if max_rejected_in_a_row < 1:
             raise SpikemergeError("max_rejected_in_a_row must be at least 1")
         self.max_rejected_in_a_row = max_rejected_in_a_row
-        self._secrets = tuple(SecretStr(_reveal(v)) for k, v in model_kwargs.items() if _is_secret(k))
         register_model_secrets(None, model_kwargs)  # before the model exists: its errors are scrubbed too
         self._settings = {k: repr(v) for k, v in sorted(model_kwargs.items()) if not _is_secret(k)}
         self._base_url = base_url
@@ -155,7 +153,7 @@ class VLMJudge:
             require_key(self._spec, base_url, model_kwargs)
             self._chat = init_model(self._spec, base_url=base_url, model_kwargs=model_kwargs)
             self.model = self._spec.id
-        register_model_secrets(self._chat, model_kwargs)
+        register_model_secrets(self._chat)
         check_images_supported(self._chat, self.model)
         self._structured = self._chat.with_structured_output(HeadDecision, include_raw=True)
         self._rate_limiter = (
@@ -295,7 +293,7 @@ class VLMJudge:
         in_order: Callable[[], Awaitable[None]],
     ) -> Verdict:
         def failed(cause: str) -> Verdict:
-            verdict = Verdict.failed(request, scrub(cause, self._explicit_secrets()), self.name, self.model, policy.name)
+            verdict = Verdict.failed(request, scrub(cause), self.name, self.model, policy.name)
             verdict.usage = summarise(runner.run_usage.records(request.group_id))
             return verdict
 
@@ -328,11 +326,11 @@ class VLMJudge:
             decision=decision,  # type: ignore[arg-type]
             confidence=confidence,
             merge_groups=merge_groups,
-            reasoning=scrub(reasoning, self._explicit_secrets()),
+            reasoning=scrub(reasoning),
             judge=self.name,
             model=self.model,
             policy=policy.name,
-            reports={k: scrub(v, self._explicit_secrets()) for k, v in reports.items()},
+            reports={k: scrub(v) for k, v in reports.items()},
             usage=summarise(runner.run_usage.records(request.group_id)),
         )
 
@@ -393,10 +391,6 @@ class VLMJudge:
             raise
         return dict(zip(images.figures, texts))
 
-    def _explicit_secrets(self) -> tuple[str, ...]:
-        """Keys passed as keyword arguments, for scrubbing (kept as ``SecretStr`` otherwise)."""
-        return tuple(s.get_secret_value() for s in self._secrets)
-
     def _key_hint(self) -> str:
         if self._spec is None:
             return "check the API key the model instance was built with"
@@ -444,10 +438,6 @@ def _usable_cpus() -> int:
     except (AttributeError, OSError):
         count = os.cpu_count() or 1
     return max(1, min(8, count))
-
-
-def _reveal(value: Any) -> str:
-    return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
 
 
 __all__ = ["VLMJudge", "FatalCallError"]
