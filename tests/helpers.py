@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -24,3 +25,24 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@contextmanager
+def local_http_server(handler):
+    """A threaded HTTP server on a free local port, for fake provider endpoints; yields it, then stops it.
+
+    The server carries ``requests`` (for the handler to append to, under ``lock``) and ``url``,
+    the OpenAI-style base URL (``http://127.0.0.1:PORT/v1``).
+    """
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.requests, httpd.lock = [], threading.Lock()
+    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

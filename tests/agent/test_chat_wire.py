@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import io
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 from rich.console import Console
 
 from spikemerge.chat import chat_main
+from tests.helpers import local_http_server
 
 pytest.importorskip("langchain_openai")
 
@@ -86,17 +86,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.requests, httpd.lock = [], threading.Lock()
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with local_http_server(_Handler) as httpd:
+        yield httpd
 
 
 def test_the_chat_rides_out_429s_and_500s_from_the_planner(server, tmp_path, monkeypatch):
-    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}/v1")
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url)
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.delenv("OPENAI_API_BASE", raising=False)
     lines = iter(["find candidates to merge", "/quit"])

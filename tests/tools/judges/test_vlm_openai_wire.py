@@ -12,8 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,6 +22,7 @@ from PIL import Image
 from spikemerge.errors import SpikemergeError
 from spikemerge.tools.judges.base import JudgeRequest
 from spikemerge.tools.judges.vlm.judge import VLMJudge
+from tests.helpers import local_http_server
 
 pytest.importorskip("langchain_openai")
 
@@ -76,15 +76,9 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     """Start a local Chat Completions endpoint; set ``server.script`` to decide each answer."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.requests, httpd.lock = [], threading.Lock()
-    httpd.script = lambda body, n: (200, answer(body, MERGE))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with local_http_server(_Handler) as httpd:
+        httpd.script = lambda body, n: (200, answer(body, MERGE))
+        yield httpd
 
 
 def request(tmp_path: Path, group_id: int = 1) -> JudgeRequest:
