@@ -46,3 +46,12 @@ def local_http_server(handler):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def send_body(handler, status: int, data: bytes, content_type: str = "application/json") -> None:
+    """Answer a ``BaseHTTPRequestHandler`` request with ``data`` (status, type and length headers)."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 from spikemerge.chat import chat_main
-from tests.helpers import local_http_server
+from tests.helpers import local_http_server, send_body
 
 pytest.importorskip("langchain_openai")
 
@@ -54,12 +54,7 @@ class _Handler(BaseHTTPRequestHandler):
         status, payload = SCRIPT[n - 1] if n <= len(SCRIPT) else (500, _error(500, "server_error"))
         if status == 200 and body.get("stream"):
             return self._stream(payload)
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_body(self, status, json.dumps(payload).encode())
 
     def _stream(self, payload: dict) -> None:
         """The same answer as server-sent events, as the API streams it (the chat streams the planner)."""
@@ -74,11 +69,7 @@ class _Handler(BaseHTTPRequestHandler):
             {**base, "choices": [], "usage": payload["usage"]},
         ]
         data = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Content-Length", str(len(data.encode())))
-        self.end_headers()
-        self.wfile.write(data.encode())
+        send_body(self, 200, data.encode(), "text/event-stream")
 
     def log_message(self, *args: Any) -> None:
         pass

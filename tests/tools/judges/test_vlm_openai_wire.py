@@ -22,7 +22,7 @@ from PIL import Image
 from spikemerge.errors import SpikemergeError
 from spikemerge.tools.judges.base import JudgeRequest
 from spikemerge.tools.judges.vlm.judge import VLMJudge
-from tests.helpers import local_http_server
+from tests.helpers import local_http_server, send_body
 
 pytest.importorskip("langchain_openai")
 
@@ -62,12 +62,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.requests.append({"path": self.path, "body": body})
             n = len(self.server.requests)
         status, payload = self.server.script(body, n)
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_body(self, status, json.dumps(payload).encode())
 
     def log_message(self, *args: Any) -> None:
         pass
