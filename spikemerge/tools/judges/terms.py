@@ -124,7 +124,9 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     # the smaller unit is a wider copy of the larger one when the widening explains a real share
     # of what plain scaling leaves unexplained (1 - cos², both cosines noise-corrected)
     unexplained = max(1.0 - min(similarity, 1.0) ** 2, 1e-9)
-    burst_shape = widened and (stretch ** 2 - similarity ** 2) / unexplained >= p.stretch_min_explained
+    decrement = _get(e, "template_amplitude_ratio", 1.0) <= p.burst_max_amplitude_ratio
+    burst_shape = widened and ((stretch ** 2 - similarity ** 2) / unexplained >= p.stretch_min_explained
+                               or (factor >= p.burst_min_widening and decrement))
     if widened:
         similarity = stretch
     if duplicate:

@@ -346,3 +346,30 @@ def test_interleaved_fragments_of_a_back_and_forth_drift_merge_and_a_neighbour_s
     plain = MetricsJudge().judge(JudgeRequest(group_id=1, unit_ids=tuple(group),
                                               evidence=group_record({u: units[u] for u in group})), "balanced")
     assert any(len({neuron_of[u] for u in part}) > 1 for part in plain.merge_groups), plain.merge_groups
+
+
+# numbers of a real missed burst slice (spykingcircus2 on a MEArec bursting cell, dev set burst_sc2_s6,
+# units 50 and 52): the smaller unit is the larger widened 1.45x, with the same footprint, too few
+# coincidences expected for the CCG and a deep gap between the slices
+SORTER_BURST_SLICE = {
+    "unit_a": 50, "unit_b": 52, "num_spikes_a": 961, "num_spikes_b": 111,
+    "template_similarity": 0.84, "template_similarity_denoised": 0.84, "template_similarity_stretch": 0.88,
+    "template_stretch": 1.45, "template_footprint_similarity": 0.993, "template_amplitude_ratio": 0.48,
+    "ccg_expected_refractory": 1.5, "ccg_refractory_count": 0, "presence_overlap": 0.87,
+    "comparison_window": "concurrent", "continuity_ratio": 0.0, "continuity_gap_p": 1e-4,
+    "continuity_expected": 40.0, "same_main_channel": True, "amplitude_continuity_ratio": 0.0,
+    "amplitude_continuity_gap_p": 1e-9, "amplitude_continuity_expected": 60.0,
+}
+
+
+def test_a_clear_widening_with_a_decrement_excuses_the_gap_though_it_explains_little():
+    # widening explains (0.88² - 0.84²) / (1 - 0.84²) = 23 % of the difference, under
+    # stretch_min_explained; a 1.45x broadening of a smaller unit is still the burst signature
+    params = JudgeParams()
+    assert (0.88 ** 2 - 0.84 ** 2) / (1 - 0.84 ** 2) < params.stretch_min_explained
+    score = score_pair(SORTER_BURST_SLICE)
+    assert score.terms["continuity"] == 0.0 and score.probability > 0.5
+    # no clear widening, or a widening without a decrement (not how a burst's later spikes look): the gap counts
+    for change in ({"template_stretch": 1.1}, {"template_amplitude_ratio": 0.95}):
+        other = score_pair({**SORTER_BURST_SLICE, **change})
+        assert other.terms["continuity"] < 0 and other.probability < 0.5, change
