@@ -52,6 +52,31 @@ def _carries(score: PairScore, params: JudgeParams) -> bool:
             and min(score.terms.values(), default=0.0) > params.bridge_max_against_log_odds)
 
 
+def _copy_excused(score: PairScore, unit: Any, other: Any, cluster: Sequence[Any],
+                  scores: Mapping[frozenset, PairScore], cut: float, block_thin: bool, params: JudgeParams) -> bool:
+    """Whether ``unit``'s pair with ``other`` only restates its copy's: not evidence of two neurons.
+
+    A duplicate (the same spikes detected twice) holds a share of its partner's spikes, so its
+    pair with a third unit repeats the partner's pair with that unit on fewer spikes, and often
+    at a lag the copy's misaligned template shifts. When ``unit`` has a duplicate partner in its
+    own ``cluster`` whose pair with ``other`` clears the threshold, ``unit``'s own pair does not
+    block the join unless it carries evidence of two neurons itself (a veto, or a term at or
+    below ``params.bridge_max_against_log_odds``). Seen on a tridesclous2 burst split: a copy
+    with 58 % of its partner's spikes, whose thin pair with the partner's burst slice (P 0.40,
+    no term against) kept that slice (P 0.87 with the partner) out.
+    """
+    if score.veto or score.duplicate or min(score.terms.values(), default=0.0) <= params.bridge_max_against_log_odds:
+        return False
+    for partner in cluster:
+        if partner == unit:
+            continue
+        link = scores.get(frozenset((unit, partner)))
+        across = scores.get(frozenset((partner, other)))
+        if link is not None and link.duplicate and across is not None and _usable(across, cut, block_thin):
+            return True
+    return False
+
+
 def _chain_parts(chain: Sequence[Any], scores: Mapping[frozenset, PairScore], cut: float,
                  block_thin: bool) -> list[list[Any]]:
     """Maximal runs of a proposed chain whose every link is a clean, usable hand-over and where no pair vetoes."""
@@ -80,7 +105,8 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
     remaining units are joined by complete linkage: two parts join only when every pair across
     them clears ``threshold`` (and is neither thin under ``block_thin`` nor vetoed), strongest
     first; a pair of units that follow each other and sit on one motion-corrected trajectory
-    (``PairScore.on_trajectory``) need not clear it, as long as another pair across does. A chain
+    (``PairScore.on_trajectory``) need not clear it, as long as another pair across does, nor
+    need a duplicate's pair whose partner's pair clears it (``_copy_excused``). A chain
     part is a cluster like any other: a unit (or another part) joins it only on the evidence of
     every pair it forms with the chain's units, so no pair is merged unjudged.
 
@@ -112,6 +138,10 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
             if not usable:
                 continue
             blocking = [s for s in links if not (_usable(s, cut, block_thin) or _on_trajectory(s))]
+            # a duplicate's pair restates its partner's (see ``_copy_excused``)
+            blocking = [s for s in blocking if not any(
+                _copy_excused(s, u, o, clusters[i] if u in clusters[i] else clusters[j], scores, cut, block_thin,
+                              params) for u, o in ((s.unit_a, s.unit_b), (s.unit_b, s.unit_a)))]
             bridged = not block_thin and all(_uninformative(s) for s in blocking) and \
                 any(_carries(s, params) for s in usable)
             if blocking and not bridged:

@@ -373,3 +373,18 @@ def test_a_clear_widening_with_a_decrement_excuses_the_gap_though_it_explains_li
     for change in ({"template_stretch": 1.1}, {"template_amplitude_ratio": 0.95}):
         other = score_pair({**SORTER_BURST_SLICE, **change})
         assert other.terms["continuity"] < 0 and other.probability < 0.5, change
+
+
+def test_a_duplicates_thin_pair_does_not_keep_its_partners_split_out():
+    # 55 and 58 are the same spikes detected twice; 54 is a burst slice of 55's neuron (P 0.87 with
+    # 55); 54 and the copy 58 have a thin pair with nothing against one neuron (P 0.40)
+    scores = {frozenset((55, 58)): _score(55, 58, 9.0, duplicate=True),
+              frozenset((54, 55)): _score(54, 55, 1.9, thin=True),
+              frozenset((54, 58)): _score(54, 58, -0.4, thin=True, terms={"crosscorrelograms": 0.1, "waveforms": -0.5})}
+    assert [sorted(p) for p in partition([54, 55, 58], scores, 0.5)] == [[54, 55, 58]]
+    # the copy's pair speaks against one neuron (refractory coincidences): it blocks
+    against = {**scores, frozenset((54, 58)): _score(54, 58, -2.5, thin=True, terms={"crosscorrelograms": -2.5})}
+    assert [sorted(p) for p in partition([54, 55, 58], against, 0.5)] == [[55, 58]]
+    # no duplicate between 55 and 58: an ordinary pair that fails the threshold blocks
+    plain = {**scores, frozenset((55, 58)): _score(55, 58, 9.0)}
+    assert sorted(map(sorted, partition([54, 55, 58], plain, 0.5))) == [[55, 58]]
