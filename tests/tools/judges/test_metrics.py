@@ -388,3 +388,32 @@ def test_a_duplicates_thin_pair_does_not_keep_its_partners_split_out():
     # no duplicate between 55 and 58: an ordinary pair that fails the threshold blocks
     plain = {**scores, frozenset((55, 58)): _score(55, 58, 9.0)}
     assert sorted(map(sorted, partition([54, 55, 58], plain, 0.5))) == [[55, 58]]
+
+
+# numbers of two distinct neighbours that a real sorter left alike (tridesclous2 on a MEArec drift
+# recording, dev set drift_tdc2_s5, units 34 and 71): same footprint, same shape, a deep gap between
+# their clouds, and one refractory coincidence where independent firing predicts four
+SORTER_NEIGHBOURS = {
+    "unit_a": 34, "unit_b": 71, "num_spikes_a": 1006, "num_spikes_b": 583,
+    "template_similarity": 0.957, "template_similarity_denoised": 0.958, "template_similarity_stretch": 0.958,
+    "template_stretch": 1.0, "template_footprint_similarity": 0.979, "template_amplitude_ratio": 0.60,
+    "ccg_expected_refractory": 4.03, "ccg_refractory_count": 1, "presence_overlap": 0.33,
+    "comparison_window": "concurrent", "continuity_ratio": 0.008, "continuity_gap_p": 4e-23,
+    "continuity_expected": 51.6, "same_main_channel": True, "amplitude_continuity_ratio": 0.049,
+    "amplitude_continuity_gap_p": 4e-35, "amplitude_continuity_expected": 87.6,
+}
+
+
+def test_only_a_decisive_refractory_dip_excuses_a_gap():
+    # one coincidence of four expected: a weak dip (a sorter resolving one of two overlapping spikes
+    # of neighbours makes one), so the gap between the clouds counts
+    weak = score_pair(SORTER_NEIGHBOURS)
+    assert 0 < weak.terms["crosscorrelograms"] < JudgeParams().dip_excuses_gap_log_odds
+    assert weak.terms["continuity"] < 0
+    # the gap and the weak dip weigh against each other: from P 0.97 (the dip excused the gap) to
+    # about 0.6, under the 0.96 of the true neighbour split it competed with in its group
+    assert weak.probability < 0.7 < score_pair(SORTER_NEIGHBOURS, JudgeParams(dip_excuses_gap_log_odds=0.0)).probability
+    # none of the four: the dip is decisive, the gap is a sorter's split of one cloud
+    empty = score_pair({**SORTER_NEIGHBOURS, "ccg_refractory_count": 0})
+    assert empty.terms["crosscorrelograms"] > JudgeParams().dip_excuses_gap_log_odds
+    assert empty.terms["continuity"] == 0.0 and empty.probability > 0.5
