@@ -110,6 +110,13 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
     part is a cluster like any other: a unit (or another part) joins it only on the evidence of
     every pair it forms with the chain's units, so no pair is merged unjudged.
 
+    Joins are ordered by the evidence other than a duplicate peak (``PairScore.duplicate_log_odds``):
+    a duplicate (the same spikes detected twice, often by a unit that also holds other spikes) is
+    sure to share its partner's spikes but says nothing of the rest, and joined first at +8 nats it
+    let its own pairs keep its partner's burst slices or drift fragments out (on the dev sets,
+    ordering without the peak recovered 10 true pairs and dropped 2 wrong merges, changing no
+    other outcome).
+
     Complete linkage also refuses a drifting neuron's fragments A–B–C when A and C, its far ends,
     have too little evidence to clear the threshold. Absence of evidence for one neuron is not
     evidence of two: a pair across that is uninformative (``_uninformative``: thin, sequential,
@@ -146,7 +153,10 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
                 any(_carries(s, params) for s in usable)
             if blocking and not bridged:
                 continue
-            strength = min(s.log_odds for s in usable)
+            # strongest first, on the evidence other than a duplicate peak: a copy's join is sure but
+            # says nothing of its leftover spikes, and taken first its own pairs can keep its
+            # partner's split out (see ``partition``)
+            strength = min(s.log_odds - s.duplicate_log_odds for s in usable)
             if best is None or strength > best:
                 best, best_pair = strength, (i, j)
         if best_pair is None:

@@ -59,6 +59,9 @@ class PairScore:
     removed: fragments of one drifting neuron, whose templates may differ however far apart."""
     sequential: bool = False
     """The units follow each other in time (presence overlap below ``handover_presence``)."""
+    duplicate_log_odds: float = 0.0
+    """The part of ``log_odds`` that the duplicate peak carries (calibrated). The partition orders
+    its joins without it (see ``metrics.partition``)."""
     reasons: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -246,6 +249,7 @@ def score_pair(e: Mapping[str, Any], params: JudgeParams = DEFAULT_JUDGE_PARAMS,
     w = dict(weights or {})
     total = sum(w.get(k, 1.0) * v for k, v in score.terms.items()) + w.get("offset", 0.0)
     score.log_odds = float(params.log_odds_scale * total + params.log_odds_offset)
+    score.duplicate_log_odds = float(params.log_odds_scale * w.get("duplicate", 1.0) * score.terms["duplicate"])
     return score
 
 

@@ -417,3 +417,20 @@ def test_only_a_decisive_refractory_dip_excuses_a_gap():
     empty = score_pair({**SORTER_NEIGHBOURS, "ccg_refractory_count": 0})
     assert empty.terms["crosscorrelograms"] > JudgeParams().dip_excuses_gap_log_odds
     assert empty.terms["continuity"] == 0.0 and empty.probability > 0.5
+
+
+def test_a_copy_does_not_join_first_and_keep_its_partners_split_out():
+    # as on a spykingcircus2 burst split (dev set burst_sc2_s6): 48 holds a copy of 50's spikes (a
+    # duplicate peak, +8 nats) besides others; 50, 52 and 53 are slices of one bursting cell; 48's
+    # own pair with 52 speaks against one neuron
+    def s(a, b, log_odds, **flags):
+        return _score(a, b, log_odds, **flags)
+    scores = {frozenset((48, 50)): s(48, 50, 7.0, duplicate=True, duplicate_log_odds=8.0),
+              frozenset((50, 52)): s(50, 52, 1.9), frozenset((50, 53)): s(50, 53, 1.0),
+              frozenset((52, 53)): s(52, 53, 3.2),
+              frozenset((48, 52)): s(48, 52, -4.6, terms={"crosscorrelograms": -1.5, "continuity": -3.0}),
+              frozenset((48, 53)): s(48, 53, -0.3, terms={"crosscorrelograms": 1.7, "waveforms": -1.8})}
+    assert [sorted(p) for p in partition([48, 50, 52, 53], scores, 0.5)] == [[50, 52, 53]]
+    # a duplicate whose other evidence is as strong as the split's still joins first
+    strong = {**scores, frozenset((48, 50)): s(48, 50, 12.0, duplicate=True, duplicate_log_odds=8.0)}
+    assert sorted(map(sorted, partition([48, 50, 52, 53], strong, 0.5))) == [[48, 50], [52, 53]]
