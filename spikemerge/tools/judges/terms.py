@@ -209,12 +209,20 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         # within ``drift_max_z`` tolerances): agreement without motion is what any two neighbours
         # show; a separation counts against whatever the motion, and vetoes when decisive
         terms["drift"] = drift if on_trajectory else min(drift, 0.0)
+        # the later unit sits on the side the motion came from: a neuron does not move against the probe
+        displacement = _get(e, "drift_displacement_um", 0.0)
+        against = moved and _get(e, "drift_raw_shift_um", 0.0) * math.copysign(1.0, displacement) <= \
+            -p.drift_against_um
+        if against:
+            on_trajectory = False
+            terms["drift"] = min(terms["drift"], p.drift_against_log_odds)
         reasons["drift"] = (
             f"the probe moved {_get(e, 'drift_displacement_um', 0):+.0f} µm between the two units' lives and they "
             f"sit {_get(e, 'drift_raw_shift_um', 0):+.0f} µm apart; with the motion removed "
             f"{_get(e, 'drift_separation_um', float('nan')):.0f} µm apart (tolerance "
             f"{_get(e, 'drift_tolerance_um', float('nan')):.0f} µm): "
-            + ("one trajectory, as for one drifting neuron" if on_trajectory else
+            + ("the later unit lies against the motion, as for two neurons" if against else
+               "one trajectory, as for one drifting neuron" if on_trajectory else
                "two places, as for two neurons" if terms["drift"] < 0 else "no clear answer"))
     veto = not duplicate and powered and terms["crosscorrelograms"] <= p.veto_log_odds
     # a separation vetoes only where a motion was registered: with none (a static probe, too few

@@ -346,3 +346,26 @@ def test_interleaved_fragments_of_a_back_and_forth_drift_merge_and_a_neighbour_s
     plain = MetricsJudge().judge(JudgeRequest(group_id=1, unit_ids=tuple(group),
                                               evidence=group_record({u: units[u] for u in group})), "balanced")
     assert any(len({neuron_of[u] for u in part}) > 1 for part in plain.merge_groups), plain.merge_groups
+
+
+def _handover_pair(raw_shift_um, displacement_um=15.0):
+    """A clean hand-over of two alike units that follow each other while the probe moved."""
+    return {"unit_a": "a", "unit_b": "b", "num_spikes_a": 400, "num_spikes_b": 400, "template_similarity": 0.95,
+            "template_similarity_denoised": 0.95, "handover_similarity": 0.97, "presence_overlap": 0.05,
+            "comparison_window": "handover", "ccg_expected_refractory": 0.2, "ccg_refractory_count": 0.0,
+            "amplitude_handover": 0.6, "handover_gap_fraction": 0.0, "drift_displacement_um": displacement_um,
+            "drift_raw_shift_um": raw_shift_um, "drift_z": abs(raw_shift_um - displacement_um) / 8.0,
+            "drift_log_ratio": 0.0, "drift_motion_range_um": 30.0, "drift_template_similarity": 0.95}
+
+
+def test_a_unit_that_lies_against_the_probe_motion_is_another_neuron():
+    """The later unit sits where the motion came from (raw shift of the other sign than the
+    displacement): however alike at the hand-over, the pair is vetoed; along the motion it merges."""
+    along = score_pair(_handover_pair(raw_shift_um=20.0))
+    assert not along.veto and along.probability > 0.9
+    against = score_pair(_handover_pair(raw_shift_um=-12.0))
+    assert against.veto and not against.on_trajectory and against.terms["drift"] <= -3.0
+    # within a localization error of the start it says nothing of the direction
+    assert not score_pair(_handover_pair(raw_shift_um=-3.0)).veto
+    # nor without motion between the two units' lives
+    assert not score_pair(_handover_pair(raw_shift_um=-12.0, displacement_um=2.0)).veto
