@@ -42,7 +42,7 @@ def _uninformative(score: PairScore) -> bool:
     drifting neuron's chain do (measured on the dev sets' true joins: a drift term down to -2.5
     and hand-over mismatches of -2), so those terms alone do not block a join.
     """
-    return (score.thin and score.sequential and not score.veto
+    return (score.thin and score.sequential and not score.veto and not score.starved
             and score.terms.get("crosscorrelograms", 0.0) >= 0.0 and score.terms.get("continuity", 0.0) >= 0.0)
 
 

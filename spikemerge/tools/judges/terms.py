@@ -59,6 +59,9 @@ class PairScore:
     removed: fragments of one drifting neuron, whose templates may differ however far apart."""
     sequential: bool = False
     """The units follow each other in time (presence overlap below ``handover_presence``)."""
+    starved: bool = False
+    """A unit has fewer than ``min_unit_spikes`` spikes: no evidence can speak for the pair, which
+    never merges and blocks any join it lies across."""
     reasons: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -207,8 +210,10 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         on_trajectory = moved and _get(e, "drift_z", math.inf) <= p.drift_max_z
         # for one neuron only on the trajectory (the probe moved and the corrected positions agree
         # within ``drift_max_z`` tolerances): agreement without motion is what any two neighbours
-        # show; a separation counts against whatever the motion, and vetoes when decisive
-        terms["drift"] = drift if on_trajectory else min(drift, 0.0)
+        # show; a separation counts against whatever the motion, and vetoes when decisive, once a
+        # neuron's own drift (up to ``drift_max_gain`` times the registered one) cannot explain it
+        separated = _clip(_get(e, "drift_gain_log_ratio", _get(e, "drift_log_ratio", 0.0)), p.drift_bounds)
+        terms["drift"] = drift if on_trajectory else min(separated, 0.0)
         # the later unit sits on the side the motion came from: a neuron does not move against the probe
         displacement = _get(e, "drift_displacement_um", 0.0)
         against = moved and _get(e, "drift_raw_shift_um", 0.0) * math.copysign(1.0, displacement) <= \
@@ -233,15 +238,20 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     # than shape: units that take turns back and forth are thin evidence (conservative abstains)
     follows = _get(e, "handover_gap_fraction", 0.0) >= -p.handover_max_interleave
     thin = not duplicate and not powered and not (handover and follows)
+    starved = min(_get(e, "num_spikes_a", math.inf), _get(e, "num_spikes_b", math.inf)) < p.min_unit_spikes
+    if starved:
+        reasons["crosscorrelograms"] += f"; a unit has under {p.min_unit_spikes} spikes: too few to merge on"
     return PairScore(unit_a=e["unit_a"], unit_b=e["unit_b"], log_odds=float(sum(terms.values())),
-                     duplicate=duplicate, terms=terms, thin=thin, handover=handover and not veto, veto=veto,
-                     reasons=reasons, on_trajectory=on_trajectory and not veto, sequential=sequential)
+                     duplicate=duplicate, terms=terms, thin=thin, handover=handover and not veto and not starved,
+                     veto=veto, reasons=reasons, on_trajectory=on_trajectory and not veto and not starved,
+                     sequential=sequential, starved=starved)
 
 
 def usable(score: PairScore, cut: float, block_thin: bool) -> bool:
-    """Whether a pair may merge under a policy: clears the logit ``cut``, is not vetoed, and is not
-    thin where the policy (``block_thin``) does not merge on thin evidence."""
-    return score.log_odds >= cut and not (block_thin and score.thin) and not score.veto
+    """Whether a pair may merge under a policy: clears the logit ``cut``, is not vetoed nor starved
+    (a unit with too few spikes), and is not thin where the policy (``block_thin``) does not merge
+    on thin evidence."""
+    return score.log_odds >= cut and not (block_thin and score.thin) and not score.veto and not score.starved
 
 
 def score_pair(e: Mapping[str, Any], params: JudgeParams = DEFAULT_JUDGE_PARAMS,

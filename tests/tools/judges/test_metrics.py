@@ -369,3 +369,29 @@ def test_a_unit_that_lies_against_the_probe_motion_is_another_neuron():
     assert not score_pair(_handover_pair(raw_shift_um=-3.0)).veto
     # nor without motion between the two units' lives
     assert not score_pair(_handover_pair(raw_shift_um=-12.0, displacement_um=2.0)).veto
+
+
+def test_a_unit_with_too_few_spikes_never_merges_nor_rides_a_join():
+    """A handful of spikes hold no evidence: the pair is not merged however alike, and a join of
+    confident units across it is refused (it is not an uninformative far end)."""
+    tiny = score_pair({**_handover_pair(raw_shift_um=20.0), "num_spikes_b": 6})
+    assert tiny.starved and not tiny.handover and not tiny.on_trajectory
+    link = {"waveforms": 2.0, "crosscorrelograms": 0.3}
+    far = dict(thin=True, sequential=True, terms={"waveforms": -1.5, "handover": -2.0})
+    scores = {frozenset("ab"): _score("a", "b", 3.0, terms=link), frozenset("bc"): _score("b", "c", 3.0, terms=link),
+              frozenset("ac"): _score("a", "c", -3.5, **far)}
+    assert partition(["a", "b", "c"], scores, 0.5) == [["a", "b", "c"]]
+    scores[frozenset("ac")] = _score("a", "c", -3.5, starved=True, **far)
+    assert len(partition(["a", "b", "c"], scores, 0.5)[0]) == 2
+    scores[frozenset("ab")] = _score("a", "b", 3.0, starved=True, terms=link)
+    assert partition(["a", "b"], {frozenset("ab"): scores[frozenset("ab")]}, 0.5) == []
+
+
+def test_a_separation_a_neurons_own_drift_explains_does_not_veto():
+    """Corrected by the registered motion the fragments sit apart (decisive at gain 1), but a
+    neuron drifting 2.5 times the registered motion lands there: no veto, no trajectory either."""
+    far = {**_handover_pair(raw_shift_um=35.0), "drift_z": 3.0, "drift_log_ratio": -5.0}
+    assert score_pair(far).veto  # evidence from before the gain allowance
+    explained = score_pair({**far, "drift_gain_log_ratio": 1.0})
+    assert not explained.veto and not explained.on_trajectory and explained.terms["drift"] == 0.0
+    assert score_pair({**far, "drift_gain_log_ratio": -4.0}).veto
