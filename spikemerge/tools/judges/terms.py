@@ -161,7 +161,7 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
                               _get(e, "amplitude_continuity_gap_p", 1.0),
                               _get(e, "amplitude_continuity_expected", 0.0), p)
     terms["continuity"] = min(feature, amplitude) if min(feature, amplitude) < 0 else max(feature, amplitude)
-    if powered and not duplicate and terms["crosscorrelograms"] > 0:
+    if powered and not duplicate and terms["crosscorrelograms"] >= p.dip_overrides_gap_log_odds:
         # a powered refractory dip is the physics of one neuron; a feature-space gap beside it is
         # how real sorters split bursting (amplitude-decrement) and drifting cells (measured on
         # tridesclous2's burst splits), so it does not count against

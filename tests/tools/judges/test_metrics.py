@@ -395,3 +395,16 @@ def test_a_separation_a_neurons_own_drift_explains_does_not_veto():
     explained = score_pair({**far, "drift_gain_log_ratio": 1.0})
     assert not explained.veto and not explained.on_trajectory and explained.terms["drift"] == 0.0
     assert score_pair({**far, "drift_gain_log_ratio": -4.0}).veto
+
+
+def test_a_weak_refractory_dip_does_not_set_a_deep_gap_aside():
+    """Two units firing together, 1 coincidence where 4 are expected (a dip worth +1.3 nats) and a
+    deep, significant valley between their clouds: the gap speaks. A strong dip sets it aside."""
+    pair = {"unit_a": "a", "unit_b": "b", "num_spikes_a": 1000, "num_spikes_b": 600, "template_similarity": 0.96,
+            "presence_overlap": 0.8, "comparison_window": "concurrent", "ccg_expected_refractory": 4.0,
+            "ccg_refractory_count": 1.0, "continuity_ratio": 0.01, "continuity_gap_p": 1e-20,
+            "continuity_expected": 40.0}
+    weak = score_pair(pair)
+    assert 0.0 < weak.terms["crosscorrelograms"] < 2.0 and weak.terms["continuity"] < 0.0
+    strong = score_pair({**pair, "ccg_expected_refractory": 20.0, "ccg_refractory_count": 0.0})
+    assert strong.terms["crosscorrelograms"] >= 2.0 and strong.terms["continuity"] == 0.0
