@@ -408,3 +408,11 @@ def test_a_weak_refractory_dip_does_not_set_a_deep_gap_aside():
     assert 0.0 < weak.terms["crosscorrelograms"] < 2.0 and weak.terms["continuity"] < 0.0
     strong = score_pair({**pair, "ccg_expected_refractory": 20.0, "ccg_refractory_count": 0.0})
     assert strong.terms["crosscorrelograms"] >= 2.0 and strong.terms["continuity"] == 0.0
+
+
+def test_the_join_best_supported_on_average_goes_first():
+    """Part [a, b] could take c (7 and 7 nats) or d (6 and 10), not both (c-d speaks of two neurons):
+    d, better supported on average, joins; ordering by the weakest pair would have taken c."""
+    values = {"ab": 12.0, "ac": 7.0, "bc": 7.0, "ad": 6.0, "bd": 10.0, "cd": -5.0}
+    scores = {frozenset(k): _score(k[0], k[1], v) for k, v in values.items()}
+    assert [sorted(p) for p in partition(list("abcd"), scores, 0.5)] == [["a", "b", "d"]]
