@@ -245,6 +245,52 @@ def handover_links(ctx: EvidenceContext, min_similarity: float, max_distance_um:
     return links
 
 
+def moved_links(ctx: EvidenceContext, min_similarity: float, max_distance_um: float = MAX_DISTANCE_UM,
+                params: CandidateParams = DEFAULT_CANDIDATE_PARAMS) -> list[dict[str, Any]]:
+    """Units that follow one another while the probe moved, alike once the earlier template is
+    carried by the motion (``evidence.motion``).
+
+    Under fast drift a neuron's fragment after the probe moved looks like its earlier one seen
+    from another place: the templates as they are, and even the last and first spikes at the
+    hand-over (sampled spikes of a unit that lives while the probe moves are a blur of places),
+    fall under the gate. Carrying the earlier template by the registered displacement between
+    the two units' lives compares them where the neuron was. The judge decides.
+    """
+    from .evidence.motion import moved_template_similarity, trajectory_evidence
+
+    motion = ctx.motion_for(DEFAULT_EVIDENCE_PARAMS)
+    if motion.range_um < DEFAULT_EVIDENCE_PARAMS.drift_min_displacement_um:
+        return []
+    probe = getattr(ctx, "probe", None)
+    distances = _distances(ctx)
+    presence = _presence(ctx, params.time_bins)
+    spans = {u: (np.quantile(ctx.unit(u).times_s, [0.05, 0.5, 0.95]) if ctx.unit(u).times_s.size else None)
+             for u in ctx.unit_ids}
+    max_shift = int(round(DEFAULT_EVIDENCE_PARAMS.max_lag_ms * ctx.fs / 1000.0))
+    reach = params.chain_distance_factor * max_distance_um
+    links = []
+    for i, j in zip(*np.nonzero(np.triu(distances <= reach, k=1))):
+        a, b = ctx.unit_ids[i], ctx.unit_ids[j]
+        if spans[a] is None or spans[b] is None:
+            continue
+        if float(np.minimum(presence[a], presence[b]).sum()) >= params.chain_max_presence_overlap:
+            continue
+        first, second = (a, b) if spans[a][1] <= spans[b][1] else (b, a)
+        if spans[second][0] - spans[first][2] > params.chain_max_gap_fraction * ctx.duration_s:
+            continue
+        ua, ub = ctx.unit(first), ctx.unit(second)
+        drift = trajectory_evidence(ua.times_s, ua.location, ub.times_s, ub.location, motion)
+        if abs(drift["drift_displacement_um"]) < DEFAULT_EVIDENCE_PARAMS.drift_min_displacement_um:
+            continue
+        channels = np.union1d(ua.channels, ub.channels)
+        similarity = moved_template_similarity(ua.template, ub.template, channels, drift["drift_displacement_um"],
+                                               probe, max_shift)
+        if np.isfinite(similarity) and similarity >= min_similarity:
+            links.append({"unit_a": first, "unit_b": second, "template_similarity": float(similarity),
+                          "distance_um": float(distances[i, j]), "link": "moved"})
+    return links
+
+
 def chains_from_links(links: list[dict[str, Any]]) -> list[list[UnitId]]:
     """Time-ordered chains: each unit keeps its best successor and predecessor (most alike at the hand-over)."""
     successor: dict[UnitId, UnitId] = {}
@@ -382,10 +428,13 @@ def find_candidates(
                                if frozenset((p["unit_a"], p["unit_b"])) not in seen]
             known = {frozenset((p["unit_a"], p["unit_b"])) for p in pairs}
             pairs += [p for p in duplicates if frozenset((p["unit_a"], p["unit_b"])) not in known]
+            known = {frozenset((p["unit_a"], p["unit_b"])) for p in pairs}
+            pairs += [p for p in moved_links(ctx, threshold, max_distance_um, params)
+                      if frozenset((p["unit_a"], p["unit_b"])) not in known]
             chains = [c for c in chains_from_links(handover_links(ctx, threshold, max_distance_um, params))
                       if len(c) >= 2]
-            found_by = (f"template similarity >= {threshold:.2f} within {max_distance_um:g} um, a hand-over, "
-                        f"a duplicate peak or a refractory dip")
+            found_by = (f"template similarity >= {threshold:.2f} within {max_distance_um:g} um, a hand-over, a "
+                        f"template moved by the probe motion, a duplicate peak or a refractory dip")
         groups = group_pairs(ctx, pairs, found_by, chains)
         levels.append({"min_similarity": round(threshold, 4), "num_pairs": len(pairs), "num_groups": len(groups),
                        "num_chains": len(chains)})

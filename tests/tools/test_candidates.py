@@ -143,6 +143,13 @@ class _ArraysContext:
     def index(self, u):
         return self.unit_ids.index(u)
 
+    probe = None  # no geometry: templates are not moved by the motion
+
+    def motion_for(self, params):
+        from spikemerge.tools.evidence.motion import estimate_motion
+
+        return estimate_motion([self._units[u].times_s for u in self.unit_ids], self.locations, self.duration_s, params)
+
 
 def test_a_drift_chain_of_four_is_one_group_with_its_chain():
     import numpy as np
@@ -196,3 +203,40 @@ def test_a_powered_refractory_dip_links_a_bursting_cells_slices_whose_templates_
     assert found[0]["ccg_refractory_count"] == 0 and found[0]["ccg_expected_refractory"] > 10
     groups = find_candidates(ctx, min_similarity=0.9, relax=False).groups
     assert any({1, 2} <= set(g.unit_ids) for g in groups)
+
+
+def test_fragments_alike_once_moved_by_the_probe_motion_are_linked_and_a_neighbour_is_not():
+    """Fast drift: a neuron's early fragment (channel 3) and late one (channel 5.5, the probe moved
+    50 µm) look different as they are and at the hand-over; carried by the registered motion the
+    early template lands on the late one. A neighbour that later sits where the neuron was is
+    not linked to it."""
+    from types import SimpleNamespace
+
+    from probeinterface import Probe
+
+    import numpy as np
+
+    from spikemerge.tools.candidates import handover_links, moved_links
+    from spikemerge.tools.evidence.motion import Motion
+    from tests.tools.evidence.spikes import FS, neuron_train, unit_arrays
+
+    rng = np.random.default_rng(5)
+    early, late = neuron_train(rng, duration_s=150.0), 150.0 + neuron_train(rng, duration_s=150.0)
+    other = 150.0 + neuron_train(rng, duration_s=150.0)
+    units = {"a": unit_arrays(rng, early, np.ones(early.size), centre=3.0, channels=12),
+             "b": unit_arrays(rng, late, np.ones(late.size), centre=5.5, channels=12),
+             "c": unit_arrays(rng, other, np.ones(other.size), centre=3.2, channels=12)}
+    probe = Probe(ndim=2)
+    probe.set_contacts(positions=np.c_[np.zeros(12), 20.0 * np.arange(12)], shapes="circle", shape_params={"radius": 5})
+    motion = Motion(np.linspace(0.0, 300.0, 21), np.r_[np.full(10, -25.0), np.full(10, 25.0)])
+    ids = list(units)
+    ctx = SimpleNamespace(unit_ids=ids, unit=units.__getitem__, locations=np.array([units[u].location for u in ids]),
+                          duration_s=300.0, fs=FS, probe=probe, motion_for=lambda params: motion,
+                          index=ids.index)
+    pairs = {frozenset((p["unit_a"], p["unit_b"])) for p in moved_links(ctx, 0.8)}
+    assert frozenset("ab") in pairs and frozenset("ac") not in pairs
+    # the gate and the hand-over link alone miss the pair
+    assert frozenset("ab") not in {frozenset((p["unit_a"], p["unit_b"])) for p in handover_links(ctx, 0.8)}
+    # without motion there is nothing to carry
+    ctx.motion_for = lambda params: Motion(np.linspace(0.0, 300.0, 21), np.zeros(20))
+    assert moved_links(ctx, 0.8) == []

@@ -172,25 +172,50 @@ def trajectory_evidence(times_a: np.ndarray, position_a: np.ndarray, times_b: np
     ``drift_raw_shift_um`` how far apart they are on the probe (depth of b minus a): for
     fragments of one drifting neuron the two agree. ``drift_log_ratio`` is the log-likelihood
     ratio of the separation, one neuron (Gaussian, ``drift_tolerance_um``) vs two (uniform over
-    a disc of radius ``drift_reach_um``).
+    a disc of radius ``drift_reach_um``). ``drift_gain_separation_um`` and ``drift_gain_log_ratio``
+    are the same once the neuron may have drifted by 1 to ``drift_max_gain`` times the
+    registered displacement (:func:`gain_residual`): what a separation must exceed to speak
+    against one neuron, since the registered motion is smaller than a neuron's own.
     """
     ca, mean_a, spread_a = drift_position(times_a, position_a, motion)
     cb, mean_b, spread_b = drift_position(times_b, position_b, motion)
     separation = float(np.linalg.norm(ca - cb))
     tolerance = math.sqrt(params.drift_floor_um ** 2 + spread_a ** 2 + spread_b ** 2)
     z = separation / tolerance
-    # 2-D Gaussian density at the separation vs uniform density over the disc of radius reach
-    log_ratio = math.log(params.drift_reach_um ** 2 / (2.0 * tolerance ** 2)) - 0.5 * z ** 2
     axis = motion.depth_axis
+    raw_shift = float(np.asarray(position_b, float)[axis] - np.asarray(position_a, float)[axis])
+    displacement = mean_b - mean_a
+    across = math.sqrt(max(separation ** 2 - (raw_shift - displacement) ** 2, 0.0))  # off the depth axis
+    gained = math.hypot(gain_residual(raw_shift, displacement, params.drift_max_gain), across)
     return {
         "drift_separation_um": separation,
         "drift_tolerance_um": tolerance,
         "drift_z": z,
-        "drift_displacement_um": mean_b - mean_a,
-        "drift_raw_shift_um": float(np.asarray(position_b, float)[axis] - np.asarray(position_a, float)[axis]),
+        "drift_displacement_um": displacement,
+        "drift_raw_shift_um": raw_shift,
         "drift_motion_range_um": motion.range_um,
-        "drift_log_ratio": log_ratio,
+        "drift_log_ratio": separation_log_ratio(z, tolerance, params),
+        "drift_gain_separation_um": gained,
+        "drift_gain_log_ratio": separation_log_ratio(gained / tolerance, tolerance, params),
     }
+
+
+def separation_log_ratio(z: float, tolerance_um: float, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> float:
+    """Log-likelihood ratio of a separation ``z`` tolerances long: one neuron (2-D Gaussian of width
+    ``tolerance_um``) against two (uniform over the disc of radius ``drift_reach_um``)."""
+    return math.log(params.drift_reach_um ** 2 / (2.0 * tolerance_um ** 2)) - 0.5 * z ** 2
+
+
+def gain_residual(raw_shift_um: float, displacement_um: float, max_gain: float) -> float:
+    """How far a raw depth shift lies from what the neuron's drift could make of the registered
+    displacement: anything from the displacement itself to ``max_gain`` times it (same sign).
+
+    Zero inside that range; a shift against the motion is as far as it lies from the displacement.
+    """
+    low, high = sorted((displacement_um, max_gain * displacement_um))
+    if low <= raw_shift_um <= high:
+        return 0.0
+    return float(min(abs(raw_shift_um - low), abs(raw_shift_um - high)))
 
 
 def moved_template_similarity(template_a: np.ndarray, template_b: np.ndarray, channels: np.ndarray,

@@ -42,7 +42,7 @@ def _uninformative(score: PairScore) -> bool:
     drifting neuron's chain do (measured on the dev sets' true joins: a drift term down to -2.5
     and hand-over mismatches of -2), so those terms alone do not block a join.
     """
-    return (score.thin and score.sequential and not score.veto
+    return (score.thin and score.sequential and not score.veto and not score.starved
             and score.terms.get("crosscorrelograms", 0.0) >= 0.0 and score.terms.get("continuity", 0.0) >= 0.0)
 
 
@@ -103,8 +103,11 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
 
     Proposed drift chains are taken first (see ``_chain_parts``); then the chain parts and the
     remaining units are joined by complete linkage: two parts join only when every pair across
-    them clears ``threshold`` (and is neither thin under ``block_thin`` nor vetoed), strongest
-    first; a pair of units that follow each other and sit on one motion-corrected trajectory
+    them clears ``threshold`` (and is neither thin under ``block_thin`` nor vetoed), the join
+    whose carrying pairs have the highest mean log-odds first, counted without a duplicate peak
+    (ordering by the weakest pair let a unit's single strong link take it before the parts of
+    its neuron met; a copy's join is sure but says nothing of its leftover spikes); a pair of
+    units that follow each other and sit on one motion-corrected trajectory
     (``PairScore.on_trajectory``) need not clear it, as long as another pair across does, nor
     need a duplicate's pair whose partner's pair clears it (``_copy_excused``). A chain
     part is a cluster like any other: a unit (or another part) joins it only on the evidence of
@@ -153,10 +156,10 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
                 any(_carries(s, params) for s in usable)
             if blocking and not bridged:
                 continue
-            # strongest first, on the evidence other than a duplicate peak: a copy's join is sure but
-            # says nothing of its leftover spikes, and taken first its own pairs can keep its
-            # partner's split out (see ``partition``)
-            strength = min(s.log_odds - s.duplicate_log_odds for s in usable)
+            # the join best supported on average goes first, on the evidence other than a duplicate
+            # peak: a unit taken by its one strong link (weak elsewhere), or a copy taken by its
+            # duplicate peak, would later stand between two parts of its neuron
+            strength = sum(s.log_odds - s.duplicate_log_odds for s in usable) / len(usable)
             if best is None or strength > best:
                 best, best_pair = strength, (i, j)
         if best_pair is None:
@@ -192,7 +195,7 @@ class MetricsJudge:
     def fingerprint(self) -> str:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
-        source = json.dumps({"judge": "metrics-v8-burst", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v8", "params": self.params.fingerprint(),
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 

@@ -62,6 +62,9 @@ class PairScore:
     duplicate_log_odds: float = 0.0
     """The part of ``log_odds`` that the duplicate peak carries (calibrated). The partition orders
     its joins without it (see ``metrics.partition``)."""
+    starved: bool = False
+    """A unit has fewer than ``min_unit_spikes`` spikes: no evidence can speak for the pair, which
+    never merges and blocks any join it lies across."""
     reasons: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -163,7 +166,7 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
                               _get(e, "amplitude_continuity_gap_p", 1.0),
                               _get(e, "amplitude_continuity_expected", 0.0), p)
     terms["continuity"] = min(feature, amplitude) if min(feature, amplitude) < 0 else max(feature, amplitude)
-    if powered and not duplicate and terms["crosscorrelograms"] > p.dip_excuses_gap_log_odds:
+    if powered and not duplicate and terms["crosscorrelograms"] >= p.dip_excuses_gap_log_odds:
         # a decisive refractory dip is the physics of one neuron; a feature-space gap beside it is
         # how real sorters split bursting (amplitude-decrement) and drifting cells (measured on
         # tridesclous2's burst splits), so it does not count against. A weak dip does not excuse
@@ -213,14 +216,24 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         on_trajectory = moved and _get(e, "drift_z", math.inf) <= p.drift_max_z
         # for one neuron only on the trajectory (the probe moved and the corrected positions agree
         # within ``drift_max_z`` tolerances): agreement without motion is what any two neighbours
-        # show; a separation counts against whatever the motion, and vetoes when decisive
-        terms["drift"] = drift if on_trajectory else min(drift, 0.0)
+        # show; a separation counts against whatever the motion, and vetoes when decisive, once a
+        # neuron's own drift (up to ``drift_max_gain`` times the registered one) cannot explain it
+        separated = _clip(_get(e, "drift_gain_log_ratio", _get(e, "drift_log_ratio", 0.0)), p.drift_bounds)
+        terms["drift"] = drift if on_trajectory else min(separated, 0.0)
+        # the later unit sits on the side the motion came from: a neuron does not move against the probe
+        displacement = _get(e, "drift_displacement_um", 0.0)
+        against = moved and _get(e, "drift_raw_shift_um", 0.0) * math.copysign(1.0, displacement) <= \
+            -p.drift_against_um
+        if against:
+            on_trajectory = False
+            terms["drift"] = min(terms["drift"], p.drift_against_log_odds)
         reasons["drift"] = (
             f"the probe moved {_get(e, 'drift_displacement_um', 0):+.0f} µm between the two units' lives and they "
             f"sit {_get(e, 'drift_raw_shift_um', 0):+.0f} µm apart; with the motion removed "
             f"{_get(e, 'drift_separation_um', float('nan')):.0f} µm apart (tolerance "
             f"{_get(e, 'drift_tolerance_um', float('nan')):.0f} µm): "
-            + ("one trajectory, as for one drifting neuron" if on_trajectory else
+            + ("the later unit lies against the motion, as for two neurons" if against else
+               "one trajectory, as for one drifting neuron" if on_trajectory else
                "two places, as for two neurons" if terms["drift"] < 0 else "no clear answer"))
     veto = not duplicate and powered and terms["crosscorrelograms"] <= p.veto_log_odds
     # a separation vetoes only where a motion was registered: with none (a static probe, too few
@@ -231,15 +244,20 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     # than shape: units that take turns back and forth are thin evidence (conservative abstains)
     follows = _get(e, "handover_gap_fraction", 0.0) >= -p.handover_max_interleave
     thin = not duplicate and not powered and not (handover and follows)
+    starved = min(_get(e, "num_spikes_a", math.inf), _get(e, "num_spikes_b", math.inf)) < p.min_unit_spikes
+    if starved:
+        reasons["crosscorrelograms"] += f"; a unit has under {p.min_unit_spikes} spikes: too few to merge on"
     return PairScore(unit_a=e["unit_a"], unit_b=e["unit_b"], log_odds=float(sum(terms.values())),
-                     duplicate=duplicate, terms=terms, thin=thin, handover=handover and not veto, veto=veto,
-                     reasons=reasons, on_trajectory=on_trajectory and not veto, sequential=sequential)
+                     duplicate=duplicate, terms=terms, thin=thin, handover=handover and not veto and not starved,
+                     veto=veto, reasons=reasons, on_trajectory=on_trajectory and not veto and not starved,
+                     sequential=sequential, starved=starved)
 
 
 def usable(score: PairScore, cut: float, block_thin: bool) -> bool:
-    """Whether a pair may merge under a policy: clears the logit ``cut``, is not vetoed, and is not
-    thin where the policy (``block_thin``) does not merge on thin evidence."""
-    return score.log_odds >= cut and not (block_thin and score.thin) and not score.veto
+    """Whether a pair may merge under a policy: clears the logit ``cut``, is not vetoed nor starved
+    (a unit with too few spikes), and is not thin where the policy (``block_thin``) does not merge
+    on thin evidence."""
+    return score.log_odds >= cut and not (block_thin and score.thin) and not score.veto and not score.starved
 
 
 def score_pair(e: Mapping[str, Any], params: JudgeParams = DEFAULT_JUDGE_PARAMS,

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from spikemerge.tools.evidence.motion import estimate_motion, trajectory_evidence
+from spikemerge.tools.evidence.motion import Motion, estimate_motion, gain_residual, trajectory_evidence
 from tests.tools.evidence.drift import PITCH_UM, drifting_population, triangle
 
 CENTRES = {"a": 3.5, "b": 5.0, "c": 7.5, "d": 10.0, "e": 12.5}
@@ -80,3 +80,24 @@ def test_an_empty_unit_without_a_location_does_not_break_the_motion():
     positions = np.c_[np.zeros(7), np.r_[np.arange(6) * 25.0, np.nan]]
     motion = estimate_motion(trains, positions, 300.0)
     assert np.all(np.isfinite(motion.displacement_um))
+
+
+def test_a_neuron_drifting_further_than_the_registered_motion_is_not_separated_decisively():
+    """The registered motion comes out smaller than a neuron's own drift: a fragment that moved
+    2.2 times the registered displacement is far from its corrected place (strict ratio decisive)
+    but within the gain allowance; a shift against the motion or far beyond it is not."""
+    motion = Motion(np.linspace(0.0, 300.0, 21), np.r_[np.full(10, -10.0), np.full(10, 10.0)])
+    early, late = np.linspace(0.0, 130.0, 300), np.linspace(170.0, 300.0, 300)
+
+    def drift(shift_um):
+        return trajectory_evidence(early, np.array([0.0, 100.0]), late, np.array([0.0, 100.0 + shift_um]), motion)
+
+    moved = drift(0.0)["drift_displacement_um"]
+    assert 15.0 < moved <= 20.0
+    further = drift(2.2 * moved)
+    assert further["drift_log_ratio"] < -3.0 and further["drift_gain_separation_um"] == 0.0
+    assert further["drift_gain_log_ratio"] > 0.0
+    assert drift(-10.0)["drift_gain_log_ratio"] < -3.0  # against the motion
+    assert drift(4.0 * moved)["drift_gain_log_ratio"] < -3.0  # beyond any neuron's own drift
+    assert gain_residual(20.0, 10.0, 2.5) == 0.0 and gain_residual(30.0, 10.0, 2.5) == 5.0
+    assert gain_residual(-5.0, 10.0, 2.5) == 15.0 and gain_residual(-30.0, -10.0, 2.5) == 5.0

@@ -434,3 +434,73 @@ def test_a_copy_does_not_join_first_and_keep_its_partners_split_out():
     # a duplicate whose other evidence is as strong as the split's still joins first
     strong = {**scores, frozenset((48, 50)): s(48, 50, 12.0, duplicate=True, duplicate_log_odds=8.0)}
     assert sorted(map(sorted, partition([48, 50, 52, 53], strong, 0.5))) == [[48, 50], [52, 53]]
+
+
+def _handover_pair(raw_shift_um, displacement_um=15.0):
+    """A clean hand-over of two alike units that follow each other while the probe moved."""
+    return {"unit_a": "a", "unit_b": "b", "num_spikes_a": 400, "num_spikes_b": 400, "template_similarity": 0.95,
+            "template_similarity_denoised": 0.95, "handover_similarity": 0.97, "presence_overlap": 0.05,
+            "comparison_window": "handover", "ccg_expected_refractory": 0.2, "ccg_refractory_count": 0.0,
+            "amplitude_handover": 0.6, "handover_gap_fraction": 0.0, "drift_displacement_um": displacement_um,
+            "drift_raw_shift_um": raw_shift_um, "drift_z": abs(raw_shift_um - displacement_um) / 8.0,
+            "drift_log_ratio": 0.0, "drift_motion_range_um": 30.0, "drift_template_similarity": 0.95}
+
+
+def test_a_unit_that_lies_against_the_probe_motion_is_another_neuron():
+    """The later unit sits where the motion came from (raw shift of the other sign than the
+    displacement): however alike at the hand-over, the pair is vetoed; along the motion it merges."""
+    along = score_pair(_handover_pair(raw_shift_um=20.0))
+    assert not along.veto and along.probability > 0.9
+    against = score_pair(_handover_pair(raw_shift_um=-12.0))
+    assert against.veto and not against.on_trajectory and against.terms["drift"] <= -3.0
+    # within a localization error of the start it says nothing of the direction
+    assert not score_pair(_handover_pair(raw_shift_um=-3.0)).veto
+    # nor without motion between the two units' lives
+    assert not score_pair(_handover_pair(raw_shift_um=-12.0, displacement_um=2.0)).veto
+
+
+def test_a_unit_with_too_few_spikes_never_merges_nor_rides_a_join():
+    """A handful of spikes hold no evidence: the pair is not merged however alike, and a join of
+    confident units across it is refused (it is not an uninformative far end)."""
+    tiny = score_pair({**_handover_pair(raw_shift_um=20.0), "num_spikes_b": 6})
+    assert tiny.starved and not tiny.handover and not tiny.on_trajectory
+    link = {"waveforms": 2.0, "crosscorrelograms": 0.3}
+    far = dict(thin=True, sequential=True, terms={"waveforms": -1.5, "handover": -2.0})
+    scores = {frozenset("ab"): _score("a", "b", 3.0, terms=link), frozenset("bc"): _score("b", "c", 3.0, terms=link),
+              frozenset("ac"): _score("a", "c", -3.5, **far)}
+    assert partition(["a", "b", "c"], scores, 0.5) == [["a", "b", "c"]]
+    scores[frozenset("ac")] = _score("a", "c", -3.5, starved=True, **far)
+    assert len(partition(["a", "b", "c"], scores, 0.5)[0]) == 2
+    scores[frozenset("ab")] = _score("a", "b", 3.0, starved=True, terms=link)
+    assert partition(["a", "b"], {frozenset("ab"): scores[frozenset("ab")]}, 0.5) == []
+
+
+def test_a_separation_a_neurons_own_drift_explains_does_not_veto():
+    """Corrected by the registered motion the fragments sit apart (decisive at gain 1), but a
+    neuron drifting 2.5 times the registered motion lands there: no veto, no trajectory either."""
+    far = {**_handover_pair(raw_shift_um=35.0), "drift_z": 3.0, "drift_log_ratio": -5.0}
+    assert score_pair(far).veto  # evidence from before the gain allowance
+    explained = score_pair({**far, "drift_gain_log_ratio": 1.0})
+    assert not explained.veto and not explained.on_trajectory and explained.terms["drift"] == 0.0
+    assert score_pair({**far, "drift_gain_log_ratio": -4.0}).veto
+
+
+def test_a_weak_refractory_dip_does_not_set_a_deep_gap_aside():
+    """Two units firing together, 1 coincidence where 4 are expected (a dip worth +1.3 nats) and a
+    deep, significant valley between their clouds: the gap speaks. A strong dip sets it aside."""
+    pair = {"unit_a": "a", "unit_b": "b", "num_spikes_a": 1000, "num_spikes_b": 600, "template_similarity": 0.96,
+            "presence_overlap": 0.8, "comparison_window": "concurrent", "ccg_expected_refractory": 4.0,
+            "ccg_refractory_count": 1.0, "continuity_ratio": 0.01, "continuity_gap_p": 1e-20,
+            "continuity_expected": 40.0}
+    weak = score_pair(pair)
+    assert 0.0 < weak.terms["crosscorrelograms"] < 2.0 and weak.terms["continuity"] < 0.0
+    strong = score_pair({**pair, "ccg_expected_refractory": 20.0, "ccg_refractory_count": 0.0})
+    assert strong.terms["crosscorrelograms"] >= 2.0 and strong.terms["continuity"] == 0.0
+
+
+def test_the_join_best_supported_on_average_goes_first():
+    """Part [a, b] could take c (7 and 7 nats) or d (6 and 10), not both (c-d speaks of two neurons):
+    d, better supported on average, joins; ordering by the weakest pair would have taken c."""
+    values = {"ab": 12.0, "ac": 7.0, "bc": 7.0, "ad": 6.0, "bd": 10.0, "cd": -5.0}
+    scores = {frozenset(k): _score(k[0], k[1], v) for k, v in values.items()}
+    assert [sorted(p) for p in partition(list("abcd"), scores, 0.5)] == [["a", "b", "d"]]
