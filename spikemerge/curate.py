@@ -67,6 +67,10 @@ def curate(session, console, *, min_similarity, preset, relax, judge, render, ap
     if not search.groups:
         console.print("No candidate groups: nothing to merge. Try a lower --min-similarity.")
         return None
+    if apply and confirm_apply:  # the merge's numba kernel compiles while evidence is computed
+        from .tools.curation.apply import warm_up_merge
+
+        warm_up_merge()
     session.compute_evidence(n_workers=workers)  # the console script's main module is import-safe
     # a judge that reads only numbers does not wait for the figures: they are drawn meanwhile
     background = render and getattr(judge, "name", None) == "metrics"
