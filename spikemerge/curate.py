@@ -67,20 +67,21 @@ def curate(session, console, *, min_similarity, preset, relax, judge, render, ap
     if not search.groups:
         console.print("No candidate groups: nothing to merge. Try a lower --min-similarity.")
         return None
-    if apply and confirm_apply:  # the merge's numba kernel compiles while evidence is computed
-        from .tools.curation.apply import warm_up_merge
-
-        warm_up_merge()
-    session.compute_evidence(n_workers=workers)  # the console script's main module is import-safe
-    # a judge that reads only numbers does not wait for the figures: they are drawn meanwhile
+    # a judge that reads only numbers does not wait for the figures: they need only the groups,
+    # so they are drawn from now on, while evidence is computed, judged and applied
     background = render and getattr(judge, "name", None) == "metrics"
-    if render and not background:
-        session.render_group(n_workers=workers)
-        console.print(f"[bold]Figures[/]: {session.out / 'images'}")
-        log.info("drew figures for %d groups", len(session.images))
-    elif background:
+    if background:
         session.start_render(n_workers=workers)
     try:
+        if apply and confirm_apply:  # the merge's numba kernel compiles while evidence is computed
+            from .tools.curation.apply import warm_up_merge
+
+            warm_up_merge()
+        session.compute_evidence(n_workers=workers)  # the console script's main module is import-safe
+        if render and not background:
+            session.render_group(n_workers=workers)
+            console.print(f"[bold]Figures[/]: {session.out / 'images'}")
+            log.info("drew figures for %d groups", len(session.images))
         session.judge_group(judge=ProgressJudge(judge, console, enabled=progress))
         _print_verdicts(console, session)
         result = session.apply_merges(confirm=confirm_apply, write_analyzer=apply)
