@@ -120,15 +120,16 @@ def discriminant_projection(
     ia, ib = rng.permutation(len(wa)), rng.permutation(len(wb))
     halves_a, halves_b = np.array_split(ia, 2), np.array_split(ib, 2)
     xa, xb = np.empty(len(wa)), np.empty(len(wb))
+    parts_a, parts_b = [wa[h] for h in halves_a], [wb[h] for h in halves_b]  # each half gathered once, used twice
     for fit, score in ((0, 1), (1, 0)):
-        fa, fb = wa[halves_a[fit]], wb[halves_b[fit]]
+        fa, fb = parts_a[fit], parts_b[fit]
         pooled = np.vstack([fa, fb]).astype(np.float64, copy=False)
         centre = pooled.mean(axis=0)  # each fold projects around its own centre, so the folds line up
         centred = pooled - centre  # the fold's spikes around it: its first rows are A's, the others B's
         axes = _centred_axes(centred, params.pca_components)
         direction = _fisher_direction(centred[: len(fa)] @ axes, centred[len(fa):] @ axes)
-        xa[halves_a[score]] = (wa[halves_a[score]] - centre) @ axes @ direction
-        xb[halves_b[score]] = (wb[halves_b[score]] - centre) @ axes @ direction
+        xa[halves_a[score]] = (parts_a[score] - centre) @ axes @ direction
+        xb[halves_b[score]] = (parts_b[score] - centre) @ axes @ direction
     spread = np.sqrt(0.5 * (xa.var() + xb.var()))
     dprime = float(abs(xb.mean() - xa.mean()) / spread) if spread > 0 else 0.0
     return xa, xb, dprime
