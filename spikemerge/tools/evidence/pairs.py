@@ -133,7 +133,7 @@ def denoised_similarity(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId,
     evidence for every pair of a group (:func:`known_similarity`): the widening search behind
     it is a third of candidate search (measured on the lab-scale benchmark).
     """
-    key = (ctx.unit_id(unit_a), ctx.unit_id(unit_b), params)
+    key = (unit_a, unit_b, params)  # ids as given: another form of one id only misses the cache
     cache = ctx.__dict__.setdefault("_similarities", {})
     if key not in cache:
         cache[key] = unit_similarity(ctx.unit(unit_a), ctx.unit(unit_b), ctx.fs, ctx.noise_levels, params)
@@ -143,7 +143,7 @@ def denoised_similarity(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId,
 def known_similarity(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId,
                      params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, float] | None:
     """:func:`denoised_similarity` of the pair (in this order) if it was computed already, else None."""
-    return ctx.__dict__.get("_similarities", {}).get((ctx.unit_id(unit_a), ctx.unit_id(unit_b), params))
+    return ctx.__dict__.get("_similarities", {}).get((unit_a, unit_b, params))
 
 
 def _on_channels(unit: UnitArrays, channels: np.ndarray) -> np.ndarray:
