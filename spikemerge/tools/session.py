@@ -303,9 +303,11 @@ class CurationSession:
                      n_workers: int | str = 1) -> None:
         """Start :meth:`render_group` in a background thread and return at once; :meth:`finish_render` waits for it.
 
-        For a judge that reads numbers, not pictures (the metrics judge): judging and applying
-        the merges go on while the figures are drawn (in worker processes with ``n_workers``), so
-        the run takes about the longer of the two instead of their sum. The figures are those
+        For a judge that reads numbers, not pictures (the metrics judge): computing evidence,
+        judging and applying the merges go on while the figures are drawn (in worker processes
+        with ``n_workers``), so the run takes about the longer of the two instead of their sum
+        (``spikemerge run`` starts them as soon as the groups are found; the view's unit cache
+        is shared between the two threads under a lock). The figures are those
         :meth:`render_group` draws. The thread's wall time goes into run.json's
         ``background_seconds``; the stages time what this thread does (waiting for the figures
         is ``render``), so they still add up to the wall time.

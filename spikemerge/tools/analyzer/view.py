@@ -20,6 +20,7 @@ What is read, and when:
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
@@ -151,6 +152,7 @@ class AnalyzerView:
         self.duration_s = self.num_samples_axis / self.fs
         self.recording_duration_s = float(lengths.sum() / self.fs)
         self._cache: OrderedDict[UnitId, UnitArrays] = OrderedDict()
+        self._cache_lock = threading.Lock()  # figures drawn in a background thread read the view too
 
     # ------------------------------------------------------------ ids
 
@@ -360,9 +362,10 @@ class AnalyzerView:
     def unit(self, unit_id: UnitId) -> UnitArrays:
         """Everything about one unit; its sampled waveforms are read when first used, only its rows."""
         key = self.unit_id(unit_id)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
         index = self._index[key]
         template = self.templates[index]
         arrays = UnitArrays(
@@ -375,15 +378,18 @@ class AnalyzerView:
             main_channel=int(np.argmax(np.ptp(template, axis=0))),
             waveform_times_s=self.waveform_times_s(key),
         )
-        self._cache[key] = arrays
-        while len(self._cache) > max(1, self.params.cached_units):
-            self._cache.popitem(last=False)
+        with self._cache_lock:
+            self._cache[key] = arrays
+            while len(self._cache) > max(1, self.params.cached_units):
+                self._cache.popitem(last=False)
         return arrays
 
     def cached_units(self) -> list[UnitId]:
         """Units whose arrays are in memory now (least recently used first)."""
-        return list(self._cache)
+        with self._cache_lock:
+            return list(self._cache)
 
     def units_with_waveforms(self) -> list[UnitId]:
         """Cached units whose sampled waveforms have been read."""
-        return [u for u, arrays in self._cache.items() if arrays.waveforms_read]
+        with self._cache_lock:
+            return [u for u, arrays in self._cache.items() if arrays.waveforms_read]

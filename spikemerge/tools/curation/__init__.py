@@ -44,8 +44,10 @@ Sparsity overlap
     extension of the whole analyzer from the recording for that one group's sake.
 Memory
     The merged analyzer is written by SpikeInterface straight into a staging folder (never built
-    in memory and then saved), and its ``waveforms`` are streamed block by block
-    (:mod:`.waveforms`), so apply holds about one extension's small arrays, not two analyzers.
+    in memory and then saved), and its ``waveforms`` are copied file to file by the kernel, with
+    only the merged units' rows read and rewritten (block by block through memory when the input
+    is not a ``.npy`` file, see :mod:`.waveforms`), so apply holds about one extension's small
+    arrays, not two analyzers.
     Only the extensions spikemerge opened are carried over; the others are named in
     ``ApplyResult.extensions_not_carried``.
 Folders

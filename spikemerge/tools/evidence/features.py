@@ -30,7 +30,11 @@ def _principal_axes(pooled: np.ndarray, k: int) -> np.ndarray:
     eigendecomposition of the features' covariance took 3.6 s). Axes are unit vectors; their
     signs are arbitrary, which the Fisher direction fitted on them absorbs.
     """
-    centred = pooled - pooled.mean(axis=0)
+    return _centred_axes(pooled - pooled.mean(axis=0), k)
+
+
+def _centred_axes(centred: np.ndarray, k: int) -> np.ndarray:
+    """:func:`_principal_axes` of data already centred (the caller keeps the centred copy)."""
     n, d = centred.shape
     k = min(k, n, d)
     if n < d:
@@ -64,7 +68,7 @@ def _top_eigenvectors(centred: np.ndarray, k: int, spikes: bool) -> tuple[np.nda
     if size >= LANCZOS_MIN_SIZE and k < size - 1:
         from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator, eigsh
 
-        transposed = np.ascontiguousarray(centred.T)
+        transposed = centred.T  # a view: BLAS reads it as is (a contiguous copy cost more than it saved, measured)
         if spikes:
             def product(v):
                 return centred @ (transposed @ v)
@@ -116,14 +120,16 @@ def discriminant_projection(
     ia, ib = rng.permutation(len(wa)), rng.permutation(len(wb))
     halves_a, halves_b = np.array_split(ia, 2), np.array_split(ib, 2)
     xa, xb = np.empty(len(wa)), np.empty(len(wb))
+    parts_a, parts_b = [wa[h] for h in halves_a], [wb[h] for h in halves_b]  # each half gathered once, used twice
     for fit, score in ((0, 1), (1, 0)):
-        fa, fb = wa[halves_a[fit]], wb[halves_b[fit]]
-        pooled = np.vstack([fa, fb]).astype(np.float64)
+        fa, fb = parts_a[fit], parts_b[fit]
+        pooled = np.vstack([fa, fb]).astype(np.float64, copy=False)
         centre = pooled.mean(axis=0)  # each fold projects around its own centre, so the folds line up
-        axes = _principal_axes(pooled, params.pca_components)
-        direction = _fisher_direction((fa - centre) @ axes, (fb - centre) @ axes)
-        xa[halves_a[score]] = (wa[halves_a[score]] - centre) @ axes @ direction
-        xb[halves_b[score]] = (wb[halves_b[score]] - centre) @ axes @ direction
+        centred = pooled - centre  # the fold's spikes around it: its first rows are A's, the others B's
+        axes = _centred_axes(centred, params.pca_components)
+        direction = _fisher_direction(centred[: len(fa)] @ axes, centred[len(fa):] @ axes)
+        xa[halves_a[score]] = (parts_a[score] - centre) @ axes @ direction
+        xb[halves_b[score]] = (parts_b[score] - centre) @ axes @ direction
     spread = np.sqrt(0.5 * (xa.var() + xb.var()))
     dprime = float(abs(xb.mean() - xa.mean()) / spread) if spread > 0 else 0.0
     return xa, xb, dprime
@@ -133,23 +139,37 @@ KERNEL_BLOCK_ROWS = 16
 """Grid points per block of the kernel density: a block of 16 x 6000 spikes stays in cache,
 where the whole 256 x 6000 table did not (2.2x faster, measured; the same bytes)."""
 
+KERNEL_REACH = 38.7
+"""Bandwidths beyond which a spike adds exactly nothing to the density in float64:
+``exp(-0.5 * 38.7**2) = exp(-748.8)`` is below half the smallest subnormal (``exp(-744.4)``) and
+rounds to 0.0 (38.61 already does). Not a tunable: leaving those spikes out changes no term, only
+the order of the additions (numbers equal to ~1e-16 of the peak). Amplitude distributions have
+long tails, so a 16-point block of the grid meets a few hundred of 6000 spikes: 4x faster on
+the lab-scale benchmark's pairs (measured: 2.5 ms against 10.8 ms per amplitude density)."""
+
 
 def _kernel_sums(grid: np.ndarray, x: np.ndarray, w: np.ndarray, h: float) -> np.ndarray:
     """``sum_i w_i exp(-((grid_j - x_i) / h)**2 / 2)`` for every grid point, block by block.
 
-    The same operations in the same order as the one-table expression, so the same numbers.
+    Each block of grid points sums only the spikes within ``KERNEL_REACH`` bandwidths of it (the
+    spikes sorted once, each block's span found by bisection): the others' terms are exact zeros.
     """
+    order = np.argsort(x, kind="stable")
+    xs, ws = x[order], w[order]
     out = np.empty(grid.size)
-    buffer = np.empty((min(KERNEL_BLOCK_ROWS, grid.size), x.size))
+    buffer = np.empty(min(KERNEL_BLOCK_ROWS, grid.size) * x.size)
+    reach = KERNEL_REACH * h
     for start in range(0, grid.size, KERNEL_BLOCK_ROWS):
         rows = grid[start:start + KERNEL_BLOCK_ROWS]
-        block = buffer[: rows.size]
-        np.subtract(rows[:, None], x[None, :], out=block)
+        lo = int(np.searchsorted(xs, rows.min() - reach, side="left"))
+        hi = int(np.searchsorted(xs, rows.max() + reach, side="right"))
+        block = buffer[: rows.size * (hi - lo)].reshape(rows.size, hi - lo)
+        np.subtract(rows[:, None], xs[None, lo:hi], out=block)
         block /= h
         np.square(block, out=block)
         block *= -0.5
         np.exp(block, out=block)
-        block *= w[None, :]
+        block *= ws[None, lo:hi]
         out[start:start + rows.size] = block.sum(axis=1)
     return out
 

@@ -33,7 +33,7 @@ from .waveforms import (footprint_similarity, noise_aware_similarity, overlap_si
                         template_lag)
 
 __all__ = ["EvidenceContext", "UnitArrays", "arrays_group_evidence", "correlogram", "group_evidence", "groups_evidence",
-           "pair_evidence", "template_similarity", "time_differences"]
+           "known_similarity", "pair_evidence", "template_similarity", "time_differences"]
 
 
 class EvidenceContext(AnalyzerView):
@@ -127,8 +127,23 @@ def unit_similarity(a: UnitArrays, b: UnitArrays, fs: float, noise_levels: np.nd
 
 def denoised_similarity(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId,
                         params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, float]:
-    """:func:`unit_similarity` of two units of the analyzer."""
-    return unit_similarity(ctx.unit(unit_a), ctx.unit(unit_b), ctx.fs, ctx.noise_levels, params)
+    """:func:`unit_similarity` of two units of the analyzer, computed once per view, pair and parameters.
+
+    Candidate search asks again for the same pairs each time it relaxes its threshold, and
+    evidence for every pair of a group (:func:`known_similarity`): the widening search behind
+    it is a third of candidate search (measured on the lab-scale benchmark).
+    """
+    key = (unit_a, unit_b, params)  # ids as given: another form of one id only misses the cache
+    cache = ctx.__dict__.setdefault("_similarities", {})
+    if key not in cache:
+        cache[key] = unit_similarity(ctx.unit(unit_a), ctx.unit(unit_b), ctx.fs, ctx.noise_levels, params)
+    return dict(cache[key])
+
+
+def known_similarity(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId,
+                     params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, float] | None:
+    """:func:`denoised_similarity` of the pair (in this order) if it was computed already, else None."""
+    return ctx.__dict__.get("_similarities", {}).get((unit_a, unit_b, params))
 
 
 def _on_channels(unit: UnitArrays, channels: np.ndarray) -> np.ndarray:
@@ -249,9 +264,15 @@ def feature_evidence(a: UnitArrays, b: UnitArrays, lag: int, duration_s: float,
 
 
 def unit_pair_evidence(unit_a: UnitId, unit_b: UnitId, a: UnitArrays, b: UnitArrays, fs: float, duration_s: float,
-                       noise_levels: np.ndarray, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, Any]:
-    """Every number for one pair of units from their arrays, in one flat dict (no analyzer needed)."""
-    shape = unit_similarity(a, b, fs, noise_levels, params)
+                       noise_levels: np.ndarray, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS,
+                       shape: dict[str, float] | None = None) -> dict[str, Any]:
+    """Every number for one pair of units from their arrays, in one flat dict (no analyzer needed).
+
+    ``shape``: the pair's :func:`unit_similarity` when already known (candidate search computed
+    it from the same arrays), else computed here.
+    """
+    if shape is None:
+        shape = unit_similarity(a, b, fs, noise_levels, params)
     lag = int(shape["template_lag_samples"])
     lag_ms = lag * 1000.0 / fs
     record: dict[str, Any] = {
@@ -284,7 +305,8 @@ def pair_evidence(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId,
     """Every number for one pair of units of the analyzer, in one flat dict (with the drift numbers,
     which need the motion of the whole probe)."""
     a, b = ctx.unit(unit_a), ctx.unit(unit_b)
-    record = unit_pair_evidence(unit_a, unit_b, a, b, ctx.fs, ctx.duration_s, ctx.noise_levels, params)
+    record = unit_pair_evidence(unit_a, unit_b, a, b, ctx.fs, ctx.duration_s, ctx.noise_levels, params,
+                                known_similarity(ctx, unit_a, unit_b, params))
     return _with_drift(ctx, record, params)
 
 
@@ -305,7 +327,8 @@ def _with_drift(ctx: EvidenceContext, record: dict[str, Any], params: EvidencePa
 
 def arrays_group_evidence(unit_ids: Sequence[UnitId], arrays: Sequence[UnitArrays], chains: Sequence[Sequence[UnitId]],
                           fs: float, duration_s: float, noise_levels: np.ndarray,
-                          params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, Any]:
+                          params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS,
+                          shapes: Sequence[dict | None] | None = None) -> dict[str, Any]:
     """:func:`group_evidence` from the units' arrays (``arrays[i]`` is ``unit_ids[i]``'s), no analyzer needed,
     without the drift numbers (they need the whole probe's motion: :func:`group_evidence` adds them).
 
@@ -314,7 +337,7 @@ def arrays_group_evidence(unit_ids: Sequence[UnitId], arrays: Sequence[UnitArray
     up to 20 times slower for them (measured: 12 s vs 0.6 s).
     """
     pairs = _pairs_job(unit_ids, arrays, list(combinations(range(len(unit_ids)), 2)), fs, duration_s, noise_levels,
-                       params)
+                       params, shapes)
     return {"pairs": pairs, "chains": [list(c) for c in chains], "evidence_params": params.fingerprint()}
 
 
@@ -331,8 +354,9 @@ def _group_arrays(ctx: EvidenceContext, unit_ids: Sequence[UnitId]) -> list[Unit
 def group_evidence(ctx: EvidenceContext, unit_ids: Sequence[UnitId], chains: Sequence[Sequence[UnitId]] = (),
                    params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, Any]:
     """Evidence of a group: one record per pair under ``"pairs"``, the proposed drift chains under ``"chains"``."""
+    shapes = [known_similarity(ctx, a, b, params) for a, b in combinations(unit_ids, 2)]
     evidence = arrays_group_evidence(list(unit_ids), _group_arrays(ctx, unit_ids), chains, ctx.fs, ctx.duration_s,
-                                     ctx.noise_levels, params)
+                                     ctx.noise_levels, params, shapes)
     evidence["pairs"] = [_with_drift(ctx, record, params) for record in evidence["pairs"]]
     return evidence
 
@@ -348,11 +372,17 @@ def _evidence_workers(n_workers: int | str, n_pairs: int, settings: EvidenceWork
 
 
 def _pairs_job(unit_ids: Sequence[UnitId], arrays: Sequence[UnitArrays], pairs: Sequence[tuple[int, int]], fs: float,
-               duration_s: float, noise_levels: np.ndarray, params: EvidenceParams) -> list[dict[str, Any]]:
-    """Records of ``pairs`` (positions in ``unit_ids`` and ``arrays``): the unit of work of a worker process."""
+               duration_s: float, noise_levels: np.ndarray, params: EvidenceParams,
+               shapes: Sequence[dict | None] | None = None) -> list[dict[str, Any]]:
+    """Records of ``pairs`` (positions in ``unit_ids`` and ``arrays``): the unit of work of a worker process.
+
+    ``shapes[k]``: pair ``k``'s template numbers when candidate search computed them already.
+    """
+    shapes = shapes if shapes is not None else [None] * len(pairs)
     with _one_blas_thread():
-        return [unit_pair_evidence(unit_ids[i], unit_ids[j], arrays[i], arrays[j], fs, duration_s, noise_levels, params)
-                for i, j in pairs]
+        return [unit_pair_evidence(unit_ids[i], unit_ids[j], arrays[i], arrays[j], fs, duration_s, noise_levels, params,
+                                   shape)
+                for (i, j), shape in zip(pairs, shapes)]
 
 
 def _shipped(ctx: EvidenceContext, unit_id: UnitId) -> UnitArrays:
@@ -437,7 +467,10 @@ def groups_evidence(ctx: EvidenceContext, groups: Mapping[Hashable, tuple[Sequen
                     continue
                 ship = {u: _shipped(ctx, u) for u in units}
                 for chunk, job in _jobs(units, settings.pairs_per_job, ship):
-                    pending[pool.submit(_pairs_job, *job, ctx.fs, ctx.duration_s, ctx.noise_levels, params)] = (key, chunk)
+                    ids, _, local = job
+                    shapes = [known_similarity(ctx, ids[i], ids[j], params) for i, j in local]
+                    pending[pool.submit(_pairs_job, *job, ctx.fs, ctx.duration_s, ctx.noise_levels, params,
+                                        shapes)] = (key, chunk)
                     while len(pending) >= settings.in_flight_per_worker * workers:
                         finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                         yield from collect(finished)

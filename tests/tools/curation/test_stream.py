@@ -6,6 +6,7 @@ import warnings
 from itertools import combinations
 
 import numpy as np
+import pytest
 from spikeinterface.core import load_sorting_analyzer
 
 from spikemerge.tools import curation as M
@@ -43,3 +44,46 @@ def test_streamed_waveforms_equal_spikeinterface_merge(small_truth, tmp_path, mo
         assert np.array_equal(ours.get_extension("waveforms").get_waveforms_one_unit(unit),
                               theirs.get_extension("waveforms").get_waveforms_one_unit(unit))
     assert np.array_equal(ours.get_extension("templates").get_data(), theirs.get_extension("templates").get_data())
+
+
+def _theirs(analyzer, groups, new_ids, censor_ms):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return analyzer.merge_units(groups, new_unit_ids=new_ids, censor_ms=censor_ms, merging_mode="soft",
+                                    sparsity_overlap=0.0, format="memory")
+
+
+@pytest.mark.parametrize("censor_ms,copy_works", [(0.3, True), (20.0, True), (20.0, False)])
+def test_waveforms_copied_file_to_file_equal_spikeinterface_merge(small_truth, analyzer_folder, tmp_path, monkeypatch,
+                                                                  censor_ms, copy_works):
+    """From a memory-mapped input the rows are copied by the kernel and the merged units' rows patched
+    over them; a wide censor window drops sampled rows, so the copy runs are split; without
+    copy_file_range the same bytes come from plain reads and writes."""
+    from spikemerge.tools.analyzer.load import open_analyzer
+    from spikemerge.tools.curation import waveforms as W
+
+    analyzer = open_analyzer(analyzer_folder)
+    groups = _groups(analyzer, small_truth.true_groups)
+
+    def no_streaming(*args, **kwargs):
+        raise AssertionError("a memory-mapped input of unchanged width is copied, not streamed")
+
+    monkeypatch.setattr(W, "_stream_blocks", no_streaming)
+    if not copy_works:
+        def refuse(*args, **kwargs):
+            raise OSError(18, "Invalid cross-device link")
+        monkeypatch.setattr(W.os, "copy_file_range", refuse, raising=False)
+    real = carry_waveforms
+    monkeypatch.setattr(M.apply, "carry_waveforms", lambda *a, **k: real(*a, **k, params=StreamParams(block_rows=97)))
+    _, new_ids = M.apply._merge(analyzer, groups, censor_ms, 1, folder=tmp_path / "ours")
+    ours = load_sorting_analyzer(tmp_path / "ours")
+    theirs = _theirs(analyzer, groups, new_ids, censor_ms)
+    rows_before = analyzer.get_extension("waveforms").data["waveforms"].shape[0]
+    a = ours.get_extension("waveforms").get_data()
+    b = theirs.get_extension("waveforms").get_data()
+    assert a.shape == b.shape and np.array_equal(a, b)
+    if censor_ms > 1:
+        assert a.shape[0] < rows_before  # rows were dropped: the copy was done in several runs
+    for unit in new_ids:
+        assert np.array_equal(ours.get_extension("waveforms").get_waveforms_one_unit(unit),
+                              theirs.get_extension("waveforms").get_waveforms_one_unit(unit))

@@ -131,3 +131,26 @@ def test_auto_asks_only_for_the_cpus_the_load_leaves_idle(monkeypatch):
     for load, idle in ((0.3, 4), (1.0, 4), (2.0, 3), (3.6, 1), (9.0, 1)):  # this process counts as free
         monkeypatch.setattr(workers.os, "getloadavg", lambda load=load: (load, load, load))
         assert workers.idle_cpus() == idle, load
+
+
+def test_template_numbers_found_by_candidate_search_are_reused_not_recomputed(analyzer_folder, small_truth, monkeypatch):
+    """Candidate search computes each nearby pair's template numbers; evidence (here and in worker
+    processes) takes them from the view instead of computing them again, and they are the same."""
+    from spikemerge.tools.analyzer.load import open_analyzer
+    from spikemerge.tools.evidence import pairs as P
+
+    units = small_truth.true_groups[0]
+    fresh = P.group_evidence(EvidenceContext(open_analyzer(analyzer_folder)), units)
+    ctx = EvidenceContext(open_analyzer(analyzer_folder))
+    first = P.denoised_similarity(ctx, units[0], units[1])
+    calls = []
+    real = P.unit_similarity
+    monkeypatch.setattr(P, "unit_similarity", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert P.denoised_similarity(ctx, units[0], units[1]) == first and calls == []  # asked again: cached
+    assert P.known_similarity(ctx, units[1], units[0]) is None  # the other order is another computation
+    reused = P.group_evidence(ctx, units)
+    pairs = len(units) * (len(units) - 1) // 2
+    assert len(calls) == pairs - 1  # every pair but the one candidate search scored
+    assert _same(reused, fresh)
+    there = dict(P.groups_evidence(ctx, {"g": (units, [])}, n_workers=2))
+    assert _same(there["g"], fresh)

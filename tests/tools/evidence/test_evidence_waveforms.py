@@ -82,3 +82,38 @@ def test_footprint_ignores_size_and_width_but_not_where_the_unit_is_seen():
     assert footprint_similarity(big, 0.4 * stretched(big, 1.4)) > 0.999  # one cell's later burst spike
     moved = np.roll(big, 1, axis=1)  # the same time course one channel over
     assert footprint_similarity(big, moved) < 0.9
+
+
+def test_stretch_search_reuses_spectra_and_weights_without_changing_a_bit():
+    """The smaller template's spectrum and the widening matrices are computed once and shared: the
+    numbers are those of the one-factor-at-a-time search, to the last bit."""
+    from spikemerge.tools.evidence.waveforms import lag_scores, stretch_similarity, stretched
+
+    def widened(t, factor):  # the matrix built afresh for every call, as before it was shared
+        n = t.shape[0]
+        centre = int(np.argmax(np.abs(t).max(axis=1)))
+        where = centre + (np.arange(n) - centre) / factor
+        lo = np.floor(where).astype(int)
+        weights = np.zeros((n, n))
+        for k, w in ((lo, 1.0 - (where - lo)), (lo + 1, where - lo)):
+            inside = (k >= 0) & (k < n) & (where >= 0) & (where <= n - 1)
+            weights[np.arange(n)[inside], k[inside]] += w[inside]
+        return weights @ t
+
+    rng = np.random.default_rng(7)
+    big = rng.normal(0, 1, (90, 12)) * np.hanning(90)[:, None] * 5
+    small = 0.5 * widened(big, 1.25) + rng.normal(0, 0.1, (90, 12))
+    factors = np.arange(1.0, 1.5 + 0.025, 0.05)
+    for factor in factors:
+        assert np.array_equal(stretched(big, factor), widened(big, factor))
+        assert np.array_equal(stretched(big, factor), stretched(big.copy(), factor))  # shared matrix, same result
+    best, best_factor = -np.inf, 1.0
+    norm_small = float(np.sum(small ** 2))
+    for factor in factors:
+        wide = widened(big, float(factor)) if factor != 1.0 else big
+        value = float(lag_scores(wide, small, 60).max()) / np.sqrt(float(np.sum(wide ** 2)) * norm_small)
+        if value > best + 1e-9:
+            best, best_factor = value, float(factor)
+    result = stretch_similarity(big, small, 60, factors)
+    assert result == {"template_similarity_stretch": float(min(1.0, best)), "template_stretch": best_factor}
+    assert best_factor > 1.0
