@@ -78,48 +78,95 @@ def lag_histogram(a: np.ndarray, b: np.ndarray, fs: float, settings: RenderSetti
 
 
 class CorrelogramFigure:
-    """ACG of each unit (unit colour, white) then CCG of each pair (dark grey on blue-grey)."""
+    """ACG of each unit (unit colour, white) then CCG of each pair (dark grey on blue-grey).
+
+    Every panel is a block of one axes (one set of collections, no per-panel axes or tick
+    machinery): drawing time barely grows with the number of panels. Each panel has its own
+    count scale, read from a labelled tick at a round count; lags are ticked at the window's
+    ends, its middle and zero, labelled under the lowest panel of each column.
+    """
+
+    margins_px = (24.0, 5.0, 15.0, 13.0)
+    """Room inside each panel's cell, in pixels: left (count label), right, top (title), bottom (lag labels)."""
 
     def __init__(self, k: int, settings: RenderSettings) -> None:
+        from matplotlib.collections import LineCollection, PolyCollection
+
         self.settings = settings
         self.pairs = [(i, i) for i in range(k)] + [(i, j) for i in range(k) for j in range(i + 1, k)]
         n_panels = len(self.pairs)
-        ncols = 3 if k <= 3 else min(k, 6)
-        edges = lag_edges_ms(settings)
-        self.figure = fig = new_figure(settings)
-        axes = fig.subplots(-(-n_panels // ncols), ncols, squeeze=False, sharex=True)
-        flat = axes.ravel()
-        self.panels = []
-        for n, (i, j) in enumerate(self.pairs):
-            ax = flat[n]
-            color = unit_color(i) if i == j else CCG_COLOR
-            ax.axvspan(-settings.refractory_ms, settings.refractory_ms, color=REFRACTORY_COLOR, alpha=0.35, lw=0)
-            bars = ax.stairs(np.zeros(edges.size - 1), edges, fill=True, color=color, lw=0)
-            if i != j:
-                ax.set_facecolor(CCG_BACKGROUND)
-            title = ax.set_title(" ", color=color if i == j else "#000000", fontweight="bold", pad=2, y=1.0)
-            count = ax.text(0.98, 0.97, "", transform=ax.transAxes, ha="right", va="top", fontsize=7,
-                            color="#333333")
-            ax.yaxis.set_major_locator(MaxNLocator(3, integer=True))
-            self.panels.append((ax, bars, title, count))
-        for ax in flat[n_panels:]:
-            ax.set_visible(False)
-        for n in range(n_panels):
-            if n + ncols >= n_panels:  # nothing drawn below this panel
-                flat[n].xaxis.set_tick_params(labelbottom=True)
-        # few labels, since text is most of the drawing time: the axis titles once for the whole
-        # figure, and the lag labelled at the window's ends and zero (unlabelled ticks between)
+        self.ncols = ncols = 3 if k <= 3 else min(k, 6)
+        self.nrows = nrows = -(-n_panels // ncols)
+        self.edges = edges = lag_edges_ms(settings)
         half = settings.ccg_window_ms
-        axes[0, 0].set_xlim(edges[0], edges[-1])
-        axes[0, 0].set_xticks([-half, 0, half])
-        axes[0, 0].set_xticks([-half / 2, half / 2], minor=True)
-        fig.supxlabel("lag (ms)", fontsize=8, y=0.01)
-        fig.supylabel("count", fontsize=8, x=0.01)
-        fig.suptitle(f"Correlograms, {settings.ccg_bin_ms:g} ms bins; shaded: ±{settings.refractory_ms:g} ms "
-                     "refractory", fontsize=8)
-        fig.subplots_adjust(left=0.07, right=0.99, top=0.88 if axes.shape[0] == 1 else 0.91, bottom=0.1,
-                            hspace=0.45, wspace=0.25)
+        self.figure = fig = new_figure(settings)
+        rect = (0.04, 0.055, 0.955, 0.875 if nrows == 1 else 0.895)
+        self.ax = ax = fig.add_axes(rect)
+        ax.set_axis_off()
+        ax.set_xlim(0, ncols)
+        ax.set_ylim(-nrows, 0)
+        # pixel margins as fractions of a cell, shrunk together when the cells are small
+        cell_w = rect[2] * settings.width_px / ncols
+        cell_h = rect[3] * settings.height_px / nrows
+        left, right, top, bottom = self.margins_px
+        shrink = min(1.0, 0.6 * cell_h / (top + bottom), 0.5 * cell_w / (left + right))
+        self._px = (1.0 / cell_w, 1.0 / cell_h)
+        ml, mr, mt, mb = left * shrink / cell_w, right / cell_w, top * shrink / cell_h, bottom * shrink / cell_h
+        fontsize = 8 if nrows <= 3 and ncols <= 4 else 7 if nrows <= 6 else 6
+        self.boxes = []  # (x0, x1, y0, y1) of each panel's plotting area
+        for n in range(n_panels):
+            row, col = divmod(n, ncols)
+            self.boxes.append((col + ml, col + 1 - mr, -row - 1 + mb, -row - mt))
+        boxes = np.array(self.boxes)
+        self._x_of = lambda lag, box: box[0] + (lag - edges[0]) / (edges[-1] - edges[0]) * (box[1] - box[0])
+
+        def rect_verts(x0, x1, y0, y1):
+            return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+
+        backgrounds = [rect_verts(*b) for (i, j), b in zip(self.pairs, self.boxes) if i != j]
+        ax.add_collection(PolyCollection(backgrounds, facecolors=CCG_BACKGROUND, edgecolors="none", zorder=0),
+                          autolim=False)
+        r = settings.refractory_ms
+        bands = [rect_verts(self._x_of(-r, b), self._x_of(r, b), b[2], b[3]) for b in self.boxes]
+        ax.add_collection(PolyCollection(bands, facecolors=REFRACTORY_COLOR, alpha=0.35, edgecolors="none", zorder=1),
+                          autolim=False)
+        colors = [unit_color(i) if i == j else CCG_COLOR for i, j in self.pairs]
+        self.bars = PolyCollection([], facecolors=colors, edgecolors="none", zorder=2)
+        ax.add_collection(self.bars, autolim=False)
+        # axes lines and the lag ticks are fixed; the count ticks move with each panel's scale
+        tick_x, tick_y = 3.0 * self._px[0], 3.0 * self._px[1]
+        frame = []
+        for b in self.boxes:
+            frame.append([(b[0], b[3]), (b[0], b[2]), (b[1], b[2])])
+            for lag in (-half, -half / 2, 0.0, half / 2, half):
+                x = self._x_of(lag, b)
+                frame.append([(x, b[2]), (x, b[2] - tick_y)])
+        ax.add_collection(LineCollection(frame, colors="#333333", linewidths=0.6, zorder=3), autolim=False)
+        self.count_ticks = LineCollection([], colors="#333333", linewidths=0.6, zorder=3)
+        ax.add_collection(self.count_ticks, autolim=False)
+        self._tick_len = tick_x
+        self.titles, self.counts, self.scale_labels = [], [], []
+        for (i, j), b in zip(self.pairs, self.boxes):
+            color = unit_color(i) if i == j else "#000000"
+            self.titles.append(ax.text(0.5 * (b[0] + b[1]), b[3] + 2 * self._px[1], "", ha="center", va="bottom",
+                                       fontsize=fontsize, fontweight="bold", color=color, clip_on=False))
+            self.counts.append(ax.text(b[1] - 2 * self._px[0], b[3] - 2 * self._px[1], "", ha="right", va="top",
+                                       fontsize=7 if fontsize > 6 else 6, color="#333333"))
+            self.scale_labels.append(ax.text(b[0] - tick_x - 1.5 * self._px[0], b[2], "", ha="right",
+                                             va="center", fontsize=7 if fontsize > 6 else 6))
+        lowest = {}
+        for n, b in enumerate(self.boxes):
+            lowest[n % ncols] = b
+        for b in lowest.values():
+            for lag in (-half, 0.0, half):
+                ax.text(self._x_of(lag, b), b[2] - tick_y - 1.5 * self._px[1], f"{lag:g}", ha="center", va="top",
+                        fontsize=7 if fontsize > 6 else 6)
+        fig.text(0.5, 0.005, "lag (ms)", ha="center", va="bottom", fontsize=8)
+        fig.text(0.008, 0.5, "count", ha="left", va="center", rotation=90, fontsize=8)
+        fig.text(0.5, 0.985, f"Correlograms, {settings.ccg_bin_ms:g} ms bins; shaded: ±{settings.refractory_ms:g} ms "
+                 "refractory", ha="center", va="top", fontsize=8)
         self._centres = 0.5 * (edges[:-1] + edges[1:])
+        self._x_steps = [np.repeat(self._x_of(edges, b), 2) for b in self.boxes]
 
     @staticmethod
     def blank_reason(payload: dict) -> str | None:
@@ -128,15 +175,29 @@ class CorrelogramFigure:
     def update(self, payload: dict) -> None:
         unit_ids, trains, fs = payload["unit_ids"], payload["trains"], payload["fs"]
         refractory = np.abs(self._centres) < self.settings.refractory_ms
-        for (i, j), (ax, bars, title, count) in zip(self.pairs, self.panels):
+        verts, ticks = [], []
+        for n, (i, j) in enumerate(self.pairs):
+            x0, x1, y0, y1 = self.boxes[n]
             counts, _ = lag_histogram(trains[i], trains[j], fs, self.settings, auto=i == j)
-            bars.set_data(counts)
+            peak = max(1, int(counts.max(initial=0)))
+            scale = (y1 - y0) / (peak * 1.15)
+            heights = y0 + counts * scale
+            ys = np.concatenate([[y0], np.repeat(heights, 2), [y0]])
+            verts.append(np.column_stack([self._x_steps[n], ys]))
+            # ticks every round step up to the top, the highest one labelled
+            step = max(1.0, _nice(peak * 1.15 / 2.5))
+            marks = step * np.arange(1, int(peak * 1.15 // step) + 1)
+            for mark in marks:
+                ticks.append([(x0 - self._tick_len, y0 + mark * scale), (x0, y0 + mark * scale)])
+            self.scale_labels[n].set_text(f"{marks[-1]:g}" if marks.size else "")
+            self.scale_labels[n].set_y(y0 + (marks[-1] if marks.size else 0.0) * scale)
             if i == j:
-                title.set_text(f"ACG {unit_label(unit_ids, i)} (n={len(trains[i])})")
+                self.titles[n].set_text(f"ACG {unit_label(unit_ids, i)} (n={len(trains[i])})")
             else:
-                title.set_text(f"CCG {unit_ids[i]} × {unit_ids[j]}")
-            count.set_text(f"±{self.settings.refractory_ms:g} ms: {int(counts[refractory].sum())}")
-            ax.set_ylim(0, max(1, int(counts.max())) * 1.15)
+                self.titles[n].set_text(f"CCG {unit_ids[i]} × {unit_ids[j]}")
+            self.counts[n].set_text(f"±{self.settings.refractory_ms:g} ms: {int(counts[refractory].sum())}")
+        self.bars.set_verts(verts)
+        self.count_ticks.set_segments(ticks)
 
 
 # ---------------------------------------------------------------------------------------------

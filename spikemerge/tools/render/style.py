@@ -20,7 +20,7 @@ try:
 except ImportError:  # pragma: no cover - scikit-learn brings it
     _threadpool_limits = None
 
-RENDER_VERSION = "2"
+RENDER_VERSION = "3"
 """Bump when a figure's look changes, so cached images are redrawn."""
 
 UNIT_COLORS: tuple[str, ...] = (
