@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import matplotlib
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -87,10 +90,77 @@ def single_thread_blas():
     return _threadpool_limits(limits=1, user_api="blas")
 
 
+TEXT_CACHE_MAX = 8192
+"""Rasterised strings kept per process (a few hundred bytes each)."""
+
+_TEXT_MASKS: OrderedDict[tuple, tuple[np.ndarray, int, int] | None] = OrderedDict()
+
+
+class _TextMaskRenderer(RendererAgg):
+    """An Agg renderer that rasterises each distinct string once and stamps it afterwards.
+
+    Matplotlib lays out and rasterises every glyph of every string at every draw; in these
+    figures that was most of the drawing time, and the same strings (tick labels, unit names,
+    axis labels) recur in every figure. A string is drawn once, in black, on a scratch canvas
+    at a whole-pixel position; its coverage (alpha) mask is kept and stamped in the text's
+    colour at the text's position rounded to the nearest pixel, which is exactly what drawing it
+    there would give. Mathtext falls through to matplotlib.
+    """
+
+    def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
+        if ismath or not s:
+            return super().draw_text(gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
+        key = (s, hash(prop), prop.get_size_in_points(), tuple(prop.get_family()), prop.get_weight(),
+               prop.get_style(), float(angle), bool(gc.get_antialiased()), self.dpi,
+               getattr(mtext, "get_fontfeatures", lambda: None)(), getattr(mtext, "get_language", lambda: None)(),
+               matplotlib.rcParams["text.hinting"], matplotlib.rcParams["text.hinting_factor"])
+        if key in _TEXT_MASKS:
+            mask = _TEXT_MASKS[key]
+            _TEXT_MASKS.move_to_end(key)
+        else:
+            mask = _TEXT_MASKS[key] = self._text_mask(gc, s, prop, angle, mtext)
+            while len(_TEXT_MASKS) > TEXT_CACHE_MAX:
+                _TEXT_MASKS.popitem(last=False)
+        if mask is not None:
+            image, dx, dy = mask
+            self._renderer.draw_text_image(image, math.floor(x + 0.5) + dx, math.floor(y + 0.5) + dy, 0, gc)
+        return None
+
+    def _text_mask(self, gc, s, prop, angle, mtext) -> tuple[np.ndarray, int, int] | None:
+        """Coverage of ``s`` drawn at the origin: (mask, column offset, offset of the row below it)."""
+        width, height, _ = self.get_text_width_height_descent(s, prop, ismath=False)
+        half = int(math.ceil(width + height)) + 4
+        scratch = RendererAgg(2 * half, 2 * half, self.dpi)
+        ink = scratch.new_gc()
+        ink.set_foreground((0.0, 0.0, 0.0, 1.0))
+        ink.set_antialiased(gc.get_antialiased())
+        RendererAgg.draw_text(scratch, ink, half, half, s, prop, angle, mtext=mtext)
+        ink.restore()
+        alpha = np.asarray(scratch.buffer_rgba())[:, :, 3]
+        rows = np.flatnonzero(alpha.any(axis=1))
+        cols = np.flatnonzero(alpha.any(axis=0))
+        if rows.size == 0:
+            return None
+        image = np.ascontiguousarray(alpha[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1])
+        return image, int(cols[0]) - half, int(rows[-1]) + 1 - half
+
+
+class _Canvas(FigureCanvasAgg):
+    """An Agg canvas whose renderer reuses rasterised strings (:class:`_TextMaskRenderer`)."""
+
+    def get_renderer(self):
+        w, h = self.get_width_height(physical=True)
+        key = w, h, self.figure.dpi
+        if self._lastKey != key:
+            self.renderer = _TextMaskRenderer(w, h, self.figure.dpi)
+            self._lastKey = key
+        return self.renderer
+
+
 def new_figure(settings: RenderSettings) -> Figure:
     """A pyplot-free figure of the configured pixel size on an Agg canvas."""
     fig = Figure(figsize=(settings.width_px / 100.0, settings.height_px / 100.0), dpi=100)
-    FigureCanvasAgg(fig)
+    _Canvas(fig)
     return fig
 
 
