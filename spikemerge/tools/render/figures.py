@@ -11,8 +11,10 @@ for group B and then A gives the same bytes as a fresh one for A.
 
 from __future__ import annotations
 
+import matplotlib.colors
 import numpy as np
 import scipy.linalg
+from matplotlib.artist import Artist
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
@@ -285,6 +287,30 @@ def _nice(value: float) -> float:
     return float(max(m for m in (1, 2, 5, 10) if m * power <= value) * power)
 
 
+def _line_pixels(xs: np.ndarray, ys: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Flat indices of the pixels a NaN-separated polyline passes through (one sample per pixel step).
+
+    ``xs``, ``ys`` are in pixel units of an image of ``shape`` (rows counted from the top).
+    """
+    height, width = shape
+    x0, x1, y0, y1 = xs[:-1], xs[1:], ys[:-1], ys[1:]
+    valid = np.isfinite(x0) & np.isfinite(x1) & np.isfinite(y0) & np.isfinite(y1)
+    x0, x1, y0, y1 = x0[valid], x1[valid], y0[valid], y1[valid]
+    dx, dy = x1 - x0, y1 - y0
+    steps = np.maximum(np.ceil(np.maximum(np.abs(dx), np.abs(dy))), 1).astype(np.int64)
+    seg = np.repeat(np.arange(steps.size), steps)
+    t = (np.arange(seg.size) - np.repeat(np.cumsum(steps) - steps, steps)) / steps[seg]
+    px = np.concatenate([x0[seg] + t * dx[seg], x1])  # and every segment's end (a trace's last point)
+    py = np.concatenate([y0[seg] + t * dy[seg], y1])
+    col, row = np.floor(px).astype(np.int64), np.floor(py).astype(np.int64)
+    inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
+    return row[inside] * width + col[inside]
+
+
+WAVEFORM_ALPHA = 0.14
+"""Opacity of a unit's sampled waveforms (where any passes) behind its templates."""
+
+
 class WaveformFigure:
     """Templates of every unit on the same channels, faint waveforms behind, in one axes.
 
@@ -296,11 +322,22 @@ class WaveformFigure:
     def __init__(self, k: int, settings: RenderSettings) -> None:
         self.settings = settings
         self.figure = fig = new_figure(settings)
-        self.ax = ax = fig.add_axes((0.03, 0.09, 0.95, 0.83))
+        # the axes on whole pixels, so the faint waveforms' image maps one to one onto the canvas
+        left, bottom = round(0.03 * settings.width_px), round(0.09 * settings.height_px)
+        # up to three units share the title's line; more get legend rows of their own below it
+        legend_rows = 0 if k <= 3 else -(-k // 6)
+        self.shape = (round((0.83 - 0.04 * legend_rows) * settings.height_px), round(0.95 * settings.width_px))
+        self.ax = ax = fig.add_axes((left / settings.width_px, bottom / settings.height_px,
+                                     self.shape[1] / settings.width_px, self.shape[0] / settings.height_px))
         self.frame = ax.plot([], [], color="#c8c8c8", lw=0.5)[0]
-        self.waveform_lines, self.template_lines = [], []
+        # sampled waveforms: one pixel-wide trace per waveform, rasterised here (drawing hundreds of
+        # faint antialiased polylines was half the figure's drawing time)
+        self.waveform_image = _Pixels((left, bottom), self.shape)
+        self.waveform_image.set_zorder(1.5)
+        ax.add_artist(self.waveform_image)
+        self.colors = [np.array(matplotlib.colors.to_rgb(unit_color(i))) for i in range(k)]
+        self.template_lines = []
         for i in range(k):
-            self.waveform_lines.append(ax.plot([], [], color=unit_color(i), lw=0.5, alpha=0.12)[0])
             self.template_lines.append(ax.plot([], [], color=unit_color(i), lw=max(0.9, 2.2 - 0.5 * i))[0])
         slots = settings.max_waveform_channels
         self.channel_texts = [ax.text(0, 0, "", ha="center", va="bottom", fontsize=7) for _ in range(slots)]
@@ -311,8 +348,8 @@ class WaveformFigure:
         ax.spines["left"].set_visible(False)
         ax.set_xlabel("time (ms) on each channel")
         handles = [Line2D([], [], color=unit_color(i), lw=2) for i in range(k)]
-        self.legend = fig.legend(handles, [f"unit {i}" for i in range(k)], loc="upper right", ncols=k,
-                                 frameon=False)
+        self.legend = fig.legend(handles, [f"unit {i}" for i in range(k)], loc="upper right", ncols=min(k, 6),
+                                 frameon=False, bbox_to_anchor=(1.0, 1.0 if k <= 3 else 0.955))
         fig.text(0.02, 0.975, "Templates (thick) and sampled waveforms on the same channels", va="top",
                  fontsize=8)
 
@@ -366,17 +403,58 @@ class WaveformFigure:
             self.missing_texts[c].set_text("")
         self.frame.set_data(*_joined(frame))
         for i in range(len(unit_ids)):
-            self.waveform_lines[i].set_data(*_joined(wf_parts[i]))
             self.template_lines[i].set_data(*_joined(tpl_parts[i]))
             self.legend.texts[i].set_text(unit_label(unit_ids, i))
         bar = _nice(0.5 * (hi - lo))
-        bar_x = t0 - 0.06 * span
+        bar_x = -0.06 * span  # blocks start at col * x_step: the bar sits just left of the first
         self.bar.set_data([bar_x, bar_x], [lo, lo + bar])
         self.bar_text.set_text(f"{bar:g} {payload['unit']}")
         self.bar_text.set_position((bar_x - 0.03 * span, lo + bar / 2))
         self.ax.set_xticks(ticks, tick_labels)
-        self.ax.set_xlim(t0 - 0.2 * span, (ncols - 1) * x_step + t1 + 0.02 * span)
-        self.ax.set_ylim(-(nrows - 1) * y_step + lo, hi + 0.08 * (hi - lo))
+        xlim = (-0.2 * span, (ncols - 1) * x_step + span + 0.02 * span)  # the last block whole
+        ylim = (-(nrows - 1) * y_step + lo, hi + 0.08 * (hi - lo))
+        self.ax.set_xlim(*xlim)
+        self.ax.set_ylim(*ylim)
+        self.waveform_image.pixels = self._waveform_pixels([_joined(parts) for parts in wf_parts], xlim, ylim)
+
+    def _waveform_pixels(self, traces: list[tuple[np.ndarray, np.ndarray]], xlim, ylim) -> np.ndarray:
+        """RGBA image (rows from the top) of each unit's traces at ``WAVEFORM_ALPHA``, later units over earlier ones."""
+        height, width = self.shape
+        units = np.zeros(height * width, dtype=np.uint16)  # bit i: unit i passes through the pixel
+        for i, (xs, ys) in enumerate(traces):
+            if xs.size < 2:
+                continue
+            px = (xs - xlim[0]) * (width / (xlim[1] - xlim[0]))
+            py = (ylim[1] - ys) * (height / (ylim[1] - ylim[0]))
+            units[_line_pixels(px, py, self.shape)] |= np.uint16(1 << min(i, 15))
+        hit = np.flatnonzero(units)
+        which = units[hit]
+        premultiplied = np.zeros((hit.size, 3), dtype=np.float32)
+        alpha = np.zeros(hit.size, dtype=np.float32)
+        for i, color in enumerate(self.colors[:16]):
+            on = ((which >> i) & 1).astype(np.float32) * WAVEFORM_ALPHA
+            premultiplied = color[None, :] * on[:, None] + premultiplied * (1 - on[:, None])
+            alpha = on + alpha * (1 - on)
+        image = np.zeros((height * width, 4), dtype=np.uint8)
+        image[hit, :3] = np.round(255 * premultiplied / alpha[:, None])
+        image[hit, 3] = np.round(255 * alpha)
+        return image.reshape(height, width, 4)
+
+
+class _Pixels(Artist):
+    """An RGBA array stamped unscaled at a pixel position of the canvas (no resampling, no colour mapping)."""
+
+    def __init__(self, corner: tuple[int, int], shape: tuple[int, int]) -> None:
+        super().__init__()
+        self.corner = corner
+        self.pixels = np.zeros((*shape, 4), dtype=np.uint8)
+
+    def draw(self, renderer) -> None:
+        if not self.get_visible():
+            return
+        gc = renderer.new_gc()
+        renderer.draw_image(gc, self.corner[0], self.corner[1], self.pixels[::-1])
+        gc.restore()
 
 
 # ---------------------------------------------------------------------------------------------

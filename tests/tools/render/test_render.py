@@ -276,3 +276,15 @@ def test_stamped_text_matches_matplotlib_at_whole_pixels():
         assert np.array_equal(drawn, pixels(RendererAgg, x))
         assert (drawn[:, :, :3] != 255).any(axis=2).sum() > 300
     assert len(style._TEXT_MASKS) == 2
+
+
+def test_waveform_traces_cover_the_pixels_they_cross_and_stop_at_gaps():
+    from spikemerge.tools.render.figures import _line_pixels
+
+    shape = (6, 8)
+    xs = np.array([0.5, 5.5, np.nan, 7.5, 7.5, 20.0])
+    ys = np.array([2.5, 2.5, np.nan, 0.2, 4.9, 4.9])
+    hit = set(_line_pixels(xs, ys, shape).tolist())
+    row = {2 * 8 + c for c in range(6)}  # the horizontal stroke, columns 0..5 of row 2
+    column = {r * 8 + 7 for r in range(5)}  # the vertical one, rows 0..4 of column 7 (the rest is off the image)
+    assert hit == row | column  # nothing drawn across the NaN gap
