@@ -481,11 +481,16 @@ class _Pixels(Artist):
 # PCA
 
 
+PCA_FIT_SPIKES = 240
+"""Spikes the PCA axes are fitted on (all are projected): three axes are settled by a few hundred
+spikes, and the fit's cost grows with the square of this (a 14-unit group has 2800)."""
+
+
 def pca_projections(stacked: np.ndarray, n_components: int = 3) -> np.ndarray:
     """Project rows of ``stacked`` (spikes, features) on its first principal components.
 
     The axes are fitted on the spikes nearest the median (collisions and noise would otherwise
-    take PC1 for themselves), through the leading eigenvectors of the smaller of the Gram and
+    take PC1 for themselves), at most ``PCA_FIT_SPIKES`` of them spread evenly over the units, through the leading eigenvectors of the smaller of the Gram and
     covariance matrices; only those few are computed (Lanczos from a fixed start vector, so the
     result is deterministic), far cheaper than an SVD for a few hundred spikes. Signs are fixed
     (largest loading positive) so the picture never flips.
@@ -496,6 +501,7 @@ def pca_projections(stacked: np.ndarray, n_components: int = 3) -> np.ndarray:
     core = data[norms <= 2.5 * max(float(np.median(norms)), 1e-12)]
     if core.shape[0] <= n_components + 1:
         core = data
+    core = core[_even_rows(core.shape[0], PCA_FIT_SPIKES)]
     mean = core.mean(axis=0, keepdims=True)
     fit = core - mean
     with single_thread_blas():
