@@ -129,12 +129,21 @@ class _TextMaskRenderer(RendererAgg):
     def _text_mask(self, gc, s, prop, angle, mtext) -> tuple[np.ndarray, int, int] | None:
         """Coverage of ``s`` drawn at the origin: (mask, column offset, offset of the row below it)."""
         width, height, _ = self.get_text_width_height_descent(s, prop, ismath=False)
-        half = int(math.ceil(width + height)) + 4
-        scratch = RendererAgg(2 * half, 2 * half, self.dpi)
+        pad = 4
+        w, h = int(math.ceil(width)) + pad, int(math.ceil(height)) + pad
+        # the scratch canvas just holds the string around the origin (x0, y0): baseline-left at
+        # angle 0, rotated about that corner otherwise (a square wide enough for any angle)
+        if angle % 360 == 0:
+            size, (x0, y0) = (w + pad, 2 * h), (pad, h)
+        elif angle % 360 == 90:
+            size, (x0, y0) = (2 * h, w + pad), (h, w)
+        else:
+            size, (x0, y0) = (2 * (w + h), 2 * (w + h)), (w + h, w + h)
+        scratch = RendererAgg(size[0], size[1], self.dpi)
         ink = scratch.new_gc()
         ink.set_foreground((0.0, 0.0, 0.0, 1.0))
         ink.set_antialiased(gc.get_antialiased())
-        RendererAgg.draw_text(scratch, ink, half, half, s, prop, angle, mtext=mtext)
+        RendererAgg.draw_text(scratch, ink, x0, y0, s, prop, angle, mtext=mtext)
         ink.restore()
         alpha = np.asarray(scratch.buffer_rgba())[:, :, 3]
         rows = np.flatnonzero(alpha.any(axis=1))
@@ -142,7 +151,7 @@ class _TextMaskRenderer(RendererAgg):
         if rows.size == 0:
             return None
         image = np.ascontiguousarray(alpha[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1])
-        return image, int(cols[0]) - half, int(rows[-1]) + 1 - half
+        return image, int(cols[0]) - x0, int(rows[-1]) + 1 - y0
 
 
 class _Canvas(FigureCanvasAgg):

@@ -266,8 +266,8 @@ def test_stamped_text_matches_matplotlib_at_whole_pixels():
         renderer = renderer_class(200, 100, 100)
         gc = renderer.new_gc()
         gc.set_foreground("#d62728")
-        for angle, y in ((0, 30), (90, 90)):
-            renderer.draw_text(gc, x, y, "unit 12 (n=345) ±1.5 ms", FontProperties(size=7), angle)
+        for angle, y in ((0, 30), (90, 90), (30, 60)):
+            renderer.draw_text(gc, x, y, "unit 12 (n=345) ±1.5 ms; Qjy", FontProperties(size=7), angle)
         return np.asarray(renderer.buffer_rgba()).copy()
 
     style._TEXT_MASKS.clear()
@@ -275,7 +275,7 @@ def test_stamped_text_matches_matplotlib_at_whole_pixels():
         drawn = pixels(style._TextMaskRenderer, x)
         assert np.array_equal(drawn, pixels(RendererAgg, x))
         assert (drawn[:, :, :3] != 255).any(axis=2).sum() > 300
-    assert len(style._TEXT_MASKS) == 2
+    assert len(style._TEXT_MASKS) == 3
 
 
 def test_waveform_traces_cover_the_pixels_they_cross_and_stop_at_gaps():
