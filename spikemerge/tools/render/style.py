@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -94,6 +95,8 @@ TEXT_CACHE_MAX = 8192
 """Rasterised strings kept per process (a few hundred bytes each)."""
 
 _TEXT_MASKS: OrderedDict[tuple, tuple[np.ndarray, int, int] | None] = OrderedDict()
+_TEXT_MASKS_LOCK = threading.Lock()
+_MISSING = object()
 
 
 class _TextMaskRenderer(RendererAgg):
@@ -114,13 +117,16 @@ class _TextMaskRenderer(RendererAgg):
                prop.get_style(), float(angle), bool(gc.get_antialiased()), self.dpi,
                getattr(mtext, "get_fontfeatures", lambda: None)(), getattr(mtext, "get_language", lambda: None)(),
                matplotlib.rcParams["text.hinting"], matplotlib.rcParams["text.hinting_factor"])
-        if key in _TEXT_MASKS:
-            mask = _TEXT_MASKS[key]
-            _TEXT_MASKS.move_to_end(key)
-        else:
-            mask = _TEXT_MASKS[key] = self._text_mask(gc, s, prop, angle, mtext)
-            while len(_TEXT_MASKS) > TEXT_CACHE_MAX:
-                _TEXT_MASKS.popitem(last=False)
+        with _TEXT_MASKS_LOCK:  # figures may be drawn in a background thread while another draws
+            mask = _TEXT_MASKS.get(key, _MISSING)
+            if mask is not _MISSING:
+                _TEXT_MASKS.move_to_end(key)
+        if mask is _MISSING:
+            mask = self._text_mask(gc, s, prop, angle, mtext)
+            with _TEXT_MASKS_LOCK:
+                _TEXT_MASKS[key] = mask
+                while len(_TEXT_MASKS) > TEXT_CACHE_MAX:
+                    _TEXT_MASKS.popitem(last=False)
         if mask is not None:
             image, dx, dy = mask
             self._renderer.draw_text_image(image, math.floor(x + 0.5) + dx, math.floor(y + 0.5) + dy, 0, gc)
