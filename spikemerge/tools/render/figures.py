@@ -490,10 +490,11 @@ def pca_projections(stacked: np.ndarray, n_components: int = 3) -> np.ndarray:
     """Project rows of ``stacked`` (spikes, features) on its first principal components.
 
     The axes are fitted on the spikes nearest the median (collisions and noise would otherwise
-    take PC1 for themselves), at most ``PCA_FIT_SPIKES`` of them spread evenly over the units, through the leading eigenvectors of the smaller of the Gram and
-    covariance matrices; only those few are computed (Lanczos from a fixed start vector, so the
-    result is deterministic), far cheaper than an SVD for a few hundred spikes. Signs are fixed
-    (largest loading positive) so the picture never flips.
+    take PC1 for themselves), at most ``PCA_FIT_SPIKES`` of them spread evenly over the units,
+    through the leading eigenvectors of the smaller of the Gram and covariance matrices; only
+    those few are computed (Lanczos from a fixed start vector, so the result is deterministic),
+    far cheaper than an SVD for a few hundred spikes. Signs are fixed (largest loading
+    positive) so the picture never flips.
     """
     data = np.asarray(stacked, dtype=np.float32)
     centre = np.median(data[_even_rows(data.shape[0], 256)], axis=0, keepdims=True)
