@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
+import threading
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import matplotlib
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -20,7 +24,7 @@ try:
 except ImportError:  # pragma: no cover - scikit-learn brings it
     _threadpool_limits = None
 
-RENDER_VERSION = "2"
+RENDER_VERSION = "3"
 """Bump when a figure's look changes, so cached images are redrawn."""
 
 UNIT_COLORS: tuple[str, ...] = (
@@ -87,10 +91,91 @@ def single_thread_blas():
     return _threadpool_limits(limits=1, user_api="blas")
 
 
+TEXT_CACHE_MAX = 8192
+"""Rasterised strings kept per process (a few hundred bytes each)."""
+
+_TEXT_MASKS: OrderedDict[tuple, tuple[np.ndarray, int, int] | None] = OrderedDict()
+_TEXT_MASKS_LOCK = threading.Lock()
+_MISSING = object()
+
+
+class _TextMaskRenderer(RendererAgg):
+    """An Agg renderer that rasterises each distinct string once and stamps it afterwards.
+
+    Matplotlib lays out and rasterises every glyph of every string at every draw; in these
+    figures that was most of the drawing time, and the same strings (tick labels, unit names,
+    axis labels) recur in every figure. A string is drawn once, in black, on a scratch canvas
+    at a whole-pixel position; its coverage (alpha) mask is kept and stamped in the text's
+    colour at the text's position rounded to the nearest pixel, which is exactly what drawing it
+    there would give. Mathtext falls through to matplotlib.
+    """
+
+    def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
+        if ismath or not s:
+            return super().draw_text(gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
+        key = (s, hash(prop), prop.get_size_in_points(), tuple(prop.get_family()), prop.get_weight(),
+               prop.get_style(), float(angle), bool(gc.get_antialiased()), self.dpi,
+               getattr(mtext, "get_fontfeatures", lambda: None)(), getattr(mtext, "get_language", lambda: None)(),
+               matplotlib.rcParams["text.hinting"], matplotlib.rcParams["text.hinting_factor"])
+        with _TEXT_MASKS_LOCK:  # figures may be drawn in a background thread while another draws
+            mask = _TEXT_MASKS.get(key, _MISSING)
+            if mask is not _MISSING:
+                _TEXT_MASKS.move_to_end(key)
+        if mask is _MISSING:
+            mask = self._text_mask(gc, s, prop, angle, mtext)
+            with _TEXT_MASKS_LOCK:
+                _TEXT_MASKS[key] = mask
+                while len(_TEXT_MASKS) > TEXT_CACHE_MAX:
+                    _TEXT_MASKS.popitem(last=False)
+        if mask is not None:
+            image, dx, dy = mask
+            self._renderer.draw_text_image(image, math.floor(x + 0.5) + dx, math.floor(y + 0.5) + dy, 0, gc)
+        return None
+
+    def _text_mask(self, gc, s, prop, angle, mtext) -> tuple[np.ndarray, int, int] | None:
+        """Coverage of ``s`` drawn at the origin: (mask, column offset, offset of the row below it)."""
+        width, height, _ = self.get_text_width_height_descent(s, prop, ismath=False)
+        pad = 4
+        w, h = int(math.ceil(width)) + pad, int(math.ceil(height)) + pad
+        # the scratch canvas just holds the string around the origin (x0, y0): baseline-left at
+        # angle 0, rotated about that corner otherwise (a square wide enough for any angle)
+        if angle % 360 == 0:
+            size, (x0, y0) = (w + pad, 2 * h), (pad, h)
+        elif angle % 360 == 90:
+            size, (x0, y0) = (2 * h, w + pad), (h, w)
+        else:
+            size, (x0, y0) = (2 * (w + h), 2 * (w + h)), (w + h, w + h)
+        scratch = RendererAgg(size[0], size[1], self.dpi)
+        ink = scratch.new_gc()
+        ink.set_foreground((0.0, 0.0, 0.0, 1.0))
+        ink.set_antialiased(gc.get_antialiased())
+        RendererAgg.draw_text(scratch, ink, x0, y0, s, prop, angle, mtext=mtext)
+        ink.restore()
+        alpha = np.asarray(scratch.buffer_rgba())[:, :, 3]
+        rows = np.flatnonzero(alpha.any(axis=1))
+        cols = np.flatnonzero(alpha.any(axis=0))
+        if rows.size == 0:
+            return None
+        image = np.ascontiguousarray(alpha[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1])
+        return image, int(cols[0]) - x0, int(rows[-1]) + 1 - y0
+
+
+class _Canvas(FigureCanvasAgg):
+    """An Agg canvas whose renderer reuses rasterised strings (:class:`_TextMaskRenderer`)."""
+
+    def get_renderer(self):
+        w, h = self.get_width_height(physical=True)
+        key = w, h, self.figure.dpi
+        if self._lastKey != key:
+            self.renderer = _TextMaskRenderer(w, h, self.figure.dpi)
+            self._lastKey = key
+        return self.renderer
+
+
 def new_figure(settings: RenderSettings) -> Figure:
     """A pyplot-free figure of the configured pixel size on an Agg canvas."""
     fig = Figure(figsize=(settings.width_px / 100.0, settings.height_px / 100.0), dpi=100)
-    FigureCanvasAgg(fig)
+    _Canvas(fig)
     return fig
 
 

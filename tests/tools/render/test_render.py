@@ -253,3 +253,38 @@ def test_auto_workers_draw_few_groups_here_and_bad_counts_are_refused(rendered, 
         with pytest.raises(SpikemergeError, match="n_workers"):
             render_groups(small_truth.analyzer, {1: pair}, tmp_path / "bad", ["pca"], n_workers=bad)
         assert not (tmp_path / "bad").exists()
+
+
+def test_stamped_text_matches_matplotlib_at_whole_pixels():
+    """The renderer that reuses rasterised strings draws what matplotlib draws at that position."""
+    from matplotlib.backends.backend_agg import RendererAgg
+    from matplotlib.font_manager import FontProperties
+
+    from spikemerge.tools.render import style
+
+    def pixels(renderer_class, x: int) -> np.ndarray:
+        renderer = renderer_class(200, 100, 100)
+        gc = renderer.new_gc()
+        gc.set_foreground("#d62728")
+        for angle, y in ((0, 30), (90, 90), (30, 60)):
+            renderer.draw_text(gc, x, y, "unit 12 (n=345) ±1.5 ms; Qjy", FontProperties(size=7), angle)
+        return np.asarray(renderer.buffer_rgba()).copy()
+
+    style._TEXT_MASKS.clear()
+    for x in (20, 20, 60):  # the second and third draws stamp the cached masks
+        drawn = pixels(style._TextMaskRenderer, x)
+        assert np.array_equal(drawn, pixels(RendererAgg, x))
+        assert (drawn[:, :, :3] != 255).any(axis=2).sum() > 300
+    assert len(style._TEXT_MASKS) == 3
+
+
+def test_waveform_traces_cover_the_pixels_they_cross_and_stop_at_gaps():
+    from spikemerge.tools.render.figures import _line_pixels
+
+    shape = (6, 8)
+    xs = np.array([0.5, 5.5, np.nan, 7.5, 7.5, 20.0])
+    ys = np.array([2.5, 2.5, np.nan, 0.2, 4.9, 4.9])
+    hit = set(_line_pixels(xs, ys, shape).tolist())
+    row = {2 * 8 + c for c in range(6)}  # the horizontal stroke, columns 0..5 of row 2
+    column = {r * 8 + 7 for r in range(5)}  # the vertical one, rows 0..4 of column 7 (the rest is off the image)
+    assert hit == row | column  # nothing drawn across the NaN gap
