@@ -1,11 +1,14 @@
 """Score spikemerge and SpikeInterface's merge presets on one sorter-made dataset of the sorted bench.
 
     python scripts/eval_sorted.py /path/to/sorted_bench/sidrift_tdc2_s2 [--policy balanced] [--presets x_contaminations,slay]
+    python scripts/eval_sorted.py DATASET --presets x_contaminations,slay --no-spikemerge   # the presets only
 
 spikemerge runs as ``spikemerge run ANALYZER --out OUT --no-render`` (the offline metrics judge) in a
 child process; each preset runs SpikeInterface's ``compute_merge_unit_groups`` on a copy. Every method
 is scored the same way (``spikemerge.bench.sorted.score_sorted``: pair F1 over pairs of pure units, and
-merged pairs of two distinct neurons), and one JSON line is printed per method.
+merged pairs of two distinct neurons), and one JSON line is printed per method. ``--no-spikemerge`` scores
+the presets alone, so whoever builds held-out sets can record the presets' baseline without ever seeing
+spikemerge's score on them.
 """
 
 from __future__ import annotations
@@ -35,16 +38,19 @@ def main(argv=None) -> int:
     parser.add_argument("dataset", type=Path, help="a sorted-bench folder (analyzer/, truth.json)")
     parser.add_argument("--policy", default="balanced", help="spikemerge's policy")
     parser.add_argument("--presets", default=",".join(PRESETS), help="SpikeInterface presets, comma-separated")
+    parser.add_argument("--no-spikemerge", action="store_true",
+                        help="do not run spikemerge: score the presets only (held-out baselines)")
     args = parser.parse_args(argv)
     truth = load_truth(args.dataset)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "out"
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "spikemerge", "run", str(args.dataset / "analyzer"), "--out", str(out),
-                        "--no-render", "--policy", args.policy], check=True, stdout=subprocess.DEVNULL)
-        merges = [m["unit_ids"] for m in json.loads((out / "curation.json").read_text()).get("merges", [])]
-        print(_line(args.dataset, f"spikemerge ({args.policy})", time.perf_counter() - start,
-                    score_sorted(merges, truth)), flush=True)
+    if not args.no_spikemerge:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "out"
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "spikemerge", "run", str(args.dataset / "analyzer"), "--out",
+                            str(out), "--no-render", "--policy", args.policy], check=True, stdout=subprocess.DEVNULL)
+            merges = [m["unit_ids"] for m in json.loads((out / "curation.json").read_text()).get("merges", [])]
+            print(_line(args.dataset, f"spikemerge ({args.policy})", time.perf_counter() - start,
+                        score_sorted(merges, truth)), flush=True)
     from spikeinterface.core import load_sorting_analyzer
     from spikeinterface.curation import compute_merge_unit_groups
 

@@ -8,9 +8,11 @@ The dataset folder has the layout of the sorted bench (``analyzer/``, ``truth.js
     python scripts/make_si_sorted_bench.py drift --seed 1 --sorter spykingcircus2     # -> sidrift_sc2_s1
     python scripts/make_si_sorted_bench.py drift --seed 2 --sorter tridesclous2       # -> sidrift_tdc2_s2
     python scripts/make_si_sorted_bench.py burst --seed 1 --sorter spykingcircus2     # -> siburst_sc2_s1
+    python scripts/make_si_sorted_bench.py drift --seed 9 --units 28 --drift-um 40 --period-s 200   # held-out variant
 
 drift: ``generate_drifting_recording`` on a 32-channel two-column probe, 20 neurons, 300 s, zigzag
-drift of +/-30 um with a 400 s period. burst: SpikeInterface's templates and noise, 6 of 16 cells firing
+drift of +/-30 um with a 400 s period (``--drift-um``, ``--period-s`` change them, as held-out sets need;
+truth.json's scenario keeps the values used). burst: SpikeInterface's templates and noise, 6 of 16 cells firing
 bursts of 2-5 spikes 3-7 ms apart whose amplitude falls to 0.8x spike by spike. Needs the sorters'
 dependencies (``pip install -e ".[bench]"``). Each build takes 5-20 minutes on 2 cores.
 """
@@ -40,19 +42,22 @@ def probe_32():
     return probe
 
 
-def drift_recording(seed: int, duration: float, num_units: int):
+def drift_recording(seed: int, duration: float, num_units: int, drift_um: float = 60.0, period_s: float = 400.0):
+    """Zigzag rigid drift of ``drift_um`` peak to peak (centred on 0) with period ``period_s``, from 20 s on."""
     from spikeinterface.generation import generate_drifting_recording
 
     _, drifting, gt = generate_drifting_recording(
         num_units=num_units, duration=duration, probe=probe_32(), seed=seed,
         generate_displacement_vector_kwargs={
-            "displacement_sampling_frequency": 5.0, "drift_start_um": [0, 30], "drift_stop_um": [0, -30],
+            "displacement_sampling_frequency": 5.0, "drift_start_um": [0, drift_um / 2],
+            "drift_stop_um": [0, -drift_um / 2],
             "drift_step_um": 1, "motion_list": [{"drift_mode": "zigzag", "non_rigid_gradient": None,
-                                                 "t_start_drift": 20.0, "t_end_drift": None, "period_s": 400}]},
+                                                 "t_start_drift": 20.0, "t_end_drift": None, "period_s": period_s}]},
         generate_sorting_kwargs={"firing_rates": (3.0, 10.0), "refractory_period_ms": 4.0},
         generate_noise_kwargs={"noise_levels": (6.0, 8.0), "spatial_decay": 25.0})
     scenario = {"name": "si_drift", "generator": "spikeinterface.generation.generate_drifting_recording",
-                "seed": seed, "duration_s": duration, "num_units": num_units, "drift_um": 60, "period_s": 400}
+                "seed": seed, "duration_s": duration, "num_units": num_units,
+                "drift_um": drift_um, "period_s": period_s}
     return drifting, gt, scenario
 
 
@@ -109,15 +114,19 @@ def burst_recording(seed: int, duration: float, num_units: int, num_bursting: in
     return rec, gt, scenario
 
 
-def build(kind: str, seed: int, sorter: str, duration: float, num_units: int, cache: Path) -> dict:
+def build(kind: str, seed: int, sorter: str, duration: float, num_units: int, cache: Path,
+          **recording_kwargs) -> dict:
     folder = cache / f"si{kind}_{SHORT[sorter]}_s{seed}"
     if (folder / "READY").exists():
         return sb.summarise_truth(sb.load_truth(folder))
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    recording, gt, scenario = (drift_recording if kind == "drift" else burst_recording)(seed, duration, num_units)
+    t0 = time.perf_counter()
+    recording, gt, scenario = (drift_recording if kind == "drift" else burst_recording)(seed, duration, num_units,
+                                                                                             **recording_kwargs)
     recording = recording.save(folder=str(folder / "recording"), n_jobs=1, progress_bar=False)
+    times = {"recording_s": time.perf_counter() - t0}
     start = time.perf_counter()
     sorting = sb.run_sorter_unmerged(recording, sorter, folder / "sorter_output", seed=seed, motion_correction=False)
     sorting = sorting.save(folder=str(folder / "sorting"))
@@ -127,7 +136,11 @@ def build(kind: str, seed: int, sorter: str, duration: float, num_units: int, ca
                  scenario=scenario, num_units=len(sorting.unit_ids), num_neurons=len(gt.unit_ids),
                  sampling_frequency=sorting.sampling_frequency, duration_s=duration, recording="recording",
                  final_merge="off", sort_seconds=round(time.perf_counter() - start, 1))
+    times["sort_s"] = time.perf_counter() - start
+    t0 = time.perf_counter()
     sb.build_analyzer(sorting, recording, folder / "analyzer")
+    times["analyzer_s"] = time.perf_counter() - t0
+    truth["build_seconds"] = {k: round(v, 1) for k, v in times.items()}  # STATUS.md's "build s" column
     save_gt_sorting(gt, folder / "gt_sorting.npz")
     sb._write_json(folder / "truth.json", truth)
     (folder / "READY").touch()
@@ -142,12 +155,15 @@ def main(argv=None) -> int:
     parser.add_argument("--sorter", choices=tuple(SHORT), default="spykingcircus2", help="internal sorter, merge off")
     parser.add_argument("--duration", type=float, default=None, help="seconds (default: 300 drift, 240 burst)")
     parser.add_argument("--units", type=int, default=None, help="neurons (default: 20 drift, 16 burst)")
+    parser.add_argument("--drift-um", type=float, default=60.0, help="drift only: zigzag amplitude, peak to peak (um)")
+    parser.add_argument("--period-s", type=float, default=400.0, help="drift only: zigzag period (s)")
     parser.add_argument("--cache", type=Path, default=None, help="datasets folder (default: the sorted bench's cache)")
     args = parser.parse_args(argv)
     duration = args.duration or (300.0 if args.kind == "drift" else 240.0)
     units = args.units or (20 if args.kind == "drift" else 16)
     cache = args.cache or sb.default_cache()
-    print(json.dumps(build(args.kind, args.seed, args.sorter, duration, units, cache), default=str))
+    extra = {"drift_um": args.drift_um, "period_s": args.period_s} if args.kind == "drift" else {}
+    print(json.dumps(build(args.kind, args.seed, args.sorter, duration, units, cache, **extra), default=str))
     return 0
 
 
