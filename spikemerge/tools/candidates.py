@@ -221,12 +221,25 @@ def handover_links(ctx: EvidenceContext, min_similarity: float, max_distance_um:
 
     Returned as ``unit_a`` (the earlier unit), ``unit_b`` (the later one), ``handover_similarity``.
     """
+    links = []
+    for first, second, distance in _following_pairs(ctx, max_distance_um, params):
+        similarity = handover_similarity(ctx, first, second, params.handover_spikes)
+        if np.isfinite(similarity) and similarity >= min_similarity:
+            links.append({"unit_a": first, "unit_b": second, "handover_similarity": float(similarity),
+                          "template_similarity": float(similarity), "distance_um": distance,
+                          "link": "handover"})
+    return links
+
+
+def _following_pairs(ctx: EvidenceContext, max_distance_um: float, params: CandidateParams):
+    """Yield (earlier unit, later unit, distance in µm) for nearby units that follow one another:
+    within the chain reach, barely present together, and the later one starting before the allowed
+    gap after the earlier one ends. Shared by the hand-over and the motion-carried links."""
     distances = _distances(ctx)
     presence = _presence(ctx, params.time_bins)
     spans = {u: (np.quantile(ctx.unit(u).times_s, [0.05, 0.5, 0.95]) if ctx.unit(u).times_s.size else None)
              for u in ctx.unit_ids}
     reach = params.chain_distance_factor * max_distance_um
-    links = []
     for i, j in zip(*np.nonzero(np.triu(distances <= reach, k=1))):
         a, b = ctx.unit_ids[i], ctx.unit_ids[j]
         if spans[a] is None or spans[b] is None:
@@ -234,15 +247,9 @@ def handover_links(ctx: EvidenceContext, min_similarity: float, max_distance_um:
         if float(np.minimum(presence[a], presence[b]).sum()) >= params.chain_max_presence_overlap:
             continue
         first, second = (a, b) if spans[a][1] <= spans[b][1] else (b, a)
-        gap = spans[second][0] - spans[first][2]
-        if gap > params.chain_max_gap_fraction * ctx.duration_s:
+        if spans[second][0] - spans[first][2] > params.chain_max_gap_fraction * ctx.duration_s:
             continue
-        similarity = handover_similarity(ctx, first, second, params.handover_spikes)
-        if np.isfinite(similarity) and similarity >= min_similarity:
-            links.append({"unit_a": first, "unit_b": second, "handover_similarity": float(similarity),
-                          "template_similarity": float(similarity), "distance_um": float(distances[i, j]),
-                          "link": "handover"})
-    return links
+        yield first, second, float(distances[i, j])
 
 
 def moved_links(ctx: EvidenceContext, min_similarity: float, max_distance_um: float = MAX_DISTANCE_UM,
@@ -262,22 +269,9 @@ def moved_links(ctx: EvidenceContext, min_similarity: float, max_distance_um: fl
     if motion.range_um < DEFAULT_EVIDENCE_PARAMS.drift_min_displacement_um:
         return []
     probe = getattr(ctx, "probe", None)
-    distances = _distances(ctx)
-    presence = _presence(ctx, params.time_bins)
-    spans = {u: (np.quantile(ctx.unit(u).times_s, [0.05, 0.5, 0.95]) if ctx.unit(u).times_s.size else None)
-             for u in ctx.unit_ids}
     max_shift = int(round(DEFAULT_EVIDENCE_PARAMS.max_lag_ms * ctx.fs / 1000.0))
-    reach = params.chain_distance_factor * max_distance_um
     links = []
-    for i, j in zip(*np.nonzero(np.triu(distances <= reach, k=1))):
-        a, b = ctx.unit_ids[i], ctx.unit_ids[j]
-        if spans[a] is None or spans[b] is None:
-            continue
-        if float(np.minimum(presence[a], presence[b]).sum()) >= params.chain_max_presence_overlap:
-            continue
-        first, second = (a, b) if spans[a][1] <= spans[b][1] else (b, a)
-        if spans[second][0] - spans[first][2] > params.chain_max_gap_fraction * ctx.duration_s:
-            continue
+    for first, second, distance in _following_pairs(ctx, max_distance_um, params):
         ua, ub = ctx.unit(first), ctx.unit(second)
         drift = trajectory_evidence(ua.times_s, ua.location, ub.times_s, ub.location, motion)
         if abs(drift["drift_displacement_um"]) < DEFAULT_EVIDENCE_PARAMS.drift_min_displacement_um:
@@ -287,7 +281,7 @@ def moved_links(ctx: EvidenceContext, min_similarity: float, max_distance_um: fl
                                                probe, max_shift)
         if np.isfinite(similarity) and similarity >= min_similarity:
             links.append({"unit_a": first, "unit_b": second, "template_similarity": float(similarity),
-                          "distance_um": float(distances[i, j]), "link": "moved"})
+                          "distance_um": distance, "link": "moved"})
     return links
 
 
