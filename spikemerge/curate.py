@@ -52,7 +52,7 @@ def _draws_in_processes(workers, n_groups: int) -> bool:
     """
     from .tools.render import groups as render_groups
 
-    return workers == "auto" and n_groups >= getattr(render_groups, "PARALLEL_MIN_GROUPS", 24)
+    return workers == "auto" and n_groups >= render_groups.PARALLEL_MIN_GROUPS
 
 
 def curate(session, console, *, min_similarity, preset, relax, judge, render, apply, confirm_apply=True,

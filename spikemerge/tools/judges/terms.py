@@ -143,8 +143,10 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     if sequential and finite(e.get("handover_similarity")):
         shown = max(similarity, at_handover)
     moved_similarity = _get(e, "drift_template_similarity", float("nan"))
-    carried = sequential and finite(moved_similarity) and \
-        abs(_get(e, "drift_displacement_um", 0.0)) >= p.drift_min_displacement_um
+    # how far the probe moved between the two units' lives (evidence/motion.py), and whether that counts
+    displacement = _get(e, "drift_displacement_um", 0.0)
+    moved = abs(displacement) >= p.drift_min_displacement_um
+    carried = sequential and finite(moved_similarity) and moved
     if carried:
         # the probe moved between the two units' lives: one neuron's later template is its earlier one
         # carried by the motion, or its last spikes before the hand-over; the templates as they are
@@ -211,7 +213,6 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     on_trajectory = False
     if sequential and finite(e.get("drift_log_ratio")):
         # drift: where the two units are once the probe's motion is removed (evidence/motion.py)
-        moved = abs(_get(e, "drift_displacement_um", 0.0)) >= p.drift_min_displacement_um
         drift = _clip(_get(e, "drift_log_ratio", 0.0), p.drift_bounds)
         on_trajectory = moved and _get(e, "drift_z", math.inf) <= p.drift_max_z
         # for one neuron only on the trajectory (the probe moved and the corrected positions agree
@@ -221,14 +222,13 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         separated = _clip(_get(e, "drift_gain_log_ratio", _get(e, "drift_log_ratio", 0.0)), p.drift_bounds)
         terms["drift"] = drift if on_trajectory else min(separated, 0.0)
         # the later unit sits on the side the motion came from: a neuron does not move against the probe
-        displacement = _get(e, "drift_displacement_um", 0.0)
         against = moved and _get(e, "drift_raw_shift_um", 0.0) * math.copysign(1.0, displacement) <= \
             -p.drift_against_um
         if against:
             on_trajectory = False
             terms["drift"] = min(terms["drift"], p.drift_against_log_odds)
         reasons["drift"] = (
-            f"the probe moved {_get(e, 'drift_displacement_um', 0):+.0f} µm between the two units' lives and they "
+            f"the probe moved {displacement:+.0f} µm between the two units' lives and they "
             f"sit {_get(e, 'drift_raw_shift_um', 0):+.0f} µm apart; with the motion removed "
             f"{_get(e, 'drift_separation_um', float('nan')):.0f} µm apart (tolerance "
             f"{_get(e, 'drift_tolerance_um', float('nan')):.0f} µm): "
