@@ -30,6 +30,7 @@ from .candidates import CandidateGroup, CandidateSearch, find_candidates
 from .evidence.pairs import EvidenceContext, group_evidence, groups_evidence
 from .evidence.params import DEFAULT_EVIDENCE_PARAMS
 from .examples import load_example, save_example
+from .judges import make_judge
 from .judges.base import Judge
 from .judges.metrics import MetricsJudge
 from .judges.params import DEFAULT_JUDGE_PARAMS
@@ -397,7 +398,7 @@ class CurationSession:
     def judge_group(
         self,
         group_ids: Sequence[int] | None = None,
-        judge: Judge | None = None,
+        judge: Judge | str | None = None,
         good_examples: Sequence[int | str | Example] = (),
         bad_examples: Sequence[int | str | Example] = (),
         policy: str | None = None,
@@ -405,12 +406,16 @@ class CurationSession:
     ) -> list[Verdict]:
         """Judge groups (default: all not yet judged). Example groups are shown, never judged.
 
+        ``judge`` is a :class:`Judge` or its name as ``--judge`` takes it (``"metrics"``, a chat
+        model id); by default the judge last used, else the offline metrics judge.
         Examples are group ids of this session, names of saved examples (see ``save_example``)
         or ``Example`` objects. Without any, the corrections of the last collected review
         (:meth:`collect_review`) are the examples, so a review is learnt from on the next call.
         Verdicts are appended to ``out/verdicts.jsonl`` as they arrive; a group whose evidence,
         figures, examples, policy and judge are unchanged reuses its journalled verdict.
         """
+        if isinstance(judge, str):  # "metrics" or a chat model id, as on the command line
+            judge = make_judge(judge)
         judge = judge or self.judge_used or MetricsJudge()
         if not good_examples and not bad_examples:
             good_examples, bad_examples = self.review_examples

@@ -64,6 +64,12 @@ def test_without_confirm_nothing_is_written(session):
     assert not (session.out / "curation.json").exists()
 
 
+def test_the_judge_can_be_named_as_on_the_command_line(session):
+    session.find_candidates()
+    verdicts = session.judge_group(judge="metrics")
+    assert verdicts and session.judge_used.name == "metrics"
+
+
 @pytest.mark.slow
 def test_journal_reuses_verdicts_and_a_new_session_resumes(analyzer_folder, tmp_path):
     first = CurationSession.open(analyzer_folder, tmp_path / "out", progress=False)
