@@ -28,7 +28,7 @@ from ..outputs import to_jsonable
 from ..judges.base import UnitId
 from .format import CURATION_FILE, build_curation, write_curation
 from .plan import MergePlan, _fmt, _id_lookup, _native, new_unit_ids_for
-from .waveforms import carry_waveforms
+from .waveforms import carry_waveforms, start_copy
 from .undo import COMPLETE, MANIFEST_FILE, PENDING, UNDO_FOLDER, _read_manifest, _remove_if_empty, write_manifest
 
 NEW_ID_STRATEGY = "append"
@@ -141,6 +141,9 @@ def _merge(analyzer: SortingAnalyzer, groups: list[list[UnitId]], censor_ms: flo
     new_ids = new_unit_ids_for(analyzer.unit_ids, len(groups))
     target = {"format": "binary_folder", "folder": folder} if folder is not None else {"format": "memory"}
     streamed = folder is not None and "waveforms" in analyzer.extensions and "random_spikes" in analyzer.extensions
+    # the unchanged rows are copied while SpikeInterface merges the rest (a scratch file beside the folder)
+    early = start_copy(analyzer, groups, new_ids, censor_ms, folder.parent / f".{folder.name}.waveforms.npy") \
+        if streamed else None
     held = analyzer.extensions.pop("waveforms") if streamed else None
     try:
         with warnings.catch_warnings():
@@ -156,12 +159,20 @@ def _merge(analyzer: SortingAnalyzer, groups: list[list[UnitId]], censor_ms: flo
                 progress_bar=False,
                 **target,
             )
+    except BaseException:
+        if early is not None:
+            early.discard()
+        raise
     finally:
         if held is not None:  # the input analyzer is left as it was
             analyzer.extensions["waveforms"] = held
     if streamed:
         del merged
-        carry_waveforms(analyzer, folder, groups, new_ids, censor_ms)
+        try:
+            carry_waveforms(analyzer, folder, groups, new_ids, censor_ms, early=early)
+        finally:
+            if early is not None:  # used (moved into the folder) or not: no scratch file stays behind
+                early.discard()
         merged = None
     return merged, new_ids
 

@@ -15,11 +15,18 @@ read and written block by block, measured), one copy per run of rows between cen
 and only the merged units' rows are read, realigned and written over their copies. Otherwise
 (an in-memory or zarr input, a narrower merged width) the rows go through memory a block at a
 time. Never a hard link: the new file is written in place, and would change the input's.
+
+When: the copy needs nothing SpikeInterface's merge of the other extensions writes, so
+:func:`start_copy` runs it in a thread beside that merge (the system call releases the
+interpreter lock), and :func:`carry_waveforms` then only patches the merged units' rows. On the
+lab-scale benchmark the two took 2.8 s and 2.5 s one after the other.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from concurrent.futures import Future
 from copy import copy
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +45,91 @@ class StreamParams:
     block_rows: int = 4096
 
 
+def _kept_rows(sorting, sampled: np.ndarray, groups: Sequence[Sequence[UnitId]], new_unit_ids: Sequence[UnitId],
+               censor_ms: float | None) -> np.ndarray:
+    """Which sampled waveforms (rows; ``sampled`` are their spikes' indices) the merged analyzer
+    keeps: all but those censoring removes."""
+    from spikeinterface.core.sorting_tools import apply_merges_to_sorting
+
+    if not censor_ms:
+        return np.ones(sampled.size, dtype=bool)
+    _, keep_mask, _ = apply_merges_to_sorting(sorting, [list(g) for g in groups], new_unit_ids=list(new_unit_ids),
+                                              censor_ms=censor_ms, return_extra=True)
+    return np.asarray(keep_mask)[sampled]
+
+
+def _sampled(source) -> np.ndarray:
+    return np.asarray(source.get_extension("random_spikes").data["random_spikes_indices"])
+
+
+@dataclass
+class EarlyCopy:
+    """The kept rows of a ``waveforms.npy`` being copied, at full width, into ``path`` by a thread."""
+
+    path: Path
+    future: Future
+
+    def wait(self) -> tuple[np.ndarray, int] | None:
+        """``(kept rows, header bytes)`` once the copy is done, or None when it failed (the file is removed)."""
+        try:
+            return self.future.result()
+        except Exception:  # noqa: BLE001 - the caller writes the rows itself instead
+            self.discard()
+            return None
+
+    def discard(self) -> None:
+        """Wait for the thread, then remove its file."""
+        try:
+            self.future.result()
+        except Exception:  # noqa: BLE001 - the file goes either way
+            pass
+        self.path.unlink(missing_ok=True)
+
+
+def start_copy(source, groups: Sequence[Sequence[UnitId]], new_unit_ids: Sequence[UnitId], censor_ms: float | None,
+               path: Path) -> EarlyCopy | None:
+    """Start copying ``source``'s kept waveform rows into ``path`` (a scratch file) in a thread.
+
+    For :func:`carry_waveforms`, which uses the copy when the merged width is the input's (else
+    it discards it). None when the waveforms do not live in a ``.npy`` file.
+    """
+    data = source.get_extension("waveforms").data["waveforms"]
+    source_file = _source_file(data)
+    if source_file is None:
+        return None
+
+    sorting, sampled = source.sorting, _sampled(source)  # read here: the thread touches no analyzer
+
+    def copy_rows() -> tuple[np.ndarray, int]:
+        valid = _kept_rows(sorting, sampled, groups, new_unit_ids, censor_ms)
+        with open(path, "wb") as handle:
+            _write_header(handle, data, int(valid.sum()), int(data.shape[2]))
+            handle.flush()
+            header_bytes = handle.tell()
+            _copy_kept(data, source_file, handle.fileno(), header_bytes, valid)
+        return valid, header_bytes
+
+    future: Future = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(copy_rows())
+        except BaseException as error:  # noqa: BLE001 - handed to whoever waits
+            future.set_exception(error)
+
+    threading.Thread(target=run, name="spikemerge-copy").start()
+    return EarlyCopy(Path(path), future)
+
+
+def _write_header(handle, data, rows: int, width: int) -> None:
+    np.lib.format.write_array_header_1_0(
+        handle, {"descr": np.lib.format.dtype_to_descr(np.dtype(data.dtype)), "fortran_order": False,
+                 "shape": (rows, int(data.shape[1]), width)})
+
+
 def carry_waveforms(source, merged_folder: Path, groups: Sequence[Sequence[UnitId]], new_unit_ids: Sequence[UnitId],
-                    censor_ms: float | None, params: StreamParams = StreamParams()) -> None:
+                    censor_ms: float | None, params: StreamParams = StreamParams(),
+                    early: EarlyCopy | None = None) -> None:
     """Write ``source``'s waveforms, merged as ``groups``, into the analyzer at ``merged_folder``.
 
     Parameters
@@ -52,20 +142,14 @@ def carry_waveforms(source, merged_folder: Path, groups: Sequence[Sequence[UnitI
         The merges, as given to ``merge_units``.
     censor_ms : float or None
         As given to ``merge_units``: sampled spikes removed by censoring lose their rows.
+    early : EarlyCopy, optional
+        The rows copied ahead by :func:`start_copy`: only the merged units' rows are left to write.
     """
     from spikeinterface.core import load_sorting_analyzer
-    from spikeinterface.core.sorting_tools import apply_merges_to_sorting
 
     ext = source.get_extension("waveforms")
     data = ext.data["waveforms"]
-    random_spikes = source.get_extension("random_spikes")
-    row_unit = np.asarray(random_spikes.get_random_spikes()["unit_index"])
-    if censor_ms:
-        _, keep_mask, _ = apply_merges_to_sorting(source.sorting, [list(g) for g in groups], new_unit_ids=list(new_unit_ids),
-                                                  censor_ms=censor_ms, return_extra=True)
-        valid = np.asarray(keep_mask)[np.asarray(random_spikes.data["random_spikes_indices"])]
-    else:
-        valid = np.ones(row_unit.size, dtype=bool)
+    row_unit = np.asarray(source.get_extension("random_spikes").get_random_spikes()["unit_index"])
 
     merged = load_sorting_analyzer(merged_folder, load_extensions=False)
     width = data.shape[2]
@@ -86,15 +170,26 @@ def carry_waveforms(source, merged_folder: Path, groups: Sequence[Sequence[UnitI
     new_ext.save()
 
     target = Path(merged_folder) / "extensions" / "waveforms" / "waveforms.npy"
+    copied = early.wait() if early is not None and width == data.shape[2] else None
+    if early is not None and copied is None:
+        early.discard()
+    if copied is not None:  # the kept rows are in place: write the merged units' rows over theirs
+        valid, header_bytes = copied
+        with open(early.path, "r+b") as handle:
+            _patch_merged(data, handle.fileno(), header_bytes, row_unit, valid, keep_channels, params)
+            os.fsync(handle.fileno())
+        os.replace(early.path, target)
+        return
+    valid = _kept_rows(source.sorting, _sampled(source), groups, new_unit_ids, censor_ms)
     partial = target.with_name(".waveforms.npy.partial")
-    shape = (int(valid.sum()), int(data.shape[1]), int(width))
     source_file = _source_file(data)
     with open(partial, "wb") as handle:
-        np.lib.format.write_array_header_1_0(
-            handle, {"descr": np.lib.format.dtype_to_descr(np.dtype(data.dtype)), "fortran_order": False, "shape": shape})
+        _write_header(handle, data, int(valid.sum()), int(width))
         if source_file is not None and width == data.shape[2]:
             handle.flush()
-            _copy_then_patch(data, source_file, handle.fileno(), handle.tell(), row_unit, valid, keep_channels, params)
+            header_bytes = handle.tell()
+            _copy_kept(data, source_file, handle.fileno(), header_bytes, valid)
+            _patch_merged(data, handle.fileno(), header_bytes, row_unit, valid, keep_channels, params)
         else:
             _stream_blocks(data, handle, row_unit, valid, keep_channels, width, params)
         handle.flush()
@@ -151,9 +246,8 @@ def _copy_range(source_fd: int, target_fd: int, source_offset: int, target_offse
         source_offset, target_offset, count = source_offset + done, target_offset + done, count - done
 
 
-def _copy_then_patch(data, source_file: str, target_fd: int, header_bytes: int, row_unit: np.ndarray,
-                     valid: np.ndarray, keep_channels: dict[int, np.ndarray], params: StreamParams) -> None:
-    """Copy the kept rows file to file, then write the merged units' realigned rows over their copies."""
+def _copy_kept(data, source_file: str, target_fd: int, header_bytes: int, valid: np.ndarray) -> None:
+    """Copy the kept rows file to file, after the header, one run of consecutive rows at a time."""
     row_bytes = int(np.prod(data.shape[1:], dtype=np.int64)) * data.dtype.itemsize
     source_fd = os.open(source_file, os.O_RDONLY)
     try:
@@ -167,6 +261,13 @@ def _copy_then_patch(data, source_file: str, target_fd: int, header_bytes: int, 
             position += count
     finally:
         os.close(source_fd)
+
+
+def _patch_merged(data, target_fd: int, header_bytes: int, row_unit: np.ndarray, valid: np.ndarray,
+                  keep_channels: dict[int, np.ndarray], params: StreamParams) -> None:
+    """Write the merged units' realigned rows over their copies (:func:`_copy_kept` wrote the rows as they were)."""
+    row_bytes = int(np.prod(data.shape[1:], dtype=np.int64)) * data.dtype.itemsize
+    kept = np.flatnonzero(valid)
     patched = kept[np.isin(row_unit[kept], np.array(sorted(keep_channels), dtype=np.int64))]  # merged units' rows
     out_row = np.cumsum(valid) - 1
     for start in range(0, patched.size, params.block_rows):

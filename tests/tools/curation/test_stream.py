@@ -87,3 +87,41 @@ def test_waveforms_copied_file_to_file_equal_spikeinterface_merge(small_truth, a
     for unit in new_ids:
         assert np.array_equal(ours.get_extension("waveforms").get_waveforms_one_unit(unit),
                               theirs.get_extension("waveforms").get_waveforms_one_unit(unit))
+    assert not list(tmp_path.glob(".*waveforms.npy"))  # the early copy's scratch file went into the folder
+
+
+@pytest.mark.parametrize("fails_in", ["thread", "merge"])
+def test_a_failed_early_copy_or_merge_leaves_no_scratch_file(small_truth, analyzer_folder, tmp_path, monkeypatch,
+                                                             fails_in):
+    """The rows copied ahead in a thread are only a head start: when that copy fails the rows are
+    written the usual way (same array), and when SpikeInterface's merge fails the copy is removed."""
+    from spikemerge.tools.analyzer.load import open_analyzer
+    from spikemerge.tools.curation import waveforms as W
+
+    analyzer = open_analyzer(analyzer_folder)
+    groups = _groups(analyzer, small_truth.true_groups)
+    real_kept = W._kept_rows
+    calls = []
+
+    def kept_rows(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("disk full")
+        return real_kept(*args, **kwargs)
+
+    if fails_in == "thread":
+        monkeypatch.setattr(W, "_kept_rows", kept_rows)
+        _, new_ids = M.apply._merge(analyzer, groups, 0.3, 1, folder=tmp_path / "ours")
+        theirs = _theirs(analyzer, groups, new_ids, 0.3)
+        a = load_sorting_analyzer(tmp_path / "ours").get_extension("waveforms").get_data()
+        assert len(calls) == 2 and np.array_equal(a, theirs.get_extension("waveforms").get_data())
+        assert not list(tmp_path.glob(".*waveforms.npy"))
+    else:
+        def broken(*args, **kwargs):
+            raise RuntimeError("merge failed")
+
+        monkeypatch.setattr(type(analyzer), "merge_units", broken)
+        with pytest.raises(RuntimeError):
+            M.apply._merge(analyzer, groups, 0.3, 1, folder=tmp_path / "ours")
+        assert not list(tmp_path.glob(".*waveforms.npy"))
+        assert "waveforms" in analyzer.extensions  # the input analyzer is left as it was
