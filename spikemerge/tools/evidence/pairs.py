@@ -21,7 +21,7 @@ from threadpoolctl import ThreadpoolController
 
 from ...errors import SpikemergeError
 from ..analyzer.view import AnalyzerView, UnitArrays
-from ..workers import usable_cpus, worker_context
+from ..workers import prepare_worker, usable_cpus, worker_context
 from ..judges.base import UnitId
 from .ccg import ccg_evidence, contamination_evidence, correlogram, time_differences
 from .features import continuity, discriminant_projection
@@ -428,7 +428,7 @@ def groups_evidence(ctx: EvidenceContext, groups: Mapping[Hashable, tuple[Sequen
     pool = None
     if workers > 1 and n_pairs > 1:
         try:
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=worker_context())
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=worker_context(), initializer=prepare_worker)
         except OSError as error:
             warnings.warn(f"computing evidence in this process: worker processes failed ({error})", RuntimeWarning,
                           stacklevel=2)
