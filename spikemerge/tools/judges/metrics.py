@@ -77,6 +77,29 @@ def _copy_excused(score: PairScore, unit: Any, other: Any, cluster: Sequence[Any
     return False
 
 
+def _mediated(score: PairScore, members: Sequence[Any], scores: Mapping[frozenset, PairScore], cut: float,
+              block_thin: bool, params: JudgeParams) -> bool:
+    """Whether a third unit of the joining parts fills the pair's gap: both its links clear the cut.
+
+    A sorter that cuts one neuron's cloud in several slices (by amplitude along a burst, by
+    position along a drift) leaves its outer slices with a valley between them where the middle
+    slice's spikes were, and shapes as far apart as the cloud is long; pairwise, they read as two
+    neurons. When a unit of the join links both at the policy's threshold, and the pair's evidence
+    against is what a missing middle explains (shapes, a gap, hand-over amplitudes, places), with
+    at most a weak refractory excess and no veto, the gap is that unit's.
+    """
+    if score.veto or score.starved or score.log_odds < params.mediated_min_log_odds \
+            or score.terms.get("crosscorrelograms", 0.0) < params.mediated_min_ccg_log_odds:
+        return False
+    for m in members:
+        if m in (score.unit_a, score.unit_b):
+            continue
+        left, right = scores.get(frozenset((score.unit_a, m))), scores.get(frozenset((m, score.unit_b)))
+        if left is not None and right is not None and _usable(left, cut, block_thin) and _usable(right, cut, block_thin):
+            return True
+    return False
+
+
 def _chain_parts(chain: Sequence[Any], scores: Mapping[frozenset, PairScore], cut: float,
                  block_thin: bool) -> list[list[Any]]:
     """Maximal runs of a proposed chain whose every link is a clean, usable hand-over and where no pair vetoes."""
@@ -152,6 +175,8 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
             blocking = [s for s in blocking if not any(
                 _copy_excused(s, u, o, clusters[i] if u in clusters[i] else clusters[j], scores, cut, block_thin,
                               params) for u, o in ((s.unit_a, s.unit_b), (s.unit_b, s.unit_a)))]
+            blocking = [s for s in blocking if not _mediated(s, clusters[i] + clusters[j], scores, cut, block_thin,
+                                                             params)]
             bridged = not block_thin and all(_uninformative(s) for s in blocking) and \
                 any(_carries(s, params) for s in usable)
             if blocking and not bridged:
@@ -195,7 +220,7 @@ class MetricsJudge:
     def fingerprint(self) -> str:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
-        source = json.dumps({"judge": "metrics-v8", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v9", "params": self.params.fingerprint(),
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 

@@ -116,6 +116,15 @@ class JudgeParams:
     to about three times the registered one), never of the other sign."""
     drift_against_log_odds: float = -4.0
     """The drift term of such a pair (decisive: at or below ``veto_log_odds``)."""
+    concurrent_max_separation_um: float = 35.0
+    """Units that fire at the same time (not one after the other) this far apart, with the probe's
+    motion removed, are two neurons: one neuron's spikes, large or small, come from one place.
+    Measured on eight sorter-made dev sets (bursting and dense drifting cells, both sorters): 91
+    concurrent same-neuron pairs 3 µm apart at the median, 23.5 µm at most; 595 distinct pairs
+    53 µm at the median, of which five the judge otherwise accepted at 30-51 µm. Any cut from 25
+    to 40 µm gave the same verdicts there."""
+    concurrent_separation_log_odds: float = -4.0
+    """The drift term of such a pair (decisive: at or below ``veto_log_odds``)."""
     # a join over pairs that carry no evidence (far ends of a drift, see ``metrics.partition``)
     bridge_min_probability: float = 0.8
     """A join that passes over uninformative pairs must be carried by a pair across at least this
@@ -124,6 +133,17 @@ class JudgeParams:
     bridge_max_against_log_odds: float = -1.0
     """A pair with any term this far against one neuron (e.g. amplitudes that do not overlap at
     the hand-over, -2) does not carry such a join, however probable its sum."""
+    # a pair across whose gap a third unit fills (parts of one split cloud, see ``metrics._mediated``)
+    mediated_min_log_odds: float = -4.0
+    """A pair across a join at or above this log-odds does not block the join when a unit of the
+    joining parts links both its units at the policy's threshold (``inf``: off). On the eight dev
+    sets: 11 more true pairs (a burst split's first and last slices, a drift's far fragments) and
+    no more wrong ones with the concurrent-separation veto on; below -6 it joined distinct
+    neurons (pairs at -7 with a waveform and a gap term against)."""
+    mediated_min_ccg_log_odds: float = -2.0
+    """... and its crosscorrelogram term is at least this: a missing middle slice explains shapes,
+    a gap and places that differ, never a refractory excess; a weak one is tolerated (a bursting
+    neuron's first and last slices, -1.8 on the dev sets; -1 kept 3 of the 11 true pairs out)."""
     # decisive evidence against, which a drift chain may not override
     veto_log_odds: float = -3.0
     # calibration of the summed log-odds into a probability: P = sigmoid(scale · L + offset)

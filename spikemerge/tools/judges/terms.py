@@ -240,6 +240,13 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     # units, a registration that failed) a drift hand-over cannot be placed on its trajectory
     moving = _get(e, "drift_motion_range_um", 0.0) >= p.drift_min_displacement_um
     veto = veto or (not duplicate and moving and terms["drift"] <= p.veto_log_odds)
+    apart = _get(e, "drift_separation_um", float("nan"))
+    if not sequential and finite(apart) and apart >= p.concurrent_max_separation_um:
+        # units firing at the same time in two places: motion or none, one neuron is in one place
+        terms["drift"] = min(terms["drift"], p.concurrent_separation_log_odds)
+        reasons["drift"] = (f"the units fire at the same time {apart:.0f} µm apart with the probe's motion "
+                            f"removed (one neuron's spikes come from one place): two neurons")
+        veto = veto or (not duplicate and terms["drift"] <= p.veto_log_odds)
     # without CCG power only a hand-over in which the units really follow one another is more
     # than shape: units that take turns back and forth are thin evidence (conservative abstains)
     follows = _get(e, "handover_gap_fraction", 0.0) >= -p.handover_max_interleave

@@ -11,6 +11,9 @@ from spikemerge.tools.judges.params import JudgeParams
 from spikemerge.tools.judges.terms import PairScore
 from tests.tools.evidence.spikes import burst_train, group_record, neuron_train, unit_arrays
 
+UNMEDIATED = JudgeParams(mediated_min_log_odds=float("inf"))
+"""The partition without the middle-slice rule, for tests of the other rules on their own."""
+
 
 def _judge(units, policy="balanced", chains=(), judge=None, duration_s=300.0, examples=()):
     request = JudgeRequest(group_id=1, unit_ids=tuple(units), evidence=group_record(units, duration_s, chains))
@@ -159,7 +162,7 @@ def test_a_join_passes_over_far_ends_without_evidence_but_not_over_evidence_of_t
     def parts(ac, ab=None, block_thin=False):
         scores = {frozenset("ab"): ab or _score("a", "b", 3.0, terms=link),
                   frozenset("bc"): _score("b", "c", 3.0, terms=link), frozenset("ac"): ac}
-        return sorted(map(sorted, partition(["a", "b", "c"], scores, 0.5, block_thin=block_thin)))
+        return sorted(map(sorted, partition(["a", "b", "c"], scores, 0.5, block_thin=block_thin, params=UNMEDIATED)))
 
     assert parts(_score("a", "c", -3.5, **far)) == [["a", "b", "c"]]
     # evidence of two neurons blocks: refractory excess, a feature-space gap, units that fire together
@@ -171,11 +174,11 @@ def test_a_join_passes_over_far_ends_without_evidence_but_not_over_evidence_of_t
     # the join needs a confident carrier with no term against one neuron
     weak = {frozenset("ab"): _score("a", "b", 1.2, terms=link), frozenset("bc"): _score("b", "c", 1.2, terms=link),
             frozenset("ac"): _score("a", "c", -3.5, **far)}
-    assert len(partition(["a", "b", "c"], weak, 0.5)[0]) == 2
+    assert len(partition(["a", "b", "c"], weak, 0.5, params=UNMEDIATED)[0]) == 2
     mismatch = {frozenset("ab"): _score("a", "b", 3.0, terms={**link, "handover": -2.0}),
                 frozenset("bc"): _score("b", "c", 3.0, terms={**link, "handover": -2.0}),
                 frozenset("ac"): _score("a", "c", -3.5, **far)}
-    assert len(partition(["a", "b", "c"], mismatch, 0.5)[0]) == 2
+    assert len(partition(["a", "b", "c"], mismatch, 0.5, params=UNMEDIATED)[0]) == 2
     # a policy that does not merge on thin evidence keeps complete linkage
     assert [len(p) for p in parts(_score("a", "c", -3.5, **far), block_thin=True)] == [2]
 
@@ -188,7 +191,7 @@ def test_a_chain_part_is_joined_by_units_only_on_every_pair_with_it():
     scores[frozenset("ab")] = _score("a", "b", 2.0, handover=True)
     for other in "abcd":
         scores[frozenset(other + "e")] = _score(other, "e", 3.0 if other != "b" else -4.0)
-    parts = partition(ids, scores, 0.5, chains=[["a", "b"]])
+    parts = partition(ids, scores, 0.5, chains=[["a", "b"]], params=UNMEDIATED)
     assert [sorted(p) for p in parts] == [["a", "b", "c", "d"]]
 
 
@@ -387,7 +390,30 @@ def test_a_duplicates_thin_pair_does_not_keep_its_partners_split_out():
     assert [sorted(p) for p in partition([54, 55, 58], against, 0.5)] == [[55, 58]]
     # no duplicate between 55 and 58: an ordinary pair that fails the threshold blocks
     plain = {**scores, frozenset((55, 58)): _score(55, 58, 9.0)}
-    assert sorted(map(sorted, partition([54, 55, 58], plain, 0.5))) == [[55, 58]]
+    assert sorted(map(sorted, partition([54, 55, 58], plain, 0.5, params=UNMEDIATED))) == [[55, 58]]
+
+
+def test_a_gap_between_a_splits_outer_slices_is_filled_by_its_middle_slice():
+    """A bursting neuron cut in three by amplitude: the first and last slices (a, c) differ in shape
+    and have a valley between them where the middle slice's spikes are; b links both. The pair
+    does not block the join unless it holds what no middle slice explains: a refractory excess
+    beyond a weak one, a veto (two places at once), or too much against overall."""
+    link = {"waveforms": 2.0, "crosscorrelograms": 1.0}
+
+    def parts(ac):
+        scores = {frozenset("ab"): _score("a", "b", 3.0, terms=link), frozenset("bc"): _score("b", "c", 3.0, terms=link),
+                  frozenset("ac"): ac}
+        return sorted(map(sorted, partition(["a", "b", "c"], scores, 0.5)))
+
+    gap = {"waveforms": -1.2, "continuity": -3.0, "crosscorrelograms": -1.5}
+    assert parts(_score("a", "c", -3.7, terms=gap)) == [["a", "b", "c"]]
+    assert len(parts(_score("a", "c", -4.5, terms={**gap, "crosscorrelograms": -2.5}))[0]) == 2  # refractory excess
+    assert len(parts(_score("a", "c", -3.7, terms=gap, veto=True))[0]) == 2
+    assert len(parts(_score("a", "c", -5.5, terms={**gap, "waveforms": -3.0}))[0]) == 2  # below the floor
+    # no third unit linking both at the threshold: nothing fills the gap
+    lone = {frozenset("ab"): _score("a", "b", 3.0, terms=link), frozenset("bc"): _score("b", "c", -1.0),
+            frozenset("ac"): _score("a", "c", -3.7, terms=gap)}
+    assert sorted(map(sorted, partition(["a", "b", "c"], lone, 0.5))) == [["a", "b"]]
 
 
 # numbers of two distinct neighbours that a real sorter left alike (tridesclous2 on a MEArec drift
@@ -504,3 +530,24 @@ def test_the_join_best_supported_on_average_goes_first():
     values = {"ab": 12.0, "ac": 7.0, "bc": 7.0, "ad": 6.0, "bd": 10.0, "cd": -5.0}
     scores = {frozenset(k): _score(k[0], k[1], v) for k, v in values.items()}
     assert [sorted(p) for p in partition(list("abcd"), scores, 0.5)] == [["a", "b", "d"]]
+
+
+def test_units_firing_at_the_same_time_in_two_places_are_two_neurons():
+    """Two distinct neighbours that a sorter left alike, whose CCG dip (it resolved one of two
+    overlapping spikes) excuses their gap, but which fire at the same time 44 µm apart once the
+    probe's motion is removed (numbers of tridesclous2 units 39 and 46 on a dense drifting MEArec set)."""
+    neighbours = {
+        "unit_a": 39, "unit_b": 46, "num_spikes_a": 1801, "num_spikes_b": 365, "template_similarity": 0.77,
+        "template_similarity_denoised": 0.77, "template_amplitude_ratio": 0.46, "ccg_expected_refractory": 6.9,
+        "ccg_refractory_count": 1, "presence_overlap": 0.45, "comparison_window": "concurrent",
+        "continuity_ratio": 0.0, "continuity_gap_p": 0.0, "continuity_expected": 41.5, "drift_separation_um": 44.0,
+        "drift_motion_range_um": 1.3,
+    }
+    score = score_pair(neighbours)
+    assert score.veto and score.terms["drift"] <= JudgeParams().veto_log_odds
+    assert "same time" in score.reasons["drift"]
+    near = score_pair({**neighbours, "drift_separation_um": 20.0})  # within one neuron's spread (23.5 µm at most)
+    assert not near.veto and near.terms["drift"] == 0.0 and near.log_odds > 0
+    # one after the other: places are the drift term's business (a neuron moves with the probe)
+    following = score_pair({**neighbours, "presence_overlap": 0.05, "comparison_window": "handover"})
+    assert "same time" not in following.reasons.get("drift", "")
