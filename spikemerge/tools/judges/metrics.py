@@ -132,7 +132,8 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
     its neuron met; a copy's join is sure but says nothing of its leftover spikes); a pair of
     units that follow each other and sit on one motion-corrected trajectory
     (``PairScore.on_trajectory``) need not clear it, as long as another pair across does, nor
-    need a duplicate's pair whose partner's pair clears it (``_copy_excused``). A chain
+    need a duplicate's pair whose partner's pair clears it (``_copy_excused``), nor a pair whose
+    gap a third unit of the join fills (``_mediated``: the outer slices of one split cloud). A chain
     part is a cluster like any other: a unit (or another part) joins it only on the evidence of
     every pair it forms with the chain's units, so no pair is merged unjudged.
 
