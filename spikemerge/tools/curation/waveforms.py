@@ -70,11 +70,10 @@ class EarlyCopy:
     future: Future
 
     def wait(self) -> tuple[np.ndarray, int] | None:
-        """``(kept rows, header bytes)`` once the copy is done, or None when it failed (the file is removed)."""
+        """``(kept rows, header bytes)`` once the copy is done, or None when it failed."""
         try:
             return self.future.result()
         except Exception:  # noqa: BLE001 - the caller writes the rows itself instead
-            self.discard()
             return None
 
     def discard(self) -> None:
@@ -90,8 +89,9 @@ def start_copy(source, groups: Sequence[Sequence[UnitId]], new_unit_ids: Sequenc
                path: Path) -> EarlyCopy | None:
     """Start copying ``source``'s kept waveform rows into ``path`` (a scratch file) in a thread.
 
-    For :func:`carry_waveforms`, which uses the copy when the merged width is the input's (else
-    it discards it). None when the waveforms do not live in a ``.npy`` file.
+    For :func:`carry_waveforms`, which uses the copy when the merged width is the input's; the
+    caller discards it afterwards (:meth:`EarlyCopy.discard`). None when the waveforms do not
+    live in a ``.npy`` file.
     """
     data = source.get_extension("waveforms").data["waveforms"]
     source_file = _source_file(data)
@@ -144,6 +144,7 @@ def carry_waveforms(source, merged_folder: Path, groups: Sequence[Sequence[UnitI
         As given to ``merge_units``: sampled spikes removed by censoring lose their rows.
     early : EarlyCopy, optional
         The rows copied ahead by :func:`start_copy`: only the merged units' rows are left to write.
+        Its file is moved into the folder when used; the caller discards it either way.
     """
     from spikeinterface.core import load_sorting_analyzer
 
@@ -171,8 +172,6 @@ def carry_waveforms(source, merged_folder: Path, groups: Sequence[Sequence[UnitI
 
     target = Path(merged_folder) / "extensions" / "waveforms" / "waveforms.npy"
     copied = early.wait() if early is not None and width == data.shape[2] else None
-    if early is not None and copied is None:
-        early.discard()
     if copied is not None:  # the kept rows are in place: write the merged units' rows over theirs
         valid, header_bytes = copied
         with open(early.path, "r+b") as handle:
@@ -246,9 +245,13 @@ def _copy_range(source_fd: int, target_fd: int, source_offset: int, target_offse
         source_offset, target_offset, count = source_offset + done, target_offset + done, count - done
 
 
+def _row_bytes(data) -> int:
+    return int(np.prod(data.shape[1:], dtype=np.int64)) * data.dtype.itemsize
+
+
 def _copy_kept(data, source_file: str, target_fd: int, header_bytes: int, valid: np.ndarray) -> None:
     """Copy the kept rows file to file, after the header, one run of consecutive rows at a time."""
-    row_bytes = int(np.prod(data.shape[1:], dtype=np.int64)) * data.dtype.itemsize
+    row_bytes = _row_bytes(data)
     source_fd = os.open(source_file, os.O_RDONLY)
     try:
         kept = np.flatnonzero(valid)
@@ -266,7 +269,7 @@ def _copy_kept(data, source_file: str, target_fd: int, header_bytes: int, valid:
 def _patch_merged(data, target_fd: int, header_bytes: int, row_unit: np.ndarray, valid: np.ndarray,
                   keep_channels: dict[int, np.ndarray], params: StreamParams) -> None:
     """Write the merged units' realigned rows over their copies (:func:`_copy_kept` wrote the rows as they were)."""
-    row_bytes = int(np.prod(data.shape[1:], dtype=np.int64)) * data.dtype.itemsize
+    row_bytes = _row_bytes(data)
     kept = np.flatnonzero(valid)
     patched = kept[np.isin(row_unit[kept], np.array(sorted(keep_channels), dtype=np.int64))]  # merged units' rows
     out_row = np.cumsum(valid) - 1
