@@ -54,6 +54,8 @@ class CandidateParams:
     """Share of the smaller unit's spikes in one CCG peak within ±2 ms that makes a pair a
     duplicate candidate whatever its templates (a misaligned duplicate's template can fall
     outside the window)."""
+    duplicate_excess: float = 10.0
+    """... and that peak at least this many times what independent firing puts in it."""
 
     dip_min_expected: float = 3.0
     """Coincidences independent firing must put in the refractory window before a missing
@@ -149,7 +151,7 @@ def duplicate_pairs(ctx: EvidenceContext, max_distance_um: float = MAX_DISTANCE_
     """Nearby pairs whose spike trains hold one sharp CCG peak within ±2 ms: the same spikes twice."""
     pairs = []
     for a, b, distance, e in _nearby_ccgs(ctx, max_distance_um):
-        if e["duplicate_fraction"] >= params.duplicate_fraction and e["duplicate_excess"] >= 10:
+        if e["duplicate_fraction"] >= params.duplicate_fraction and e["duplicate_excess"] >= params.duplicate_excess:
             shape = denoised_similarity(ctx, a, b)
             pairs.append({"unit_a": a, "unit_b": b, "template_similarity": shape["template_similarity"],
                           "duplicate_fraction": e["duplicate_fraction"], "duplicate_lag_ms": e["duplicate_lag_ms"],
