@@ -40,6 +40,12 @@ class JudgeParams:
     At 0.85, on 12 sorter-made sets, pairs with similarity 0.90-0.93 (term +1 to +1.5) were
     more often distinct neighbours than one neuron once nothing vetoed them (log-ratio -1.3 to
     -1.0): in a dense drifting cluster 90 % alike is what neighbours look like."""
+    moved_similarity_centre: float = 0.925
+    """The same, for units that follow each other while the probe moved, compared with the earlier
+    template carried by the motion (or at the hand-over): one neuron carried is a near copy. On 20
+    sorter-made drifting sets, among such pairs with too few coincidences to tell and nothing
+    against, a carried similarity of 0.97 or more held 129 same-neuron pairs and no distinct one,
+    0.93-0.95 held 45 and 23 (log-ratio -0.7): neighbours in a dense cluster reach it."""
     similarity_slope: float = 20.0
     similarity_bounds: tuple[float, float] = (-10.0, 2.0)
     # continuity: a valley between the units along the discriminant axis or in amplitude
@@ -151,6 +157,11 @@ class JudgeParams:
     """... and its crosscorrelogram term is at least this: a missing middle slice explains shapes,
     a gap and places that differ, never a refractory excess; a weak one is tolerated (a bursting
     neuron's first and last slices, -1.8 on the dev sets; -1 kept 3 of the 11 true pairs out)."""
+    mediated_thin_gap: bool = False
+    """Whether a third unit may fill the gap of a pair with too few coincidences expected for the
+    crosscorrelogram to speak (thin). Off: such a pair has only its shape for one neuron, and a unit
+    that links both on shape alone does not make the gap a missing slice's (on 20 sorter-made
+    sets, allowing it merged 33 distinct pairs against 20, for 26 more same-neuron pairs of 992)."""
     # decisive evidence against, which a drift chain may not override
     veto_log_odds: float = -3.0
     # calibration of the summed log-odds into a probability: P = sigmoid(scale · L + offset)

@@ -152,7 +152,8 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         # carried by the motion, or its last spikes before the hand-over; the templates as they are
         # compare the same raw place at other times, which a neighbour also occupies
         shown = max(moved_similarity, at_handover) if finite(at_handover) else moved_similarity
-    terms["waveforms"] = _clip(p.similarity_slope * (shown - p.similarity_centre), p.similarity_bounds)
+    centre = p.moved_similarity_centre if carried else p.similarity_centre
+    terms["waveforms"] = _clip(p.similarity_slope * (shown - centre), p.similarity_bounds)
     reasons["waveforms"] = (
         f"templates {100 * _get(e, 'template_similarity', 0):.0f}% alike ({100 * shape_similarity:.0f}% with noise "
         f"removed{f', {100 * stretch:.0f}% with the larger widened {factor:.2f}x' if widened else ''}"

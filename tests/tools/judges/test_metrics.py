@@ -551,3 +551,40 @@ def test_units_firing_at_the_same_time_in_two_places_are_two_neurons():
     # one after the other: places are the drift term's business (a neuron moves with the probe)
     following = score_pair({**neighbours, "presence_overlap": 0.05, "comparison_window": "handover"})
     assert "same time" not in following.reasons.get("drift", "")
+
+
+def test_a_thin_pairs_gap_is_not_filled_by_a_unit_alike_to_both():
+    """Fragments of two drifting neighbours (too few coincidences expected for the CCG to speak)
+    with a gap between their clouds, and a third fragment like both: only shape says one neuron,
+    so the gap still blocks the join (as merged 13 distinct pairs on 20 sorter-made sets). The
+    middle-slice rule stays for pairs whose CCG can speak."""
+    link = {"waveforms": 2.0, "crosscorrelograms": 1.0}
+    gap = {"waveforms": 0.5, "continuity": -3.0}
+
+    def parts(ac, params=JudgeParams()):
+        scores = {frozenset("ab"): _score("a", "b", 3.0, terms=link), frozenset("bc"): _score("b", "c", 3.0, terms=link),
+                  frozenset("ac"): ac}
+        return sorted(map(sorted, partition(["a", "b", "c"], scores, 0.5, params=params)))
+
+    thin = _score("a", "c", -2.5, terms=gap, thin=True)
+    assert len(parts(thin)[0]) == 2
+    assert parts(thin, JudgeParams(mediated_thin_gap=True)) == [["a", "b", "c"]]
+    assert parts(_score("a", "c", -2.5, terms=gap)) == [["a", "b", "c"]]  # a powered pair's gap: a missing slice
+    assert parts(_score("a", "c", -1.0, terms={"waveforms": -1.0}, thin=True)) == [["a", "b", "c"]]  # no gap
+
+
+def test_a_template_carried_by_the_motion_must_be_a_near_copy():
+    """Units that follow each other while the probe moved are compared with the earlier template
+    carried by the motion: one neuron's is a near copy (0.97 or more on sorter-made drift), while
+    a dense cluster's neighbours reach 0.93-0.95. The same similarity without motion counts more."""
+    def carried(similarity, displacement_um=15.0):
+        pair = {**_handover_pair(raw_shift_um=displacement_um, displacement_um=displacement_um),
+                "handover_similarity": similarity, "drift_template_similarity": similarity,
+                "template_similarity": similarity, "template_similarity_denoised": similarity}
+        return score_pair(pair).terms["waveforms"]
+
+    p = JudgeParams()
+    assert carried(0.94) == pytest.approx(p.similarity_slope * (0.94 - p.moved_similarity_centre))
+    assert carried(0.94) < carried(0.94, displacement_um=2.0)  # no motion between them: the plain centre
+    assert carried(0.98) > 1.0  # a near copy speaks for one neuron
+    assert carried(0.90) < 0 < carried(0.90, displacement_um=2.0)
