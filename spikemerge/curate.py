@@ -50,9 +50,9 @@ def _draws_in_processes(workers, n_groups: int) -> bool:
     evidence took 203 s beside it against 61 s alone. Judging and applying, mostly file writes
     and numpy, share it well, so a thread starts after evidence, as before.
     """
-    from .tools.render import groups as render_groups
+    from .tools.render.groups import drawing_workers
 
-    return workers == "auto" and n_groups >= render_groups.PARALLEL_MIN_GROUPS
+    return drawing_workers(workers, n_groups) > 1
 
 
 def curate(session, console, *, min_similarity, preset, relax, judge, render, apply, confirm_apply=True,

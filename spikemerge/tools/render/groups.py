@@ -363,7 +363,8 @@ PARALLEL_MIN_GROUPS = 24
 lays out each figure once; 20 groups took 5.7 s and 4.1 s)."""
 
 
-def _workers(n_workers: int | str, n_groups: int) -> int:
+def drawing_workers(n_workers: int | str, n_groups: int) -> int:
+    """How many processes draw ``n_groups`` groups for ``n_workers`` (1: drawn in this process)."""
     if n_workers == "auto":
         return min(usable_cpus(), 4) if n_groups >= PARALLEL_MIN_GROUPS else 1
     if not isinstance(n_workers, int) or n_workers < 1:
@@ -498,7 +499,7 @@ def render_groups(analyzer, groups: Mapping[int, Sequence[UnitId]], out_dir: Pat
         ``{group_id: {feature: png_path}}`` in the order of ``features``.
     """
     features = check_features(features)
-    _workers(n_workers, 0)  # a bad n_workers is refused before anything is written
+    drawing_workers(n_workers, 0)  # a bad n_workers is refused before anything is written
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if not groups:
@@ -517,7 +518,7 @@ def render_groups(analyzer, groups: Mapping[int, Sequence[UnitId]], out_dir: Pat
             progress(done[0], total)
 
     _run_stream(_plan_groups(view, groups, out_dir, features, settings), settings,
-                _workers(n_workers, len(groups)), finished, stats)
+                drawing_workers(n_workers, len(groups)), finished, stats)
     for path, parts in composites.values():
         if not is_complete_png(path):
             write_bytes_atomic(path, tile_composite(parts, settings), durable=False)
