@@ -588,3 +588,25 @@ def test_a_template_carried_by_the_motion_must_be_a_near_copy():
     assert carried(0.94) < carried(0.94, displacement_um=2.0)  # no motion between them: the plain centre
     assert carried(0.98) > 1.0  # a near copy speaks for one neuron
     assert carried(0.90) < 0 < carried(0.90, displacement_um=2.0)
+
+
+def test_a_web_of_duplicates_between_burst_slices_joins_whole():
+    """As spykingcircus2 left a bursting cell (held-out burst_sc2_s22, neuron #0): units 1 and 33
+    each hold copies of two other slices' spikes. Their own pairs with the slice the other copies
+    (1+35, 33+32) differ in shape and have a gap, but each unit's copy partner links the other unit,
+    so the same spikes say one neuron both ways and the cell joins whole. A pair copied one way
+    only, with evidence against of its own, still blocks."""
+    d = dict(duplicate=True, duplicate_log_odds=8.0)
+    thin_gap = dict(thin=True, terms={"waveforms": -3.5, "continuity": -3.0})
+    scores = {frozenset((1, 32)): _score(1, 32, 8.3, **d), frozenset((1, 33)): _score(1, 33, 2.4),
+              frozenset((1, 34)): _score(1, 34, 6.5, **d), frozenset((1, 35)): _score(1, 35, -5.3, **thin_gap),
+              frozenset((32, 33)): _score(32, 33, -8.7, **thin_gap), frozenset((32, 34)): _score(32, 34, 1.6),
+              frozenset((32, 35)): _score(32, 35, 1.6), frozenset((33, 34)): _score(33, 34, 8.1, **d),
+              frozenset((33, 35)): _score(33, 35, 6.4, **d), frozenset((34, 35)): _score(34, 35, 3.1)}
+    assert sorted(map(sorted, partition([1, 32, 33, 34, 35], scores, 0.5))) == [[1, 32, 33, 34, 35]]
+    # 35 copies nothing (33+35 an ordinary pair): 1+35 is restated one way only and blocks
+    one_way = {**scores, frozenset((33, 35)): _score(33, 35, 6.4)}
+    assert len(partition([1, 32, 33, 34, 35], one_way, 0.5)) == 2
+    # a veto is never set aside
+    vetoed = {**scores, frozenset((1, 35)): _score(1, 35, -5.3, veto=True, **thin_gap)}
+    assert len(partition([1, 32, 33, 34, 35], vetoed, 0.5)) == 2
