@@ -210,6 +210,8 @@ class AmplitudeFigure:
     """Amplitude of every spike over time, with a horizontal histogram per unit on the right."""
 
     n_bins = 59
+    legend_rows = 12
+    """Units listed per legend column: more units take more columns."""
 
     def __init__(self, k: int, settings: RenderSettings) -> None:
         self.settings = settings
@@ -226,15 +228,19 @@ class AmplitudeFigure:
                                              color=unit_color(i), lw=1.2))
         ax.set_xlabel("time (s)")
         ax.set_title("Spike amplitudes over time", pad=2, y=1.0)
+        # a large group's legend in columns, so that it stays inside the axes
+        columns = int(np.ceil(k / self.legend_rows))
         self.legend = ax.legend(self.points, [f"unit {i}" for i in range(k)], loc="upper right", markerscale=4,
-                                frameon=True, framealpha=0.8)
+                                frameon=True, framealpha=0.8, ncols=columns,
+                                fontsize="small" if columns > 1 else None, columnspacing=0.8)
         # the legend's share of the axes, for choosing its corner (matplotlib's "best" tests every
         # point against every candidate box at each draw: a third of this figure's drawing time)
-        self._legend_size = (0.32, min(0.9, 0.035 + 0.055 * k))
+        self._legend_size = (min(0.95, 0.32 * columns), min(0.9, 0.035 + 0.055 * int(np.ceil(k / columns))))
         for handle in self.legend.legend_handles:
             handle.set_alpha(1)
         ax.yaxis.set_major_locator(MaxNLocator(5))
-        hist_ax.xaxis.set_major_locator(MaxNLocator(2, integer=True))
+        # no 0 at the histogram's left edge: it ran into the scatter's last time label
+        hist_ax.xaxis.set_major_locator(MaxNLocator(2, integer=True, prune="lower"))
         hist_ax.set_xlabel("count")
         hist_ax.tick_params(labelleft=False)
         hist_ax.set_title("distribution", pad=2, y=1.0)
