@@ -67,14 +67,7 @@ def _copy_excused(score: PairScore, unit: Any, other: Any, cluster: Sequence[Any
     """
     if score.veto or score.duplicate or min(score.terms.values(), default=0.0) <= params.bridge_max_against_log_odds:
         return False
-    for partner in cluster:
-        if partner == unit:
-            continue
-        link = scores.get(frozenset((unit, partner)))
-        across = scores.get(frozenset((partner, other)))
-        if link is not None and link.duplicate and across is not None and _usable(across, cut, block_thin):
-            return True
-    return False
+    return _copied(unit, other, cluster, scores, cut, block_thin)
 
 
 def _copied(unit: Any, other: Any, members: Sequence[Any], scores: Mapping[frozenset, PairScore], cut: float,

@@ -42,7 +42,7 @@ class JudgeParams:
     -1.0): in a dense drifting cluster 90 % alike is what neighbours look like."""
     moved_similarity_centre: float = 0.925
     """The same, for units that follow each other while the probe moved, compared with the earlier
-    template carried by the motion (or at the hand-over): one neuron carried is a near copy. On 20
+    template carried by the motion (or at the hand-over): one neuron carried is a near copy. On 16
     sorter-made drifting sets, among such pairs with too few coincidences to tell and nothing
     against, a carried similarity of 0.97 or more held 129 same-neuron pairs and no distinct one,
     0.93-0.95 held 45 and 23 (log-ratio -0.7): neighbours in a dense cluster reach it."""
@@ -160,7 +160,7 @@ class JudgeParams:
     mediated_thin_gap: bool = False
     """Whether a third unit may fill the gap of a pair with too few coincidences expected for the
     crosscorrelogram to speak (thin). Off: such a pair has only its shape for one neuron, and a unit
-    that links both on shape alone does not make the gap a missing slice's (on 20 sorter-made
+    that links both on shape alone does not make the gap a missing slice's (on 28 sorter-made
     sets, allowing it merged 33 distinct pairs against 20, for 26 more same-neuron pairs of 992)."""
     # decisive evidence against, which a drift chain may not override
     veto_log_odds: float = -3.0
