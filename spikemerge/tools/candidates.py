@@ -276,7 +276,7 @@ def moved_links(ctx: EvidenceContext, min_similarity: float, max_distance_um: fl
     for first, second, distance in _following_pairs(ctx, max_distance_um, params):
         ua, ub = ctx.unit(first), ctx.unit(second)
         drift = trajectory_evidence(ua.times_s, ua.location, ub.times_s, ub.location, motion)
-        if abs(drift["drift_displacement_um"]) < DEFAULT_EVIDENCE_PARAMS.drift_min_displacement_um:
+        if not drift["drift_moved"]:
             continue
         channels = np.union1d(ua.channels, ub.channels)
         similarity = moved_template_similarity(ua.template, ub.template, channels, drift["drift_displacement_um"],

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -162,7 +162,7 @@ def drift_position(times_s: np.ndarray, position: np.ndarray, motion: Motion) ->
 
 
 def trajectory_evidence(times_a: np.ndarray, position_a: np.ndarray, times_b: np.ndarray, position_b: np.ndarray,
-                        motion: Motion, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, float]:
+                        motion: Motion, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, Any]:
     """Are two units at one place once the probe's motion is removed?
 
     ``drift_separation_um`` is their distance after correction; ``drift_tolerance_um`` the
@@ -176,6 +176,8 @@ def trajectory_evidence(times_a: np.ndarray, position_a: np.ndarray, times_b: np
     are the same once the neuron may have drifted by 1 to ``drift_max_gain`` times the
     registered displacement (:func:`gain_residual`): what a separation must exceed to speak
     against one neuron, since the registered motion is smaller than a neuron's own.
+    ``drift_moved`` and ``drift_motion_registered`` say whether the displacement and the motion's
+    whole range reach ``drift_min_displacement_um``.
     """
     ca, mean_a, spread_a = drift_position(times_a, position_a, motion)
     cb, mean_b, spread_b = drift_position(times_b, position_b, motion)
@@ -197,6 +199,8 @@ def trajectory_evidence(times_a: np.ndarray, position_a: np.ndarray, times_b: np
         "drift_log_ratio": separation_log_ratio(z, tolerance, params),
         "drift_gain_separation_um": gained,
         "drift_gain_log_ratio": separation_log_ratio(gained / tolerance, tolerance, params),
+        "drift_moved": bool(abs(displacement) >= params.drift_min_displacement_um),
+        "drift_motion_registered": bool(motion.range_um >= params.drift_min_displacement_um),
     }
 
 

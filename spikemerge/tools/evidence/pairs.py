@@ -317,7 +317,7 @@ def _with_drift(ctx: EvidenceContext, record: dict[str, Any], params: EvidencePa
     a, b = ctx.unit(record["unit_a"]), ctx.unit(record["unit_b"])
     record.update(trajectory_evidence(a.times_s, a.location, b.times_s, b.location, ctx.motion_for(params), params))
     record["drift_template_similarity"] = float("nan")
-    if abs(record["drift_displacement_um"]) >= params.drift_min_displacement_um:
+    if record["drift_moved"]:
         channels = np.union1d(a.channels, b.channels)
         record["drift_template_similarity"] = moved_template_similarity(
             a.template, b.template, channels, record["drift_displacement_um"], ctx.probe,

@@ -82,7 +82,10 @@ class EvidenceParams:
     against correlation-weighted registrations (about one per other bin)."""
     drift_min_displacement_um: float = 6.0
     """Below this displacement between two units' lives (about a localization error) the probe
-    did not move between them: their templates are not moved for comparison."""
+    did not move between them (``drift_moved`` false): their templates are not moved for
+    comparison, and the judge does not count their agreement after correction for one neuron
+    (without motion, agreement in position is what any two neighbours show). A motion whose
+    whole range is below it is not registered (``drift_motion_registered`` false)."""
     drift_floor_um: float = 6.0
     """Localization error of a unit position: the spread of one neuron's fragments' corrected
     positions when the probe does not move during their lives."""

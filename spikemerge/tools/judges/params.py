@@ -112,10 +112,6 @@ class JudgeParams:
     # drift trajectory: the pair's separation once the probe's motion is removed (evidence/motion.py)
     drift_bounds: tuple[float, float] = (-6.0, 2.0)
     """Bounds of the drift term (the log-likelihood ratio one neuron vs two of the separation)."""
-    drift_min_displacement_um: float = 6.0
-    """The probe must have moved at least this much (about a localization error) between the two
-    units' lives for their agreement after correction to count for one neuron: without motion,
-    agreement in position is what any two neighbours show."""
     drift_max_z: float = 1.0
     """Separation after correction within this many tolerances: the pair lies on one trajectory,
     so a waveform difference between far ends of a drift is expected and does not block the join.
@@ -124,7 +120,7 @@ class JudgeParams:
     """A later unit sits this far (about a localization error) on the side opposite to where the
     probe's motion carried its neuron: one neuron cannot move against the motion, so the pair is
     two neurons. Measured on the 27 sorter-made sets (judged pairs that follow each other while the
-    probe moved at least ``drift_min_displacement_um``): 0 of 503 same-neuron pairs, 1018 of 2438
+    probe moved at least the evidence's ``drift_min_displacement_um``): 0 of 503 same-neuron pairs, 1018 of 2438
     pairs of distinct neurons. The registered motion may be too small (a neuron's own drift is up
     to about three times the registered one), never of the other sign."""
     drift_against_log_odds: float = -4.0

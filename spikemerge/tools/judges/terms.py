@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from ..evidence.params import DEFAULT_EVIDENCE_PARAMS
 from .params import DEFAULT_JUDGE_PARAMS, JudgeParams
 
 TERMS: tuple[str, ...] = ("crosscorrelograms", "duplicate", "waveforms", "continuity", "burst", "handover", "drift")
@@ -24,6 +25,15 @@ def finite(value: Any) -> bool:
 def _get(e: Mapping[str, Any], key: str, default: float) -> float:
     value = e.get(key, default)
     return float(value) if finite(value) else default
+
+
+def _moved(e: Mapping[str, Any], flag: str, distance_um: float) -> bool:
+    """The evidence's own verdict on whether the probe moved (``flag``); for a record made before
+    it carried one, the distance against the evidence's default threshold (one number, one table)."""
+    value = e.get(flag)
+    if isinstance(value, bool):
+        return value
+    return distance_um >= DEFAULT_EVIDENCE_PARAMS.drift_min_displacement_um
 
 
 def _clip(value: float, bounds: tuple[float, float]) -> float:
@@ -145,7 +155,7 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     moved_similarity = _get(e, "drift_template_similarity", float("nan"))
     # how far the probe moved between the two units' lives (evidence/motion.py), and whether that counts
     displacement = _get(e, "drift_displacement_um", 0.0)
-    moved = abs(displacement) >= p.drift_min_displacement_um
+    moved = _moved(e, "drift_moved", abs(displacement))
     carried = sequential and finite(moved_similarity) and moved
     if carried:
         # the probe moved between the two units' lives: one neuron's later template is its earlier one
@@ -239,7 +249,7 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     veto = not duplicate and powered and terms["crosscorrelograms"] <= p.veto_log_odds
     # a separation vetoes only where a motion was registered: with none (a static probe, too few
     # units, a registration that failed) a drift hand-over cannot be placed on its trajectory
-    moving = _get(e, "drift_motion_range_um", 0.0) >= p.drift_min_displacement_um
+    moving = _moved(e, "drift_motion_registered", _get(e, "drift_motion_range_um", 0.0))
     veto = veto or (not duplicate and moving and terms["drift"] <= p.veto_log_odds)
     apart = _get(e, "drift_separation_um", float("nan"))
     if not sequential and finite(apart) and apart >= p.concurrent_max_separation_um:

@@ -36,6 +36,8 @@ def test_fragments_sit_together_and_neighbours_apart_once_the_motion_is_removed(
 
     same = [drift(x, y) for x in units for y in units if x < y and neuron_of[x] == neuron_of[y] == "b"]
     assert len(same) >= 3 and all(abs(r["drift_displacement_um"]) > 6 for r in same)
+    # whether the probe moved is the evidence's call, from its one threshold
+    assert all(r["drift_moved"] and r["drift_motion_registered"] for r in same)
     # "a" at its upper rows and "b" at its lower ones share a row of the probe, at different times
     shared = sorted(set(u[1:] for u in units if neuron_of[u] == "a") & set(u[1:] for u in units if neuron_of[u] == "b"))
     assert shared

@@ -485,6 +485,16 @@ def test_a_unit_that_lies_against_the_probe_motion_is_another_neuron():
     assert not score_pair(_handover_pair(raw_shift_um=-12.0, displacement_um=2.0)).veto
 
 
+def test_the_evidence_says_whether_the_probe_moved():
+    """The judge takes ``drift_moved`` / ``drift_motion_registered`` from the evidence (one threshold,
+    in the evidence's table); a record made before they existed falls back on the displacement."""
+    along = _handover_pair(raw_shift_um=20.0)
+    assert score_pair(along).on_trajectory and score_pair({**along, "drift_moved": True}).on_trajectory
+    assert not score_pair({**along, "drift_moved": False}).on_trajectory
+    against = _handover_pair(raw_shift_um=-12.0)
+    assert score_pair(against).veto and not score_pair({**against, "drift_moved": False}).veto
+
+
 def test_a_unit_with_too_few_spikes_never_merges_nor_rides_a_join():
     """A handful of spikes hold no evidence: the pair is not merged however alike, and a join of
     confident units across it is refused (it is not an uninformative far end)."""
