@@ -205,10 +205,9 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
             blocking = [s for s in blocking if not any(
                 _copy_excused(s, u, o, clusters[i] if u in clusters[i] else clusters[j], scores, cut, block_thin,
                               params) for u, o in ((s.unit_a, s.unit_b), (s.unit_b, s.unit_a)))]
-            blocking = [s for s in blocking if not _restated_both_ways(s, clusters[i] + clusters[j], scores, cut,
-                                                                         block_thin)]
-            blocking = [s for s in blocking if not _mediated(s, clusters[i] + clusters[j], scores, cut, block_thin,
-                                                             params)]
+            joined = clusters[i] + clusters[j]
+            blocking = [s for s in blocking if not _restated_both_ways(s, joined, scores, cut, block_thin)]
+            blocking = [s for s in blocking if not _mediated(s, joined, scores, cut, block_thin, params)]
             bridged = not block_thin and all(_uninformative(s) for s in blocking) and \
                 any(_carries(s, params) for s in usable)
             if blocking and not bridged:
