@@ -141,6 +141,14 @@ def _score(a, b, log_odds, **flags):
     return PairScore(unit_a=a, unit_b=b, log_odds=log_odds, **flags)
 
 
+def _abc_parts(ac, link, ab=None, block_thin=False, params=JudgeParams()):
+    """The parts of units a, b, c at threshold 0.5, where b links both (+3, ``link`` terms; ``ab``
+    replaces a-b) and ``ac`` is the pair under test."""
+    scores = {frozenset("ab"): ab or _score("a", "b", 3.0, terms=link),
+              frozenset("bc"): _score("b", "c", 3.0, terms=link), frozenset("ac"): ac}
+    return sorted(map(sorted, partition(["a", "b", "c"], scores, 0.5, block_thin=block_thin, params=params)))
+
+
 def test_partition_never_chains_unjudged_links():
     scores = {frozenset("ab"): _score("a", "b", 5.0), frozenset("bc"): _score("b", "c", 5.0),
               frozenset("ac"): _score("a", "c", -5.0)}
@@ -160,9 +168,7 @@ def test_a_join_passes_over_far_ends_without_evidence_but_not_over_evidence_of_t
     link = {"waveforms": 2.0, "crosscorrelograms": 0.3}
 
     def parts(ac, ab=None, block_thin=False):
-        scores = {frozenset("ab"): ab or _score("a", "b", 3.0, terms=link),
-                  frozenset("bc"): _score("b", "c", 3.0, terms=link), frozenset("ac"): ac}
-        return sorted(map(sorted, partition(["a", "b", "c"], scores, 0.5, block_thin=block_thin, params=UNMEDIATED)))
+        return _abc_parts(ac, link, ab=ab, block_thin=block_thin, params=UNMEDIATED)
 
     assert parts(_score("a", "c", -3.5, **far)) == [["a", "b", "c"]]
     # evidence of two neurons blocks: refractory excess, a feature-space gap, units that fire together
@@ -401,9 +407,7 @@ def test_a_gap_between_a_splits_outer_slices_is_filled_by_its_middle_slice():
     link = {"waveforms": 2.0, "crosscorrelograms": 1.0}
 
     def parts(ac):
-        scores = {frozenset("ab"): _score("a", "b", 3.0, terms=link), frozenset("bc"): _score("b", "c", 3.0, terms=link),
-                  frozenset("ac"): ac}
-        return sorted(map(sorted, partition(["a", "b", "c"], scores, 0.5)))
+        return _abc_parts(ac, link)
 
     gap = {"waveforms": -1.2, "continuity": -3.0, "crosscorrelograms": -1.5}
     assert parts(_score("a", "c", -3.7, terms=gap)) == [["a", "b", "c"]]
@@ -572,9 +576,7 @@ def test_a_thin_pairs_gap_is_not_filled_by_a_unit_alike_to_both():
     gap = {"waveforms": 0.5, "continuity": -3.0}
 
     def parts(ac, params=JudgeParams()):
-        scores = {frozenset("ab"): _score("a", "b", 3.0, terms=link), frozenset("bc"): _score("b", "c", 3.0, terms=link),
-                  frozenset("ac"): ac}
-        return sorted(map(sorted, partition(["a", "b", "c"], scores, 0.5, params=params)))
+        return _abc_parts(ac, link, params=params)
 
     thin = _score("a", "c", -2.5, terms=gap, thin=True)
     assert len(parts(thin)[0]) == 2
