@@ -25,7 +25,7 @@ from ..workers import prepare_worker, usable_cpus, worker_context
 from ..judges.base import UnitId
 from .ccg import ccg_evidence, contamination_evidence, correlogram, time_differences
 from .features import continuity, discriminant_projection
-from .motion import Motion, estimate_motion, moved_template_similarity, trajectory_evidence
+from .motion import Motion, estimate_motion, moved_template_similarity, spike_offsets, trajectory_evidence
 from .params import DEFAULT_EVIDENCE_PARAMS, DEFAULT_EVIDENCE_WORKERS, EvidenceParams, EvidenceWorkers
 from .presence import comparison_window, presence_evidence
 from .waveforms import amplitude_ratio as _amplitude_ratio
@@ -49,9 +49,24 @@ class EvidenceContext(AnalyzerView):
         cache = self.__dict__.setdefault("_motions", {})
         key = params.fingerprint()
         if key not in cache:
+            offsets = self.spike_offsets(params) if params.motion_from_spikes else None
             cache[key] = estimate_motion([self.times_s(u) for u in self.unit_ids], self.locations, self.duration_s,
-                                         params)
+                                         params, offsets)
         return cache[key]
+
+    def spike_offsets(self, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS,
+                      ) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        """Per unit: its sampled spikes' times and depth offsets from its template (``motion.spike_offsets``);
+        None without waveforms or a probe to carry templates over."""
+        if self.probe is None or not self.analyzer.has_extension("waveforms"):
+            return None
+        contacts = np.asarray(self.probe.contact_positions, dtype=float)
+        out = []
+        for unit_id in self.unit_ids:
+            unit = self.unit(unit_id)
+            out.append((unit.waveform_times_s,
+                        spike_offsets(unit.template, unit.channels, unit.waveforms, contacts, self.fs, params)))
+        return out
 
     @property
     def motion(self) -> Motion:

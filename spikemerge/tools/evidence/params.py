@@ -80,6 +80,25 @@ class EvidenceParams:
     motion_smoothness: float = 1.0
     """Weight tying each time bin's displacement to the next one's (a probe drifts slowly),
     against correlation-weighted registrations (about one per other bin)."""
+    motion_from_spikes: bool = True
+    """Register the motion from where each unit's sampled spikes sit over its life
+    (``motion.spike_offsets``), not only from when units fire at their fixed positions."""
+    motion_spike_reach_um: float = 40.0
+    """Largest offset of a spike from its unit's template looked for."""
+    motion_spike_step_um: float = 2.0
+    """Step of the offsets tried per spike (refined between steps)."""
+    motion_spike_window_ms: float = 0.4
+    """Half-width of the window around the template's peak where a spike is fitted."""
+    motion_min_bin_spikes: int = 3
+    """Sampled spikes a unit needs in a time bin for its offsets there to count."""
+    motion_offset_floor_um: float = 1.0
+    """Added to a unit's spread of offsets when weighting it (a unit with a tiny spread is not
+    trusted without bound)."""
+    motion_min_course_um: float = 3.0
+    """A course of the offsets spanning less than this is no motion (a static probe: sampling noise)."""
+    motion_max_scale: float = 5.0
+    """Largest size of the motion, in times the offsets' course, that is tried."""
+    motion_scale_step: float = 0.1
     drift_min_displacement_um: float = 6.0
     """Below this displacement between two units' lives (about a localization error) the probe
     did not move between them (``drift_moved`` false): their templates are not moved for

@@ -103,3 +103,67 @@ def test_a_neuron_drifting_further_than_the_registered_motion_is_not_separated_d
     assert drift(4.0 * moved)["drift_gain_log_ratio"] < -3.0  # beyond any neuron's own drift
     assert gain_residual(20.0, 10.0, 2.5) == 0.0 and gain_residual(30.0, 10.0, 2.5) == 5.0
     assert gain_residual(-5.0, 10.0, 2.5) == 15.0 and gain_residual(-30.0, -10.0, 2.5) == 5.0
+
+
+def _one_column(channels: int = 16) -> np.ndarray:
+    return np.c_[np.zeros(channels), PITCH_UM * np.arange(channels)]
+
+
+def _offsets(units, fs: float = 30000.0):
+    from spikemerge.tools.evidence.motion import spike_offsets
+
+    return [(units[u].waveform_times_s, spike_offsets(units[u].template, units[u].channels, units[u].waveforms,
+                                                      _one_column(), fs)) for u in units]
+
+
+def test_each_spike_is_placed_where_the_template_carried_over_the_probe_fits_it():
+    """Spikes made at known depths around the template's: their offsets come back unshrunk."""
+    from spikemerge.tools.evidence.motion import spike_offsets
+    from tests.tools.evidence.spikes import unit_arrays
+
+    rng = np.random.default_rng(4)
+    depth = rng.uniform(-0.5, 0.5, 400)  # channels (20 µm each) around channel 8
+    unit = unit_arrays(rng, np.sort(rng.uniform(0, 300, 400)), np.ones(400), centre=8.0 + depth, channels=16,
+                       n_waveforms=400)
+    found = spike_offsets(unit.template, unit.channels, unit.waveforms, _one_column(), 30000.0)
+    made = PITCH_UM * depth  # the times are sorted and every spike is sampled: rows are the spikes in order
+    assert found.shape == (400,)
+    slope = np.polyfit(made, found, 1)[0]
+    assert 0.85 < slope < 1.15 and np.corrcoef(made, found)[0, 1] > 0.95
+
+
+def test_offsets_register_the_whole_motion_where_fixed_unit_positions_register_a_fraction():
+    units, _ = drifting_population(np.random.default_rng(0), CENTRES)
+    ids = list(units)
+    trains = [units[u].times_s for u in ids]
+    positions = np.array([units[u].location for u in ids])
+    with_offsets = estimate_motion(trains, positions, 300.0, offsets=_offsets(units))
+    without = estimate_motion(trains, positions, 300.0)
+    centres = 0.5 * (with_offsets.edges_s[1:] + with_offsets.edges_s[:-1])
+    truth = PITCH_UM * triangle(centres, 1.5, 150.0)
+    assert np.corrcoef(with_offsets.displacement_um, truth)[0, 1] > 0.95
+    assert 0.75 * np.ptp(truth) < with_offsets.range_um < 1.35 * np.ptp(truth)
+    assert with_offsets.range_um > without.range_um
+
+
+def test_offsets_of_a_static_probe_register_no_motion():
+    units, _ = drifting_population(np.random.default_rng(1), CENTRES, amplitude=0.0)
+    ids = list(units)
+    motion = estimate_motion([units[u].times_s for u in ids], np.array([units[u].location for u in ids]), 300.0,
+                             offsets=_offsets(units))
+    assert motion.range_um == 0.0
+
+
+def test_carrying_a_template_by_weights_gives_the_values_of_carrying_it_sample_by_sample():
+    from scipy.interpolate import CloughTocher2DInterpolator
+
+    from spikemerge.tools.evidence.motion import carried_templates
+
+    rng = np.random.default_rng(5)
+    contacts = np.c_[np.tile([0.0, 32.0], 8), 20.0 * np.repeat(np.arange(8), 2) + np.tile([0.0, 10.0], 8)]
+    template = rng.normal(0, 1, (30, 16))
+    carried = carried_templates(template, contacts, np.array([-7.0, 0.0, 12.5]), np.arange(16))
+    for k, d in enumerate((-7.0, 0.0, 12.5)):
+        direct = np.nan_to_num(CloughTocher2DInterpolator(contacts, template.T, fill_value=0.0)(
+            contacts - np.array([0.0, d])).T)
+        assert np.allclose(carried[k], direct, atol=1e-3 * np.abs(template).max())
