@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
@@ -317,36 +318,60 @@ def gain_residual(raw_shift_um: float, displacement_um: float, max_gain: float) 
 
 
 def carried_templates(template: np.ndarray, contact_positions: np.ndarray, displacements_um: np.ndarray,
-                      channels: np.ndarray) -> np.ndarray | None:
+                      channels: np.ndarray, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> np.ndarray | None:
     """A template (samples, channels) as seen after the probe moved by each displacement, on
     ``channels``: (displacements, samples, len(channels)); None for a geometry that cannot carry it.
 
     Cubic interpolation over the probe's contacts, the interpolation SpikeInterface's
     ``move_dense_templates`` uses (same values: tests), taken as a weight matrix since it is
-    linear in the values, so one product carries every sample and displacement; linear along
-    the depth for a one-column probe.
+    linear in the values (:func:`carry_weights`), so one product carries every sample and
+    displacement; linear along the depth for a one-column probe.
     """
+    displacements_um = np.atleast_1d(np.asarray(displacements_um, dtype=float))
+    weights = carry_weights(np.asarray(contact_positions, dtype=float)[:, :2], np.asarray(channels),
+                            displacements_um, params)
+    if weights is None:
+        return None
+    carried = weights @ np.asarray(template, dtype=float).T  # (displacements, channels, samples)
+    return carried.transpose(0, 2, 1)
+
+
+def carry_weights(positions: np.ndarray, channels: np.ndarray, displacements_um: np.ndarray,
+                  params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> np.ndarray | None:
+    """(displacements, channels, contacts): the weights that carry a template's values on every
+    contact to ``channels`` after the probe moved by each displacement; None for a geometry the
+    interpolation refuses. Only the contacts within ``carry_margin_um`` of where the channels are
+    carried take part (with all 384 contacts of a Neuropixels probe, 0.1-0.3 s a call)."""
     from scipy.interpolate import CloughTocher2DInterpolator
 
-    template = np.asarray(template, dtype=float)
-    positions = np.asarray(contact_positions, dtype=float)[:, :2]
-    displacements_um = np.atleast_1d(np.asarray(displacements_um, dtype=float))
     targets = positions[channels]
+    moved_to = targets[None, :, :] - np.stack([np.zeros_like(displacements_um), displacements_um], axis=1)[:, None, :]
+    weights = np.zeros((displacements_um.size, channels.size, positions.shape[0]))
     if np.ptp(positions[:, 0]) == 0:  # one column: the 2-D interpolation has no area to work on
         order = np.argsort(positions[:, 1])
-        weights = _linear_weights(positions[order, 1], (targets[None, :, 1] - displacements_um[:, None]).ravel())
-        carried = weights @ template[:, order].T  # (displacements * channels, samples)
-        return carried.reshape(displacements_um.size, targets.shape[0], -1).transpose(0, 2, 1)
-    moved_to = targets[None, :, :] - np.stack([np.zeros_like(displacements_um), displacements_um], axis=1)[:, None, :]
-    try:
-        # the interpolation is linear in the values: interpolate the identity once for weights
-        # (fast), then one product carries every sample (the template itself as values is 30-100x slower)
-        carry = CloughTocher2DInterpolator(positions, np.eye(positions.shape[0]), fill_value=0.0)
-        weights = carry(moved_to.reshape(-1, 2))
-    except Exception:  # a geometry the interpolation refuses (contacts all on one line)
-        return None
-    carried = np.nan_to_num(weights) @ template.T  # (displacements * channels, samples)
-    return carried.reshape(displacements_um.size, targets.shape[0], -1).transpose(0, 2, 1)
+        weights[:, :, order] = _linear_weights(positions[order, 1], moved_to[:, :, 1].ravel()).reshape(
+            displacements_um.size, channels.size, -1)
+        return weights
+    reach = float(np.abs(displacements_um).max()) + params.carry_margin_um
+    nearest = np.min(np.linalg.norm(positions[:, None, :] - targets[None, :, :], axis=2), axis=1)
+    for local in (np.flatnonzero(nearest <= reach), np.arange(positions.shape[0])):
+        try:
+            carry = CloughTocher2DInterpolator(positions[local], np.eye(local.size), fill_value=0.0)
+            weights[:, :, local] = np.nan_to_num(carry(moved_to.reshape(-1, 2))).reshape(
+                displacements_um.size, channels.size, local.size)
+            return weights
+        except Exception:  # too few contacts near, or a geometry the interpolation refuses (all on one line)
+            continue
+    return None
+
+
+@lru_cache(maxsize=4)
+def _probe_carry_weights(positions_bytes: bytes, contacts: int, displacements: tuple[float, ...],
+                         params: EvidenceParams) -> np.ndarray | None:
+    """``carry_weights`` for every contact of a probe over one grid of displacements, computed once
+    per probe: every unit's spikes are fitted on that grid."""
+    positions = np.frombuffer(positions_bytes, dtype=float).reshape(contacts, 2)
+    return carry_weights(positions, np.arange(contacts), np.asarray(displacements, dtype=float), params)
 
 
 def _linear_weights(depths: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -403,9 +428,11 @@ def spike_offsets(template: np.ndarray, channels: np.ndarray, waveforms: np.ndar
     if waveforms.shape[0] == 0 or waveforms.shape[1] != np.shape(template)[0]:
         return np.zeros(waveforms.shape[0])  # no spikes, or waveforms cut on another window than the template
     grid = np.arange(-params.motion_spike_reach_um, params.motion_spike_reach_um + 1e-9, params.motion_spike_step_um)
-    carried = carried_templates(template, contact_positions, grid, channels)
-    if carried is None:
+    positions = np.ascontiguousarray(np.asarray(contact_positions, dtype=float)[:, :2])
+    weights = _probe_carry_weights(positions.tobytes(), positions.shape[0], tuple(grid.tolist()), params)
+    if weights is None:
         return np.zeros(waveforms.shape[0])
+    carried = (weights[:, channels, :] @ np.asarray(template, dtype=float).T).transpose(0, 2, 1)
     on_unit = np.asarray(template, dtype=float)[:, channels]
     peak = int(np.argmax(np.abs(on_unit).max(axis=1)))
     half = max(1, int(round(params.motion_spike_window_ms * fs / 1000.0)))

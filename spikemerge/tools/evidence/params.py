@@ -99,6 +99,9 @@ class EvidenceParams:
     motion_max_scale: float = 5.0
     """Largest size of the motion, in times the offsets' course, that is tried."""
     motion_scale_step: float = 0.1
+    carry_margin_um: float = 60.0
+    """Contacts this far beyond where a template is carried take part in carrying it (the cubic
+    interpolation's triangles and gradients there); farther ones change nothing but the time."""
     drift_min_displacement_um: float = 6.0
     """Below this displacement between two units' lives (about a localization error) the probe
     did not move between them (``drift_moved`` false): their templates are not moved for
