@@ -76,6 +76,10 @@ def curate(session, console, *, min_similarity, preset, relax, judge, render, ap
         start_worker_server()
     search = session.find_candidates(min_similarity=min_similarity, preset=preset, relax=relax)
     console.print(f"[bold]Candidates[/]: {search.summary()}")
+    motion = session.motion_record()
+    if motion and motion["range_um"] > 0:
+        console.print(f"[bold]Probe motion[/]: {motion['range_um']:.0f} µm over the recording, registered from "
+                      f"the units' {'spikes' if motion['source'] == 'spikes' else 'firing'} (in run.json)")
     log.info("found %d candidate groups", len(search.groups))
     if not search.groups:
         console.print("No candidate groups: nothing to merge. Try a lower --min-similarity.")

@@ -281,6 +281,8 @@ class RunRecord(_Open):
     calibration: dict[str, Any] | None = None
     """The metrics judge checked on this recording's own artificial splits and distinct neighbours."""
     learned_from_examples: Any = None
+    motion: dict[str, Any] | None = None
+    """The probe's motion the evidence registered (``Motion.record``); None when none was needed."""
     outputs: dict[str, str] = {}
     """File name -> path relative to the output folder, for each output that exists."""
 

@@ -573,9 +573,17 @@ class CurationSession:
             apply=to_jsonable(self.last_apply.__dict__) if self.last_apply else None,
             calibration=to_jsonable(self.calibration) if self.calibration else None,
             learned_from_examples=to_jsonable(getattr(self.judge_used, "learned", None)),
+            motion=self.motion_record(),
             outputs=self._outputs_present(),
         )
         return record.model_dump(mode="json")
+
+    def motion_record(self) -> dict[str, Any] | None:
+        """The probe's motion under the default evidence parameters (``Motion.record``), when
+        candidate search or evidence registered it; None otherwise."""
+        motions = getattr(self.context, "__dict__", {}).get("_motions", {})
+        motion = motions.get(DEFAULT_EVIDENCE_PARAMS.fingerprint())
+        return motion.record() if motion is not None else None
 
     def _outputs_present(self) -> dict[str, str]:
         names = {name: name for name in OUTPUT_FILES if (self.out / name).exists()}

@@ -48,6 +48,9 @@ def test_pipeline_end_to_end_keeps_the_input_identical(analyzer_folder, tmp_path
     assert {"load", "find", "render", "judge", "apply"} <= set(run["stage_seconds"])
     assert run["counts"]["groups"] == run["counts"]["rendered_groups"] == len(search.groups)
     assert run["versions"]["spikeinterface"]
+    # the probe's motion the evidence registered: a static generated recording has none
+    assert run["motion"]["source"] == "spikes" and run["motion"]["range_um"] == 0.0
+    assert len(run["motion"]["bin_edges_s"]) == len(run["motion"]["displacement_um"]) + 1
     curation = load_curation(out / "curation.json")
     curated = apply_curation(small_truth.analyzer.sorting, curation)
     assert curated.get_num_units() == result.units_after

@@ -40,6 +40,15 @@ class Motion:
     edges_s: np.ndarray
     displacement_um: np.ndarray
     depth_axis: int = 1
+    source: str = "none"
+    """What registered it: ``"spikes"`` (the sampled spikes' offsets), ``"units"`` (the units'
+    firing at their fixed positions) or ``"none"`` (too little to register: zero motion)."""
+
+    def record(self) -> dict[str, Any]:
+        """What ``run.json`` keeps: the source, the range and the displacement per time bin."""
+        return {"source": self.source, "range_um": round(self.range_um, 2),
+                "bin_edges_s": [round(float(x), 3) for x in self.edges_s],
+                "displacement_um": [round(float(x), 2) for x in self.displacement_um]}
 
     def at(self, times_s: np.ndarray) -> np.ndarray:
         """Displacement at each time (linear between bin centres, flat beyond the first and last)."""
@@ -141,8 +150,8 @@ def estimate_motion(trains: Sequence[np.ndarray], positions: np.ndarray, duratio
     course = _offset_course(offsets, edges, params) if offsets is not None else None
     if course is not None:
         if np.ptp(course) < params.motion_min_course_um:  # the units' spikes stay put: a static probe
-            return zero
-        return Motion(edges, _course_scale(course, profiles, grid, params) * course)
+            return Motion(edges, np.zeros(bins), source="spikes")
+        return Motion(edges, _course_scale(course, profiles, grid, params) * course, source="spikes")
     active = np.flatnonzero(np.abs(profiles).sum(axis=1) > 0)
     if active.size < 2:
         return zero
@@ -176,7 +185,7 @@ def estimate_motion(trains: Sequence[np.ndarray], positions: np.ndarray, duratio
     if active.size < bins:  # empty bins take their nearest neighbour's value
         centres = 0.5 * (edges[1:] + edges[:-1])
         displacement = np.interp(centres, centres[active], solution[active])
-    return Motion(edges, displacement)
+    return Motion(edges, displacement, source="units")
 
 
 def _offset_course(offsets: Sequence[tuple[np.ndarray, np.ndarray]], edges_s: np.ndarray,
