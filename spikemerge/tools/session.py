@@ -581,8 +581,7 @@ class CurationSession:
     def motion_record(self) -> dict[str, Any] | None:
         """The probe's motion under the default evidence parameters (``Motion.record``), when
         candidate search or evidence registered it; None otherwise."""
-        motions = getattr(self.context, "__dict__", {}).get("_motions", {})
-        motion = motions.get(DEFAULT_EVIDENCE_PARAMS.fingerprint())
+        motion = self.context.registered_motion(DEFAULT_EVIDENCE_PARAMS)
         return motion.record() if motion is not None else None
 
     def _outputs_present(self) -> dict[str, str]:

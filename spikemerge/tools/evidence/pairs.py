@@ -68,6 +68,10 @@ class EvidenceContext(AnalyzerView):
                         spike_offsets(unit.template, unit.channels, unit.waveforms, contacts, self.fs, params)))
         return out
 
+    def registered_motion(self, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> Motion | None:
+        """The motion under ``params`` if it has been registered (by candidate search or evidence), else None."""
+        return self.__dict__.get("_motions", {}).get(params.fingerprint())
+
     @property
     def motion(self) -> Motion:
         """The motion under the default evidence parameters (:meth:`motion_for`)."""
