@@ -167,3 +167,22 @@ def test_carrying_a_template_by_weights_gives_the_values_of_carrying_it_sample_b
         direct = np.nan_to_num(CloughTocher2DInterpolator(contacts, template.T, fill_value=0.0)(
             contacts - np.array([0.0, d])).T)
         assert np.allclose(carried[k], direct, atol=1e-3 * np.abs(template).max())
+
+
+def test_carrying_in_blocks_of_channels_on_a_long_probe_gives_the_whole_probes_values():
+    from scipy.interpolate import CloughTocher2DInterpolator
+
+    from spikemerge.tools.evidence.motion import carried_templates
+
+    # four staggered columns of 48 contacts: several blocks, each with only the contacts near it
+    contacts = np.c_[np.tile([0.0, 16.0, 32.0, 48.0], 48), 20.0 * np.repeat(np.arange(48), 4) + np.tile([0, 10, 0, 10], 48)]
+    footprint = np.exp(-0.5 * ((contacts[:, 1] - 450.0) ** 2 + (contacts[:, 0] - 24.0) ** 2) / 40.0 ** 2)
+    template = np.sin(np.linspace(0.0, 3.0, 40))[:, None] * footprint[None, :]
+    channels = np.flatnonzero(np.abs(contacts[:, 1] - 450.0) < 150.0)
+    assert channels.size > 48
+    displacements = np.array([-30.0, -5.0, 0.0, 17.0])
+    carried = carried_templates(template, contacts, displacements, channels)
+    whole = CloughTocher2DInterpolator(contacts, template.T, fill_value=0.0)
+    for k, d in enumerate(displacements):
+        direct = np.nan_to_num(whole(contacts[channels] - np.array([0.0, d])).T)
+        assert np.abs(carried[k] - direct).max() < 1e-4 * np.abs(template).max()
