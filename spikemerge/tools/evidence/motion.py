@@ -5,10 +5,12 @@ at fixed depths (about one channel row apart) and take turns in time as the prob
 and forth, so two fragments of one neuron are seen at *different* depths at different times,
 while two distinct neurons can be seen at the *same* depth at different times. Neither template
 similarity nor the time pattern tells these apart; the motion does. All units on a rigidly
-drifting probe share it, so it is estimated from all of them at once: the depth profile of
-firing (spikes per unit, at the unit's position) in each time bin is registered against the
-others (the decentralized registration idea of Varol et al. 2021, on units instead of peaks, so
-no recording is needed), giving one displacement per time bin.
+drifting probe share it, so it is estimated from all of them at once, from the analyzer alone
+(no recording needed), one displacement per time bin: each sampled spike is placed against its
+unit's template carried over the probe (:func:`spike_offsets`); what all units' offsets share over
+time is the motion's course, and its size is the one that lines up the units' depth profiles of
+firing across time bins (the decentralized registration idea of Varol et al. 2021, on units
+instead of peaks). Without waveforms or a probe, the profiles alone are registered pairwise.
 
 With the motion ``m(t)`` each unit has a drift-corrected depth (its depth minus the mean
 motion over its spikes). Fragments of one neuron share it up to a localization error; distinct
