@@ -354,9 +354,11 @@ def test_interrupt_cancels_pending_calls_and_keeps_delivered(tmp_path):
 
 def test_interrupt_inside_a_running_loop_stops_the_calls(tmp_path):
     """A notebook runs a loop: judge_many judges in a thread, and Ctrl-C must reach that thread."""
-    model = FakeChatModel(responder=default_responder(), latency=0.02)
+    # calls flow for about 3 s (60 groups, 2 at a time, 0.1 s each): a loaded machine that is slow to
+    # deliver the Ctrl-C still delivers it while they flow (with 30 x 0.02 s, CI under load once finished first)
+    model = FakeChatModel(responder=default_responder(), latency=0.1)
     judge = judge_with(model, max_concurrency=2)
-    requests = [make_request(tmp_path, g) for g in range(30)]
+    requests = [make_request(tmp_path, g) for g in range(60)]
 
     async def cell():
         main = threading.main_thread().ident  # Ctrl-C while judge_many blocks, once calls are flowing
@@ -379,7 +381,7 @@ def test_interrupt_inside_a_running_loop_stops_the_calls(tmp_path):
         loop.close()
     calls = len(model.calls)
     time.sleep(0.2)
-    assert 0 < len(model.calls) == calls < 30 * 5  # nothing kept running after the interrupt
+    assert 0 < len(model.calls) == calls < 60  # stopped early, and nothing kept running after the interrupt
 
 
 def test_works_inside_a_running_loop(tmp_path):
