@@ -175,7 +175,8 @@ def test_carrying_in_blocks_of_channels_on_a_long_probe_gives_the_whole_probes_v
     from spikemerge.tools.evidence.motion import carried_templates
 
     # four staggered columns of 48 contacts: several blocks, each with only the contacts near it
-    contacts = np.c_[np.tile([0.0, 16.0, 32.0, 48.0], 48), 20.0 * np.repeat(np.arange(48), 4) + np.tile([0, 10, 0, 10], 48)]
+    contacts = np.c_[np.tile([0.0, 16.0, 32.0, 48.0], 48),
+                     20.0 * np.repeat(np.arange(48), 4) + np.tile([0, 10, 0, 10], 48)]
     footprint = np.exp(-0.5 * ((contacts[:, 1] - 450.0) ** 2 + (contacts[:, 0] - 24.0) ** 2) / 40.0 ** 2)
     template = np.sin(np.linspace(0.0, 3.0, 40))[:, None] * footprint[None, :]
     channels = np.flatnonzero(np.abs(contacts[:, 1] - 450.0) < 150.0)
