@@ -86,13 +86,10 @@ def _profiles(trains: Sequence[np.ndarray], depths: np.ndarray, edges_s: np.ndar
     activity = np.log1p(counts) * change
     at = np.repeat(np.asarray(depths, dtype=float)[:, None], edges_s.size - 1, axis=1)
     if offsets is not None:
-        bins = edges_s.size - 1
         for i, (times_s, offset_um) in enumerate(offsets):
             if len(offset_um) == 0:
                 continue
-            k = np.clip(np.searchsorted(edges_s, times_s, side="right") - 1, 0, bins - 1)
-            n = np.bincount(k, minlength=bins)
-            mean_there = np.bincount(k, offset_um, minlength=bins) / np.maximum(n, 1)
+            _, n, mean_there = _bin_means(times_s, offset_um, edges_s)
             at[i] += np.where(n > 0, mean_there - float(np.mean(offset_um)), 0.0)
     profiles = np.zeros((edges_s.size - 1, grid.size))
     for unit_activity, unit_at in zip(activity, at):  # one unit at a time, on the grid within 6 sigma of it
@@ -178,10 +175,7 @@ def estimate_motion(trains: Sequence[np.ndarray], positions: np.ndarray, duratio
     b = np.asarray(shifts) * np.sqrt(weights)
     mean_row = np.zeros(bins)
     mean_row[active] = 1.0
-    # a probe drifts slowly: neighbouring bins are tied (weight ``motion_smoothness`` per tie)
-    ties = np.zeros((active.size - 1, bins))
-    ties[np.arange(active.size - 1), active[:-1]] = -params.motion_smoothness
-    ties[np.arange(active.size - 1), active[1:]] = params.motion_smoothness
+    ties = _ties(active, bins, params.motion_smoothness)
     a = np.vstack([a, ties, mean_row])  # the last row pins the mean displacement of the active bins at zero
     b = np.concatenate([b, np.zeros(active.size - 1), [0.0]])
     solution = np.linalg.lstsq(a, b, rcond=None)[0]
@@ -213,15 +207,14 @@ def _offset_course(offsets: Sequence[tuple[np.ndarray, np.ndarray]], edges_s: np
     for times_s, offset_um in offsets:
         if len(offset_um) == 0:
             continue
-        k = np.clip(np.searchsorted(edges_s, times_s, side="right") - 1, 0, bins - 1)
-        n = np.bincount(k, minlength=bins)
+        k, n, means = _bin_means(times_s, offset_um, edges_s)
         there = np.flatnonzero(n >= params.motion_min_bin_spikes)
         if there.size < 2:
             continue
         units += 1
-        mean_there = np.bincount(k, offset_um, minlength=bins)[there] / n[there]
+        mean_there = means[there]
         share = n[there] / n[there].sum()
-        spread = float(np.std(offset_um - (np.bincount(k, offset_um, minlength=bins) / np.maximum(n, 1))[k]))
+        spread = float(np.std(offset_um - means[k]))
         for x, b in enumerate(there):
             row = np.zeros(bins)
             row[there] -= share
@@ -232,12 +225,28 @@ def _offset_course(offsets: Sequence[tuple[np.ndarray, np.ndarray]], edges_s: np
     if units < params.motion_min_units:
         return None
     w = np.asarray(weights)
-    ties = np.zeros((bins - 1, bins))
-    ties[np.arange(bins - 1), np.arange(bins - 1)] = -params.motion_smoothness
-    ties[np.arange(bins - 1), np.arange(1, bins)] = params.motion_smoothness
+    ties = _ties(np.arange(bins), bins, params.motion_smoothness)
     a = np.vstack([np.asarray(rows) * w[:, None], ties, np.ones(bins)])  # the last row: mean zero
     b = np.concatenate([np.asarray(values) * w, np.zeros(bins - 1), [0.0]])
     return np.linalg.lstsq(a, b, rcond=None)[0]
+
+
+def _bin_means(times_s: np.ndarray, values: np.ndarray, edges_s: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each value's time bin, the number of values per bin and their mean there (0 where none)."""
+    bins = edges_s.size - 1
+    k = np.clip(np.searchsorted(edges_s, times_s, side="right") - 1, 0, bins - 1)
+    n = np.bincount(k, minlength=bins)
+    return k, n, np.bincount(k, values, minlength=bins) / np.maximum(n, 1)
+
+
+def _ties(tied: np.ndarray, bins: int, weight: float) -> np.ndarray:
+    """Rows tying each of the ``tied`` time bins' displacement to the next one's with ``weight``:
+    a probe drifts slowly (``motion_smoothness``)."""
+    ties = np.zeros((tied.size - 1, bins))
+    ties[np.arange(tied.size - 1), tied[:-1]] = -weight
+    ties[np.arange(tied.size - 1), tied[1:]] = weight
+    return ties
 
 
 def _course_scale(course: np.ndarray, profiles: np.ndarray, grid: np.ndarray, params: EvidenceParams) -> float:
