@@ -560,8 +560,13 @@ def test_units_firing_at_the_same_time_in_two_places_are_two_neurons():
     score = score_pair(neighbours)
     assert score.veto and score.terms["drift"] <= JudgeParams().veto_log_odds
     assert "same time" in score.reasons["drift"]
-    near = score_pair({**neighbours, "drift_separation_um": 20.0})  # within one neuron's spread (23.5 µm at most)
+    near = score_pair({**neighbours, "drift_separation_um": 20.0})  # within one neuron's spread
     assert not near.veto and near.terms["drift"] == 0.0 and near.log_odds > 0
+    # 29 µm apart with a deep dip (19 coincidences expected, none seen): a template matcher's
+    # collision dip between close neighbours (tridesclous2 units 104 and 109 on a drifting set)
+    collided = score_pair({**neighbours, "drift_separation_um": 29.0, "ccg_expected_refractory": 19.1,
+                           "ccg_refractory_count": 0})
+    assert collided.veto and collided.terms["crosscorrelograms"] > 0
     # one after the other: places are the drift term's business (a neuron moves with the probe)
     following = score_pair({**neighbours, "presence_overlap": 0.05, "comparison_window": "handover"})
     assert "same time" not in following.reasons.get("drift", "")
