@@ -191,14 +191,29 @@ def test_a_join_passes_over_far_ends_without_evidence_but_not_over_evidence_of_t
 
 def test_a_chain_part_is_joined_by_units_only_on_every_pair_with_it():
     """A drift chain (a-b) and a duplicate pair (c-d) of the same neuron: every pair across clears
-    the threshold, so they are one part; a unit with one failing pair across stays out."""
+    the threshold, so they are one part; a unit with one failing pair across stays out, the chain's
+    hand-over does not carry it in."""
     ids = ["a", "b", "c", "d", "e"]
     scores = {frozenset(p): _score(p[0], p[1], 3.0) for p in ("ac", "ad", "bc", "bd", "cd")}
-    scores[frozenset("ab")] = _score("a", "b", 2.0, handover=True)
+    scores[frozenset("ab")] = _score("a", "b", 4.0, handover=True)
     for other in "abcd":
         scores[frozenset(other + "e")] = _score(other, "e", 3.0 if other != "b" else -4.0)
     parts = partition(ids, scores, 0.5, chains=[["a", "b"]], params=UNMEDIATED)
     assert [sorted(p) for p in parts] == [["a", "b", "c", "d"]]
+
+
+def test_a_weak_chain_link_waits_its_turn():
+    """A proposed chain's hand-over between two drifting neighbours' fragments (a of one neuron,
+    b of another, +1.5) does not take b before b's own neuron's fragment c (+4.0) meets it; a-c
+    then fails, and the chain's link does not excuse a pair with a unit outside the chain (as on
+    tridesclous2 units 41, 46 and 35 of a dense drifting MEArec set)."""
+    scores = {frozenset("ab"): _score("a", "b", 1.5, handover=True, sequential=True),
+              frozenset("bc"): _score("b", "c", 4.0), frozenset("ac"): _score("a", "c", -3.0)}
+    assert partition(["a", "b", "c"], scores, 0.5, chains=[["a", "b"]], params=UNMEDIATED) == [["b", "c"]]
+    # inside a chain its far ends may differ: a-b-c proposed as one chain, b-c a hand-over too
+    chained = {**scores, frozenset("bc"): _score("b", "c", 4.0, handover=True, sequential=True)}
+    assert sorted(partition(["a", "b", "c"], chained, 0.5, chains=[["a", "b", "c"]], params=UNMEDIATED)[0]) == \
+        ["a", "b", "c"]
 
 
 def test_every_parameter_is_in_the_fingerprint():
@@ -447,6 +462,22 @@ def test_only_a_decisive_refractory_dip_excuses_a_gap():
     empty = score_pair({**SORTER_NEIGHBOURS, "ccg_refractory_count": 0})
     assert empty.terms["crosscorrelograms"] > JudgeParams().dip_excuses_gap_log_odds
     assert empty.terms["continuity"] == 0.0 and empty.probability > 0.5
+
+
+def test_a_shallow_valley_is_a_sorters_cut_not_a_gap():
+    """A bursting cell's slices firing together (tridesclous2 units 47 and 72 on a MEArec burst
+    set; too few coincidences expected for the CCG): the density between them falls to 0.44 of the
+    lower peak, significant with hundreds of spikes but what a sorter's boundary through one cloud
+    leaves. Two neurons' clouds leave next to nothing between them."""
+    slices = {"unit_a": 47, "unit_b": 72, "num_spikes_a": 266, "num_spikes_b": 96,
+              "template_similarity": 0.95, "template_similarity_denoised": 0.958, "template_amplitude_ratio": 0.80,
+              "ccg_expected_refractory": 0.09, "ccg_refractory_count": 0, "presence_overlap": 0.82,
+              "comparison_window": "concurrent", "continuity_ratio": 0.435, "continuity_gap_p": 1e-9,
+              "continuity_expected": 40.0, "drift_separation_um": 0.3}
+    cut = score_pair(slices)
+    assert cut.terms["continuity"] == 0.0 and cut.log_odds > 0
+    apart = score_pair({**slices, "continuity_ratio": 0.02})
+    assert apart.terms["continuity"] < 0 and apart.log_odds < 0
 
 
 def test_a_copy_does_not_join_first_and_keep_its_partners_split_out():
