@@ -138,7 +138,8 @@ def _chain_links(chains: Sequence[Sequence[Any]], unit_ids: Sequence[Any], score
         for prev, unit in zip(members, members[1:]):
             link = scores.get(frozenset((prev, unit)))
             if link is not None and (link.handover or link.duplicate) and _usable(link, cut, block_thin):
-                links[frozenset((prev, unit))] = frozenset(members)
+                key = frozenset((prev, unit))
+                links[key] = links.get(key, frozenset()) | frozenset(members)
     return links
 
 
@@ -202,11 +203,11 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
             joined = clusters[i] + clusters[j]
             blocking = [s for s in blocking if not _restated_both_ways(s, joined, scores, cut, block_thin)]
             blocking = [s for s in blocking if not _mediated(s, joined, scores, cut, block_thin, params)]
-            bridged = not block_thin and all(_uninformative(s) for s in blocking) and \
-                any(_carries(s, params) for s in usable)
             # a proposed drift chain's clean hand-over across: the chain's far ends may differ (not veto)
             chained = [chain_links[k] for s in usable if (k := frozenset((s.unit_a, s.unit_b))) in chain_links]
             blocking = [s for s in blocking if s.veto or not any(s.unit_a in m and s.unit_b in m for m in chained)]
+            bridged = not block_thin and all(_uninformative(s) for s in blocking) and \
+                any(_carries(s, params) for s in usable)
             if blocking and not bridged:
                 continue
             # the join best supported on average goes first, on the evidence other than a duplicate
