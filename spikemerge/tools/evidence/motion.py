@@ -113,10 +113,15 @@ def _best_shift(a: np.ndarray, b: np.ndarray, max_steps: int) -> tuple[float, fl
     i = int(np.argmax(corr))
     shift = float(lags[i])
     if 0 < i < corr.size - 1:
-        denom = corr[i - 1] - 2 * corr[i] + corr[i + 1]
-        if denom < 0:
-            shift += 0.5 * (corr[i - 1] - corr[i + 1]) / denom
+        shift += float(_vertex(corr[i - 1], corr[i], corr[i + 1]))
     return shift, float(corr[i])
+
+
+def _vertex(low: np.ndarray, mid: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Where the parabola through three equally spaced values peaks, in steps from the middle
+    one (the sub-step of a grid search); 0 where it does not curve down."""
+    curve = low - 2 * mid + high
+    return np.where(curve < 0, 0.5 * (low - high) / np.where(curve < 0, curve, -1.0), 0.0)
 
 
 def estimate_motion(trains: Sequence[np.ndarray], positions: np.ndarray, duration_s: float,
@@ -476,8 +481,6 @@ def spike_offsets(template: np.ndarray, channels: np.ndarray, waveforms: np.ndar
     best = np.argmax(fit, axis=1)
     offset = grid[best].astype(float)
     inner = np.flatnonzero((best > 0) & (best < grid.size - 1))
-    low, mid, high = fit[inner, best[inner] - 1], fit[inner, best[inner]], fit[inner, best[inner] + 1]
-    curve = low - 2 * mid + high
-    safe = np.where(curve < 0, curve, -1.0)
-    offset[inner] += np.where(curve < 0, 0.5 * (low - high) / safe, 0.0) * params.motion_spike_step_um
+    offset[inner] += _vertex(fit[inner, best[inner] - 1], fit[inner, best[inner]], fit[inner, best[inner] + 1]) \
+        * params.motion_spike_step_um
     return offset
