@@ -270,7 +270,7 @@ def moved_links(ctx: EvidenceContext, min_similarity: float, max_distance_um: fl
     motion = ctx.motion_for(DEFAULT_EVIDENCE_PARAMS)
     if motion.range_um < DEFAULT_EVIDENCE_PARAMS.drift_min_displacement_um:
         return []
-    probe = getattr(ctx, "probe", None)
+    contacts = getattr(ctx, "contact_positions", None)
     max_shift = int(round(DEFAULT_EVIDENCE_PARAMS.max_lag_ms * ctx.fs / 1000.0))
     links = []
     for first, second, distance in _following_pairs(ctx, max_distance_um, params):
@@ -280,7 +280,7 @@ def moved_links(ctx: EvidenceContext, min_similarity: float, max_distance_um: fl
             continue
         channels = np.union1d(ua.channels, ub.channels)
         similarity = moved_template_similarity(ua.template, ub.template, channels, drift["drift_displacement_um"],
-                                               probe, max_shift)
+                                               contacts, max_shift)
         if np.isfinite(similarity) and similarity >= min_similarity:
             links.append({"unit_a": first, "unit_b": second, "template_similarity": float(similarity),
                           "distance_um": distance, "link": "moved"})

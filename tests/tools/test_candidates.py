@@ -212,8 +212,6 @@ def test_fragments_alike_once_moved_by_the_probe_motion_are_linked_and_a_neighbo
     not linked to it."""
     from types import SimpleNamespace
 
-    from probeinterface import Probe
-
     import numpy as np
 
     from spikemerge.tools.candidates import handover_links, moved_links
@@ -226,12 +224,11 @@ def test_fragments_alike_once_moved_by_the_probe_motion_are_linked_and_a_neighbo
     units = {"a": unit_arrays(rng, early, np.ones(early.size), centre=3.0, channels=12),
              "b": unit_arrays(rng, late, np.ones(late.size), centre=5.5, channels=12),
              "c": unit_arrays(rng, other, np.ones(other.size), centre=3.2, channels=12)}
-    probe = Probe(ndim=2)
-    probe.set_contacts(positions=np.c_[np.zeros(12), 20.0 * np.arange(12)], shapes="circle", shape_params={"radius": 5})
+    contacts = np.c_[np.zeros(12), 20.0 * np.arange(12)]
     motion = Motion(np.linspace(0.0, 300.0, 21), np.r_[np.full(10, -25.0), np.full(10, 25.0)])
     ids = list(units)
     ctx = SimpleNamespace(unit_ids=ids, unit=units.__getitem__, locations=np.array([units[u].location for u in ids]),
-                          duration_s=300.0, fs=FS, probe=probe, motion_for=lambda params: motion,
+                          duration_s=300.0, fs=FS, contact_positions=contacts, motion_for=lambda params: motion,
                           index=ids.index)
     pairs = {frozenset((p["unit_a"], p["unit_b"])) for p in moved_links(ctx, 0.8)}
     assert frozenset("ab") in pairs and frozenset("ac") not in pairs

@@ -428,18 +428,19 @@ def _linear_weights(depths: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def moved_template_similarity(template_a: np.ndarray, template_b: np.ndarray, channels: np.ndarray,
-                              displacement_um: float, probe, max_shift: int) -> float:
+                              displacement_um: float, contact_positions: np.ndarray | None, max_shift: int) -> float:
     """Cosine (best lag) of A's template carried by the probe's motion to B's time, against B's.
 
     Under one neuron, B's template is A's seen after the probe moved by ``displacement_um``;
     the comparison is made where that moved template lands, on ``channels`` (both units'),
-    with :func:`carried_templates`. NaN without a probe.
+    with :func:`carried_templates` (``contact_positions`` in the order of the template columns).
+    NaN without them (no single probe).
     """
     from .waveforms import template_lag
 
-    if probe is None:
+    if contact_positions is None:
         return float("nan")
-    moved = carried_templates(template_a, probe.contact_positions, np.array([displacement_um]), channels)
+    moved = carried_templates(template_a, contact_positions, np.array([displacement_um]), channels)
     if moved is None:
         return float("nan")
     return float(template_lag(moved[0], np.asarray(template_b)[:, channels], max_shift)[1])

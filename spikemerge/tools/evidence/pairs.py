@@ -58,9 +58,9 @@ class EvidenceContext(AnalyzerView):
                       ) -> list[tuple[np.ndarray, np.ndarray]] | None:
         """Per unit: its sampled spikes' times and depth offsets from its template (``motion.spike_offsets``);
         None without waveforms or a probe to carry templates over."""
-        if self.probe is None or not self.analyzer.has_extension("waveforms"):
+        contacts = self.contact_positions
+        if contacts is None or not self.analyzer.has_extension("waveforms"):
             return None
-        contacts = np.asarray(self.probe.contact_positions, dtype=float)
         out = []
         for unit_id in self.unit_ids:
             unit = self.unit(unit_id)
@@ -84,6 +84,13 @@ class EvidenceContext(AnalyzerView):
             return self.analyzer.get_probe()
         except Exception:
             return None
+
+    @cached_property
+    def contact_positions(self) -> np.ndarray | None:
+        """Where each channel sits, in the order of the template columns, for carrying templates
+        over the probe; None without a single probe. Read from the channels, not the probe's
+        contact list, whose order need not be the channels'."""
+        return None if self.probe is None else self.channel_locations
 
 
 # ---------------------------------------------------------------- per pair and per group
@@ -339,7 +346,7 @@ def _with_drift(ctx: EvidenceContext, record: dict[str, Any], params: EvidencePa
     if record["drift_moved"]:
         channels = np.union1d(a.channels, b.channels)
         record["drift_template_similarity"] = moved_template_similarity(
-            a.template, b.template, channels, record["drift_displacement_um"], ctx.probe,
+            a.template, b.template, channels, record["drift_displacement_um"], ctx.contact_positions,
             int(round(params.max_lag_ms * ctx.fs / 1000.0)))
     return record
 

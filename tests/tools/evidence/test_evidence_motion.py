@@ -64,7 +64,8 @@ def test_templates_carried_by_the_motion_match_for_one_neuron_not_for_its_neighb
         d = trajectory_evidence(units[x].times_s, units[x].location, units[y].times_s, units[y].location,
                                 motion)["drift_displacement_um"]
         raw = template_lag(units[x].template, units[y].template, 60)[1]
-        return raw, moved_template_similarity(units[x].template, units[y].template, np.arange(channels), d, probe, 60)
+        return raw, moved_template_similarity(units[x].template, units[y].template, np.arange(channels), d,
+                                            probe.contact_positions, 60)
 
     rows_b = sorted((u for u in units if neuron_of[u] == "b"), key=lambda u: int(u[1:]))
     raw, moved = compare(rows_b[0], rows_b[-1])  # the far ends of b's drift

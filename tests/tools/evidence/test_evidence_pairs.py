@@ -65,6 +65,13 @@ def test_pair_evidence_separates_the_truth(small_truth):
         assert e["duplicate_fraction"] < 0.05
 
 
+def test_templates_are_carried_over_the_channels_in_template_column_order(small_truth):
+    """Template columns follow the analyzer's channels; the probe's contact list need not."""
+    ctx = EvidenceContext(small_truth.analyzer)
+    assert ctx.probe is not None
+    np.testing.assert_array_equal(ctx.contact_positions, small_truth.analyzer.get_channel_locations())
+
+
 def _same(a, b) -> bool:
     """Equal records, NaN equal to NaN."""
     if isinstance(a, dict):

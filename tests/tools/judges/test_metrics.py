@@ -329,17 +329,13 @@ def _drift_record(units, ids, motion, duration_s=300.0):
     a one-column probe (20 µm pitch) whose motion is ``motion``."""
     from types import SimpleNamespace
 
-    from probeinterface import Probe
-
     from spikemerge.tools.evidence.pairs import _with_drift
     from spikemerge.tools.evidence.params import DEFAULT_EVIDENCE_PARAMS
     from tests.tools.evidence.spikes import FS
 
     channels = next(iter(units.values())).template.shape[1]
-    probe = Probe(ndim=2)
-    probe.set_contacts(positions=np.c_[np.zeros(channels), 20.0 * np.arange(channels)], shapes="circle",
-                       shape_params={"radius": 5})
-    view = SimpleNamespace(unit=units.__getitem__, motion_for=lambda params: motion, probe=probe, fs=FS)
+    contacts = np.c_[np.zeros(channels), 20.0 * np.arange(channels)]
+    view = SimpleNamespace(unit=units.__getitem__, motion_for=lambda params: motion, contact_positions=contacts, fs=FS)
     record = group_record({u: units[u] for u in ids}, duration_s)
     record["pairs"] = [_with_drift(view, pair, DEFAULT_EVIDENCE_PARAMS) for pair in record["pairs"]]
     return record

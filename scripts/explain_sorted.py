@@ -1,0 +1,217 @@
+"""Why the offline judge missed or wrongly merged pairs on sorter-made datasets, and what a parameter change does.
+
+    python scripts/explain_sorted.py DATASET...                   # score, as `spikemerge run` would
+    python scripts/explain_sorted.py DATASET... -v                # ... and one line per missed or wrong pair
+    python scripts/explain_sorted.py DATASET... --set gap_max_ratio=0.3 --set concurrent_max_separation_um=30
+
+A dataset is a sorted-bench folder (``analyzer/`` and ``truth.json``, see
+``scripts/make_sorted_bench.py``). Candidates and evidence are computed once per dataset and kept
+in ``--cache`` (keyed by the source of the evidence and candidate code, so a change there
+recomputes them); the metrics judge then runs on them in a second or two, so a ``--set`` of
+``JudgeParams`` fields can be tried across many sets. Without ``--set`` the verdicts are those of
+``spikemerge run ANALYZER --no-render`` (same candidates, evidence, judge and policy).
+
+With ``-v`` every true pair that was not merged is printed with the reason: ``nocand`` (never in
+one candidate group; its plain, denoised and widened similarities, distance and CCG numbers) or
+``apart`` (judged and kept apart; the pair's log-odds, its nonzero terms and flags), and every
+merged pair of two distinct neurons as ``WRONG`` with the same numbers. This is a development
+tool: it reads held-out data like any other, so score a held-out batch once with ``eval_sorted.py``
+before explaining it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import pickle
+import sys
+import tempfile
+from dataclasses import fields, replace
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import spikemerge
+from spikemerge.bench.sorted import load_truth, score_sorted
+
+CODE = Path(spikemerge.__file__).parent / "tools"
+EVIDENCE_SOURCES = ("evidence", "analyzer", "candidates.py")
+SHOWN_FIELDS = ("template_similarity", "template_similarity_denoised", "template_similarity_stretch",
+                "template_stretch", "distance_um", "ccg_expected_refractory", "ccg_refractory_count",
+                "ccg_depletion_p", "duplicate_fraction", "burst_forward", "burst_backward", "burst_expected",
+                "burst_asymmetry_p", "presence_overlap")
+
+
+def _code_key() -> str:
+    """A hash of the code that makes candidates and evidence: cached evidence never outlives it."""
+    digest = hashlib.sha256()
+    for name in EVIDENCE_SOURCES:
+        path = CODE / name
+        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _outside_pairs(ctx, pairs: list[tuple[Any, Any]]) -> dict[frozenset, dict[str, float]]:
+    """The numbers of true pairs that never met in a candidate group: why the search passed them by."""
+    import numpy as np
+
+    from spikemerge.tools.evidence.ccg import ccg_evidence
+    from spikemerge.tools.evidence.pairs import denoised_similarity
+
+    out = {}
+    for a, b in pairs:
+        record = dict(denoised_similarity(ctx, a, b))
+        record["distance_um"] = float(np.linalg.norm(ctx.unit(a).location - ctx.unit(b).location))
+        record.update(ccg_evidence(ctx.unit(a).times_s, ctx.unit(b).times_s, 0.0))
+        out[frozenset((a, b))] = record
+    return out
+
+
+def _true_pairs(truth: dict, unit_ids: list) -> list[tuple[Any, Any]]:
+    by_key = {str(u): u for u in unit_ids}
+    pure = {u: n for u, n in truth["unit_to_neuron"].items() if n is not None and u in by_key}
+    return [(by_key[a], by_key[b]) for a, b in combinations(sorted(pure), 2) if pure[a] == pure[b]]
+
+
+def evidence_of(dataset: Path, cache: Path) -> dict[str, Any]:
+    """Candidate groups, their evidence, and the numbers of true pairs outside every group (cached)."""
+    from spikemerge.tools.session import CurationSession
+
+    path = cache / f"{dataset.resolve().as_posix().strip('/').replace('/', '_')}.{_code_key()}.pkl"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    truth = load_truth(dataset)
+    with tempfile.TemporaryDirectory() as tmp:
+        session = CurationSession.open(dataset / "analyzer", Path(tmp) / "out", progress=False)
+        session.find_candidates()
+        session.compute_evidence(n_workers="auto")
+        groups = {g: (list(grp.unit_ids), [list(c) for c in grp.chains]) for g, grp in session.groups.items()}
+        evidence = {g: session.evidence(g) for g in groups}
+        together = {frozenset(p) for units, _ in groups.values() for p in combinations(units, 2)}
+        outside = [p for p in _true_pairs(truth, list(session.context.unit_ids)) if frozenset(p) not in together]
+        record = {"groups": groups, "evidence": evidence, "outside": _outside_pairs(session.context, outside)}
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp_path = path.with_suffix(".tmp")
+    tmp_path.write_bytes(pickle.dumps(record))
+    tmp_path.replace(path)
+    return record
+
+
+def _numbers(record: dict[str, Any]) -> str:
+    return " ".join(f"{k}={record[k]:.3g}" if isinstance(record[k], float) else f"{k}={record[k]}"
+                    for k in SHOWN_FIELDS if k in record and record[k] is not None)
+
+
+def _score_line(score) -> str:
+    terms = " ".join(f"{k}={v:+.2f}" for k, v in score.terms.items() if abs(v) > 1e-9)
+    flags = [f for f in ("duplicate", "thin", "handover", "veto", "on_trajectory", "sequential", "starved")
+             if getattr(score, f)]
+    return f"log_odds={score.log_odds:+.2f} [{' '.join(flags)}] {terms}"
+
+
+def print_group(dataset: Path, record: dict[str, Any], group: int, judge, policy: str) -> None:
+    """Every pair of one candidate group with the neurons of its units, its score and its numbers."""
+    from spikemerge.tools.judges.base import JudgeRequest
+
+    neuron = load_truth(dataset)["unit_to_neuron"]
+    units, chains = record["groups"][group]
+    request = JudgeRequest(group_id=group, unit_ids=tuple(units), evidence=record["evidence"][group])
+    verdict = judge.judge(request, policy=policy)
+    print(f"group {group} of {dataset.name}: units {units}, chains {chains}, parts {verdict.merge_groups}")
+    print(f"  neurons: {' '.join(f'{u}:{neuron.get(str(u))}' for u in units)}")
+    scores = judge.scores(request)
+    for p in record["evidence"][group]["pairs"]:
+        a, b = p["unit_a"], p["unit_b"]
+        same = "same" if neuron.get(str(a)) is not None and neuron.get(str(a)) == neuron.get(str(b)) else "    "
+        print(f"  {same} {a}+{b}: {_score_line(scores[frozenset((a, b))])} | {_numbers(p)}")
+
+
+def judge_dataset(dataset: Path, record: dict[str, Any], judge, policy: str, verbose: bool) -> dict[str, Any]:
+    from spikemerge.tools.judges.base import JudgeRequest
+
+    truth = load_truth(dataset)
+    merges, scores, verdicts = [], {}, {}
+    for g, (units, chains) in record["groups"].items():
+        request = JudgeRequest(group_id=g, unit_ids=tuple(units), evidence=record["evidence"][g])
+        verdict = judge.judge(request, policy=policy)
+        verdicts[g] = verdict
+        merges += [list(part) for part in verdict.merge_groups]
+        scores.update(judge.scores(request))
+    result = score_sorted(merges, truth)
+    if verbose:
+        neuron = {u: n for u, n in truth["unit_to_neuron"].items()}
+        merged = {frozenset(p) for part in merges for p in combinations(part, 2)}
+        evidence = {frozenset((p["unit_a"], p["unit_b"])): p for ev in record["evidence"].values() for p in ev["pairs"]}
+        group_of = {u: g for g, (units, _) in record["groups"].items() for u in units}
+        all_units = sorted({u for units, _ in record["groups"].values() for u in units} |
+                           {u for pair in record["outside"] for u in pair}, key=str)
+        for a, b in _true_pairs(truth, all_units):
+            key = frozenset((a, b))
+            if key in merged:
+                continue
+            if key in record["outside"]:
+                print(f"  nocand {dataset.name} {a}+{b}: {_numbers(record['outside'][key])}")
+            else:
+                parts = verdicts[group_of[a]].merge_groups
+                print(f"  apart  {dataset.name} {a}+{b} (group {group_of[a]}, parts {parts}): "
+                      f"{_score_line(scores[key])} | {_numbers(evidence[key])}")
+        for key in sorted(merged, key=lambda k: sorted(map(str, k))):
+            a, b = sorted(key, key=str)
+            na, nb = neuron.get(str(a)), neuron.get(str(b))
+            if na is not None and nb is not None and na != nb:
+                print(f"  WRONG  {dataset.name} {a}({na})+{b}({nb}): {_score_line(scores[key])} | "
+                      f"{_numbers(evidence[key])}")
+    return result
+
+
+def _params(overrides: list[str]):
+    from spikemerge.tools.judges.params import DEFAULT_JUDGE_PARAMS
+
+    known = {f.name: f for f in fields(DEFAULT_JUDGE_PARAMS)}
+    changes = {}
+    for item in overrides:
+        name, _, value = item.partition("=")
+        if name not in known:
+            raise SystemExit(f"explain_sorted: unknown JudgeParams field {name!r}")
+        changes[name] = type(getattr(DEFAULT_JUDGE_PARAMS, name))(json.loads(value))
+    return replace(DEFAULT_JUDGE_PARAMS, **changes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("datasets", type=Path, nargs="+", help="sorted-bench folders (analyzer/, truth.json)")
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "spikemerge-explain",
+                        help="where candidates and evidence are kept between calls")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
+                        help="a JudgeParams field for this call (repeatable; the value is JSON)")
+    parser.add_argument("--policy", default="balanced")
+    parser.add_argument("-v", "--verbose", action="store_true", help="one line per missed or wrong pair")
+    parser.add_argument("--group", type=int, default=None,
+                        help="print every pair of this candidate group of the (one) dataset instead of scoring")
+    args = parser.parse_args(argv)
+
+    from spikemerge.tools.judges.metrics import MetricsJudge
+
+    judge = MetricsJudge(_params(args.overrides))
+    if args.group is not None:
+        for dataset in args.datasets:
+            print_group(dataset, evidence_of(dataset, args.cache), args.group, judge, args.policy)
+        return 0
+    totals = {"tp": 0, "fp": 0, "fn": 0, "wrong_merges": 0}
+    for dataset in args.datasets:
+        result = judge_dataset(dataset, evidence_of(dataset, args.cache), judge, args.policy, args.verbose)
+        print(json.dumps({"dataset": dataset.name, **{k: round(result[k], 3) for k in ("tp", "fp", "fn", "f1")},
+                          "wrong_merges": result["wrong_merges"]}), flush=True)
+        for k in totals:
+            totals[k] += result[k]
+    if len(args.datasets) > 1:
+        tp, fp, fn = totals["tp"], totals["fp"], totals["fn"]
+        f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+        print(json.dumps({"dataset": "pooled", "sets": len(args.datasets), **totals, "f1": round(f1, 3)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
