@@ -327,6 +327,26 @@ def trajectory_evidence(times_a: np.ndarray, position_a: np.ndarray, times_b: np
     }
 
 
+def motion_turns(times_a: np.ndarray, times_b: np.ndarray, motion: Motion) -> float:
+    """How cleanly two units take turns with the probe's motion: the area under the ROC curve of
+    the registered displacement at A's spike times against B's, folded to 0.5-1.
+
+    A sorter that cuts one neuron by depth while the probe drifts back and forth leaves two units
+    that fire in the same stretches of the recording but at different phases of the motion (near
+    1). Two units that each fire whatever the probe does give about 0.5; a slice at one end of the
+    motion against such a unit, up to about 0.9. Whether the turns are one neuron's is the
+    trajectory's call (:func:`trajectory_evidence`). NaN for a unit without spikes.
+    """
+    from scipy.stats import rankdata
+
+    at_a, at_b = motion.at(np.asarray(times_a, float)), motion.at(np.asarray(times_b, float))
+    if not at_a.size or not at_b.size:
+        return float("nan")
+    ranks = rankdata(np.concatenate([at_a, at_b]))  # ties (a flat motion) count half
+    auc = (ranks[:at_a.size].sum() - at_a.size * (at_a.size + 1) / 2.0) / (at_a.size * at_b.size)
+    return float(max(auc, 1.0 - auc))
+
+
 def separation_log_ratio(z: float, tolerance_um: float, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> float:
     """Log-likelihood ratio of a separation ``z`` tolerances long: one neuron (2-D Gaussian of width
     ``tolerance_um``) against two (uniform over the disc of radius ``drift_reach_um``)."""

@@ -25,7 +25,7 @@ from ..workers import prepare_worker, usable_cpus, worker_context
 from ..judges.base import UnitId
 from .ccg import ccg_evidence, contamination_evidence, correlogram, time_differences
 from .features import continuity, discriminant_projection
-from .motion import Motion, estimate_motion, moved_template_similarity, spike_offsets, trajectory_evidence
+from .motion import Motion, estimate_motion, motion_turns, moved_template_similarity, spike_offsets, trajectory_evidence
 from .params import DEFAULT_EVIDENCE_PARAMS, DEFAULT_EVIDENCE_WORKERS, EvidenceParams, EvidenceWorkers
 from .presence import comparison_window, presence_evidence
 from .waveforms import amplitude_ratio as _amplitude_ratio
@@ -341,7 +341,9 @@ def _with_drift(ctx: EvidenceContext, record: dict[str, Any], params: EvidencePa
     computed where the analyzer's view lives (cheap: spike times, locations and two templates),
     never in a worker process."""
     a, b = ctx.unit(record["unit_a"]), ctx.unit(record["unit_b"])
-    record.update(trajectory_evidence(a.times_s, a.location, b.times_s, b.location, ctx.motion_for(params), params))
+    motion = ctx.motion_for(params)
+    record.update(trajectory_evidence(a.times_s, a.location, b.times_s, b.location, motion, params))
+    record["drift_turns"] = motion_turns(a.times_s, b.times_s, motion)
     record["drift_template_similarity"] = float("nan")
     if record["drift_moved"]:
         channels = np.union1d(a.channels, b.channels)

@@ -65,8 +65,9 @@ class PairScore:
     veto: bool = False
     """Decisive evidence of two neurons (a powered CCG without a dip, or a significant gap)."""
     on_trajectory: bool = False
-    """Units that follow each other in time and sit at one place once the probe's motion is
-    removed: fragments of one drifting neuron, whose templates may differ however far apart."""
+    """Units that follow each other in time (or take turns with the probe's motion) and sit at one
+    place once the motion is removed: fragments of one drifting neuron, whose templates may differ
+    however far apart."""
     sequential: bool = False
     """The units follow each other in time (presence overlap below ``handover_presence``)."""
     duplicate_log_odds: float = 0.0
@@ -185,7 +186,13 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         # tridesclous2's burst splits), so it does not count against. A weak dip does not excuse
         # it: a sorter that resolves one of two overlapping spikes carves one between neighbours
         terms["continuity"] = max(terms["continuity"], 0.0)
-    if sequential:
+    # units that take turns with the probe's motion: slices cut by depth as a neuron drifts back and
+    # forth, which fire at the same times of the recording but at different phases of the motion.
+    # Like units that follow each other, they are one neuron when they lie on one trajectory (the
+    # drift term below); two neurons fire whatever the probe does
+    moving = _moved(e, "drift_motion_registered", _get(e, "drift_motion_range_um", 0.0))
+    turns = not sequential and not duplicate and moving and _get(e, "drift_turns", 0.5) >= p.motion_turns_min
+    if sequential or turns:
         # at a hand-over the waveforms drift: a real sorter's drift fragments of one neuron show
         # d′ 2-11 there (measured on spykingcircus2 output), so a gap is no evidence of two neurons
         terms["continuity"] = max(terms["continuity"], 0.0)
@@ -205,7 +212,9 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         f"(p {_get(e, 'continuity_gap_p', 1.0):.1g}); amplitudes valley/peak "
         f"{_get(e, 'amplitude_continuity_ratio', float('nan')):.2f}: "
         + ("a gap between two clouds" if terms["continuity"] < 0 else
-           "one continuous cloud" if terms["continuity"] > 0 else "no clear answer"))
+           "one continuous cloud" if terms["continuity"] > 0 else "no clear answer")
+        + (f"; the units take turns with the probe's motion (ROC area {_get(e, 'drift_turns', 0.5):.2f}), "
+           "so a gap is the sorter's cut along the drift" if turns else ""))
     handover = False
     if sequential:
         amp = _get(e, "amplitude_handover", float("nan"))
@@ -222,7 +231,7 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
             f"both units fire together (presence overlap {overlap:.2f}); amplitude distributions overlap "
             f"{_get(e, 'amplitude_overlap_concurrent', float('nan')):.2f} while both fire")
     on_trajectory = False
-    if sequential and finite(e.get("drift_log_ratio")):
+    if (sequential or turns) and finite(e.get("drift_log_ratio")):
         # drift: where the two units are once the probe's motion is removed (evidence/motion.py)
         drift = _clip(_get(e, "drift_log_ratio", 0.0), p.drift_bounds)
         on_trajectory = moved and _get(e, "drift_z", math.inf) <= p.drift_max_z
@@ -247,9 +256,8 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
                "one trajectory, as for one drifting neuron" if on_trajectory else
                "two places, as for two neurons" if terms["drift"] < 0 else "no clear answer"))
     veto = not duplicate and powered and terms["crosscorrelograms"] <= p.veto_log_odds
-    # a separation vetoes only where a motion was registered: with none (a static probe, too few
-    # units, a registration that failed) a drift hand-over cannot be placed on its trajectory
-    moving = _moved(e, "drift_motion_registered", _get(e, "drift_motion_range_um", 0.0))
+    # a separation vetoes only where a motion was registered (``moving``): with none (a static probe,
+    # too few units, a registration that failed) a drift hand-over cannot be placed on its trajectory
     veto = veto or (not duplicate and moving and terms["drift"] <= p.veto_log_odds)
     apart = _get(e, "drift_separation_um", float("nan"))
     if not sequential and finite(apart) and apart >= p.concurrent_max_separation_um:

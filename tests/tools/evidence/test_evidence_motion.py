@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from spikemerge.tools.evidence.motion import Motion, estimate_motion, gain_residual, trajectory_evidence
+from spikemerge.tools.evidence.motion import Motion, estimate_motion, gain_residual, motion_turns, trajectory_evidence
 from tests.tools.evidence.drift import PITCH_UM, drifting_population, triangle
 
 CENTRES = {"a": 3.5, "b": 5.0, "c": 7.5, "d": 10.0, "e": 12.5}
@@ -45,6 +45,26 @@ def test_fragments_sit_together_and_neighbours_apart_once_the_motion_is_removed(
     assert abs(across["drift_raw_shift_um"]) < 10.0  # at the same place on the probe ...
     assert across["drift_z"] > 2 * max(r["drift_z"] for r in same if r["drift_z"] < 1.5)  # ... not once corrected
     assert np.median([r["drift_separation_um"] for r in same]) < across["drift_separation_um"]
+
+
+def test_units_of_one_neuron_cut_by_depth_take_turns_with_the_motion_and_a_steady_neuron_does_not():
+    from tests.tools.evidence.spikes import neuron_train
+
+    rng = np.random.default_rng(4)
+    units, neuron_of = drifting_population(rng, CENTRES)
+    motion = _motion(units)
+    same = [motion_turns(units[x].times_s, units[y].times_s, motion)
+            for x in units for y in units if x < y and neuron_of[x] == neuron_of[y]]
+    assert len(same) >= 5 and min(same) > 0.95
+    # a neuron that fires whatever the probe does (seen on one unit the whole time): only a slice at
+    # an end of the motion stands apart from it (the judge then asks whether they share a trajectory)
+    steady = neuron_train(rng, rate_hz=10, duration_s=300.0)
+    other = [motion_turns(units[x].times_s, steady, motion) for x in units]
+    assert max(other) < 0.95 < min(same) and min(other) < 0.55
+    # a static probe: nothing to take turns with
+    flat = Motion(np.linspace(0.0, 300.0, 21), np.zeros(20))
+    assert motion_turns(units[next(iter(units))].times_s, steady, flat) == 0.5
+    assert np.isnan(motion_turns(np.array([]), steady, motion))
 
 
 def test_templates_carried_by_the_motion_match_for_one_neuron_not_for_its_neighbour():

@@ -654,3 +654,30 @@ def test_a_web_of_duplicates_between_burst_slices_joins_whole():
     # a veto is never set aside
     vetoed = {**scores, frozenset((1, 35)): _score(1, 35, -5.3, veto=True, **thin_gap)}
     assert len(partition([1, 32, 33, 34, 35], vetoed, 0.5)) == 2
+
+
+def test_slices_that_take_turns_with_the_probe_motion_are_cut_along_the_drift():
+    """Two small units of one drifting neuron that fire in the same stretches of the recording
+    (presence overlap 0.34, so they do not follow each other) but at disjoint phases of the probe's
+    motion, with a gap between their clouds (tridesclous2 units 118 and 121 on a drifting MEArec set)."""
+    slices = {"unit_a": 118, "unit_b": 121, "num_spikes_a": 100, "num_spikes_b": 90,
+              "template_similarity": 0.933, "template_similarity_denoised": 0.937, "template_amplitude_ratio": 0.91,
+              "ccg_expected_refractory": 0.0, "ccg_refractory_count": 0, "presence_overlap": 0.34,
+              "comparison_window": "concurrent", "continuity_ratio": 0.0, "continuity_gap_p": 0.0,
+              "continuity_expected": 13.5, "same_main_channel": True, "amplitude_continuity_ratio": 0.74,
+              "amplitude_continuity_gap_p": 0.026, "amplitude_continuity_expected": 18.3,
+              "drift_separation_um": 0.8, "drift_tolerance_um": 6.1, "drift_z": 0.14, "drift_displacement_um": -2.1,
+              "drift_raw_shift_um": -2.2, "drift_motion_range_um": 38.6, "drift_log_ratio": 4.3,
+              "drift_gain_log_ratio": 4.3, "drift_moved": False, "drift_motion_registered": True, "drift_turns": 0.998}
+    cut = score_pair(slices)
+    assert cut.terms["continuity"] == 0.0 and cut.log_odds > 0 and "take turns" in cut.reasons["pca"]
+    # firing at the same phases of the motion, the gap counts
+    together = score_pair({**slices, "drift_turns": 0.6})
+    assert together.terms["continuity"] < 0 and together.log_odds < 0
+    # on a probe that did not move there are no phases to take turns in
+    static = score_pair({**slices, "drift_motion_registered": False, "drift_motion_range_um": 1.0})
+    assert static.terms["continuity"] < 0
+    # taking turns, but in two places once the motion is removed: the drift term speaks against
+    apart = score_pair({**slices, "drift_separation_um": 30.0, "drift_z": 4.9, "drift_log_ratio": -8.0,
+                        "drift_gain_log_ratio": -8.0})
+    assert apart.terms["drift"] < 0 and apart.veto
