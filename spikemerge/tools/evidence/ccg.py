@@ -102,7 +102,8 @@ def ccg_evidence(
     dict
         ``ccg_expected_refractory``: coincidences two independent trains would put in the
         refractory window (from the CCG shoulders); ``ccg_refractory_count`` the observed ones
-        (the duplicate window excluded); ``ccg_depletion_p`` the Poisson chance of so few by
+        (the duplicate window excluded, and ``duplicate_censor_ms`` around a significant duplicate
+        peak); ``ccg_depletion_p`` the Poisson chance of so few by
         accident. ``duplicate_count``/``duplicate_fraction`` (of the smaller unit) and
         ``duplicate_excess`` (over chance) describe the peak at the lag;
         ``duplicate_lag_ms`` is where it sits. ``burst_forward``/``burst_backward`` count
@@ -122,15 +123,18 @@ def ccg_evidence(
     step = 0.05
     centres = np.arange(-p.duplicate_search_ms, p.duplicate_search_ms + step / 2, step)
     centre, close = _densest_window(diffs[absd <= p.duplicate_search_ms + p.duplicate_ms], centres, p.duplicate_ms)
-    if poisson.sf(close - 1, max(rate_per_ms * 2.0 * p.duplicate_ms, 1e-9)) > p.duplicate_p:
+    peak = poisson.sf(close - 1, max(rate_per_ms * 2.0 * p.duplicate_ms, 1e-9)) <= p.duplicate_p
+    if not peak:
         # no significant peak: keep the window on the template lag, so picking the densest
         # of several windows does not bias the refractory count of two independent trains
         centre = 0.0
         close = int(np.count_nonzero(absd <= p.duplicate_ms))
-    in_dup = np.abs(diffs - centre) <= p.duplicate_ms
+    # a peak's copies jitter beyond the duplicate window: its surroundings are not refractory evidence
+    censor_ms = max(p.duplicate_censor_ms, p.duplicate_ms) if peak else p.duplicate_ms
+    censored = np.abs(diffs - centre) <= censor_ms
     dup_width = 2.0 * p.duplicate_ms
-    refractory_width = 2.0 * p.refractory_ms - dup_width
-    observed = int(np.count_nonzero((absd <= p.refractory_ms) & ~in_dup))
+    refractory_width = 2.0 * p.refractory_ms - 2.0 * censor_ms
+    observed = int(np.count_nonzero((absd <= p.refractory_ms) & ~censored))
     expected = rate_per_ms * refractory_width
     expected_close = rate_per_ms * dup_width
     smaller = max(1, min(times_a.size, times_b.size))

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from spikemerge.tools.evidence.ccg import ccg_evidence, contamination, contamination_evidence, merged_train
+from spikemerge.tools.evidence.params import EvidenceParams
 
 from tests.tools.evidence.spikes import burst_train, neuron_train
 
@@ -30,6 +31,22 @@ def test_a_split_neuron_shows_a_dip_and_two_neurons_do_not():
     assert split["ccg_depletion_p"] < 1e-6
     assert distinct["ccg_refractory_ratio"] == pytest.approx(1.0, abs=0.3)
     assert distinct["duplicate_fraction"] < 0.05
+
+
+def test_jittered_copies_around_a_duplicate_peak_are_not_read_as_violations():
+    """Two slices of one neuron, one of which also holds jittered copies of 5 % of the other's
+    spikes (detected twice, 0.2 to 0.8 ms early, as between spykingcircus2 slices of a bursting
+    cell): the copies are a duplicate peak, not refractory violations."""
+    rng = np.random.default_rng(7)
+    neuron = neuron_train(rng, rate_hz=20)
+    side = rng.random(neuron.size) < 0.5
+    a, b = neuron[side], neuron[~side]
+    copies = rng.choice(a, size=int(0.05 * a.size), replace=False) - rng.uniform(0.0002, 0.0008, int(0.05 * a.size))
+    evidence = ccg_evidence(a, np.sort(np.concatenate([b, copies])))
+    assert evidence["duplicate_fraction"] < 0.3  # not a duplicate pair: the refractory dip must speak
+    assert evidence["ccg_refractory_count"] <= 1 and evidence["ccg_depletion_p"] < 1e-3
+    narrow = ccg_evidence(a, np.sort(np.concatenate([b, copies])), params=EvidenceParams(duplicate_censor_ms=0.25))
+    assert narrow["ccg_refractory_count"] > 5 * evidence["ccg_refractory_count"] + 5
 
 
 def test_a_burst_split_shows_a_one_sided_peak_beside_the_dip():
