@@ -122,8 +122,9 @@ class JudgeParams:
     trajectory. Measured on 12 drifting sorter-made sets (judged pairs of pure units that do not
     follow each other): at 0.95 or more 12 same-neuron pairs and 9 distinct ones (8 of them 28-115 µm
     apart); under 0.95, 37 and 1704. End to end on those sets 523 -> 538 true pairs, wrong pairs
-    7 -> 7 (0.9 gives the same, 0.98 two fewer true pairs); the 4 sets built after it was chosen:
-    +4 true pairs, no wrong pair added."""
+    7 -> 7 (0.9 gives the same, 0.98 two fewer true pairs); the 4 drifting sets built after it was
+    chosen: +4 true pairs, no wrong pair added; a held-out batch scored once afterwards (seeds
+    45-46): +3, none wrong."""
     # drift trajectory: the pair's separation once the probe's motion is removed (evidence/motion.py)
     drift_bounds: tuple[float, float] = (-6.0, 2.0)
     """Bounds of the drift term (the log-likelihood ratio one neuron vs two of the separation)."""

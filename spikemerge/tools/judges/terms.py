@@ -187,9 +187,9 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         # it: a sorter that resolves one of two overlapping spikes carves one between neighbours
         terms["continuity"] = max(terms["continuity"], 0.0)
     # units that take turns with the probe's motion: slices cut by depth as a neuron drifts back and
-    # forth, which fire at the same times of the recording but at different phases of the motion.
-    # Like units that follow each other, they are one neuron when they lie on one trajectory (the
-    # drift term below); two neurons fire whatever the probe does
+    # forth, which fire in the same stretches of the recording but at different phases of the
+    # motion. Like units that follow each other, they are one neuron only when they lie on one
+    # trajectory (the drift term below)
     moving = _moved(e, "drift_motion_registered", _get(e, "drift_motion_range_um", 0.0))
     turns = not sequential and not duplicate and moving and _get(e, "drift_turns", 0.5) >= p.motion_turns_min
     if sequential or turns:
