@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import spikemerge
-from spikemerge.bench.sorted import load_truth, score_sorted
+from spikemerge.bench.sorted import load_truth, score_sorted, true_pairs
 
 CODE = Path(spikemerge.__file__).parent / "tools"
 EVIDENCE_SOURCES = ("evidence", "analyzer", "candidates.py")
@@ -70,9 +70,10 @@ def _outside_pairs(ctx, pairs: list[tuple[Any, Any]]) -> dict[frozenset, dict[st
 
 
 def _true_pairs(truth: dict, unit_ids: list) -> list[tuple[Any, Any]]:
+    """The truth's pairs among ``unit_ids``, as those ids (truth.json keys them as strings)."""
     by_key = {str(u): u for u in unit_ids}
-    pure = {u: n for u, n in truth["unit_to_neuron"].items() if n is not None and u in by_key}
-    return [(by_key[a], by_key[b]) for a, b in combinations(sorted(pure), 2) if pure[a] == pure[b]]
+    among = {u: n for u, n in truth["unit_to_neuron"].items() if u in by_key}
+    return [(by_key[a], by_key[b]) for a, b in true_pairs(among)]
 
 
 def evidence_of(dataset: Path, cache: Path) -> dict[str, Any]:
