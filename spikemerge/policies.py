@@ -21,6 +21,11 @@ class Policy:
     abstain_on_thin: bool = False
     """Too few coincidences expected for the crosscorrelogram to decide: abstain instead of
     merging on shape alone."""
+    within: str | None = None
+    """A stricter policy merges only inside the parts the named one merges, so that what it merges
+    the named one merges too. Alone, refusing thin pairs frees a unit from its own neuron's
+    fragments to join a neighbour on a collision dip: on 20 sorter-made drifting sets, the
+    conservative rule merged 10 distinct pairs where the balanced one merged 4."""
 
 
 POLICIES: dict[str, Policy] = {
@@ -31,6 +36,7 @@ POLICIES: dict[str, Policy] = {
         description="Merge only clear cases; when the evidence is ambiguous, do not merge; "
                     "when it is too thin to tell, abstain.",
         abstain_on_thin=True,
+        within="balanced",
     ),
     "balanced": Policy(
         name="balanced",

@@ -249,7 +249,7 @@ class MetricsJudge:
     def fingerprint(self) -> str:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
-        source = json.dumps({"judge": "metrics-v15", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v16", "params": self.params.fingerprint(),
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 
@@ -270,8 +270,7 @@ class MetricsJudge:
         if len(units) < 2 or any(frozenset((a, b)) not in scores for a, b in combinations(units, 2)):
             return Verdict.failed(request, "evidence is missing for some pairs of this group", self.name, None, policy)
         chains = request.evidence.get("chains", []) or []
-        parts = partition(units, scores, rule.merge_threshold, chains, block_thin=rule.abstain_on_thin,
-                          params=self.params)
+        parts = self._parts(units, scores, rule, chains)
         cut = logit(rule.merge_threshold)
         if parts:
             relevant = []
@@ -296,6 +295,13 @@ class MetricsJudge:
             merge_groups=parts, reasoning=self._reasoning(units, parts, shown, rule, decision),
             judge=self.name, model=None, policy=rule.name, reports=dict(shown.reasons),
         )
+
+    def _parts(self, units: list, scores: Mapping[frozenset, PairScore], rule: Policy,
+               chains: Sequence[Sequence[Any]]) -> list[list[Any]]:
+        """The policy's partition, nested in the parts of the policy it sits ``within`` (see ``Policy``)."""
+        outer = self._parts(units, scores, get_policy(rule.within), chains) if rule.within else [units]
+        return [part for group in outer for part in partition(
+            group, scores, rule.merge_threshold, chains, block_thin=rule.abstain_on_thin, params=self.params)]
 
     @staticmethod
     def _reasoning(units: list, parts: list[list], shown: PairScore, rule: Policy, decision: str) -> str:

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from scipy.special import gammainc
+
 from ..evidence.params import DEFAULT_EVIDENCE_PARAMS
 from .params import DEFAULT_JUDGE_PARAMS, JudgeParams
 
@@ -83,6 +85,18 @@ class PairScore:
         return sigmoid(self.log_odds)
 
 
+def _poisson_log_mixture(count: float, expected: float, lo: float, hi: float) -> float:
+    """Log-probability of ``count`` coincidences when their rate is ``q·expected``, ``q`` uniform on [lo, hi]."""
+    if hi - lo < 1e-9 or expected <= 0:
+        rate = max(expected * hi, 1e-12)
+        return count * math.log(rate) - rate - math.lgamma(count + 1.0)
+    mass = float(gammainc(count + 1.0, hi * expected) - gammainc(count + 1.0, lo * expected))
+    if mass <= 1e-300:  # both ends deep in one tail: the nearer end stands for the interval
+        rate = (lo if count < lo * expected else hi) * expected
+        return count * math.log(max(rate, 1e-12)) - rate - math.lgamma(count + 1.0)
+    return math.log(mass) - math.log(expected * (hi - lo))
+
+
 def _gap_term(ratio: float, gap_p: float, expected: float, p: JudgeParams) -> float:
     if not finite(ratio) or expected < p.gap_min_expected:
         return 0.0
@@ -111,12 +125,18 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
             f"{100 * _get(e, 'duplicate_fraction', 0):.0f}% of spikes coincide within ±0.25 ms of the "
             f"{lag:+.2f} ms template lag ({_get(e, 'duplicate_excess', 0):.0f}x chance): the same spikes detected twice")
     else:
-        ratio = observed * (math.log(allowed)) - allowed * expected + expected  # Poisson LLR, one neuron vs two
+        # Poisson LLR: one neuron (its units' contamination) against two, whose count a sorter's
+        # lost or misplaced overlapping spikes may deplete down to ``distinct_min_refractory_ratio``
+        ratio = _poisson_log_mixture(observed, expected, allowed, allowed) - \
+            _poisson_log_mixture(observed, expected, min(p.distinct_min_refractory_ratio, 1.0), 1.0)
         terms["crosscorrelograms"] = _clip(ratio, p.ccg_bounds)
         if not powered:
             verdict = "too few coincidences expected to tell"
         elif observed <= 1.5 * allowed * expected:
             verdict = "a refractory dip, as in one neuron"
+        elif observed < p.distinct_min_refractory_ratio * expected:
+            verdict = ("a partial dip, which a sorter also leaves between neighbours when it resolves one of "
+                       "two overlapping spikes")
         else:
             verdict = "no refractory dip, as for two neurons"
         reasons["crosscorrelograms"] = (

@@ -137,6 +137,43 @@ def test_twins_with_a_powered_flat_ccg_stay_apart():
     assert "no refractory dip" in verdict.reasoning
 
 
+def test_a_collision_dip_between_neighbours_is_not_one_neurons_refractory_period():
+    """tridesclous2 units of two neurons 22 µm apart, templates 79 % alike, firing together: 1
+    coincidence of 7.6 that independent firing predicts, the rest moved into a ±0.25 ms peak by the
+    sorter's handling of overlapping spikes. Against independent firing alone that dip read as one
+    neuron (+4.6) and merged them; two neurons' counts go down to ``distinct_min_refractory_ratio``."""
+    neighbours = {"unit_a": 53, "unit_b": 91, "template_similarity": 0.79, "template_similarity_denoised": 0.79,
+                  "ccg_expected_refractory": 7.6, "ccg_refractory_count": 1, "presence_overlap": 0.375,
+                  "comparison_window": "concurrent"}
+    independent = score_pair(neighbours, JudgeParams(distinct_min_refractory_ratio=1.0))
+    assert independent.terms["crosscorrelograms"] > 4 and independent.log_odds > 0
+    score = score_pair(neighbours)
+    assert 0 < score.terms["crosscorrelograms"] < 2.5 and score.log_odds < independent.log_odds - 2
+    # a partial dip: what both allow, evidence of neither
+    partial = score_pair({**neighbours, "ccg_refractory_count": 2})
+    assert abs(partial.terms["crosscorrelograms"]) < 1 and "partial dip" in partial.reasons["crosscorrelograms"]
+    # an empty refractory window with many coincidences expected still says one neuron
+    emptied = score_pair({**neighbours, "ccg_expected_refractory": 20.0, "ccg_refractory_count": 0})
+    assert emptied.terms["crosscorrelograms"] > 4
+
+
+def test_conservative_merges_only_inside_what_balanced_merges():
+    """Refusing a neuron's thin hand-over (a-b) must not free a unit to join a neighbour (d) on a
+    weaker powered pair that the balanced partition keeps out: conservative abstains instead."""
+    fixed = {frozenset("ab"): _score("a", "b", 3.0, thin=True, sequential=True),
+             frozenset("ad"): _score("a", "d", 2.0), frozenset("bd"): _score("b", "d", -5.0)}
+
+    class Fixed(MetricsJudge):
+        def scores(self, request, weights=None, correction=None):
+            return fixed
+
+    request = JudgeRequest(group_id=1, unit_ids=("a", "b", "d"), evidence={"pairs": [{}]})
+    assert Fixed().judge(request, "balanced").merge_groups == [["a", "b"]]
+    assert partition(["a", "b", "d"], fixed, 0.8, block_thin=True) == [["a", "d"]]  # the rule alone
+    verdict = Fixed().judge(request, "conservative")
+    assert verdict.decision == "abstain" and verdict.merge_groups == [], verdict.reasoning
+
+
 def _score(a, b, log_odds, **flags):
     return PairScore(unit_a=a, unit_b=b, log_odds=log_odds, **flags)
 
@@ -588,7 +625,12 @@ def test_units_firing_at_the_same_time_in_two_places_are_two_neurons():
     assert score.veto and score.terms["drift"] <= JudgeParams().veto_log_odds
     assert "same time" in score.reasons["drift"]
     near = score_pair({**neighbours, "drift_separation_um": 20.0})  # within one neuron's spread
-    assert not near.veto and near.terms["drift"] == 0.0 and near.log_odds > 0
+    assert not near.veto and near.terms["drift"] == 0.0
+    # 1 of 6.9 is what a collision dip between neighbours leaves: not decisive, the gap counts
+    assert near.terms["continuity"] < 0 and near.log_odds < 0
+    # none of 6.9: a decisive dip excuses the gap
+    emptied = score_pair({**neighbours, "drift_separation_um": 20.0, "ccg_refractory_count": 0})
+    assert not emptied.veto and emptied.terms["continuity"] == 0.0 and emptied.log_odds > 0
     # 29 µm apart with a deep dip (19 coincidences expected, none seen): a template matcher's
     # collision dip between close neighbours (tridesclous2 units 104 and 109 on a drifting set)
     collided = score_pair({**neighbours, "drift_separation_um": 29.0, "ccg_expected_refractory": 19.1,
