@@ -114,7 +114,11 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     lag = _get(e, "duplicate_lag_ms", _get(e, "template_shift_ms", 0.0))
     duplicate = _get(e, "duplicate_fraction", 0.0) >= p.duplicate_fraction and \
         _get(e, "duplicate_excess", 0.0) >= p.duplicate_excess
-    own = max(_get(e, "contamination_a", 0.0), _get(e, "contamination_b", 0.0))
+    # a unit whose share f of spikes is foreign has contamination c = 1 - (1 - f)² (pairs holding a
+    # foreign spike violate at chance); one neuron's two units then coincide at chance wherever either
+    # spike is foreign: a share 1 - (1 - f_a)(1 - f_b) = 1 - sqrt((1 - c_a)(1 - c_b))
+    clean = [1.0 - min(max(_get(e, key, 0.0), 0.0), 1.0) for key in ("contamination_a", "contamination_b")]
+    own = 1.0 - math.sqrt(clean[0] * clean[1])
     allowed = min(p.contamination_cap, max(p.contamination_floor, own))
     overlap = _get(e, "presence_overlap", 1.0)
     sequential = overlap < p.handover_presence and e.get("comparison_window", "handover") == "handover"
