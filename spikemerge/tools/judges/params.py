@@ -20,10 +20,10 @@ class JudgeParams:
     # trains, or a sorter's collision dip between neighbours)
     contamination_floor: float = 0.1
     """Share of the independent-firing coincidences one neuron's units may still show (noise and
-    sorting errors); raised to what the units' own refractory contamination implies when that is
-    larger (``1 - sqrt((1 - c_a)(1 - c_b))``, the share of pairs holding a foreign spike; it
-    replaced ``max(c_a, c_b)``, about twice that, with the same verdicts on 40 sorter-made sets
-    within one pair)."""
+    sorting errors). When the units' own refractory contamination implies more (``1 - sqrt((1 -
+    c_a)(1 - c_b))``, the share of pairs holding a foreign spike), one neuron's share lies anywhere
+    between (uniform). Against ``max(c_a, c_b)`` as a point, on 40 sorter-made sets: the same
+    verdicts under the balanced policy within one pair, conservative +5 same-neuron pairs."""
     contamination_cap: float = 0.5
     distinct_min_refractory_ratio: float = 0.4
     """Two distinct neurons' refractory count is Poisson at between this share and all of what

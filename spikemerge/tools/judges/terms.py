@@ -129,9 +129,11 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
             f"{100 * _get(e, 'duplicate_fraction', 0):.0f}% of spikes coincide within ±0.25 ms of the "
             f"{lag:+.2f} ms template lag ({_get(e, 'duplicate_excess', 0):.0f}x chance): the same spikes detected twice")
     else:
-        # Poisson LLR: one neuron (its units' contamination) against two, whose count a sorter's
-        # lost or misplaced overlapping spikes may deplete down to ``distinct_min_refractory_ratio``
-        ratio = _poisson_log_mixture(observed, expected, allowed, allowed) - \
+        # Poisson LLR: one neuron, whose count is between the floor and what the units' contamination
+        # allows (a contamination from the autocorrelograms overstates the foreign share when a unit
+        # also holds double detections), against two, whose count a sorter's lost or misplaced
+        # overlapping spikes may deplete down to ``distinct_min_refractory_ratio``
+        ratio = _poisson_log_mixture(observed, expected, min(p.contamination_floor, allowed), allowed) - \
             _poisson_log_mixture(observed, expected, min(p.distinct_min_refractory_ratio, 1.0), 1.0)
         terms["crosscorrelograms"] = _clip(ratio, p.ccg_bounds)
         if not powered:
