@@ -46,6 +46,21 @@ def prepare_worker() -> None:
     mallopt(m_trim_threshold, MALLOC_TRIM_THRESHOLD)
 
 
+DRAWING_NICE = 10
+"""Niceness added to the processes that draw figures in the background: the stages that decide
+(candidates, evidence, judge) are what the curator waits for, and on a machine with as many busy
+processes as CPUs the drawing slowed them by as much as it took."""
+
+
+def prepare_drawing_worker() -> None:
+    """Initializer of a figure-drawing worker: as ``prepare_worker``, at a lower priority."""
+    try:
+        os.nice(DRAWING_NICE)
+    except (AttributeError, OSError):  # no nice (Windows), or not permitted
+        pass
+    prepare_worker()
+
+
 def usable_cpus() -> int:
     """CPUs this process may run on."""
     try:

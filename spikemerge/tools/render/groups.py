@@ -24,7 +24,7 @@ import numpy as np
 from ...errors import SpikemergeError
 from ..outputs import write_bytes_atomic
 from ..analyzer.view import AnalyzerView
-from ..workers import prepare_worker, usable_cpus, worker_context
+from ..workers import prepare_drawing_worker, usable_cpus, worker_context
 from .draw import render_jobs, tile_composite
 from .style import RenderSettings
 
@@ -416,7 +416,7 @@ def _run_stream(stream: Iterator[_GroupPlan], settings: RenderSettings, n_worker
             if n_workers > 1 and pool is None:
                 try:
                     pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=worker_context(),
-                                               initializer=prepare_worker)
+                                               initializer=prepare_drawing_worker)
                 except OSError as error:
                     warnings.warn(f"drawing figures in this process: worker processes failed ({error})",
                                   RuntimeWarning, stacklevel=3)
