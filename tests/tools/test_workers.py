@@ -43,3 +43,12 @@ def test_a_prepared_worker_takes_temporaries_from_the_heap_not_fresh_memory_maps
 
     assert mapped("default") >= 4 * 2**20  # glibc's default: a map of its own, faulted in page by page
     assert mapped("prepared") == 0
+
+
+def test_a_drawing_worker_runs_below_the_stages_that_decide():
+    """Figure drawing in the background yields the CPUs to candidates and evidence (lower priority)."""
+    probe = ("import os; from spikemerge.tools.workers import DRAWING_NICE, prepare_drawing_worker; "
+             "before = os.nice(0); prepare_drawing_worker(); print(before, os.nice(0), DRAWING_NICE)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    before, after, wanted = map(int, result.stdout.split())
+    assert wanted > 0 and after == min(before + wanted, 19)  # 19: the lowest priority there is
