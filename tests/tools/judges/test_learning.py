@@ -19,7 +19,7 @@ CLEAR = {"template_similarity": 0.97, "template_similarity_denoised": 0.97, "ccg
 TWINS = {**CLEAR, "ccg_refractory_count": 28}
 # the same spikes detected twice
 DUPLICATE = {**CLEAR, "duplicate_fraction": 0.9, "duplicate_excess": 40.0, "ccg_refractory_count": 27}
-# near the balanced threshold on the "not merge" side: a dip too thin to count much, shapes 80 % alike
+# near the balanced threshold on the "not merge" side: a dip too thin to count much, shapes 81 % alike
 BORDERLINE = {**CLEAR, "template_similarity": 0.81, "template_similarity_denoised": 0.81,
               "ccg_expected_refractory": 0.8}
 
