@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from itertools import combinations
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ...policies import Policy, get_policy
 from .base import Example, JudgeRequest, Verdict, VerdictCallback
 from .learning import LocalCorrection, fit_local_correction
 from .params import DEFAULT_JUDGE_PARAMS, JudgeParams
-from .terms import PairScore, logit, score_pair
+from .terms import PairScore, logit, pool_refractory, score_pair
 from .terms import usable as _usable
 
 __all__ = ["MetricsJudge", "PairScore", "partition", "score_pair"]
@@ -128,6 +129,38 @@ def _mediated(score: PairScore, members: Sequence[Any], scores: Mapping[frozense
     return False
 
 
+def pooled_links(links: list[PairScore], params: JudgeParams,
+                 weights: Mapping[str, float] | None = None) -> list[PairScore]:
+    """The pairs across a join, each read with the join's pooled refractory count where that decides.
+
+    When the pairs' summed refractory counts (``terms.pool_refractory``) make a decisive dip (at
+    least ``params.dip_excuses_gap_log_odds``), a pair across whose own count shows no excess takes
+    the pooled CCG term instead of its own: it is no longer thin, and its feature-space gap is
+    excused as a decisive dip excuses it for one pair. A pair with an excess, a veto or a starved
+    unit keeps its own evidence (its count is in the pool all the same).
+    """
+    pooled = pool_refractory(links, params)
+    if pooled is None or pooled[0] < params.dip_excuses_gap_log_odds:
+        return links
+    term, observed, expected = pooled
+    note = (f"; with the other pairs across the join, {observed:.0f} coincidences where independent firing "
+            f"predicts {expected:.1f}: a refractory dip for all of them together")
+    w = dict(weights or {})
+    read = []
+    for s in links:
+        own = s.terms.get("crosscorrelograms", 0.0)
+        if s.refractory is None or s.veto or s.starved or own < 0.0 or own >= term:
+            read.append(s)
+            continue
+        gap = min(s.terms.get("continuity", 0.0), 0.0)
+        shift = w.get("crosscorrelograms", 1.0) * (term - own) - w.get("continuity", 1.0) * gap
+        terms = {**s.terms, "crosscorrelograms": term, "continuity": s.terms.get("continuity", 0.0) - gap}
+        reasons = {**s.reasons, "crosscorrelograms": s.reasons.get("crosscorrelograms", "") + note}
+        read.append(replace(s, log_odds=s.log_odds + params.log_odds_scale * shift, thin=False, terms=terms,
+                            reasons=reasons))
+    return read
+
+
 def _chain_links(chains: Sequence[Sequence[Any]], unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore],
                  cut: float, block_thin: bool) -> dict[frozenset, frozenset]:
     """The links of the proposed drift chains that are clean, usable hand-overs (or duplicates),
@@ -145,7 +178,8 @@ def _chain_links(chains: Sequence[Sequence[Any]], unit_ids: Sequence[Any], score
 
 def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], threshold: float,
               chains: Sequence[Sequence[Any]] = (), block_thin: bool = False,
-              params: JudgeParams = DEFAULT_JUDGE_PARAMS) -> list[list[Any]]:
+              params: JudgeParams = DEFAULT_JUDGE_PARAMS,
+              pool: Callable[[list[PairScore]], list[PairScore]] | None = None) -> list[list[Any]]:
     """The parts of a group to merge (each at least two units, disjoint).
 
     Units are joined by complete linkage: two parts join only when every pair across
@@ -182,6 +216,11 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
     against one neuron). Not under ``block_thin``, whose policy does not merge on thin evidence.
     Plain average linkage, which lets strong pairs outvote weak ones, merged distinct neurons
     (10 wrong pairs on the dev sets, against 2 with complete linkage and with this rule).
+
+    With ``pool`` (``pooled_links``, as the metrics judge calls it), the pairs across a join are
+    first read with their summed refractory count where that decides and every pair across lies
+    within ``params.pool_max_distance_um``: slices of one cell, each pair too thin to tell, speak
+    together (see ``JudgeParams.pool_max_distance_um`` for what it did on sorter-made sets).
     """
     cut = logit(threshold)
     chain_links = _chain_links(chains, unit_ids, scores, cut, block_thin)
@@ -190,6 +229,8 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
         best, best_pair = None, None
         for i, j in combinations(range(len(clusters)), 2):
             links = [scores[frozenset((a, b))] for a in clusters[i] for b in clusters[j]]
+            if pool is not None:
+                links = pool(links)  # pairs each too thin to decide may decide together (``pooled_links``)
             usable = [s for s in links if _usable(s, cut, block_thin)]
             # drift: a pair on one motion-corrected trajectory does not block the join (its templates
             # may differ as far as the neuron moved), but some pair across must carry it
@@ -249,7 +290,7 @@ class MetricsJudge:
     def fingerprint(self) -> str:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
-        source = json.dumps({"judge": "metrics-v17", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v18", "params": self.params.fingerprint(),
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 
@@ -270,12 +311,13 @@ class MetricsJudge:
         if len(units) < 2 or any(frozenset((a, b)) not in scores for a, b in combinations(units, 2)):
             return Verdict.failed(request, "evidence is missing for some pairs of this group", self.name, None, policy)
         chains = request.evidence.get("chains", []) or []
-        parts = self._parts(units, scores, rule, chains)
+        w = self.weights if weights is None else weights
+        parts = self._parts(units, scores, rule, chains, w)
         cut = logit(rule.merge_threshold)
         if parts:
             relevant = []
             for part in parts:
-                pairs = [scores[frozenset(pair)] for pair in combinations(part, 2)]
+                pairs = pooled_links([scores[frozenset(pair)] for pair in combinations(part, 2)], self.params, w)
                 # every pair of a part clears the threshold, or (a drift trajectory or chain, whose
                 # far ends differ) the pairs that do carry it: the weakest of them sets the confidence
                 carried = [x for x in pairs if _usable(x, cut, rule.abstain_on_thin)]
@@ -297,11 +339,12 @@ class MetricsJudge:
         )
 
     def _parts(self, units: list, scores: Mapping[frozenset, PairScore], rule: Policy,
-               chains: Sequence[Sequence[Any]]) -> list[list[Any]]:
+               chains: Sequence[Sequence[Any]], weights: Mapping[str, float]) -> list[list[Any]]:
         """The policy's partition, nested in the parts of the policy it sits ``within`` (see ``Policy``)."""
-        outer = self._parts(units, scores, get_policy(rule.within), chains) if rule.within else [units]
+        outer = self._parts(units, scores, get_policy(rule.within), chains, weights) if rule.within else [units]
         return [part for group in outer for part in partition(
-            group, scores, rule.merge_threshold, chains, block_thin=rule.abstain_on_thin, params=self.params)]
+            group, scores, rule.merge_threshold, chains, block_thin=rule.abstain_on_thin, params=self.params,
+            pool=lambda links: pooled_links(links, self.params, weights))]
 
     @staticmethod
     def _reasoning(units: list, parts: list[list], shown: PairScore, rule: Policy, decision: str) -> str:

@@ -78,6 +78,10 @@ class PairScore:
     starved: bool = False
     """A unit has fewer than ``min_unit_spikes`` spikes: no evidence can speak for the pair, which
     never merges and blocks any join it lies across."""
+    refractory: tuple[float, float, float, float] | None = None
+    """Coincidences observed and expected in the refractory window, one neuron's allowed share, and
+    the units' distance (µm), for pooling over the pairs of a join (``pool_refractory``); None for
+    a duplicate."""
     reasons: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -95,6 +99,38 @@ def _poisson_log_mixture(count: float, expected: float, lo: float, hi: float) ->
         rate = (lo if count < lo * expected else hi) * expected
         return count * math.log(max(rate, 1e-12)) - rate - math.lgamma(count + 1.0)
     return math.log(mass) - math.log(expected * (hi - lo))
+
+
+def refractory_log_odds(observed: float, expected: float, allowed: float, p: JudgeParams) -> float:
+    """The CCG term: Poisson log-likelihood ratio of a refractory count, one neuron against two.
+
+    One neuron's count is between ``contamination_floor`` and its units' ``allowed`` share of what
+    independent firing predicts (an autocorrelogram's contamination overstates the foreign share
+    when a unit holds double detections); two neurons' count between
+    ``distinct_min_refractory_ratio`` and all of it (a sorter loses or misplaces one of two
+    overlapping spikes of neighbours). Clipped to ``ccg_bounds``.
+    """
+    ratio = _poisson_log_mixture(observed, expected, min(p.contamination_floor, allowed), allowed) - \
+        _poisson_log_mixture(observed, expected, min(p.distinct_min_refractory_ratio, 1.0), 1.0)
+    return _clip(ratio, p.ccg_bounds)
+
+
+def pool_refractory(links: list[PairScore], p: JudgeParams) -> tuple[float, float, float] | None:
+    """The CCG term of a join's pairs pooled: their refractory counts summed, so that pairs each too
+    thin to decide speak together (a bursting cell cut into six slices left pairs with 0.3-3
+    coincidences expected and none seen, 13 across one join). Only for units at one place (every
+    pair across within ``pool_max_distance_um``). Returns the term with the summed observed and
+    expected counts; None otherwise, below two counted pairs or without
+    ``min_expected_coincidences`` in the pool."""
+    if any(s.refractory is not None and s.refractory[3] > p.pool_max_distance_um for s in links):
+        return None  # units at other places: neighbours, whose collision dips a pool would add up
+    counted = [s.refractory for s in links if s.refractory is not None]
+    if len(counted) < 2:
+        return None
+    observed, expected = sum(c[0] for c in counted), sum(c[1] for c in counted)
+    if expected < p.min_expected_coincidences:
+        return None
+    return refractory_log_odds(observed, expected, max(c[2] for c in counted), p), observed, expected
 
 
 def _gap_term(ratio: float, gap_p: float, expected: float, p: JudgeParams) -> float:
@@ -129,13 +165,7 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
             f"{100 * _get(e, 'duplicate_fraction', 0):.0f}% of spikes coincide within ±0.25 ms of the "
             f"{lag:+.2f} ms template lag ({_get(e, 'duplicate_excess', 0):.0f}x chance): the same spikes detected twice")
     else:
-        # Poisson LLR: one neuron, whose count is between the floor and what the units' contamination
-        # allows (a contamination from the autocorrelograms overstates the foreign share when a unit
-        # also holds double detections), against two, whose count a sorter's lost or misplaced
-        # overlapping spikes may deplete down to ``distinct_min_refractory_ratio``
-        ratio = _poisson_log_mixture(observed, expected, min(p.contamination_floor, allowed), allowed) - \
-            _poisson_log_mixture(observed, expected, min(p.distinct_min_refractory_ratio, 1.0), 1.0)
-        terms["crosscorrelograms"] = _clip(ratio, p.ccg_bounds)
+        terms["crosscorrelograms"] = refractory_log_odds(observed, expected, allowed, p)
         if not powered:
             verdict = "too few coincidences expected to tell"
         elif observed <= 1.5 * allowed * expected:
@@ -302,7 +332,8 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     return PairScore(unit_a=e["unit_a"], unit_b=e["unit_b"], log_odds=float(sum(terms.values())),
                      duplicate=duplicate, terms=terms, thin=thin, handover=handover and not veto and not starved,
                      veto=veto, reasons=reasons, on_trajectory=on_trajectory and not veto and not starved,
-                     sequential=sequential, starved=starved)
+                     sequential=sequential, starved=starved,
+                     refractory=None if duplicate else (observed, expected, allowed, _get(e, "distance_um", math.inf)))
 
 
 def usable(score: PairScore, cut: float, block_thin: bool) -> bool:

@@ -157,6 +157,40 @@ def test_a_collision_dip_between_neighbours_is_not_one_neurons_refractory_period
     assert emptied.terms["crosscorrelograms"] > 4
 
 
+def _slice(a, b, expected, observed=0, **extra):
+    """A pair of one cell's amplitude slices, firing together, 2 µm apart, with a gap between clouds."""
+    return {"unit_a": a, "unit_b": b, "template_similarity": 0.83, "template_similarity_denoised": 0.83,
+            "ccg_expected_refractory": expected, "ccg_refractory_count": observed, "presence_overlap": 0.85,
+            "comparison_window": "concurrent", "continuity_ratio": 0.05, "continuity_gap_p": 1e-6,
+            "continuity_expected": 40.0, "distance_um": 2.0, **extra}
+
+
+def test_slices_at_one_place_too_thin_to_decide_alone_decide_together():
+    """A bursting cell cut into slices by a sorter (spykingcircus2, 6 slices of one MEArec cell, all
+    within 2.3 µm): each pair across two parts expects 0.3-3 refractory coincidences and shows none,
+    with a gap between clouds, so each alone reads as two neurons; summed, 0 of 8 is one neuron's dip.
+    Units at other places do not pool: neighbours' collision dips would add up (a held-out
+    spykingcircus2 set: two drifting neurons 8-37 µm apart, 1 of 11.8 across six pairs)."""
+    counts = {("a", "c"): 2.5, ("a", "d"): 1.8, ("b", "c"): 0.9, ("b", "d"): 2.8}
+    pairs = [_slice("a", "b", 0.3, template_similarity_denoised=0.95, continuity_ratio=0.9),
+             _slice("c", "d", 0.4, template_similarity_denoised=0.95, continuity_ratio=0.9)]
+    pairs += [_slice(a, b, e) for (a, b), e in counts.items()]
+    request = JudgeRequest(group_id=1, unit_ids=tuple("abcd"), evidence={"pairs": pairs})
+    assert all(score_pair(p).log_odds < 0 for p in pairs[2:])  # alone, every pair across is kept apart
+    verdict = MetricsJudge().judge(request)
+    assert verdict.merge_groups == [["a", "b", "c", "d"]], verdict.reasoning
+    assert verdict.confidence > 0.5 and "all of them together" in verdict.reasoning
+    # the same counts, the two parts 10 µm apart: no pooling
+    apart = [dict(p, distance_um=10.0) if i >= 2 else p for i, p in enumerate(pairs)]
+    split = MetricsJudge().judge(JudgeRequest(group_id=2, unit_ids=tuple("abcd"), evidence={"pairs": apart}))
+    assert sorted(map(sorted, split.merge_groups)) == [["a", "b"], ["c", "d"]], split.reasoning
+    # at one place, but the summed count at half of independent firing (a collision dip): no pooling
+    half = [dict(p, ccg_refractory_count=round(0.5 * p["ccg_expected_refractory"])) if i >= 2 else p
+            for i, p in enumerate(pairs)]
+    split = MetricsJudge().judge(JudgeRequest(group_id=3, unit_ids=tuple("abcd"), evidence={"pairs": half}))
+    assert sorted(map(sorted, split.merge_groups)) == [["a", "b"], ["c", "d"]], split.reasoning
+
+
 def test_conservative_merges_only_inside_what_balanced_merges():
     """Refusing a neuron's thin hand-over (a-b) must not free a unit to join a neighbour (d) on a
     weaker powered pair that the balanced partition keeps out: conservative abstains instead."""
