@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from scipy.special import gammainc
 
@@ -51,6 +51,16 @@ def logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
+class RefractoryCount(NamedTuple):
+    """Coincidences observed and expected in a pair's refractory window, one neuron's allowed share
+    of them, and how far apart the two units sit."""
+
+    observed: float
+    expected: float
+    allowed: float
+    distance_um: float
+
+
 @dataclass
 class PairScore:
     """One pair's terms, their calibrated sum, and the flags the partition needs."""
@@ -78,10 +88,9 @@ class PairScore:
     starved: bool = False
     """A unit has fewer than ``min_unit_spikes`` spikes: no evidence can speak for the pair, which
     never merges and blocks any join it lies across."""
-    refractory: tuple[float, float, float, float] | None = None
-    """Coincidences observed and expected in the refractory window, one neuron's allowed share, and
-    the units' distance (µm), for pooling over the pairs of a join (``pool_refractory``); None for
-    a duplicate."""
+    refractory: RefractoryCount | None = None
+    """The pair's refractory count, for pooling over the pairs of a join (``pool_refractory``); None
+    for a duplicate."""
     reasons: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -89,15 +98,18 @@ class PairScore:
         return sigmoid(self.log_odds)
 
 
+def _poisson_log_pmf(count: float, rate: float) -> float:
+    rate = max(rate, 1e-12)
+    return count * math.log(rate) - rate - math.lgamma(count + 1.0)
+
+
 def _poisson_log_mixture(count: float, expected: float, lo: float, hi: float) -> float:
     """Log-probability of ``count`` coincidences when their rate is ``q·expected``, ``q`` uniform on [lo, hi]."""
     if hi - lo < 1e-9 or expected <= 0:
-        rate = max(expected * hi, 1e-12)
-        return count * math.log(rate) - rate - math.lgamma(count + 1.0)
+        return _poisson_log_pmf(count, expected * hi)
     mass = float(gammainc(count + 1.0, hi * expected) - gammainc(count + 1.0, lo * expected))
     if mass <= 1e-300:  # both ends deep in one tail: the nearer end stands for the interval
-        rate = (lo if count < lo * expected else hi) * expected
-        return count * math.log(max(rate, 1e-12)) - rate - math.lgamma(count + 1.0)
+        return _poisson_log_pmf(count, (lo if count < lo * expected else hi) * expected)
     return math.log(mass) - math.log(expected * (hi - lo))
 
 
@@ -122,15 +134,15 @@ def pool_refractory(links: list[PairScore], p: JudgeParams) -> tuple[float, floa
     pair across within ``pool_max_distance_um``). Returns the term with the summed observed and
     expected counts; None otherwise, below two counted pairs or without
     ``min_expected_coincidences`` in the pool."""
-    if any(s.refractory is not None and s.refractory[3] > p.pool_max_distance_um for s in links):
-        return None  # units at other places: neighbours, whose collision dips a pool would add up
     counted = [s.refractory for s in links if s.refractory is not None]
+    if any(c.distance_um > p.pool_max_distance_um for c in counted):
+        return None  # units at other places: neighbours, whose collision dips a pool would add up
     if len(counted) < 2:
         return None
-    observed, expected = sum(c[0] for c in counted), sum(c[1] for c in counted)
+    observed, expected = sum(c.observed for c in counted), sum(c.expected for c in counted)
     if expected < p.min_expected_coincidences:
         return None
-    return refractory_log_odds(observed, expected, max(c[2] for c in counted), p), observed, expected
+    return refractory_log_odds(observed, expected, max(c.allowed for c in counted), p), observed, expected
 
 
 def _gap_term(ratio: float, gap_p: float, expected: float, p: JudgeParams) -> float:
@@ -333,7 +345,8 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
                      duplicate=duplicate, terms=terms, thin=thin, handover=handover and not veto and not starved,
                      veto=veto, reasons=reasons, on_trajectory=on_trajectory and not veto and not starved,
                      sequential=sequential, starved=starved,
-                     refractory=None if duplicate else (observed, expected, allowed, _get(e, "distance_um", math.inf)))
+                     refractory=None if duplicate else RefractoryCount(observed, expected, allowed,
+                                                                       _get(e, "distance_um", math.inf)))
 
 
 def usable(score: PairScore, cut: float, block_thin: bool) -> bool:
