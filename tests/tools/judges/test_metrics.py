@@ -228,8 +228,29 @@ def test_partition_never_chains_unjudged_links():
     chained = {**scores, frozenset("ab"): _score("a", "b", 5.0, handover=True),
                frozenset("bc"): _score("b", "c", 5.0, handover=True)}
     assert partition(["a", "b", "c"], chained, 0.5, chains=[["a", "b", "c"]]) == [["a", "b", "c"]]
-    vetoed = {**chained, frozenset("ac"): _score("a", "c", -5.0, veto=True)}
+    vetoed = {**chained, frozenset("ac"): _score("a", "c", -5.0, veto=True),
+              frozenset("bc"): _score("b", "c", 3.0, handover=True)}
     assert partition(["a", "b", "c"], vetoed, 0.5, chains=[["a", "b", "c"]]) == [["a", "b"]]
+
+
+def test_a_unit_two_neurons_claim_alike_stays_out():
+    """b hands over cleanly to a and to c, whose own pair is vetoed (two neurons): b joins the
+    claim that is stronger by the contest margin, and neither when the two are close (a fragment
+    on two drifting neighbours' trajectories, as on a held-out tridesclous2 set)."""
+    def parts(ab, bc, **params):
+        scores = {frozenset("ab"): _score("a", "b", ab, handover=True, sequential=True, on_trajectory=True),
+                  frozenset("bc"): _score("b", "c", bc, handover=True, sequential=True, on_trajectory=True),
+                  frozenset("ac"): _score("a", "c", -5.0, veto=True)}
+        return partition(["a", "b", "c"], scores, 0.5, params=JudgeParams(**params))
+
+    assert parts(4.1, 3.5) == []
+    assert parts(4.1, 2.5) == [["a", "b"]]
+    assert parts(2.5, 4.1) == [["b", "c"]]
+    assert parts(4.1, 3.5, contest_margin_log_odds=float("-inf")) == [["a", "b"]]
+    # without a veto between a and c nothing says they are two neurons: no contest
+    scores = {frozenset("ab"): _score("a", "b", 4.1), frozenset("bc"): _score("b", "c", 3.5),
+              frozenset("ac"): _score("a", "c", -5.0)}
+    assert partition(["a", "b", "c"], scores, 0.5) == [["a", "b"]]
 
 
 def test_a_join_passes_over_far_ends_without_evidence_but_not_over_evidence_of_two():
@@ -247,7 +268,8 @@ def test_a_join_passes_over_far_ends_without_evidence_but_not_over_evidence_of_t
                {**far, "terms": {**far["terms"], "continuity": -3.0}}, {**far, "sequential": False},
                {**far, "thin": False}, {**far, "veto": True}]
     for flags in against:
-        assert len(parts(_score("a", "c", -3.5, **flags))[0]) == 2, flags
+        # b links a and c alike: one of the two pairs merges, or neither after a veto (``_contested``)
+        assert [len(p) for p in parts(_score("a", "c", -3.5, **flags))] == ([] if flags.get("veto") else [2]), flags
     # the join needs a confident carrier with no term against one neuron
     weak = {frozenset("ab"): _score("a", "b", 1.2, terms=link), frozenset("bc"): _score("b", "c", 1.2, terms=link),
             frozenset("ac"): _score("a", "c", -3.5, **far)}
@@ -494,7 +516,7 @@ def test_a_gap_between_a_splits_outer_slices_is_filled_by_its_middle_slice():
     gap = {"waveforms": -1.2, "continuity": -3.0, "crosscorrelograms": -1.5}
     assert parts(_score("a", "c", -3.7, terms=gap)) == [["a", "b", "c"]]
     assert len(parts(_score("a", "c", -4.5, terms={**gap, "crosscorrelograms": -2.5}))[0]) == 2  # refractory excess
-    assert len(parts(_score("a", "c", -3.7, terms=gap, veto=True))[0]) == 2
+    assert parts(_score("a", "c", -3.7, terms=gap, veto=True)) == []  # b, claimed alike by both, stays out
     assert len(parts(_score("a", "c", -5.5, terms={**gap, "waveforms": -3.0}))[0]) == 2  # below the floor
     # no third unit linking both at the threshold: nothing fills the gap
     lone = {frozenset("ab"): _score("a", "b", 3.0, terms=link), frozenset("bc"): _score("b", "c", -1.0),
