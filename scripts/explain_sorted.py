@@ -3,6 +3,7 @@
     python scripts/explain_sorted.py DATASET...                   # score, as `spikemerge run` would
     python scripts/explain_sorted.py DATASET... -v                # ... and one line per missed or wrong pair
     python scripts/explain_sorted.py DATASET... --set gap_max_ratio=0.3 --set concurrent_max_separation_um=30
+    python scripts/explain_sorted.py DATASET... --reliability   # how calibrated P is, pairs and merges
 
 A dataset is a sorted-bench folder (``analyzer/`` and ``truth.json``, see
 ``scripts/make_sorted_bench.py``). Candidates and evidence are computed once per dataset and kept
@@ -167,6 +168,45 @@ def judge_dataset(dataset: Path, record: dict[str, Any], judge, policy: str, ver
     return result
 
 
+def reliability_rows(dataset: Path, record: dict[str, Any], judge, policy: str) -> tuple[list, list]:
+    """Every judged pair's (P, one neuron?, thin?) and every merge's (confidence, all one neuron?), pure units only."""
+    from spikemerge.tools.judges.base import JudgeRequest
+
+    neuron = load_truth(dataset)["unit_to_neuron"]
+    pairs, merges, seen = [], [], set()
+    for g, (units, _) in record["groups"].items():
+        request = JudgeRequest(group_id=g, unit_ids=tuple(units), evidence=record["evidence"][g])
+        for key, score in judge.scores(request).items():
+            a, b = tuple(key)
+            na, nb = neuron.get(str(a)), neuron.get(str(b))
+            if key not in seen and na is not None and nb is not None:
+                pairs.append((score.probability, int(na == nb), score.thin))
+            seen.add(key)
+        verdict = judge.judge(request, policy=policy)
+        for part in verdict.merge_groups if verdict.decision == "merge" else []:
+            found = [neuron.get(str(u)) for u in part]
+            if None not in found:
+                merges.append((verdict.confidence, int(len(set(found)) == 1)))
+    return pairs, merges
+
+
+def print_reliability(pairs: list, merges: list) -> None:
+    """Reliability tables (``scripts/reliability.py``'s) of the pairs' P and the merges' confidence."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reliability", Path(__file__).with_name("reliability.py"))
+    rel = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rel)
+    for name, rows in (("pairs", pairs), ("thin pairs", [r for r in pairs if r[2]]),
+                       ("powered pairs", [r for r in pairs if not r[2]]), ("merges", merges)):
+        p, y = [r[0] for r in rows], [r[1] for r in rows]
+        print(f"{name}: n {len(rows)}, {'right' if name == 'merges' else 'one neuron'} {sum(y)}, "
+              f"Brier {rel.brier(p, y):.3f}, "
+              f"ECE {rel.expected_calibration_error(p, y):.3f}")
+        if name in ("pairs", "merges"):
+            print(rel.format_table(rel.reliability_table(p, y)))
+
+
 def _params(overrides: list[str]):
     from spikemerge.tools.judges.params import DEFAULT_JUDGE_PARAMS
 
@@ -191,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per missed or wrong pair")
     parser.add_argument("--group", type=int, default=None,
                         help="print every pair of this candidate group of the (one) dataset instead of scoring")
+    parser.add_argument("--reliability", action="store_true",
+                        help="print how calibrated P is (pairs, merges) over the datasets instead of scoring")
     args = parser.parse_args(argv)
 
     from spikemerge.tools.judges.metrics import MetricsJudge
@@ -199,6 +241,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.group is not None:
         for dataset in args.datasets:
             print_group(dataset, evidence_of(dataset, args.cache), args.group, judge, args.policy)
+        return 0
+    if args.reliability:
+        pairs, merges = [], []
+        for dataset in args.datasets:
+            found = reliability_rows(dataset, evidence_of(dataset, args.cache), judge, args.policy)
+            pairs, merges = pairs + found[0], merges + found[1]
+        print_reliability(pairs, merges)
         return 0
     totals = {"tp": 0, "fp": 0, "fn": 0, "wrong_merges": 0}
     for dataset in args.datasets:

@@ -51,6 +51,18 @@ def test_scores_as_the_cli_does_and_explains_each_miss(sorted_style_dataset, tmp
     assert sum(line.startswith(("  nocand", "  apart")) for line in lines) == scored["fn"]
 
 
+def test_reliability_counts_every_judged_pair_and_merge(sorted_style_dataset, tmp_path, capsys):
+    script = load_script("explain_sorted")
+    cache = tmp_path / "cache"
+    assert script.main([str(sorted_style_dataset), "--cache", str(cache), "--reliability"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    heads = {line.split(":")[0]: int(line.split(", ")[0].split(" n ")[1]) for line in lines if ": n " in line}
+    assert set(heads) == {"pairs", "thin pairs", "powered pairs", "merges"}
+    assert heads["pairs"] == heads["thin pairs"] + heads["powered pairs"] > 0
+    tables = [line.split() for line in lines if line.startswith("  0.") or line.startswith("  1.")]
+    assert sum(int(row[1]) for row in tables) == heads["pairs"] + heads["merges"]
+
+
 def test_an_unknown_parameter_is_named(sorted_style_dataset, tmp_path):
     with pytest.raises(SystemExit, match="unknown JudgeParams field 'no_such_knob'"):
         load_script("explain_sorted").main([str(sorted_style_dataset), "--cache", str(tmp_path),
