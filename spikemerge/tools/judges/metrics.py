@@ -177,21 +177,23 @@ def _chain_links(chains: Sequence[Sequence[Any]], unit_ids: Sequence[Any], score
     return links
 
 
-def _contested(i: int, j: int, allowed: Mapping[int, Mapping[int, float]], vetoed: Callable[[int, int], bool],
+def _contested(i: int, j: int, claims: Mapping[int, Mapping[int, float]], vetoed: Callable[[int, int], bool],
                margin: float) -> bool:
     """Whether joining parts ``i`` and ``j`` takes one of them from a rival claim as good as this one.
 
-    A part (``x``, one of ``i`` and ``j``) that may also join a third part ``k`` which its partner
-    here (``y``) can never join, for decisive evidence of two neurons between them (a veto), is
-    claimed by two neurons. Unless this join's strength beats the rival's by ``margin`` nats,
-    which neuron it belongs to is a guess: the join waits, and the part stays out if nothing else
-    settles it. Seen on a held-out tridesclous2 drifting set: a fragment on the trajectories of two
-    neurons 25-35 µm apart, with clean, thin hand-overs to both (mean log-odds +3.8 and +3.2),
-    joined the wrong one.
+    ``claims[a][b]`` is the strongest pair across parts ``a`` and ``b`` (log-odds without a
+    duplicate peak), for the joins allowed. A part (``x``, one of ``i`` and ``j``) that may also
+    join a third part ``k`` which its partner here (``y``) can never join, for decisive evidence of
+    two neurons between them (a veto), is claimed by two neurons. Unless this claim beats the
+    rival's by ``margin`` nats, which neuron it belongs to is a guess: the join waits, and the part
+    stays out if nothing else settles it. Seen on a held-out tridesclous2 drifting set: a fragment
+    on the trajectories of two neurons 25-35 µm apart, with clean, thin hand-overs to both (+4.1
+    and +4.6), joined the wrong one. A part's best pair, not its mean, is its claim: a drifting
+    neuron's far fragments add weak pairs that say little (see ``_uninformative``).
     """
     for x, y in ((i, j), (j, i)):
-        rivals = allowed[x].keys() - allowed[y].keys() - {i, j}
-        if any(allowed[i][j] - allowed[x][k] < margin and vetoed(y, k) for k in rivals):
+        rivals = claims[x].keys() - claims[y].keys() - {i, j}
+        if any(claims[i][j] - claims[x][k] < margin and vetoed(y, k) for k in rivals):
             return True
     return False
 
@@ -250,8 +252,10 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
     cut = logit(threshold)
     chain_links = _chain_links(chains, unit_ids, scores, cut, block_thin)
 
-    def strength(left: list[Any], right: list[Any]) -> float | None:
-        """How well the pairs across two parts support joining them (None: the join is not allowed)."""
+    def strength(left: list[Any], right: list[Any]) -> tuple[float, float] | None:
+        """How well the pairs across two parts support joining them: on average, which orders the
+        joins, and at best, which is the claim of one part on the other (``_contested``); None when
+        the join is not allowed."""
         links = [scores[frozenset((a, b))] for a in left for b in right]
         if pool is not None:
             links = pool(links)  # pairs each too thin to decide may decide together (``pooled_links``)
@@ -278,22 +282,25 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
         # the join best supported on average goes first, on the evidence other than a duplicate
         # peak: a unit taken by its one strong link (weak elsewhere), or a copy taken by its
         # duplicate peak, would later stand between two parts of its neuron
-        return sum(s.log_odds - s.duplicate_log_odds for s in usable) / len(usable)
+        plain = [s.log_odds - s.duplicate_log_odds for s in usable]
+        return sum(plain) / len(plain), max(plain)
 
     def vetoed(left: list[Any], right: list[Any]) -> bool:
         return any(scores[frozenset((a, b))].veto for a in left for b in right)
 
     clusters: list[list[Any]] = [[u] for u in unit_ids]
     while True:
-        allowed: dict[int, dict[int, float]] = {i: {} for i in range(len(clusters))}
+        mean: dict[tuple[int, int], float] = {}
+        claims: dict[int, dict[int, float]] = {i: {} for i in range(len(clusters))}
         for i, j in combinations(range(len(clusters)), 2):
             if (value := strength(clusters[i], clusters[j])) is not None:
-                allowed[i][j] = allowed[j][i] = value
+                mean[i, j] = value[0]
+                claims[i][j] = claims[j][i] = value[1]
         best_pair = None
-        for i, j in sorted(((i, j) for i in allowed for j in allowed[i] if i < j), key=lambda k: -allowed[k[0]][k[1]]):
+        for i, j in sorted(mean, key=lambda k: -mean[k]):
             # a part claimed about as well by another part that decisive evidence keeps from this
             # one's partner (``_contested``) waits; if no other join resolves it, it stays out
-            if not _contested(i, j, allowed, lambda y, k: vetoed(clusters[y], clusters[k]),
+            if not _contested(i, j, claims, lambda y, k: vetoed(clusters[y], clusters[k]),
                               params.contest_margin_log_odds):
                 best_pair = (i, j)
                 break
@@ -330,7 +337,7 @@ class MetricsJudge:
     def fingerprint(self) -> str:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
-        source = json.dumps({"judge": "metrics-v19", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v20", "params": self.params.fingerprint(),
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 

@@ -247,6 +247,12 @@ def test_a_unit_two_neurons_claim_alike_stays_out():
     assert parts(4.1, 2.5) == [["a", "b"]]
     assert parts(2.5, 4.1) == [["b", "c"]]
     assert parts(4.1, 3.5, contest_margin_log_odds=float("-inf")) == [["a", "b"]]
+    # a part's claim is its best pair: a drifting neuron's far fragment (d, +0.5 to b) does not
+    # weaken its clean hand-over (a, +4.5) against c's +2.8
+    drift = {frozenset("ad"): _score("a", "d", 6.0), frozenset("ab"): _score("a", "b", 4.5),
+             frozenset("bd"): _score("b", "d", 0.5), frozenset("bc"): _score("b", "c", 2.8),
+             frozenset("ac"): _score("a", "c", -5.0, veto=True), frozenset("cd"): _score("c", "d", -5.0, veto=True)}
+    assert sorted(map(sorted, partition(["a", "b", "c", "d"], drift, 0.5))) == [["a", "b", "d"]]
     # without a veto between a and c nothing says they are two neurons: no contest
     scores = {frozenset("ab"): _score("a", "b", 4.1), frozenset("bc"): _score("b", "c", 3.5),
               frozenset("ac"): _score("a", "c", -5.0)}
