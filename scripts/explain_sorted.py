@@ -168,35 +168,38 @@ def judge_dataset(dataset: Path, record: dict[str, Any], judge, policy: str, ver
     return result
 
 
-def reliability_rows(dataset: Path, record: dict[str, Any], judge, policy: str) -> tuple[list, list]:
-    """Every judged pair's (P, one neuron?, thin?) and every merge's (confidence, all one neuron?), pure units only."""
-    from spikemerge.tools.judges.base import JudgeRequest
-
-    neuron = load_truth(dataset)["unit_to_neuron"]
-    pairs, merges, seen = [], [], set()
-    for g, (units, _) in record["groups"].items():
-        request = JudgeRequest(group_id=g, unit_ids=tuple(units), evidence=record["evidence"][g])
-        for key, score in judge.scores(request).items():
-            a, b = tuple(key)
-            na, nb = neuron.get(str(a)), neuron.get(str(b))
-            if key not in seen and na is not None and nb is not None:
-                pairs.append((score.probability, int(na == nb), score.thin))
-            seen.add(key)
-        verdict = judge.judge(request, policy=policy)
-        for part in verdict.merge_groups if verdict.decision == "merge" else []:
-            found = [neuron.get(str(u)) for u in part]
-            if None not in found:
-                merges.append((verdict.confidence, int(len(set(found)) == 1)))
-    return pairs, merges
-
-
-def print_reliability(pairs: list, merges: list) -> None:
-    """Reliability tables (``scripts/reliability.py``'s) of the pairs' P and the merges' confidence."""
+def _reliability_script():
+    """``scripts/reliability.py``, whose truth rules and tables the ``--reliability`` report uses."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("reliability", Path(__file__).with_name("reliability.py"))
-    rel = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rel)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def reliability_rows(dataset: Path, record: dict[str, Any], judge, policy: str, rel) -> tuple[list, list]:
+    """Every judged pair's (P, one neuron?, thin?) and every merge's (confidence, all one neuron?), pure
+    units only (``rel``: the reliability script, for ``pair_truth`` and ``verdict_rows``)."""
+    from spikemerge.tools.judges.base import JudgeRequest
+
+    neuron = load_truth(dataset)["unit_to_neuron"]
+    pairs, verdicts, seen = [], [], set()
+    for g, (units, _) in record["groups"].items():
+        request = JudgeRequest(group_id=g, unit_ids=tuple(units), evidence=record["evidence"][g])
+        for key, score in judge.scores(request).items():
+            truth = rel.pair_truth(*tuple(key), neuron)
+            if key not in seen and truth is not None:
+                pairs.append((score.probability, truth, score.thin))
+            seen.add(key)
+        verdicts.append(judge.judge(request, policy=policy))
+    merges = [(row["p"], row["truth"]) for row in rel.verdict_rows(verdicts, neuron)
+              if row["kind"] == "merge" and row["truth"] is not None]
+    return pairs, merges
+
+
+def print_reliability(pairs: list, merges: list, rel) -> None:
+    """Reliability tables (``rel``: the reliability script's) of the pairs' P and the merges' confidence."""
     for name, rows in (("pairs", pairs), ("thin pairs", [r for r in pairs if r[2]]),
                        ("powered pairs", [r for r in pairs if not r[2]]), ("merges", merges)):
         p, y = [r[0] for r in rows], [r[1] for r in rows]
@@ -243,11 +246,11 @@ def main(argv: list[str] | None = None) -> int:
             print_group(dataset, evidence_of(dataset, args.cache), args.group, judge, args.policy)
         return 0
     if args.reliability:
-        pairs, merges = [], []
+        rel, pairs, merges = _reliability_script(), [], []
         for dataset in args.datasets:
-            found = reliability_rows(dataset, evidence_of(dataset, args.cache), judge, args.policy)
+            found = reliability_rows(dataset, evidence_of(dataset, args.cache), judge, args.policy, rel)
             pairs, merges = pairs + found[0], merges + found[1]
-        print_reliability(pairs, merges)
+        print_reliability(pairs, merges, rel)
         return 0
     totals = {"tp": 0, "fp": 0, "fn": 0, "wrong_merges": 0}
     for dataset in args.datasets:
