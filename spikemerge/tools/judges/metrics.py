@@ -35,17 +35,25 @@ def _on_trajectory(score: PairScore) -> bool:
     return score.on_trajectory and not score.veto
 
 
-def _uninformative(score: PairScore) -> bool:
-    """No evidence either way: far ends of a drift, which differ in shape but say nothing of two neurons.
+def _uninformative(score: PairScore, params: JudgeParams = DEFAULT_JUDGE_PARAMS) -> bool:
+    """No evidence either way: far ends of a drift or a burst, which differ in shape but say nothing of two neurons.
 
     Units that follow each other in time, with too few coincidences expected for the CCG to
     decide, and neither a refractory excess nor a feature-space gap: their waveforms, the
     amplitudes at their hand-over and their corrected positions may disagree, as the ends of one
     drifting neuron's chain do (measured on the dev sets' true joins: a drift term down to -2.5
-    and hand-over mismatches of -2), so those terms alone do not block a join.
+    and hand-over mismatches of -2), so those terms alone do not block a join. Likewise units
+    that fire together at one place (``params.same_place_max_um``) with too few coincidences
+    expected and no more than a weak refractory excess: a bursting cell's first and last
+    amplitude slices differ in shape and leave a gap between their clouds, and only the CCG,
+    which cannot speak here, would tell them from two cells.
     """
-    return (score.thin and score.sequential and not score.veto and not score.starved
-            and score.terms.get("crosscorrelograms", 0.0) >= 0.0 and score.terms.get("continuity", 0.0) >= 0.0)
+    if score.veto or score.starved or not score.thin:
+        return False
+    if score.sequential:
+        return score.terms.get("crosscorrelograms", 0.0) >= 0.0 and score.terms.get("continuity", 0.0) >= 0.0
+    return (score.refractory is not None and score.refractory.distance_um <= params.same_place_max_um
+            and score.terms.get("crosscorrelograms", 0.0) >= params.same_place_min_ccg_log_odds)
 
 
 def _carries(score: PairScore, params: JudgeParams) -> bool:
@@ -233,7 +241,8 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
     Complete linkage also refuses a drifting neuron's fragments A–B–C when A and C, its far ends,
     have too little evidence to clear the threshold. Absence of evidence for one neuron is not
     evidence of two: a pair across that is uninformative (``_uninformative``: thin, sequential,
-    no refractory excess and no feature-space gap) does not block the join either, provided a
+    no refractory excess and no feature-space gap; or thin, concurrent and at one place, as a
+    bursting cell's far amplitude slices are) does not block the join either, provided a
     pair across carries it (``_carries``: at least ``params.bridge_min_probability`` with no term
     against one neuron). Not under ``block_thin``, whose policy does not merge on thin evidence.
     Plain average linkage, which lets strong pairs outvote weak ones, merged distinct neurons
@@ -275,7 +284,7 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
         # a proposed drift chain's clean hand-over across: the chain's far ends may differ (not veto)
         chained = [chain_links[k] for s in usable if (k := frozenset((s.unit_a, s.unit_b))) in chain_links]
         blocking = [s for s in blocking if s.veto or not any(s.unit_a in m and s.unit_b in m for m in chained)]
-        bridged = not block_thin and all(_uninformative(s) for s in blocking) and \
+        bridged = not block_thin and all(_uninformative(s, params) for s in blocking) and \
             any(_carries(s, params) for s in usable)
         if blocking and not bridged:
             return None
@@ -337,7 +346,7 @@ class MetricsJudge:
     def fingerprint(self) -> str:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
-        source = json.dumps({"judge": "metrics-v20", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v21", "params": self.params.fingerprint(),
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 

@@ -288,6 +288,29 @@ def test_a_join_passes_over_far_ends_without_evidence_but_not_over_evidence_of_t
     assert [len(p) for p in parts(_score("a", "c", -3.5, **far), block_thin=True)] == [2]
 
 
+def test_a_bursts_far_slices_at_one_place_do_not_block_a_carried_join():
+    """A bursting cell cut in three amplitude slices: the middle one links both confidently, the
+    first and last (thin: few coincidences expected) differ in shape and leave a gap between their
+    clouds. At one place that says nothing of two cells; a few µm apart, or with a refractory
+    excess, it still blocks."""
+    from spikemerge.tools.judges.terms import RefractoryCount
+
+    link = {"waveforms": 2.0, "crosscorrelograms": 0.3}
+    far = dict(thin=True, terms={"waveforms": -4.0, "continuity": -3.0, "crosscorrelograms": 0.2})
+
+    def ac(distance_um, ccg=0.2):
+        return _score("a", "c", -6.8, **{**far, "terms": {**far["terms"], "crosscorrelograms": ccg}},
+                      refractory=RefractoryCount(0.0, 0.8, 0.1, distance_um))
+
+    assert _abc_parts(ac(3.0), link, params=UNMEDIATED) == [["a", "b", "c"]]
+    assert [len(p) for p in _abc_parts(ac(17.0), link, params=UNMEDIATED)] == [2]
+    assert [len(p) for p in _abc_parts(ac(3.0, ccg=-2.5), link, params=UNMEDIATED)] == [2]
+    off = JudgeParams(mediated_min_log_odds=float("inf"), same_place_max_um=-1.0)
+    assert [len(p) for p in _abc_parts(ac(3.0), link, params=off)] == [2]
+    # a policy that does not merge on thin evidence keeps complete linkage
+    assert [len(p) for p in _abc_parts(ac(3.0), link, block_thin=True, params=UNMEDIATED)] == [2]
+
+
 def test_a_chain_part_is_joined_by_units_only_on_every_pair_with_it():
     """A drift chain (a-b) and a duplicate pair (c-d) of the same neuron: every pair across clears
     the threshold, so they are one part; a unit with one failing pair across stays out, the chain's
