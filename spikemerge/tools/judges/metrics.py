@@ -189,19 +189,24 @@ def _contested(i: int, j: int, claims: Mapping[int, Mapping[int, float]], vetoed
                margin: float) -> bool:
     """Whether joining parts ``i`` and ``j`` takes one of them from a rival claim as good as this one.
 
-    ``claims[a][b]`` is the strongest pair across parts ``a`` and ``b`` (log-odds without a
-    duplicate peak), for the joins allowed. A part (``x``, one of ``i`` and ``j``) that may also
+    ``claims[a][b]`` is how strongly part ``b`` claims part ``a``, for the joins allowed: each unit
+    of ``a`` has its strongest pair with ``b`` (log-odds without a duplicate peak), and the weakest of
+    those is the claim. A part (``x``, one of ``i`` and ``j``) that may also
     join a third part ``k`` which its partner here (``y``) can never join, for decisive evidence of
     two neurons between them (a veto), is claimed by two neurons. Unless this claim beats the
     rival's by ``margin`` nats, which neuron it belongs to is a guess: the join waits, and the part
     stays out if nothing else settles it. Seen on a held-out tridesclous2 drifting set: a fragment
     on the trajectories of two neurons 25-35 µm apart, with clean, thin hand-overs to both (+4.1
-    and +4.6), joined the wrong one. A part's best pair, not its mean, is its claim: a drifting
-    neuron's far fragments add weak pairs that say little (see ``_uninformative``).
+    and +4.6), joined the wrong one. A unit's best pair, not its mean, is its claim: a drifting
+    neuron's far fragments add weak pairs that say little (see ``_uninformative``). A part is
+    claimed only as far as each of its units is: a rival with one strong hand-over to one unit of
+    a two-unit part, and nothing for the other, does not contest the part (seen on a drifting set:
+    a neuron's eight fragments linked both units of a part at +3.3 to +4.2, another neuron's fragment
+    only one of them, at +3.6, and -0.1 the other; the part stayed out, 16 true pairs).
     """
     for x, y in ((i, j), (j, i)):
         rivals = claims[x].keys() - claims[y].keys() - {i, j}
-        if any(claims[i][j] - claims[x][k] < margin and vetoed(y, k) for k in rivals):
+        if any(claims[x][y] - claims[x][k] < margin and vetoed(y, k) for k in rivals):
             return True
     return False
 
@@ -261,10 +266,10 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
     cut = logit(threshold)
     chain_links = _chain_links(chains, unit_ids, scores, cut, block_thin)
 
-    def strength(left: list[Any], right: list[Any]) -> tuple[float, float] | None:
+    def strength(left: list[Any], right: list[Any]) -> tuple[float, float, float] | None:
         """How well the pairs across two parts support joining them: on average, which orders the
-        joins, and at best, which is the claim of one part on the other (``_contested``); None when
-        the join is not allowed."""
+        joins, and the claim of ``right`` on ``left`` and of ``left`` on ``right`` (``_contested``);
+        None when the join is not allowed."""
         links = [scores[frozenset((a, b))] for a in left for b in right]
         if pool is not None:
             links = pool(links)  # pairs each too thin to decide may decide together (``pooled_links``)
@@ -292,7 +297,13 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
         # peak: a unit taken by its one strong link (weak elsewhere), or a copy taken by its
         # duplicate peak, would later stand between two parts of its neuron
         plain = [s.log_odds - s.duplicate_log_odds for s in usable]
-        return sum(plain) / len(plain), max(plain)
+        read = {frozenset((s.unit_a, s.unit_b)): s.log_odds - s.duplicate_log_odds for s in links}
+
+        def claim(part: list[Any], claimant: list[Any]) -> float:
+            # every unit of the part must be claimed: its strongest pair with the claimant, the weakest of those
+            return min(max(read[frozenset((u, w))] for w in claimant) for u in part)
+
+        return sum(plain) / len(plain), claim(left, right), claim(right, left)
 
     def vetoed(left: list[Any], right: list[Any]) -> bool:
         return any(scores[frozenset((a, b))].veto for a in left for b in right)
@@ -304,7 +315,7 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
         for i, j in combinations(range(len(clusters)), 2):
             if (value := strength(clusters[i], clusters[j])) is not None:
                 mean[i, j] = value[0]
-                claims[i][j] = claims[j][i] = value[1]
+                claims[i][j], claims[j][i] = value[1], value[2]
         best_pair = None
         for i, j in sorted(mean, key=lambda k: -mean[k]):
             # a part claimed about as well by another part that decisive evidence keeps from this
@@ -346,7 +357,7 @@ class MetricsJudge:
     def fingerprint(self) -> str:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
-        source = json.dumps({"judge": "metrics-v21", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v22", "params": self.params.fingerprint(),
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 

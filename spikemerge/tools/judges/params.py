@@ -224,10 +224,13 @@ class JudgeParams:
     veto_log_odds: float = -3.0
     contest_margin_log_odds: float = 1.5
     """A part that two parts kept apart by a veto both claim joins one of them only when that claim
-    (the strongest pair across) is stronger by this many nats (``metrics._contested``); otherwise it
-    stays out. On 44 sorter-made drifting sets (seeds 37-58): without the rule 2012 same-neuron pairs
-    merged and 7 distinct; with it 1975 and 2 (1.0: 1997 and 4; 2.0: 1939 and 3; claims as the mean
-    pair across at 1.0: 1971 and 3); 44 bursting sets 518 and 0 -> 516 and 0. ``-inf``: off."""
+    (each of its units' strongest pair with the claimant, the weakest of those) is stronger by this
+    many nats (``metrics._contested``); otherwise it stays out. On 44 sorter-made drifting sets
+    (seeds 37-58): without the rule 2012 same-neuron pairs merged and 7 distinct; with it 1975 and 2
+    (1.0: 1997 and 4; 2.0: 1939 and 3; claims as the mean pair across at 1.0: 1971 and 3); 44
+    bursting sets 518 and 0 -> 516 and 0. A part's claim as its strongest pair across (metrics-v20,
+    v21) instead: on 64 drifting sets (seeds 37-68) 2949 and 8 against 2968 and 8, on 64 bursting
+    sets 767 and 0 against 771 and 0 (16 of the drifting pairs one part of one set). ``-inf``: off."""
     # calibration of the summed log-odds into a probability: P = sigmoid(scale · L + offset)
     log_odds_scale: float = 1.0
     log_odds_offset: float = 0.0

@@ -257,6 +257,16 @@ def test_a_unit_two_neurons_claim_alike_stays_out():
     scores = {frozenset("ab"): _score("a", "b", 4.1), frozenset("bc"): _score("b", "c", 3.5),
               frozenset("ac"): _score("a", "c", -5.0)}
     assert partition(["a", "b", "c"], scores, 0.5) == [["a", "b"]]
+    # a part is claimed only as far as each of its units is: c hands over to b1 (+3.6) but not to
+    # b2 (-0.1, on c's trajectory so not blocking), while a links both b1 and b2 (+4.2, +4.0)
+    pair = dict(sequential=True, on_trajectory=True)
+    part = {frozenset(("a", "b1")): _score("a", "b1", 4.2, **pair), frozenset(("a", "b2")): _score("a", "b2", 4.0, **pair),
+            frozenset(("b1", "b2")): _score("b1", "b2", 5.0), frozenset(("a", "c")): _score("a", "c", -5.0, veto=True),
+            frozenset(("b1", "c")): _score("b1", "c", 3.6, **pair), frozenset(("b2", "c")): _score("b2", "c", -0.1, **pair)}
+    assert sorted(map(sorted, partition(["a", "b1", "b2", "c"], part, 0.5))) == [["a", "b1", "b2"]]
+    # ... and when c links both as well as a does, which neuron the part belongs to is a guess
+    alike = {**part, frozenset(("b2", "c")): _score("b2", "c", 3.5, **pair)}
+    assert partition(["a", "b1", "b2", "c"], alike, 0.5) == [["b1", "b2"]]
 
 
 def test_a_join_passes_over_far_ends_without_evidence_but_not_over_evidence_of_two():
