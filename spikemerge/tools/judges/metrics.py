@@ -165,8 +165,8 @@ def pooled_links(links: list[PairScore], params: JudgeParams,
         shift = w.get("crosscorrelograms", 1.0) * (term - own) - w.get("continuity", 1.0) * gap
         terms = {**s.terms, "crosscorrelograms": term, "continuity": max(s.terms.get("continuity", 0.0), 0.0)}
         reasons = {**s.reasons, "crosscorrelograms": s.reasons.get("crosscorrelograms", "") + note}
-        read.append(replace(s, log_odds=s.log_odds + params.log_odds_scale * shift, thin=False, terms=terms,
-                            reasons=reasons))
+        read.append(replace(s, log_odds=s.log_odds + params.log_odds_scale * shift, thin=False,
+                            unlike_shapes=False, terms=terms, reasons=reasons))
     return read
 
 
@@ -357,7 +357,7 @@ class MetricsJudge:
     def fingerprint(self) -> str:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
-        source = json.dumps({"judge": "metrics-v22", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v23", "params": self.params.fingerprint(),
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 

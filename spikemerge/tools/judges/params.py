@@ -72,6 +72,14 @@ class JudgeParams:
     0.93-0.95 held 45 and 23 (log-ratio -0.7): neighbours in a dense cluster reach it."""
     similarity_slope: float = 20.0
     similarity_bounds: tuple[float, float] = (-10.0, 2.0)
+    thin_min_waveforms_log_odds: float = -2.0
+    """Units that follow each other with too few coincidences expected for the CCG, whose waveforms
+    term is below this (similarity 0.1 under the centre), do not carry a join on their place and
+    hand-over alone (``PairScore.unlike_shapes``). Seen on a held-out tridesclous2 drifting set: a
+    fragment joined another neuron's at +0.5 on a hand-over (+1.5) and one trajectory (+2) against
+    templates 76 % alike (-3.5). On 72 drifting sorter-made sets (seeds 37-72), same-neuron pairs
+    merged and distinct: off 3306 and 12, -3 and -2 3306 and 10, -1.5 3302 and 11, -1 3311 and 9,
+    -0.5 3293 and 8, 0 3231 and 8; 72 bursting sets 849 and 0 for all. ``-inf``: off."""
     # continuity: a valley between the units along the discriminant axis or in amplitude
     gap_p: float = 1e-3
     """A valley this improbable under a unimodal density is a gap ..."""

@@ -88,6 +88,11 @@ class PairScore:
     starved: bool = False
     """A unit has fewer than ``min_unit_spikes`` spikes: no evidence can speak for the pair, which
     never merges and blocks any join it lies across."""
+    unlike_shapes: bool = False
+    """Units that follow each other with too few coincidences expected for the CCG to speak, whose
+    shapes clearly disagree (waveforms term under ``thin_min_waveforms_log_odds``): their place on
+    one trajectory and a hand-over do not make them one neuron alone, so the pair never carries a
+    join (``usable``), though as a drifting neuron's far ends it need not block one."""
     refractory: RefractoryCount | None = None
     """The pair's refractory count, for pooling over the pairs of a join (``pool_refractory``); None
     for a duplicate."""
@@ -345,15 +350,18 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
                      duplicate=duplicate, terms=terms, thin=thin, handover=handover and not veto and not starved,
                      veto=veto, reasons=reasons, on_trajectory=on_trajectory and not veto and not starved,
                      sequential=sequential, starved=starved,
+                     unlike_shapes=thin and sequential and terms["waveforms"] < p.thin_min_waveforms_log_odds,
                      refractory=None if duplicate else RefractoryCount(observed, expected, allowed,
                                                                        _get(e, "distance_um", math.inf)))
 
 
 def usable(score: PairScore, cut: float, block_thin: bool) -> bool:
     """Whether a pair may merge under a policy: clears the logit ``cut``, is not vetoed nor starved
-    (a unit with too few spikes), and is not thin where the policy (``block_thin``) does not merge
-    on thin evidence."""
-    return score.log_odds >= cut and not (block_thin and score.thin) and not score.veto and not score.starved
+    (a unit with too few spikes), does not rest on place and hand-over against its shapes
+    (``unlike_shapes``), and is not thin where the policy (``block_thin``) does not merge on thin
+    evidence."""
+    return (score.log_odds >= cut and not (block_thin and score.thin) and not score.veto and not score.starved
+            and not score.unlike_shapes)
 
 
 def score_pair(e: Mapping[str, Any], params: JudgeParams = DEFAULT_JUDGE_PARAMS,

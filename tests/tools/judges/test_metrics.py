@@ -648,6 +648,26 @@ def test_a_unit_that_lies_against_the_probe_motion_is_another_neuron():
     assert not score_pair(_handover_pair(raw_shift_um=-12.0, displacement_um=2.0)).veto
 
 
+def test_a_hand_over_on_one_trajectory_does_not_carry_unlike_shapes():
+    """Two units that follow each other on one trajectory, with a clean hand-over of amplitudes but
+    templates only 76 % alike once the motion is carried (a neighbour's fragment, as on a held-out
+    tridesclous2 set): the pair may clear the threshold on place and hand-over, but it does not make
+    a merge by itself; alike shapes do."""
+    unlike = {**_handover_pair(raw_shift_um=20.0), "template_similarity": 0.76, "template_similarity_denoised": 0.76,
+              "handover_similarity": 0.76, "drift_template_similarity": 0.76, "drift_log_ratio": 3.0}
+    score = score_pair(unlike)
+    assert score.thin and score.sequential and score.on_trajectory and score.terms["waveforms"] < -2.0
+    assert score.log_odds > 0.0 and score.unlike_shapes
+    assert MetricsJudge().judge(JudgeRequest(group_id=1, unit_ids=("a", "b"), evidence={"pairs": [unlike]})
+                                ).decision != "merge"
+    alike = score_pair(_handover_pair(raw_shift_um=20.0))
+    assert not alike.unlike_shapes
+    off = score_pair(unlike, JudgeParams(thin_min_waveforms_log_odds=float("-inf")))
+    assert not off.unlike_shapes
+    assert MetricsJudge(JudgeParams(thin_min_waveforms_log_odds=float("-inf"))).judge(
+        JudgeRequest(group_id=1, unit_ids=("a", "b"), evidence={"pairs": [unlike]})).decision == "merge"
+
+
 def test_the_evidence_says_whether_the_probe_moved():
     """The judge takes ``drift_moved`` / ``drift_motion_registered`` from the evidence (one threshold,
     in the evidence's table); a record made before they existed falls back on the displacement."""
