@@ -346,11 +346,15 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     starved = min(_get(e, "num_spikes_a", math.inf), _get(e, "num_spikes_b", math.inf)) < p.min_unit_spikes
     if starved:
         reasons["crosscorrelograms"] += f"; a unit has under {p.min_unit_spikes} spikes: too few to merge on"
+    unlike = thin and sequential and terms["waveforms"] < p.thin_min_waveforms_log_odds
+    if unlike:
+        reasons["waveforms"] += ("; with too few coincidences to tell, a hand-over and one place do not make "
+                                 "shapes this unlike one neuron")
     return PairScore(unit_a=e["unit_a"], unit_b=e["unit_b"], log_odds=float(sum(terms.values())),
                      duplicate=duplicate, terms=terms, thin=thin, handover=handover and not veto and not starved,
                      veto=veto, reasons=reasons, on_trajectory=on_trajectory and not veto and not starved,
                      sequential=sequential, starved=starved,
-                     unlike_shapes=thin and sequential and terms["waveforms"] < p.thin_min_waveforms_log_odds,
+                     unlike_shapes=unlike,
                      refractory=None if duplicate else RefractoryCount(observed, expected, allowed,
                                                                        _get(e, "distance_um", math.inf)))
 
