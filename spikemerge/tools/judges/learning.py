@@ -109,7 +109,7 @@ class LocalCorrection:
             good.max(initial=0.0) >= self.params.learning_override_kernel
         lifted = "a veto by the crosscorrelogram" if score.veto else "the thin-evidence flag"
         if cleared:
-            score.veto = score.thin = score.unlike_shapes = False
+            score.veto = score.thin = False
         if delta == 0.0 and not cleared:
             return score
         score.reasons = {**score.reasons, "examples": (

@@ -165,8 +165,8 @@ def pooled_links(links: list[PairScore], params: JudgeParams,
         shift = w.get("crosscorrelograms", 1.0) * (term - own) - w.get("continuity", 1.0) * gap
         terms = {**s.terms, "crosscorrelograms": term, "continuity": max(s.terms.get("continuity", 0.0), 0.0)}
         reasons = {**s.reasons, "crosscorrelograms": s.reasons.get("crosscorrelograms", "") + note}
-        read.append(replace(s, log_odds=s.log_odds + params.log_odds_scale * shift, thin=False,
-                            unlike_shapes=False, terms=terms, reasons=reasons))
+        read.append(replace(s, log_odds=s.log_odds + params.log_odds_scale * shift, thin=False, terms=terms,
+                            reasons=reasons))
     return read
 
 

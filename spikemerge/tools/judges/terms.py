@@ -89,10 +89,11 @@ class PairScore:
     """A unit has fewer than ``min_unit_spikes`` spikes: no evidence can speak for the pair, which
     never merges and blocks any join it lies across."""
     unlike_shapes: bool = False
-    """Units that follow each other with too few coincidences expected for the CCG to speak, whose
-    shapes clearly disagree (waveforms term under ``thin_min_waveforms_log_odds``): their place on
-    one trajectory and a hand-over do not make them one neuron alone, so the pair never carries a
-    join (``usable``), though as a drifting neuron's far ends it need not block one."""
+    """Units that follow each other whose shapes clearly disagree (waveforms term under
+    ``thin_min_waveforms_log_odds``): while the pair is ``thin``, its place on one trajectory and a
+    hand-over do not make them one neuron alone, so it never carries a join (``usable``), though as
+    a drifting neuron's far ends it need not block one. Whatever lifts ``thin`` (a pooled dip, a
+    good example) lifts this with it."""
     refractory: RefractoryCount | None = None
     """The pair's refractory count, for pooling over the pairs of a join (``pool_refractory``); None
     for a duplicate."""
@@ -346,8 +347,8 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     starved = min(_get(e, "num_spikes_a", math.inf), _get(e, "num_spikes_b", math.inf)) < p.min_unit_spikes
     if starved:
         reasons["crosscorrelograms"] += f"; a unit has under {p.min_unit_spikes} spikes: too few to merge on"
-    unlike = thin and sequential and terms["waveforms"] < p.thin_min_waveforms_log_odds
-    if unlike:
+    unlike = sequential and terms["waveforms"] < p.thin_min_waveforms_log_odds
+    if unlike and thin:
         reasons["waveforms"] += ("; with too few coincidences to tell, a hand-over and one place do not make "
                                  "shapes this unlike one neuron")
     return PairScore(unit_a=e["unit_a"], unit_b=e["unit_b"], log_odds=float(sum(terms.values())),
@@ -365,7 +366,7 @@ def usable(score: PairScore, cut: float, block_thin: bool) -> bool:
     (``unlike_shapes``), and is not thin where the policy (``block_thin``) does not merge on thin
     evidence."""
     return (score.log_odds >= cut and not (block_thin and score.thin) and not score.veto and not score.starved
-            and not score.unlike_shapes)
+            and not (score.thin and score.unlike_shapes))
 
 
 def score_pair(e: Mapping[str, Any], params: JudgeParams = DEFAULT_JUDGE_PARAMS,
