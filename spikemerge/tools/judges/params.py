@@ -221,8 +221,10 @@ class JudgeParams:
     neurons (pairs at -7 with a waveform and a gap term against)."""
     mediated_min_ccg_log_odds: float = -2.0
     """... and its crosscorrelogram term is at least this: a missing middle slice explains shapes,
-    a gap and places that differ, never a refractory excess; a weak one is tolerated (a bursting
-    neuron's first and last slices, -1.8 on the dev sets; -1 kept 3 of the 11 true pairs out)."""
+    a gap and places that differ, never a refractory excess; a weak one (a coincidence or two) is
+    tolerated where too few are expected for the CCG to decide (a bursting neuron's first and last
+    slices, -1.8 on the first dev sets; -1 kept 3 of the 11 true pairs out). Where enough are
+    expected (not thin), any excess blocks (metrics-v24, see ``metrics._mediated``)."""
     mediated_thin_gap: bool = False
     """Whether a third unit may fill the gap of a pair with too few coincidences expected for the
     crosscorrelogram to speak (thin). Off: such a pair has only its shape for one neuron, and a unit
