@@ -27,7 +27,7 @@ from .ccg import ccg_evidence, contamination_evidence, correlogram, time_differe
 from .features import continuity, discriminant_projection
 from .motion import Motion, estimate_motion, motion_turns, moved_template_similarity, spike_offsets, trajectory_evidence
 from .params import DEFAULT_EVIDENCE_PARAMS, DEFAULT_EVIDENCE_WORKERS, EvidenceParams, EvidenceWorkers
-from .presence import comparison_window, presence_evidence
+from .presence import Window, comparison_window, presence_evidence
 from .waveforms import amplitude_ratio as _amplitude_ratio
 from .waveforms import (footprint_similarity, noise_aware_similarity, overlap_similarity, stretch_similarity,
                         template_lag)
@@ -192,23 +192,11 @@ def _subsample(values: np.ndarray, limit: int, rng: np.random.Generator) -> tupl
     return values[rng.choice(values.size, limit, replace=False)], values.size / limit
 
 
-def _edge(times_s: np.ndarray, count: int, last: bool) -> np.ndarray:
-    """Mask of the last (or first) ``count`` spikes in time."""
-    keep = np.zeros(times_s.shape, dtype=bool)
-    if times_s.size:
-        order = np.argsort(times_s, kind="stable")
-        keep[order[-count:] if last else order[:count]] = True
-    return keep
-
-
-def _meet(times_a: np.ndarray, times_b: np.ndarray, a_first: bool) -> bool:
-    """Whether the first unit's last spikes and the second's first ones are no further apart than they span."""
+def _meet(times_a: np.ndarray, times_b: np.ndarray, window: Window) -> bool:
+    """Whether the units' spikes nearest a hand-over are no further apart across it than they span."""
     if times_a.size == 0 or times_b.size == 0:
         return False
-    first, second = (times_a, times_b) if a_first else (times_b, times_a)
-    gap = float(second.min() - first.max())
-    span = max(float(np.ptp(first)), float(np.ptp(second)))
-    return gap <= span
+    return window.gap_s(times_a, times_b) <= max(float(np.ptp(times_a)), float(np.ptp(times_b)))
 
 
 def feature_evidence(a: UnitArrays, b: UnitArrays, lag: int, duration_s: float,
@@ -224,13 +212,12 @@ def feature_evidence(a: UnitArrays, b: UnitArrays, lag: int, duration_s: float,
     window = comparison_window(a.times_s, b.times_s, duration_s, params)
     record: dict[str, Any] = {"comparison_window": window.kind}
     rng = np.random.default_rng(params.seed)
-    a_first = bool(np.median(a.times_s) <= np.median(b.times_s)) if a.times_s.size and b.times_s.size else True
     if window.kind == "handover":
-        # the last spikes of the first unit and the first of the second: close enough in time
-        # that drift has not moved the cloud; units that never meet have no continuity to test
-        sel_a = _edge(a.times_s, 4 * params.handover_spikes, last=a_first)
-        sel_b = _edge(b.times_s, 4 * params.handover_spikes, last=not a_first)
-        meets = _meet(a.times_s[sel_a], b.times_s[sel_b], a_first)
+        # each unit's spikes nearest the hand-overs: close enough in time that drift has not moved
+        # the cloud; units that never meet have no continuity to test
+        sel_a = window.nearest(a.times_s, 4 * params.handover_spikes)
+        sel_b = window.nearest(b.times_s, 4 * params.handover_spikes)
+        meets = _meet(a.times_s[sel_a], b.times_s[sel_b], window)
     else:
         sel_a, sel_b, meets = window.mask(a.times_s, "a"), window.mask(b.times_s, "b"), True
     record["units_meet"] = bool(meets)
@@ -259,8 +246,8 @@ def feature_evidence(a: UnitArrays, b: UnitArrays, lag: int, duration_s: float,
     if a.waveform_times_s is None or b.waveform_times_s is None:
         keep_a, keep_b = np.ones(len(wa), bool), np.ones(len(wb), bool)
     elif window.kind == "handover":
-        keep_a = _edge(a.waveform_times_s, params.handover_spikes, last=a_first)
-        keep_b = _edge(b.waveform_times_s, params.handover_spikes, last=not a_first)
+        keep_a = window.nearest(a.waveform_times_s, params.handover_spikes)
+        keep_b = window.nearest(b.waveform_times_s, params.handover_spikes)
     else:
         keep_a, keep_b = window.mask(a.waveform_times_s, "a"), window.mask(b.waveform_times_s, "b")
     if keep_a.sum() < params.min_feature_spikes or keep_b.sum() < params.min_feature_spikes:

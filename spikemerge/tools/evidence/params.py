@@ -58,6 +58,13 @@ class EvidenceParams:
     """Share of the recording on each side of a hand-over whose spikes describe it."""
     handover_spikes: int = 60
     """Largest number of sampled waveforms per side compared at a hand-over."""
+    handover_min_share: float = 0.1
+    """Share of a unit's spikes that a stretch of time must hold to be one side of a hand-over: a
+    few spikes before a unit's life begins (or after it ends) are no hand-over."""
+    handover_search_bins: float = 1.5
+    """How far (in time bins) from the bins' boundary a hand-over's exact moment is searched."""
+    handover_amplitudes: int = 200
+    """Spikes per side whose amplitudes are compared at a hand-over (``amplitude_handover``)."""
     pca_channels: int = 8
     """Channels (largest in either template, shared by both units) used for features."""
     pca_components: int = 5

@@ -18,14 +18,15 @@ from .params import DEFAULT_EVIDENCE_PARAMS, EvidenceParams
 class Window:
     """Where two units are compared: ``kind`` is ``"concurrent"``, ``"handover"`` or ``"all"``.
 
-    ``spans_a``/``spans_b`` are (start, stop) seconds per unit: for a hand-over, the end of
-    the first unit and the start of the second.
+    ``spans_a``/``spans_b`` are (start, stop) seconds per unit: for hand-overs, the stretch of
+    ``handover_fraction`` of the recording on each side of every moment one unit takes over from
+    the other (``handovers``).
     """
 
     kind: str
     spans_a: tuple[tuple[float, float], ...]
     spans_b: tuple[tuple[float, float], ...]
-    boundary_s: float = float("nan")
+    handovers: tuple[float, ...] = ()
 
     def mask(self, times_s: np.ndarray, which: str) -> np.ndarray:
         spans = self.spans_a if which == "a" else self.spans_b
@@ -33,6 +34,21 @@ class Window:
         for start, stop in spans:
             keep |= (times_s >= start) & (times_s < stop)
         return keep
+
+    def nearest(self, times_s: np.ndarray, count: int) -> np.ndarray:
+        """Mask of the ``count`` spikes closest in time to a hand-over: the unit as it was when the
+        other took over from it (or it from the other)."""
+        keep = np.zeros(times_s.shape, dtype=bool)
+        if times_s.size and self.handovers:
+            distance = np.min(np.abs(times_s[:, None] - np.asarray(self.handovers)[None, :]), axis=1)
+            keep[np.argsort(distance, kind="stable")[:count]] = True
+        return keep
+
+    def gap_s(self, times_a: np.ndarray, times_b: np.ndarray) -> float:
+        """The silence between the two units at their closest hand-over (``inf`` without spikes)."""
+        if times_a.size == 0 or times_b.size == 0 or not self.handovers:
+            return float("inf")
+        return min(float(np.min(np.abs(times_a - t)) + np.min(np.abs(times_b - t))) for t in self.handovers)
 
 
 def distribution_overlap(x: np.ndarray, y: np.ndarray, bins: int = 30) -> float:
@@ -53,14 +69,62 @@ def _activity(times_s: np.ndarray, edges: np.ndarray, params: EvidenceParams) ->
     return counts, counts > params.active_fraction * max(counts.mean(), 1e-12)
 
 
+def handover_times(times_a: np.ndarray, times_b: np.ndarray, duration_s: float,
+                   params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> tuple[float, ...]:
+    """The moments one unit takes over from the other, in seconds.
+
+    Each time bin where either unit is active belongs to the unit holding the larger share of its
+    own spikes there; a hand-over lies between consecutive stretches of such bins of different
+    units, each holding at least ``handover_min_share`` of its unit's spikes, and is placed within
+    ``handover_search_bins`` of there at the spike that best splits the two. A neuron
+    that drifts back and forth leaves one unit on either side of another (its spikes before and
+    after), so two units may hand over more than once: comparing the first unit's last spikes with
+    the second's first ones, as a single hand-over would, compares the neuron at both ends of the
+    recording instead.
+    """
+    edges = np.linspace(0.0, duration_s, params.time_bins + 1)
+    ca, active_a = _activity(times_a, edges, params)
+    cb, active_b = _activity(times_b, edges, params)
+    share_a, share_b = ca / max(1, ca.sum()), cb / max(1, cb.sum())
+    owned = np.flatnonzero((active_a | active_b) & (share_a != share_b))
+    owner = np.sign(share_a[owned] - share_b[owned])
+    # stretches of bins held by one unit; a stretch with a small share of its unit's spikes (a few
+    # strays before the unit's life begins) is no side of a hand-over
+    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    runs = [(owner[i], owned[i:j]) for i, j in zip(starts, np.r_[starts[1:], owner.size])]
+    runs = [(o, bins) for o, bins in runs if (share_a if o > 0 else share_b)[bins].sum() >= params.handover_min_share]
+    moments = []
+    for (o1, bins1), (o2, bins2) in zip(runs, runs[1:]):
+        if o1 == o2:
+            continue
+        coarse = 0.5 * (float(edges[bins1[-1] + 1]) + float(edges[bins2[0]]))
+        leaving, arriving = (times_a, times_b) if o1 > 0 else (times_b, times_a)
+        reach = params.handover_search_bins * duration_s / params.time_bins
+        moments.append(_change_point(coarse, leaving, arriving, reach))
+    return tuple(moments)
+
+
+def _change_point(coarse: float, leaving: np.ndarray, arriving: np.ndarray, reach: float) -> float:
+    """The moment within ``reach`` of ``coarse`` that best puts one unit's spikes before it and the
+    other's after it (each unit's share, so that their rates do not matter): time bins alone place
+    a hand-over only to within a bin, where drift moves the neuron's amplitude visibly."""
+    a = np.sort(leaving[np.abs(leaving - coarse) < reach])
+    b = np.sort(arriving[np.abs(arriving - coarse) < reach])
+    if a.size == 0 or b.size == 0:
+        return coarse
+    moments = np.concatenate([a, b])
+    split = np.searchsorted(a, moments, side="right") / a.size - np.searchsorted(b, moments, side="right") / b.size
+    return float(moments[int(np.argmax(split))])
+
+
 def comparison_window(times_a: np.ndarray, times_b: np.ndarray, duration_s: float,
                       params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> Window:
-    """The time in which to compare two units: while both fire, else around the hand-over.
+    """The time in which to compare two units: while both fire, else around their hand-overs.
 
     Units that fire together (presence overlap at least ``sequential_overlap``) are compared
     in the bins where both are active, when those hold ``min_continuity_spikes`` of each: a
-    ``"concurrent"`` window. Units that follow each other are compared at the hand-over: the
-    last ``handover_fraction`` of the first and the first ``handover_fraction`` of the second.
+    ``"concurrent"`` window. Units that follow each other are compared at the hand-overs
+    (``handover_times``): ``handover_fraction`` of the recording on each side of each.
     """
     edges = np.linspace(0.0, duration_s, params.time_bins + 1)
     ca, active_a = _activity(times_a, edges, params)
@@ -71,17 +135,12 @@ def comparison_window(times_a: np.ndarray, times_b: np.ndarray, duration_s: floa
             and cb[both].sum() >= params.min_continuity_spikes):
         spans = tuple((float(edges[i]), float(edges[i + 1])) for i in np.flatnonzero(both))
         return Window("concurrent", spans, spans)
-    if times_a.size == 0 or times_b.size == 0:
+    moments = handover_times(times_a, times_b, duration_s, params) if times_a.size and times_b.size else ()
+    if not moments:
         return Window("all", ((0.0, np.inf),), ((0.0, np.inf),))
-    a_first = np.median(times_a) <= np.median(times_b)
-    first, second = (times_a, times_b) if a_first else (times_b, times_a)
-    boundary = 0.5 * (float(np.quantile(first, 0.95)) + float(np.quantile(second, 0.05)))
     reach = params.handover_fraction * duration_s
-    late = (boundary - reach, np.inf)
-    early = (-np.inf, boundary + reach)
-    spans_first, spans_second = (late,), (early,)
-    return Window("handover", spans_first if a_first else spans_second, spans_second if a_first else spans_first,
-                  boundary_s=boundary)
+    spans = tuple((t - reach, t + reach) for t in moments)
+    return Window("handover", spans, spans, handovers=moments)
 
 
 def presence_evidence(times_a: np.ndarray, amplitudes_a: np.ndarray, times_b: np.ndarray, amplitudes_b: np.ndarray,
@@ -91,9 +150,10 @@ def presence_evidence(times_a: np.ndarray, amplitudes_a: np.ndarray, times_b: np
     ``presence_overlap`` is the share of time bins (weighted by spikes) where both units fire
     (1 = together throughout, 0 = one takes over as the other fades, as in a drift split).
     ``amplitude_overlap`` compares the whole amplitude distributions,
-    ``amplitude_overlap_concurrent`` only the bins where both fire; ``amplitude_handover`` the
-    end of the first unit with the start of the second; ``handover_gap_s`` is the silence
-    between them (negative when they overlap).
+    ``amplitude_overlap_concurrent`` only the bins where both fire; ``amplitude_handover`` each
+    unit's spikes nearest their hand-overs (``handover_times``); ``handover_gap_s`` is the silence
+    from the first unit's 95th percentile in time to the second's 5th (negative when they
+    overlap, or take turns).
     """
     edges = np.linspace(0.0, duration_s, params.time_bins + 1)
     ca, active_a = _activity(times_a, edges, params)
@@ -108,16 +168,13 @@ def presence_evidence(times_a: np.ndarray, amplitudes_a: np.ndarray, times_b: np
         concurrent = distribution_overlap(amplitudes_a[both[bins_a]], amplitudes_b[both[bins_b]])
     handover, gap = float("nan"), float("nan")
     if times_a.size >= 5 and times_b.size >= 5:
-        a_first = np.median(times_a) <= np.median(times_b)
-        (t1, amp1), (t2, amp2) = ((times_a, amplitudes_a), (times_b, amplitudes_b)) if a_first else \
-            ((times_b, amplitudes_b), (times_a, amplitudes_a))
-        gap = float(np.quantile(t2, 0.05) - np.quantile(t1, 0.95))
+        first, second = (times_a, times_b) if np.median(times_a) <= np.median(times_b) else (times_b, times_a)
+        gap = float(np.quantile(second, 0.05) - np.quantile(first, 0.95))
         window = comparison_window(times_a, times_b, duration_s, params)
         if window.kind == "handover":
-            boundary, reach = window.boundary_s, params.handover_fraction * duration_s
-            tail = amp1[t1 > boundary - reach][-200:]
-            head = amp2[t2 < boundary + reach][:200]
-            handover = distribution_overlap(tail if tail.size else amp1[-200:], head if head.size else amp2[:200])
+            near_a = window.nearest(times_a, params.handover_amplitudes)
+            near_b = window.nearest(times_b, params.handover_amplitudes)
+            handover = distribution_overlap(amplitudes_a[near_a], amplitudes_b[near_b])
     return {
         "presence_overlap": overlap,
         "amplitude_overlap": distribution_overlap(amplitudes_a, amplitudes_b),

@@ -146,7 +146,9 @@ class JudgeParams:
     handover_mismatch_log_odds: float = -1.0
     """Amplitudes that do not meet at the hand-over. Measured on 12 sorter-made sets (among pairs
     whose templates already agree, waveforms term >= 1, not vetoed): 64 of 343 same-neuron pairs
-    and 28 of 62 distinct ones show it, a likelihood ratio of 0.41 (log -0.9), not -2."""
+    and 28 of 62 distinct ones show it, a likelihood ratio of 0.41 (log -0.9), not -2. Only for
+    units whose largest channel is the same (metrics-v25): a spike's amplitude is read on its
+    unit's largest channel, and a drifting neuron's fragments often peak on different ones."""
     motion_turns_min: float = 0.95
     """Units that fire in the same stretches of the recording but take turns with the probe's
     motion (``drift_turns``, the folded ROC area of the registered displacement at their spike

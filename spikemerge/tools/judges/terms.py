@@ -294,12 +294,15 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         amp = _get(e, "amplitude_handover", float("nan"))
         if finite(amp) and amp >= p.handover_amplitude_good:
             terms["handover"] = p.handover_log_odds
-        elif finite(amp) and amp < p.handover_amplitude_bad:
+        elif finite(amp) and amp < p.handover_amplitude_bad and e.get("same_main_channel", False):
+            # amplitudes read on two channels (each unit's own largest) differ whatever the neuron
             terms["handover"] = p.handover_mismatch_log_odds
         handover = terms["handover"] > 0 and shown >= p.handover_similarity
         reasons["amplitudes"] = (
             f"one unit takes over as the other fades (presence overlap {overlap:.2f}, gap "
-            f"{_get(e, 'handover_gap_s', float('nan')):.0f} s); amplitudes at the hand-over overlap {amp:.2f}")
+            f"{_get(e, 'handover_gap_s', float('nan')):.0f} s); amplitudes at the hand-over overlap {amp:.2f}"
+            + (" (read on two channels, each unit's largest: not held against one neuron)"
+               if finite(amp) and amp < p.handover_amplitude_bad and not e.get("same_main_channel", False) else ""))
     else:
         reasons["amplitudes"] = (
             f"both units fire together (presence overlap {overlap:.2f}); amplitude distributions overlap "

@@ -1,6 +1,6 @@
 import numpy as np
 
-from spikemerge.tools.evidence.presence import comparison_window, presence_evidence
+from spikemerge.tools.evidence.presence import comparison_window, handover_times, presence_evidence
 
 
 def test_units_that_follow_each_other_are_compared_at_the_handover():
@@ -24,3 +24,25 @@ def test_units_firing_together_are_compared_while_both_fire():
     rng = np.random.default_rng(1)
     a, b = np.sort(rng.uniform(0, 300, 3000)), np.sort(rng.uniform(0, 300, 3000))
     assert comparison_window(a, b, 300.0).kind == "concurrent"
+
+
+def test_a_unit_either_side_of_another_hands_over_twice():
+    """A neuron that drifts away and back: the sorter gives its spikes to one unit at both ends of the
+    recording and to another in the middle. The two units meet at both hand-overs, where the neuron's
+    amplitude is the same for both; the first unit's last spikes and the second's first ones (one
+    hand-over, as if the first unit ended where the second began) are 100 s apart in the neuron's life."""
+    rng = np.random.default_rng(2)
+    times = np.sort(rng.uniform(0, 300, 6000))
+    place = np.minimum(times, 300 - times)  # away and back
+    amplitudes = -150 + 0.5 * place + rng.normal(0, 4, times.size)
+    middle = (times >= 100) & (times < 200)
+    outer, inner = times[~middle], times[middle]
+    moments = handover_times(outer, inner, 300.0)
+    assert len(moments) == 2 and abs(moments[0] - 100) <= 15 and abs(moments[1] - 200) <= 15
+    window = comparison_window(outer, inner, 300.0)
+    assert window.kind == "handover" and window.handovers == moments
+    near = outer[window.nearest(outer, 200)]
+    assert np.all(np.abs(near - 100) < 30) or np.all(np.minimum(np.abs(near - 100), np.abs(near - 200)) < 30)
+    e = presence_evidence(outer, amplitudes[~middle], inner, amplitudes[middle], 300.0)
+    assert e["amplitude_handover"] > 0.5
+    assert e["amplitude_overlap"] < 0.5  # over the whole recording they differ

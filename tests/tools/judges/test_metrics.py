@@ -843,3 +843,14 @@ def test_slices_that_take_turns_with_the_probe_motion_are_cut_along_the_drift():
     apart = score_pair({**slices, "drift_separation_um": 30.0, "drift_z": 4.9, "drift_log_ratio": -8.0,
                         "drift_gain_log_ratio": -8.0})
     assert apart.terms["drift"] < 0 and apart.veto
+
+
+def test_amplitudes_read_on_two_channels_do_not_speak_against_a_hand_over():
+    """A spike's amplitude is read on its unit's largest channel: a drifting neuron's fragments that
+    peak on different channels differ in amplitude at their hand-over whatever the neuron, so only
+    units read on one channel are held to it; agreement still counts (the shapes decide the rest)."""
+    pair = _handover_pair(raw_shift_um=20.0)
+    one_channel = score_pair({**pair, "amplitude_handover": 0.1, "same_main_channel": True})
+    two_channels = score_pair({**pair, "amplitude_handover": 0.1, "same_main_channel": False})
+    assert one_channel.terms["handover"] < 0 and two_channels.terms["handover"] == 0.0
+    assert score_pair({**pair, "same_main_channel": False}).terms["handover"] > 0
