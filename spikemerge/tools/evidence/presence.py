@@ -93,13 +93,13 @@ def handover_times(times_a: np.ndarray, times_b: np.ndarray, duration_s: float,
     starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
     runs = [(owner[i], owned[i:j]) for i, j in zip(starts, np.r_[starts[1:], owner.size])]
     runs = [(o, bins) for o, bins in runs if (share_a if o > 0 else share_b)[bins].sum() >= params.handover_min_share]
+    reach = params.handover_search_bins * duration_s / params.time_bins
     moments = []
     for (o1, bins1), (o2, bins2) in zip(runs, runs[1:]):
         if o1 == o2:
             continue
         coarse = 0.5 * (float(edges[bins1[-1] + 1]) + float(edges[bins2[0]]))
         leaving, arriving = (times_a, times_b) if o1 > 0 else (times_b, times_a)
-        reach = params.handover_search_bins * duration_s / params.time_bins
         moments.append(_change_point(coarse, leaving, arriving, reach))
     return tuple(moments)
 

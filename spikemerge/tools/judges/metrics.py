@@ -134,7 +134,7 @@ def _mediated(score: PairScore, members: Sequence[Any], scores: Mapping[frozense
             or score.terms.get("crosscorrelograms", 0.0) < params.mediated_min_ccg_log_odds:
         return False
     if not score.thin and score.terms.get("crosscorrelograms", 0.0) < 0.0:
-        return False  # enough coincidences expected for a dip, and none: two neurons, whatever lies between
+        return False  # enough coincidences expected for a dip, and an excess instead: no missing slice's doing
     if score.thin and score.terms.get("continuity", 0.0) < 0.0 and not params.mediated_thin_gap:
         return False  # a gap with no refractory evidence beside it: nothing says one neuron but shape
     for m in members:
