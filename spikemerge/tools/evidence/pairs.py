@@ -200,7 +200,7 @@ def _meet(times_a: np.ndarray, times_b: np.ndarray, window: Window) -> bool:
 
 
 def feature_evidence(a: UnitArrays, b: UnitArrays, lag: int, duration_s: float,
-                     params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, Any]:
+                     params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS, window: Window | None = None) -> dict[str, Any]:
     """Continuity, separation and hand-over shape of two units, in the window where they meet.
 
     The comparison window (:func:`~spikemerge.tools.evidence.presence.comparison_window`) keeps
@@ -209,7 +209,7 @@ def feature_evidence(a: UnitArrays, b: UnitArrays, lag: int, duration_s: float,
     discriminant axis (sampled spikes, on the channels both units have, aligned by the lag) and
     on the amplitudes (every spike).
     """
-    window = comparison_window(a.times_s, b.times_s, duration_s, params)
+    window = window or comparison_window(a.times_s, b.times_s, duration_s, params)
     record: dict[str, Any] = {"comparison_window": window.kind}
     rng = np.random.default_rng(params.seed)
     if window.kind == "handover":
@@ -307,9 +307,10 @@ def unit_pair_evidence(unit_a: UnitId, unit_b: UnitId, a: UnitArrays, b: UnitArr
     }
     record.update(ccg_evidence(a.times_s, b.times_s, lag_ms, params))
     record.update(contamination_evidence(a.times_s, b.times_s, duration_s, lag_ms, params))
-    record.update(presence_evidence(a.times_s, a.amplitudes, b.times_s, b.amplitudes, duration_s, params))
+    window = comparison_window(a.times_s, b.times_s, duration_s, params)  # one for both: hand-overs are searched
+    record.update(presence_evidence(a.times_s, a.amplitudes, b.times_s, b.amplitudes, duration_s, params, window))
     with _one_blas_thread():  # small matrices: a multi-threaded BLAS on a busy machine is 100x slower here
-        record.update(feature_evidence(a, b, lag, duration_s, params))
+        record.update(feature_evidence(a, b, lag, duration_s, params, window))
     return record
 
 

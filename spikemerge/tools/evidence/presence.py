@@ -144,7 +144,8 @@ def comparison_window(times_a: np.ndarray, times_b: np.ndarray, duration_s: floa
 
 
 def presence_evidence(times_a: np.ndarray, amplitudes_a: np.ndarray, times_b: np.ndarray, amplitudes_b: np.ndarray,
-                      duration_s: float, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> dict[str, float]:
+                      duration_s: float, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS,
+                      window: Window | None = None) -> dict[str, float]:
     """Do the two units fire at the same times, and with the same amplitudes when they meet?
 
     ``presence_overlap`` is the share of time bins (weighted by spikes) where both units fire
@@ -153,7 +154,7 @@ def presence_evidence(times_a: np.ndarray, amplitudes_a: np.ndarray, times_b: np
     ``amplitude_overlap_concurrent`` only the bins where both fire; ``amplitude_handover`` each
     unit's spikes nearest their hand-overs (``handover_times``); ``handover_gap_s`` is the silence
     from the first unit's 95th percentile in time to the second's 5th (negative when they
-    overlap, or take turns).
+    overlap, or take turns). ``window``: the pair's :func:`comparison_window` when the caller has it.
     """
     edges = np.linspace(0.0, duration_s, params.time_bins + 1)
     ca, active_a = _activity(times_a, edges, params)
@@ -170,7 +171,7 @@ def presence_evidence(times_a: np.ndarray, amplitudes_a: np.ndarray, times_b: np
     if times_a.size >= 5 and times_b.size >= 5:
         first, second = (times_a, times_b) if np.median(times_a) <= np.median(times_b) else (times_b, times_a)
         gap = float(np.quantile(second, 0.05) - np.quantile(first, 0.95))
-        window = comparison_window(times_a, times_b, duration_s, params)
+        window = window or comparison_window(times_a, times_b, duration_s, params)
         if window.kind == "handover":
             near_a = window.nearest(times_a, params.handover_amplitudes)
             near_b = window.nearest(times_b, params.handover_amplitudes)

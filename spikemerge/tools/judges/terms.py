@@ -292,17 +292,18 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     handover = False
     if sequential:
         amp = _get(e, "amplitude_handover", float("nan"))
+        mismatch = finite(amp) and amp < p.handover_amplitude_bad
+        # amplitudes read on two channels (each unit's own largest) differ whatever the neuron
+        two_channels = mismatch and not e.get("same_main_channel", False)
         if finite(amp) and amp >= p.handover_amplitude_good:
             terms["handover"] = p.handover_log_odds
-        elif finite(amp) and amp < p.handover_amplitude_bad and e.get("same_main_channel", False):
-            # amplitudes read on two channels (each unit's own largest) differ whatever the neuron
+        elif mismatch and not two_channels:
             terms["handover"] = p.handover_mismatch_log_odds
         handover = terms["handover"] > 0 and shown >= p.handover_similarity
         reasons["amplitudes"] = (
             f"one unit takes over as the other fades (presence overlap {overlap:.2f}, gap "
             f"{_get(e, 'handover_gap_s', float('nan')):.0f} s); amplitudes at the hand-over overlap {amp:.2f}"
-            + (" (read on two channels, each unit's largest: not held against one neuron)"
-               if finite(amp) and amp < p.handover_amplitude_bad and not e.get("same_main_channel", False) else ""))
+            + (" (read on two channels, each unit's largest: not held against one neuron)" if two_channels else ""))
     else:
         reasons["amplitudes"] = (
             f"both units fire together (presence overlap {overlap:.2f}); amplitude distributions overlap "
