@@ -317,11 +317,17 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
         return any(scores[frozenset((a, b))].veto for a in left for b in right)
 
     clusters: list[list[Any]] = [[u] for u in unit_ids]
+    # a join's strength depends on its two parts alone: computed once per pair of parts, so each
+    # round only reads the pairs that involve the part just joined (groups of tens of units)
+    known: dict[tuple[tuple[Any, ...], tuple[Any, ...]], tuple[float, float, float] | None] = {}
     while True:
         mean: dict[tuple[int, int], float] = {}
         claims: dict[int, dict[int, float]] = {i: {} for i in range(len(clusters))}
         for i, j in combinations(range(len(clusters)), 2):
-            if (value := strength(clusters[i], clusters[j])) is not None:
+            key = (tuple(clusters[i]), tuple(clusters[j]))
+            if key not in known:
+                known[key] = strength(clusters[i], clusters[j])
+            if (value := known[key]) is not None:
                 mean[i, j] = value[0]
                 claims[i][j], claims[j][i] = value[1], value[2]
         best_pair = None
