@@ -81,6 +81,12 @@ def main(argv=None) -> int:
                         help="do not run spikemerge: score the presets only (held-out baselines)")
     args = parser.parse_args(argv)
     presets = [p for p in args.presets.split(",") if p]
+    if "feature_neighbors" in presets:
+        missing = [d.name for d in args.datasets if not (d / "recording.h5").exists()
+                   and not (d / "analyzer" / "extensions" / "spike_locations").is_dir()]
+        if missing:  # found before any set is scored, so a run is never left half done
+            parser.error(f"feature_neighbors needs each set's spike locations or its recording.h5; without either: "
+                         f"{', '.join(missing)} (rebuild the recording with the same seed and --set, or drop the preset)")
     per_method: dict[str, list[dict]] = {}
     seconds: dict[str, float] = {}
     for dataset in args.datasets:

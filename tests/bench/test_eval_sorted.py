@@ -1,4 +1,5 @@
-"""scripts/eval_sorted.py's pooled line: pair counts summed over the sets, then P, R and F1 of the sums."""
+"""scripts/eval_sorted.py: the pooled line (pair counts summed over the sets, then P, R and F1 of the
+sums), and a preset that cannot run refused before any set is scored."""
 
 from __future__ import annotations
 
@@ -22,3 +23,16 @@ def test_pooled_sums_counts_before_the_ratios():
 def test_pooled_of_sets_without_true_pairs_is_perfect_not_a_division_by_zero():
     pooled = load_script("eval_sorted")._pooled([{"tp": 0, "fp": 0, "fn": 0, "wrong_merges": 0}])
     assert pooled["precision"] == pooled["recall"] == 1.0 and pooled["f1"] == 1.0
+
+
+def test_feature_neighbors_without_locations_or_recording_is_refused_before_scoring(tmp_path, capsys):
+    """A set whose recording was deleted after its build cannot give spike locations: one line, exit 2."""
+    kept, bare = tmp_path / "kept", tmp_path / "bare"
+    (kept / "analyzer" / "extensions" / "spike_locations").mkdir(parents=True)
+    bare.mkdir()
+    with pytest.raises(SystemExit) as stop:
+        load_script("eval_sorted").main([str(kept), str(bare), "--presets", "x_contaminations,feature_neighbors",
+                                         "--no-spikemerge"])
+    assert stop.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "feature_neighbors" in message and "bare" in message and "kept" not in message
