@@ -113,14 +113,14 @@ def _restated_both_ways(score: PairScore, members: Sequence[Any], scores: Mappin
 
 def _mediated(score: PairScore, members: Sequence[Any], scores: Mapping[frozenset, PairScore], cut: float,
               block_thin: bool, params: JudgeParams) -> bool:
-    """Whether a third unit of the joining parts fills the pair's gap: both its links clear the cut.
+    """Whether a third unit of the joining parts stands between the pair: both its links clear the cut.
 
     A sorter that cuts one neuron's cloud in several slices (by amplitude along a burst, by
-    position along a drift) leaves its outer slices with a valley between them where the middle
-    slice's spikes were, and shapes as far apart as the cloud is long; pairwise, they read as two
-    neurons. When a unit of the join links both at the policy's threshold, and the pair's evidence
-    against is what a missing middle explains (shapes, a gap, hand-over amplitudes, places), with
-    no veto, the gap is that unit's. A missing middle never explains a refractory excess: a pair
+    position along a drift) leaves its outer slices with shapes as far apart as the cloud is long
+    and the middle slice's spikes between them; pairwise, they read as two neurons. When a unit of
+    the join links both at the policy's threshold, and the pair's evidence against is what a
+    missing middle explains (shapes, hand-over amplitudes, places), with no veto, the difference
+    is that unit's. A missing middle never explains a refractory excess: a pair
     whose CCG can speak (not thin) must show no excess at all (its term at least 0), a thin pair at
     most a weak one (one or two coincidences, ``params.mediated_min_ccg_log_odds``). Seen on
     sorter-made drifting sets: two near-twin neighbours firing together (similarity 0.96, 9 µm,
@@ -128,15 +128,21 @@ def _mediated(score: PairScore, members: Sequence[Any], scores: Mapping[frozense
     through a unit alike to both; on 76 sets, 4 distinct pairs fewer and 2 same-neuron pairs more.
     Not for a thin pair with a gap (unless ``params.mediated_thin_gap``): without a refractory dip
     beside it, a gap between two drifting neighbours' fragments reads the same, and a third
-    fragment links both on shape alone.
+    fragment links both on shape alone. Nor for a pair whose CCG can speak and still shows a gap
+    (unless ``params.mediated_powered_gap``): a decisive dip has already excused one neuron's gap
+    (``terms.pair_terms``), so what is left is a weak dip beside a gap, the collision dip of two
+    neighbours firing together.
     """
     if score.veto or score.starved or score.log_odds < params.mediated_min_log_odds \
             or score.terms.get("crosscorrelograms", 0.0) < params.mediated_min_ccg_log_odds:
         return False
     if not score.thin and score.terms.get("crosscorrelograms", 0.0) < 0.0:
         return False  # enough coincidences expected for a dip, and an excess instead: no missing slice's doing
-    if score.thin and score.terms.get("continuity", 0.0) < 0.0 and not params.mediated_thin_gap:
+    gap = score.terms.get("continuity", 0.0) < 0.0
+    if score.thin and gap and not params.mediated_thin_gap:
         return False  # a gap with no refractory evidence beside it: nothing says one neuron but shape
+    if not score.thin and gap and not params.mediated_powered_gap:
+        return False  # a gap beside a dip too weak to excuse it: neighbours' collision dip
     for m in members:
         if m in (score.unit_a, score.unit_b):
             continue
@@ -234,7 +240,8 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
     (``PairScore.on_trajectory``) need not clear it, as long as another pair across does, nor
     need a duplicate's pair whose partner's pair clears it (``_copy_excused``, or
     ``_restated_both_ways`` when both units are copies of members linking the other), nor a pair whose
-    gap a third unit of the join fills (``_mediated``: the outer slices of one split cloud).
+    difference a third unit of the join stands between (``_mediated``: the outer slices of one
+    split cloud).
 
     A drift chain proposed by ``find_candidates`` permits a join across one of its clean, usable
     hand-overs (``_chain_links``) whatever the pairs across between the chain's units, unless one
@@ -371,7 +378,7 @@ class MetricsJudge:
     def fingerprint(self) -> str:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
-        source = json.dumps({"judge": "metrics-v25", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v26", "params": self.params.fingerprint(),
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 

@@ -232,6 +232,16 @@ class JudgeParams:
     crosscorrelogram to speak (thin). Off: such a pair has only its shape for one neuron, and a unit
     that links both on shape alone does not make the gap a missing slice's (on 28 sorter-made
     sets, allowing it merged 33 distinct pairs against 20, for 26 more same-neuron pairs of 992)."""
+    mediated_powered_gap: bool = False
+    """Whether a third unit may fill the gap of a pair whose crosscorrelogram can speak (not thin).
+    A decisive refractory dip already excuses one neuron's gap (``dip_excuses_gap_log_odds``), so
+    the gap of a powered pair stands beside a weak dip: what a template matcher leaves between two
+    neighbours firing together (1 coincidence of 6.8 expected, 11 µm apart, on a held-out
+    tridesclous2 drifting set; 2 of 10.7 at 24 µm on another), which a fragment alike to both then
+    joined. Off (metrics-v26): on 136 sorter-made drifting sets (seeds 37-104) 6573 same-neuron
+    pairs merged and 12 distinct -> 6579 and 8 (eight sets changed: 4 distinct pairs fewer on three,
+    same-neuron pairs +1 to +4 on four, -2 on two); bursting 1565 and 1 unchanged; conservative +4
+    same-neuron pairs, none distinct."""
     # decisive evidence against, which a drift chain may not override
     veto_log_odds: float = -3.0
     contest_margin_log_odds: float = 1.5
