@@ -71,6 +71,16 @@ def score_dataset(dataset: Path, policy: str, presets: list[str], run_spikemerge
         yield f"SI {preset}", time.perf_counter() - start, score_sorted([list(g) for g in groups], truth)
 
 
+def _locatable(dataset: Path) -> bool:
+    """Whether ``feature_neighbors`` can run on ``dataset``: it stores spike locations, or the recording
+    its truth.json names (``recording.h5`` for MEArec sets, a folder for SpikeInterface-made ones) is there."""
+    if (dataset / "analyzer" / "extensions" / "spike_locations").is_dir():
+        return True
+    truth = dataset / "truth.json"
+    recording = json.loads(truth.read_text()).get("recording") if truth.exists() else None
+    return bool(recording) and (dataset / recording).exists()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -82,10 +92,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     presets = [p for p in args.presets.split(",") if p]
     if "feature_neighbors" in presets:
-        missing = [d.name for d in args.datasets if not (d / "recording.h5").exists()
-                   and not (d / "analyzer" / "extensions" / "spike_locations").is_dir()]
+        missing = [d.name for d in args.datasets if not _locatable(d)]
         if missing:  # found before any set is scored, so a run is never left half done
-            parser.error(f"feature_neighbors needs each set's spike locations or its recording.h5; without either: "
+            parser.error(f"feature_neighbors needs each set's spike locations or its recording; without either: "
                          f"{', '.join(missing)} (rebuild the recording with the same seed and --set, or drop the preset)")
     per_method: dict[str, list[dict]] = {}
     seconds: dict[str, float] = {}

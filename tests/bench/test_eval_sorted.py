@@ -3,6 +3,8 @@ sums), and a preset that cannot run refused before any set is scored."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.helpers import load_script
@@ -36,3 +38,15 @@ def test_feature_neighbors_without_locations_or_recording_is_refused_before_scor
     assert stop.value.code == 2
     message = capsys.readouterr().err.strip().splitlines()[-1]
     assert "feature_neighbors" in message and "bare" in message and "kept" not in message
+
+
+def test_the_recording_named_in_truth_json_counts_whatever_its_name(tmp_path):
+    """MEArec sets keep ``recording.h5``, SpikeInterface-made ones a ``recording`` folder: truth.json says which."""
+    mearec, generated, gone = tmp_path / "mearec", tmp_path / "generated", tmp_path / "gone"
+    for folder, name in ((mearec, "recording.h5"), (generated, "recording"), (gone, "recording")):
+        folder.mkdir()
+        (folder / "truth.json").write_text(json.dumps({"recording": name}))
+    (mearec / "recording.h5").write_bytes(b"")
+    (generated / "recording").mkdir()
+    locatable = load_script("eval_sorted")._locatable
+    assert locatable(mearec) and locatable(generated) and not locatable(gone)
