@@ -76,8 +76,7 @@ def _locatable(dataset: Path) -> bool:
     its truth.json names (``recording.h5`` for MEArec sets, a folder for SpikeInterface-made ones) is there."""
     if (dataset / "analyzer" / "extensions" / "spike_locations").is_dir():
         return True
-    truth = dataset / "truth.json"
-    recording = json.loads(truth.read_text()).get("recording") if truth.exists() else None
+    recording = load_truth(dataset).get("recording") if (dataset / "truth.json").exists() else None
     return bool(recording) and (dataset / recording).exists()
 
 
