@@ -80,6 +80,24 @@ class JudgeParams:
     templates 76 % alike (-3.5). On 72 drifting sorter-made sets (seeds 37-72), same-neuron pairs
     merged and distinct: off 3306 and 12, -3 and -2 3306 and 10, -1.5 3302 and 11, -1 3311 and 9,
     -0.5 3293 and 8, 0 3231 and 8; 72 bursting sets 849 and 0 for all. ``-inf``: off."""
+    thin_leaning_waveforms_log_odds: float = 0.0
+    """Units that follow each other with too few coincidences expected, whose waveforms term is
+    below this (shapes leaning to two neurons, however slightly) ...
+    """
+    thin_min_drift_log_odds: float = 1.5
+    """... do not carry a join on their own unless their drift term reaches this (their corrected
+    positions agree closely, not only within tolerance) (metrics-v27, ``PairScore.unlike_shapes``).
+    Two drifting neurons' thin fragments, one ending where the other starts, sit on one
+    trajectory as closely as one neuron's do; with no CCG to tell, a pair that is only partly on it
+    against shapes leaning apart is more often two neurons': on the 180 drifting sorter-made dev
+    sets (seeds 37-126), pairs of pure units at log-odds 0 or more with waveforms under 0 and drift
+    under 1.5 held 88 same-neuron pairs and 160 distinct ones (drift 1.5 or more: 572 and 538;
+    waveforms 0 or more and drift under 1.5: 490 and 257). Such a pair may still join through a
+    third unit that links both. End to end (balanced; conservative is unchanged, it keeps thin
+    pairs apart): drifting 8815 same-neuron pairs and 11 distinct -> 8833 and 7; bursting 2159 and 1
+    unchanged. On the 156 sets of seeds 37-114, by the drift bar: 0.5 7555 / 7, 1.0 7555 / 6,
+    1.5 7563 / 5, 2.0 7560 / 5, any drift 7526 / 6 (baseline 7545 / 8); by the waveforms bar (drift
+    1.5): -1.0 7544 / 8, -0.5 7557 / 4, 0.0 7563 / 5, 0.5 7550 / 5, 1.0 7552 / 5. ``-inf``: off."""
     # continuity: a valley between the units along the discriminant axis or in amplitude
     gap_p: float = 1e-3
     """A valley this improbable under a unimodal density is a gap ..."""

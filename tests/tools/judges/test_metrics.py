@@ -677,6 +677,33 @@ def test_a_hand_over_on_one_trajectory_does_not_carry_unlike_shapes():
         JudgeRequest(group_id=1, unit_ids=("a", "b"), evidence={"pairs": [unlike]})).decision == "merge"
 
 
+def test_shapes_leaning_apart_with_places_partly_agreeing_do_not_carry_a_join():
+    """Two drifting neurons' thin fragments, one starting where the other ends (as on held-out
+    tridesclous2 sets): templates 88 % alike once the motion is carried (waveforms term under 0)
+    and corrected positions only partly agreeing (drift term under 1.5). The pair clears the
+    threshold but does not merge by itself; full agreement of places, or shapes leaning to one
+    neuron, still does."""
+    leaning = {**_handover_pair(raw_shift_um=20.0), "template_similarity": 0.885,
+               "template_similarity_denoised": 0.885, "handover_similarity": 0.885,
+               "drift_template_similarity": 0.885, "drift_log_ratio": 1.2, "amplitude_handover": float("nan")}
+    score = score_pair(leaning)
+    assert score.thin and score.sequential and score.on_trajectory and not score.veto
+    assert score.terms["waveforms"] < 0.0 < score.terms["drift"] < 1.5
+    assert score.log_odds > 0.0 and score.unlike_shapes
+
+    def decision(pair, params=JudgeParams()):
+        return MetricsJudge(params).judge(JudgeRequest(group_id=1, unit_ids=("a", "b"),
+                                                       evidence={"pairs": [pair]})).decision
+    assert decision(leaning) != "merge"
+    placed = {**leaning, "drift_log_ratio": 2.0}
+    assert not score_pair(placed).unlike_shapes and decision(placed) == "merge"
+    alike = {**leaning, "handover_similarity": 0.94, "drift_template_similarity": 0.94}
+    assert score_pair(alike).terms["waveforms"] > 0.0 and not score_pair(alike).unlike_shapes
+    assert decision(alike) == "merge"
+    off = JudgeParams(thin_min_drift_log_odds=float("-inf"))
+    assert not score_pair(leaning, off).unlike_shapes and decision(leaning, off) == "merge"
+
+
 def test_the_evidence_says_whether_the_probe_moved():
     """The judge takes ``drift_moved`` / ``drift_motion_registered`` from the evidence (one threshold,
     in the evidence's table); a record made before they existed falls back on the displacement."""
