@@ -286,8 +286,8 @@ def test_a_join_passes_over_far_ends_without_evidence_but_not_over_evidence_of_t
     for flags in against:
         # b links a and c alike: one of the two pairs merges, or neither after a veto (``_contested``)
         assert [len(p) for p in parts(_score("a", "c", -3.5, **flags))] == ([] if flags.get("veto") else [2]), flags
-    # the join needs a confident carrier with no term against one neuron
-    weak = {frozenset("ab"): _score("a", "b", 1.2, terms=link), frozenset("bc"): _score("b", "c", 1.2, terms=link),
+    # the join needs a confident carrier (P 0.7, ``bridge_min_probability``) with no term against one neuron
+    weak = {frozenset("ab"): _score("a", "b", 0.6, terms=link), frozenset("bc"): _score("b", "c", 0.6, terms=link),
             frozenset("ac"): _score("a", "c", -3.5, **far)}
     assert len(partition(["a", "b", "c"], weak, 0.5, params=UNMEDIATED)[0]) == 2
     mismatch = {frozenset("ab"): _score("a", "b", 3.0, terms={**link, "handover": -2.0}),
@@ -319,6 +319,13 @@ def test_a_bursts_far_slices_at_one_place_do_not_block_a_carried_join():
     assert [len(p) for p in _abc_parts(ac(3.0), link, params=off)] == [2]
     # a policy that does not merge on thin evidence keeps complete linkage
     assert [len(p) for p in _abc_parts(ac(3.0), link, block_thin=True, params=UNMEDIATED)] == [2]
+    # the middle slice carries the join from P 0.7 (``bridge_min_probability``), not below
+    def middle(log_odds):
+        scores = {frozenset("ab"): _score("a", "b", log_odds, terms=link),
+                  frozenset("bc"): _score("b", "c", log_odds, terms=link), frozenset("ac"): ac(3.0)}
+        return sorted(map(sorted, partition(["a", "b", "c"], scores, 0.5, params=UNMEDIATED)))
+    assert middle(1.1) == [["a", "b", "c"]]  # P 0.75
+    assert [len(p) for p in middle(0.6)] == [2]  # P 0.65
 
 
 def test_a_chain_part_is_joined_by_units_only_on_every_pair_with_it():
