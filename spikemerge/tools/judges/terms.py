@@ -91,9 +91,9 @@ class PairScore:
     unlike_shapes: bool = False
     """Units that follow each other whose shapes clearly disagree (waveforms term under
     ``thin_min_waveforms_log_odds``), or lean apart while their corrected positions only partly agree
-    (``thin_leaning_waveforms_log_odds``, ``thin_min_drift_log_odds``): while the pair is ``thin``, its place on one trajectory and a
-    hand-over do not make them one neuron alone, so it never carries a join (``usable``), though as
-    a drifting neuron's far ends it need not block one. Whatever lifts ``thin`` (a pooled dip, a
+    (``thin_leaning_waveforms_log_odds``, ``thin_min_drift_log_odds``): while the pair is ``thin``,
+    its place on one trajectory and a hand-over do not make them one neuron alone, so it never
+    carries a join (``usable``), though as a drifting neuron's far ends it need not block one. Whatever lifts ``thin`` (a pooled dip, a
     good example) lifts this with it."""
     refractory: RefractoryCount | None = None
     """The pair's refractory count, for pooling over the pairs of a join (``pool_refractory``); None
@@ -353,8 +353,8 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     if starved:
         reasons["crosscorrelograms"] += f"; a unit has under {p.min_unit_spikes} spikes: too few to merge on"
     unlike = sequential and terms["waveforms"] < p.thin_min_waveforms_log_odds
-    # shapes leaning apart with corrected positions only partly agreeing: as often two drifting
-    # neighbours' fragments, one taking over where the other ends, as one neuron's
+    # shapes leaning apart with corrected positions only partly agreeing: more often two drifting
+    # neighbours' fragments, one taking over where the other ends, than one neuron's
     leaning = sequential and terms["waveforms"] < p.thin_leaning_waveforms_log_odds and \
         terms["drift"] < p.thin_min_drift_log_odds
     if unlike and thin:
