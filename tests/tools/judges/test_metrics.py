@@ -319,6 +319,7 @@ def test_a_bursts_far_slices_at_one_place_do_not_block_a_carried_join():
     assert [len(p) for p in _abc_parts(ac(3.0), link, params=off)] == [2]
     # a policy that does not merge on thin evidence keeps complete linkage
     assert [len(p) for p in _abc_parts(ac(3.0), link, block_thin=True, params=UNMEDIATED)] == [2]
+
     # the middle slice carries the join from P 0.7 (``bridge_min_probability``), not below
     def middle(log_odds):
         scores = {frozenset("ab"): _score("a", "b", log_odds, terms=link),
