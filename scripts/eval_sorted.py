@@ -25,6 +25,7 @@ import time
 import warnings
 from pathlib import Path
 
+from spikemerge.bench.scoring import pool_scores
 from spikemerge.bench.sorted import load_truth, score_sorted
 
 PRESETS = ("x_contaminations", "similarity_correlograms", "temporal_splits", "slay")
@@ -33,16 +34,6 @@ PRESETS = ("x_contaminations", "similarity_correlograms", "temporal_splits", "sl
 def _line(dataset: str, method: str, seconds: float, score: dict) -> str:
     kept = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in score.items() if not isinstance(v, list)}
     return json.dumps({"dataset": dataset, "method": method, "seconds": round(seconds, 1), **kept}, default=str)
-
-
-def _pooled(scores: list[dict]) -> dict:
-    """Sums of the sets' pair counts and wrong merges, with precision, recall and F1 of the sums."""
-    tp, fp, fn = (sum(s[k] for s in scores) for k in ("tp", "fp", "fn"))
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    recall = tp / (tp + fn) if tp + fn else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"sets": len(scores), "tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1,
-            "wrong_merges": sum(s["wrong_merges"] for s in scores)}
 
 
 def score_dataset(dataset: Path, policy: str, presets: list[str], run_spikemerge: bool):
@@ -104,7 +95,7 @@ def main(argv=None) -> int:
             seconds[method] = seconds.get(method, 0.0) + took
     if len(args.datasets) > 1:
         for method, scores in per_method.items():
-            print(_line("pooled", method, seconds[method], _pooled(scores)), flush=True)
+            print(_line("pooled", method, seconds[method], pool_scores(scores)), flush=True)
     return 0
 
 

@@ -19,10 +19,12 @@ def folder_digest(folder: Path) -> dict[str, str]:
 def load_script(name: str):
     """A module of ``scripts/`` (not a package), loaded from its file for its pure functions."""
     import importlib.util
+    import sys
 
     path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"{name}_script", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

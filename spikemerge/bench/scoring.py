@@ -63,6 +63,31 @@ def score_merges(predicted: Iterable[Sequence[Any]], neuron_of_unit: Mapping[Any
             "distinct_merges": fp}
 
 
+def pool_scores(scores: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Several sets' scores as one: pair counts and wrong merges summed, then precision, recall and F1 of the sums.
+
+    A few small sets' mean F1 weighs a set of 4 pairs like one of 100; the sums do not.
+
+    Parameters
+    ----------
+    scores : iterable of mappings
+        Per-set scores with ``tp``, ``fp``, ``fn`` and ``wrong_merges`` (as ``score_sorted`` gives).
+
+    Returns
+    -------
+    dict
+        ``sets``, ``tp``, ``fp``, ``fn``, ``precision``, ``recall``, ``f1``, ``wrong_merges``; precision
+        and recall are 1 when nothing was merged or nothing was to be found.
+    """
+    scores = list(scores)
+    tp, fp, fn = (sum(s[k] for s in scores) for k in ("tp", "fp", "fn"))
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"sets": len(scores), "tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1,
+            "wrong_merges": sum(s["wrong_merges"] for s in scores)}
+
+
 def unit_counts(gt_sorting, sorting, match_score: float = MATCH_SCORE) -> dict[str, int]:
     """SpikeInterface's benchmark unit counts of ``sorting`` against ``gt_sorting``.
 

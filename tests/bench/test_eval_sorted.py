@@ -7,11 +7,12 @@ import json
 
 import pytest
 
+from spikemerge.bench.scoring import pool_scores
 from tests.helpers import load_script
 
 
 def test_pooled_sums_counts_before_the_ratios():
-    pooled = load_script("eval_sorted")._pooled([
+    pooled = pool_scores([
         {"tp": 9, "fp": 1, "fn": 0, "wrong_merges": 1},   # a big set, precise and complete but for one wrong pair
         {"tp": 1, "fp": 0, "fn": 9, "wrong_merges": 0},   # a small set where most pairs are missed
     ])
@@ -23,7 +24,7 @@ def test_pooled_sums_counts_before_the_ratios():
 
 
 def test_pooled_of_sets_without_true_pairs_is_perfect_not_a_division_by_zero():
-    pooled = load_script("eval_sorted")._pooled([{"tp": 0, "fp": 0, "fn": 0, "wrong_merges": 0}])
+    pooled = pool_scores([{"tp": 0, "fp": 0, "fn": 0, "wrong_merges": 0}])
     assert pooled["precision"] == pooled["recall"] == 1.0 and pooled["f1"] == 1.0
 
 

@@ -1,0 +1,158 @@
+"""Build a held-out batch of the sorted bench and score it: presets when built, spikemerge once.
+
+    python scripts/heldout_batch.py list                          # the batches of heldout_batches.toml
+    python scripts/heldout_batch.py build 139-140 [--cache DIR]   # datasets, then the presets' scores
+    python scripts/heldout_batch.py score 139-140 --judge metrics-v28   # once, when the judge is final
+
+Needs the ``[bench]`` extra. A batch (``heldout_batches.toml``) is two seeds and, per scenario, the
+recording parameters and the label of its README rows; ``build`` makes every scenario's datasets
+with both sorters (one failing does not stop the others: MEArec sometimes cannot place the cells)
+and writes ``<cache>/scores/<seeds>_<scenario>_presets.jsonl``. ``score`` writes
+``..._ours.jsonl`` beside it and prints the README rows (``heldout_rows.py``); it refuses to score a
+batch twice, since a second look would no longer be held out. The cache (default
+``$SPIKEMERGE_CACHE`` or ``~/.cache/spikemerge/sorted_bench``) holds one template library for all
+batches (seeds never repeat, so dataset names do not collide).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from spikemerge.bench.sorted import (
+    SORTERS,
+    dataset_spec,
+    default_cache,
+    ensure_venv_bin_on_path,
+    make_dataset,
+    parse_overrides,
+)
+
+HERE = Path(__file__).resolve().parent
+REGISTRY = HERE / "heldout_batches.toml"
+PRESETS = "x_contaminations,similarity_correlograms,temporal_splits,feature_neighbors,slay"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    label: str
+    overrides: tuple[tuple[str, object], ...]
+
+
+@dataclass(frozen=True)
+class Batch:
+    seeds: tuple[int, ...]
+    scenarios: tuple[Scenario, ...]
+
+    @property
+    def name(self) -> str:
+        return "-".join(str(s) for s in self.seeds)
+
+
+def load_batches(path: Path = REGISTRY) -> dict[str, Batch]:
+    """The registry's batches by name (their seeds joined by '-'); overrides are checked as ``--set`` checks them."""
+    batches: dict[str, Batch] = {}
+    for record in tomllib.loads(path.read_text()).get("batch", []):
+        scenarios = tuple(
+            Scenario(name, spec["label"], parse_overrides(f"{k}={v}" for k, v in spec.get("set", {}).items()))
+            for name, spec in record.items() if name != "seeds")
+        batch = Batch(tuple(int(s) for s in record["seeds"]), scenarios)
+        if batch.name in batches:
+            raise ValueError(f"{path.name}: seeds {batch.name} appear twice")
+        batches[batch.name] = batch
+    used = [s for b in batches.values() for s in b.seeds]
+    if len(used) != len(set(used)):
+        raise ValueError(f"{path.name}: a seed is used by two batches")
+    return batches
+
+
+def dataset_folders(batch: Batch, scenario: Scenario, cache: Path) -> list[Path]:
+    return [cache / dataset_spec(scenario.name, sorter, seed).name for sorter in SORTERS for seed in batch.seeds]
+
+
+def score_file(cache: Path, batch: Batch, scenario: Scenario, who: str) -> Path:
+    return cache / "scores" / f"{batch.name}_{scenario.name}_{who}.jsonl"
+
+
+def run_eval(folders: list[Path], args: list[str], out: Path) -> None:
+    """``eval_sorted.py`` on the ready folders, its lines written to ``out`` only once it succeeded."""
+    ready = [str(f) for f in folders if (f / "READY").exists()]
+    if not ready:
+        raise SystemExit(f"no ready dataset among {', '.join(f.name for f in folders)}: build the batch first")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run([sys.executable, str(HERE / "eval_sorted.py"), *ready, *args],
+                            check=True, stdout=subprocess.PIPE, text=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(result.stdout)
+    os.replace(tmp, out)
+
+
+def build(batch: Batch, cache: Path) -> int:
+    ensure_venv_bin_on_path()
+    failed = 0
+    for scenario in batch.scenarios:
+        for sorter in SORTERS:
+            for seed in batch.seeds:
+                spec = replace(dataset_spec(scenario.name, sorter, seed), overrides=scenario.overrides)
+                try:
+                    summary = make_dataset(spec, cache, log=lambda line: print(line, flush=True))
+                except Exception as exc:  # noqa: BLE001 - reported; the batch goes on with the other sets
+                    failed += 1
+                    print(f"{spec.name}: FAILED {type(exc).__name__}: {exc}", flush=True)
+                    continue
+                print(f"{spec.name}: {summary['units']} units, {summary['true_pairs']} true pairs", flush=True)
+        presets = score_file(cache, batch, scenario, "presets")
+        if not presets.exists():
+            run_eval(dataset_folders(batch, scenario, cache), ["--no-spikemerge", "--presets", PRESETS], presets)
+        print(f"{scenario.name}: presets scored in {presets}", flush=True)
+    return 1 if failed else 0
+
+
+def score(batch: Batch, cache: Path, judge: str, again: bool) -> int:
+    for scenario in batch.scenarios:
+        ours, presets = (score_file(cache, batch, scenario, who) for who in ("ours", "presets"))
+        if not presets.exists():
+            raise SystemExit(f"{presets} is missing: build the batch (its presets are scored when it is built)")
+        if ours.exists() and not again:
+            raise SystemExit(f"{ours} exists: batch {batch.name} was scored already (held out means once)")
+        run_eval(dataset_folders(batch, scenario, cache), ["--presets", ""], ours)
+        print(f"\n{scenario.name} ({batch.name}):\n", flush=True)
+        subprocess.run([sys.executable, str(HERE / "heldout_rows.py"), str(ours), str(presets),
+                        "--label", scenario.label, "--judge", judge], check=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=("list", "build", "score"))
+    parser.add_argument("batch", nargs="?", help="a batch's seeds, e.g. 139-140")
+    parser.add_argument("--cache", type=Path, default=None, help="datasets and scores (default: the sorted bench's)")
+    parser.add_argument("--judge", default="spikemerge", help="score: the judge's name for the table's header")
+    parser.add_argument("--again", action="store_true", help="score: overwrite an earlier score (no longer held out)")
+    args = parser.parse_args(argv)
+    try:
+        batches = load_batches()
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.command == "list":
+        for batch in batches.values():
+            print(batch.name, "; ".join(f"{s.name}: {s.label}, " + " ".join(f"{k}={v}" for k, v in s.overrides)
+                                        for s in batch.scenarios))
+        return 0
+    if args.batch not in batches:
+        parser.error(f"no batch {args.batch!r} in {REGISTRY.name}: one of {', '.join(batches)}")
+    cache = args.cache or default_cache()
+    cache.mkdir(parents=True, exist_ok=True)
+    if args.command == "build":
+        return build(batches[args.batch], cache)
+    return score(batches[args.batch], cache, args.judge, args.again)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
