@@ -115,12 +115,14 @@ def build(batch: Batch, cache: Path) -> int:
 
 
 def score(batch: Batch, cache: Path, judge: str, again: bool) -> int:
-    for scenario in batch.scenarios:
+    for scenario in batch.scenarios:  # every scenario checked before any is scored
         ours, presets = (score_file(cache, batch, scenario, who) for who in ("ours", "presets"))
         if not presets.exists():
             raise SystemExit(f"{presets} is missing: build the batch (its presets are scored when it is built)")
         if ours.exists() and not again:
             raise SystemExit(f"{ours} exists: batch {batch.name} was scored already (held out means once)")
+    for scenario in batch.scenarios:
+        ours, presets = (score_file(cache, batch, scenario, who) for who in ("ours", "presets"))
         run_eval(dataset_folders(batch, scenario, cache), ["--presets", ""], ours)
         print(f"\n{scenario.name} ({batch.name}):\n", flush=True)
         subprocess.run([sys.executable, str(HERE / "heldout_rows.py"), str(ours), str(presets),
