@@ -1,7 +1,7 @@
 """Print a held-out batch's README rows from ``eval_sorted.py`` output: ours beside the best preset.
 
-    python scripts/eval_sorted.py H/drift_* --no-spikemerge --presets x_contaminations,... > presets.jsonl  # at build
-    python scripts/eval_sorted.py H/drift_* --presets "" > ours.jsonl                                 # once, later
+    python scripts/eval_sorted.py H/drift_* --no-spikemerge --presets x_contaminations,... > presets.jsonl  # built
+    python scripts/eval_sorted.py H/drift_* --presets "" > ours.jsonl                          # once, later
     python scripts/heldout_rows.py ours.jsonl presets.jsonl --label "MEArec drift 16 µm/min" --judge metrics-v28
 
 Whoever builds a held-out batch records the presets' scores when the sets are built; spikemerge is
@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 from spikemerge.bench.scoring import pool_scores
-
 
 
 def read_lines(path: Path) -> list[dict]:
