@@ -115,14 +115,13 @@ def build(batch: Batch, cache: Path) -> int:
 
 
 def score(batch: Batch, cache: Path, judge: str, again: bool) -> int:
-    for scenario in batch.scenarios:  # every scenario checked before any is scored
-        ours, presets = (score_file(cache, batch, scenario, who) for who in ("ours", "presets"))
+    files = [(s, score_file(cache, batch, s, "ours"), score_file(cache, batch, s, "presets")) for s in batch.scenarios]
+    for _, ours, presets in files:  # every scenario checked before any is scored
         if not presets.exists():
             raise SystemExit(f"{presets} is missing: build the batch (its presets are scored when it is built)")
         if ours.exists() and not again:
             raise SystemExit(f"{ours} exists: batch {batch.name} was scored already (held out means once)")
-    for scenario in batch.scenarios:
-        ours, presets = (score_file(cache, batch, scenario, who) for who in ("ours", "presets"))
+    for scenario, ours, presets in files:
         run_eval(dataset_folders(batch, scenario, cache), ["--presets", ""], ours)
         print(f"\n{scenario.name} ({batch.name}):\n", flush=True)
         subprocess.run([sys.executable, str(HERE / "heldout_rows.py"), str(ours), str(presets),

@@ -22,12 +22,15 @@ from spikemerge.bench.scoring import pool_scores
 
 
 def read_lines(path: Path) -> list[dict]:
-    """The JSON lines of an ``eval_sorted.py`` output (other lines, e.g. warnings, are skipped)."""
+    """The per-set JSON lines of an ``eval_sorted.py`` output; its pooled lines (pooled again here, over
+    the sets both files share) and other lines, e.g. warnings, are skipped."""
     rows = []
     for line in path.read_text().splitlines():
         line = line.strip()
         if line.startswith("{"):
-            rows.append(json.loads(line))
+            row = json.loads(line)
+            if row["dataset"] != "pooled":
+                rows.append(row)
     return rows
 
 
@@ -52,7 +55,7 @@ def preset_cell(row: dict | None, zero_wrong: int) -> str:
 
 
 def table(ours: list[dict], presets: list[dict], label: str, judge: str) -> list[str]:
-    per_set = {r["dataset"]: r for r in ours if r["dataset"] != "pooled"}
+    per_set = {r["dataset"]: r for r in ours}
     header = ["held-out dataset (sorter, seed)", "true pairs", f"{judge} F1 (wrong)",
               "best SpikeInterface preset F1 (wrong)"]
     lines = ["| " + " | ".join(header) + " |", "|---|---|---|---|"]
@@ -68,8 +71,8 @@ def table(ours: list[dict], presets: list[dict], label: str, judge: str) -> list
 
 
 def pooled_line(ours: list[dict], presets: list[dict]) -> str:
-    mine = pool_scores([r for r in ours if r["dataset"] != "pooled"])
-    sets = {r["dataset"] for r in ours} - {"pooled"}
+    mine = pool_scores(ours)
+    sets = {r["dataset"] for r in ours}
     methods = sorted({r["method"] for r in presets})
     pooled = [{"method": m, **pool_scores([r for r in presets if r["method"] == m and r["dataset"] in sets])}
               for m in methods]

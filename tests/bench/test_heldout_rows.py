@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 
+from spikemerge.bench.scoring import pool_scores
 from tests.helpers import load_script
 
 
 def _line(dataset, method, tp, fp, fn):
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    recall = tp / (tp + fn) if tp + fn else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return json.dumps({"dataset": dataset, "method": method, "true_pairs": tp + fn, "tp": tp, "fp": fp, "fn": fn,
-                       "precision": precision, "recall": recall, "f1": f1, "wrong_merges": fp})
+    """One set's line as eval_sorted.py prints it (every wrong pair between two pure units)."""
+    score = pool_scores([{"tp": tp, "fp": fp, "fn": fn, "wrong_merges": fp}])
+    return json.dumps({"dataset": dataset, "method": method, "true_pairs": tp + fn, **score})
 
 
 def test_rows_sorted_by_sorter_then_seed_with_each_sets_best_preset_and_the_pooled_best(tmp_path, capsys):
