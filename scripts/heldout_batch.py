@@ -5,11 +5,13 @@
     python scripts/heldout_batch.py score 139-140 --judge metrics-v28   # once, when the judge is final
 
 Needs the ``[bench]`` extra. A batch (``heldout_batches.toml``) is two seeds and, per scenario, the
-recording parameters and the label of its README rows; ``build`` makes every scenario's datasets
+recording parameters and the label of its table rows; ``build`` makes every scenario's datasets
 with both sorters (one failing does not stop the others: MEArec sometimes cannot place the cells)
 and writes ``<cache>/scores/<seeds>_<scenario>_presets.jsonl``. ``score`` writes
-``..._ours.jsonl`` beside it and prints the README rows (``heldout_rows.py``); it refuses to score a
-batch twice, since a second look would no longer be held out. The cache (default
+``..._ours.jsonl`` beside it and prints each scenario's per-set rows and pooled line (the tables of
+``docs/sorted_bench_history.md``), then the batch's row of the README's summary with its verdict on
+the bar (``spikemerge.bench.heldout``); it refuses to score a batch twice, since a second look would
+no longer be held out. The cache (default
 ``$SPIKEMERGE_CACHE`` or ``~/.cache/spikemerge/sorted_bench``) holds one template library for all
 batches (seeds never repeat, so dataset names do not collide).
 """
@@ -24,6 +26,7 @@ import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from spikemerge.bench.heldout import batch_row, pooled_line, read_scenario, set_rows
 from spikemerge.bench.sorted import (
     SORTERS,
     dataset_spec,
@@ -121,11 +124,14 @@ def score(batch: Batch, cache: Path, judge: str, again: bool) -> int:
             raise SystemExit(f"{presets} is missing: build the batch (its presets are scored when it is built)")
         if ours.exists() and not again:
             raise SystemExit(f"{ours} exists: batch {batch.name} was scored already (held out means once)")
+    scored = []
     for scenario, ours, presets in files:
         run_eval(dataset_folders(batch, scenario, cache), ["--presets", ""], ours)
-        print(f"\n{scenario.name} ({batch.name}):\n", flush=True)
-        subprocess.run([sys.executable, str(HERE / "heldout_rows.py"), str(ours), str(presets),
-                        "--label", scenario.label, "--judge", judge], check=True)
+        scores = read_scenario(scenario.name, scenario.label, ours, presets)
+        print(f"\n{scenario.name} ({batch.name}):\n", *set_rows(scores, judge), "",
+              f"Pooled: {pooled_line(scores)}", sep="\n", flush=True)
+        scored.append(scores)
+    print("\nThe batch's summary row:\n", batch_row(batch.name, scored, judge), sep="\n", flush=True)
     return 0
 
 

@@ -20,7 +20,7 @@ decision-relevant thin pairs and on all pairs:
   speaks against one neuron, where both units fire near their full rates at once. Only pairs
   that take turns somewhere are tested (units present together throughout are not time-shared).
 
-Measured on the 8 dev sets (balanced, metrics-v5; see the README's issue-11 notes): neither
+Measured on the 8 dev sets (balanced, metrics-v5; see docs/sorted_bench_history.md): neither
 separates. On the thin, not vetoed pairs with P >= 0.3, turn-taking has AUC 0.38 (distinct
 neighbours take turns MORE often than fragments: under a rigid drift every neuron near a site
 enters and leaves a sorter's unit as the probe moves, so activity is driven by the common

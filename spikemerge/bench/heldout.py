@@ -1,0 +1,142 @@
+"""A held-out batch's tables: each set's row, each scenario's pooled line, the batch's row and its bar.
+
+Whoever builds a held-out batch of the sorted bench records the presets' scores when the sets are
+built; spikemerge is scored once, after the judge is final (``scripts/heldout_batch.py``). These
+functions only format the two ``eval_sorted.py`` outputs of each scenario: the per-set table of
+``docs/sorted_bench_history.md``, the pooled line under it, and the batch's row of the README's
+summary with the verdict on issue 11's bar.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .scoring import pool_scores
+
+MIN_F1 = 0.9
+"""The bar: pooled pair F1 of each scenario at least this, no pair of distinct neurons merged, and
+spikemerge's F1 above the best preset's on every set."""
+
+
+@dataclass(frozen=True)
+class ScenarioScores:
+    """One scenario of a batch: its label, spikemerge's per-set lines and the presets' lines on the same sets."""
+
+    name: str
+    label: str
+    ours: list[dict[str, Any]]
+    presets: list[dict[str, Any]]
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    """The per-set JSON lines of an ``eval_sorted.py`` output; its pooled lines (pooled again here, over
+    the sets both files share) and other lines, e.g. warnings, are skipped."""
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            row = json.loads(line)
+            if row["dataset"] != "pooled":
+                rows.append(row)
+    return rows
+
+
+def read_scenario(name: str, label: str, ours: Path, presets: Path) -> ScenarioScores:
+    """A scenario's scores from its two ``eval_sorted.py`` outputs (spikemerge's lines, the presets' lines)."""
+    mine = [r for r in read_lines(ours) if r["method"].startswith("spikemerge")]
+    if not mine:
+        raise ValueError(f"{ours} holds no spikemerge line: score the sets with eval_sorted.py --presets \"\"")
+    return ScenarioScores(name, label, mine, [r for r in read_lines(presets) if r["method"].startswith("SI ")])
+
+
+def set_key(dataset: str) -> tuple[str, int]:
+    """``drift_tdc2_s139`` -> ("tdc2", 139), the order of the tables."""
+    match = re.fullmatch(r"[a-z]+_([a-z0-9]+)_s(\d+)", dataset)
+    if not match:
+        raise ValueError(f"not a sorted-bench dataset name: {dataset!r}")
+    return match.group(1), int(match.group(2))
+
+
+def best_preset(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The preset row with the highest F1 (fewer wrong pairs first on ties); None when every F1 is 0."""
+    scored = [r for r in rows if r["f1"] > 0]
+    return max(scored, key=lambda r: (r["f1"], -r["wrong_merges"])) if scored else None
+
+
+def _method(row: dict[str, Any]) -> str:
+    return row["method"].removeprefix("SI ")
+
+
+def _preset_cell(row: dict[str, Any] | None, zero_wrong: int) -> str:
+    if row is None:
+        return f"0.00 ({zero_wrong})"
+    return f"{row['f1']:.2f} ({row['wrong_merges']}) `{_method(row)}`"
+
+
+def set_rows(scores: ScenarioScores, judge: str) -> list[str]:
+    """One table row per set, by sorter then seed: true pairs, our F1 (wrong), the set's best preset."""
+    per_set = {r["dataset"]: r for r in scores.ours}
+    header = ["held-out dataset (sorter, seed)", "true pairs", f"{judge} F1 (wrong)",
+              "best SpikeInterface preset F1 (wrong)"]
+    lines = ["| " + " | ".join(header) + " |", "|---|---|---|---|"]
+    for name in sorted(per_set, key=set_key):
+        sorter, seed = set_key(name)
+        mine = per_set[name]
+        theirs = [r for r in scores.presets if r["dataset"] == name]
+        zero_wrong = min((r["wrong_merges"] for r in theirs), default=0)
+        lines.append(f"| {scores.label} ({sorter}, {seed}) | {mine['true_pairs']} | "
+                     f"**{mine['f1']:.2f}** ({mine['wrong_merges']}) | "
+                     f"{_preset_cell(best_preset(theirs), zero_wrong)} |")
+    return lines
+
+
+def pooled(scores: ScenarioScores) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Ours pooled over the scenario's sets, and the preset whose pooled F1 on those sets is highest."""
+    sets = {r["dataset"] for r in scores.ours}
+    methods = sorted({r["method"] for r in scores.presets})
+    theirs = [{"method": m, **pool_scores([r for r in scores.presets if r["method"] == m and r["dataset"] in sets])}
+              for m in methods]
+    return pool_scores(scores.ours), best_preset(theirs)
+
+
+def pooled_line(scores: ScenarioScores) -> str:
+    mine, theirs = pooled(scores)
+    wrong = "none" if mine["wrong_merges"] == 0 else f"{mine['wrong_merges']} wrong"
+    best = "no preset above 0" if theirs is None else f"`{_method(theirs)}` {theirs['f1']:.2f} with {theirs['wrong_merges']}"
+    return f"F1 {mine['f1']:.3f} (P {mine['precision']:.2f}, R {mine['recall']:.2f}, {wrong}; {best})"
+
+
+def bar_misses(scenarios: list[ScenarioScores]) -> list[str]:
+    """Where the batch falls short of the bar (empty: met): a scenario's pooled F1 under ``MIN_F1``
+    (with its recall), pairs of distinct neurons merged, a set on which a preset does as well."""
+    misses = []
+    for scores in scenarios:
+        mine, _ = pooled(scores)
+        if mine["f1"] < MIN_F1:
+            misses.append(f"{scores.name} F1 {mine['f1']:.3f} (recall {mine['recall']:.2f})")
+        if mine["wrong_merges"]:
+            misses.append(f"{scores.name}: {mine['wrong_merges']} distinct pairs merged")
+        for row in scores.ours:
+            best = best_preset([r for r in scores.presets if r["dataset"] == row["dataset"]])
+            if best is not None and best["f1"] >= row["f1"]:
+                misses.append(f"{row['dataset']}: `{_method(best)}` {best['f1']:.2f} against {row['f1']:.2f}")
+    return misses
+
+
+def batch_row(batch: str, scenarios: list[ScenarioScores], judge: str) -> str:
+    """The batch's row of the README's summary: seeds, each scenario's label, the judge, each scenario's
+    pooled F1 (wrong pairs), the best presets' pooled F1, and the bar (met, or what missed it)."""
+    labels = " | ".join(s.label for s in scenarios)
+    ours, theirs = [], []
+    for scores in scenarios:
+        mine, best = pooled(scores)
+        ours.append(f"{mine['f1']:.3f} ({mine['wrong_merges']})")
+        theirs.append("0.00" if best is None else f"{best['f1']:.2f}")
+    misses = bar_misses(scenarios)
+    verdict = "met" if not misses else "missed: " + "; ".join(misses)
+    return (f"| {batch.replace('-', '–')} | {labels} | {judge} | {' | '.join(ours)} | {' / '.join(theirs)} | "
+            f"{verdict} |")
