@@ -142,7 +142,7 @@ def build(kind: str, seed: int, sorter: str, duration: float, num_units: int, ca
     times["analyzer_s"] = time.perf_counter() - t0
     truth["build_seconds"] = {k: round(v, 1) for k, v in times.items()}  # STATUS.md's "build s" column
     save_gt_sorting(gt, folder / "gt_sorting.npz")
-    sb._write_json(folder / "truth.json", truth)
+    sb.write_json(folder / "truth.json", truth)
     (folder / "READY").touch()
     return sb.summarise_truth(truth)
 

@@ -300,19 +300,19 @@ def test_a_dataset_being_built_by_a_live_process_is_refused(tmp_path):
 
     folder = tmp_path / "drift_sc2_s1"
     folder.mkdir()
-    with sb._building(folder):
+    with sb.datasets._building(folder):
         assert (folder / "BUILDING").read_text().split()[0] == str(os.getpid())
     assert not (folder / "BUILDING").exists()
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         (folder / "BUILDING").write_text(f"{other.pid} now\n")
         with pytest.raises(RuntimeError, match="being built"):
-            with sb._building(folder):
+            with sb.datasets._building(folder):
                 pass
     finally:
         other.kill()
         other.wait()
-    with sb._building(folder):  # the claim of a finished process is stale
+    with sb.datasets._building(folder):  # the claim of a finished process is stale
         pass
 
 

@@ -1,0 +1,89 @@
+"""MEArec: the template library (simulated once per spec, minutes) and the recordings made from it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+from .specs import Log, RecordingSpec, TemplateSpec
+
+
+
+def ensure_venv_bin_on_path() -> None:
+    """Put this interpreter's ``bin`` first on PATH: MEArec compiles NEURON mechanisms with ``nrnivmodl``."""
+    bin_dir = str(Path(sys.executable).parent)
+    parts = os.environ.get("PATH", "").split(os.pathsep)
+    if parts[:1] != [bin_dir]:
+        os.environ["PATH"] = os.pathsep.join([bin_dir] + [p for p in parts if p != bin_dir])
+
+
+def _atomic_target(path: Path) -> Path:
+    """A hidden name beside ``path`` that keeps its suffix (MEArec insists on ``.h5``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+
+
+def make_templates(spec: TemplateSpec, cache: Path, n_jobs: int = 2, log: Log | None = None) -> Path:
+    """The template library of ``spec`` (``<cache>/templates/templates_<key>.h5``), simulated when missing.
+
+    Each cell model is simulated with seed ``spec.seed + i`` whatever the number of jobs, so
+    ``n_jobs`` changes the wall time only. About 7 minutes on 2 cores for 32 channels.
+    """
+    log = log or (lambda line: None)
+    path = Path(cache) / "templates" / f"templates_{spec.key()}.h5"
+    if path.exists():
+        return path
+    ensure_venv_bin_on_path()
+    import MEArec as mr
+
+    log(f"templates {spec.key()}: simulating {spec} (minutes)")
+    start = time.perf_counter()
+    # one work folder for every library: MEArec reuses the intracellular simulations it holds
+    # when their parameters match (they depend on the seed, not on the probe or drift)
+    tmp_dir = path.parent / ".work"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.chdir(tmp_dir):  # MEArec writes tmp_params_path.yaml into the working directory
+        tempgen = mr.gen_templates(mr.get_default_cell_models_folder(), params=spec.mearec_params(),
+                                   templates_tmp_folder=str(tmp_dir), parallel=n_jobs > 1, n_jobs=n_jobs,
+                                   verbose=False, delete_tmp=True)
+    target = _atomic_target(path)
+    mr.save_template_generator(tempgen, filename=str(target))
+    os.replace(target, path)
+    (path.with_suffix(".json")).write_text(json.dumps({**asdict(spec), "seconds": time.perf_counter() - start},
+                                                      indent=1))
+    log(f"templates {spec.key()}: {len(tempgen.templates)} templates in {time.perf_counter() - start:.0f} s")
+    return path
+
+
+def make_recording(spec: RecordingSpec, path: Path, cache: Path, log: Log | None = None) -> Path:
+    """Simulate the recording of ``spec`` into ``path`` (an ``.h5``), unless it is there already."""
+    log = log or (lambda line: None)
+    path = Path(path)
+    if path.exists():
+        return path
+    templates = make_templates(spec.templates, cache, log=log)
+    import MEArec as mr
+
+    start = time.perf_counter()
+    log(f"recording {spec.key()}: simulating {spec.duration_s:.0f} s")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        recgen = mr.gen_recordings(params=spec.mearec_params(), templates=str(templates), verbose=False, n_jobs=1)
+    target = _atomic_target(path)
+    mr.save_recording_generator(recgen, filename=str(target))
+    os.replace(target, path)
+    log(f"recording {spec.key()}: {len(recgen.spiketrains)} cells in {time.perf_counter() - start:.0f} s")
+    return path
+
+
+def read_recording(path: Path):
+    """The MEArec recording and its ground-truth sorting (SpikeInterface extractors)."""
+    import spikeinterface.extractors as se
+
+    return se.read_mearec(str(path))
