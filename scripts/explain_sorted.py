@@ -16,8 +16,8 @@ With ``-v`` every true pair that was not merged is printed with the reason: ``no
 one candidate group; its plain, denoised and widened similarities, distance and CCG numbers) or
 ``apart`` (judged and kept apart; the pair's log-odds, its nonzero terms and flags), and every
 merged pair of two distinct neurons as ``WRONG`` with the same numbers. This is a development
-tool: it reads held-out data like any other, so score a held-out batch once with ``eval_sorted.py``
-before explaining it.
+tool: it refuses the sets of a batch of ``heldout_batches.toml`` that spikemerge has not scored yet
+(``heldout_batch.py score``), unless told ``--peek-held-out``.
 """
 
 from __future__ import annotations
@@ -34,10 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import spikemerge
+from spikemerge.bench.heldout import held_out_error
 from spikemerge.bench.sorted import load_truth, score_sorted, true_pairs
 
 CODE = Path(spikemerge.__file__).parent / "tools"
 EVIDENCE_SOURCES = ("evidence", "analyzer", "candidates.py")
+HELD_OUT_REGISTRY = Path(__file__).with_name("heldout_batches.toml")
+"""Held-out batches: their sets are refused until spikemerge has scored them once."""
 SHOWN_FIELDS = ("template_similarity", "template_similarity_denoised", "template_similarity_stretch",
                 "template_stretch", "distance_um", "ccg_expected_refractory", "ccg_refractory_count",
                 "ccg_depletion_p", "duplicate_fraction", "burst_forward", "burst_backward", "burst_expected",
@@ -236,7 +239,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="print every pair of this candidate group of the (one) dataset instead of scoring")
     parser.add_argument("--reliability", action="store_true",
                         help="print how calibrated P is (pairs, merges) over the datasets instead of scoring")
+    parser.add_argument("--peek-held-out", action="store_true",
+                        help="read sets of a held-out batch that spikemerge has not scored yet (no longer held out)")
     args = parser.parse_args(argv)
+    if not args.peek_held_out and (refused := held_out_error(args.datasets, HELD_OUT_REGISTRY)):
+        parser.error(refused)
 
     from spikemerge.tools.judges.metrics import MetricsJudge
 

@@ -22,65 +22,17 @@ import argparse
 import os
 import subprocess
 import sys
-import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
-from spikemerge.bench.heldout import batch_row, pooled_line, read_scenario, set_rows
-from spikemerge.bench.sorted import (
-    SORTERS,
-    dataset_spec,
-    default_cache,
-    ensure_venv_bin_on_path,
-    make_dataset,
-    parse_overrides,
+from spikemerge.bench.heldout import (
+    Batch, batch_row, dataset_folders, load_batches, pooled_line, read_scenario, score_file, set_rows,
 )
+from spikemerge.bench.sorted import SORTERS, dataset_spec, default_cache, ensure_venv_bin_on_path, make_dataset
 
 HERE = Path(__file__).resolve().parent
 REGISTRY = HERE / "heldout_batches.toml"
 PRESETS = "x_contaminations,similarity_correlograms,temporal_splits,feature_neighbors,slay"
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    label: str
-    overrides: tuple[tuple[str, object], ...]
-
-
-@dataclass(frozen=True)
-class Batch:
-    seeds: tuple[int, ...]
-    scenarios: tuple[Scenario, ...]
-
-    @property
-    def name(self) -> str:
-        return "-".join(str(s) for s in self.seeds)
-
-
-def load_batches(path: Path = REGISTRY) -> dict[str, Batch]:
-    """The registry's batches by name (their seeds joined by '-'); overrides are checked as ``--set`` checks them."""
-    batches: dict[str, Batch] = {}
-    for record in tomllib.loads(path.read_text()).get("batch", []):
-        scenarios = tuple(
-            Scenario(name, spec["label"], parse_overrides(f"{k}={v}" for k, v in spec.get("set", {}).items()))
-            for name, spec in record.items() if name != "seeds")
-        batch = Batch(tuple(int(s) for s in record["seeds"]), scenarios)
-        if batch.name in batches:
-            raise ValueError(f"{path.name}: seeds {batch.name} appear twice")
-        batches[batch.name] = batch
-    used = [s for b in batches.values() for s in b.seeds]
-    if len(used) != len(set(used)):
-        raise ValueError(f"{path.name}: a seed is used by two batches")
-    return batches
-
-
-def dataset_folders(batch: Batch, scenario: Scenario, cache: Path) -> list[Path]:
-    return [cache / dataset_spec(scenario.name, sorter, seed).name for sorter in SORTERS for seed in batch.seeds]
-
-
-def score_file(cache: Path, batch: Batch, scenario: Scenario, who: str) -> Path:
-    return cache / "scores" / f"{batch.name}_{scenario.name}_{who}.jsonl"
 
 
 def run_eval(folders: list[Path], args: list[str], out: Path) -> None:
@@ -144,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--again", action="store_true", help="score: overwrite an earlier score (no longer held out)")
     args = parser.parse_args(argv)
     try:
-        batches = load_batches()
+        batches = load_batches(REGISTRY)
     except ValueError as exc:
         parser.error(str(exc))
     if args.command == "list":

@@ -23,7 +23,8 @@ dataset, scored on that one (reliability, ECE, pair F1 at 0.5, wrong pairs cross
 dataset's F1 from re-judging its groups with the refitted numbers, as ``score_sorted`` counts it).
 
 The term names are read from the judge (``terms.TERMS``), never listed here, so the script runs
-unchanged when terms are added.
+unchanged when terms are added. Sets of a held-out batch that spikemerge has not scored yet
+(``heldout_batches.toml``) are refused unless told ``--peek-held-out``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from spikemerge.bench.heldout import held_out_error
+
+HELD_OUT_REGISTRY = Path(__file__).with_name("heldout_batches.toml")
+"""Held-out batches: their sets are refused until spikemerge has scored them once."""
 DEFAULT_BINS = 10
 
 
@@ -312,7 +317,11 @@ def main(argv=None) -> int:
                         help="Gaussian prior precision of the refit around (scale 1, offset 0)")
     parser.add_argument("--dump", type=Path, default=None,
                         help="write every judged pair (terms, flags, truth) as JSON lines")
+    parser.add_argument("--peek-held-out", action="store_true",
+                        help="read sets of a held-out batch that spikemerge has not scored yet (no longer held out)")
     args = parser.parse_args(argv)
+    if not args.peek_held_out and (refused := held_out_error(args.datasets, HELD_OUT_REGISTRY)):
+        parser.error(refused)
 
     from spikemerge.tools.judges.metrics import MetricsJudge
     from spikemerge.tools.judges.params import DEFAULT_JUDGE_PARAMS

@@ -1,8 +1,10 @@
-"""A held-out batch's tables: each set's row, each scenario's pooled line, the batch's row and its bar.
+"""Held-out batches of the sorted bench: the registry, where their scores live, and their tables.
 
-Whoever builds a held-out batch of the sorted bench records the presets' scores when the sets are
-built; spikemerge is scored once, after the judge is final (``scripts/heldout_batch.py``). These
-functions only format the two ``eval_sorted.py`` outputs of each scenario: the per-set table of
+A batch (``scripts/heldout_batches.toml``) is two new seeds and, per scenario, the recording
+parameters its sets are built with. Whoever builds it records the presets' scores when the sets are
+built; spikemerge is scored once, after the judge is final (``scripts/heldout_batch.py``), into
+``<cache>/scores/``. Until then its sets are not to be looked at (:func:`unscored`). The tables
+format the two ``eval_sorted.py`` outputs of each scenario: the per-set table of
 ``docs/sorted_bench_history.md``, the pooled line under it, and the batch's row of the README's
 summary with the verdict on issue 11's bar.
 """
@@ -11,11 +13,13 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .scoring import pool_scores
+from .sorted import SORTERS, dataset_spec, parse_overrides
 
 MIN_F1 = 0.9
 """The bar: pooled pair F1 of each scenario at least this, no pair of distinct neurons merged, and
@@ -30,6 +34,71 @@ class ScenarioScores:
     label: str
     ours: list[dict[str, Any]]
     presets: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One scenario of a batch: its name (``drift``, ``burst``), its rows' label, its recording overrides."""
+
+    name: str
+    label: str
+    overrides: tuple[tuple[str, object], ...]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Two seeds (or more) and the scenarios built with them, each by every sorter."""
+
+    seeds: tuple[int, ...]
+    scenarios: tuple[Scenario, ...]
+
+    @property
+    def name(self) -> str:
+        return "-".join(str(s) for s in self.seeds)
+
+
+def load_batches(path: Path) -> dict[str, Batch]:
+    """The registry's batches by name (their seeds joined by '-'); overrides are checked as ``--set`` checks them."""
+    batches: dict[str, Batch] = {}
+    for record in tomllib.loads(path.read_text()).get("batch", []):
+        scenarios = tuple(
+            Scenario(name, spec["label"], parse_overrides(f"{k}={v}" for k, v in spec.get("set", {}).items()))
+            for name, spec in record.items() if name != "seeds")
+        batch = Batch(tuple(int(s) for s in record["seeds"]), scenarios)
+        if batch.name in batches:
+            raise ValueError(f"{path.name}: seeds {batch.name} appear twice")
+        batches[batch.name] = batch
+    used = [s for b in batches.values() for s in b.seeds]
+    if len(used) != len(set(used)):
+        raise ValueError(f"{path.name}: a seed is used by two batches")
+    return batches
+
+
+def dataset_folders(batch: Batch, scenario: Scenario, cache: Path) -> list[Path]:
+    """The batch's dataset folders of ``scenario`` in ``cache``, every sorter and seed."""
+    return [cache / dataset_spec(scenario.name, sorter, seed).name for sorter in SORTERS for seed in batch.seeds]
+
+
+def score_file(cache: Path, batch: Batch, scenario: Scenario, who: str) -> Path:
+    """Where a scenario's scores live: ``who`` is ``presets`` (written at build) or ``ours`` (scored once)."""
+    return cache / "scores" / f"{batch.name}_{scenario.name}_{who}.jsonl"
+
+
+def unscored(datasets: list[Path], batches: dict[str, Batch]) -> list[Path]:
+    """The datasets of a registered batch whose scenario spikemerge has not scored yet (its ``ours``
+    file missing from the scores beside them): still held out, so not to be explained or re-judged."""
+    held = []
+    for folder in datasets:
+        match = re.fullmatch(r"([a-z]+)_[a-z0-9]+_s(\d+)", Path(folder).name)
+        if not match:
+            continue
+        name, seed = match.group(1), int(match.group(2))
+        for batch in batches.values():
+            scenario = next((s for s in batch.scenarios if s.name == name), None)
+            if seed in batch.seeds and scenario is not None and \
+                    not score_file(Path(folder).parent, batch, scenario, "ours").exists():
+                held.append(Path(folder))
+    return held
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
@@ -140,3 +209,14 @@ def batch_row(batch: str, scenarios: list[ScenarioScores], judge: str) -> str:
     verdict = "met" if not misses else "missed: " + "; ".join(misses)
     return (f"| {batch.replace('-', '–')} | {labels} | {judge} | {' | '.join(ours)} | {' / '.join(theirs)} | "
             f"{verdict} |")
+
+
+def held_out_error(datasets: list[Path], registry: Path) -> str | None:
+    """The one-line refusal a development tool gives for sets of a batch not scored yet (None: none)."""
+    if not registry.exists():
+        return None
+    held = unscored(datasets, load_batches(registry))
+    if not held:
+        return None
+    return (f"{', '.join(h.name for h in held)}: held out and not scored yet; score the batch once "
+            f"(scripts/heldout_batch.py score) before looking at it, or pass --peek-held-out")

@@ -9,7 +9,8 @@ from tests.helpers import load_script
 
 
 def test_the_registry_parses_and_every_batch_has_new_seeds_and_both_scenarios():
-    batches = load_script("heldout_batch").load_batches()
+    module = load_script("heldout_batch")
+    batches = module.load_batches(module.REGISTRY)
     seeds = [s for b in batches.values() for s in b.seeds]
     assert len(seeds) == len(set(seeds)) and min(seeds) > 138  # seeds up to 138 were used by earlier batches
     for batch in batches.values():
@@ -32,7 +33,7 @@ def test_a_seed_used_twice_or_a_misspelt_parameter_is_refused(tmp_path):
 
 def test_a_batch_scored_once_is_not_scored_again(tmp_path):
     module = load_script("heldout_batch")
-    batch = next(iter(module.load_batches().values()))
+    batch = next(iter(module.load_batches(module.REGISTRY).values()))
     for scenario in batch.scenarios:
         for who in ("presets", "ours"):
             path = module.score_file(tmp_path, batch, scenario, who)
@@ -40,3 +41,29 @@ def test_a_batch_scored_once_is_not_scored_again(tmp_path):
             path.write_text("{}\n")
     with pytest.raises(SystemExit, match="scored already"):
         module.score(batch, tmp_path, "v0", again=False)
+
+
+def test_sets_of_a_batch_not_scored_yet_are_refused_by_the_development_tools(tmp_path, capsys):
+    from spikemerge.bench.heldout import held_out_error, load_batches, score_file, unscored
+
+    registry = tmp_path / "batches.toml"
+    registry.write_text('[[batch]]\nseeds = [901, 902]\n[batch.drift]\nlabel = "d"\n[batch.burst]\nlabel = "b"\n')
+    batch = load_batches(registry)["901-902"]
+    cache = tmp_path / "cache"
+    drift, burst, other = cache / "drift_sc2_s901", cache / "burst_tdc2_s902", cache / "drift_sc2_s7"
+    assert unscored([drift, burst, other], {batch.name: batch}) == [drift, burst]
+    score_file(cache, batch, batch.scenarios[0], "ours").parent.mkdir(parents=True)
+    score_file(cache, batch, batch.scenarios[0], "ours").write_text("{}\n")  # drifting scored, bursting not
+    assert unscored([drift, burst, other], {batch.name: batch}) == [burst]
+    assert held_out_error([drift, other], registry) is None
+    assert "burst_tdc2_s902: held out and not scored yet" in held_out_error([burst], registry)
+
+    # explain_sorted.py refuses such a set in one line before reading anything, unless told to peek
+    script = load_script("explain_sorted")
+    script.HELD_OUT_REGISTRY = registry
+    with pytest.raises(SystemExit) as refused:
+        script.main([str(burst), "--cache", str(tmp_path / "ex")])
+    assert refused.value.code == 2
+    assert "held out and not scored yet" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError):  # past the guard: the (missing) dataset is read
+        script.main([str(burst), "--cache", str(tmp_path / "ex"), "--peek-held-out"])
