@@ -27,16 +27,6 @@ spikemerge's F1 above the best preset's on every set."""
 
 
 @dataclass(frozen=True)
-class ScenarioScores:
-    """One scenario of a batch: its label, spikemerge's per-set lines and the presets' lines on the same sets."""
-
-    name: str
-    label: str
-    ours: list[dict[str, Any]]
-    presets: list[dict[str, Any]]
-
-
-@dataclass(frozen=True)
 class Scenario:
     """One scenario of a batch: its name (``drift``, ``burst``), its rows' label, its recording overrides."""
 
@@ -84,21 +74,46 @@ def score_file(cache: Path, batch: Batch, scenario: Scenario, who: str) -> Path:
     return cache / "scores" / f"{batch.name}_{scenario.name}_{who}.jsonl"
 
 
+DATASET_NAME = re.compile(r"([a-z]+)_([a-z0-9]+)_s(\d+)")
+"""``<scenario>_<sorter>_s<seed>``, as ``sorted.dataset_name`` writes it."""
+
+
 def unscored(datasets: list[Path], batches: dict[str, Batch]) -> list[Path]:
     """The datasets of a registered batch whose scenario spikemerge has not scored yet (its ``ours``
     file missing from the scores beside them): still held out, so not to be explained or re-judged."""
     held = []
     for folder in datasets:
-        match = re.fullmatch(r"([a-z]+)_[a-z0-9]+_s(\d+)", Path(folder).name)
+        match = DATASET_NAME.fullmatch(Path(folder).name)
         if not match:
             continue
-        name, seed = match.group(1), int(match.group(2))
+        name, seed = match.group(1), int(match.group(3))
         for batch in batches.values():
             scenario = next((s for s in batch.scenarios if s.name == name), None)
             if seed in batch.seeds and scenario is not None and \
                     not score_file(Path(folder).parent, batch, scenario, "ours").exists():
                 held.append(Path(folder))
     return held
+
+
+def held_out_error(datasets: list[Path], registry: Path) -> str | None:
+    """The one-line refusal a development tool gives for sets of a batch not scored yet (None: none)."""
+    if not registry.exists():
+        return None
+    held = unscored(datasets, load_batches(registry))
+    if not held:
+        return None
+    return (f"{', '.join(h.name for h in held)}: held out and not scored yet; score the batch once "
+            f"(scripts/heldout_batch.py score) before looking at it, or pass --peek-held-out")
+
+
+@dataclass(frozen=True)
+class ScenarioScores:
+    """One scenario of a batch: its label, spikemerge's per-set lines and the presets' lines on the same sets."""
+
+    name: str
+    label: str
+    ours: list[dict[str, Any]]
+    presets: list[dict[str, Any]]
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
@@ -124,10 +139,10 @@ def read_scenario(name: str, label: str, ours: Path, presets: Path) -> ScenarioS
 
 def set_key(dataset: str) -> tuple[str, int]:
     """``drift_tdc2_s139`` -> ("tdc2", 139), the order of the tables."""
-    match = re.fullmatch(r"[a-z]+_([a-z0-9]+)_s(\d+)", dataset)
+    match = DATASET_NAME.fullmatch(dataset)
     if not match:
         raise ValueError(f"not a sorted-bench dataset name: {dataset!r}")
-    return match.group(1), int(match.group(2))
+    return match.group(2), int(match.group(3))
 
 
 def best_preset(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -175,7 +190,8 @@ def pooled(scores: ScenarioScores) -> tuple[dict[str, Any], dict[str, Any] | Non
 def pooled_line(scores: ScenarioScores) -> str:
     mine, theirs = pooled(scores)
     wrong = "none" if mine["wrong_merges"] == 0 else f"{mine['wrong_merges']} wrong"
-    best = "no preset above 0" if theirs is None else f"`{_method(theirs)}` {theirs['f1']:.2f} with {theirs['wrong_merges']}"
+    best = "no preset above 0" if theirs is None else \
+        f"`{_method(theirs)}` {theirs['f1']:.2f} with {theirs['wrong_merges']}"
     return f"F1 {mine['f1']:.3f} (P {mine['precision']:.2f}, R {mine['recall']:.2f}, {wrong}; {best})"
 
 
@@ -209,14 +225,3 @@ def batch_row(batch: str, scenarios: list[ScenarioScores], judge: str) -> str:
     verdict = "met" if not misses else "missed: " + "; ".join(misses)
     return (f"| {batch.replace('-', '–')} | {labels} | {judge} | {' | '.join(ours)} | {' / '.join(theirs)} | "
             f"{verdict} |")
-
-
-def held_out_error(datasets: list[Path], registry: Path) -> str | None:
-    """The one-line refusal a development tool gives for sets of a batch not scored yet (None: none)."""
-    if not registry.exists():
-        return None
-    held = unscored(datasets, load_batches(registry))
-    if not held:
-        return None
-    return (f"{', '.join(h.name for h in held)}: held out and not scored yet; score the batch once "
-            f"(scripts/heldout_batch.py score) before looking at it, or pass --peek-held-out")

@@ -55,9 +55,11 @@ def _scenario(name, ours, presets):
 
 
 def test_a_batch_meets_the_bar_only_with_f1_no_wrong_pair_and_every_set_above_the_presets():
-    drift = _scenario("drift", [_row("drift_sc2_s1", "spikemerge", 19, 0, 1), _row("drift_tdc2_s1", "spikemerge", 10, 0, 0)],
+    drift = _scenario("drift",
+                      [_row("drift_sc2_s1", "spikemerge", 19, 0, 1), _row("drift_tdc2_s1", "spikemerge", 10, 0, 0)],
                       [_row("drift_sc2_s1", "SI slay", 10, 0, 10), _row("drift_tdc2_s1", "SI slay", 5, 2, 5)])
-    burst = _scenario("burst", [_row("burst_sc2_s1", "spikemerge", 9, 0, 1)], [_row("burst_sc2_s1", "SI slay", 2, 0, 8)])
+    burst = _scenario("burst", [_row("burst_sc2_s1", "spikemerge", 9, 0, 1)],
+                      [_row("burst_sc2_s1", "SI slay", 2, 0, 8)])
     assert bar_misses([drift, burst]) == []
     # pooled drifting: tp 29 fp 0 fn 1 (F1 0.983); slay tp 15 fp 2 fn 15; bursting tp 9 fn 1, slay tp 2 fn 8
     assert batch_row("147-148", [drift, burst], "v28") == \
