@@ -15,8 +15,7 @@ from typing import Any, Mapping, Sequence
 from .mearec import make_recording, read_recording
 from .sorters import run_sorter_unmerged, sorter_params
 from .specs import BENCH_SCENARIOS, DatasetSpec, Log, RecordingSpec, dataset_spec, default_cache
-from .truth import to_python, build_truth, load_truth, split_neurons, summarise_truth
-
+from .truth import build_truth, load_truth, split_neurons, summarise_truth, to_python
 
 
 def build_analyzer(sorting, recording, folder: Path, n_jobs: int = 1):

@@ -14,7 +14,6 @@ from pathlib import Path
 from .specs import Log, RecordingSpec, TemplateSpec
 
 
-
 def ensure_venv_bin_on_path() -> None:
     """Put this interpreter's ``bin`` first on PATH: MEArec compiles NEURON mechanisms with ``nrnivmodl``."""
     bin_dir = str(Path(sys.executable).parent)

@@ -12,7 +12,6 @@ import numpy as np
 from .specs import SORTERS
 
 
-
 class _Unmerged:
     """Stands in for the analyzer the sorters' final merge returns: the sorting as it came in."""
 

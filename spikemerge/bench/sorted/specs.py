@@ -25,7 +25,6 @@ def default_cache() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "spikemerge" / "sorted_bench"
 
 
-
 @dataclass(frozen=True)
 class TemplateSpec:
     """MEArec template library: one per probe and seed, simulated once and cached.

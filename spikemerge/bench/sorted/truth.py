@@ -20,7 +20,6 @@ MAX_LAG_MS = 2.0
 """Largest constant offset between a sorted unit's spike times and its neuron's that is corrected."""
 
 
-
 def best_lags(gt_trains: Mapping[Any, np.ndarray], unit_trains: Mapping[Any, np.ndarray], fs: float,
               max_lag_ms: float = MAX_LAG_MS, bin_ms: float = 0.1) -> dict[Any, tuple[Any, float, float]]:
     """Per sorted unit, the neuron and constant offset that line up most of its spikes.
