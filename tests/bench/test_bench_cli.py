@@ -57,6 +57,33 @@ def test_unknown_scenario_is_a_one_line_error(tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_a_sorted_bench_scenario_runs_from_the_command_line(small_truth, saved_truth_folder, tmp_path, monkeypatch,
+                                                            capsys):
+    """``spikemerge bench --scenarios sorted_burst`` reads the sorted-bench dataset of that scenario and seed
+    from ``$SPIKEMERGE_CACHE`` (here the small analyzer, laid out as make_sorted_bench.py leaves one)."""
+    import shutil
+
+    from spikemerge.bench.sorted import build_truth, write_json
+    from spikemerge.bench.synthetic import save_gt_sorting
+
+    cache = tmp_path / "sorted"
+    folder = cache / "burst_tdc2_s1"
+    shutil.copytree(saved_truth_folder / "analyzer", folder / "analyzer")
+    gt = small_truth.ground_truth_sorting()
+    write_json(folder / "truth.json", {**build_truth(gt, small_truth.analyzer.sorting),
+                                       "num_neurons": len(gt.unit_ids)})
+    save_gt_sorting(gt, folder / "gt_sorting.npz")
+    (folder / "READY").touch()
+    monkeypatch.setenv("SPIKEMERGE_CACHE", str(cache))
+    out = tmp_path / "bench"
+    assert main(["bench", "--scenarios", "sorted_burst", "--seeds", "1", "--presets", "", "--out", str(out)]) == 0
+    rows = {r["method"]: r for r in json.loads((out / "bench.json").read_text())["rows"]}
+    judged = rows["spikemerge/metrics"]
+    assert judged["status"] == "ok" and judged["dataset"] == "burst_tdc2_s1" and 0.0 <= judged["f1"] <= 1.0
+    assert rows["none"]["recall"] == 0.0
+
+
+@pytest.mark.slow
 def test_feature_neighbors_is_skipped_without_locations_or_recording(tiny_truth):
     analyzer = tiny_truth.analyzer.copy()
     analyzer.delete_extension("spike_locations")
