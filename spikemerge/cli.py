@@ -249,7 +249,9 @@ def _add_bench(sub, policies: list[str]) -> None:
     bench.add_argument("--judge", default="metrics", help="metrics or a chat model string")
     bench.add_argument("--scenarios", default="all",
                        help="comma-separated: static, drift, random_splits, time_splits, amplitude, duplicates, "
-                            "hard_negatives, or all")
+                            "hard_negatives, or all; also over-splits made by a real sorter (the [bench] extra, "
+                            "datasets in $SPIKEMERGE_CACHE, built when missing): sorted_drift, sorted_burst, "
+                            "sorted_lowsnr, sorted_drift_tdc2, sorted_burst_sc2")
     bench.add_argument("--seeds", default="0,1,2", help="comma-separated random seeds, one recording each")
     bench.add_argument("--presets", default="all",
                        help="SpikeInterface presets (comma-separated, empty for none): x_contaminations, "

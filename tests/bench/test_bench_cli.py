@@ -121,3 +121,12 @@ def test_usage_is_counted_per_dataset():
     judge.records.append({"input_tokens": 1, "output_tokens": 1, "cost_usd": None})
     assert _usage_delta(judge, calls_before=1)["cost_usd"] is None  # an unknown price is not $0
     assert _usage_delta(object(), 0) is None
+
+
+def test_the_help_names_every_sorted_bench_scenario(capsys):
+    from spikemerge.bench.sorted import BENCH_SCENARIOS
+
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(name in text for name in BENCH_SCENARIOS)
