@@ -110,13 +110,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench.cli import bench_main, parse_list
-    from .bench.run import SCENARIOS, SI_PRESETS
-    from .bench.sorted import BENCH_SCENARIOS
+    from .bench.cli import bench_main, parse_list, parse_scenarios
+    from .bench.run import SI_PRESETS
 
     try:
-        if not parse_list(args.scenarios, list(SCENARIOS), "scenario(s)", extra=list(BENCH_SCENARIOS)):
-            raise SpikemergeError(f"no scenario given: use any of {', '.join(SCENARIOS)} (or all)")
+        parse_scenarios(args.scenarios)
         parse_list(args.presets, list(SI_PRESETS), "preset(s)")
         if not args.quick and not [s for s in args.seeds.split(",") if s.strip().lstrip("-").isdigit()]:
             raise SpikemergeError(f"--seeds takes integers separated by commas, not {args.seeds!r}")

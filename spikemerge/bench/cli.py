@@ -39,6 +39,15 @@ def parse_list(value: str | None, everything: Sequence[str], what: str, extra: S
     return names
 
 
+def parse_scenarios(value: str | None) -> list[str]:
+    """The scenarios asked for: the generator's (``all`` is every one of them) and, by name, the sorted
+    bench's (``BENCH_SCENARIOS``); at least one, else a one-line error."""
+    scenarios = parse_list(value, list(SCENARIOS), "scenario(s)", extra=list(BENCH_SCENARIOS))
+    if not scenarios:
+        raise SpikemergeError(f"no scenario given: use any of {', '.join(SCENARIOS)} (or all)")
+    return scenarios
+
+
 def _usage_total(rows: Sequence[dict[str, Any]], key: str) -> float | None:
     values = [(r.get("usage") or {}).get(key) for r in rows if r.get("usage")]
     if not values:
@@ -173,10 +182,8 @@ def bench_main(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     if not console.is_terminal:
         console = Console(highlight=False, width=150)
-    scenarios = parse_list(args.scenarios, list(SCENARIOS), "scenario(s)", extra=list(BENCH_SCENARIOS))
+    scenarios = parse_scenarios(args.scenarios)
     presets = parse_list(args.presets, list(SI_PRESETS), "preset(s)")
-    if not scenarios:
-        raise SpikemergeError(f"no scenario given: use any of {', '.join(SCENARIOS)} (or all)")
     try:
         seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
