@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .scoring import pool_scores
-from .sorted import SORTERS, dataset_spec, parse_overrides
+from .sorted import SORTERS, dataset_spec, parse_dataset_name, parse_overrides
 
 MIN_F1 = 0.9
 """The bar: pooled pair F1 of each scenario at least this, no pair of distinct neurons merged, and
@@ -74,22 +74,18 @@ def score_file(cache: Path, batch: Batch, scenario: Scenario, who: str) -> Path:
     return cache / "scores" / f"{batch.name}_{scenario.name}_{who}.jsonl"
 
 
-DATASET_NAME = re.compile(r"([a-z]+)_([a-z0-9]+)_s(\d+)")
-"""``<scenario>_<sorter>_s<seed>``, as ``sorted.dataset_name`` writes it."""
-
-
 def unscored(datasets: list[Path], batches: dict[str, Batch]) -> list[Path]:
     """The datasets of a registered batch whose scenario spikemerge has not scored yet (its ``ours``
     file missing from the scores beside them): still held out, so not to be explained or re-judged."""
     held = []
     for folder in datasets:
-        match = DATASET_NAME.fullmatch(Path(folder).name)
-        if not match:
-            continue
-        name, seed = match.group(1), int(match.group(3))
+        try:
+            spec = parse_dataset_name(Path(folder).name)
+        except ValueError:
+            continue  # not a MEArec sorted-bench set (a generator set, say): no batch holds it
         for batch in batches.values():
-            scenario = next((s for s in batch.scenarios if s.name == name), None)
-            if seed in batch.seeds and scenario is not None and \
+            scenario = next((s for s in batch.scenarios if s.name == spec.scenario), None)
+            if spec.seed in batch.seeds and scenario is not None and \
                     not score_file(Path(folder).parent, batch, scenario, "ours").exists():
                 held.append(Path(folder))
     return held
@@ -139,10 +135,10 @@ def read_scenario(name: str, label: str, ours: Path, presets: Path) -> ScenarioS
 
 def set_key(dataset: str) -> tuple[str, int]:
     """``drift_tdc2_s139`` -> ("tdc2", 139), the order of the tables."""
-    match = DATASET_NAME.fullmatch(dataset)
+    match = re.fullmatch(r"[a-z]+_([a-z0-9]+)_s(\d+)", dataset)
     if not match:
         raise ValueError(f"not a sorted-bench dataset name: {dataset!r}")
-    return match.group(2), int(match.group(3))
+    return match.group(1), int(match.group(2))
 
 
 def best_preset(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
