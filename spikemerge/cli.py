@@ -110,14 +110,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench.cli import bench_main, parse_list, parse_scenarios
+    from .bench.cli import bench_main, parse_list, parse_scenarios, parse_seeds
     from .bench.run import SI_PRESETS
 
     try:
         parse_scenarios(args.scenarios)
         parse_list(args.presets, list(SI_PRESETS), "preset(s)")
-        if not args.quick and not [s for s in args.seeds.split(",") if s.strip().lstrip("-").isdigit()]:
-            raise SpikemergeError(f"--seeds takes integers separated by commas, not {args.seeds!r}")
+        parse_seeds(args.seeds, args.quick)
         check_output_folder(Path(args.out))
     except SpikemergeError as exc:
         raise UsageError(str(exc)) from None

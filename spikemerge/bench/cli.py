@@ -173,6 +173,19 @@ def _scenario_record(name: str, seeds: Sequence[int], quick: bool) -> dict[str, 
             "spec": scenario_spec(name, seeds[0], quick).__dict__}
 
 
+def parse_seeds(value: str | None, quick: bool = False) -> list[int]:
+    """The random seeds asked for (``--quick`` runs seed 0 alone); at least one, else a one-line error."""
+    if quick:
+        return [0]
+    try:
+        seeds = [int(s) for s in (value or "").split(",") if s.strip()]
+    except ValueError:
+        raise SpikemergeError(f"--seeds takes integers separated by commas, not {value!r}") from None
+    if not seeds:
+        raise SpikemergeError("no seed given: e.g. --seeds 0,1,2")
+    return seeds
+
+
 def bench_main(args: argparse.Namespace) -> int:
     """Run the bench the parsed ``args`` ask for; print the table; write bench.json and bench_f1.png."""
     from rich.console import Console
@@ -184,12 +197,7 @@ def bench_main(args: argparse.Namespace) -> int:
         console = Console(highlight=False, width=150)
     scenarios = parse_scenarios(args.scenarios)
     presets = parse_list(args.presets, list(SI_PRESETS), "preset(s)")
-    try:
-        seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        raise SpikemergeError(f"--seeds takes integers separated by commas, not {args.seeds!r}") from None
-    if not seeds:
-        raise SpikemergeError("no seed given: e.g. --seeds 0,1,2")
+    seeds = parse_seeds(args.seeds, args.quick)
     judge = make_judge(args.judge)
     policy = getattr(args, "policy", None) or "balanced"
     out = claim_output_folder(Path(args.out))

@@ -56,6 +56,17 @@ def test_unknown_scenario_is_a_one_line_error(tmp_path, capsys):
     assert "unknown scenario(s) nope" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("seeds", ["1,x", "", " , "])
+def test_bad_seeds_are_refused_before_anything_is_written(seeds, tmp_path, capsys):
+    """One check (bench.cli.parse_seeds) for the CLI's early refusal and bench_main: "1,x" passed the
+    first and failed the second once."""
+    out = tmp_path / "b"
+    assert main(["bench", "--seeds", seeds, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "seed" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_a_sorted_bench_scenario_runs_from_the_command_line(small_truth, saved_truth_folder, tmp_path, monkeypatch,
                                                             capsys):
