@@ -222,7 +222,7 @@ def _write_merged(analyzer: SortingAnalyzer, groups: list[list[UnitId]], censor_
         try:
             _, new_ids = _merge(analyzer, [groups[i] for i in wanted], censor_ms, n_jobs, folder=staging)
             return wanted, new_ids, failed
-        except Exception as exc:
+        except Exception:
             culprits = {i: r for i in wanted if (r := _merges_alone(analyzer, groups[i], censor_ms))}
             if not culprits:  # nothing fails alone: the write itself failed
                 shutil.rmtree(staging, ignore_errors=True)

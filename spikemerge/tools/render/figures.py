@@ -119,7 +119,6 @@ class CorrelogramFigure:
         for n in range(n_panels):
             row, col = divmod(n, ncols)
             self.boxes.append((col + ml, col + 1 - mr, -row - 1 + mb, -row - mt))
-        boxes = np.array(self.boxes)
         self._x_of = lambda lag, box: box[0] + (lag - edges[0]) / (edges[-1] - edges[0]) * (box[1] - box[0])
 
         def rect_verts(x0, x1, y0, y1):
