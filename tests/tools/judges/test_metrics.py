@@ -858,6 +858,21 @@ def test_a_web_of_duplicates_between_burst_slices_joins_whole():
     assert len(partition([1, 32, 33, 34, 35], vetoed, 0.5)) == 2
 
 
+def test_copies_of_one_impure_unit_do_not_excuse_a_refractory_excess():
+    """As spykingcircus2 left a drifting set (held-out drift_sc2_s159): unit 97, impure, copies
+    fragments of two neurons (41 of one, 51 of the other), so each unit's copy partner links the
+    other. Their own pair fires together with a refractory excess the CCG can speak to: the same
+    spikes restated both ways explain shapes and a gap, not that, and the pair blocks. Thin, with the
+    same terms, the CCG cannot speak and the pair is excused as before."""
+    d = dict(duplicate=True, duplicate_log_odds=8.0)
+    excess = dict(terms={"crosscorrelograms": -1.2, "waveforms": 0.1, "continuity": -3.0})
+    scores = {frozenset((41, 97)): _score(41, 97, 9.3, **d), frozenset((51, 97)): _score(51, 97, 6.4, **d)}
+    powered = {**scores, frozenset((41, 51)): _score(41, 51, -4.1, **excess)}
+    assert [len(part) for part in partition([41, 51, 97], powered, 0.5)] == [2]  # 97 joins one of them
+    thin = {**scores, frozenset((41, 51)): _score(41, 51, -4.1, thin=True, **excess)}
+    assert sorted(map(sorted, partition([41, 51, 97], thin, 0.5))) == [[41, 51, 97]]
+
+
 def test_slices_that_take_turns_with_the_probe_motion_are_cut_along_the_drift():
     """Two small units of one drifting neuron that fire in the same stretches of the recording
     (presence overlap 0.34, so they do not follow each other) but at disjoint phases of the probe's
