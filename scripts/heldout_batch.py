@@ -10,8 +10,9 @@ with both sorters (one failing does not stop the others: MEArec sometimes cannot
 and writes ``<cache>/scores/<seeds>_<scenario>_presets.jsonl``. ``score`` writes
 ``..._ours.jsonl`` beside it and prints each scenario's per-set rows and pooled line (the tables of
 ``docs/sorted_bench_history.md``), then the batch's row of the README's summary with its verdict on
-the bar (``spikemerge.bench.heldout``); it refuses to score a batch twice, since a second look would
-no longer be held out. The cache (default
+the bar (``spikemerge.bench.heldout``), and records in the registry which judge scored the batch
+(``scored = "..."``, to be committed). It refuses to score a batch twice, by the registry or by the
+cache, since a second look would no longer be held out. The cache (default
 ``$SPIKEMERGE_CACHE`` or ``~/.cache/spikemerge/sorted_bench``) holds one template library for all
 batches (seeds never repeat, so dataset names do not collide).
 """
@@ -26,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from spikemerge.bench.heldout import (
-    Batch, batch_row, dataset_folders, load_batches, pooled_line, read_scenario, score_file, set_rows,
+    Batch, batch_row, dataset_folders, load_batches, mark_scored, pooled_line, read_scenario, score_file, set_rows,
 )
 from spikemerge.bench.sorted import SORTERS, dataset_spec, default_cache, ensure_venv_bin_on_path, make_dataset
 
@@ -69,7 +70,10 @@ def build(batch: Batch, cache: Path) -> int:
     return 1 if failed else 0
 
 
-def score(batch: Batch, cache: Path, judge: str, again: bool) -> int:
+def score(batch: Batch, cache: Path, judge: str, again: bool, registry: Path = REGISTRY) -> int:
+    if batch.scored and not again:
+        raise SystemExit(f"batch {batch.name} was scored already with {batch.scored} ({registry.name}): "
+                         "held out means once")
     files = [(s, score_file(cache, batch, s, "ours"), score_file(cache, batch, s, "presets")) for s in batch.scenarios]
     for _, ours, presets in files:  # every scenario checked before any is scored
         if not presets.exists():
@@ -84,6 +88,9 @@ def score(batch: Batch, cache: Path, judge: str, again: bool) -> int:
               f"Pooled: {pooled_line(scores)}", sep="\n", flush=True)
         scored.append(scores)
     print("\nThe batch's summary row:\n", batch_row(batch.name, scored, judge), sep="\n", flush=True)
+    if not batch.scored:
+        mark_scored(registry, batch, judge)
+        print(f"\nRecorded in {registry.name} as scored with {judge}: commit it with the figures.", flush=True)
     return 0
 
 
@@ -101,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     if args.command == "list":
         for batch in batches.values():
-            print(batch.name, "; ".join(f"{s.name}: {s.label}, " + " ".join(f"{k}={v}" for k, v in s.overrides)
-                                        for s in batch.scenarios))
+            status = f"(scored with {batch.scored})" if batch.scored else "(held out)"
+            print(batch.name, status, "; ".join(f"{s.name}: {s.label}, " + " ".join(f"{k}={v}" for k, v in s.overrides)
+                                                for s in batch.scenarios))
         return 0
     if args.batch not in batches:
         parser.error(f"no batch {args.batch!r} in {REGISTRY.name}: one of {', '.join(batches)}")

@@ -3,7 +3,9 @@
 A batch (``scripts/heldout_batches.toml``) is two new seeds and, per scenario, the recording
 parameters its sets are built with. Whoever builds it records the presets' scores when the sets are
 built; spikemerge is scored once, after the judge is final (``scripts/heldout_batch.py``), into
-``<cache>/scores/``. Until then its sets are not to be looked at (:func:`unscored`). The tables
+``<cache>/scores/``, and the registry records which judge scored it (``scored = "..."``, so that a
+batch stays scored when the cache is lost with its machine). Until then its sets are not to be looked
+at (:func:`unscored`). The tables
 format the two ``eval_sorted.py`` outputs of each scenario: the per-set table of
 ``docs/sorted_bench_history.md``, the pooled line under it, and the batch's row of the README's
 summary with the verdict on issue 11's bar.
@@ -12,6 +14,7 @@ summary with the verdict on issue 11's bar.
 from __future__ import annotations
 
 import json
+import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -37,10 +40,12 @@ class Scenario:
 
 @dataclass(frozen=True)
 class Batch:
-    """Two seeds (or more) and the scenarios built with them, each by every sorter."""
+    """Two seeds (or more) and the scenarios built with them, each by every sorter; ``scored`` names the
+    judge that scored it once (empty while it is held out)."""
 
     seeds: tuple[int, ...]
     scenarios: tuple[Scenario, ...]
+    scored: str = ""
 
     @property
     def name(self) -> str:
@@ -53,8 +58,8 @@ def load_batches(path: Path) -> dict[str, Batch]:
     for record in tomllib.loads(path.read_text()).get("batch", []):
         scenarios = tuple(
             Scenario(name, spec["label"], parse_overrides(f"{k}={v}" for k, v in spec.get("set", {}).items()))
-            for name, spec in record.items() if name != "seeds")
-        batch = Batch(tuple(int(s) for s in record["seeds"]), scenarios)
+            for name, spec in record.items() if name not in ("seeds", "scored"))
+        batch = Batch(tuple(int(s) for s in record["seeds"]), scenarios, str(record.get("scored", "")))
         if batch.name in batches:
             raise ValueError(f"{path.name}: seeds {batch.name} appear twice")
         batches[batch.name] = batch
@@ -74,9 +79,28 @@ def score_file(cache: Path, batch: Batch, scenario: Scenario, who: str) -> Path:
     return cache / "scores" / f"{batch.name}_{scenario.name}_{who}.jsonl"
 
 
+def mark_scored(registry: Path, batch: Batch, judge: str) -> None:
+    """Record in the registry that ``judge`` scored ``batch`` (a ``scored`` line under its seeds), in place.
+
+    The registry lives in the repository, so a batch stays scored on a new machine whose cache
+    holds no ``ours`` file (:func:`unscored`, ``heldout_batch.py score``). Written whole or not at all.
+    """
+    seeds = ", ".join(str(s) for s in batch.seeds)
+    text = registry.read_text()
+    line = re.search(rf"^seeds = \[{re.escape(seeds)}\]\n", text, flags=re.MULTILINE)
+    if line is None:
+        raise ValueError(f"{registry.name}: no line 'seeds = [{seeds}]' to record the score under")
+    if batch.scored:
+        raise ValueError(f"{registry.name}: batch {batch.name} was scored already, with {batch.scored}")
+    tmp = registry.with_name(f".{registry.name}.tmp")
+    tmp.write_text(text[:line.end()] + f"scored = {json.dumps(judge)}\n" + text[line.end():])
+    os.replace(tmp, registry)
+
+
 def unscored(datasets: list[Path], batches: dict[str, Batch]) -> list[Path]:
-    """The datasets of a registered batch whose scenario spikemerge has not scored yet (its ``ours``
-    file missing from the scores beside them): still held out, so not to be explained or re-judged."""
+    """The datasets of a registered batch whose scenario spikemerge has not scored yet (the registry
+    names no judge for the batch and the ``ours`` file is missing from the scores beside them): still
+    held out, so not to be explained or re-judged."""
     held = []
     for folder in datasets:
         try:
@@ -85,7 +109,7 @@ def unscored(datasets: list[Path], batches: dict[str, Batch]) -> list[Path]:
             continue  # not a MEArec sorted-bench set (a generator set, say): no batch holds it
         for batch in batches.values():
             scenario = next((s for s in batch.scenarios if s.name == spec.scenario), None)
-            if spec.seed in batch.seeds and scenario is not None and \
+            if spec.seed in batch.seeds and scenario is not None and not batch.scored and \
                     not score_file(Path(folder).parent, batch, scenario, "ours").exists():
                 held.append(Path(folder))
     return held

@@ -3,6 +3,8 @@ scored once only."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from tests.helpers import load_script
@@ -33,7 +35,7 @@ def test_a_seed_used_twice_or_a_misspelt_parameter_is_refused(tmp_path):
 
 def test_a_batch_scored_once_is_not_scored_again(tmp_path):
     module = load_script("heldout_batch")
-    batch = next(iter(module.load_batches(module.REGISTRY).values()))
+    batch = replace(next(iter(module.load_batches(module.REGISTRY).values())), scored="")  # by the cache alone
     for scenario in batch.scenarios:
         for who in ("presets", "ours"):
             path = module.score_file(tmp_path, batch, scenario, who)
@@ -41,6 +43,30 @@ def test_a_batch_scored_once_is_not_scored_again(tmp_path):
             path.write_text("{}\n")
     with pytest.raises(SystemExit, match="scored already"):
         module.score(batch, tmp_path, "v0", again=False)
+
+
+def test_the_registry_keeps_a_batch_scored_when_its_cache_is_lost(tmp_path, capsys):
+    """A new machine has no ``ours`` file: the registry's ``scored`` line still refuses a second score
+    and lets the development tools read the sets; ``mark_scored`` writes it under the batch's seeds only."""
+    from spikemerge.bench.heldout import held_out_error, load_batches, mark_scored
+
+    module = load_script("heldout_batch")
+    registry = tmp_path / "batches.toml"
+    registry.write_text('[[batch]]\nseeds = [901, 902]\n[batch.drift]\nlabel = "d"\n'
+                        '[[batch]]\nseeds = [903, 904]\n[batch.drift]\nlabel = "e"\n')
+    dataset = tmp_path / "cache" / "drift_sc2_s901"
+    assert held_out_error([dataset], registry) is not None
+    mark_scored(registry, load_batches(registry)["901-902"], "metrics-v0")
+    batches = load_batches(registry)
+    assert (batches["901-902"].scored, batches["903-904"].scored) == ("metrics-v0", "")
+    assert [s.name for s in batches["901-902"].scenarios] == ["drift"]
+    assert held_out_error([dataset], registry) is None
+    assert held_out_error([tmp_path / "cache" / "drift_sc2_s903"], registry) is not None
+    with pytest.raises(ValueError, match="scored already, with metrics-v0"):
+        mark_scored(registry, batches["901-902"], "metrics-v1")
+    with pytest.raises(SystemExit, match="scored already with metrics-v0"):
+        module.score(batches["901-902"], tmp_path / "empty", "metrics-v1", again=False, registry=registry)
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 def test_sets_of_a_batch_not_scored_yet_are_refused_by_the_development_tools(tmp_path, capsys):
