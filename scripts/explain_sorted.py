@@ -181,36 +181,55 @@ def _reliability_script():
     return module
 
 
-def reliability_rows(dataset: Path, record: dict[str, Any], judge, policy: str, rel) -> tuple[list, list]:
-    """Every judged pair's (P, one neuron?, thin?) and every merge's (confidence, all one neuron?), pure
-    units only (``rel``: the reliability script, for ``pair_truth`` and ``verdict_rows``)."""
+def reliability_rows(dataset: Path, record: dict[str, Any], judge, policy: str, rel) -> tuple[list, list, list]:
+    """Every judged pair's (P, one neuron?, thin?), every merge verdict's (confidence, all its parts right?),
+    and for the merge confidence's refit every merge verdict's parts (weakest carrying log-odds, right?);
+    pure units only (``rel``: the reliability script, for ``pair_truth``, ``part_truth``, ``verdict_rows``)."""
+    from spikemerge.policies import get_policy
     from spikemerge.tools.judges.base import JudgeRequest
+    from spikemerge.tools.judges.metrics import weakest_carrying
+    from spikemerge.tools.judges.terms import logit
 
+    rule = get_policy(policy)
     neuron = load_truth(dataset)["unit_to_neuron"]
-    pairs, verdicts, seen = [], [], set()
+    pairs, verdicts, refit, seen = [], [], [], set()
     for g, (units, _) in record["groups"].items():
         request = JudgeRequest(group_id=g, unit_ids=tuple(units), evidence=record["evidence"][g])
-        for key, score in judge.scores(request).items():
+        scores = judge.scores(request)
+        for key, score in scores.items():
             truth = rel.pair_truth(*tuple(key), neuron)
             if key not in seen and truth is not None:
                 pairs.append((score.probability, truth, score.thin))
             seen.add(key)
-        verdicts.append(judge.judge(request, policy=policy))
+        verdict = judge.judge(request, policy=policy)
+        verdicts.append(verdict)
+        if verdict.decision == "merge":
+            weakest = [weakest_carrying(part, scores, judge.params, logit(rule.merge_threshold), rule.abstain_on_thin,
+                                        judge.weights).log_odds for part in verdict.merge_groups]
+            refit.append({"set": dataset.name, "parts": [(w, rel.part_truth(part, neuron))
+                                                         for w, part in zip(weakest, verdict.merge_groups)]})
     merges = [(row["p"], row["truth"]) for row in rel.verdict_rows(verdicts, neuron)
               if row["kind"] == "merge" and row["truth"] is not None]
-    return pairs, merges
+    return pairs, merges, refit
 
 
-def print_reliability(pairs: list, merges: list, rel) -> None:
-    """Reliability tables (``rel``: the reliability script's) of the pairs' P and the merges' confidence."""
+def print_reliability(pairs: list, merges: list, refit: list, rel) -> None:
+    """Reliability tables (``rel``: the reliability script's) of the pairs' P and the merge verdicts'
+    confidence, and the merge confidence refitted and scored leave-one-set-out."""
     for name, rows in (("pairs", pairs), ("thin pairs", [r for r in pairs if r[2]]),
-                       ("powered pairs", [r for r in pairs if not r[2]]), ("merges", merges)):
+                       ("powered pairs", [r for r in pairs if not r[2]]), ("merge verdicts", merges)):
         p, y = [r[0] for r in rows], [r[1] for r in rows]
-        print(f"{name}: n {len(rows)}, {'right' if name == 'merges' else 'one neuron'} {sum(y)}, "
+        print(f"{name}: n {len(rows)}, {'right' if name == 'merge verdicts' else 'one neuron'} {sum(y)}, "
               f"Brier {rel.brier(p, y):.3f}, "
               f"ECE {rel.expected_calibration_error(p, y):.3f}")
-        if name in ("pairs", "merges"):
+        if name in ("pairs", "merge verdicts"):
             print(rel.format_table(rel.reliability_table(p, y)))
+    (scale, offset), held = rel.merge_confidence_refit(refit)
+    p, y = [r[0] for r in held], [r[1] for r in held]
+    print(f"merge confidence refitted on {sum(t is not None for v in refit for _, t in v['parts'])} parts: "
+          f"merge_confidence_scale {scale:.3f}, merge_confidence_offset {offset:.3f}; leave one set out: "
+          f"merge verdicts n {len(held)}, Brier {rel.brier(p, y):.4f}, ECE {rel.expected_calibration_error(p, y):.3f}")
+    print(rel.format_table(rel.reliability_table(p, y)))
 
 
 def _params(overrides: list[str]):
@@ -253,11 +272,11 @@ def main(argv: list[str] | None = None) -> int:
             print_group(dataset, evidence_of(dataset, args.cache), args.group, judge, args.policy)
         return 0
     if args.reliability:
-        rel, pairs, merges = _reliability_script(), [], []
+        rel, pairs, merges, refit = _reliability_script(), [], [], []
         for dataset in args.datasets:
             found = reliability_rows(dataset, evidence_of(dataset, args.cache), judge, args.policy, rel)
-            pairs, merges = pairs + found[0], merges + found[1]
-        print_reliability(pairs, merges, rel)
+            pairs, merges, refit = pairs + found[0], merges + found[1], refit + found[2]
+        print_reliability(pairs, merges, refit, rel)
         return 0
     totals = {"tp": 0, "fp": 0, "fn": 0, "wrong_merges": 0}
     for dataset in args.datasets:

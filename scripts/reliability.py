@@ -9,9 +9,9 @@ metrics judge, the merge plan). Then:
 * every judged pair inside a candidate group gives its probability (``terms.score_pair``), its
   veto/thin flags and its truth: 1 same neuron, 0 two neurons, left out when it touches an impure
   unit (``unit_to_neuron`` null) or one the truth does not list;
-* every merge of a verdict's partition gives the verdict's confidence and whether all its units
-  are one neuron; every "not merge" verdict its confidence and whether no two of its pure units
-  are one neuron.
+* every merge verdict gives its confidence (that all its parts are right) and whether each of its
+  parts holds the pure units of one neuron; every "not merge" verdict its confidence and whether
+  no two of its pure units are one neuron.
 
 Printed per dataset and pooled: a reliability table (bins of P: count, share right, mean P), the
 Brier score and the expected calibration error (ECE, count-weighted |share right − mean P|).
@@ -188,22 +188,58 @@ def collect(folder: Path, policy: str = "balanced") -> dict[str, Any]:
             "score": score_sorted(plan.groups, truth), "seconds": time.perf_counter() - start}
 
 
+def part_truth(part: Sequence[Any], unit_to_neuron: Mapping[str, Any]) -> int | None:
+    """1 when a merged part's pure units are one neuron, 0 when they are several, None with fewer than two
+    (an impure unit's spikes belong to no one neuron: it neither makes nor breaks a merge)."""
+    neurons = [n for n in (unit_to_neuron.get(str(u)) for u in part) if n is not None]
+    return None if len(neurons) < 2 else int(len(set(neurons)) == 1)
+
+
 def verdict_rows(verdicts, unit_to_neuron: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per merge of a partition (right: all its units one neuron) and per keep-apart verdict
-    (right: no two of its pure units one neuron); merges touching an impure unit have truth None."""
+    """One row per merge verdict (right: every part's pure units one neuron; its confidence is that all
+    its parts are right) and per keep-apart verdict (right: no two of its pure units one neuron); a merge
+    none of whose parts holds two pure units has truth None."""
     rows = []
     for v in verdicts:
         if v.decision == "merge":
-            for part in v.merge_groups:
-                neurons = [unit_to_neuron.get(str(u)) for u in part]
-                right = None if any(n is None for n in neurons) else int(len(set(neurons)) == 1)
-                rows.append({"kind": "merge", "group": v.group_id, "units": [str(u) for u in part],
-                             "p": float(v.confidence), "truth": right})
+            known = [t for t in (part_truth(part, unit_to_neuron) for part in v.merge_groups) if t is not None]
+            rows.append({"kind": "merge", "group": v.group_id,
+                         "units": [[str(u) for u in part] for part in v.merge_groups],
+                         "p": float(v.confidence), "truth": int(all(known)) if known else None})
         elif v.decision == "not merge":
             neurons = [n for n in (unit_to_neuron.get(str(u)) for u in v.unit_ids) if n is not None]
             rows.append({"kind": "not merge", "group": v.group_id, "units": [str(u) for u in v.unit_ids],
                          "p": float(v.confidence), "truth": int(len(set(neurons)) == len(neurons))})
     return rows
+
+
+def merge_confidence_refit(verdicts: Sequence[Mapping[str, Any]], precision: float = 1.0,
+                           ) -> tuple[tuple[float, float], list[tuple[float, int]]]:
+    """The merge confidence's two numbers (``JudgeParams.merge_confidence_scale``/``_offset``) refitted,
+    and checked leave-one-set-out.
+
+    ``verdicts``: one per merge verdict, ``{"set": name, "parts": [(weakest log-odds, truth or None), ...]}``.
+    Parts with a truth are fitted (MAP logistic, Gaussian prior of ``precision`` around scale 1, offset
+    0: the weakest pair's own P). Returns the fit on every set, and for each merge verdict with a truth
+    its confidence under the fit on the other sets (the product over its parts) beside its truth.
+    """
+    def fit(rows):
+        parts = [(w, t) for v in rows for w, t in v["parts"] if t is not None]
+        if not parts:
+            return 1.0, 0.0
+        return fit_scale_offset([w for w, _ in parts], [t for _, t in parts], precision=precision)
+
+    def confidence(v, scale, offset):
+        return float(np.prod([sigmoid(np.array(scale * w + offset)) for w, _ in v["parts"]]))
+
+    held = []
+    for name in sorted({v["set"] for v in verdicts}):
+        scale, offset = fit([v for v in verdicts if v["set"] != name])
+        for v in verdicts:
+            known = [t for _, t in v["parts"] if t is not None]
+            if v["set"] == name and known:
+                held.append((confidence(v, scale, offset), int(all(known))))
+    return fit(verdicts), held
 
 
 def rejudge(dataset: Mapping[str, Any], scale: float, offset: float) -> dict[str, Any]:

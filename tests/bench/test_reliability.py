@@ -81,4 +81,19 @@ def test_truth_of_pairs_and_verdicts(rel):
     ]
     rows = rel.verdict_rows(verdicts, u2n)
     assert [(r["kind"], r["truth"], r["p"]) for r in rows] == [
-        ("merge", 1, 0.7), ("merge", None, 0.7), ("merge", 0, 0.6), ("not merge", 0, 0.9)]
+        ("merge", 1, 0.7), ("merge", 0, 0.6), ("not merge", 0, 0.9)]
+    impure_only = SimpleNamespace(decision="merge", group_id=5, unit_ids=[3, 4], merge_groups=[[3, 4]],
+                                  confidence=0.8)
+    assert rel.verdict_rows([impure_only], u2n)[0]["truth"] is None
+
+
+def test_the_merge_confidence_refit_is_scored_on_sets_it_was_not_fitted_on(rel):
+    # parts right whatever their weakest pair reads (as on sorter-made sets): the refit reads them surer
+    verdicts = [{"set": f"s{i % 3}", "parts": [(w, 1)]} for i, w in enumerate(np.linspace(-0.5, 4.0, 60))]
+    verdicts += [{"set": "s0", "parts": [(0.2, 0), (3.0, 1)]}, {"set": "s1", "parts": [(1.0, None)]}]
+    (scale, offset), held = rel.merge_confidence_refit(verdicts)
+    assert offset > 0.5 and 0 < scale
+    assert len(held) == 61  # the verdict with no truth is not scored
+    assert all(0 < p < 1 for p, _ in held) and [y for _, y in held].count(0) == 1
+    plain = rel.merge_confidence_refit(verdicts, precision=1e6)[0]
+    assert plain == pytest.approx((1.0, 0.0), abs=1e-3)  # a rigid prior keeps the weakest pair's P

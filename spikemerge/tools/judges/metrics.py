@@ -24,10 +24,10 @@ from ...policies import Policy, get_policy
 from .base import Example, JudgeRequest, Verdict, VerdictCallback
 from .learning import LocalCorrection, fit_local_correction
 from .params import DEFAULT_JUDGE_PARAMS, JudgeParams
-from .terms import PairScore, logit, pool_refractory, score_pair
+from .terms import PairScore, logit, pool_refractory, score_pair, sigmoid
 from .terms import usable as _usable
 
-__all__ = ["MetricsJudge", "PairScore", "partition", "score_pair"]
+__all__ = ["MetricsJudge", "PairScore", "merge_confidence", "partition", "score_pair", "weakest_carrying"]
 
 
 def _on_trajectory(score: PairScore) -> bool:
@@ -234,6 +234,30 @@ def _contested(i: int, j: int, claims: Mapping[int, Mapping[int, float]], vetoed
     return False
 
 
+def weakest_carrying(part: Sequence[Any], scores: Mapping[frozenset, PairScore], params: JudgeParams, cut: float,
+                     block_thin: bool, weights: Mapping[str, float] | None = None) -> PairScore:
+    """The weakest pair that carries a merged part: every pair of it clears the threshold, or (a drift
+    trajectory or chain, whose far ends differ) the pairs that do; read with the part's pooled
+    refractory count (``pooled_links``), as the partition read them."""
+    pairs = pooled_links([scores[frozenset(pair)] for pair in combinations(part, 2)], params, weights)
+    carried = [x for x in pairs if _usable(x, cut, block_thin)]
+    return min(carried or pairs, key=lambda x: x.log_odds)
+
+
+def merge_confidence(weakest_log_odds: Sequence[float], params: JudgeParams = DEFAULT_JUDGE_PARAMS) -> float:
+    """P(every part of a verdict is one neuron), from each part's weakest carrying pair (log-odds).
+
+    A part has passed every check of ``partition`` besides its weakest pair's threshold, so it is
+    surer than that pair's P: each part reads ``sigmoid(merge_confidence_scale · L + offset)``
+    (fitted on sorter-made merges, see ``JudgeParams.merge_confidence_scale``), and the parts of
+    one verdict count as independent (their product).
+    """
+    confidence = 1.0
+    for log_odds in weakest_log_odds:
+        confidence *= sigmoid(params.merge_confidence_scale * log_odds + params.merge_confidence_offset)
+    return confidence
+
+
 def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], threshold: float,
               chains: Sequence[Sequence[Any]] = (), block_thin: bool = False,
               params: JudgeParams = DEFAULT_JUDGE_PARAMS,
@@ -387,7 +411,7 @@ class MetricsJudge:
     def fingerprint(self) -> str:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
-        source = json.dumps({"judge": "metrics-v29", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v30", "params": self.params.fingerprint(),
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 
@@ -412,15 +436,9 @@ class MetricsJudge:
         parts = self._parts(units, scores, rule, chains, w)
         cut = logit(rule.merge_threshold)
         if parts:
-            relevant = []
-            for part in parts:
-                pairs = pooled_links([scores[frozenset(pair)] for pair in combinations(part, 2)], self.params, w)
-                # every pair of a part clears the threshold, or (a drift trajectory or chain, whose
-                # far ends differ) the pairs that do carry it: the weakest of them sets the confidence
-                carried = [x for x in pairs if _usable(x, cut, rule.abstain_on_thin)]
-                relevant += carried or pairs
-            weakest = min(relevant, key=lambda x: x.log_odds)
-            decision, confidence, shown = "merge", weakest.probability, weakest
+            weakest = [weakest_carrying(part, scores, self.params, cut, rule.abstain_on_thin, w) for part in parts]
+            shown = min(weakest, key=lambda x: x.log_odds)
+            decision, confidence = "merge", merge_confidence([x.log_odds for x in weakest], self.params)
         else:
             strongest = max(scores.values(), key=lambda s: s.log_odds)
             thin = [s for s in scores.values() if s.thin and s.log_odds >= cut and not s.veto]

@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 
+from spikemerge.policies import get_policy
 from spikemerge.tools.evidence.pairs import EvidenceContext, group_evidence
 from spikemerge.tools.judges import Judge
 from spikemerge.tools.judges.base import Example, JudgeRequest
-from spikemerge.tools.judges.metrics import MetricsJudge, partition, score_pair
+from spikemerge.tools.judges.metrics import MetricsJudge, merge_confidence, partition, score_pair, weakest_carrying
 from spikemerge.tools.judges.params import JudgeParams
-from spikemerge.tools.judges.terms import PairScore
+from spikemerge.tools.judges.terms import PairScore, logit
 from tests.tools.evidence.spikes import burst_train, group_record, neuron_train, unit_arrays
 
 UNMEDIATED = JudgeParams(mediated_min_log_odds=float("inf"))
@@ -126,6 +127,32 @@ def test_a_group_holding_two_neurons_splits_gets_two_merges():
     verdict = _judge(units)
     assert verdict.decision == "merge", verdict.reasoning
     assert sorted(map(sorted, verdict.merge_groups)) == [["x1", "x2"], ["y1", "y2"]]
+
+
+def test_a_merges_confidence_is_read_from_each_parts_weakest_pair_and_counts_every_part():
+    plain = JudgeParams(merge_confidence_scale=1.0, merge_confidence_offset=0.0)
+    assert merge_confidence([0.0], plain) == pytest.approx(0.5)  # the plain reading: the weakest pair's P
+    assert merge_confidence([0.0, 0.0], plain) == pytest.approx(0.25)  # both parts must be right
+    fitted = JudgeParams()
+    # a part that passed every other check is surer than its weakest pair
+    assert merge_confidence([0.0], fitted) > 0.5
+    assert merge_confidence([1.0], fitted) > merge_confidence([0.0], fitted) > merge_confidence([0.0, 0.0], fitted)
+    rng = np.random.default_rng(5)
+    units = {}
+    for name, centre in (("x", 2.0), ("y", 5.5)):
+        times = neuron_train(rng, rate_hz=15)
+        side = rng.random(times.size) < 0.5
+        scales = rng.normal(1.0, 0.1, times.size)
+        units[f"{name}1"] = unit_arrays(rng, times[side], scales[side], centre=centre)
+        units[f"{name}2"] = unit_arrays(rng, times[~side], scales[~side], centre=centre)
+    for params in (plain, fitted):
+        judge = MetricsJudge(params)
+        verdict = _judge(units, judge=judge)
+        request = JudgeRequest(group_id=1, unit_ids=tuple(units), evidence=group_record(units, 300.0))
+        scores, cut = judge.scores(request), logit(get_policy("balanced").merge_threshold)
+        weakest = [weakest_carrying(part, scores, params, cut, False).log_odds for part in verdict.merge_groups]
+        assert verdict.confidence == pytest.approx(merge_confidence(weakest, params))
+    assert verdict.confidence > _judge(units, judge=MetricsJudge(plain)).confidence
 
 
 def test_twins_with_a_powered_flat_ccg_stay_apart():
