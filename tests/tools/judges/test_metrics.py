@@ -115,8 +115,9 @@ def test_a_low_count_pair_abstains_under_conservative():
     assert _judge(units, policy="balanced").decision == "merge"
 
 
-def test_a_group_holding_two_neurons_splits_gets_two_merges():
-    rng = np.random.default_rng(5)
+def _two_neurons_each_split_in_two(seed: int = 5) -> dict:
+    """Units x1, x2 (one neuron's spikes at random) and y1, y2 (another's, elsewhere on the probe)."""
+    rng = np.random.default_rng(seed)
     units = {}
     for name, centre in (("x", 2.0), ("y", 5.5)):
         times = neuron_train(rng, rate_hz=15)
@@ -124,6 +125,11 @@ def test_a_group_holding_two_neurons_splits_gets_two_merges():
         scales = rng.normal(1.0, 0.1, times.size)
         units[f"{name}1"] = unit_arrays(rng, times[side], scales[side], centre=centre)
         units[f"{name}2"] = unit_arrays(rng, times[~side], scales[~side], centre=centre)
+    return units
+
+
+def test_a_group_holding_two_neurons_splits_gets_two_merges():
+    units = _two_neurons_each_split_in_two()
     verdict = _judge(units)
     assert verdict.decision == "merge", verdict.reasoning
     assert sorted(map(sorted, verdict.merge_groups)) == [["x1", "x2"], ["y1", "y2"]]
@@ -137,14 +143,7 @@ def test_a_merges_confidence_is_read_from_each_parts_weakest_pair_and_counts_eve
     # a part that passed every other check is surer than its weakest pair
     assert merge_confidence([0.0], fitted) > 0.5
     assert merge_confidence([1.0], fitted) > merge_confidence([0.0], fitted) > merge_confidence([0.0, 0.0], fitted)
-    rng = np.random.default_rng(5)
-    units = {}
-    for name, centre in (("x", 2.0), ("y", 5.5)):
-        times = neuron_train(rng, rate_hz=15)
-        side = rng.random(times.size) < 0.5
-        scales = rng.normal(1.0, 0.1, times.size)
-        units[f"{name}1"] = unit_arrays(rng, times[side], scales[side], centre=centre)
-        units[f"{name}2"] = unit_arrays(rng, times[~side], scales[~side], centre=centre)
+    units = _two_neurons_each_split_in_two()
     for params in (plain, fitted):
         judge = MetricsJudge(params)
         verdict = _judge(units, judge=judge)
