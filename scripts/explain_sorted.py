@@ -191,6 +191,7 @@ def reliability_rows(dataset: Path, record: dict[str, Any], judge, policy: str, 
     from spikemerge.tools.judges.terms import logit
 
     rule = get_policy(policy)
+    cut = logit(rule.merge_threshold)
     neuron = load_truth(dataset)["unit_to_neuron"]
     pairs, verdicts, refit, seen = [], [], [], set()
     for g, (units, _) in record["groups"].items():
@@ -204,8 +205,8 @@ def reliability_rows(dataset: Path, record: dict[str, Any], judge, policy: str, 
         verdict = judge.judge(request, policy=policy)
         verdicts.append(verdict)
         if verdict.decision == "merge":
-            weakest = [weakest_carrying(part, scores, judge.params, logit(rule.merge_threshold), rule.abstain_on_thin,
-                                        judge.weights).log_odds for part in verdict.merge_groups]
+            weakest = [weakest_carrying(part, scores, judge.params, cut, rule.abstain_on_thin, judge.weights).log_odds
+                       for part in verdict.merge_groups]
             refit.append({"set": dataset.name, "parts": [(w, rel.part_truth(part, neuron))
                                                          for w, part in zip(weakest, verdict.merge_groups)]})
     merges = [(row["p"], row["truth"]) for row in rel.verdict_rows(verdicts, neuron)

@@ -195,6 +195,12 @@ def part_truth(part: Sequence[Any], unit_to_neuron: Mapping[str, Any]) -> int | 
     return None if len(neurons) < 2 else int(len(set(neurons)) == 1)
 
 
+def verdict_truth(part_truths: Sequence[int | None]) -> int | None:
+    """A merge verdict is right when every part with a truth (``part_truth``) is; None when no part has one."""
+    known = [t for t in part_truths if t is not None]
+    return int(all(known)) if known else None
+
+
 def verdict_rows(verdicts, unit_to_neuron: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per merge verdict (right: every part's pure units one neuron; its confidence is that all
     its parts are right) and per keep-apart verdict (right: no two of its pure units one neuron); a merge
@@ -202,10 +208,10 @@ def verdict_rows(verdicts, unit_to_neuron: Mapping[str, Any]) -> list[dict[str, 
     rows = []
     for v in verdicts:
         if v.decision == "merge":
-            known = [t for t in (part_truth(part, unit_to_neuron) for part in v.merge_groups) if t is not None]
+            truth = verdict_truth([part_truth(part, unit_to_neuron) for part in v.merge_groups])
             rows.append({"kind": "merge", "group": v.group_id,
                          "units": [[str(u) for u in part] for part in v.merge_groups],
-                         "p": float(v.confidence), "truth": int(all(known)) if known else None})
+                         "p": float(v.confidence), "truth": truth})
         elif v.decision == "not merge":
             neurons = [n for n in (unit_to_neuron.get(str(u)) for u in v.unit_ids) if n is not None]
             rows.append({"kind": "not merge", "group": v.group_id, "units": [str(u) for u in v.unit_ids],
@@ -223,22 +229,23 @@ def merge_confidence_refit(verdicts: Sequence[Mapping[str, Any]], precision: flo
     0: the weakest pair's own P). Returns the fit on every set, and for each merge verdict with a truth
     its confidence under the fit on the other sets (the product over its parts) beside its truth.
     """
+    from spikemerge.tools.judges.metrics import merge_confidence
+    from spikemerge.tools.judges.params import DEFAULT_JUDGE_PARAMS
+
     def fit(rows):
         parts = [(w, t) for v in rows for w, t in v["parts"] if t is not None]
         if not parts:
             return 1.0, 0.0
         return fit_scale_offset([w for w, _ in parts], [t for _, t in parts], precision=precision)
 
-    def confidence(v, scale, offset):
-        return float(np.prod([sigmoid(np.array(scale * w + offset)) for w, _ in v["parts"]]))
-
     held = []
     for name in sorted({v["set"] for v in verdicts}):
         scale, offset = fit([v for v in verdicts if v["set"] != name])
+        params = replace(DEFAULT_JUDGE_PARAMS, merge_confidence_scale=scale, merge_confidence_offset=offset)
         for v in verdicts:
-            known = [t for _, t in v["parts"] if t is not None]
-            if v["set"] == name and known:
-                held.append((confidence(v, scale, offset), int(all(known))))
+            truth = verdict_truth([t for _, t in v["parts"]])
+            if v["set"] == name and truth is not None:
+                held.append((merge_confidence([w for w, _ in v["parts"]], params), truth))
     return fit(verdicts), held
 
 
