@@ -234,6 +234,44 @@ def _contested(i: int, j: int, claims: Mapping[int, Mapping[int, float]], vetoed
     return False
 
 
+def _torn_copy(clusters: Sequence[list[Any]], scores: Mapping[frozenset, PairScore],
+               strength: Callable[[list[Any], list[Any]], tuple[float, float, float] | None],
+               ejected: set[Any]) -> tuple[int, int, Any] | None:
+    """Two parts that could join without a unit that duplicates members of both, and that unit.
+
+    A unit whose spikes duplicate members of two parts holds spikes of both, and often others
+    (an impure unit): its own pairs mix what its copies already say with its leftovers, which
+    read alike whether the two parts are one neuron or two (its share of either part shows the
+    refractory dip, its leftovers chance coincidences). When its pairs are all that keeps the two
+    parts apart (they join by complete linkage without it), the parts join and it is left out,
+    unmerged: its copied spikes are in the parts already. The best supported such join (mean
+    log-odds of its carrying pairs, as ``partition`` orders joins); None if there is none.
+    """
+    best = None
+    for i, j in combinations(range(len(clusters)), 2):
+        for u in clusters[i] + clusters[j]:
+            if u in ejected:
+                continue
+            left, right = [w for w in clusters[i] if w != u], [w for w in clusters[j] if w != u]
+            if not (left and right and any(scores[frozenset((u, w))].duplicate for w in left)
+                    and any(scores[frozenset((u, w))].duplicate for w in right)):
+                continue
+            value = strength(left, right)
+            if value is not None and (best is None or value[0] > best[0]):
+                best = (value[0], i, j, u)
+    return None if best is None else best[1:]
+
+
+def _left_out(unit: Any, parts: Sequence[Sequence[Any]], scores: Mapping[frozenset, PairScore]) -> str:
+    """A unit left out of a merge, named, and said to be a copy when it duplicates two or more
+    units of one merged part (``_torn_copy``: its spikes are in the part already)."""
+    for part in parts:
+        copied = [w for w in part if (s := scores.get(frozenset((unit, w)))) is not None and s.duplicate]
+        if len(copied) >= 2:
+            return f"{unit}, a copy of units {', '.join(map(str, copied))} whose spikes are merged already"
+    return str(unit)
+
+
 def weakest_carrying(part: Sequence[Any], scores: Mapping[frozenset, PairScore], params: JudgeParams, cut: float,
                      block_thin: bool, weights: Mapping[str, float] | None = None) -> PairScore:
     """The weakest pair that carries a merged part: every pair of it clears the threshold, or (a drift
@@ -306,6 +344,9 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
     waits, and stays out if no other join settles it (``_contested``): a fragment on two drifting
     neighbours' trajectories, with clean hand-overs to both, is not given to one on a guess.
 
+    When no join is left, two parts that only a copy of members of both keeps apart join without
+    it, and it stays out (``_torn_copy``, under ``params.eject_torn_copies``; each unit at most once).
+
     With ``pool`` (``pooled_links``, as the metrics judge calls it), the pairs across a join are
     first read with their summed refractory count where that decides and every pair across lies
     within ``params.pool_max_distance_um``: slices of one cell, each pair too thin to tell, speak
@@ -357,6 +398,7 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
         return any(scores[frozenset((a, b))].veto for a in left for b in right)
 
     clusters: list[list[Any]] = [[u] for u in unit_ids]
+    ejected: set[Any] = set()  # each unit is left out of a join at most once: no cycles
     # a join's strength depends on its two parts alone: computed once per pair of parts, so each
     # round only reads the pairs that involve the part just joined (groups of tens of units)
     known: dict[tuple[tuple[Any, ...], tuple[Any, ...]], tuple[float, float, float] | None] = {}
@@ -378,6 +420,15 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
                               params.contest_margin_log_odds):
                 best_pair = (i, j)
                 break
+        if best_pair is None and params.eject_torn_copies:
+            # no join left: a copy torn between two parts may be what keeps them apart (``_torn_copy``)
+            torn = _torn_copy(clusters, scores, strength, ejected)
+            if torn is not None:
+                i, j, u = torn
+                ejected.add(u)
+                joined = [w for w in clusters[i] + clusters[j] if w != u]
+                clusters = [c for k, c in enumerate(clusters) if k not in (i, j)] + [joined, [u]]
+                continue
         if best_pair is None:
             break
         i, j = best_pair
@@ -411,7 +462,7 @@ class MetricsJudge:
     def fingerprint(self) -> str:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
-        source = json.dumps({"judge": "metrics-v30", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v31", "params": self.params.fingerprint(),
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 
@@ -449,7 +500,7 @@ class MetricsJudge:
                 decision, confidence, shown = "not merge", 1.0 - strongest.probability, strongest
         return Verdict(
             group_id=request.group_id, unit_ids=units, decision=decision, confidence=confidence,
-            merge_groups=parts, reasoning=self._reasoning(units, parts, shown, rule, decision),
+            merge_groups=parts, reasoning=self._reasoning(units, parts, shown, rule, decision, scores),
             judge=self.name, model=None, policy=rule.name, reports=dict(shown.reasons),
         )
 
@@ -462,16 +513,17 @@ class MetricsJudge:
             pool=lambda links: pooled_links(links, self.params, weights))]
 
     @staticmethod
-    def _reasoning(units: list, parts: list[list], shown: PairScore, rule: Policy, decision: str) -> str:
+    def _reasoning(units: list, parts: list[list], shown: PairScore, rule: Policy, decision: str,
+                   scores: Mapping[frozenset, PairScore]) -> str:
         pair = f"units {shown.unit_a} and {shown.unit_b}"
         shown_keys = ("crosscorrelograms", "waveforms", "pca", "amplitudes", "drift", "examples")
         evidence = "; ".join(shown.reasons[k] for k in shown_keys if k in shown.reasons)
         if decision == "merge":
             merged = {u for part in parts for u in part}
             lead = "Merge " + " and ".join("units " + ", ".join(map(str, part)) for part in parts)
-            rest = [str(u) for u in units if u not in merged]
+            rest = [_left_out(u, parts, scores) for u in units if u not in merged]
             if rest:
-                lead += f" (not {', '.join(rest)})"
+                lead += f" (not {'; '.join(rest)})"
             return (f"{lead}: P(one neuron) {shown.probability:.2f} for the weakest pair, {pair} "
                     f"({rule.name} policy). {evidence}.")
         if decision == "abstain":

@@ -211,6 +211,16 @@ class JudgeParams:
     and 1 -> 476 and 0."""
     concurrent_separation_log_odds: float = -4.0
     """The drift term of such a pair (decisive: at or below ``veto_log_odds``)."""
+    concurrent_same_footprint: float = 0.985
+    """... unless they are seen in the same proportions across channels (footprint cosine, per-channel
+    peak-to-peak, at least this): then they are at one place and the localization that put them
+    apart is what failed (seen with a bursting cell's slices, whose later spikes are wider). Measured on 60
+    sorter-made sets (seeds 159-174, bursting and drifting, both sorters), concurrent pairs 25 µm or
+    more apart: at 0.985 or more 3 same-neuron pairs, 0 distinct, 8 touching impure units (0.98: 4,
+    2 and 11; 0.97: 4, 11 and 17); within 25 µm 299 same-neuron and 9 distinct pairs reach it. End to
+    end, balanced 1892 same-neuron pairs merged / 2 distinct -> 1899 / 2 (bursting 316 -> 319,
+    drifting 1576 -> 1580; aggressive 1892 / 3 -> 1899 / 3; conservative unchanged). ``2``: off
+    (metrics-v30)."""
     # a join over pairs that carry no evidence (far ends of a drift, see ``metrics.partition``)
     bridge_min_probability: float = 0.7
     """A join that passes over uninformative pairs must be carried by a pair across at least this
@@ -276,6 +286,15 @@ class JudgeParams:
     bursting sets 518 and 0 -> 516 and 0. A part's claim as its strongest pair across (metrics-v20,
     v21) instead: on 64 drifting sets (seeds 37-68) 2949 and 8 against 2968 and 8, on 64 bursting
     sets 767 and 0 against 771 and 0 (16 of the drifting pairs one part of one set). ``-inf``: off."""
+    eject_torn_copies: bool = True
+    """When no join is left, two parts that only a unit duplicating members of both keeps apart
+    join without it, and it stays out (``metrics._torn_copy``): such a unit holds spikes of both
+    parts and often others, so its pairs read alike whether the parts are one neuron or two. Seen
+    on spykingcircus2 drifting sets: an impure copy of two fragments of one neuron, taken in by
+    one, its leftovers 6.8 nats of refractory excess against the other's part. On 60 sorter-made
+    sets (seeds 159-174, bursting and drifting, both sorters) it changed 4 groups: balanced 1899
+    same-neuron pairs merged / 2 distinct -> 1910 / 2 (aggressive 1899 / 3 -> 1910 / 3,
+    conservative 412 / 1 -> 415 / 1); False: off (metrics-v30)."""
     # calibration of the summed log-odds into a probability: P = sigmoid(scale · L + offset)
     log_odds_scale: float = 1.0
     log_odds_offset: float = 0.0

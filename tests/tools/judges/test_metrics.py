@@ -246,6 +246,31 @@ def _abc_parts(ac, link, ab=None, block_thin=False, params=JudgeParams()):
     return sorted(map(sorted, partition(["a", "b", "c"], scores, 0.5, block_thin=block_thin, params=params)))
 
 
+def test_a_copy_torn_between_two_parts_of_one_neuron_is_left_out_of_their_join():
+    """u duplicates a1 (part [a1, a2]) and b1; taken in by b1 first, its leftovers' refractory
+    excess against a2 (-10) is all that keeps [a1, a2] and [b1] apart: they join without it and
+    it stays out (an impure spykingcircus2 copy on a drifting set). Off, the neuron stays in two parts."""
+    copy = {"duplicate": True, "duplicate_log_odds": 8.0}
+    scores = {frozenset(("a1", "a2")): _score("a1", "a2", 5.0),
+              frozenset(("a1", "b1")): _score("a1", "b1", 1.5), frozenset(("a2", "b1")): _score("a2", "b1", 1.5),
+              frozenset(("u", "a1")): _score("u", "a1", 9.0, **copy),
+              frozenset(("u", "b1")): _score("u", "b1", 10.5, **copy),
+              frozenset(("u", "a2")): _score("u", "a2", -10.0, terms={"crosscorrelograms": -6.0})}
+    units = ["a1", "a2", "b1", "u"]
+    assert sorted(map(sorted, partition(units, scores, 0.5))) == [["a1", "a2", "b1"]]
+    lead = MetricsJudge._reasoning(units, [["a1", "a2", "b1"]], scores[frozenset(("a1", "b1"))],
+                                   get_policy("balanced"), "merge", scores)
+    assert "(not u, a copy of units a1, b1 whose spikes are merged already)" in lead
+    off = partition(units, scores, 0.5, params=JudgeParams(eject_torn_copies=False))
+    assert sorted(map(sorted, off)) == [["a1", "a2"], ["b1", "u"]]
+    # a unit that copies only one side is no torn copy: its pairs with the other side count
+    one_sided = {**scores, frozenset(("u", "a1")): _score("u", "a1", 2.0)}
+    assert sorted(map(sorted, partition(units, one_sided, 0.5))) == [["a1", "a2"], ["b1", "u"]]
+    # without it the two parts must still join by complete linkage: a pair across against stays decisive
+    apart = {**scores, frozenset(("a2", "b1")): _score("a2", "b1", -6.0, terms={"crosscorrelograms": -6.0})}
+    assert sorted(map(sorted, partition(units, apart, 0.5))) == [["a1", "a2"], ["b1", "u"]]
+
+
 def test_partition_never_chains_unjudged_links():
     scores = {frozenset("ab"): _score("a", "b", 5.0), frozenset("bc"): _score("b", "c", 5.0),
               frozenset("ac"): _score("a", "c", -5.0)}
@@ -824,6 +849,27 @@ def test_units_firing_at_the_same_time_in_two_places_are_two_neurons():
     # one after the other: places are the drift term's business (a neuron moves with the probe)
     following = score_pair({**neighbours, "presence_overlap": 0.05, "comparison_window": "handover"})
     assert "same time" not in following.reasons.get("drift", "")
+
+
+def test_a_footprint_alike_across_channels_overrides_a_localization_that_puts_slices_apart():
+    """A bursting cell's amplitude slices firing together, localized 26 µm apart but seen in the
+    same proportions on every channel (footprint cosine 0.993; numbers of spykingcircus2 units 60
+    and 62 of one neuron on a bursting MEArec set): one place, so no veto; distinct neighbours
+    that far apart are seen in other proportions (at most 0.981 on 60 sorter-made sets)."""
+    slices = {
+        "unit_a": 60, "unit_b": 62, "num_spikes_a": 259, "num_spikes_b": 1205, "template_similarity": 0.836,
+        "template_similarity_denoised": 0.837, "template_similarity_stretch": 0.881, "template_stretch": 1.45,
+        "template_amplitude_ratio": 0.47, "template_footprint_similarity": 0.993,
+        "ccg_expected_refractory": 1.53, "ccg_refractory_count": 0, "presence_overlap": 0.88,
+        "comparison_window": "concurrent", "drift_separation_um": 25.9, "drift_motion_range_um": 0.0,
+    }
+    one_place = score_pair(slices)
+    assert not one_place.veto and one_place.terms.get("drift", 0.0) == 0.0
+    assert "same time" not in one_place.reasons.get("drift", "")
+    two_places = score_pair({**slices, "template_footprint_similarity": 0.95})
+    assert two_places.veto and "same time" in two_places.reasons["drift"]
+    off = score_pair(slices, JudgeParams(concurrent_same_footprint=2.0))
+    assert off.veto
 
 
 def test_a_thin_pairs_gap_is_not_filled_by_a_unit_alike_to_both():
