@@ -339,14 +339,19 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     # too few units, a registration that failed) a drift hand-over cannot be placed on its trajectory
     veto = veto or (not duplicate and moving and terms["drift"] <= p.veto_log_odds)
     apart = _get(e, "drift_separation_um", float("nan"))
-    if not sequential and finite(apart) and apart >= p.concurrent_max_separation_um and \
-            _get(e, "template_footprint_similarity", 0.0) < p.concurrent_same_footprint:
+    footprint = _get(e, "template_footprint_similarity", 0.0)
+    if not sequential and finite(apart) and apart >= p.concurrent_max_separation_um:
         # units firing at the same time in two places: motion or none, one neuron is in one place;
         # the same footprint across channels says one place whatever the localization estimated
-        terms["drift"] = min(terms["drift"], p.concurrent_separation_log_odds)
-        reasons["drift"] = (f"the units fire at the same time {apart:.0f} µm apart with the probe's motion "
-                            f"removed (one neuron's spikes come from one place): two neurons")
-        veto = veto or (not duplicate and terms["drift"] <= p.veto_log_odds)
+        if footprint >= p.concurrent_same_footprint:
+            reasons["drift"] = (f"the units fire at the same time, localized {apart:.0f} µm apart but seen in the "
+                                f"same proportions on every channel (footprint {footprint:.3f}): one place, "
+                                f"as one neuron's spikes are; the localization is what differs")
+        else:
+            terms["drift"] = min(terms["drift"], p.concurrent_separation_log_odds)
+            reasons["drift"] = (f"the units fire at the same time {apart:.0f} µm apart with the probe's motion "
+                                f"removed (one neuron's spikes come from one place): two neurons")
+            veto = veto or (not duplicate and terms["drift"] <= p.veto_log_odds)
     # without CCG power only a hand-over in which the units really follow one another is more
     # than shape: units that take turns back and forth are thin evidence (conservative abstains)
     follows = _get(e, "handover_gap_fraction", 0.0) >= -p.handover_max_interleave

@@ -865,7 +865,7 @@ def test_a_footprint_alike_across_channels_overrides_a_localization_that_puts_sl
     }
     one_place = score_pair(slices)
     assert not one_place.veto and one_place.terms.get("drift", 0.0) == 0.0
-    assert "same time" not in one_place.reasons.get("drift", "")
+    assert "same proportions on every channel" in one_place.reasons["drift"]
     two_places = score_pair({**slices, "template_footprint_similarity": 0.95})
     assert two_places.veto and "same time" in two_places.reasons["drift"]
     off = score_pair(slices, JudgeParams(concurrent_same_footprint=2.0))
