@@ -181,10 +181,12 @@ def _reliability_script():
     return module
 
 
-def reliability_rows(dataset: Path, record: dict[str, Any], judge, policy: str, rel) -> tuple[list, list, list]:
+def reliability_rows(dataset: Path, record: dict[str, Any], judge, policy: str,
+                     rel) -> tuple[list, list, list, list]:
     """Every judged pair's (P, one neuron?, thin?), every merge verdict's (confidence, all its parts right?),
-    and for the merge confidence's refit every merge verdict's parts (weakest carrying log-odds, right?);
-    pure units only (``rel``: the reliability script, for ``pair_truth``, ``part_truth``, ``verdict_rows``)."""
+    for the merge confidence's refit every merge verdict's parts (weakest carrying log-odds, right?), and
+    every keep-apart verdict's strongest pair (log-odds) and confidence beside its truth; pure units only
+    (``rel``: the reliability script, for ``pair_truth``, ``part_truth``, ``apart_truth``, ``verdict_rows``)."""
     from spikemerge.policies import get_policy
     from spikemerge.tools.judges.base import JudgeRequest
     from spikemerge.tools.judges.metrics import weakest_carrying
@@ -193,7 +195,7 @@ def reliability_rows(dataset: Path, record: dict[str, Any], judge, policy: str, 
     rule = get_policy(policy)
     cut = logit(rule.merge_threshold)
     neuron = load_truth(dataset)["unit_to_neuron"]
-    pairs, verdicts, refit, seen = [], [], [], set()
+    pairs, verdicts, refit, apart, seen = [], [], [], [], set()
     for g, (units, _) in record["groups"].items():
         request = JudgeRequest(group_id=g, unit_ids=tuple(units), evidence=record["evidence"][g])
         scores = judge.scores(request)
@@ -209,27 +211,38 @@ def reliability_rows(dataset: Path, record: dict[str, Any], judge, policy: str, 
                        for part in verdict.merge_groups]
             refit.append({"set": dataset.name, "parts": [(w, rel.part_truth(part, neuron))
                                                          for w, part in zip(weakest, verdict.merge_groups)]})
+        elif verdict.decision == "not merge" and (truth := rel.apart_truth(units, neuron)) is not None:
+            apart.append({"set": dataset.name, "strongest": max(s.log_odds for s in scores.values()),
+                          "p": verdict.confidence, "truth": truth})
     merges = [(row["p"], row["truth"]) for row in rel.verdict_rows(verdicts, neuron)
               if row["kind"] == "merge" and row["truth"] is not None]
-    return pairs, merges, refit
+    return pairs, merges, refit, apart
 
 
-def print_reliability(pairs: list, merges: list, refit: list, rel) -> None:
-    """Reliability tables (``rel``: the reliability script's) of the pairs' P and the merge verdicts'
-    confidence, and the merge confidence refitted and scored leave-one-set-out."""
+def print_reliability(pairs: list, merges: list, refit: list, apart: list, rel) -> None:
+    """Reliability tables (``rel``: the reliability script's) of the pairs' P and the merge and keep-apart
+    verdicts' confidence, and both confidences refitted and scored leave-one-set-out."""
+    keep = [(r["p"], r["truth"]) for r in apart]
     for name, rows in (("pairs", pairs), ("thin pairs", [r for r in pairs if r[2]]),
-                       ("powered pairs", [r for r in pairs if not r[2]]), ("merge verdicts", merges)):
+                       ("powered pairs", [r for r in pairs if not r[2]]), ("merge verdicts", merges),
+                       ("keep-apart verdicts", keep)):
         p, y = [r[0] for r in rows], [r[1] for r in rows]
-        print(f"{name}: n {len(rows)}, {'right' if name == 'merge verdicts' else 'one neuron'} {sum(y)}, "
+        print(f"{name}: n {len(rows)}, {'right' if 'verdicts' in name else 'one neuron'} {sum(y)}, "
               f"Brier {rel.brier(p, y):.3f}, "
               f"ECE {rel.expected_calibration_error(p, y):.3f}")
-        if name in ("pairs", "merge verdicts"):
+        if name in ("pairs", "merge verdicts", "keep-apart verdicts"):
             print(rel.format_table(rel.reliability_table(p, y)))
     (scale, offset), held = rel.merge_confidence_refit(refit)
     p, y = [r[0] for r in held], [r[1] for r in held]
     print(f"merge confidence refitted on {sum(t is not None for v in refit for _, t in v['parts'])} parts: "
           f"merge_confidence_scale {scale:.3f}, merge_confidence_offset {offset:.3f}; leave one set out: "
           f"merge verdicts n {len(held)}, Brier {rel.brier(p, y):.4f}, ECE {rel.expected_calibration_error(p, y):.3f}")
+    print(rel.format_table(rel.reliability_table(p, y)))
+    (scale, offset), held = rel.keep_apart_refit(apart)
+    p, y = [r[0] for r in held], [r[1] for r in held]
+    print(f"keep-apart confidence refitted on {len(apart)} verdicts: keep_apart_confidence_scale {scale:.3f}, "
+          f"keep_apart_confidence_offset {offset:.3f}; leave one set out: Brier {rel.brier(p, y):.4f}, "
+          f"ECE {rel.expected_calibration_error(p, y):.3f}")
     print(rel.format_table(rel.reliability_table(p, y)))
 
 
@@ -273,11 +286,11 @@ def main(argv: list[str] | None = None) -> int:
             print_group(dataset, evidence_of(dataset, args.cache), args.group, judge, args.policy)
         return 0
     if args.reliability:
-        rel, pairs, merges, refit = _reliability_script(), [], [], []
+        rel, pairs, merges, refit, apart = _reliability_script(), [], [], [], []
         for dataset in args.datasets:
             found = reliability_rows(dataset, evidence_of(dataset, args.cache), judge, args.policy, rel)
-            pairs, merges, refit = pairs + found[0], merges + found[1], refit + found[2]
-        print_reliability(pairs, merges, refit, rel)
+            pairs, merges, refit, apart = pairs + found[0], merges + found[1], refit + found[2], apart + found[3]
+        print_reliability(pairs, merges, refit, apart, rel)
         return 0
     totals = {"tp": 0, "fp": 0, "fn": 0, "wrong_merges": 0}
     for dataset in args.datasets:

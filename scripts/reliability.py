@@ -213,10 +213,42 @@ def verdict_rows(verdicts, unit_to_neuron: Mapping[str, Any]) -> list[dict[str, 
                          "units": [[str(u) for u in part] for part in v.merge_groups],
                          "p": float(v.confidence), "truth": truth})
         elif v.decision == "not merge":
-            neurons = [n for n in (unit_to_neuron.get(str(u)) for u in v.unit_ids) if n is not None]
             rows.append({"kind": "not merge", "group": v.group_id, "units": [str(u) for u in v.unit_ids],
-                         "p": float(v.confidence), "truth": int(len(set(neurons)) == len(neurons))})
+                         "p": float(v.confidence), "truth": apart_truth(v.unit_ids, unit_to_neuron)})
     return rows
+
+
+def apart_truth(unit_ids: Sequence[Any], unit_to_neuron: Mapping[str, Any]) -> int | None:
+    """Whether no two of a group's pure units are one neuron (1 right, 0 wrong); None when it has fewer
+    than two pure units (nothing to keep apart that the truth knows of)."""
+    neurons = [n for n in (unit_to_neuron.get(str(u)) for u in unit_ids) if n is not None]
+    return int(len(set(neurons)) == len(neurons)) if len(neurons) >= 2 else None
+
+
+def keep_apart_refit(verdicts: Sequence[Mapping[str, Any]], precision: float = 1.0,
+                     ) -> tuple[tuple[float, float], list[tuple[float, int]]]:
+    """The keep-apart confidence's two numbers (``JudgeParams.keep_apart_confidence_scale``/``_offset``)
+    refitted, and checked leave-one-set-out.
+
+    ``verdicts``: one per keep-apart verdict with a truth, ``{"set": name, "strongest": log-odds, "truth":
+    1 right / 0}``. Fitted as P(some pair one neuron) = sigmoid(scale·L + offset) (MAP logistic, prior of
+    ``precision`` around 1, 0: the strongest pair's own P). Returns the fit on every set, and each
+    verdict's confidence under the fit on the other sets beside its truth.
+    """
+    from spikemerge.tools.judges.metrics import keep_apart_confidence
+    from spikemerge.tools.judges.params import DEFAULT_JUDGE_PARAMS
+
+    def fit(rows):
+        if not rows:
+            return 1.0, 0.0
+        return fit_scale_offset([v["strongest"] for v in rows], [1 - v["truth"] for v in rows], precision=precision)
+
+    held = []
+    for name in sorted({v["set"] for v in verdicts}):
+        scale, offset = fit([v for v in verdicts if v["set"] != name])
+        params = replace(DEFAULT_JUDGE_PARAMS, keep_apart_confidence_scale=scale, keep_apart_confidence_offset=offset)
+        held += [(keep_apart_confidence(v["strongest"], params), v["truth"]) for v in verdicts if v["set"] == name]
+    return fit(verdicts), held
 
 
 def merge_confidence_refit(verdicts: Sequence[Mapping[str, Any]], precision: float = 1.0,

@@ -57,12 +57,15 @@ def test_reliability_counts_every_judged_pair_and_merge(sorted_style_dataset, tm
     assert script.main([str(sorted_style_dataset), "--cache", str(cache), "--reliability"]) == 0
     lines = capsys.readouterr().out.splitlines()
     heads = {line.split(":")[0]: int(line.split(", ")[0].split(" n ")[1]) for line in lines if ": n " in line}
-    assert set(heads) == {"pairs", "thin pairs", "powered pairs", "merge verdicts"}
+    assert set(heads) == {"pairs", "thin pairs", "powered pairs", "merge verdicts", "keep-apart verdicts"}
     assert heads["pairs"] == heads["thin pairs"] + heads["powered pairs"] > 0
     refit = next(line for line in lines if line.startswith("merge confidence refitted"))
     assert f"merge verdicts n {heads['merge verdicts']}," in refit  # each scored once, by a fit without its set
+    apart = next(line for line in lines if line.startswith("keep-apart confidence refitted"))
+    assert f"refitted on {heads['keep-apart verdicts']} verdicts" in apart
     tables = [line.split() for line in lines if line.startswith("  0.") or line.startswith("  1.")]
-    assert sum(int(row[1]) for row in tables) == heads["pairs"] + 2 * heads["merge verdicts"]
+    assert sum(int(row[1]) for row in tables) == \
+        heads["pairs"] + 2 * heads["merge verdicts"] + 2 * heads["keep-apart verdicts"]
 
 
 def test_an_unknown_parameter_is_named(sorted_style_dataset, tmp_path):

@@ -85,6 +85,25 @@ def test_truth_of_pairs_and_verdicts(rel):
     impure_only = SimpleNamespace(decision="merge", group_id=5, unit_ids=[3, 4], merge_groups=[[3, 4]],
                                   confidence=0.8)
     assert rel.verdict_rows([impure_only], u2n)[0]["truth"] is None
+    # a keep-apart verdict is right when no two of its pure units are one neuron; with fewer than two
+    # pure units the truth has nothing to say
+    assert rel.apart_truth([1, 3, 4], u2n) == 1 and rel.apart_truth([1, 2], u2n) == 0
+    assert rel.apart_truth([1, 4], u2n) is None
+    alone = SimpleNamespace(decision="not merge", group_id=6, unit_ids=[3, 4], merge_groups=[], confidence=0.9)
+    assert rel.verdict_rows([alone], u2n)[0]["truth"] is None
+
+
+def test_the_keep_apart_refit_is_scored_on_sets_it_was_not_fitted_on(rel):
+    # groups kept apart that hold one neuron's units about half the time whatever their strongest
+    # pair reads below 0: the refit reads them less sure than 1 - P(strongest pair)
+    rng = np.random.default_rng(0)
+    verdicts = [{"set": f"s{i % 4}", "strongest": float(L), "truth": int(rng.random() < 0.5)}
+                for i, L in enumerate(np.linspace(-8.0, -1.0, 80))]
+    (scale, offset), held = rel.keep_apart_refit(verdicts)
+    assert len(held) == 80 and all(0 < p < 1 for p, _ in held)
+    assert scale < 0.5  # flatter than the strongest pair's own P
+    plain = rel.keep_apart_refit(verdicts, precision=1e6)[0]
+    assert plain == pytest.approx((1.0, 0.0), abs=1e-3)
 
 
 def test_the_merge_confidence_refit_is_scored_on_sets_it_was_not_fitted_on(rel):

@@ -296,6 +296,18 @@ def merge_confidence(weakest_log_odds: Sequence[float], params: JudgeParams = DE
     return confidence
 
 
+def keep_apart_confidence(strongest_log_odds: float, params: JudgeParams = DEFAULT_JUDGE_PARAMS) -> float:
+    """P(no two units of a kept-apart group are one neuron), from its strongest pair (log-odds).
+
+    A group kept apart may still hold one neuron's units that the partition left out (contests,
+    impure units, thin gaps), so its strongest pair's P understates that chance:
+    ``1 - sigmoid(keep_apart_confidence_scale · L + offset)``, fitted on sorter-made verdicts (see
+    ``JudgeParams.keep_apart_confidence_scale``).
+    """
+    return 1.0 - sigmoid(params.keep_apart_confidence_scale * strongest_log_odds
+                         + params.keep_apart_confidence_offset)
+
+
 def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], threshold: float,
               chains: Sequence[Sequence[Any]] = (), block_thin: bool = False,
               params: JudgeParams = DEFAULT_JUDGE_PARAMS,
@@ -462,7 +474,7 @@ class MetricsJudge:
     def fingerprint(self) -> str:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
-        source = json.dumps({"judge": "metrics-v31", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v32", "params": self.params.fingerprint(),
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 
@@ -497,7 +509,8 @@ class MetricsJudge:
                 decision, shown = "abstain", max(thin, key=lambda s: s.log_odds)
                 confidence = 0.5
             else:
-                decision, confidence, shown = "not merge", 1.0 - strongest.probability, strongest
+                decision, shown = "not merge", strongest
+                confidence = keep_apart_confidence(strongest.log_odds, self.params)
         return Verdict(
             group_id=request.group_id, unit_ids=units, decision=decision, confidence=confidence,
             merge_groups=parts, reasoning=self._reasoning(units, parts, shown, rule, decision, scores),

@@ -312,6 +312,19 @@ class JudgeParams:
     verdicts scored leave-one-set-out: ECE 0.009, Brier 0.0099 (product of the plain readings: ECE
     0.130, Brier 0.053). ``scripts/explain_sorted.py DATASET... --reliability`` refits it per policy
     and prints this. Decisions never read it."""
+    # a keep-apart verdict's confidence: 1 - sigmoid(scale · L_strongest + offset), the chance that no
+    # two of its units are one neuron (``metrics.keep_apart_confidence``)
+    keep_apart_confidence_scale: float = 0.34
+    keep_apart_confidence_offset: float = 1.40
+    """Read as one minus its strongest pair's P (metrics-v31 and before), a keep-apart verdict
+    overstated: on the 68 sorter-made dev sets of seeds 159-176 (both policies, 75 "not merge"
+    verdicts on groups with two or more pure units, 44 right: no two of them one neuron), ECE 0.231;
+    given 0.9-0.99, 2 of 10 right. A group kept apart still often holds one neuron's units that a
+    contest, an impure unit or a thin gap kept out, so its strongest pair says less than its P.
+    Fitted (metrics-v32) as the merge confidence is, by MAP logistic regression on the strongest
+    pair's log-odds (prior of precision 1 around scale 1, offset 0); scored leave-one-set-out, ECE
+    0.139, Brier 0.114 (before: 0.177). Few verdicts: a rough calibration, printed and refitted by
+    ``scripts/explain_sorted.py DATASET... --reliability``. Decisions never read it."""
     # learning from examples: a local correction always (``learning.py``), a global refit once there are enough pairs
     min_pairs_for_refit: int = 20
     """Labelled pairs needed before examples also refit the term weights globally

@@ -271,6 +271,24 @@ def test_a_copy_torn_between_two_parts_of_one_neuron_is_left_out_of_their_join()
     assert sorted(map(sorted, partition(units, apart, 0.5))) == [["a1", "a2"], ["b1", "u"]]
 
 
+def test_a_keep_apart_verdicts_confidence_is_its_calibrated_reading_of_the_strongest_pair():
+    """1 - sigmoid(0.34 L + 1.40) for the strongest pair's log-odds L: a group kept apart whose best
+    pair reads -3 is kept apart rightly about 4 times in 10 on sorter-made sets, not 95 % as that
+    pair's own P says; the confidence still rises as the strongest pair falls."""
+    from spikemerge.tools.judges.metrics import keep_apart_confidence
+
+    pair = {"unit_a": 1, "unit_b": 2, "num_spikes_a": 900, "num_spikes_b": 800, "template_similarity": 0.5,
+            "template_similarity_denoised": 0.5, "ccg_expected_refractory": 12.0, "ccg_refractory_count": 9,
+            "presence_overlap": 0.9, "comparison_window": "concurrent"}
+    request = JudgeRequest(group_id=0, unit_ids=(1, 2), evidence={"pairs": [pair]})
+    verdict = MetricsJudge().judge(request)
+    strongest = score_pair(pair)
+    assert verdict.decision == "not merge"
+    assert verdict.confidence == pytest.approx(1 - 1 / (1 + np.exp(-(0.34 * strongest.log_odds + 1.40))))
+    assert verdict.confidence < 1 - strongest.probability
+    assert keep_apart_confidence(-3.0) < keep_apart_confidence(-10.0) < keep_apart_confidence(-20.0) < 1.0
+
+
 def test_partition_never_chains_unjudged_links():
     scores = {frozenset("ab"): _score("a", "b", 5.0), frozenset("bc"): _score("b", "c", 5.0),
               frozenset("ac"): _score("a", "c", -5.0)}
