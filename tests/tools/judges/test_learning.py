@@ -1,6 +1,5 @@
 """The metrics judge learns from examples locally: a correction moves the cases it speaks to, and nothing unlike them."""
 
-import math
 
 import numpy as np
 import pytest
@@ -8,7 +7,7 @@ import pytest
 from spikemerge.errors import SpikemergeError
 from spikemerge.tools.judges.base import Example, JudgeRequest
 from spikemerge.tools.judges.learning import fit_local_correction, kernel
-from spikemerge.tools.judges.metrics import MetricsJudge
+from spikemerge.tools.judges.metrics import MetricsJudge, keep_apart_confidence
 from spikemerge.tools.judges.params import JudgeParams
 from spikemerge.tools.judges.terms import score_pair
 
@@ -62,8 +61,8 @@ def test_one_bad_example_flips_its_own_pair_and_leaves_a_dissimilar_pair_exactly
     after = _judge(requests, [_example("bad", CLEAR)])
     assert [v.decision for v in before] == ["merge", "merge"]
     assert after[0].decision == "not merge", after[0].reasoning
-    # it lands past the threshold by the margin, not at some arbitrary depth
-    assert 1.0 - after[0].confidence == pytest.approx(1 / (1 + math.exp(JudgeParams().learning_margin)), abs=1e-9)
+    # it lands past the threshold by the margin (its log-odds -margin), not at some arbitrary depth
+    assert after[0].confidence == pytest.approx(keep_apart_confidence(-JudgeParams().learning_margin), abs=1e-9)
     assert "example" in after[0].reasoning
     assert after[1].decision == "merge"
     assert after[1].confidence == pytest.approx(before[1].confidence, abs=1e-9)
