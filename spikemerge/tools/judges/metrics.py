@@ -300,7 +300,7 @@ def keep_apart_confidence(strongest_log_odds: float, params: JudgeParams = DEFAU
     """P(no two units of a kept-apart group are one neuron), from its strongest pair (log-odds).
 
     A group kept apart may still hold one neuron's units that the partition left out (contests,
-    impure units, thin gaps), so its strongest pair's P understates that chance:
+    impure units, thin gaps), so one minus its strongest pair's P overstates that chance:
     ``1 - sigmoid(keep_apart_confidence_scale · L + offset)``, fitted on sorter-made verdicts (see
     ``JudgeParams.keep_apart_confidence_scale``).
     """
