@@ -232,16 +232,17 @@ def print_reliability(pairs: list, merges: list, refit: list, apart: list, rel) 
               f"ECE {rel.expected_calibration_error(p, y):.3f}")
         if name in ("pairs", "merge verdicts", "keep-apart verdicts"):
             print(rel.format_table(rel.reliability_table(p, y)))
-    (scale, offset), held = rel.merge_confidence_refit(refit)
+    parts = sum(t is not None for v in refit for _, t in v["parts"])
+    _print_refit("merge", "merge_confidence", f"{parts} parts", *rel.merge_confidence_refit(refit), rel)
+    _print_refit("keep-apart", "keep_apart_confidence", f"{len(apart)} verdicts", *rel.keep_apart_refit(apart), rel)
+
+
+def _print_refit(kind: str, field: str, basis: str, fitted: tuple[float, float], held: list, rel) -> None:
+    """One confidence's refitted numbers (``JudgeParams.<field>_scale``/``_offset``) and its verdicts
+    scored leave-one-set-out, with their reliability table."""
     p, y = [r[0] for r in held], [r[1] for r in held]
-    print(f"merge confidence refitted on {sum(t is not None for v in refit for _, t in v['parts'])} parts: "
-          f"merge_confidence_scale {scale:.3f}, merge_confidence_offset {offset:.3f}; leave one set out: "
-          f"merge verdicts n {len(held)}, Brier {rel.brier(p, y):.4f}, ECE {rel.expected_calibration_error(p, y):.3f}")
-    print(rel.format_table(rel.reliability_table(p, y)))
-    (scale, offset), held = rel.keep_apart_refit(apart)
-    p, y = [r[0] for r in held], [r[1] for r in held]
-    print(f"keep-apart confidence refitted on {len(apart)} verdicts: keep_apart_confidence_scale {scale:.3f}, "
-          f"keep_apart_confidence_offset {offset:.3f}; leave one set out: Brier {rel.brier(p, y):.4f}, "
+    print(f"{kind} confidence refitted on {basis}: {field}_scale {fitted[0]:.3f}, {field}_offset {fitted[1]:.3f}; "
+          f"leave one set out: {kind} verdicts n {len(held)}, Brier {rel.brier(p, y):.4f}, "
           f"ECE {rel.expected_calibration_error(p, y):.3f}")
     print(rel.format_table(rel.reliability_table(p, y)))
 
