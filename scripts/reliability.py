@@ -243,12 +243,21 @@ def keep_apart_refit(verdicts: Sequence[Mapping[str, Any]], precision: float = 1
             return 1.0, 0.0
         return fit_scale_offset([v["strongest"] for v in rows], [1 - v["truth"] for v in rows], precision=precision)
 
+    def held_out(v, scale, offset):
+        params = replace(DEFAULT_JUDGE_PARAMS, keep_apart_confidence_scale=scale, keep_apart_confidence_offset=offset)
+        return keep_apart_confidence(v["strongest"], params), v["truth"]
+
+    return fit(verdicts), _leave_one_set_out(verdicts, fit, held_out)
+
+
+def _leave_one_set_out(verdicts: Sequence[Mapping[str, Any]], fit, held_out) -> list[tuple[float, int]]:
+    """Each verdict scored by ``held_out(verdict, scale, offset)`` (a (confidence, truth), or None to
+    skip it) under ``fit`` (verdicts -> (scale, offset)) on the verdicts of the other sets."""
     held = []
     for name in sorted({v["set"] for v in verdicts}):
         scale, offset = fit([v for v in verdicts if v["set"] != name])
-        params = replace(DEFAULT_JUDGE_PARAMS, keep_apart_confidence_scale=scale, keep_apart_confidence_offset=offset)
-        held += [(keep_apart_confidence(v["strongest"], params), v["truth"]) for v in verdicts if v["set"] == name]
-    return fit(verdicts), held
+        held += [row for v in verdicts if v["set"] == name and (row := held_out(v, scale, offset)) is not None]
+    return held
 
 
 def merge_confidence_refit(verdicts: Sequence[Mapping[str, Any]], precision: float = 1.0,
@@ -270,15 +279,14 @@ def merge_confidence_refit(verdicts: Sequence[Mapping[str, Any]], precision: flo
             return 1.0, 0.0
         return fit_scale_offset([w for w, _ in parts], [t for _, t in parts], precision=precision)
 
-    held = []
-    for name in sorted({v["set"] for v in verdicts}):
-        scale, offset = fit([v for v in verdicts if v["set"] != name])
+    def held_out(v, scale, offset):
+        truth = verdict_truth([t for _, t in v["parts"]])
+        if truth is None:
+            return None
         params = replace(DEFAULT_JUDGE_PARAMS, merge_confidence_scale=scale, merge_confidence_offset=offset)
-        for v in verdicts:
-            truth = verdict_truth([t for _, t in v["parts"]])
-            if v["set"] == name and truth is not None:
-                held.append((merge_confidence([w for w, _ in v["parts"]], params), truth))
-    return fit(verdicts), held
+        return merge_confidence([w for w, _ in v["parts"]], params), truth
+
+    return fit(verdicts), _leave_one_set_out(verdicts, fit, held_out)
 
 
 def rejudge(dataset: Mapping[str, Any], scale: float, offset: float) -> dict[str, Any]:
