@@ -92,6 +92,29 @@ def _copied(unit: Any, other: Any, members: Sequence[Any], scores: Mapping[froze
     return False
 
 
+def _restates_partner(score: PairScore, members: Sequence[Any], scores: Mapping[frozenset, PairScore], cut: float,
+                      block_thin: bool) -> bool:
+    """Whether a unit of the pair is the copy of a member of the join that links the other unit.
+
+    A copy (``PairScore.copy``: the smaller unit of a duplicate pair, its shared spikes detected
+    again at a misaligned lag) compares with a third unit what its partner does, but read at that
+    lag: a refractory dip shifted out of its window, waveforms cut off-centre. When the partner's
+    own pair with the third unit clears the cut, the copy's pair blocks nothing short of a veto
+    (``JudgeParams.copies_restate_partners``). Unlike ``_copy_excused``, the partner may sit on
+    either side of the join and the copy's pair may hold terms against one neuron.
+    """
+    if score.veto or score.starved:
+        return False
+    for unit, other in ((score.unit_a, score.unit_b), (score.unit_b, score.unit_a)):
+        for partner in members:
+            if partner in (unit, other):
+                continue
+            link, across = scores.get(frozenset((unit, partner))), scores.get(frozenset((partner, other)))
+            if link is not None and link.copy == unit and across is not None and _usable(across, cut, block_thin):
+                return True
+    return False
+
+
 def _restated_both_ways(score: PairScore, members: Sequence[Any], scores: Mapping[frozenset, PairScore],
                         cut: float, block_thin: bool) -> bool:
     """Whether both units of a pair are copies of members that link the other one: the pair says nothing new.
@@ -386,6 +409,8 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
             for u, o in ((s.unit_a, s.unit_b), (s.unit_b, s.unit_a)))]
         joined = left + right
         blocking = [s for s in blocking if not _restated_both_ways(s, joined, scores, cut, block_thin)]
+        if params.copies_restate_partners:
+            blocking = [s for s in blocking if not _restates_partner(s, joined, scores, cut, block_thin)]
         blocking = [s for s in blocking if not _mediated(s, joined, scores, cut, block_thin, params)]
         # a proposed drift chain's clean hand-over across: the chain's far ends may differ (not veto)
         chained = [chain_links[k] for s in usable if (k := frozenset((s.unit_a, s.unit_b))) in chain_links]
@@ -474,7 +499,7 @@ class MetricsJudge:
     def fingerprint(self) -> str:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
-        source = json.dumps({"judge": "metrics-v32", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v33", "params": self.params.fingerprint(),
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 

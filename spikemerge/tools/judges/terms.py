@@ -95,6 +95,9 @@ class PairScore:
     its place on one trajectory and a hand-over do not make them one neuron alone, so it never
     carries a join (``usable``), though as a drifting neuron's far ends it need not block one. Whatever lifts ``thin`` (a pooled dip, a
     good example) lifts this with it."""
+    copy: Any = None
+    """The copy of a duplicate pair: its smaller unit, whose share of shared spikes is the pair's
+    ``duplicate_fraction`` (None when the pair is not a duplicate)."""
     refractory: RefractoryCount | None = None
     """The pair's refractory count, for pooling over the pairs of a join (``pool_refractory``); None
     for a duplicate."""
@@ -371,11 +374,14 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         reasons["waveforms"] += ("; with too few coincidences to tell, shapes leaning apart and places that only "
                                  "partly agree do not make one neuron on their own")
     unlike = unlike or leaning
+    copy = None
+    if duplicate:
+        copy = e["unit_a"] if _get(e, "num_spikes_a", 0.0) <= _get(e, "num_spikes_b", 0.0) else e["unit_b"]
     return PairScore(unit_a=e["unit_a"], unit_b=e["unit_b"], log_odds=float(sum(terms.values())),
                      duplicate=duplicate, terms=terms, thin=thin, handover=handover and not veto and not starved,
                      veto=veto, reasons=reasons, on_trajectory=on_trajectory and not veto and not starved,
                      sequential=sequential, starved=starved,
-                     unlike_shapes=unlike,
+                     unlike_shapes=unlike, copy=copy,
                      refractory=None if duplicate else RefractoryCount(observed, expected, allowed,
                                                                        _get(e, "distance_um", math.inf)))
 

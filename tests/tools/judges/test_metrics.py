@@ -271,6 +271,39 @@ def test_a_copy_torn_between_two_parts_of_one_neuron_is_left_out_of_their_join()
     assert sorted(map(sorted, partition(units, apart, 0.5))) == [["a1", "a2"], ["b1", "u"]]
 
 
+def test_a_copy_of_a_member_restates_its_partners_pairs():
+    """As spykingcircus2 left a burst split (dev set burst_sc2_s162): 24 holds 96 % of its spikes in
+    76's (a duplicate at a misaligned lag), 76 and 77 are slices of one bursting cell (+3.8, a clean
+    dip). 24's own pair with 77, read at 24's lag, shows no dip and a gap (-6.6): a restatement of
+    76+77 on the same spikes, so it does not keep 24 out, short of a veto. Off, 24 stays out."""
+    copy = {"duplicate": True, "duplicate_log_odds": 8.0}
+    against = {"crosscorrelograms": -1.6, "waveforms": -2.0, "continuity": -3.0}
+    scores = {frozenset((24, 76)): _score(24, 76, 11.0, copy=24, **copy),
+              frozenset((76, 77)): _score(76, 77, 3.8),
+              frozenset((24, 77)): _score(24, 77, -6.6, terms=against)}
+    assert sorted(map(sorted, partition([24, 76, 77], scores, 0.5))) == [[24, 76, 77]]
+    off = partition([24, 76, 77], scores, 0.5, params=JudgeParams(copies_restate_partners=False))
+    assert sorted(map(sorted, off)) == [[76, 77]]
+    # a veto is the copy's own evidence of two neurons (76 then goes to the slice it is surer of)
+    vetoed = {**scores, frozenset((24, 76)): _score(24, 76, 9.0, copy=24, **copy),
+              frozenset((24, 77)): _score(24, 77, -6.6, terms=against, veto=True)}
+    assert sorted(map(sorted, partition([24, 76, 77], vetoed, 0.5))) == [[76, 77]]
+    # the larger unit of a duplicate pair is no copy: its pairs are mostly its own spikes
+    larger = {**scores, frozenset((24, 76)): _score(24, 76, 11.0, copy=76, **copy)}
+    assert sorted(map(sorted, partition([24, 76, 77], larger, 0.5))) == [[76, 77]]
+    # nor does a copy ride on a partner whose own pair does not clear the threshold
+    weak = {**scores, frozenset((76, 77)): _score(76, 77, -0.5)}
+    assert sorted(map(sorted, partition([24, 76, 77], weak, 0.5))) == [[24, 76]]
+
+
+def test_the_copy_of_a_duplicate_pair_is_its_smaller_unit():
+    base = {"unit_a": 1, "unit_b": 2, "num_spikes_a": 900, "num_spikes_b": 400, "duplicate_fraction": 0.9,
+            "duplicate_excess": 40.0, "ccg_expected_refractory": 20.0, "ccg_refractory_count": 0.0}
+    assert score_pair(base).duplicate and score_pair(base).copy == 2
+    assert score_pair({**base, "num_spikes_a": 300}).copy == 1
+    assert score_pair({**base, "duplicate_fraction": 0.05}).copy is None
+
+
 def test_a_keep_apart_verdicts_confidence_is_its_calibrated_reading_of_the_strongest_pair():
     """1 - sigmoid(0.34 L + 1.40) for the strongest pair's log-odds L: a group kept apart whose best
     pair reads -3 is kept apart rightly about 4 times in 10 on sorter-made sets, not 95 % as that
