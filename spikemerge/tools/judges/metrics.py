@@ -96,11 +96,11 @@ def _restates_partner(score: PairScore, members: Sequence[Any], scores: Mapping[
                       block_thin: bool) -> bool:
     """Whether a unit of the pair is the copy of a member of the join that links the other unit.
 
-    A copy (``PairScore.copy``: the smaller unit of a duplicate pair, its shared spikes detected
-    again at a misaligned lag) compares with a third unit what its partner does, but read at that
+    A copy (``PairScore.copy``: the smaller unit of a duplicate pair, most of its spikes the
+    partner's, detected again at a misaligned lag) compares with a third unit what its partner does, but read at that
     lag: a refractory dip shifted out of its window, waveforms cut off-centre. When the partner's
     own pair with the third unit clears the cut, the copy's pair blocks nothing short of a veto
-    (``JudgeParams.copies_restate_partners``). Unlike ``_copy_excused``, the partner may sit on
+    (``JudgeParams.copy_restates_min_fraction``). Unlike ``_copy_excused``, the partner may sit on
     either side of the join and the copy's pair may hold terms against one neuron.
     """
     if score.veto or score.starved:
@@ -409,8 +409,7 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
             for u, o in ((s.unit_a, s.unit_b), (s.unit_b, s.unit_a)))]
         joined = left + right
         blocking = [s for s in blocking if not _restated_both_ways(s, joined, scores, cut, block_thin)]
-        if params.copies_restate_partners:
-            blocking = [s for s in blocking if not _restates_partner(s, joined, scores, cut, block_thin)]
+        blocking = [s for s in blocking if not _restates_partner(s, joined, scores, cut, block_thin)]
         blocking = [s for s in blocking if not _mediated(s, joined, scores, cut, block_thin, params)]
         # a proposed drift chain's clean hand-over across: the chain's far ends may differ (not veto)
         chained = [chain_links[k] for s in usable if (k := frozenset((s.unit_a, s.unit_b))) in chain_links]

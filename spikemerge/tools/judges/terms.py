@@ -96,8 +96,8 @@ class PairScore:
     carries a join (``usable``), though as a drifting neuron's far ends it need not block one. Whatever lifts ``thin`` (a pooled dip, a
     good example) lifts this with it."""
     copy: Any = None
-    """The copy of a duplicate pair: its smaller unit, whose share of shared spikes is the pair's
-    ``duplicate_fraction`` (None when the pair is not a duplicate)."""
+    """The copy of a duplicate pair: its smaller unit, when at least ``copy_restates_min_fraction``
+    of its spikes are shared (the pair's ``duplicate_fraction``); else None."""
     refractory: RefractoryCount | None = None
     """The pair's refractory count, for pooling over the pairs of a join (``pool_refractory``); None
     for a duplicate."""
@@ -375,7 +375,7 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
                                  "partly agree do not make one neuron on their own")
     unlike = unlike or leaning
     copy = None
-    if duplicate:
+    if duplicate and _get(e, "duplicate_fraction", 0.0) >= p.copy_restates_min_fraction:
         copy = e["unit_a"] if _get(e, "num_spikes_a", 0.0) <= _get(e, "num_spikes_b", 0.0) else e["unit_b"]
     return PairScore(unit_a=e["unit_a"], unit_b=e["unit_b"], log_odds=float(sum(terms.values())),
                      duplicate=duplicate, terms=terms, thin=thin, handover=handover and not veto and not starved,

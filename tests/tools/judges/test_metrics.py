@@ -275,15 +275,16 @@ def test_a_copy_of_a_member_restates_its_partners_pairs():
     """As spykingcircus2 left a burst split (dev set burst_sc2_s162): 24 holds 96 % of its spikes in
     76's (a duplicate at a misaligned lag), 76 and 77 are slices of one bursting cell (+3.8, a clean
     dip). 24's own pair with 77, read at 24's lag, shows no dip and a gap (-6.6): a restatement of
-    76+77 on the same spikes, so it does not keep 24 out, short of a veto. Off, 24 stays out."""
+    76+77 on the same spikes, so it does not keep 24 out, short of a veto. A duplicate that is
+    not a copy (under half of 24's spikes shared) keeps its own evidence, and 24 stays out."""
     copy = {"duplicate": True, "duplicate_log_odds": 8.0}
     against = {"crosscorrelograms": -1.6, "waveforms": -2.0, "continuity": -3.0}
     scores = {frozenset((24, 76)): _score(24, 76, 11.0, copy=24, **copy),
               frozenset((76, 77)): _score(76, 77, 3.8),
               frozenset((24, 77)): _score(24, 77, -6.6, terms=against)}
     assert sorted(map(sorted, partition([24, 76, 77], scores, 0.5))) == [[24, 76, 77]]
-    off = partition([24, 76, 77], scores, 0.5, params=JudgeParams(copies_restate_partners=False))
-    assert sorted(map(sorted, off)) == [[76, 77]]
+    shared_less = partition([24, 76, 77], {**scores, frozenset((24, 76)): _score(24, 76, 11.0, **copy)}, 0.5)
+    assert sorted(map(sorted, shared_less)) == [[76, 77]]
     # a veto is the copy's own evidence of two neurons (76 then goes to the slice it is surer of)
     vetoed = {**scores, frozenset((24, 76)): _score(24, 76, 9.0, copy=24, **copy),
               frozenset((24, 77)): _score(24, 77, -6.6, terms=against, veto=True)}
@@ -301,6 +302,10 @@ def test_the_copy_of_a_duplicate_pair_is_its_smaller_unit():
             "duplicate_excess": 40.0, "ccg_expected_refractory": 20.0, "ccg_refractory_count": 0.0}
     assert score_pair(base).duplicate and score_pair(base).copy == 2
     assert score_pair({**base, "num_spikes_a": 300}).copy == 1
+    # a duplicate that shares under half of its spikes is mostly its own: no copy
+    less = score_pair({**base, "duplicate_fraction": 0.4})
+    assert less.duplicate and less.copy is None
+    assert score_pair(base, JudgeParams(copy_restates_min_fraction=2)).copy is None
     assert score_pair({**base, "duplicate_fraction": 0.05}).copy is None
 
 
