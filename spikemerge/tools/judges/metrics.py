@@ -97,11 +97,12 @@ def _restates_partner(score: PairScore, members: Sequence[Any], scores: Mapping[
     """Whether a unit of the pair is the copy of a member of the join that links the other unit.
 
     A copy (``PairScore.copy``: the smaller unit of a duplicate pair, most of its spikes the
-    partner's, detected again at a misaligned lag) compares with a third unit what its partner does, but read at that
-    lag: a refractory dip shifted out of its window, waveforms cut off-centre. When the partner's
-    own pair with the third unit clears the cut, the copy's pair blocks nothing short of a veto
-    (``JudgeParams.copy_restates_min_fraction``). Unlike ``_copy_excused``, the partner may sit on
-    either side of the join and the copy's pair may hold terms against one neuron.
+    partner's, detected again at a misaligned lag) compares with a third unit what its partner
+    does, but read at that lag: a refractory dip shifted out of its window, waveforms cut
+    off-centre. When the partner's own pair with the third unit clears the cut, the copy's pair
+    blocks nothing short of a veto (``JudgeParams.copy_restates_min_fraction``). Unlike
+    ``_copy_excused``, the partner may sit on either side of the join and the copy's pair may hold
+    terms against one neuron.
     """
     if score.veto or score.starved:
         return False
@@ -345,7 +346,8 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
     units that follow each other and sit on one motion-corrected trajectory
     (``PairScore.on_trajectory``) need not clear it, as long as another pair across does, nor
     need a duplicate's pair whose partner's pair clears it (``_copy_excused``, or
-    ``_restated_both_ways`` when both units are copies of members linking the other), nor a pair whose
+    ``_restated_both_ways`` when both units are copies of members linking the other, or
+    ``_restates_partner`` when one is most of its spikes a copy of such a member), nor a pair whose
     difference a third unit of the join stands between (``_mediated``: the outer slices of one
     split cloud).
 
