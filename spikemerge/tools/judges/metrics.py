@@ -81,13 +81,15 @@ def _copy_excused(score: PairScore, unit: Any, other: Any, cluster: Sequence[Any
 
 
 def _copied(unit: Any, other: Any, members: Sequence[Any], scores: Mapping[frozenset, PairScore], cut: float,
-            block_thin: bool) -> bool:
-    """Whether ``unit`` duplicates a member of the join whose own pair with ``other`` clears the cut."""
+            block_thin: bool, copy_only: bool = False) -> bool:
+    """Whether ``unit`` duplicates a member of the join whose own pair with ``other`` clears the cut
+    (with ``copy_only``, is that member's copy: ``PairScore.copy``)."""
     for partner in members:
         if partner in (unit, other):
             continue
         link, across = scores.get(frozenset((unit, partner))), scores.get(frozenset((partner, other)))
-        if link is not None and link.duplicate and across is not None and _usable(across, cut, block_thin):
+        if link is not None and (link.copy == unit if copy_only else link.duplicate) and across is not None \
+                and _usable(across, cut, block_thin):
             return True
     return False
 
@@ -106,14 +108,8 @@ def _restates_partner(score: PairScore, members: Sequence[Any], scores: Mapping[
     """
     if score.veto or score.starved:
         return False
-    for unit, other in ((score.unit_a, score.unit_b), (score.unit_b, score.unit_a)):
-        for partner in members:
-            if partner in (unit, other):
-                continue
-            link, across = scores.get(frozenset((unit, partner))), scores.get(frozenset((partner, other)))
-            if link is not None and link.copy == unit and across is not None and _usable(across, cut, block_thin):
-                return True
-    return False
+    return any(_copied(u, o, members, scores, cut, block_thin, copy_only=True)
+               for u, o in ((score.unit_a, score.unit_b), (score.unit_b, score.unit_a)))
 
 
 def _restated_both_ways(score: PairScore, members: Sequence[Any], scores: Mapping[frozenset, PairScore],
