@@ -29,7 +29,9 @@ from pathlib import Path
 from spikemerge.bench.heldout import (
     Batch, batch_row, dataset_folders, load_batches, mark_scored, pooled_line, read_scenario, score_file, set_rows,
 )
-from spikemerge.bench.sorted import SORTERS, dataset_spec, default_cache, ensure_venv_bin_on_path, make_dataset
+from spikemerge.bench.sorted import (
+    SORTERS, dataset_spec, default_cache, ensure_venv_bin_on_path, make_dataset, mark_failed,
+)
 
 HERE = Path(__file__).resolve().parent
 REGISTRY = HERE / "heldout_batches.toml"
@@ -60,8 +62,10 @@ def build(batch: Batch, cache: Path) -> int:
                     summary = make_dataset(spec, cache, log=lambda line: print(line, flush=True))
                 except Exception as exc:  # noqa: BLE001 - reported; the batch goes on with the other sets
                     failed += 1
-                    print(f"{spec.name}: FAILED {type(exc).__name__}: {exc}", flush=True)
+                    # a FAILED file, not an empty folder: STATUS.md and the next build see why
+                    print(f"{spec.name}: FAILED {mark_failed(cache / spec.name, exc)}", flush=True)
                     continue
+                (cache / spec.name / "FAILED").unlink(missing_ok=True)
                 print(f"{spec.name}: {summary['units']} units, {summary['true_pairs']} true pairs", flush=True)
         presets = score_file(cache, batch, scenario, "presets")
         if not presets.exists():

@@ -24,7 +24,6 @@ import argparse
 import json
 import sys
 import time
-import traceback
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from spikemerge.bench.sorted import (
     default_cache,
     ensure_venv_bin_on_path,
     make_dataset,
+    mark_failed,
     parse_dataset_name,
     parse_overrides,
     write_status,
@@ -85,9 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             summary = make_dataset(spec, cache, log=log)
         except Exception as exc:  # noqa: BLE001 - recorded in STATUS.md; --keep-going decides
-            failures[spec.name] = f"{type(exc).__name__}: {exc}"
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "FAILED").write_text(f"{failures[spec.name]}\n\n{traceback.format_exc()}")
+            failures[spec.name] = mark_failed(folder, exc)
             log(f"{spec.name}: FAILED {failures[spec.name]}")
             write_status(cache, failures)
             if not args.keep_going:

@@ -93,3 +93,26 @@ def test_sets_of_a_batch_not_scored_yet_are_refused_by_the_development_tools(tmp
     assert "held out and not scored yet" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError):  # past the guard: the (missing) dataset is read
         script.main([str(burst), "--cache", str(tmp_path / "ex"), "--peek-held-out"])
+
+
+def test_a_set_that_fails_to_build_is_marked_failed_not_left_empty(tmp_path, monkeypatch, capsys):
+    """MEArec sometimes cannot place a recording's cells: the set's folder gets a FAILED file with the
+    cause (STATUS.md lists it), the batch goes on and the build exits non-zero."""
+    from spikemerge.bench.sorted import write_status
+
+    module = load_script("heldout_batch")
+    batch = next(iter(module.load_batches(module.REGISTRY).values()))
+
+    def fail(spec, cache, log):
+        raise RuntimeError("Templates could not be selected.")
+
+    monkeypatch.setattr(module, "make_dataset", fail)
+    monkeypatch.setattr(module, "ensure_venv_bin_on_path", lambda: None)
+    monkeypatch.setattr(module, "run_eval", lambda folders, args, out: None)
+    assert module.build(batch, tmp_path) == 1
+    failed = sorted(p.parent.name for p in tmp_path.glob("*/FAILED"))
+    assert len(failed) == 2 * 2 * len(batch.seeds)  # two scenarios, two sorters
+    text = (tmp_path / failed[0] / "FAILED").read_text()
+    assert text.startswith("RuntimeError: Templates could not be selected.") and "Traceback" in text
+    assert f"{failed[0]}: FAILED RuntimeError" in capsys.readouterr().out
+    assert f"{failed[0]}: RuntimeError: Templates could not be selected." in write_status(tmp_path).read_text()

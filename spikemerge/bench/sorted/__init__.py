@@ -29,8 +29,8 @@ possibly a slightly different sorting; the truth is always computed from the sor
 from __future__ import annotations
 
 from .datasets import (
-    SortedGroundTruth, build_analyzer, build_dataset, load_dataset, make_dataset, sorted_ground_truth,
-    write_json, write_status,
+    SortedGroundTruth, build_analyzer, build_dataset, load_dataset, make_dataset, mark_failed,
+    sorted_ground_truth, write_json, write_status,
 )
 from .mearec import (
     ensure_venv_bin_on_path, make_recording, make_templates, read_recording,
@@ -53,7 +53,7 @@ __all__ = [
     "Log", "MAX_LAG_MS", "MIN_PURITY", "RecordingSpec", "SCENARIOS", "SORTERS", "SortedGroundTruth",
     "TemplateSpec", "assign_units", "best_lags", "build_analyzer", "build_dataset", "build_truth",
     "dataset_name", "dataset_spec", "default_cache", "ensure_venv_bin_on_path", "final_merge_off",
-    "load_dataset", "load_truth", "make_dataset", "make_recording", "make_templates", "pair_facts",
+    "load_dataset", "load_truth", "make_dataset", "make_recording", "mark_failed", "make_templates", "pair_facts",
     "pair_kinds", "parse_dataset_name", "parse_overrides", "read_recording", "run_sorter_unmerged",
     "scenario", "score_sorted", "shift_sorting", "sorted_ground_truth", "sorter_params", "split_neurons",
     "summarise_truth", "to_python", "true_pairs", "unit_facts", "write_json", "write_status",

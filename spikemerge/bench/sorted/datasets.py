@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import time
+import traceback
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -223,6 +224,15 @@ def sorted_ground_truth(bench_scenario: str, seed: int, cache: Path | None = Non
     cache = Path(cache) if cache is not None else default_cache()
     make_dataset(spec, cache, log=log)
     return load_dataset(cache / spec.name)
+
+
+def mark_failed(folder: Path, exc: BaseException) -> str:
+    """Write ``<folder>/FAILED`` with the error and its traceback, so the folder reads as a failed
+    build (``write_status``) rather than an empty one; returns the one-line cause."""
+    cause = f"{type(exc).__name__}: {exc}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "FAILED").write_text(f"{cause}\n\n{''.join(traceback.format_exception(exc))}")
+    return cause
 
 
 def write_status(cache: Path, failures: Mapping[str, str] | None = None, notes: Sequence[str] = ()) -> Path:
