@@ -35,6 +35,7 @@ from typing import Any
 
 import spikemerge
 from spikemerge.bench.heldout import held_out_error
+from spikemerge.bench.scoring import pool_scores
 from spikemerge.bench.sorted import load_truth, score_sorted, true_pairs
 
 CODE = Path(spikemerge.__file__).parent / "tools"
@@ -293,17 +294,17 @@ def main(argv: list[str] | None = None) -> int:
             pairs, merges, refit, apart = pairs + found[0], merges + found[1], refit + found[2], apart + found[3]
         print_reliability(pairs, merges, refit, apart, rel)
         return 0
-    totals = {"tp": 0, "fp": 0, "fn": 0, "wrong_merges": 0}
+    counts = ("tp", "fp", "fn", "wrong_merges", "impure_own", "impure_foreign")
+    results = []
     for dataset in args.datasets:
         result = judge_dataset(dataset, evidence_of(dataset, args.cache), judge, args.policy, args.verbose)
-        print(json.dumps({"dataset": dataset.name, **{k: round(result[k], 3) for k in ("tp", "fp", "fn", "f1")},
-                          "wrong_merges": result["wrong_merges"]}), flush=True)
-        for k in totals:
-            totals[k] += result[k]
-    if len(args.datasets) > 1:
-        tp, fp, fn = totals["tp"], totals["fp"], totals["fn"]
-        f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
-        print(json.dumps({"dataset": "pooled", "sets": len(args.datasets), **totals, "f1": round(f1, 3)}))
+        results.append(result)
+        print(json.dumps({"dataset": dataset.name, "f1": round(result["f1"], 3),
+                          **{k: result[k] for k in counts}}), flush=True)
+    if len(results) > 1:
+        pooled = pool_scores(results)
+        print(json.dumps({"dataset": "pooled", "sets": pooled["sets"], **{k: pooled[k] for k in counts},
+                          "f1": round(pooled["f1"], 3)}))
     return 0
 
 

@@ -210,6 +210,8 @@ def pooled(scores: ScenarioScores) -> tuple[dict[str, Any], dict[str, Any] | Non
 def pooled_line(scores: ScenarioScores) -> str:
     mine, theirs = pooled(scores)
     wrong = "none" if mine["wrong_merges"] == 0 else f"{mine['wrong_merges']} wrong"
+    if "impure_foreign" in mine:  # not scored as pairs; shown so a merge of mostly another neuron's spikes is seen
+        wrong += f"; impure units merged: {mine['impure_own']} to their neuron, {mine['impure_foreign']} to another"
     best = "no preset above 0" if theirs is None else \
         f"`{_method(theirs)}` {theirs['f1']:.2f} with {theirs['wrong_merges']}"
     return f"F1 {mine['f1']:.3f} (P {mine['precision']:.2f}, R {mine['recall']:.2f}, {wrong}; {best})"

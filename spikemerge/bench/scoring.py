@@ -76,16 +76,19 @@ def pool_scores(scores: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``sets``, ``tp``, ``fp``, ``fn``, ``precision``, ``recall``, ``f1``, ``wrong_merges``; precision
-        and recall are 1 when nothing was merged or nothing was to be found.
+        ``sets``, ``tp``, ``fp``, ``fn``, ``precision``, ``recall``, ``f1``, ``wrong_merges``, and
+        ``impure_own`` / ``impure_foreign`` summed when every set has them; precision and recall
+        are 1 when nothing was merged or nothing was to be found.
     """
     scores = list(scores)
     tp, fp, fn = (sum(s[k] for s in scores) for k in ("tp", "fp", "fn"))
     precision = tp / (tp + fp) if tp + fp else 1.0
     recall = tp / (tp + fn) if tp + fn else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    impure = {k: sum(s[k] for s in scores) for k in ("impure_own", "impure_foreign")
+              if scores and all(k in s for s in scores)}
     return {"sets": len(scores), "tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1,
-            "wrong_merges": sum(s["wrong_merges"] for s in scores)}
+            "wrong_merges": sum(s["wrong_merges"] for s in scores), **impure}
 
 
 def unit_counts(gt_sorting, sorting, match_score: float = MATCH_SCORE) -> dict[str, int]:

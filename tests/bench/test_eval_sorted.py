@@ -23,6 +23,15 @@ def test_pooled_sums_counts_before_the_ratios():
     assert pooled["f1"] == pytest.approx(2 * p * r / (p + r))
 
 
+def test_pooled_sums_impure_merges_only_when_every_set_counted_them():
+    sets = [{"tp": 1, "fp": 0, "fn": 0, "wrong_merges": 0, "impure_own": 2, "impure_foreign": 1},
+            {"tp": 1, "fp": 0, "fn": 0, "wrong_merges": 0, "impure_own": 0, "impure_foreign": 3}]
+    pooled = pool_scores(sets)
+    assert (pooled["impure_own"], pooled["impure_foreign"]) == (2, 4)
+    # a preset's line or an older score file without the counts: no made-up zero
+    assert "impure_foreign" not in pool_scores([*sets, {"tp": 0, "fp": 0, "fn": 0, "wrong_merges": 0}])
+
+
 def test_pooled_of_sets_without_true_pairs_is_perfect_not_a_division_by_zero():
     pooled = pool_scores([{"tp": 0, "fp": 0, "fn": 0, "wrong_merges": 0}])
     assert pooled["precision"] == pooled["recall"] == 1.0 and pooled["f1"] == 1.0

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from spikemerge.bench.heldout import ScenarioScores, bar_misses, batch_row, read_scenario
+from spikemerge.bench.heldout import ScenarioScores, bar_misses, batch_row, pooled_line, read_scenario
 from spikemerge.bench.scoring import pool_scores
 from tests.helpers import load_script
 
@@ -42,6 +42,14 @@ def test_rows_sorted_by_sorter_then_seed_with_each_sets_best_preset_and_the_pool
     assert out[3] == "| MEArec drift (tdc2, 139) | 10 | **0.95** (0) | 0.00 (1) |"
     # pooled from the per-set counts: tp 13, fp 1, fn 1; x_contaminations tp 2 fp 5 fn 12 beats slay tp 1 fp 1 fn 13
     assert out[-1] == "Pooled: F1 0.929 (P 0.93, R 0.93, 1 wrong; `x_contaminations` 0.19 with 5)"
+
+
+def test_the_pooled_line_shows_where_impure_units_went_when_the_scores_counted_them():
+    mine = [{**_row(f"drift_sc2_s{seed}", "spikemerge (balanced)", 4, 0, 0), "impure_own": own, "impure_foreign": other}
+            for seed, own, other in ((1, 2, 0), (2, 1, 3))]
+    line = pooled_line(ScenarioScores("drift", "MEArec drift", mine, [_row("drift_sc2_s1", "SI slay", 1, 0, 3)]))
+    assert line == ("F1 1.000 (P 1.00, R 1.00, none; impure units merged: 3 to their neuron, 3 to another; "
+                    "`slay` 0.40 with 0)")
 
 
 def test_a_file_without_spikemerge_lines_is_refused_in_one_line(tmp_path):

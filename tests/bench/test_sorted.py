@@ -131,6 +131,20 @@ def test_score_sorted_leaves_impure_units_out():
     assert s["f1"] == pytest.approx(0.4)
 
 
+def test_score_sorted_tells_impure_units_merged_into_their_neuron_from_those_merged_into_another():
+    truth = {**TRUTH, "unit_to_neuron": {**TRUTH["unit_to_neuron"], "8": None, "9": None},
+             "impure_units": [6, 8, 9],
+             "purity": {"6": ["a", 0.7], "8": ["b", 0.55], "9": ["a", 0.4]}}
+    # 6 (mostly a) into a's units; 8 (mostly b) into a's; 9 into a group of b and c (tie: by neuron id),
+    # and 6 again with impure units only (not counted: no neuron to tell)
+    s = sb.score_sorted([[1, 2, 6, 8], [4, 7, 9], [6, 8]], truth)
+    assert (s["impure_own"], s["impure_foreign"]) == (1, 2)
+    assert s["excluded_pairs"] == 5 + 2 + 1
+    assert (s["tp"], s["wrong_merges"]) == (1, 1)
+    # a truth without purity records (older truth.json) counts nothing
+    assert (sb.score_sorted([[1, 2, 6]], TRUTH)["impure_own"], sb.score_sorted([[1, 2, 6]], TRUTH)["impure_foreign"]) == (0, 0)
+
+
 def test_score_sorted_counts_wrong_merges():
     s = sb.score_sorted([[1, 2, 4], [7, 5]], TRUTH)
     # pairs: 1-2 (tp), 1-4, 2-4, 7-5 (distinct neurons)

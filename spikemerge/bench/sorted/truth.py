@@ -264,8 +264,8 @@ def score_sorted(merges: Iterable[Sequence[Any]], truth: Mapping[str, Any]) -> d
     dict
         ``true_pairs``, ``pairs_found`` (merged pairs between pure units), ``tp``, ``fp``, ``fn``,
         ``precision``, ``recall``, ``f1``, ``wrong_merges`` (merged pairs of two distinct neurons;
-        equal to ``fp`` since impure units are left out) and ``excluded_pairs`` (merged pairs
-        that touch an impure unit).
+        equal to ``fp`` since impure units are left out), ``excluded_pairs`` (merged pairs
+        that touch an impure unit) and ``impure_own`` / ``impure_foreign`` (``impure_merges``).
     """
     key = _unit_key(truth)
     pure = {u: n for u, n in truth["unit_to_neuron"].items() if n is not None}
@@ -277,7 +277,48 @@ def score_sorted(merges: Iterable[Sequence[Any]], truth: Mapping[str, Any]) -> d
     n_true = sum(len(us) * (len(us) - 1) // 2 for us in split_neurons(pure, 2).values())
     return {"true_pairs": n_true, "pairs_found": len(found), "tp": scores["tp"], "fp": scores["fp"],
             "fn": scores["fn"], "precision": scores["precision"], "recall": scores["recall"], "f1": scores["f1"],
-            "wrong_merges": scores["distinct_merges"], "excluded_pairs": excluded}
+            "wrong_merges": scores["distinct_merges"], "excluded_pairs": excluded,
+            **impure_merges(groups, pure, truth.get("purity") or {})}
+
+
+def impure_merges(groups: Sequence[Sequence[str]], pure: Mapping[str, Any],
+                  purity: Mapping[str, Sequence[Any]]) -> dict[str, int]:
+    """Impure units merged with pure ones, by whether they went to the neuron most of their spikes are.
+
+    The pair score leaves impure units out, so an impure unit merged into another neuron's units
+    costs nothing there, though a curator would call it a wrong merge. A group's neuron is the
+    one most of its pure units belong to; an impure unit is ``impure_own`` when its best-matching
+    neuron (``purity``) is that neuron, ``impure_foreign`` otherwise: then at most half of its
+    spikes are the group's neuron's (under the purity threshold, its best neuron holds the most).
+    Units without a purity record, and groups with no pure unit, are not counted.
+
+    Parameters
+    ----------
+    groups : sequence of sequences of unit ids (as strings)
+    pure : mapping
+        Pure unit id -> neuron id.
+    purity : mapping
+        Unit id -> (best neuron id or None, fraction of the unit's spikes it matches), as ``truth.json``.
+
+    Returns
+    -------
+    dict
+        ``impure_own`` and ``impure_foreign`` counts.
+    """
+    own = foreign = 0
+    for group in groups:
+        neurons = [pure[u] for u in group if u in pure]
+        if not neurons:
+            continue
+        neuron = max(set(neurons), key=lambda n: (neurons.count(n), str(n)))
+        for unit in group:
+            if unit in pure or unit not in purity or purity[unit][0] is None:
+                continue
+            if str(purity[unit][0]) == str(neuron):
+                own += 1
+            else:
+                foreign += 1
+    return {"impure_own": own, "impure_foreign": foreign}
 
 
 def pair_kinds(truth: Mapping[str, Any], overlap_max: float = 0.3, shared_min: float = 0.5) -> dict[str, Any]:
