@@ -4,6 +4,8 @@
     python scripts/explain_sorted.py DATASET... -v                # ... and one line per missed or wrong pair
     python scripts/explain_sorted.py DATASET... --set gap_max_ratio=0.3 --set concurrent_max_separation_um=30
     python scripts/explain_sorted.py DATASET... --reliability   # how calibrated P is, pairs and merges
+    python scripts/explain_sorted.py DATASET... --keep            # keep each set's record in scripts/dev_evidence/
+    python scripts/explain_sorted.py scripts/dev_evidence/*.json.gz --set ...   # ... and judge from the kept records
 
 A dataset is a sorted-bench folder (``analyzer/`` and ``truth.json``, see
 ``scripts/make_sorted_bench.py``). Candidates and evidence are computed once per dataset and kept
@@ -11,6 +13,12 @@ in ``--cache`` (keyed by the source of the evidence and candidate code, so a cha
 recomputes them); the metrics judge then runs on them in a second or two, so a ``--set`` of
 ``JudgeParams`` fields can be tried across many sets. Without ``--set`` the verdicts are those of
 ``spikemerge run ANALYZER --no-render`` (same candidates, evidence, judge and policy).
+
+The cache and the datasets do not outlive their machine. ``--keep`` writes a set's record (truth,
+candidate groups, evidence; ``<name>.json.gz``) to be committed, and a kept record stands in for its
+dataset in every mode: judge changes can then be measured on every kept set on a new machine at
+once. A record's evidence is that of the code that wrote it; when the evidence or candidate code
+has changed since, it says so, and such changes need the sets themselves.
 
 With ``-v`` every true pair that was not merged is printed with the reason: ``nocand`` (never in
 one candidate group; its plain, denoised and widened similarities, distance and CCG numbers) or
@@ -23,6 +31,7 @@ tool: it refuses the sets of a batch of ``heldout_batches.toml`` that spikemerge
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import pickle
@@ -40,6 +49,9 @@ from spikemerge.bench.sorted import load_truth, score_sorted, true_pairs
 
 CODE = Path(spikemerge.__file__).parent / "tools"
 EVIDENCE_SOURCES = ("evidence", "analyzer", "candidates.py")
+KEPT = Path(__file__).with_name("dev_evidence")
+"""Kept records of scored sets (``--keep``): what a judge change is measured on when no analyzer is at hand."""
+KEPT_SUFFIX = ".json.gz"
 HELD_OUT_REGISTRY = Path(__file__).with_name("heldout_batches.toml")
 """Held-out batches: their sets are refused until spikemerge has scored them once."""
 SHOWN_FIELDS = ("template_similarity", "template_similarity_denoised", "template_similarity_stretch",
@@ -105,6 +117,51 @@ def evidence_of(dataset: Path, cache: Path) -> dict[str, Any]:
     return record
 
 
+def load_set(path: Path, cache: Path) -> dict[str, Any]:
+    """A set's record: ``name``, ``truth``, candidate ``groups``, their ``evidence`` and the ``outside`` pairs'
+    numbers; read from a kept file (``--keep``), or computed from the dataset folder (cached)."""
+    if path.name.endswith(KEPT_SUFFIX):
+        return read_kept(path)
+    return {"name": path.name, "truth": load_truth(path), **evidence_of(path, cache)}
+
+
+def write_kept(record: dict[str, Any], folder: Path) -> Path:
+    """``record`` as ``<folder>/<name>.json.gz``: the judge's whole input and the truth, a few hundred kB,
+    so a judge change can be measured on this set after its analyzer is gone (the cache does not
+    outlive its machine). Written whole or not at all; same record, same bytes."""
+    payload = {
+        "name": record["name"], "code_key": _code_key(), "truth": record["truth"],
+        "groups": [[g, list(units), [list(c) for c in chains]] for g, (units, chains) in record["groups"].items()],
+        "evidence": [[g, ev] for g, ev in record["evidence"].items()],
+        "outside": [[sorted(pair, key=str), numbers] for pair, numbers in record["outside"].items()],
+    }
+    text = json.dumps(payload, default=lambda v: v.item() if hasattr(v, "item") else str(v), sort_keys=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{record['name']}{KEPT_SUFFIX}"
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as zipped:
+        zipped.write(text.encode())
+    tmp.replace(path)
+    return path
+
+
+def read_kept(path: Path) -> dict[str, Any]:
+    """A record written by :func:`write_kept`; says so on stderr when the evidence code has changed since."""
+    payload = json.loads(gzip.decompress(path.read_bytes()))
+    if payload["code_key"] != _code_key():
+        print(f"explain_sorted: {path.name} holds evidence of code {payload['code_key']}, now {_code_key()}: "
+              "judge changes compare on it, evidence or candidate changes need the set rebuilt", file=sys.stderr)
+    return {"name": payload["name"], "truth": payload["truth"],
+            "groups": {g: (units, chains) for g, units, chains in payload["groups"]},
+            "evidence": {g: ev for g, ev in payload["evidence"]},
+            "outside": {frozenset(pair): numbers for pair, numbers in payload["outside"]}}
+
+
+def kept_name(path: Path) -> Path:
+    """The dataset a kept file stands for (its folder beside the file), for the held-out check."""
+    return path.with_name(path.name.removesuffix(KEPT_SUFFIX))
+
+
 def _numbers(record: dict[str, Any]) -> str:
     return " ".join(f"{k}={record[k]:.3g}" if isinstance(record[k], float) else f"{k}={record[k]}"
                     for k in SHOWN_FIELDS if k in record and record[k] is not None)
@@ -117,15 +174,15 @@ def _score_line(score) -> str:
     return f"log_odds={score.log_odds:+.2f} [{' '.join(flags)}] {terms}"
 
 
-def print_group(dataset: Path, record: dict[str, Any], group: int, judge, policy: str) -> None:
+def print_group(record: dict[str, Any], group: int, judge, policy: str) -> None:
     """Every pair of one candidate group with the neurons of its units, its score and its numbers."""
     from spikemerge.tools.judges.base import JudgeRequest
 
-    neuron = load_truth(dataset)["unit_to_neuron"]
+    neuron = record["truth"]["unit_to_neuron"]
     units, chains = record["groups"][group]
     request = JudgeRequest(group_id=group, unit_ids=tuple(units), evidence=record["evidence"][group])
     verdict = judge.judge(request, policy=policy)
-    print(f"group {group} of {dataset.name}: units {units}, chains {chains}, parts {verdict.merge_groups}")
+    print(f"group {group} of {record['name']}: units {units}, chains {chains}, parts {verdict.merge_groups}")
     print(f"  neurons: {' '.join(f'{u}:{neuron.get(str(u))}' for u in units)}")
     scores = judge.scores(request)
     for p in record["evidence"][group]["pairs"]:
@@ -134,10 +191,10 @@ def print_group(dataset: Path, record: dict[str, Any], group: int, judge, policy
         print(f"  {same} {a}+{b}: {_score_line(scores[frozenset((a, b))])} | {_numbers(p)}")
 
 
-def judge_dataset(dataset: Path, record: dict[str, Any], judge, policy: str, verbose: bool) -> dict[str, Any]:
+def judge_dataset(record: dict[str, Any], judge, policy: str, verbose: bool) -> dict[str, Any]:
     from spikemerge.tools.judges.base import JudgeRequest
 
-    truth = load_truth(dataset)
+    truth, name = record["truth"], record["name"]
     merges, scores, verdicts = [], {}, {}
     for g, (units, chains) in record["groups"].items():
         request = JudgeRequest(group_id=g, unit_ids=tuple(units), evidence=record["evidence"][g])
@@ -158,16 +215,16 @@ def judge_dataset(dataset: Path, record: dict[str, Any], judge, policy: str, ver
             if key in merged:
                 continue
             if key in record["outside"]:
-                print(f"  nocand {dataset.name} {a}+{b}: {_numbers(record['outside'][key])}")
+                print(f"  nocand {name} {a}+{b}: {_numbers(record['outside'][key])}")
             else:
                 parts = verdicts[group_of[a]].merge_groups
-                print(f"  apart  {dataset.name} {a}+{b} (group {group_of[a]}, parts {parts}): "
+                print(f"  apart  {name} {a}+{b} (group {group_of[a]}, parts {parts}): "
                       f"{_score_line(scores[key])} | {_numbers(evidence[key])}")
         for key in sorted(merged, key=lambda k: sorted(map(str, k))):
             a, b = sorted(key, key=str)
             na, nb = neuron.get(str(a)), neuron.get(str(b))
             if na is not None and nb is not None and na != nb:
-                print(f"  WRONG  {dataset.name} {a}({na})+{b}({nb}): {_score_line(scores[key])} | "
+                print(f"  WRONG  {name} {a}({na})+{b}({nb}): {_score_line(scores[key])} | "
                       f"{_numbers(evidence[key])}")
     return result
 
@@ -182,7 +239,7 @@ def _reliability_script():
     return module
 
 
-def reliability_rows(dataset: Path, record: dict[str, Any], judge, policy: str,
+def reliability_rows(record: dict[str, Any], judge, policy: str,
                      rel) -> tuple[list, list, list, list]:
     """Every judged pair's (P, one neuron?, thin?), every merge verdict's (confidence, all its parts right?),
     for the merge confidence's refit every merge verdict's parts (weakest carrying log-odds, right?), and
@@ -195,7 +252,7 @@ def reliability_rows(dataset: Path, record: dict[str, Any], judge, policy: str,
 
     rule = get_policy(policy)
     cut = logit(rule.merge_threshold)
-    neuron = load_truth(dataset)["unit_to_neuron"]
+    neuron = record["truth"]["unit_to_neuron"]
     pairs, verdicts, refit, apart, seen = [], [], [], [], set()
     for g, (units, _) in record["groups"].items():
         request = JudgeRequest(group_id=g, unit_ids=tuple(units), evidence=record["evidence"][g])
@@ -210,10 +267,10 @@ def reliability_rows(dataset: Path, record: dict[str, Any], judge, policy: str,
         if verdict.decision == "merge":
             weakest = [weakest_carrying(part, scores, judge.params, cut, rule.abstain_on_thin, judge.weights).log_odds
                        for part in verdict.merge_groups]
-            refit.append({"set": dataset.name, "parts": [(w, rel.part_truth(part, neuron))
+            refit.append({"set": record["name"], "parts": [(w, rel.part_truth(part, neuron))
                                                          for w, part in zip(weakest, verdict.merge_groups)]})
         elif verdict.decision == "not merge" and (truth := rel.apart_truth(units, neuron)) is not None:
-            apart.append({"set": dataset.name, "strongest": max(s.log_odds for s in scores.values()),
+            apart.append({"set": record["name"], "strongest": max(s.log_odds for s in scores.values()),
                           "p": verdict.confidence, "truth": truth})
     merges = [(row["p"], row["truth"]) for row in rel.verdict_rows(verdicts, neuron)
               if row["kind"] == "merge" and row["truth"] is not None]
@@ -263,7 +320,8 @@ def _params(overrides: list[str]):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("datasets", type=Path, nargs="+", help="sorted-bench folders (analyzer/, truth.json)")
+    parser.add_argument("datasets", type=Path, nargs="+",
+                        help=f"sorted-bench folders (analyzer/, truth.json) or kept records (*{KEPT_SUFFIX})")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "spikemerge-explain",
                         help="where candidates and evidence are kept between calls")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
@@ -274,32 +332,41 @@ def main(argv: list[str] | None = None) -> int:
                         help="print every pair of this candidate group of the (one) dataset instead of scoring")
     parser.add_argument("--reliability", action="store_true",
                         help="print how calibrated P is (pairs, merges) over the datasets instead of scoring")
+    parser.add_argument("--keep", type=Path, nargs="?", const=KEPT, default=None, metavar="DIR",
+                        help=f"write each set's record to DIR (default {KEPT.relative_to(KEPT.parent.parent)}) "
+                             "instead of scoring: to commit, so it outlives the machine")
     parser.add_argument("--peek-held-out", action="store_true",
                         help="read sets of a held-out batch that spikemerge has not scored yet (no longer held out)")
     args = parser.parse_args(argv)
-    if not args.peek_held_out and (refused := held_out_error(args.datasets, HELD_OUT_REGISTRY)):
+    named = [kept_name(d) if d.name.endswith(KEPT_SUFFIX) else d for d in args.datasets]
+    if not args.peek_held_out and (refused := held_out_error(named, HELD_OUT_REGISTRY)):
         parser.error(refused)
+    if args.keep is not None:
+        for dataset in args.datasets:
+            print(write_kept(load_set(dataset, args.cache), args.keep), flush=True)
+        return 0
 
     from spikemerge.tools.judges.metrics import MetricsJudge
 
     judge = MetricsJudge(_params(args.overrides))
     if args.group is not None:
         for dataset in args.datasets:
-            print_group(dataset, evidence_of(dataset, args.cache), args.group, judge, args.policy)
+            print_group(load_set(dataset, args.cache), args.group, judge, args.policy)
         return 0
     if args.reliability:
         rel, pairs, merges, refit, apart = _reliability_script(), [], [], [], []
         for dataset in args.datasets:
-            found = reliability_rows(dataset, evidence_of(dataset, args.cache), judge, args.policy, rel)
+            found = reliability_rows(load_set(dataset, args.cache), judge, args.policy, rel)
             pairs, merges, refit, apart = pairs + found[0], merges + found[1], refit + found[2], apart + found[3]
         print_reliability(pairs, merges, refit, apart, rel)
         return 0
     counts = ("tp", "fp", "fn", "wrong_merges", "impure_own", "impure_foreign")
     results = []
     for dataset in args.datasets:
-        result = judge_dataset(dataset, evidence_of(dataset, args.cache), judge, args.policy, args.verbose)
+        record = load_set(dataset, args.cache)
+        result = judge_dataset(record, judge, args.policy, args.verbose)
         results.append(result)
-        print(json.dumps({"dataset": dataset.name, "f1": round(result["f1"], 3),
+        print(json.dumps({"dataset": record["name"], "f1": round(result["f1"], 3),
                           **{k: result[k] for k in counts}}), flush=True)
     if len(results) > 1:
         pooled = pool_scores(results)

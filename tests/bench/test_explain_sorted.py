@@ -72,3 +72,42 @@ def test_an_unknown_parameter_is_named(sorted_style_dataset, tmp_path):
     with pytest.raises(SystemExit, match="unknown JudgeParams field 'no_such_knob'"):
         load_script("explain_sorted").main([str(sorted_style_dataset), "--cache", str(tmp_path),
                                             "--set", "no_such_knob=1"])
+
+
+def test_a_kept_record_judges_as_its_dataset_does(sorted_style_dataset, tmp_path, capsys):
+    """--keep writes the set's truth, groups and evidence; judged from the file, the scores and every
+    explained pair are the dataset's own (a new machine has the file, not the analyzer)."""
+    script = load_script("explain_sorted")
+    cache, kept = tmp_path / "cache", tmp_path / "kept"
+    assert script.main([str(sorted_style_dataset), "--cache", str(cache), "-v"]) == 0
+    from_folder = capsys.readouterr().out.splitlines()
+    assert script.main([str(sorted_style_dataset), "--cache", str(cache), "--keep", str(kept)]) == 0
+    path = kept / "small_s0.json.gz"
+    assert capsys.readouterr().out.split() == [str(path)]
+    first = path.read_bytes()
+    assert script.main([str(sorted_style_dataset), "--cache", str(cache), "--keep", str(kept)]) == 0
+    assert path.read_bytes() == first, "same record, same bytes: a commit shows only real changes"
+    capsys.readouterr()
+
+    shutil.rmtree(sorted_style_dataset)
+    assert script.main([str(path), "--cache", str(tmp_path / "empty"), "-v"]) == 0
+    assert capsys.readouterr().out.splitlines() == from_folder
+    assert not (tmp_path / "empty").exists(), "nothing recomputed"
+    assert script.main([str(path), "--reliability"]) == 0
+    assert "merge verdicts: n" in capsys.readouterr().out
+
+
+def test_a_kept_record_of_a_held_out_set_is_refused_until_its_batch_is_scored(tmp_path, capsys, monkeypatch):
+    script = load_script("explain_sorted")
+    registry = tmp_path / "batches.toml"
+    registry.write_text('[[batch]]\nseeds = [901, 902]\n\n[batch.drift]\nlabel = "drift"\nset = {}\n')
+    monkeypatch.setattr(script, "HELD_OUT_REGISTRY", registry)
+    path = tmp_path / "drift_sc2_s901.json.gz"
+    path.write_bytes(b"")
+    with pytest.raises(SystemExit) as stop:
+        script.main([str(path), "--cache", str(tmp_path)])
+    assert stop.value.code == 2 and "held out and not scored yet" in capsys.readouterr().err
+    registry.write_text(registry.read_text().replace("seeds = [901, 902]", 'seeds = [901, 902]\nscored = "v0"'))
+    with pytest.raises(Exception) as unreadable:  # let through: the empty file is then read
+        script.main([str(path), "--cache", str(tmp_path)])
+    assert not isinstance(unreadable.value, SystemExit)
