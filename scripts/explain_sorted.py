@@ -23,7 +23,8 @@ has changed since, it says so, and such changes need the sets themselves.
 With ``-v`` every true pair that was not merged is printed with the reason: ``nocand`` (never in
 one candidate group; its plain, denoised and widened similarities, distance and CCG numbers) or
 ``apart`` (judged and kept apart; the pair's log-odds, its nonzero terms and flags), and every
-merged pair of two distinct neurons as ``WRONG`` with the same numbers. This is a development
+merged pair of two distinct neurons as ``WRONG`` with the same numbers, and every impure unit merged
+with none of its best neuron's units as ``IMPURE``. This is a development
 tool: it refuses the sets of a batch of ``heldout_batches.toml`` that spikemerge has not scored yet
 (``heldout_batch.py score``), unless told ``--peek-held-out``.
 """
@@ -45,7 +46,7 @@ from typing import Any
 import spikemerge
 from spikemerge.bench.heldout import held_out_error
 from spikemerge.bench.scoring import pool_scores
-from spikemerge.bench.sorted import load_truth, score_sorted, true_pairs
+from spikemerge.bench.sorted import impure_placements, load_truth, score_sorted, true_pairs
 
 CODE = Path(spikemerge.__file__).parent / "tools"
 EVIDENCE_SOURCES = ("evidence", "analyzer", "candidates.py")
@@ -226,6 +227,13 @@ def judge_dataset(record: dict[str, Any], judge, policy: str, verbose: bool) -> 
             if na is not None and nb is not None and na != nb:
                 print(f"  WRONG  {name} {a}({na})+{b}({nb}): {_score_line(scores[key])} | "
                       f"{_numbers(evidence[key])}")
+        parts = [[str(u) for u in part] for part in merges]
+        pure = {u: n for u, n in neuron.items() if n is not None}
+        for unit, best, share, owner in impure_placements(parts, pure, truth.get("purity") or {}):
+            if str(best) != str(owner):
+                part = next(p for p in parts if unit in p)
+                print(f"  IMPURE {name} {unit} ({share:.0%} of its spikes {best}'s) merged into "
+                      f"{[x for x in part if x != unit]} ({owner}'s)")
     return result
 
 

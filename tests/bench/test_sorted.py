@@ -139,6 +139,9 @@ def test_score_sorted_tells_impure_units_merged_into_their_neuron_from_those_mer
     # and 6 again with impure units only (not counted: no neuron to tell)
     s = sb.score_sorted([[1, 2, 6, 8], [4, 7, 9], [6, 8]], truth)
     assert (s["impure_own"], s["impure_foreign"]) == (1, 2)
+    pure = {u: n for u, n in truth["unit_to_neuron"].items() if n is not None}
+    assert sb.impure_placements([["1", "2", "6", "8"], ["4", "7", "9"]], pure, truth["purity"]) == [
+        ("6", "a", 0.7, "a"), ("8", "b", 0.55, "a"), ("9", "a", 0.4, "c")]
     assert s["excluded_pairs"] == 5 + 2 + 1
     assert (s["tp"], s["wrong_merges"]) == (1, 1)
     # a truth without purity records (older truth.json) counts nothing

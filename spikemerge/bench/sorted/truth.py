@@ -286,11 +286,26 @@ def impure_merges(groups: Sequence[Sequence[str]], pure: Mapping[str, Any],
     """Impure units merged with pure ones, by whether they went to the neuron most of their spikes are.
 
     The pair score leaves impure units out, so an impure unit merged into another neuron's units
-    costs nothing there, though a curator would call it a wrong merge. A group's neuron is the
-    one most of its pure units belong to; an impure unit is ``impure_own`` when its best-matching
-    neuron (``purity``) is that neuron, ``impure_foreign`` otherwise: then at most half of its
-    spikes are the group's neuron's (under the purity threshold, its best neuron holds the most).
-    Units without a purity record, and groups with no pure unit, are not counted.
+    costs nothing there, though a curator would call it a wrong merge. ``impure_own`` counts the
+    placements (:func:`impure_placements`) into the unit's best-matching neuron, ``impure_foreign``
+    the others: then at most half of the unit's spikes are the group's neuron's (under the purity
+    threshold, its best neuron holds the most).
+
+    Returns
+    -------
+    dict
+        ``impure_own`` and ``impure_foreign`` counts.
+    """
+    placed = impure_placements(groups, pure, purity)
+    own = sum(str(best) == str(owner) for _, best, _, owner in placed)
+    return {"impure_own": own, "impure_foreign": len(placed) - own}
+
+
+def impure_placements(groups: Sequence[Sequence[str]], pure: Mapping[str, Any],
+                      purity: Mapping[str, Sequence[Any]]) -> list[tuple[str, Any, float, Any]]:
+    """Each impure unit merged with pure ones: (unit, its best-matching neuron, that neuron's share of its
+    spikes, the group's neuron). A group's neuron is the one most of its pure units belong to (ties by
+    id); units without a purity record, and groups with no pure unit, are left out.
 
     Parameters
     ----------
@@ -299,26 +314,18 @@ def impure_merges(groups: Sequence[Sequence[str]], pure: Mapping[str, Any],
         Pure unit id -> neuron id.
     purity : mapping
         Unit id -> (best neuron id or None, fraction of the unit's spikes it matches), as ``truth.json``.
-
-    Returns
-    -------
-    dict
-        ``impure_own`` and ``impure_foreign`` counts.
     """
-    own = foreign = 0
+    placed = []
     for group in groups:
         neurons = [pure[u] for u in group if u in pure]
         if not neurons:
             continue
-        neuron = max(set(neurons), key=lambda n: (neurons.count(n), str(n)))
+        owner = max(set(neurons), key=lambda n: (neurons.count(n), str(n)))
         for unit in group:
             if unit in pure or unit not in purity or purity[unit][0] is None:
                 continue
-            if str(purity[unit][0]) == str(neuron):
-                own += 1
-            else:
-                foreign += 1
-    return {"impure_own": own, "impure_foreign": foreign}
+            placed.append((unit, purity[unit][0], float(purity[unit][1]), owner))
+    return placed
 
 
 def pair_kinds(truth: Mapping[str, Any], overlap_max: float = 0.3, shared_min: float = 0.5) -> dict[str, Any]:
