@@ -5,7 +5,7 @@
     python scripts/explain_sorted.py DATASET... --set gap_max_ratio=0.3 --set concurrent_max_separation_um=30
     python scripts/explain_sorted.py DATASET... --reliability   # how calibrated P is, pairs and merges
     python scripts/explain_sorted.py DATASET... --keep            # keep each set's record in scripts/dev_evidence/
-    python scripts/explain_sorted.py scripts/dev_evidence/*.json.gz --set ...   # ... and judge from the kept records
+    python scripts/explain_sorted.py scripts/dev_evidence/*.json.xz --set ...   # ... and judge from the kept records
 
 A dataset is a sorted-bench folder (``analyzer/`` and ``truth.json``, see
 ``scripts/make_sorted_bench.py``). Candidates and evidence are computed once per dataset and kept
@@ -15,7 +15,7 @@ recomputes them); the metrics judge then runs on them in a second or two, so a `
 ``spikemerge run ANALYZER --no-render`` (same candidates, evidence, judge and policy).
 
 The cache and the datasets do not outlive their machine. ``--keep`` writes a set's record (truth,
-candidate groups, evidence; ``<name>.json.gz``) to be committed, and a kept record stands in for its
+candidate groups, evidence; ``<name>.json.xz``) to be committed, and a kept record stands in for its
 dataset in every mode: judge changes can then be measured on every kept set on a new machine at
 once. A record's evidence is that of the code that wrote it; when the evidence or candidate code
 has changed since, it says so, and such changes need the sets themselves.
@@ -32,9 +32,9 @@ tool: it refuses the sets of a batch of ``heldout_batches.toml`` that spikemerge
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
+import lzma
 import pickle
 import sys
 import tempfile
@@ -52,7 +52,7 @@ CODE = Path(spikemerge.__file__).parent / "tools"
 EVIDENCE_SOURCES = ("evidence", "analyzer", "candidates.py")
 KEPT = Path(__file__).with_name("dev_evidence")
 """Kept records of scored sets (``--keep``): what a judge change is measured on when no analyzer is at hand."""
-KEPT_SUFFIX = ".json.gz"
+KEPT_SUFFIX = ".json.xz"
 HELD_OUT_REGISTRY = Path(__file__).with_name("heldout_batches.toml")
 """Held-out batches: their sets are refused until spikemerge has scored them once."""
 SHOWN_FIELDS = ("template_similarity", "template_similarity_denoised", "template_similarity_stretch",
@@ -127,9 +127,9 @@ def load_set(path: Path, cache: Path) -> dict[str, Any]:
 
 
 def write_kept(record: dict[str, Any], folder: Path) -> Path:
-    """``record`` as ``<folder>/<name>.json.gz``: the judge's whole input and the truth, a few hundred kB,
-    so a judge change can be measured on this set after its analyzer is gone (the cache does not
-    outlive its machine). Written whole or not at all; same record, same bytes."""
+    """``record`` as ``<folder>/<name>.json.xz``: the judge's whole input and the truth (10-560 kB; xz
+    takes a quarter off gzip's size), so a judge change can be measured on this set after its analyzer
+    is gone (the cache does not outlive its machine). Written whole or not at all; same record, same bytes."""
     payload = {
         "name": record["name"], "code_key": _code_key(), "truth": record["truth"],
         "groups": [[g, list(units), [list(c) for c in chains]] for g, (units, chains) in record["groups"].items()],
@@ -140,15 +140,14 @@ def write_kept(record: dict[str, Any], folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{record['name']}{KEPT_SUFFIX}"
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as zipped:
-        zipped.write(text.encode())
+    tmp.write_bytes(lzma.compress(text.encode(), preset=9))
     tmp.replace(path)
     return path
 
 
 def read_kept(path: Path) -> dict[str, Any]:
     """A record written by :func:`write_kept`; says so on stderr when the evidence code has changed since."""
-    payload = json.loads(gzip.decompress(path.read_bytes()))
+    payload = json.loads(lzma.decompress(path.read_bytes()))
     if payload["code_key"] != _code_key():
         print(f"explain_sorted: {path.name} holds evidence of code {payload['code_key']}, now {_code_key()}: "
               "judge changes compare on it, evidence or candidate changes need the set rebuilt", file=sys.stderr)

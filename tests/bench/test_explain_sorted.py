@@ -82,7 +82,7 @@ def test_a_kept_record_judges_as_its_dataset_does(sorted_style_dataset, tmp_path
     assert script.main([str(sorted_style_dataset), "--cache", str(cache), "-v"]) == 0
     from_folder = capsys.readouterr().out.splitlines()
     assert script.main([str(sorted_style_dataset), "--cache", str(cache), "--keep", str(kept)]) == 0
-    path = kept / "small_s0.json.gz"
+    path = kept / "small_s0.json.xz"
     assert capsys.readouterr().out.split() == [str(path)]
     first = path.read_bytes()
     assert script.main([str(sorted_style_dataset), "--cache", str(cache), "--keep", str(kept)]) == 0
@@ -102,7 +102,7 @@ def test_a_kept_record_of_a_held_out_set_is_refused_until_its_batch_is_scored(tm
     registry = tmp_path / "batches.toml"
     registry.write_text('[[batch]]\nseeds = [901, 902]\n\n[batch.drift]\nlabel = "drift"\nset = {}\n')
     monkeypatch.setattr(script, "HELD_OUT_REGISTRY", registry)
-    path = tmp_path / "drift_sc2_s901.json.gz"
+    path = tmp_path / "drift_sc2_s901.json.xz"
     path.write_bytes(b"")
     with pytest.raises(SystemExit) as stop:
         script.main([str(path), "--cache", str(tmp_path)])
