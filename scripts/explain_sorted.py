@@ -226,11 +226,11 @@ def judge_dataset(record: dict[str, Any], judge, policy: str, verbose: bool) -> 
             if na is not None and nb is not None and na != nb:
                 print(f"  WRONG  {name} {a}({na})+{b}({nb}): {_score_line(scores[key])} | "
                       f"{_numbers(evidence[key])}")
-        parts = [[str(u) for u in part] for part in merges]
+        merged_parts = [[str(u) for u in part] for part in merges]
         pure = {u: n for u, n in neuron.items() if n is not None}
-        for unit, best, share, owner in impure_placements(parts, pure, truth.get("purity") or {}):
+        for unit, best, share, owner in impure_placements(merged_parts, pure, truth.get("purity") or {}):
             if str(best) != str(owner):
-                part = next(p for p in parts if unit in p)
+                part = next(p for p in merged_parts if unit in p)
                 print(f"  IMPURE {name} {unit} ({share:.0%} of its spikes {best}'s) merged into "
                       f"{[x for x in part if x != unit]} ({owner}'s)")
     return result
