@@ -65,7 +65,6 @@ def build(batch: Batch, cache: Path) -> int:
                     # a FAILED file, not an empty folder: STATUS.md and the next build see why
                     print(f"{spec.name}: FAILED {mark_failed(cache / spec.name, exc)}", flush=True)
                     continue
-                (cache / spec.name / "FAILED").unlink(missing_ok=True)
                 print(f"{spec.name}: {summary['units']} units, {summary['true_pairs']} true pairs", flush=True)
         presets = score_file(cache, batch, scenario, "presets")
         if not presets.exists():

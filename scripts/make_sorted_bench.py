@@ -91,7 +91,6 @@ def main(argv: list[str] | None = None) -> int:
             if not args.keep_going:
                 return 1
             continue
-        (folder / "FAILED").unlink(missing_ok=True)
         sizes = ", ".join(f"{n}->{k}" for n, k in sorted(summary["split_sizes"].items(), key=lambda kv: -kv[1]))
         log(f"{spec.name}: {'found' if cached else 'built'} in {time.perf_counter() - t0:.0f} s: "
             f"{summary['units']} units of {summary['neurons']} neurons, {summary['impure_units']} impure, "

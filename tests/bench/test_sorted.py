@@ -345,3 +345,15 @@ def test_status_keeps_its_notes_when_rewritten(tmp_path):
     text = sb.write_status(tmp_path, {"x_sc2_s1": "boom"}).read_text()
     assert "## notes\n\n- drift copies are 1.9 ms early" in text and "x_sc2_s1: boom" in text
     assert text.count("## notes") == 1
+
+
+def test_a_set_found_after_a_failed_try_no_longer_reads_as_failed(tmp_path):
+    """build_dataset, whoever calls it, removes the FAILED file of an earlier try once the set is there."""
+    folder = tmp_path / "drift_sc2_s1"
+    folder.mkdir()
+    (folder / "truth.json").write_text(json.dumps({**TRUTH, "true_pairs": [], "split_neurons": {}}))
+    (folder / "READY").touch()
+    (folder / "FAILED").write_text("RuntimeError: Templates could not be selected.")
+    summary = sb.build_dataset("drift_sc2_s1", None, "spykingcircus2", tmp_path)
+    assert summary["units"] == len(TRUTH["unit_to_neuron"])
+    assert not (folder / "FAILED").exists()

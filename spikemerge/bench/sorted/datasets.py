@@ -48,16 +48,20 @@ def build_dataset(name: str, spec: RecordingSpec, sorter: str, cache: Path, scen
     The recording is simulated once per spec into ``<cache>/recordings/rec_<key>.h5`` (or taken
     from ``recording_path``) and hard-linked into the dataset folder, so two sorters of one
     scenario and seed sort the same recording. Returns the dataset's summary (see :func:`summarise_truth`).
+    A ``FAILED`` file left by an earlier try (:func:`mark_failed`) is removed once the set is found or built.
     """
     log = log or (lambda line: None)
     cache = Path(cache)
     folder = cache / name
     if (folder / "READY").exists():
-        return summarise_truth(load_truth(folder))
-    folder.mkdir(parents=True, exist_ok=True)
-    with _building(folder):
-        return _build_dataset(folder, name, spec, sorter, cache, scenario_name, sorter_seed, motion_correction,
-                              n_jobs, log, recording_path)
+        summary = summarise_truth(load_truth(folder))
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        with _building(folder):
+            summary = _build_dataset(folder, name, spec, sorter, cache, scenario_name, sorter_seed,
+                                     motion_correction, n_jobs, log, recording_path)
+    (folder / "FAILED").unlink(missing_ok=True)
+    return summary
 
 
 @contextlib.contextmanager
