@@ -45,7 +45,8 @@ from .specs import (
 )
 from .truth import (
     DELTA_TIME_MS, MAX_LAG_MS, MIN_PURITY, assign_units, best_lags, build_truth, impure_merges, impure_placements,
-    load_truth, pair_facts, pair_kinds, score_sorted, shift_sorting, split_neurons, summarise_truth, to_python, true_pairs, unit_facts,
+    load_truth, pair_facts, pair_kinds, score_sorted, shift_sorting, split_neurons, summarise_truth, to_python,
+    true_pairs, unit_facts,
 )
 
 __all__ = [
@@ -53,8 +54,8 @@ __all__ = [
     "Log", "MAX_LAG_MS", "MIN_PURITY", "RecordingSpec", "SCENARIOS", "SORTERS", "SortedGroundTruth",
     "TemplateSpec", "assign_units", "best_lags", "build_analyzer", "build_dataset", "build_truth",
     "dataset_name", "dataset_spec", "default_cache", "ensure_venv_bin_on_path", "final_merge_off",
-    "impure_merges", "impure_placements", "load_dataset", "load_truth", "make_dataset", "make_recording", "make_templates", "mark_failed",
-    "pair_facts", "pair_kinds", "parse_dataset_name", "parse_overrides", "read_recording", "run_sorter_unmerged",
+    "impure_merges", "impure_placements", "load_dataset", "load_truth", "make_dataset", "make_recording",
+    "make_templates", "mark_failed", "pair_facts", "pair_kinds", "parse_dataset_name", "parse_overrides", "read_recording", "run_sorter_unmerged",
     "scenario", "score_sorted", "shift_sorting", "sorted_ground_truth", "sorter_params", "split_neurons",
     "summarise_truth", "to_python", "true_pairs", "unit_facts", "write_json", "write_status",
 ]
