@@ -55,7 +55,8 @@ __all__ = [
     "TemplateSpec", "assign_units", "best_lags", "build_analyzer", "build_dataset", "build_truth",
     "dataset_name", "dataset_spec", "default_cache", "ensure_venv_bin_on_path", "final_merge_off",
     "impure_merges", "impure_placements", "load_dataset", "load_truth", "make_dataset", "make_recording",
-    "make_templates", "mark_failed", "pair_facts", "pair_kinds", "parse_dataset_name", "parse_overrides", "read_recording", "run_sorter_unmerged",
+    "make_templates", "mark_failed", "pair_facts", "pair_kinds", "parse_dataset_name", "parse_overrides",
+    "read_recording", "run_sorter_unmerged",
     "scenario", "score_sorted", "shift_sorting", "sorted_ground_truth", "sorter_params", "split_neurons",
     "summarise_truth", "to_python", "true_pairs", "unit_facts", "write_json", "write_status",
 ]
