@@ -258,11 +258,14 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
                               _get(e, "amplitude_continuity_gap_p", 1.0),
                               _get(e, "amplitude_continuity_expected", 0.0), p)
     terms["continuity"] = min(feature, amplitude) if min(feature, amplitude) < 0 else max(feature, amplitude)
-    if powered and not duplicate and terms["crosscorrelograms"] >= p.dip_excuses_gap_log_odds:
+    if powered and not duplicate and widened and terms["crosscorrelograms"] >= p.dip_excuses_gap_log_odds:
         # a decisive refractory dip is the physics of one neuron; a feature-space gap beside it is
-        # how real sorters split bursting (amplitude-decrement) and drifting cells (measured on
-        # tridesclous2's burst splits), so it does not count against. A weak dip does not excuse
-        # it: a sorter that resolves one of two overlapping spikes carves one between neighbours
+        # how real sorters split bursting cells (amplitude decrement, measured on tridesclous2's
+        # burst splits), so it does not count against. A weak dip does not excuse it: a sorter that
+        # resolves one of two overlapping spikes carves one between neighbours. Nor does any dip
+        # beside a gap between units that are not a burst's slices (the smaller a widened copy of
+        # the larger, on the same channels): that is the collision dip of alike neighbours (see
+        # ``JudgeParams.plain_gap_log_odds``)
         terms["continuity"] = max(terms["continuity"], 0.0)
     # units that take turns with the probe's motion: slices cut by depth as a neuron drifts back and
     # forth, which fire in the same stretches of the recording but at different phases of the
@@ -284,6 +287,10 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         # a burst's amplitude decrement separates its first spikes from the later ones: the gap is
         # explained by one neuron's own dynamics, so it is not evidence of two
         terms["continuity"] = max(terms["continuity"], 0.0)
+    if not (duplicate or sequential or turns or widened) and terms["burst"] <= 0 and terms["continuity"] < 0:
+        # a gap between units firing at the same time that no burst explains (the smaller is no
+        # widened copy of the larger, no one-sided burst peak): one neuron's spikes form one cloud
+        terms["continuity"] = min(terms["continuity"], p.plain_gap_log_odds)
     reasons["pca"] = (
         f"PCA on {int(_get(e, 'shared_channels', 0))} shared channels ({e.get('comparison_window', 'all')} spikes): "
         f"d′ {_get(e, 'pca_dprime', float('nan')):.2f}, valley/peak {_get(e, 'continuity_ratio', float('nan')):.2f} "

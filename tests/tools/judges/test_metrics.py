@@ -701,19 +701,28 @@ SORTER_NEIGHBOURS = {
 }
 
 
-def test_only_a_decisive_refractory_dip_excuses_a_gap():
+def test_only_a_decisive_refractory_dip_beside_a_burst_widening_excuses_a_gap():
+    plain = JudgeParams().plain_gap_log_odds
     # one coincidence of four expected: a weak dip (a sorter resolving one of two overlapping spikes
-    # of neighbours makes one), so the gap between the clouds counts
+    # of neighbours makes one), so the gap between the clouds counts, in full: no burst explains it
     weak = score_pair(SORTER_NEIGHBOURS)
     assert 0 < weak.terms["crosscorrelograms"] < JudgeParams().dip_excuses_gap_log_odds
-    assert weak.terms["continuity"] < 0
-    # the gap and the weak dip weigh against each other: from P 0.97 (the dip excused the gap) to
-    # about 0.6, under the 0.96 of the true neighbour split it competed with in its group
-    assert weak.probability < 0.7 < score_pair(SORTER_NEIGHBOURS, JudgeParams(dip_excuses_gap_log_odds=0.0)).probability
-    # none of the four: the dip is decisive, the gap is a sorter's split of one cloud
+    assert weak.terms["continuity"] == plain and weak.probability < 0.5
+    # none of the four: a decisive dip, yet beside a gap between units of one shape and no widening,
+    # the collision dip of alike neighbours firing together (metrics-v33 excused the gap: P 0.97)
     empty = score_pair({**SORTER_NEIGHBOURS, "ccg_refractory_count": 0})
     assert empty.terms["crosscorrelograms"] > JudgeParams().dip_excuses_gap_log_odds
-    assert empty.terms["continuity"] == 0.0 and empty.probability > 0.5
+    assert empty.terms["continuity"] == plain and empty.probability < 0.5
+    # the smaller unit a slightly widened copy of the larger on the same channels (a burst's later
+    # spikes; too little widening for the burst shape alone to excuse the gap): the dip does
+    widened = {**SORTER_NEIGHBOURS, "template_similarity_stretch": 0.962, "template_stretch": 1.1}
+    slices = score_pair({**widened, "ccg_refractory_count": 0})
+    assert slices.terms["continuity"] == 0.0 and slices.probability > 0.5
+    # ... and not beside a weak dip, where the gap keeps its own measure
+    assert JudgeParams().gap_bounds[0] == score_pair(widened).terms["continuity"] > plain
+    # with the plain gap at the gap's own bound, only the dip's excuse is gone
+    bounded = JudgeParams(plain_gap_log_odds=JudgeParams().gap_bounds[0])
+    assert score_pair({**SORTER_NEIGHBOURS, "ccg_refractory_count": 0}, bounded).terms["continuity"] == -3.0
 
 
 def test_a_shallow_valley_is_a_sorters_cut_not_a_gap():
@@ -857,7 +866,8 @@ def test_a_separation_a_neurons_own_drift_explains_does_not_veto():
 
 def test_a_weak_refractory_dip_does_not_set_a_deep_gap_aside():
     """Two units firing together, 1 coincidence where 4 are expected (a dip worth +1.3 nats) and a
-    deep, significant valley between their clouds: the gap speaks. A strong dip sets it aside."""
+    deep, significant valley between their clouds: the gap speaks. A strong dip sets it aside when
+    the smaller unit is a widened copy of the larger (a burst's slices), and only then."""
     pair = {"unit_a": "a", "unit_b": "b", "num_spikes_a": 1000, "num_spikes_b": 600, "template_similarity": 0.96,
             "presence_overlap": 0.8, "comparison_window": "concurrent", "ccg_expected_refractory": 4.0,
             "ccg_refractory_count": 1.0, "continuity_ratio": 0.01, "continuity_gap_p": 1e-20,
@@ -865,7 +875,10 @@ def test_a_weak_refractory_dip_does_not_set_a_deep_gap_aside():
     weak = score_pair(pair)
     assert 0.0 < weak.terms["crosscorrelograms"] < 2.0 and weak.terms["continuity"] < 0.0
     strong = score_pair({**pair, "ccg_expected_refractory": 20.0, "ccg_refractory_count": 0.0})
-    assert strong.terms["crosscorrelograms"] >= 2.0 and strong.terms["continuity"] == 0.0
+    assert strong.terms["crosscorrelograms"] >= 2.0 and strong.terms["continuity"] < 0.0
+    burst = {"template_similarity_stretch": 0.97, "template_stretch": 1.1, "template_footprint_similarity": 0.99}
+    slices = score_pair({**pair, **burst, "ccg_expected_refractory": 20.0, "ccg_refractory_count": 0.0})
+    assert slices.terms["continuity"] == 0.0
 
 
 def test_the_join_best_supported_on_average_goes_first():
@@ -878,7 +891,7 @@ def test_the_join_best_supported_on_average_goes_first():
 
 def test_units_firing_at_the_same_time_in_two_places_are_two_neurons():
     """Two distinct neighbours that a sorter left alike, whose CCG dip (it resolved one of two
-    overlapping spikes) excuses their gap, but which fire at the same time 44 µm apart once the
+    overlapping spikes) reads as one neuron's, but which fire at the same time 44 µm apart once the
     probe's motion is removed (numbers of tridesclous2 units 39 and 46 on a dense drifting MEArec set)."""
     neighbours = {
         "unit_a": 39, "unit_b": 46, "num_spikes_a": 1801, "num_spikes_b": 365, "template_similarity": 0.77,
@@ -894,9 +907,12 @@ def test_units_firing_at_the_same_time_in_two_places_are_two_neurons():
     assert not near.veto and near.terms["drift"] == 0.0
     # 1 of 6.9 is what a collision dip between neighbours leaves: not decisive, the gap counts
     assert near.terms["continuity"] < 0 and near.log_odds < 0
-    # none of 6.9: a decisive dip excuses the gap
-    emptied = score_pair({**neighbours, "drift_separation_um": 20.0, "ccg_refractory_count": 0})
-    assert not emptied.veto and emptied.terms["continuity"] == 0.0 and emptied.log_odds > 0
+    # none of 6.9: a decisive dip excuses the gap of a burst's slices (the smaller widened), not of these
+    emptied = {**neighbours, "drift_separation_um": 20.0, "ccg_refractory_count": 0}
+    assert not score_pair(emptied).veto and score_pair(emptied).log_odds < 0
+    slices = score_pair({**emptied, "template_similarity_stretch": 0.78, "template_stretch": 1.1,
+                         "template_footprint_similarity": 0.99})
+    assert not slices.veto and slices.terms["continuity"] == 0.0 and slices.log_odds > 0
     # 29 µm apart with a deep dip (19 coincidences expected, none seen): a template matcher's
     # collision dip between close neighbours (tridesclous2 units 104 and 109 on a drifting set)
     collided = score_pair({**neighbours, "drift_separation_um": 29.0, "ccg_expected_refractory": 19.1,
