@@ -277,11 +277,12 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         # at a hand-over the waveforms drift: a real sorter's drift fragments of one neuron show
         # d′ 2-11 there (measured on spykingcircus2 output), so a gap is no evidence of two neurons
         terms["continuity"] = max(terms["continuity"], 0.0)
-    if burst_shape and not duplicate and not sequential and terms["crosscorrelograms"] >= 0:
+    if burst_shape and not duplicate and not sequential \
+            and terms["crosscorrelograms"] >= p.burst_shape_min_ccg_log_odds:
         # the smaller unit's spikes are wider copies of the larger one's, seen on the same channels:
         # the amplitude decrement and broadening of a bursting cell's later spikes, which puts a gap
-        # between a sorter's amplitude slices of it. Only while the refractory count does not speak
-        # against one neuron: a contaminated unit's flat CCG caps the CCG term, not the gap's.
+        # between a sorter's amplitude slices of it. Only while the refractory count shows no more
+        # than a weak excess: a contaminated unit's flat CCG caps the CCG term, not the gap's.
         terms["continuity"] = max(terms["continuity"], 0.0)
     if terms["burst"] > 0:
         # a burst's amplitude decrement separates its first spikes from the later ones: the gap is

@@ -642,6 +642,36 @@ def test_a_clear_widening_with_a_decrement_excuses_the_gap_though_it_explains_li
         assert other.terms["continuity"] < 0 and other.probability < 0.5, change
 
 
+# numbers of a real missed burst slice (spykingcircus2 on a MEArec bursting cell, held-out
+# burst_sc2_s186, units 62 and 63 of one neuron): the smaller unit the larger widened 1.3x on the same
+# channels, a deep gap between them, and 2 refractory coincidences where independent firing predicts 4.2
+SORTER_BURST_SLICE_WEAK_EXCESS = {
+    "unit_a": 62, "unit_b": 63, "num_spikes_a": 1657, "num_spikes_b": 309,
+    "template_similarity": 0.923, "template_similarity_denoised": 0.923, "template_similarity_stretch": 0.962,
+    "template_stretch": 1.3, "template_footprint_similarity": 0.997, "template_amplitude_ratio": 0.39,
+    "ccg_expected_refractory": 4.16, "ccg_refractory_count": 2, "presence_overlap": 0.94,
+    "comparison_window": "concurrent", "continuity_ratio": 0.003, "continuity_gap_p": 1.6e-10,
+    "continuity_expected": 22.5, "same_main_channel": True, "amplitude_continuity_ratio": 0.026,
+    "amplitude_continuity_gap_p": 1.3e-17, "amplitude_continuity_expected": 38.9,
+    "contamination_a": 0.0, "contamination_b": 2.0, "distance_um": 2.4,
+}
+
+
+def test_a_bursts_shape_excuses_its_gap_beside_a_weak_refractory_excess_only():
+    # a weak excess (a sorter's errors between one bursting cell's slices): the gap is the burst's
+    params = JudgeParams()
+    weak = score_pair(SORTER_BURST_SLICE_WEAK_EXCESS)
+    assert params.burst_shape_min_ccg_log_odds <= weak.terms["crosscorrelograms"] < 0
+    assert weak.terms["continuity"] == 0.0 and weak.probability > 0.5
+    # metrics-v33 asked for no excess at all: the gap counted and the slice stayed out
+    strict = score_pair(SORTER_BURST_SLICE_WEAK_EXCESS, JudgeParams(burst_shape_min_ccg_log_odds=0.0))
+    assert strict.terms["continuity"] < 0 and strict.probability < 0.5
+    # as many coincidences as independent firing predicts: the refractory count speaks, the gap counts
+    flat = score_pair({**SORTER_BURST_SLICE_WEAK_EXCESS, "ccg_refractory_count": 5})
+    assert flat.terms["crosscorrelograms"] < params.burst_shape_min_ccg_log_odds
+    assert flat.terms["continuity"] < 0 and flat.probability < 0.5
+
+
 def test_a_duplicates_thin_pair_does_not_keep_its_partners_split_out():
     # 55 and 58 are the same spikes detected twice; 54 is a burst slice of 55's neuron (P 0.87 with
     # 55); 54 and the copy 58 have a thin pair with nothing against one neuron (P 0.40)
