@@ -134,15 +134,17 @@ class JudgeParams:
     decrement. A refractory dip beside such a gap (``dip_excuses_gap_log_odds``) no longer excuses
     it: it is the collision dip of alike neighbours firing together, whose overlapping spikes a
     template matcher resolves one of. Measured on the 58 kept sorter-made sets (seeds 185-200, both
-    sorters; pairs of pure units firing together, not duplicates): with such a gap 443 pairs of
-    distinct neurons and 4 of one neuron, none vetoed otherwise (all 4 at log-odds under 0 already); with a dip that excused
-    the gap (CCG term 2.0-4.0), 8 distinct and none of one neuron (every one-neuron pair a dip excused
-    was a burst slice, widened 1.1-1.5x, footprint 0.97-1.0). End to end (balanced), metrics-v33
-    2121 same-neuron pairs merged / 9 distinct -> 2123 / 5 (two collision dips, 10-14 µm apart, 94-95 %
-    alike, and the thin pairs they dragged in); aggressive 2126 / 9 -> 2128 / 6; conservative
-    492 / 3 -> 492 / 1. Not a veto: at a veto impure units (mixes of two neurons, which show such gaps
-    with their own neuron's units) set up contests (``contest_margin_log_odds``) that kept 8 same-neuron
-    pairs out; -4 and -5 gave 2121 / 5. ``gap_bounds[0]``: off, but for the dip's excuse."""
+    sorters; pairs of pure units firing together, not duplicates, not vetoed otherwise): with such a
+    gap 443 pairs of distinct neurons and 4 of one neuron (all 4 at log-odds under 0 already); among
+    them, with a dip that excused the gap (CCG term 2.0-4.0), 8 distinct and none of one neuron
+    (every one-neuron pair a dip excused was a burst slice, widened 1.1-1.5x, footprint 0.97-1.0).
+    End to end (balanced), metrics-v33 2121 same-neuron pairs merged / 9 distinct -> 2123 / 5 (two
+    collision dips, 10-14 µm apart, 94-95 % alike, and the thin pairs they dragged in); aggressive
+    2126 / 9 -> 2128 / 6; conservative 492 / 3 -> 492 / 1. Applied to powered pairs only (enough
+    coincidences expected for the CCG): 2122 / 5 (-4 and -5: 2121 / 5). Not a veto: as one (-3,
+    flagged; powered pairs only), 2113 / 5, since impure units (mixes of two neurons, which show such
+    gaps with their own neuron's units) then set up contests (``contest_margin_log_odds``) that kept 8
+    same-neuron pairs out. ``gap_bounds[0]``: off, but for the dip's excuse."""
     continuous_ratio: float = 0.7
     continuous_log_odds: float = 1.0
     # bursts: a one-sided short-lag CCG peak beside the refractory dip

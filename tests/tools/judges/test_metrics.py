@@ -739,7 +739,7 @@ def test_only_a_decisive_refractory_dip_beside_a_burst_widening_excuses_a_gap():
     assert 0 < weak.terms["crosscorrelograms"] < JudgeParams().dip_excuses_gap_log_odds
     assert weak.terms["continuity"] == plain and weak.probability < 0.5
     # none of the four: a decisive dip, yet beside a gap between units of one shape and no widening,
-    # the collision dip of alike neighbours firing together (metrics-v33 excused the gap: P 0.97)
+    # the collision dip of alike neighbours firing together (metrics-v33 excused the gap)
     empty = score_pair({**SORTER_NEIGHBOURS, "ccg_refractory_count": 0})
     assert empty.terms["crosscorrelograms"] > JudgeParams().dip_excuses_gap_log_odds
     assert empty.terms["continuity"] == plain and empty.probability < 0.5
