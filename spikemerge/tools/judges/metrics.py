@@ -228,6 +228,22 @@ def _chain_links(chains: Sequence[Sequence[Any]], unit_ids: Sequence[Any], score
     return links
 
 
+def _kept_apart(left: Sequence[Any], right: Sequence[Any], scores: Mapping[frozenset, PairScore],
+                params: JudgeParams) -> bool:
+    """Whether decisive evidence keeps two parts apart, as ``_contested`` reads it: a veto between them.
+
+    With ``params.contest_veto_beyond_one_unit``, vetoes that all involve one unit of a part that
+    holds others say that unit and the other part are two neurons, not the whole part: that unit
+    may hold another neuron's spikes as well (an impure unit, seen refractory-excessive with its own
+    neuron's fragments), and the rest of its part may still be the other part's neuron.
+    """
+    vetoes = [(a, b) for a in left for b in right if scores[frozenset((a, b))].veto]
+    if not vetoes or not params.contest_veto_beyond_one_unit:
+        return bool(vetoes)
+    return not any(len(side) > 1 and any(all(u in pair for pair in vetoes) for u in side)
+                   for side in (left, right))
+
+
 def _contested(i: int, j: int, claims: Mapping[int, Mapping[int, float]], vetoed: Callable[[int, int], bool],
                margin: float) -> bool:
     """Whether joining parts ``i`` and ``j`` takes one of them from a rival claim as good as this one.
@@ -428,9 +444,6 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
 
         return sum(plain) / len(plain), claim(left, right), claim(right, left)
 
-    def vetoed(left: list[Any], right: list[Any]) -> bool:
-        return any(scores[frozenset((a, b))].veto for a in left for b in right)
-
     clusters: list[list[Any]] = [[u] for u in unit_ids]
     ejected: set[Any] = set()  # each unit is left out of a join at most once: no cycles
     # a join's strength depends on its two parts alone: computed once per pair of parts, so each
@@ -450,7 +463,7 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
         for i, j in sorted(mean, key=lambda k: -mean[k]):
             # a part claimed about as well by another part that decisive evidence keeps from this
             # one's partner (``_contested``) waits; if no other join resolves it, it stays out
-            if not _contested(i, j, claims, lambda y, k: vetoed(clusters[y], clusters[k]),
+            if not _contested(i, j, claims, lambda y, k: _kept_apart(clusters[y], clusters[k], scores, params),
                               params.contest_margin_log_odds):
                 best_pair = (i, j)
                 break
@@ -496,7 +509,7 @@ class MetricsJudge:
     def fingerprint(self) -> str:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
-        source = json.dumps({"judge": "metrics-v34", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v35", "params": self.params.fingerprint(),
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 

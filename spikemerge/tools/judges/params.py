@@ -317,6 +317,19 @@ class JudgeParams:
     bursting sets 518 and 0 -> 516 and 0. A part's claim as its strongest pair across (metrics-v20,
     v21) instead: on 64 drifting sets (seeds 37-68) 2949 and 8 against 2968 and 8, on 64 bursting
     sets 767 and 0 against 771 and 0 (16 of the drifting pairs one part of one set). ``-inf``: off."""
+    contest_veto_beyond_one_unit: bool = True
+    """The veto that makes two parts rivals in a contest (``contest_margin_log_odds``) must not rest on
+    one unit of a part that holds others (``metrics._kept_apart``): vetoes that all involve one unit
+    say that unit is another neuron, not its part, and an impure unit (spikes of two neurons) shows
+    them with its own neuron's fragments. Seen on held-out drift_tdc2_s204: a unit 56 % one neuron's,
+    with 4.5 nats of refractory excess and a gap against two of that neuron's fragments (a veto with
+    one), made rivals of its part and theirs, and a third part of the neuron, claimed by both,
+    joined neither (19 same-neuron pairs missed; with the rule it joins the two fragments, 15). On
+    the 74 kept sorter-made sets (seeds 185-204), balanced: 2621 same-neuron pairs merged / 5 distinct
+    -> 2657 / 6 (14 drifting sets gain 1-6 pairs, none loses; the one distinct pair added,
+    drift_sc2_s191 113+42, extends the part of that set's wrong pair 113+37; impure units merged into
+    another neuron's part 36 -> 37); aggressive
+    2627 / 6 -> 2662 / 7, conservative 623 / 1 -> 624 / 1 (metrics-v35). False: any veto (until v34)."""
     eject_torn_copies: bool = True
     """When no join is left, two parts that only a unit duplicating members of both keeps apart
     join without it, and it stays out (``metrics._torn_copy``): such a unit holds spikes of both

@@ -340,6 +340,22 @@ def test_partition_never_chains_unjudged_links():
     assert partition(["a", "b", "c"], vetoed, 0.5, chains=[["a", "b", "c"]]) == [["a", "b"]]
 
 
+def test_a_veto_resting_on_one_unit_of_a_part_does_not_make_its_part_a_rival():
+    """b is claimed by part [a1, u] (+4.1, +4.0) and by c (+3.5); only u, in a part with a1, is
+    vetoed with c (an impure unit's refractory excess with its own neuron's fragment, as on held-out
+    drift_tdc2_s204): that says u and c differ, not the part, so b is not contested and joins the
+    better claim. A veto with a1 as well keeps the parts rivals, and b stays out."""
+    def parts(a1c, **params):
+        scores = {frozenset(("a1", "u")): _score("a1", "u", 6.0), frozenset(("a1", "b")): _score("a1", "b", 4.1),
+                  frozenset(("b", "u")): _score("b", "u", 4.0), frozenset(("b", "c")): _score("b", "c", 3.5),
+                  frozenset(("a1", "c")): a1c, frozenset(("c", "u")): _score("c", "u", -5.0, veto=True)}
+        return sorted(map(sorted, partition(["a1", "u", "b", "c"], scores, 0.5, params=JudgeParams(**params))))
+
+    assert parts(_score("a1", "c", -1.0)) == [["a1", "b", "u"]]
+    assert parts(_score("a1", "c", -5.0, veto=True)) == [["a1", "u"]]
+    assert parts(_score("a1", "c", -1.0), contest_veto_beyond_one_unit=False) == [["a1", "u"]]
+
+
 def test_a_unit_two_neurons_claim_alike_stays_out():
     """b hands over cleanly to a and to c, whose own pair is vetoed (two neurons): b joins the
     claim that is stronger by the contest margin, and neither when the two are close (a fragment
@@ -609,10 +625,13 @@ def test_interleaved_fragments_of_a_back_and_forth_drift_merge_and_a_neighbour_s
     verdict = MetricsJudge().judge(request, "balanced")
     assert all(len({neuron_of[u] for u in part}) == 1 for part in verdict.merge_groups), verdict.merge_groups
     assert max(len(part) for part in verdict.merge_groups if neuron_of[part[0]] == "b") >= 3, verdict.merge_groups
-    # without the drift numbers a neighbour's fragment at the same row, at other times, joins
-    plain = MetricsJudge().judge(JudgeRequest(group_id=1, unit_ids=tuple(group),
-                                              evidence=group_record({u: units[u] for u in group})), "balanced")
+    # without the drift numbers a neighbour's fragment at the same row, at other times, joins where any
+    # veto makes two parts rivals (metrics-v34); with them it does not, either way
+    any_veto = MetricsJudge(JudgeParams(contest_veto_beyond_one_unit=False))
+    plain = any_veto.judge(JudgeRequest(group_id=1, unit_ids=tuple(group),
+                                        evidence=group_record({u: units[u] for u in group})), "balanced")
     assert any(len({neuron_of[u] for u in part}) > 1 for part in plain.merge_groups), plain.merge_groups
+    assert all(len({neuron_of[u] for u in part}) == 1 for part in any_veto.judge(request, "balanced").merge_groups)
 
 
 # numbers of a real missed burst slice (spykingcircus2 on a MEArec bursting cell, dev set burst_sc2_s6,
