@@ -391,7 +391,8 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
     A part that two parts both claim, where a veto keeps those two apart (two neurons), joins the
     stronger claim only when it is stronger by ``params.contest_margin_log_odds``; otherwise it
     waits, and stays out if no other join settles it (``_contested``): a fragment on two drifting
-    neighbours' trajectories, with clean hand-overs to both, is not given to one on a guess.
+    neighbours' trajectories, with clean hand-overs to both, is not given to one on a guess. Vetoes
+    that all rest on one unit of a part holding others do not make its part a rival (``_kept_apart``).
 
     When no join is left, two parts that only a copy of members of both keeps apart join without
     it, and it stays out (``_torn_copy``, under ``params.eject_torn_copies``; each unit at most once).
