@@ -328,8 +328,8 @@ class JudgeParams:
     the 74 kept sorter-made sets (seeds 185-204), balanced: 2621 same-neuron pairs merged / 5 distinct
     -> 2657 / 6 (14 drifting sets gain 1-6 pairs, none loses; the one distinct pair added,
     drift_sc2_s191 113+42, extends the part of that set's wrong pair 113+37; impure units merged into
-    another neuron's part 36 -> 37); aggressive
-    2627 / 6 -> 2662 / 7, conservative 623 / 1 -> 624 / 1 (metrics-v35). False: any veto (until v34)."""
+    another neuron's part 36 -> 37); aggressive 2627 / 6 -> 2662 / 7, conservative 623 / 1 -> 624 / 1
+    (metrics-v35). False: any veto (until v34)."""
     eject_torn_copies: bool = True
     """When no join is left, two parts that only a unit duplicating members of both keeps apart
     join without it, and it stays out (``metrics._torn_copy``): such a unit holds spikes of both

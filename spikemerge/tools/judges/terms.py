@@ -288,9 +288,10 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         # a burst's amplitude decrement separates its first spikes from the later ones: the gap is
         # explained by one neuron's own dynamics, so it is not evidence of two
         terms["continuity"] = max(terms["continuity"], 0.0)
-    if not (duplicate or sequential or turns or widened) and terms["burst"] <= 0 and terms["continuity"] < 0:
-        # a gap between units firing at the same time that no burst explains (the smaller is no
-        # widened copy of the larger, no one-sided burst peak): one neuron's spikes form one cloud
+    if not (duplicate or widened) and terms["continuity"] < 0:
+        # a gap left between units firing at the same time (the excuses above cleared it for units
+        # that follow each other, take turns with the motion or show a burst peak) that no widening
+        # explains: one neuron's spikes form one cloud
         terms["continuity"] = min(terms["continuity"], p.plain_gap_log_odds)
     reasons["pca"] = (
         f"PCA on {int(_get(e, 'shared_channels', 0))} shared channels ({e.get('comparison_window', 'all')} spikes): "
