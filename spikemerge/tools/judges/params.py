@@ -252,6 +252,21 @@ class JudgeParams:
     end, balanced 1892 same-neuron pairs merged / 2 distinct -> 1899 / 2 (bursting 316 -> 319,
     drifting 1576 -> 1580; aggressive 1892 / 3 -> 1899 / 3; conservative unchanged). ``2``: off
     (metrics-v30)."""
+    concurrent_widened_footprint: float = 0.9
+    """... or unless the smaller unit is a widened copy of the larger (``concurrent_widened_min_gain``)
+    seen in about the same proportions across channels (footprint at least this) with no gap
+    between their clouds (continuity term at least 0): a bursting cell's later spikes, smaller and
+    wider, which the localization puts 35-50 µm from its first ones. On the 104 kept sorter-made
+    records (seeds 185-212), concurrent pairs vetoed by their separation with footprint >= 0.9 and a
+    widening gain >= 0.05: 9 same-neuron pairs (spykingcircus2 burst slices, footprint 0.915-0.981,
+    no gap) and 25 distinct (footprint up to 0.944, every one with a gap between the clouds).
+    ``2``: off (metrics-v36)."""
+    concurrent_widened_min_gain: float = 0.05
+    """How much widening the larger template must raise the pair's similarity (cosine, noise-corrected)
+    for ``concurrent_widened_footprint``: 0.07-0.14 for the burst slices measured there."""
+    burst_slice_widened_shape: bool = True
+    """Whether such a burst slice's waveforms are compared with the larger template widened (as for
+    ``burst_footprint_min``), not as they are."""
     # a join over pairs that carry no evidence (far ends of a drift, see ``metrics.partition``)
     bridge_min_probability: float = 0.7
     """A join that passes over uninformative pairs must be carried by a pair across at least this

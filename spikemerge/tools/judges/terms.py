@@ -213,8 +213,8 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     # is widened, and keeps its spatial footprint (a widening alone also lifts distinct neighbours)
     stretch = _get(e, "template_similarity_stretch", float("nan"))
     factor = _get(e, "template_stretch", 1.0)
-    widened = (finite(stretch) and stretch > similarity and factor > 1.0
-               and _get(e, "template_footprint_similarity", 0.0) >= p.burst_footprint_min)
+    footprint = _get(e, "template_footprint_similarity", 0.0)
+    widened = finite(stretch) and stretch > similarity and factor > 1.0 and footprint >= p.burst_footprint_min
     shape_similarity = similarity
     # the smaller unit is a wider copy of the larger one when the widening explains a real share
     # of what plain scaling leaves unexplained (1 - cos², both cosines noise-corrected)
@@ -222,34 +222,6 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     decrement = _get(e, "template_amplitude_ratio", 1.0) <= p.burst_max_amplitude_ratio
     burst_shape = widened and ((stretch ** 2 - similarity ** 2) / unexplained >= p.stretch_min_explained
                                or (factor >= p.burst_min_widening and decrement))
-    if widened:
-        similarity = stretch
-    if duplicate:
-        # the same spikes cut at another lag: compare the part both windows hold
-        similarity = max(similarity, _get(e, "template_similarity_overlap", similarity))
-    at_handover = _get(e, "handover_similarity", float("nan"))
-    shown = similarity
-    if sequential and finite(e.get("handover_similarity")):
-        shown = max(similarity, at_handover)
-    moved_similarity = _get(e, "drift_template_similarity", float("nan"))
-    # how far the probe moved between the two units' lives (evidence/motion.py), and whether that counts
-    displacement = _get(e, "drift_displacement_um", 0.0)
-    moved = _moved(e, "drift_moved", abs(displacement))
-    carried = sequential and finite(moved_similarity) and moved
-    if carried:
-        # the probe moved between the two units' lives: one neuron's later template is its earlier one
-        # carried by the motion, or its last spikes before the hand-over; the templates as they are
-        # compare the same raw place at other times, which a neighbour also occupies
-        shown = max(moved_similarity, at_handover) if finite(at_handover) else moved_similarity
-    centre = p.moved_similarity_centre if carried else p.similarity_centre
-    terms["waveforms"] = _clip(p.similarity_slope * (shown - centre), p.similarity_bounds)
-    reasons["waveforms"] = (
-        f"templates {100 * _get(e, 'template_similarity', 0):.0f}% alike ({100 * shape_similarity:.0f}% with noise "
-        f"removed{f', {100 * stretch:.0f}% with the larger widened {factor:.2f}x' if widened else ''}"
-        f"{f', {100 * at_handover:.0f}% at the hand-over' if sequential and finite(at_handover) else ''}"
-        f"{f', {100 * moved_similarity:.0f}% once moved by the probe motion' if carried else ''}), "
-        f"amplitude ratio {_get(e, 'template_amplitude_ratio', float('nan')):.2f}, "
-        f"{_get(e, 'distance_um', float('nan')):.0f} µm apart")
     feature = _gap_term(_get(e, "continuity_ratio", float("nan")), _get(e, "continuity_gap_p", 1.0),
                         _get(e, "continuity_expected", 0.0), p)
     amplitude = 0.0
@@ -293,6 +265,41 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         # that follow each other, take turns with the motion or show a burst peak) that no widening
         # explains: one neuron's spikes form one cloud
         terms["continuity"] = min(terms["continuity"], p.plain_gap_log_odds)
+    # a burst's later spikes, smaller and wider, on about the same channels as its first ones and with
+    # no gap left between the clouds: firing together, they are one cell's slices even where the
+    # localization puts them apart (see ``JudgeParams.concurrent_widened_footprint``)
+    burst_slice = (not sequential and not duplicate and finite(stretch) and factor > 1.0
+                   and stretch - similarity >= p.concurrent_widened_min_gain
+                   and footprint >= p.concurrent_widened_footprint and terms["continuity"] >= 0.0)
+    widened_shape = widened or (burst_slice and p.burst_slice_widened_shape)
+    if widened_shape:
+        similarity = stretch
+    if duplicate:
+        # the same spikes cut at another lag: compare the part both windows hold
+        similarity = max(similarity, _get(e, "template_similarity_overlap", similarity))
+    at_handover = _get(e, "handover_similarity", float("nan"))
+    shown = similarity
+    if sequential and finite(e.get("handover_similarity")):
+        shown = max(similarity, at_handover)
+    moved_similarity = _get(e, "drift_template_similarity", float("nan"))
+    # how far the probe moved between the two units' lives (evidence/motion.py), and whether that counts
+    displacement = _get(e, "drift_displacement_um", 0.0)
+    moved = _moved(e, "drift_moved", abs(displacement))
+    carried = sequential and finite(moved_similarity) and moved
+    if carried:
+        # the probe moved between the two units' lives: one neuron's later template is its earlier one
+        # carried by the motion, or its last spikes before the hand-over; the templates as they are
+        # compare the same raw place at other times, which a neighbour also occupies
+        shown = max(moved_similarity, at_handover) if finite(at_handover) else moved_similarity
+    centre = p.moved_similarity_centre if carried else p.similarity_centre
+    terms["waveforms"] = _clip(p.similarity_slope * (shown - centre), p.similarity_bounds)
+    reasons["waveforms"] = (
+        f"templates {100 * _get(e, 'template_similarity', 0):.0f}% alike ({100 * shape_similarity:.0f}% with noise "
+        f"removed{f', {100 * stretch:.0f}% with the larger widened {factor:.2f}x' if widened_shape else ''}"
+        f"{f', {100 * at_handover:.0f}% at the hand-over' if sequential and finite(at_handover) else ''}"
+        f"{f', {100 * moved_similarity:.0f}% once moved by the probe motion' if carried else ''}), "
+        f"amplitude ratio {_get(e, 'template_amplitude_ratio', float('nan')):.2f}, "
+        f"{_get(e, 'distance_um', float('nan')):.0f} µm apart")
     reasons["pca"] = (
         f"PCA on {int(_get(e, 'shared_channels', 0))} shared channels ({e.get('comparison_window', 'all')} spikes): "
         f"d′ {_get(e, 'pca_dprime', float('nan')):.2f}, valley/peak {_get(e, 'continuity_ratio', float('nan')):.2f} "
@@ -351,7 +358,6 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     # too few units, a registration that failed) a drift hand-over cannot be placed on its trajectory
     veto = veto or (not duplicate and moving and terms["drift"] <= p.veto_log_odds)
     apart = _get(e, "drift_separation_um", float("nan"))
-    footprint = _get(e, "template_footprint_similarity", 0.0)
     if not sequential and finite(apart) and apart >= p.concurrent_max_separation_um:
         # units firing at the same time in two places: motion or none, one neuron is in one place;
         # the same footprint across channels says one place whatever the localization estimated
@@ -359,6 +365,11 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
             reasons["drift"] = (f"the units fire at the same time, localized {apart:.0f} µm apart but seen in the "
                                 f"same proportions on every channel (footprint {footprint:.3f}): one place, "
                                 f"as one neuron's spikes are; the localization is what differs")
+        elif burst_slice:
+            reasons["drift"] = (f"the units fire at the same time, localized {apart:.0f} µm apart, but the smaller "
+                                f"is a wider copy of the larger on about the same channels (footprint "
+                                f"{footprint:.3f}) with no gap between them: a burst's later spikes, which the "
+                                f"localization misplaces")
         else:
             terms["drift"] = min(terms["drift"], p.concurrent_separation_log_odds)
             reasons["drift"] = (f"the units fire at the same time {apart:.0f} µm apart with the probe's motion "

@@ -993,6 +993,45 @@ def test_a_footprint_alike_across_channels_overrides_a_localization_that_puts_sl
     assert off.veto
 
 
+def test_a_burst_slice_misplaced_by_the_localization_is_not_two_places():
+    """A bursting cell's later spikes, smaller and wider, firing with its first ones and localized
+    41 µm away, on about the same channels (footprint 0.92) and with no gap between the clouds
+    (spykingcircus2 units 57 and 58 of one neuron, burst_sc2_s194): no veto, and their shapes are
+    compared with the larger template widened. Distinct neighbours with the same footprint and
+    widening leave a gap between their clouds (tridesclous2 units 68 and 69 of two neurons,
+    drift_tdc2_s204): still two places (metrics-v36)."""
+    slices = {
+        "unit_a": 57, "unit_b": 58, "num_spikes_a": 1328, "num_spikes_b": 159, "template_similarity": 0.739,
+        "template_similarity_denoised": 0.74, "template_similarity_stretch": 0.84, "template_stretch": 1.5,
+        "template_amplitude_ratio": 0.691, "template_footprint_similarity": 0.922, "ccg_expected_refractory": 2.094,
+        "ccg_refractory_count": 0, "presence_overlap": 0.913, "comparison_window": "concurrent",
+        "continuity_ratio": 0.326, "continuity_gap_p": 0.012, "continuity_expected": 6.411,
+        "same_main_channel": False, "drift_separation_um": 40.669, "drift_motion_range_um": 0.0,
+        "drift_motion_registered": False, "burst_forward": 13, "burst_backward": 18, "burst_asymmetry_p": 0.473,
+    }
+    one_cell = score_pair(slices)
+    assert not one_cell.veto and one_cell.terms["drift"] == 0.0
+    assert "localization misplaces" in one_cell.reasons["drift"]
+    assert "widened 1.50x" in one_cell.reasons["waveforms"]
+    as_is = score_pair(slices, JudgeParams(burst_slice_widened_shape=False))
+    assert not as_is.veto and as_is.terms["waveforms"] < one_cell.terms["waveforms"]
+    off = score_pair(slices, JudgeParams(concurrent_widened_footprint=2.0))
+    assert off.veto and "same time" in off.reasons["drift"]
+    neighbours = {
+        **slices, "unit_a": 68, "unit_b": 69, "num_spikes_a": 712, "num_spikes_b": 119, "template_similarity": 0.731,
+        "template_similarity_denoised": 0.733, "template_amplitude_ratio": 0.693,
+        "template_footprint_similarity": 0.929, "ccg_expected_refractory": 1.438, "presence_overlap": 0.465,
+        "continuity_ratio": 0.007, "continuity_gap_p": 3.3e-9, "continuity_expected": 19.529,
+        "drift_separation_um": 33.966, "drift_motion_range_um": 19.798, "drift_motion_registered": True,
+        "burst_forward": 7, "burst_backward": 4, "burst_asymmetry_p": 0.549,
+    }
+    two_cells = score_pair(neighbours)
+    assert two_cells.veto and two_cells.terms["continuity"] < 0 and "same time" in two_cells.reasons["drift"]
+    # without the widening (the smaller no wider copy of the larger) the slices are two places too
+    plain = score_pair({**slices, "template_similarity_stretch": 0.76})
+    assert plain.veto
+
+
 def test_a_thin_pairs_gap_is_not_filled_by_a_unit_alike_to_both():
     """Fragments of two drifting neighbours (too few coincidences expected for the CCG to speak)
     with a gap between their clouds, and a third fragment like both: only shape says one neuron,
