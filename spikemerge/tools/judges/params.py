@@ -259,14 +259,17 @@ class JudgeParams:
     wider, which the localization puts 35-50 µm from its first ones. On the 104 kept sorter-made
     records (seeds 185-212), concurrent pairs vetoed by their separation with footprint >= 0.9 and a
     widening gain >= 0.05: 9 same-neuron pairs (spykingcircus2 burst slices, footprint 0.915-0.981,
-    no gap) and 25 distinct (footprint up to 0.944, every one with a gap between the clouds).
-    ``2``: off (metrics-v36)."""
+    no gap) and 25 distinct (footprint up to 0.944, every one with a gap between the clouds). End to
+    end on those sets, with ``burst_slice_widened_shape``: balanced 3622 same-neuron pairs merged / 12
+    distinct -> 3635 / 12 (all gains in spykingcircus2 bursting sets), aggressive 3629 / 13 -> 3644 / 13,
+    conservative 930 / 1 -> 931 / 1. ``2``: off (metrics-v36)."""
     concurrent_widened_min_gain: float = 0.05
     """How much widening the larger template must raise the pair's similarity (cosine, noise-corrected)
     for ``concurrent_widened_footprint``: 0.07-0.14 for the burst slices measured there."""
     burst_slice_widened_shape: bool = True
     """Whether such a burst slice's waveforms are compared with the larger template widened (as for
-    ``burst_footprint_min``), not as they are."""
+    ``burst_footprint_min``), not as they are. Balanced on the 104 kept sets: 3628 / 12 without, 3635
+    / 12 with (+8 in four bursting sets, -1 in one where the lifted pair then contests a third unit)."""
     # a join over pairs that carry no evidence (far ends of a drift, see ``metrics.partition``)
     bridge_min_probability: float = 0.7
     """A join that passes over uninformative pairs must be carried by a pair across at least this
