@@ -42,7 +42,9 @@ def _uninformative(score: PairScore, params: JudgeParams = DEFAULT_JUDGE_PARAMS)
     decide, and neither a refractory excess nor a feature-space gap: their waveforms, the
     amplitudes at their hand-over and their corrected positions may disagree, as the ends of one
     drifting neuron's chain do (measured on the dev sets' true joins: a drift term down to -2.5
-    and hand-over mismatches of -2), so those terms alone do not block a join. Likewise units
+    and hand-over mismatches of -2), so those terms alone do not block a join; but places off one
+    trajectory (a drift term below ``params.off_trajectory_log_odds``) are evidence, of two neurons
+    far more often than of one (metrics-v36). Likewise units
     that fire together at one place (``params.same_place_max_um``) with too few coincidences
     expected and no more than a weak refractory excess: a bursting cell's first and last
     amplitude slices differ in shape and leave a gap between their clouds, and only the CCG,
@@ -51,7 +53,8 @@ def _uninformative(score: PairScore, params: JudgeParams = DEFAULT_JUDGE_PARAMS)
     if score.veto or score.starved or not score.thin:
         return False
     if score.sequential:
-        return score.terms.get("crosscorrelograms", 0.0) >= 0.0 and score.terms.get("continuity", 0.0) >= 0.0
+        return score.terms.get("crosscorrelograms", 0.0) >= 0.0 and score.terms.get("continuity", 0.0) >= 0.0 \
+            and score.terms.get("drift", 0.0) >= params.off_trajectory_log_odds
     return (score.refractory is not None and score.refractory.distance_um <= params.same_place_max_um
             and score.terms.get("crosscorrelograms", 0.0) >= params.same_place_min_ccg_log_odds)
 
@@ -161,6 +164,9 @@ def _mediated(score: PairScore, members: Sequence[Any], scores: Mapping[frozense
     (unless ``params.mediated_powered_gap``): a decisive dip has already excused one neuron's gap
     (``terms.pair_terms``), so what is left is a weak dip beside a gap, the collision dip of two
     neighbours firing together.
+    Nor, for units that follow each other, for a pair whose corrected places lie off one trajectory
+    (its drift term below ``params.off_trajectory_log_odds``): a middle fragment explains a
+    drifting neuron's far ends differing in shape, not in place once the motion is removed.
     """
     if score.veto or score.starved or score.log_odds < params.mediated_min_log_odds \
             or score.terms.get("crosscorrelograms", 0.0) < params.mediated_min_ccg_log_odds:
@@ -168,6 +174,8 @@ def _mediated(score: PairScore, members: Sequence[Any], scores: Mapping[frozense
     if not score.thin and score.terms.get("crosscorrelograms", 0.0) < 0.0:
         return False  # enough coincidences expected for a dip, and an excess instead: no missing slice's doing
     gap = score.terms.get("continuity", 0.0) < 0.0
+    if score.sequential and score.terms.get("drift", 0.0) < params.off_trajectory_log_odds:
+        return False  # places off one trajectory: no middle fragment puts them back on it
     if score.thin and gap and not params.mediated_thin_gap:
         return False  # a gap with no refractory evidence beside it: nothing says one neuron but shape
     if not score.thin and gap and not params.mediated_powered_gap:

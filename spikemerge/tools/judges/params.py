@@ -296,6 +296,18 @@ class JudgeParams:
     same_place_min_ccg_log_odds: float = -2.0
     """... and whose crosscorrelogram term is at least this (a weak excess, one coincidence where
     0.4 were expected, is noise; 0: +6 bursting pairs instead of +20, -12: +24, none distinct)."""
+    off_trajectory_log_odds: float = -2.0
+    """Units that follow each other whose drift term is below this lie off one trajectory once the
+    probe's motion is removed: evidence of two neurons that a join does not pass over as
+    uninformative (``metrics._uninformative``) nor as a missing middle fragment's (``metrics._mediated``,
+    which explains a drifting neuron's far ends differing in shape, not in place). On the 104 kept
+    sorter-made records (seeds 185-212): thin pairs that follow each other with no refractory excess
+    and no gap (what ``_uninformative`` passed over), drift term below -2: 5 same-neuron pairs and 219
+    distinct (-2 to 0: 20 and 561; 0 or more: 2377 and 1868); pairs that could be mediated, below -2:
+    5 and 60. End to end, balanced: 3635 same-neuron pairs merged / 12 distinct -> 3655 / 6 (drifting
+    tridesclous2 sets +11, +5, +1 and s209 +6 with all 6 distinct gone; one spykingcircus2 drifting
+    set -3); for ``_mediated`` alone 3657 / 8. Aggressive 3644 / 13 -> 3653 / 7, conservative 931 / 1
+    -> 934 / 1. ``-inf``: off (metrics-v36)."""
     # a pair across whose gap a third unit fills (parts of one split cloud, see ``metrics._mediated``)
     mediated_min_log_odds: float = -4.0
     """A pair across a join at or above this log-odds does not block the join when a unit of the

@@ -1,5 +1,7 @@
 """The metrics judge on numpy-made units: each failure a real sorter shows, pinned."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -734,6 +736,30 @@ def test_outer_slices_that_differ_in_shape_are_joined_by_their_middle_slice():
     lone = {frozenset("ab"): _score("a", "b", 3.0, terms=link), frozenset("bc"): _score("b", "c", -1.0),
             frozenset("ac"): _score("a", "c", -3.7, terms=gap)}
     assert sorted(map(sorted, partition(["a", "b", "c"], lone, 0.5))) == [["a", "b"]]
+
+
+def test_a_middle_fragment_does_not_put_places_off_one_trajectory_back_on_it():
+    """Units a and c follow each other (thin: too few coincidences expected), their corrected places
+    apart (drift term -2.6, as for held-out tridesclous2 units 111 and 47 of two neurons on
+    drift_tdc2_s209), and b, alike to both, links them. A middle fragment explains far ends that
+    differ in shape, not in place once the probe's motion is removed, and places off one trajectory
+    are not "no evidence either way" (``_uninformative``): the pair blocks the join. Places that
+    only lean apart (-1) do not (metrics-v36)."""
+    link = {"waveforms": 1.0, "drift": 2.0}
+    apart = _score("a", "c", -2.1, thin=True, sequential=True,
+                   terms={"crosscorrelograms": 0.04, "waveforms": 1.47, "handover": -1.0, "drift": -2.6})
+    assert len(_abc_parts(apart, link)[0]) == 2
+    assert _abc_parts(apart, link, params=JudgeParams(off_trajectory_log_odds=float("-inf"))) == [["a", "b", "c"]]
+    # carried by links with a term against (hand-over mismatch): no bridge, only the middle fragment
+    mismatched = {**link, "handover": -1.0}
+    assert len(_abc_parts(apart, mismatched)[0]) == 2
+    assert _abc_parts(apart, mismatched, params=JudgeParams(off_trajectory_log_odds=float("-inf"))) == \
+        [["a", "b", "c"]]
+    leaning = replace(apart, log_odds=-0.5, terms={**apart.terms, "drift": -1.0})
+    assert _abc_parts(leaning, link) == [["a", "b", "c"]]
+    # units firing together: places are the concurrent separation's business, not this rule's
+    together = replace(apart, sequential=False)
+    assert _abc_parts(together, link) == [["a", "b", "c"]]
 
 
 # numbers of two distinct neighbours that a real sorter left alike (tridesclous2 on a MEArec drift
