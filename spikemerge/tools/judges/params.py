@@ -98,6 +98,17 @@ class JudgeParams:
     unchanged. On the 156 sets of seeds 37-114, by the drift bar: 0.5 7555 / 7, 1.0 7555 / 6,
     1.5 7563 / 5, 2.0 7560 / 5, any drift 7526 / 6 (baseline 7545 / 8); by the waveforms bar (drift
     1.5): -1.0 7544 / 8, -0.5 7557 / 4, 0.0 7563 / 5, 0.5 7550 / 5, 1.0 7552 / 5. ``-inf``: off."""
+    thin_leaning_min_handover_log_odds: float = 1.0
+    """... nor, however closely the places agree, unless their hand-over term reaches this: a clean
+    hand-over (+1.5) does, none read (0) or amplitudes that do not meet (-1) do not (metrics-v37).
+    On the 134 kept sorter-made records (seeds 185-220), thin pairs that follow each other at
+    log-odds 0 or more with waveforms under 0 and drift 1.5 or more: with no hand-over reading 132
+    same-neuron pairs and 207 distinct, with a mismatch 6 and 29, with a clean one 108 and 78. The
+    failure of four held-out batches (161-162, 209-210, 213-214, 219-220: a neighbour's fragment
+    joined on one trajectory with shapes leaning apart). End to end on the 134 sets, balanced 4917
+    same-neuron pairs merged / 11 distinct -> 4908 / 5, aggressive 4917 / 12 -> 4916 / 6,
+    conservative 1182 / 1 -> 1181 / 1; of their 18 batches, 11 -> 13 meet the bar (213-214 and
+    219-220), none stops meeting it. ``-inf``: off."""
     # continuity: a valley between the units along the discriminant axis or in amplitude
     gap_p: float = 1e-3
     """A valley this improbable under a unimodal density is a gap ..."""

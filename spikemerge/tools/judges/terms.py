@@ -91,7 +91,8 @@ class PairScore:
     unlike_shapes: bool = False
     """Units that follow each other whose shapes clearly disagree (waveforms term under
     ``thin_min_waveforms_log_odds``), or lean apart while their corrected positions only partly agree
-    (``thin_leaning_waveforms_log_odds``, ``thin_min_drift_log_odds``): while the pair is ``thin``,
+    or no clean hand-over joins them (``thin_leaning_waveforms_log_odds``, ``thin_min_drift_log_odds``,
+    ``thin_leaning_min_handover_log_odds``): while the pair is ``thin``,
     its place on one trajectory and a hand-over do not make them one neuron alone, so it never
     carries a join (``usable``), though as a drifting neuron's far ends it need not block one. Whatever lifts ``thin`` (a pooled dip, a
     good example) lifts this with it."""
@@ -383,16 +384,17 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     if starved:
         reasons["crosscorrelograms"] += f"; a unit has under {p.min_unit_spikes} spikes: too few to merge on"
     unlike = sequential and terms["waveforms"] < p.thin_min_waveforms_log_odds
-    # shapes leaning apart with corrected positions only partly agreeing: more often two drifting
-    # neighbours' fragments, one taking over where the other ends, than one neuron's
+    # shapes leaning apart with corrected positions only partly agreeing, or without a clean
+    # hand-over: more often two drifting neighbours' fragments, one taking over where the other
+    # ends, than one neuron's
     leaning = sequential and terms["waveforms"] < p.thin_leaning_waveforms_log_odds and \
-        terms["drift"] < p.thin_min_drift_log_odds
+        (terms["drift"] < p.thin_min_drift_log_odds or terms["handover"] < p.thin_leaning_min_handover_log_odds)
     if unlike and thin:
         reasons["waveforms"] += ("; with too few coincidences to tell, a hand-over and one place do not make "
                                  "shapes this unlike one neuron")
     elif leaning and thin:
-        reasons["waveforms"] += ("; with too few coincidences to tell, shapes leaning apart and places that only "
-                                 "partly agree do not make one neuron on their own")
+        reasons["waveforms"] += ("; with too few coincidences to tell, shapes leaning apart do not make one neuron "
+                                 "on their own without places that agree closely and a clean hand-over")
     unlike = unlike or leaning
     copy = None
     if duplicate and _get(e, "duplicate_fraction", 0.0) >= p.copy_restates_min_fraction:

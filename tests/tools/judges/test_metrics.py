@@ -11,7 +11,7 @@ from spikemerge.tools.judges import Judge
 from spikemerge.tools.judges.base import Example, JudgeRequest
 from spikemerge.tools.judges.metrics import MetricsJudge, merge_confidence, partition, score_pair, weakest_carrying
 from spikemerge.tools.judges.params import JudgeParams
-from spikemerge.tools.judges.terms import PairScore, logit
+from spikemerge.tools.judges.terms import PairScore, logit, usable
 from tests.tools.evidence.spikes import burst_train, group_record, neuron_train, unit_arrays
 
 UNMEDIATED = JudgeParams(mediated_min_log_odds=float("inf"))
@@ -880,8 +880,8 @@ def test_shapes_leaning_apart_with_places_partly_agreeing_do_not_carry_a_join():
     """Two drifting neurons' thin fragments, one starting where the other ends (as on held-out
     tridesclous2 sets): templates 88 % alike once the motion is carried (waveforms term under 0)
     and corrected positions only partly agreeing (drift term under 1.5). The pair clears the
-    threshold but does not merge by itself; full agreement of places, or shapes leaning to one
-    neuron, still does."""
+    threshold but does not merge by itself; full agreement of places with a clean hand-over
+    (metrics-v37: places alone no longer do), or shapes leaning to one neuron, still does."""
     leaning = {**_handover_pair(raw_shift_um=20.0), "template_similarity": 0.885,
                "template_similarity_denoised": 0.885, "handover_similarity": 0.885,
                "drift_template_similarity": 0.885, "drift_log_ratio": 1.2, "amplitude_handover": float("nan")}
@@ -895,11 +895,14 @@ def test_shapes_leaning_apart_with_places_partly_agreeing_do_not_carry_a_join():
                                                        evidence={"pairs": [pair]})).decision
     assert decision(leaning) != "merge"
     placed = {**leaning, "drift_log_ratio": 2.0}
-    assert not score_pair(placed).unlike_shapes and decision(placed) == "merge"
+    assert score_pair(placed).unlike_shapes and decision(placed) != "merge"  # no hand-over read
+    handed = {**placed, "amplitude_handover": 0.9, "same_main_channel": True}
+    assert score_pair(handed).terms["handover"] > 0
+    assert not score_pair(handed).unlike_shapes and decision(handed) == "merge"
     alike = {**leaning, "handover_similarity": 0.94, "drift_template_similarity": 0.94}
     assert score_pair(alike).terms["waveforms"] > 0.0 and not score_pair(alike).unlike_shapes
     assert decision(alike) == "merge"
-    off = JudgeParams(thin_min_drift_log_odds=float("-inf"))
+    off = JudgeParams(thin_min_drift_log_odds=float("-inf"), thin_leaning_min_handover_log_odds=float("-inf"))
     assert not score_pair(leaning, off).unlike_shapes and decision(leaning, off) == "merge"
 
 
@@ -1056,6 +1059,41 @@ def test_a_burst_slice_misplaced_by_the_localization_is_not_two_places():
     # without the widening (the smaller no wider copy of the larger) the slices are two places too
     plain = score_pair({**slices, "template_similarity_stretch": 0.76})
     assert plain.veto
+
+
+# numbers of two neighbours' fragments that a real sorter left on one trajectory (tridesclous2 units
+# 77 and 106 of two neurons, held-out drift_tdc2_s219): they follow each other, too few coincidences
+# expected for the CCG, places that agree closely, shapes leaning apart, no hand-over read on one channel
+SORTER_LEANING_HANDOVER = {
+    "unit_a": 77, "unit_b": 106, "num_spikes_a": 843, "num_spikes_b": 900, "comparison_window": "handover",
+    "presence_overlap": 0.2354, "handover_gap_fraction": -0.9071, "handover_gap_s": -272.14,
+    "handover_similarity": 0.8965, "amplitude_handover": 0.1768, "same_main_channel": False,
+    "template_similarity": 0.8023, "template_similarity_denoised": 0.8033, "template_similarity_stretch": 0.8033,
+    "template_stretch": 1.0, "template_amplitude_ratio": 0.6346, "template_footprint_similarity": 0.8089,
+    "template_shift_ms": 0.25, "ccg_expected_refractory": 0.85, "ccg_refractory_count": 0,
+    "continuity_ratio": 0.0989, "continuity_gap_p": 0.0, "continuity_expected": 15.32, "distance_um": 16.18,
+    "drift_displacement_um": 8.7982, "drift_moved": True, "drift_motion_registered": True,
+    "drift_motion_range_um": 30.63, "drift_log_ratio": 3.1872, "drift_gain_log_ratio": 3.496, "drift_z": 1.2365,
+    "drift_raw_shift_um": 14.5759, "drift_separation_um": 9.0916, "drift_tolerance_um": 7.3527,
+    "drift_template_similarity": 0.841, "drift_turns": 0.9755,
+}
+
+
+def test_leaning_shapes_without_a_clean_hand_over_do_not_carry_a_thin_join():
+    """Shapes leaning apart (waveforms term under 0) on one trajectory, places agreeing closely
+    (drift +2), but no clean hand-over: the pair clears the threshold yet does not carry a join on
+    its own (on 134 sorter-made sets such pairs were 236 of two neurons and 138 of one; the failure
+    of four held-out batches). A clean hand-over lets it carry (metrics-v37)."""
+    score = score_pair(SORTER_LEANING_HANDOVER)
+    assert score.thin and score.sequential and score.on_trajectory
+    assert score.terms["waveforms"] < 0 and score.terms["drift"] == 2.0 and score.terms["handover"] == 0.0
+    assert score.log_odds > 0 and score.unlike_shapes and not usable(score, 0.0, block_thin=False)
+    assert "clean hand-over" in score.reasons["waveforms"]
+    off = score_pair(SORTER_LEANING_HANDOVER, JudgeParams(thin_leaning_min_handover_log_odds=float("-inf")))
+    assert not off.unlike_shapes and usable(off, 0.0, block_thin=False)
+    # amplitudes that meet at the hand-over, read on one channel: a clean hand-over carries
+    clean = score_pair({**SORTER_LEANING_HANDOVER, "same_main_channel": True, "amplitude_handover": 0.9})
+    assert clean.terms["handover"] > 0 and not clean.unlike_shapes and usable(clean, 0.0, block_thin=False)
 
 
 def test_a_thin_pairs_gap_is_not_filled_by_a_unit_alike_to_both():
