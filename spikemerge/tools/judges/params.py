@@ -104,8 +104,8 @@ class JudgeParams:
     On the 134 kept sorter-made records (seeds 185-220), thin pairs that follow each other at
     log-odds 0 or more with waveforms under 0 and drift 1.5 or more: with no hand-over reading 132
     same-neuron pairs and 207 distinct, with a mismatch 6 and 29, with a clean one 108 and 78. The
-    failure of four held-out batches (161-162, 209-210, 213-214, 219-220: a neighbour's fragment
-    joined on one trajectory with shapes leaning apart). End to end on the 134 sets, balanced 4917
+    failure of held-out 213-214 and 219-220: a neighbour's fragment joined on one trajectory with
+    shapes leaning apart and no clean hand-over. End to end on the 134 sets, balanced 4917
     same-neuron pairs merged / 11 distinct -> 4908 / 5, aggressive 4917 / 12 -> 4916 / 6,
     conservative 1182 / 1 -> 1181 / 1; of their 18 batches, 11 -> 13 meet the bar (213-214 and
     219-220), none stops meeting it. ``-inf``: off."""

@@ -1083,7 +1083,7 @@ def test_leaning_shapes_without_a_clean_hand_over_do_not_carry_a_thin_join():
     """Shapes leaning apart (waveforms term under 0) on one trajectory, places agreeing closely
     (drift +2), but no clean hand-over: the pair clears the threshold yet does not carry a join on
     its own (on 134 sorter-made sets such pairs were 236 of two neurons and 138 of one; the failure
-    of four held-out batches). A clean hand-over lets it carry (metrics-v37)."""
+    of held-out 213-214 and 219-220). A clean hand-over lets it carry (metrics-v37)."""
     score = score_pair(SORTER_LEANING_HANDOVER)
     assert score.thin and score.sequential and score.on_trajectory
     assert score.terms["waveforms"] < 0 and score.terms["drift"] == 2.0 and score.terms["handover"] == 0.0
