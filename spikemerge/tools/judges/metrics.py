@@ -35,6 +35,12 @@ def _on_trajectory(score: PairScore) -> bool:
     return score.on_trajectory and not score.veto
 
 
+def _off_trajectory(score: PairScore, params: JudgeParams) -> bool:
+    """Units that follow each other whose corrected places lie off one trajectory
+    (``params.off_trajectory_log_odds``): evidence of two neurons that no join passes over."""
+    return score.sequential and score.terms.get("drift", 0.0) < params.off_trajectory_log_odds
+
+
 def _uninformative(score: PairScore, params: JudgeParams = DEFAULT_JUDGE_PARAMS) -> bool:
     """No evidence either way: far ends of a drift or a burst, which differ in shape but say nothing of two neurons.
 
@@ -54,7 +60,7 @@ def _uninformative(score: PairScore, params: JudgeParams = DEFAULT_JUDGE_PARAMS)
         return False
     if score.sequential:
         return score.terms.get("crosscorrelograms", 0.0) >= 0.0 and score.terms.get("continuity", 0.0) >= 0.0 \
-            and score.terms.get("drift", 0.0) >= params.off_trajectory_log_odds
+            and not _off_trajectory(score, params)
     return (score.refractory is not None and score.refractory.distance_um <= params.same_place_max_um
             and score.terms.get("crosscorrelograms", 0.0) >= params.same_place_min_ccg_log_odds)
 
@@ -174,7 +180,7 @@ def _mediated(score: PairScore, members: Sequence[Any], scores: Mapping[frozense
     if not score.thin and score.terms.get("crosscorrelograms", 0.0) < 0.0:
         return False  # enough coincidences expected for a dip, and an excess instead: no missing slice's doing
     gap = score.terms.get("continuity", 0.0) < 0.0
-    if score.sequential and score.terms.get("drift", 0.0) < params.off_trajectory_log_odds:
+    if _off_trajectory(score, params):
         return False  # places off one trajectory: no middle fragment puts them back on it
     if score.thin and gap and not params.mediated_thin_gap:
         return False  # a gap with no refractory evidence beside it: nothing says one neuron but shape
