@@ -258,8 +258,13 @@ def _kept_apart(left: Sequence[Any], right: Sequence[Any], scores: Mapping[froze
                    for side in (left, right))
 
 
+def _copies(copy: Sequence[Any], part: Sequence[Any], scores: Mapping[frozenset, PairScore]) -> bool:
+    """Whether every unit of ``copy`` is the copy (``PairScore.copy``) of a duplicate pair with a unit of ``part``."""
+    return all(any((s := scores[frozenset((u, w))]).duplicate and s.copy == u for w in part) for u in copy)
+
+
 def _contested(i: int, j: int, claims: Mapping[int, Mapping[int, float]], vetoed: Callable[[int, int], bool],
-               margin: float) -> bool:
+               margin: float, copied: Callable[[int, int], bool] = lambda k, x: False) -> bool:
     """Whether joining parts ``i`` and ``j`` takes one of them from a rival claim as good as this one.
 
     ``claims[a][b]`` is how strongly part ``b`` claims part ``a``, for the joins allowed: each unit
@@ -275,11 +280,13 @@ def _contested(i: int, j: int, claims: Mapping[int, Mapping[int, float]], vetoed
     claimed only as far as each of its units is: a rival with one strong hand-over to one unit of
     a two-unit part, and nothing for the other, does not contest the part (seen on a drifting set:
     a neuron's eight fragments linked both units of a part at +3.3 to +4.2, another neuron's fragment
-    only one of them, at +3.6, and -0.1 the other; the part stayed out, 16 true pairs).
+    only one of them, at +3.6, and -0.1 the other; the part stayed out, 16 true pairs). A rival
+    made of copies of the part's members (``copied``: ``_copies`` under
+    ``params.contest_copy_no_rival``) claims it with the part's own spikes and contests nothing.
     """
     for x, y in ((i, j), (j, i)):
         rivals = claims[x].keys() - claims[y].keys() - {i, j}
-        if any(claims[x][y] - claims[x][k] < margin and vetoed(y, k) for k in rivals):
+        if any(claims[x][y] - claims[x][k] < margin and vetoed(y, k) and not copied(k, x) for k in rivals):
             return True
     return False
 
@@ -406,7 +413,8 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
     stronger claim only when it is stronger by ``params.contest_margin_log_odds``; otherwise it
     waits, and stays out if no other join settles it (``_contested``): a fragment on two drifting
     neighbours' trajectories, with clean hand-overs to both, is not given to one on a guess. Vetoes
-    that all rest on one unit of a part holding others do not make its part a rival (``_kept_apart``).
+    that all rest on one unit of a part holding others do not make its part a rival (``_kept_apart``),
+    nor does a copy of the part's own members (``_copies``).
 
     When no join is left, two parts that only a copy of members of both keeps apart join without
     it, and it stays out (``_torn_copy``, under ``params.eject_torn_copies``; each unit at most once).
@@ -479,7 +487,8 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
             # a part claimed about as well by another part that decisive evidence keeps from this
             # one's partner (``_contested``) waits; if no other join resolves it, it stays out
             if not _contested(i, j, claims, lambda y, k: _kept_apart(clusters[y], clusters[k], scores, params),
-                              params.contest_margin_log_odds):
+                              params.contest_margin_log_odds,
+                              lambda k, x: params.contest_copy_no_rival and _copies(clusters[k], clusters[x], scores)):
                 best_pair = (i, j)
                 break
         if best_pair is None and params.eject_torn_copies:
@@ -524,7 +533,7 @@ class MetricsJudge:
     def fingerprint(self) -> str:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
-        source = json.dumps({"judge": "metrics-v37", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v38", "params": self.params.fingerprint(),
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 

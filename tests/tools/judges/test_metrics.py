@@ -342,6 +342,31 @@ def test_partition_never_chains_unjudged_links():
     assert partition(["a", "b", "c"], vetoed, 0.5, chains=[["a", "b", "c"]]) == [["a", "b"]]
 
 
+def test_a_copy_of_a_parts_member_is_no_rival_for_the_part():
+    """As spykingcircus2 left a bursting cell (held-out burst_sc2_s226, numbers from its record): 74
+    and 75 are slices of one cell (+4.14), 72 a third slice linking both (+3.23 thin with a burst
+    peak, +1.89). 24 holds 75's spikes again (81 % of its own, so the pair's copy) and 92 % of 74's:
+    its claim on the part (+1.94, +3.0 without the duplicate peak) is as good as 72's, and read at
+    24's misaligned lag its pair with 72 is a veto (8 coincidences where 5.3 were expected). A
+    contest between 72 and the copy kept 72 out; the copy claims the part with the part's own
+    spikes, so it is no rival: 72 joins, and 24 stays out on its veto. A unit that merely shares
+    spikes with the part (the larger of each duplicate pair, no copy) still contests it."""
+    copy = {"duplicate": True, "duplicate_log_odds": 8.0}
+
+    def parts(copy_of_75, **params):
+        scores = {frozenset((24, 74)): _score(24, 74, 9.94, copy=74, **copy),
+                  frozenset((24, 75)): _score(24, 75, 11.0, copy=copy_of_75, **copy),
+                  frozenset((24, 72)): _score(24, 72, -17.14, veto=True),
+                  frozenset((72, 74)): _score(72, 74, 3.23, thin=True),
+                  frozenset((72, 75)): _score(72, 75, 1.89),
+                  frozenset((74, 75)): _score(74, 75, 4.14)}
+        return sorted(map(sorted, partition([24, 72, 74, 75], scores, 0.5, params=JudgeParams(**params))))
+
+    assert parts(24) == [[72, 74, 75]]
+    assert parts(75) == [[74, 75]]
+    assert parts(24, contest_copy_no_rival=False) == [[74, 75]]
+
+
 def test_a_veto_resting_on_one_unit_of_a_part_does_not_make_its_part_a_rival():
     """b is claimed by part [a1, u] (+4.1, +4.0) and by c (+3.5); only u, in a part with a1, is
     vetoed with c (an impure unit's refractory excess with its own neuron's fragment, as on held-out
