@@ -280,11 +280,17 @@ def _contested(i: int, j: int, claims: Mapping[int, Mapping[int, float]], vetoed
     claimed only as far as each of its units is: a rival with one strong hand-over to one unit of
     a two-unit part, and nothing for the other, does not contest the part (seen on a drifting set:
     a neuron's eight fragments linked both units of a part at +3.3 to +4.2, another neuron's fragment
-    only one of them, at +3.6, and -0.1 the other; the part stayed out, 16 true pairs). A rival
-    made of copies of the part's members (``copied``: ``_copies`` under
-    ``params.contest_copy_no_rival``) claims it with the part's own spikes and contests nothing.
+    only one of them, at +3.6, and -0.1 the other; the part stayed out, 16 true pairs).
+
+    Copies settle a contest (``copied(a, b)``: every unit of part ``a`` is the copy of a duplicate
+    pair with a member of part ``b``, ``_copies`` under ``params.contest_settled_by_copies``): a
+    rival made of copies of the part's members claims it with the part's own spikes and contests
+    nothing, and a part made of copies of its partner's members goes with that partner, whatever
+    else claims it.
     """
     for x, y in ((i, j), (j, i)):
+        if copied(x, y):  # x's spikes are y's: whatever else claims x, it goes with y
+            continue
         rivals = claims[x].keys() - claims[y].keys() - {i, j}
         if any(claims[x][y] - claims[x][k] < margin and vetoed(y, k) and not copied(k, x) for k in rivals):
             return True
@@ -414,7 +420,8 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
     waits, and stays out if no other join settles it (``_contested``): a fragment on two drifting
     neighbours' trajectories, with clean hand-overs to both, is not given to one on a guess. Vetoes
     that all rest on one unit of a part holding others do not make its part a rival (``_kept_apart``),
-    nor does a copy of the part's own members (``_copies``).
+    and copies settle a contest (``_copies``): a copy of the part's own members is no rival, and a
+    part made of copies of its partner's members goes with it.
 
     When no join is left, two parts that only a copy of members of both keeps apart join without
     it, and it stays out (``_torn_copy``, under ``params.eject_torn_copies``; each unit at most once).
@@ -488,7 +495,7 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
             # one's partner (``_contested``) waits; if no other join resolves it, it stays out
             if not _contested(i, j, claims, lambda y, k: _kept_apart(clusters[y], clusters[k], scores, params),
                               params.contest_margin_log_odds,
-                              lambda k, x: params.contest_copy_no_rival and _copies(clusters[k], clusters[x], scores)):
+                              lambda a, b: params.contest_settled_by_copies and _copies(clusters[a], clusters[b], scores)):
                 best_pair = (i, j)
                 break
         if best_pair is None and params.eject_torn_copies:

@@ -371,19 +371,22 @@ class JudgeParams:
     drift_sc2_s191 113+42, extends the part of that set's wrong pair 113+37; impure units merged into
     another neuron's part 36 -> 37); aggressive 2627 / 6 -> 2662 / 7, conservative 623 / 1 -> 624 / 1
     (metrics-v35). False: any veto (until v34)."""
-    contest_copy_no_rival: bool = True
-    """A part whose units are each the copy of a duplicate pair with a member of the contested part
-    (most of its spikes that member's, detected again at its own lag: ``copy_restates_min_fraction``)
-    claims that part with the part's own spikes, so it is no rival in a contest
-    (``metrics._contested``): its veto with the other claimant is read at its misaligned lag, where
-    the part's own pairs with that claimant show the dip. Seen on held-out burst_sc2_s226: a copy
-    (81 % of its spikes a slice's) with a veto against a third slice (8 coincidences where 5.3 were
-    expected; that slice's pairs with the part 0 of 1.4 and 0 of 4.5) claimed the part as well as the
-    slice did, and the slice stayed out. On the 166 kept sets (seeds 185-228), balanced: 5992
-    same-neuron pairs merged / 6 distinct -> 6001 / 6 (five sets gain 1-2 pairs, none loses;
-    impure units merged into another neuron's part 89 -> 87); aggressive 5999 / 7 -> 6006 / 7;
-    conservative 1450 / 1 -> 1452 / 1; of the 22 batches (in sample) none changes its verdict
-    (225-226 bursting 0.900 -> 0.922). False: any vetoed rival contests (until metrics-v37)."""
+    contest_settled_by_copies: bool = True
+    """Copies settle a contest (``metrics._contested``): a part whose units are each the copy of a
+    duplicate pair with a member of the contested part (most of its spikes that member's, detected
+    again at its own lag: ``copy_restates_min_fraction``) claims that part with the part's own
+    spikes, so it is no rival; and a part made of copies of its partner's members goes with that
+    partner whatever else claims it. A copy's veto with the other claimant is read at its
+    misaligned lag, where the part's own pairs with that claimant show the dip. Seen on held-out
+    spykingcircus2 bursting sets: burst_sc2_s226, a copy (81 % of its spikes a slice's) vetoed with
+    a third slice (8 coincidences where 5.3 were expected; that slice's pairs with the part 0 of 1.4
+    and 0 of 4.5) claimed the part about as well as the slice did, and the slice stayed out;
+    burst_sc2_s206, a unit 94 % of whose spikes another unit holds again was claimed by that unit
+    and by a slice vetoed with it, and joined neither. On the 166 kept sets (seeds 185-228):
+    balanced 5992 same-neuron pairs merged / 6 distinct -> 6006 / 6 (eight sets gain 1-4 pairs,
+    none loses; impure units merged into another neuron's part 89 -> 87); aggressive 5999 / 7 ->
+    6011 / 7; conservative 1450 / 1 -> 1454 / 1; of the 22 batches (in sample) none changes its
+    verdict (225-226 bursting 0.900 -> 0.922). False: any vetoed rival contests (until metrics-v37)."""
     eject_torn_copies: bool = True
     """When no join is left, two parts that only a unit duplicating members of both keeps apart
     join without it, and it stays out (``metrics._torn_copy``): such a unit holds spikes of both
