@@ -494,8 +494,8 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
             # a part claimed about as well by another part that decisive evidence keeps from this
             # one's partner (``_contested``) waits; if no other join resolves it, it stays out
             if not _contested(i, j, claims, lambda y, k: _kept_apart(clusters[y], clusters[k], scores, params),
-                              params.contest_margin_log_odds,
-                              lambda a, b: params.contest_settled_by_copies and _copies(clusters[a], clusters[b], scores)):
+                              params.contest_margin_log_odds, lambda a, b: params.contest_settled_by_copies
+                              and _copies(clusters[a], clusters[b], scores)):
                 best_pair = (i, j)
                 break
         if best_pair is None and params.eject_torn_copies:
