@@ -383,7 +383,7 @@ class JudgeParams:
     and 0 of 4.5) claimed the part about as well as the slice did, and the slice stayed out;
     burst_sc2_s206, a unit 94 % of whose spikes another unit holds again was claimed by that unit
     and by a slice vetoed with it, and joined neither. On the 166 kept sets (seeds 185-228):
-    balanced 5992 same-neuron pairs merged / 6 distinct -> 6006 / 6 (eight sets gain 1-4 pairs,
+    balanced 5992 same-neuron pairs merged / 6 distinct -> 6006 / 6 (seven sets gain 1-4 pairs,
     none loses; impure units merged into another neuron's part 89 -> 87); aggressive 5999 / 7 ->
     6011 / 7; conservative 1450 / 1 -> 1454 / 1; of the 22 batches (in sample) none changes its
     verdict (225-226 bursting 0.900 -> 0.922). False: any vetoed rival contests (until metrics-v37)."""
