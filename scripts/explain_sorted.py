@@ -4,6 +4,7 @@
     python scripts/explain_sorted.py DATASET... -v                # ... and one line per missed or wrong pair
     python scripts/explain_sorted.py DATASET... --set gap_max_ratio=0.3 --set concurrent_max_separation_um=30
     python scripts/explain_sorted.py DATASET... --reliability   # how calibrated P is, pairs and merges
+    python scripts/explain_sorted.py DATASET... --batches       # ... and each held-out batch's pooled F1 and bar
     python scripts/explain_sorted.py DATASET... --keep            # keep each set's record in scripts/dev_evidence/
     python scripts/explain_sorted.py scripts/dev_evidence/*.json.xz --set ...   # ... and judge from the kept records
 
@@ -44,9 +45,9 @@ from pathlib import Path
 from typing import Any
 
 import spikemerge
-from spikemerge.bench.heldout import held_out_error
+from spikemerge.bench.heldout import MIN_F1, held_out_error, load_batches
 from spikemerge.bench.scoring import pool_scores
-from spikemerge.bench.sorted import impure_placements, load_truth, score_sorted, true_pairs
+from spikemerge.bench.sorted import impure_placements, load_truth, parse_dataset_name, score_sorted, true_pairs
 
 CODE = Path(spikemerge.__file__).parent / "tools"
 EVIDENCE_SOURCES = ("evidence", "analyzer", "candidates.py")
@@ -312,6 +313,27 @@ def _print_refit(kind: str, field: str, basis: str, fitted: tuple[float, float],
     print(rel.format_table(rel.reliability_table(p, y)))
 
 
+def batch_lines(results: list[tuple[str, dict[str, Any]]], registry: Path) -> list[str]:
+    """Each registry batch's pooled F1 (wrong pairs) per scenario over the given sets, and whether it meets the
+    bar's F1 and no-wrong-merge parts (the records hold no preset scores, so the third part is not checked):
+    how a judge change would have fared batch by batch, in sample."""
+    batch_of = {seed: batch for batch in load_batches(registry).values() for seed in batch.seeds}
+    pooled: dict[str, dict[str, list]] = {}
+    for name, result in results:
+        spec = parse_dataset_name(name)
+        if spec.seed in batch_of:
+            pooled.setdefault(batch_of[spec.seed].name, {}).setdefault(spec.scenario, []).append(result)
+    lines = []
+    for batch, scenarios in sorted(pooled.items()):
+        cells, met = [], True
+        for scenario, rows in sorted(scenarios.items()):
+            score = pool_scores(rows)
+            met = met and score["f1"] >= MIN_F1 and score["wrong_merges"] == 0
+            cells.append(f"{scenario} {score['f1']:.3f} ({score['wrong_merges']}, {score['sets']} sets)")
+        lines.append(f"{batch}: {', '.join(cells)}: {'met' if met else 'missed'}")
+    return lines
+
+
 def _params(overrides: list[str]):
     from spikemerge.tools.judges.params import DEFAULT_JUDGE_PARAMS
 
@@ -339,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="print every pair of this candidate group of the (one) dataset instead of scoring")
     parser.add_argument("--reliability", action="store_true",
                         help="print how calibrated P is (pairs, merges) over the datasets instead of scoring")
+    parser.add_argument("--batches", action="store_true",
+                        help="after scoring, one line per held-out batch: pooled F1 (wrong) per scenario, F1 bar met?")
     parser.add_argument("--keep", type=Path, nargs="?", const=KEPT, default=None, metavar="DIR",
                         help=f"write each set's record to DIR (default {KEPT.relative_to(KEPT.parent.parent)}) "
                              "instead of scoring: to commit, so it outlives the machine")
@@ -372,13 +396,15 @@ def main(argv: list[str] | None = None) -> int:
     for dataset in args.datasets:
         record = load_set(dataset, args.cache)
         result = judge_dataset(record, judge, args.policy, args.verbose)
-        results.append(result)
+        results.append((record["name"], result))
         print(json.dumps({"dataset": record["name"], "f1": round(result["f1"], 3),
                           **{k: result[k] for k in counts}}), flush=True)
     if len(results) > 1:
-        pooled = pool_scores(results)
+        pooled = pool_scores([result for _, result in results])
         print(json.dumps({"dataset": "pooled", "sets": pooled["sets"], **{k: pooled[k] for k in counts},
                           "f1": round(pooled["f1"], 3)}))
+    if args.batches:
+        print("\n".join(batch_lines(results, HELD_OUT_REGISTRY)))
     return 0
 
 

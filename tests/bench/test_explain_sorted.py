@@ -111,3 +111,21 @@ def test_a_kept_record_of_a_held_out_set_is_refused_until_its_batch_is_scored(tm
     with pytest.raises(Exception) as unreadable:  # let through: the empty file is then read
         script.main([str(path), "--cache", str(tmp_path)])
     assert not isinstance(unreadable.value, SystemExit)
+
+
+def test_batches_pool_each_scenario_of_a_batch_and_say_whether_it_meets_the_bar(tmp_path):
+    script = load_script("explain_sorted")
+    registry = tmp_path / "batches.toml"
+    registry.write_text('[[batch]]\nseeds = [901, 902]\nscored = "v0"\n\n[batch.drift]\nlabel = "d"\nset = {}\n\n'
+                        '[[batch]]\nseeds = [903, 904]\nscored = "v0"\n\n[batch.drift]\nlabel = "d"\nset = {}\n')
+
+    def result(tp: int, fp: int, fn: int, wrong: int = 0) -> dict:
+        return {"tp": tp, "fp": fp, "fn": fn, "wrong_merges": wrong}
+
+    results = [("drift_sc2_s901", result(9, 0, 1)), ("drift_tdc2_s902", result(10, 0, 0)),
+               ("burst_sc2_s901", result(5, 0, 0)),
+               ("drift_sc2_s903", result(10, 1, 0, wrong=1)), ("drift_sc2_s999", result(0, 0, 50))]
+    lines = script.batch_lines(results, registry)
+    # pooled over the batch's sets (19 of 20 found, none wrong: F1 0.974), per scenario; a set of no batch is left out
+    assert lines == ["901-902: burst 1.000 (0, 1 sets), drift 0.974 (0, 2 sets): met",
+                     "903-904: drift 0.952 (1, 1 sets): missed"]
