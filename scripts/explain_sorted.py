@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import spikemerge
-from spikemerge.bench.heldout import MIN_F1, held_out_error, load_batches
+from spikemerge.bench.heldout import ScenarioScores, bar_misses, held_out_error, load_batches
 from spikemerge.bench.scoring import pool_scores
 from spikemerge.bench.sorted import impure_placements, load_truth, parse_dataset_name, score_sorted, true_pairs
 
@@ -315,22 +315,21 @@ def _print_refit(kind: str, field: str, basis: str, fitted: tuple[float, float],
 
 def batch_lines(results: list[tuple[str, dict[str, Any]]], registry: Path) -> list[str]:
     """Each registry batch's pooled F1 (wrong pairs) per scenario over the given sets, and whether it meets the
-    bar's F1 and no-wrong-merge parts (the records hold no preset scores, so the third part is not checked):
-    how a judge change would have fared batch by batch, in sample."""
+    bar (``bar_misses``; the records hold no preset scores, so its third part is not checked): how a judge
+    change would have fared batch by batch, in sample."""
     batch_of = {seed: batch for batch in load_batches(registry).values() for seed in batch.seeds}
-    pooled: dict[str, dict[str, list]] = {}
+    rows: dict[str, dict[str, list]] = {}
     for name, result in results:
         spec = parse_dataset_name(name)
         if spec.seed in batch_of:
-            pooled.setdefault(batch_of[spec.seed].name, {}).setdefault(spec.scenario, []).append(result)
+            rows.setdefault(batch_of[spec.seed].name, {}).setdefault(spec.scenario, []).append(
+                {**result, "dataset": name})
     lines = []
-    for batch, scenarios in sorted(pooled.items()):
-        cells, met = [], True
-        for scenario, rows in sorted(scenarios.items()):
-            score = pool_scores(rows)
-            met = met and score["f1"] >= MIN_F1 and score["wrong_merges"] == 0
-            cells.append(f"{scenario} {score['f1']:.3f} ({score['wrong_merges']}, {score['sets']} sets)")
-        lines.append(f"{batch}: {', '.join(cells)}: {'met' if met else 'missed'}")
+    for batch, scenarios in sorted(rows.items()):
+        scores = [ScenarioScores(scenario, scenario, ours, []) for scenario, ours in sorted(scenarios.items())]
+        cells = [f"{s.name} {(mine := pool_scores(s.ours))['f1']:.3f} ({mine['wrong_merges']}, {mine['sets']} sets)"
+                 for s in scores]
+        lines.append(f"{batch}: {', '.join(cells)}: {'missed' if bar_misses(scores) else 'met'}")
     return lines
 
 
