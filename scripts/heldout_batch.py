@@ -10,8 +10,10 @@ with both sorters (one failing does not stop the others: MEArec sometimes cannot
 and writes ``<cache>/scores/<seeds>_<scenario>_presets.jsonl``. ``score`` writes
 ``..._ours.jsonl`` beside it and prints each scenario's per-set rows and pooled line (the tables of
 ``docs/sorted_bench_history.md``), then the batch's row of the README's summary with its verdict on
-the bar (``spikemerge.bench.heldout``), and records in the registry which judge scored the batch
-(``scored = "..."``, to be committed). It refuses to score a batch twice, by the registry or by the
+the bar (``spikemerge.bench.heldout``), records in the registry which judge scored the batch
+(``scored = "..."``, to be committed), and keeps each scored set's record (``explain_sorted.py
+--keep``, in ``scripts/dev_evidence`` unless ``--keep DIR`` or ``--no-keep``; to be committed too: the
+datasets do not outlive their machine, the records let later judges be measured on them). It refuses to score a batch twice, by the registry or by the
 cache, since a second look would no longer be held out. The cache (default
 ``$SPIKEMERGE_CACHE`` or ``~/.cache/spikemerge/sorted_bench``) holds one template library for all
 batches (seeds never repeat, so dataset names do not collide).
@@ -35,6 +37,7 @@ from spikemerge.bench.sorted import (
 
 HERE = Path(__file__).resolve().parent
 REGISTRY = HERE / "heldout_batches.toml"
+KEPT = HERE / "dev_evidence"
 PRESETS = "x_contaminations,similarity_correlograms,temporal_splits,feature_neighbors,slay"
 
 
@@ -49,6 +52,12 @@ def run_eval(folders: list[Path], args: list[str], out: Path) -> None:
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(result.stdout)
     os.replace(tmp, out)
+
+
+def keep_records(ready: list[Path], kept: Path) -> None:
+    """Each set's record written to ``kept`` (``explain_sorted.py --keep``), once the batch is scored."""
+    subprocess.run([sys.executable, str(HERE / "explain_sorted.py"), *map(str, ready), "--keep", str(kept)],
+                   check=True, stdout=subprocess.DEVNULL)
 
 
 def build(batch: Batch, cache: Path) -> int:
@@ -73,7 +82,8 @@ def build(batch: Batch, cache: Path) -> int:
     return 1 if failed else 0
 
 
-def score(batch: Batch, cache: Path, judge: str, again: bool, registry: Path = REGISTRY) -> int:
+def score(batch: Batch, cache: Path, judge: str, again: bool, registry: Path = REGISTRY,
+          kept: Path | None = KEPT) -> int:
     if batch.scored and not again:
         raise SystemExit(f"batch {batch.name} was scored already with {batch.scored} ({registry.name}): "
                          "held out means once")
@@ -94,6 +104,15 @@ def score(batch: Batch, cache: Path, judge: str, again: bool, registry: Path = R
     if not batch.scored:
         mark_scored(registry, batch, judge)
         print(f"\nRecorded in {registry.name} as scored with {judge}: commit it with the figures.", flush=True)
+    if kept is not None:
+        ready = [f for s in batch.scenarios for f in dataset_folders(batch, s, cache) if (f / "READY").exists()]
+        try:
+            keep_records(ready, kept)
+        except subprocess.CalledProcessError:
+            print(f"\nThe sets' records could not be kept (the scores stand); keep them with: python "
+                  f"{HERE / 'explain_sorted.py'} {' '.join(map(str, ready))} --keep {kept}", file=sys.stderr, flush=True)
+            return 1
+        print(f"Kept the sets' records in {kept}: commit them too.", flush=True)
     return 0
 
 
@@ -104,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=None, help="datasets and scores (default: the sorted bench's)")
     parser.add_argument("--judge", default="spikemerge", help="score: the judge's name for the table's header")
     parser.add_argument("--again", action="store_true", help="score: overwrite an earlier score (no longer held out)")
+    parser.add_argument("--keep", type=Path, default=KEPT, metavar="DIR",
+                        help="score: where the scored sets' records go (default: scripts/dev_evidence)")
+    parser.add_argument("--no-keep", action="store_true", help="score: do not keep the sets' records")
     args = parser.parse_args(argv)
     try:
         batches = load_batches(REGISTRY)
@@ -121,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     cache.mkdir(parents=True, exist_ok=True)
     if args.command == "build":
         return build(batches[args.batch], cache)
-    return score(batches[args.batch], cache, args.judge, args.again)
+    return score(batches[args.batch], cache, args.judge, args.again, kept=None if args.no_keep else args.keep)
 
 
 if __name__ == "__main__":

@@ -116,3 +116,52 @@ def test_a_set_that_fails_to_build_is_marked_failed_not_left_empty(tmp_path, mon
     assert text.startswith("RuntimeError: Templates could not be selected.") and "Traceback" in text
     assert f"{failed[0]}: FAILED RuntimeError" in capsys.readouterr().out
     assert f"{failed[0]}: RuntimeError: Templates could not be selected." in write_status(tmp_path).read_text()
+
+
+def test_scoring_a_batch_keeps_its_sets_records_once_it_is_marked_scored(tmp_path, monkeypatch, capsys):
+    """The records outlive the machine that built the sets (session 31's were lost with it): ``score``
+    keeps every ready set's record after the registry says the batch is scored, since the development
+    tools refuse sets still held out; a failure to keep leaves the scores standing and says how to retry."""
+    import json
+    import subprocess
+
+    from spikemerge.bench.heldout import load_batches
+
+    module = load_script("heldout_batch")
+    registry = tmp_path / "batches.toml"
+    registry.write_text('[[batch]]\nseeds = [901, 902]\n[batch.drift]\nlabel = "d"\n')
+    batch = load_batches(registry)["901-902"]
+    cache = tmp_path / "cache"
+    ready = [f for f in module.dataset_folders(batch, batch.scenarios[0], cache) if not f.name.endswith("s902")]
+    for folder in ready:
+        folder.mkdir(parents=True)
+        (folder / "READY").touch()
+    line = {"true_pairs": 4, "tp": 4, "fp": 0, "fn": 0, "wrong_merges": 0, "f1": 1.0}
+    presets = module.score_file(cache, batch, batch.scenarios[0], "presets")
+    presets.parent.mkdir(parents=True)
+    presets.write_text("\n".join(json.dumps({**line, "dataset": f.name, "method": "SI slay", "f1": 0.5}) for f in ready))
+
+    def scored(folders, args, out):
+        out.write_text("\n".join(json.dumps({**line, "dataset": f.name, "method": "spikemerge (balanced)"})
+                                 for f in folders if (f / "READY").exists()))
+
+    kept_calls = []
+
+    def keep(folders, kept):
+        kept_calls.append((folders, kept, load_batches(registry)["901-902"].scored))
+
+    monkeypatch.setattr(module, "run_eval", scored)
+    monkeypatch.setattr(module, "keep_records", keep)
+    assert module.score(batch, cache, "metrics-v0", again=False, registry=registry, kept=tmp_path / "kept") == 0
+    assert kept_calls == [(ready, tmp_path / "kept", "metrics-v0")]  # the ready sets, after the batch is marked
+    assert "Kept the sets' records" in capsys.readouterr().out
+
+    def fail(folders, kept):
+        raise subprocess.CalledProcessError(1, "explain_sorted.py")
+
+    monkeypatch.setattr(module, "keep_records", fail)
+    again = load_batches(registry)["901-902"]
+    assert module.score(again, cache, "metrics-v0", again=True, registry=registry, kept=tmp_path / "kept") == 1
+    err = capsys.readouterr().err
+    assert "could not be kept (the scores stand)" in err and f"{ready[0]}" in err and "--keep" in err
+    assert load_batches(registry)["901-902"].scored == "metrics-v0"
