@@ -13,8 +13,9 @@ and writes ``<cache>/scores/<seeds>_<scenario>_presets.jsonl``. ``score`` writes
 the bar (``spikemerge.bench.heldout``), records in the registry which judge scored the batch
 (``scored = "..."``, to be committed), and keeps each scored set's record (``explain_sorted.py
 --keep``, in ``scripts/dev_evidence`` unless ``--keep DIR`` or ``--no-keep``; to be committed too: the
-datasets do not outlive their machine, the records let later judges be measured on them). It refuses to score a batch twice, by the registry or by the
-cache, since a second look would no longer be held out. The cache (default
+datasets do not outlive their machine, the records let later judges be measured on them). It
+refuses to score a batch twice, by the registry or by the cache, since a second look would no longer
+be held out. The cache (default
 ``$SPIKEMERGE_CACHE`` or ``~/.cache/spikemerge/sorted_bench``) holds one template library for all
 batches (seeds never repeat, so dataset names do not collide).
 """
@@ -110,7 +111,8 @@ def score(batch: Batch, cache: Path, judge: str, again: bool, registry: Path = R
             keep_records(ready, kept)
         except subprocess.CalledProcessError:
             print(f"\nThe sets' records could not be kept (the scores stand); keep them with: python "
-                  f"{HERE / 'explain_sorted.py'} {' '.join(map(str, ready))} --keep {kept}", file=sys.stderr, flush=True)
+                  f"{HERE / 'explain_sorted.py'} {' '.join(map(str, ready))} --keep {kept}",
+                  file=sys.stderr, flush=True)
             return 1
         print(f"Kept the sets' records in {kept}: commit them too.", flush=True)
     return 0

@@ -139,7 +139,8 @@ def test_scoring_a_batch_keeps_its_sets_records_once_it_is_marked_scored(tmp_pat
     line = {"true_pairs": 4, "tp": 4, "fp": 0, "fn": 0, "wrong_merges": 0, "f1": 1.0}
     presets = module.score_file(cache, batch, batch.scenarios[0], "presets")
     presets.parent.mkdir(parents=True)
-    presets.write_text("\n".join(json.dumps({**line, "dataset": f.name, "method": "SI slay", "f1": 0.5}) for f in ready))
+    presets.write_text("\n".join(json.dumps({**line, "dataset": f.name, "method": "SI slay", "f1": 0.5})
+                                 for f in ready))
 
     def scored(folders, args, out):
         out.write_text("\n".join(json.dumps({**line, "dataset": f.name, "method": "spikemerge (balanced)"})
