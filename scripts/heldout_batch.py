@@ -42,9 +42,14 @@ KEPT = HERE / "dev_evidence"
 PRESETS = "x_contaminations,similarity_correlograms,temporal_splits,feature_neighbors,slay"
 
 
+def ready_folders(folders: list[Path]) -> list[Path]:
+    """The folders whose dataset was built whole (a ``READY`` file), in their order."""
+    return [f for f in folders if (f / "READY").exists()]
+
+
 def run_eval(folders: list[Path], args: list[str], out: Path) -> None:
     """``eval_sorted.py`` on the ready folders, its lines written to ``out`` only once it succeeded."""
-    ready = [str(f) for f in folders if (f / "READY").exists()]
+    ready = [str(f) for f in ready_folders(folders)]
     if not ready:
         raise SystemExit(f"no ready dataset among {', '.join(f.name for f in folders)}: build the batch first")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -106,7 +111,7 @@ def score(batch: Batch, cache: Path, judge: str, again: bool, registry: Path = R
         mark_scored(registry, batch, judge)
         print(f"\nRecorded in {registry.name} as scored with {judge}: commit it with the figures.", flush=True)
     if kept is not None:
-        ready = [f for s in batch.scenarios for f in dataset_folders(batch, s, cache) if (f / "READY").exists()]
+        ready = ready_folders([f for s in batch.scenarios for f in dataset_folders(batch, s, cache)])
         try:
             keep_records(ready, kept)
         except subprocess.CalledProcessError:
