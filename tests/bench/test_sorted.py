@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -233,6 +234,42 @@ def test_venv_bin_goes_first_on_path(monkeypatch):
     sb.ensure_venv_bin_on_path()
     parts = os.environ["PATH"].split(os.pathsep)
     assert parts[0] == str(Path(sys.executable).parent) and parts.count(parts[0]) == 1
+
+
+def test_builds_side_by_side_simulate_a_template_library_once(tmp_path, monkeypatch):
+    """Two builds on a new cache: one simulates, the other waits and reads the same file."""
+    import os
+    import sys
+    import threading
+    import time
+    import types
+
+    calls = []
+
+    def gen_templates(*args, **kwargs):
+        calls.append(os.getcwd())
+        time.sleep(0.3)  # long enough for the second build to arrive while the first simulates
+        return types.SimpleNamespace(templates=[0, 1])
+
+    def save_template_generator(tempgen, filename):
+        Path(filename).write_bytes(b"templates")
+
+    fake = types.ModuleType("MEArec")
+    fake.gen_templates = gen_templates
+    fake.save_template_generator = save_template_generator
+    fake.get_default_cell_models_folder = lambda: str(tmp_path / "cells")
+    monkeypatch.setitem(sys.modules, "MEArec", fake)
+    monkeypatch.setenv("PATH", os.environ.get("PATH", ""))
+    monkeypatch.setattr(sb.TemplateSpec, "mearec_params", lambda self: {})
+    spec = sb.TemplateSpec()
+    paths = []
+    builds = [threading.Thread(target=lambda: paths.append(sb.make_templates(spec, tmp_path))) for _ in range(2)]
+    for build in builds:
+        build.start()
+    for build in builds:
+        build.join()
+    assert len(calls) == 1
+    assert len(paths) == 2 and paths[0] == paths[1] and paths[0].read_bytes() == b"templates"
 
 
 def test_status_lists_datasets_and_failures(tmp_path, neurons):
