@@ -54,6 +54,10 @@ EVIDENCE_SOURCES = ("evidence", "analyzer", "candidates.py")
 KEPT = Path(__file__).with_name("dev_evidence")
 """Kept records of scored sets (``--keep``): what a judge change is measured on when no analyzer is at hand."""
 KEPT_SUFFIX = ".json.xz"
+PRESENCE_BIN_S = 10.0
+"""Width of the bins in which a kept record counts each unit's spikes (``presence``)."""
+RECORD_FORMAT = 2
+"""Bumped when a record gains a field: cached records of an older format are computed again."""
 HELD_OUT_REGISTRY = Path(__file__).with_name("heldout_batches.toml")
 """Held-out batches: their sets are refused until spikemerge has scored them once."""
 SHOWN_FIELDS = ("template_similarity", "template_similarity_denoised", "template_similarity_stretch",
@@ -88,6 +92,17 @@ def _outside_pairs(ctx, pairs: list[tuple[Any, Any]]) -> dict[frozenset, dict[st
     return out
 
 
+def _presence(ctx, unit_ids: list) -> dict[str, Any]:
+    """Each unit's spike count per ``PRESENCE_BIN_S`` over the recording: when it fires, which no pair's
+    numbers say (which unit fills another's silence, how a part's rate runs once merged), kept so a
+    rule that reads it can be measured on the records before the evidence carries it."""
+    import numpy as np
+
+    edges = np.arange(0.0, ctx.duration_s + PRESENCE_BIN_S, PRESENCE_BIN_S)
+    counts = [[u, np.histogram(ctx.times_s(u), bins=edges)[0].tolist()] for u in unit_ids]
+    return {"bin_s": PRESENCE_BIN_S, "duration_s": float(ctx.duration_s), "counts": counts}
+
+
 def _true_pairs(truth: dict, unit_ids: list) -> list[tuple[Any, Any]]:
     """The truth's pairs among ``unit_ids``, as those ids (truth.json keys them as strings)."""
     by_key = {str(u): u for u in unit_ids}
@@ -99,7 +114,7 @@ def evidence_of(dataset: Path, cache: Path) -> dict[str, Any]:
     """Candidate groups, their evidence, and the numbers of true pairs outside every group (cached)."""
     from spikemerge.tools.session import CurationSession
 
-    path = cache / f"{dataset.resolve().as_posix().strip('/').replace('/', '_')}.{_code_key()}.pkl"
+    path = cache / f"{dataset.resolve().as_posix().strip('/').replace('/', '_')}.{_code_key()}.r{RECORD_FORMAT}.pkl"
     if path.exists():
         return pickle.loads(path.read_bytes())
     truth = load_truth(dataset)
@@ -111,7 +126,8 @@ def evidence_of(dataset: Path, cache: Path) -> dict[str, Any]:
         evidence = {g: session.evidence(g) for g in groups}
         together = {frozenset(p) for units, _ in groups.values() for p in combinations(units, 2)}
         outside = [p for p in _true_pairs(truth, list(session.context.unit_ids)) if frozenset(p) not in together]
-        record = {"groups": groups, "evidence": evidence, "outside": _outside_pairs(session.context, outside)}
+        record = {"groups": groups, "evidence": evidence, "outside": _outside_pairs(session.context, outside),
+                  "presence": _presence(session.context, list(session.context.unit_ids))}
     cache.mkdir(parents=True, exist_ok=True)
     tmp_path = path.with_suffix(".tmp")
     tmp_path.write_bytes(pickle.dumps(record))
@@ -120,8 +136,9 @@ def evidence_of(dataset: Path, cache: Path) -> dict[str, Any]:
 
 
 def load_set(path: Path, cache: Path) -> dict[str, Any]:
-    """A set's record: ``name``, ``truth``, candidate ``groups``, their ``evidence`` and the ``outside`` pairs'
-    numbers; read from a kept file (``--keep``), or computed from the dataset folder (cached)."""
+    """A set's record: ``name``, ``truth``, candidate ``groups``, their ``evidence``, the ``outside`` pairs'
+    numbers and each unit's ``presence`` over time; read from a kept file (``--keep``), or computed from
+    the dataset folder (cached)."""
     if path.name.endswith(KEPT_SUFFIX):
         return read_kept(path)
     return {"name": path.name, "truth": load_truth(path), **evidence_of(path, cache)}
@@ -137,6 +154,8 @@ def write_kept(record: dict[str, Any], folder: Path) -> Path:
         "evidence": [[g, ev] for g, ev in record["evidence"].items()],
         "outside": [[sorted(pair, key=str), numbers] for pair, numbers in record["outside"].items()],
     }
+    if record.get("presence") is not None:
+        payload["presence"] = record["presence"]
     text = json.dumps(payload, default=lambda v: v.item() if hasattr(v, "item") else str(v), sort_keys=True)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{record['name']}{KEPT_SUFFIX}"
@@ -155,7 +174,8 @@ def read_kept(path: Path) -> dict[str, Any]:
     return {"name": payload["name"], "truth": payload["truth"],
             "groups": {g: (units, chains) for g, units, chains in payload["groups"]},
             "evidence": {g: ev for g, ev in payload["evidence"]},
-            "outside": {frozenset(pair): numbers for pair, numbers in payload["outside"]}}
+            "outside": {frozenset(pair): numbers for pair, numbers in payload["outside"]},
+            "presence": payload.get("presence")}  # records kept before 2026-12-04 (seeds up to 260) have none
 
 
 def kept_name(path: Path) -> Path:

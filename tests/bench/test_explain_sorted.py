@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.helpers import load_script
@@ -95,6 +96,22 @@ def test_a_kept_record_judges_as_its_dataset_does(sorted_style_dataset, tmp_path
     assert not (tmp_path / "empty").exists(), "nothing recomputed"
     assert script.main([str(path), "--reliability"]) == 0
     assert "merge verdicts: n" in capsys.readouterr().out
+
+
+def test_a_kept_record_holds_when_each_unit_fires(sorted_style_dataset, tmp_path):
+    """The record counts every unit's spikes per bin over the whole recording, and keeps them."""
+    from spikeinterface.core import load_sorting_analyzer
+
+    script = load_script("explain_sorted")
+    record = script.load_set(sorted_style_dataset, tmp_path / "cache")
+    sorting = load_sorting_analyzer(sorted_style_dataset / "analyzer", load_extensions=False).sorting
+    presence = record["presence"]
+    assert presence["bin_s"] == script.PRESENCE_BIN_S
+    assert len(presence["counts"][0][1]) == int(np.ceil(presence["duration_s"] / presence["bin_s"]))
+    assert {u: sum(c) for u, c in presence["counts"]} == {u: sorting.get_unit_spike_train(u).size
+                                                          for u in sorting.unit_ids}
+    kept = script.read_kept(script.write_kept(record, tmp_path / "kept"))
+    assert kept["presence"] == json.loads(json.dumps(presence))
 
 
 def test_a_kept_record_of_a_held_out_set_is_refused_until_its_batch_is_scored(tmp_path, capsys, monkeypatch):
