@@ -92,14 +92,14 @@ def _outside_pairs(ctx, pairs: list[tuple[Any, Any]]) -> dict[frozenset, dict[st
     return out
 
 
-def _presence(ctx, unit_ids: list) -> dict[str, Any]:
+def _presence(ctx) -> dict[str, Any]:
     """Each unit's spike count per ``PRESENCE_BIN_S`` over the recording: when it fires, which no pair's
     numbers say (which unit fills another's silence, how a part's rate runs once merged), kept so a
     rule that reads it can be measured on the records before the evidence carries it."""
     import numpy as np
 
     edges = np.arange(0.0, ctx.duration_s + PRESENCE_BIN_S, PRESENCE_BIN_S)
-    counts = [[u, np.histogram(ctx.times_s(u), bins=edges)[0].tolist()] for u in unit_ids]
+    counts = [[u, np.histogram(ctx.times_s(u), bins=edges)[0].tolist()] for u in ctx.unit_ids]
     return {"bin_s": PRESENCE_BIN_S, "duration_s": float(ctx.duration_s), "counts": counts}
 
 
@@ -127,7 +127,7 @@ def evidence_of(dataset: Path, cache: Path) -> dict[str, Any]:
         together = {frozenset(p) for units, _ in groups.values() for p in combinations(units, 2)}
         outside = [p for p in _true_pairs(truth, list(session.context.unit_ids)) if frozenset(p) not in together]
         record = {"groups": groups, "evidence": evidence, "outside": _outside_pairs(session.context, outside),
-                  "presence": _presence(session.context, list(session.context.unit_ids))}
+                  "presence": _presence(session.context)}
     cache.mkdir(parents=True, exist_ok=True)
     tmp_path = path.with_suffix(".tmp")
     tmp_path.write_bytes(pickle.dumps(record))

@@ -228,7 +228,6 @@ def test_final_merge_off_patches_and_restores():
 def test_venv_bin_goes_first_on_path(monkeypatch):
     import os
     import sys
-    from pathlib import Path
 
     monkeypatch.setenv("PATH", os.pathsep.join(["/usr/bin", str(Path(sys.executable).parent)]))
     sb.ensure_venv_bin_on_path()
@@ -247,7 +246,7 @@ def test_builds_side_by_side_simulate_a_template_library_once(tmp_path, monkeypa
     calls = []
 
     def gen_templates(*args, **kwargs):
-        calls.append(os.getcwd())
+        calls.append(kwargs["params"])
         time.sleep(0.3)  # long enough for the second build to arrive while the first simulates
         return types.SimpleNamespace(templates=[0, 1])
 
