@@ -159,8 +159,10 @@ def _mediated(score: PairScore, members: Sequence[Any], scores: Mapping[frozense
     the join links both at the policy's threshold, and the pair's evidence against is what a
     missing middle explains (shapes, hand-over amplitudes, places), with no veto, the difference
     is that unit's. A missing middle never explains a refractory excess: a pair
-    whose CCG can speak (not thin) must show no excess at all (its term at least 0), a thin pair at
-    most a weak one (one or two coincidences, ``params.mediated_min_ccg_log_odds``). Seen on
+    whose CCG can speak (not thin) must show a dip that favours one neuron
+    (``params.mediated_powered_min_ccg_log_odds``; a partial dip reading near even is what alike
+    neighbours' collisions leave), a thin pair at most a weak excess (one or two coincidences,
+    ``params.mediated_min_ccg_log_odds``). Seen on
     sorter-made drifting sets: two near-twin neighbours firing together (similarity 0.96, 9 µm,
     2 coincidences where independent firing predicts 3.8, a gap between their clouds) joined
     through a unit alike to both; on 76 sets, 4 distinct pairs fewer and 2 same-neuron pairs more.
@@ -177,8 +179,8 @@ def _mediated(score: PairScore, members: Sequence[Any], scores: Mapping[frozense
     if score.veto or score.starved or score.log_odds < params.mediated_min_log_odds \
             or score.terms.get("crosscorrelograms", 0.0) < params.mediated_min_ccg_log_odds:
         return False
-    if not score.thin and score.terms.get("crosscorrelograms", 0.0) < 0.0:
-        return False  # enough coincidences expected for a dip, and an excess instead: no missing slice's doing
+    if not score.thin and score.terms.get("crosscorrelograms", 0.0) < params.mediated_powered_min_ccg_log_odds:
+        return False  # enough coincidences expected for a dip, and none clear: no missing slice's doing
     gap = score.terms.get("continuity", 0.0) < 0.0
     if _off_trajectory(score, params):
         return False  # places off one trajectory: no middle fragment puts them back on it
@@ -540,7 +542,7 @@ class MetricsJudge:
     def fingerprint(self) -> str:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
-        source = json.dumps({"judge": "metrics-v38", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v39", "params": self.params.fingerprint(),
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 

@@ -332,6 +332,16 @@ class JudgeParams:
     tolerated where too few are expected for the CCG to decide (a bursting neuron's first and last
     slices, -1.8 on the first dev sets; -1 kept 3 of the 11 true pairs out). Where enough are
     expected (not thin), any excess blocks (metrics-v24, see ``metrics._mediated``)."""
+    mediated_powered_min_ccg_log_odds: float = 1.0
+    """... and where enough coincidences are expected for the CCG to speak (not thin), its term is at
+    least this: the CCG must favour one neuron, not merely show no excess. A template matcher that
+    resolves one of two overlapping spikes of alike neighbours firing together leaves them a partial
+    dip that reads near even (held-out drift_sc2_s270: units 42 and 47 of two neurons 10 µm apart,
+    4 coincidences where 12.2 were expected, +0.13), and a fragment alike to both then joined them
+    (3 distinct pairs). On the 334 kept sets (seeds 185-272), balanced: 11892 same-neuron pairs / 25
+    distinct -> 11888 / 22 (0.5: 11890 / 22; 2.0: lost 11 more pairs); aggressive, which takes that
+    pair on its own at -0.49, 11912 / 26 -> 11910 / 26; conservative 3076 / 5 -> 3071 / 5. 0 is
+    metrics-v38's rule (any term but an excess)."""
     mediated_thin_gap: bool = False
     """Whether a third unit may fill the gap of a pair with too few coincidences expected for the
     crosscorrelogram to speak (thin). Off: such a pair has only its shape for one neuron, and a unit
