@@ -796,7 +796,7 @@ def test_a_middle_unit_does_not_join_neighbours_whose_powered_dip_reads_near_eve
     assert len(_abc_parts(collision, link)[0]) == 2
     assert _abc_parts(collision, link, params=JudgeParams(mediated_powered_min_ccg_log_odds=0.0)) == \
         [["a", "b", "c"]]
-    dip = replace(collision, log_odds=0.68 - 1.0, terms={"crosscorrelograms": 1.3, "waveforms": -2.0})
+    dip = replace(collision, log_odds=-0.3, terms={"crosscorrelograms": 1.3, "waveforms": -2.0})
     assert _abc_parts(dip, link) == [["a", "b", "c"]]
     assert _abc_parts(replace(collision, thin=True), link) == [["a", "b", "c"]]
 
