@@ -339,7 +339,7 @@ class JudgeParams:
     dip that reads near even (held-out drift_sc2_s270: units 42 and 47 of two neurons 10 µm apart,
     4 coincidences where 12.2 were expected, +0.13), and a fragment alike to both then joined them
     (3 distinct pairs). On the 334 kept sets (seeds 185-272), balanced: 11892 same-neuron pairs / 25
-    distinct -> 11888 / 22 (0.5: 11890 / 22; 2.0: lost 11 more pairs); aggressive, which takes that
+    distinct -> 11888 / 22 (0.5: 11890 / 22; 2.0: 11881 / 22); aggressive, which takes that
     pair on its own at -0.49, 11912 / 26 -> 11910 / 26; conservative 3076 / 5 -> 3071 / 5. 0 is
     metrics-v38's rule (any term but an excess)."""
     mediated_thin_gap: bool = False
