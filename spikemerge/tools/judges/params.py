@@ -58,6 +58,19 @@ class JudgeParams:
     duplicate_fraction: float = 0.3
     duplicate_excess: float = 10.0
     duplicate_log_odds: float = 8.0
+    partial_copy_max_fraction: float = 0.5
+    """A duplicate peak holding under this share of the smaller unit's spikes is a duplicate only while
+    the refractory window beside it (its copies censored) is not filled as by independent trains (CCG
+    term above ``veto_log_odds``): the spikes outside the peak must be one neuron as well. Seen on
+    held-out drift_sc2_s284: unit 101 (84 % one neuron) held copies of 35 % of a neighbour's unit 90's
+    spikes, with 16 refractory coincidences where 22.1 were expected beside them, and was merged as a
+    duplicate. On the 378 kept sets (seeds 185-284) the rule reads 88 pairs otherwise: 86 touch an
+    impure unit (one holding another neuron's spikes beside copies), 1 is of two neurons, 1 of one.
+    Balanced: 13420 same-neuron pairs merged / 28 distinct -> 13411 / 26, impure units merged into
+    another neuron's part 161 -> 150 (the lost pairs are parts that such a unit had bridged);
+    aggressive 13446 / 32 -> 13437 / 30, conservative 3484 / 6 -> 3479 / 6. 0.4: 13417 / 26; 0.6:
+    13405 / 26. Half is where ``copy_restates_min_fraction`` calls the smaller unit a copy. ``0``:
+    off (metrics-v40)."""
     # waveforms: noise-aware cosine at the best lag (at the hand-over for units that follow each other)
     similarity_centre: float = 0.875
     """Similarity at which the waveforms term is 0 (it rises by ``similarity_slope`` per unit).

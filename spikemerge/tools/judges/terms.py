@@ -182,6 +182,13 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     overlap = _get(e, "presence_overlap", 1.0)
     sequential = overlap < p.handover_presence and e.get("comparison_window", "handover") == "handover"
     powered = expected >= p.min_expected_coincidences
+    # a copy peak speaks for the spikes it holds; when they are under half the smaller unit's, the
+    # rest must be one neuron too, and the refractory window beside the peak tests them: filled as by
+    # independent trains, one unit holds copies of the other's spikes beside its own neuron's
+    copies_alone = duplicate and powered and _get(e, "duplicate_fraction", 0.0) < p.partial_copy_max_fraction \
+        and refractory_log_odds(observed, expected, allowed, p) <= p.veto_log_odds
+    if copies_alone:
+        duplicate = False
     if duplicate:
         terms["duplicate"] = p.duplicate_log_odds
         reasons["crosscorrelograms"] = (
@@ -202,6 +209,11 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
             f"{observed:.0f} coincidences within ±1.5 ms of the {lag:+.2f} ms template lag where independent "
             f"firing predicts {expected:.1f}: {verdict}; merged contamination "
             f"{_get(e, 'contamination_merged', float('nan')):.2f}")
+        if copies_alone:
+            reasons["crosscorrelograms"] += (
+                f"; {100 * _get(e, 'duplicate_fraction', 0):.0f}% of the smaller unit's spikes coincide at "
+                f"{lag:+.2f} ms, but the rest fire independently: copies of one unit's spikes in the other, not one "
+                "neuron seen twice")
     forward, backward = _get(e, "burst_forward", 0.0), _get(e, "burst_backward", 0.0)
     dip = (not powered) or observed <= 2.0 * allowed * expected
     if (_get(e, "burst_asymmetry_p", 1.0) < p.burst_p and max(forward, backward) >= p.burst_min_ratio *
