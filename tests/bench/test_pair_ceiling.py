@@ -10,7 +10,7 @@ from tests.helpers import load_script
 
 KEPT = Path(__file__).parents[2] / "scripts" / "dev_evidence"
 RECORDS = ("drift_sc2_s191", "drift_sc2_s244", "drift_tdc2_s232", "drift_tdc2_s258")
-"""Four drifting sets of four batches, each with thin sequential pairs of two neurons merged (v39, balanced)."""
+"""Four drifting sets of four batches, each with thin sequential pairs of two neurons merged (v39 and v40, balanced)."""
 
 
 @pytest.mark.slow
