@@ -171,7 +171,7 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     expected = _get(e, "ccg_expected_refractory", 0.0)
     observed = _get(e, "ccg_refractory_count", 0.0)
     lag = _get(e, "duplicate_lag_ms", _get(e, "template_shift_ms", 0.0))
-    duplicate = _get(e, "duplicate_fraction", 0.0) >= p.duplicate_fraction and \
+    copy_peak = _get(e, "duplicate_fraction", 0.0) >= p.duplicate_fraction and \
         _get(e, "duplicate_excess", 0.0) >= p.duplicate_excess
     # a unit whose share f of spikes is foreign has contamination c = 1 - (1 - f)² (pairs holding a
     # foreign spike violate at chance); one neuron's two units then coincide at chance wherever either
@@ -182,20 +182,20 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     overlap = _get(e, "presence_overlap", 1.0)
     sequential = overlap < p.handover_presence and e.get("comparison_window", "handover") == "handover"
     powered = expected >= p.min_expected_coincidences
+    refractory = refractory_log_odds(observed, expected, allowed, p)
     # a copy peak speaks for the spikes it holds; when they are under half the smaller unit's, the
     # rest must be one neuron too, and the refractory window beside the peak tests them: filled as by
     # independent trains, one unit holds copies of the other's spikes beside its own neuron's
-    copies_alone = duplicate and powered and _get(e, "duplicate_fraction", 0.0) < p.partial_copy_max_fraction \
-        and refractory_log_odds(observed, expected, allowed, p) <= p.veto_log_odds
-    if copies_alone:
-        duplicate = False
+    copies_alone = copy_peak and powered and _get(e, "duplicate_fraction", 0.0) < p.partial_copy_max_fraction \
+        and refractory <= p.veto_log_odds
+    duplicate = copy_peak and not copies_alone
     if duplicate:
         terms["duplicate"] = p.duplicate_log_odds
         reasons["crosscorrelograms"] = (
             f"{100 * _get(e, 'duplicate_fraction', 0):.0f}% of spikes coincide within ±0.25 ms of the "
             f"{lag:+.2f} ms template lag ({_get(e, 'duplicate_excess', 0):.0f}x chance): the same spikes detected twice")
     else:
-        terms["crosscorrelograms"] = refractory_log_odds(observed, expected, allowed, p)
+        terms["crosscorrelograms"] = refractory
         if not powered:
             verdict = "too few coincidences expected to tell"
         elif observed <= 1.5 * allowed * expected:
