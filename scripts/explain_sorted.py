@@ -42,7 +42,7 @@ import tempfile
 from dataclasses import fields, replace
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import spikemerge
 from spikemerge.bench.heldout import ScenarioScores, bar_misses, held_out_error, load_batches
@@ -212,17 +212,22 @@ def print_group(record: dict[str, Any], group: int, judge, policy: str) -> None:
         print(f"  {same} {a}+{b}: {_score_line(scores[frozenset((a, b))])} | {_numbers(p)}")
 
 
-def judge_dataset(record: dict[str, Any], judge, policy: str, verbose: bool) -> dict[str, Any]:
+def judged_groups(record: dict[str, Any], judge, policy: str) -> Iterator[tuple[Any, list, Any, dict]]:
+    """Each candidate group of a set as the judge sees it: its id, units, verdict and pair scores."""
     from spikemerge.tools.judges.base import JudgeRequest
 
+    for g, (units, _) in record["groups"].items():
+        request = JudgeRequest(group_id=g, unit_ids=tuple(units), evidence=record["evidence"][g])
+        yield g, units, judge.judge(request, policy=policy), judge.scores(request)
+
+
+def judge_dataset(record: dict[str, Any], judge, policy: str, verbose: bool) -> dict[str, Any]:
     truth, name = record["truth"], record["name"]
     merges, scores, verdicts = [], {}, {}
-    for g, (units, chains) in record["groups"].items():
-        request = JudgeRequest(group_id=g, unit_ids=tuple(units), evidence=record["evidence"][g])
-        verdict = judge.judge(request, policy=policy)
+    for g, _, verdict, group_scores in judged_groups(record, judge, policy):
         verdicts[g] = verdict
         merges += [list(part) for part in verdict.merge_groups]
-        scores.update(judge.scores(request))
+        scores.update(group_scores)
     result = score_sorted(merges, truth)
     if verbose:
         neuron = {u: n for u, n in truth["unit_to_neuron"].items()}
@@ -274,7 +279,6 @@ def reliability_rows(record: dict[str, Any], judge, policy: str,
     every keep-apart verdict's strongest pair (log-odds) and confidence beside its truth; pure units only
     (``rel``: the reliability script, for ``pair_truth``, ``part_truth``, ``apart_truth``, ``verdict_rows``)."""
     from spikemerge.policies import get_policy
-    from spikemerge.tools.judges.base import JudgeRequest
     from spikemerge.tools.judges.metrics import weakest_carrying
     from spikemerge.tools.judges.terms import logit
 
@@ -282,15 +286,12 @@ def reliability_rows(record: dict[str, Any], judge, policy: str,
     cut = logit(rule.merge_threshold)
     neuron = record["truth"]["unit_to_neuron"]
     pairs, verdicts, refit, apart, seen = [], [], [], [], set()
-    for g, (units, _) in record["groups"].items():
-        request = JudgeRequest(group_id=g, unit_ids=tuple(units), evidence=record["evidence"][g])
-        scores = judge.scores(request)
+    for _, units, verdict, scores in judged_groups(record, judge, policy):
         for key, score in scores.items():
             truth = rel.pair_truth(*tuple(key), neuron)
             if key not in seen and truth is not None:
                 pairs.append((score.probability, truth, score.thin))
             seen.add(key)
-        verdict = judge.judge(request, policy=policy)
         verdicts.append(verdict)
         if verdict.decision == "merge":
             weakest = [weakest_carrying(part, scores, judge.params, cut, rule.abstain_on_thin, judge.weights).log_odds

@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from explain_sorted import HELD_OUT_REGISTRY, KEPT_SUFFIX, _params, kept_name, read_kept  # noqa: E402
+from explain_sorted import HELD_OUT_REGISTRY, KEPT_SUFFIX, _params, judged_groups, kept_name, read_kept  # noqa: E402
 
-from spikemerge.bench.heldout import held_out_error  # noqa: E402
+from spikemerge.bench.heldout import held_out_error, load_batches  # noqa: E402
+from spikemerge.bench.sorted import parse_dataset_name  # noqa: E402
 
 EVIDENCE_FIELDS = ("template_similarity", "template_similarity_denoised", "distance_um", "presence_overlap",
                    "amplitude_handover", "handover_similarity", "handover_gap_fraction", "drift_z",
@@ -44,21 +45,17 @@ KINDS = {
 CATCHES = (1, 2, 3, 5, 10, 15, 20)
 
 
-def merged_pairs(paths: list[Path], judge, policy: str, kind) -> tuple[list[list[float]], list[bool], list[str]]:
+def merged_pairs(paths: list[Path], judge, policy: str, kind) -> tuple[list[list[float]], list[bool], list[int]]:
     """Features, truth (two neurons?) and seed of every merged pair of ``kind`` with a truth."""
-    from spikemerge.tools.judges.base import JudgeRequest
     from spikemerge.tools.judges.terms import TERMS
 
     features, distinct, seeds = [], [], []
     for path in paths:
         record = read_kept(path)
         neuron = record["truth"]["unit_to_neuron"]
-        seed = record["name"].rsplit("_s", 1)[-1]
-        for g, (units, _) in record["groups"].items():
-            request = JudgeRequest(group_id=g, unit_ids=tuple(units), evidence=record["evidence"][g])
-            merged = {frozenset(p) for part in judge.judge(request, policy=policy).merge_groups
-                      for p in combinations(part, 2)}
-            scores = judge.scores(request)
+        seed = parse_dataset_name(record["name"]).seed
+        for g, _, verdict, scores in judged_groups(record, judge, policy):
+            merged = {frozenset(p) for part in verdict.merge_groups for p in combinations(part, 2)}
             for e in record["evidence"][g]["pairs"]:
                 key = frozenset((e["unit_a"], e["unit_b"]))
                 na, nb = neuron.get(str(e["unit_a"])), neuron.get(str(e["unit_b"]))
@@ -75,8 +72,9 @@ def merged_pairs(paths: list[Path], judge, policy: str, kind) -> tuple[list[list
 
 
 def batches_of(seeds: np.ndarray) -> np.ndarray:
-    """The held-out batch of each seed (batches pair an odd seed with the next one)."""
-    return np.array([str(int(s) - (int(s) % 2 == 0)) if s.isdigit() else s for s in seeds])
+    """The held-out batch of each seed, as the registry groups them (a seed outside it is its own batch)."""
+    batch_of = {seed: batch.name for batch in load_batches(HELD_OUT_REGISTRY).values() for seed in batch.seeds}
+    return np.array([batch_of.get(int(seed), str(seed)) for seed in seeds])
 
 
 def out_of_fold(features: np.ndarray, distinct: np.ndarray, batch: np.ndarray, folds: int) -> np.ndarray:
