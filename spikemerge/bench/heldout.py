@@ -13,13 +13,22 @@ summary with the verdict on issue 11's bar.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import tempfile
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+try:  # serialises writers of the registry; absent on Windows
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
 
 from .scoring import pool_scores
 from .sorted import SORTERS, dataset_spec, parse_dataset_name, parse_overrides
@@ -79,22 +88,52 @@ def score_file(cache: Path, batch: Batch, scenario: Scenario, who: str) -> Path:
     return cache / "scores" / f"{batch.name}_{scenario.name}_{who}.jsonl"
 
 
+@contextmanager
+def _registry_lock(registry: Path) -> Iterator[None]:
+    """Hold the registry while it is rewritten: two batches scored side by side each rewrite the whole
+    file, and without a lock one ``scored`` line can be lost. The lock file lives in the temporary
+    folder (keyed by the registry's path), not beside the registry in the repository; where ``fcntl``
+    is missing (Windows) writers are not serialised."""
+    if fcntl is None:
+        yield
+        return
+    key = hashlib.sha256(str(registry.resolve()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"spikemerge-registry-{key}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def mark_scored(registry: Path, batch: Batch, judge: str) -> None:
     """Record in the registry that ``judge`` scored ``batch`` (a ``scored`` line under its seeds), in place.
 
     The registry lives in the repository, so a batch stays scored on a new machine whose cache
-    holds no ``ours`` file (:func:`unscored`, ``heldout_batch.py score``). Written whole or not at all.
+    holds no ``ours`` file (:func:`unscored`, ``heldout_batch.py score``). Written whole or not at all,
+    one writer at a time (:func:`_registry_lock`).
     """
     seeds = ", ".join(str(s) for s in batch.seeds)
-    text = registry.read_text()
-    line = re.search(rf"^seeds = \[{re.escape(seeds)}\]\n", text, flags=re.MULTILINE)
-    if line is None:
-        raise ValueError(f"{registry.name}: no line 'seeds = [{seeds}]' to record the score under")
     if batch.scored:
         raise ValueError(f"{registry.name}: batch {batch.name} was scored already, with {batch.scored}")
-    tmp = registry.with_name(f".{registry.name}.tmp")
-    tmp.write_text(text[:line.end()] + f"scored = {json.dumps(judge)}\n" + text[line.end():])
-    os.replace(tmp, registry)
+    with _registry_lock(registry):
+        text = registry.read_text()  # read under the lock: another writer may have just replaced it
+        line = re.search(rf"^seeds = \[{re.escape(seeds)}\]\n", text, flags=re.MULTILINE)
+        if line is None:
+            raise ValueError(f"{registry.name}: no line 'seeds = [{seeds}]' to record the score under")
+        already = re.match(r"scored = (.*)\n", text[line.end():])
+        if already:
+            raise ValueError(f"{registry.name}: batch {batch.name} was scored already, with {json.loads(already.group(1))}")
+        tmp = tempfile.NamedTemporaryFile("w", dir=registry.parent, prefix=f".{registry.name}.",
+                                          suffix=".tmp", delete=False, encoding="utf-8")
+        try:
+            with tmp:
+                tmp.write(text[:line.end()] + f"scored = {json.dumps(judge)}\n" + text[line.end():])
+            os.chmod(tmp.name, registry.stat().st_mode & 0o777)  # a temporary file is private; keep the mode
+            os.replace(tmp.name, registry)
+        except BaseException:
+            Path(tmp.name).unlink(missing_ok=True)
+            raise
 
 
 def unscored(datasets: list[Path], batches: dict[str, Batch]) -> list[Path]:

@@ -166,3 +166,40 @@ def test_scoring_a_batch_keeps_its_sets_records_once_it_is_marked_scored(tmp_pat
     err = capsys.readouterr().err
     assert "could not be kept (the scores stand)" in err and f"{ready[0]}" in err and "--keep" in err
     assert load_batches(registry)["901-902"].scored == "metrics-v0"
+
+
+def test_batches_scored_side_by_side_all_stay_recorded(tmp_path):
+    """Two ``heldout_batch.py score`` runs side by side each rewrite the registry: every ``scored`` line
+    lands (the rewrite is serialised), and a writer holding a stale batch is still refused."""
+    import threading
+
+    from spikemerge.bench.heldout import load_batches, mark_scored
+
+    registry = tmp_path / "batches.toml"
+    seeds = [(901 + 2 * k, 902 + 2 * k) for k in range(8)]
+    registry.write_text("".join(f'[[batch]]\nseeds = [{a}, {b}]\n[batch.drift]\nlabel = "d"\n' for a, b in seeds))
+    batches = load_batches(registry)
+    start = threading.Barrier(len(seeds))
+    errors: list[BaseException] = []
+
+    def score(name: str) -> None:
+        start.wait()
+        try:
+            for _ in range(3):  # the same batch again, as a stale copy: refused, nothing written
+                try:
+                    mark_scored(registry, batches[name], f"v-{name}")
+                except ValueError as exc:
+                    assert "scored already" in str(exc)
+        except BaseException as exc:  # reported by the main thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=score, args=(f"{a}-{b}",)) for a, b in seeds]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    after = load_batches(registry)
+    assert {name: batch.scored for name, batch in after.items()} == {f"{a}-{b}": f"v-{a}-{b}" for a, b in seeds}
+    assert registry.read_text().count("scored = ") == len(seeds)
+    assert not list(tmp_path.glob(".*.tmp"))
