@@ -13,23 +13,17 @@ summary with the verdict on issue 11's bar.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
 import re
 import tempfile
 import tomllib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-try:  # serialises writers of the registry; absent on Windows
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None
-
+from ..tools.outputs import exclusive_lock, write_text_atomic
 from .scoring import pool_scores
 from .sorted import SORTERS, dataset_spec, parse_dataset_name, parse_overrides
 
@@ -88,22 +82,17 @@ def score_file(cache: Path, batch: Batch, scenario: Scenario, who: str) -> Path:
     return cache / "scores" / f"{batch.name}_{scenario.name}_{who}.jsonl"
 
 
-@contextmanager
-def _registry_lock(registry: Path) -> Iterator[None]:
+def _registry_lock(registry: Path) -> contextlib.AbstractContextManager:
     """Hold the registry while it is rewritten: two batches scored side by side each rewrite the whole
     file, and without a lock one ``scored`` line can be lost. The lock file lives in the temporary
-    folder (keyed by the registry's path), not beside the registry in the repository; where ``fcntl``
+    folder (keyed by the registry's path), not beside the registry in the repository; where ``flock``
     is missing (Windows) writers are not serialised."""
-    if fcntl is None:
-        yield
-        return
+    try:
+        import fcntl  # noqa: F401 - what exclusive_lock needs
+    except ImportError:  # pragma: no cover
+        return contextlib.nullcontext()
     key = hashlib.sha256(str(registry.resolve()).encode()).hexdigest()[:16]
-    with open(Path(tempfile.gettempdir()) / f"spikemerge-registry-{key}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return exclusive_lock(Path(tempfile.gettempdir()) / f"spikemerge-registry-{key}.lock")
 
 
 def mark_scored(registry: Path, batch: Batch, judge: str) -> None:
@@ -124,16 +113,7 @@ def mark_scored(registry: Path, batch: Batch, judge: str) -> None:
         already = re.match(r"scored = (.*)\n", text[line.end():])
         if already:
             raise ValueError(f"{registry.name}: batch {batch.name} was scored already, with {json.loads(already.group(1))}")
-        tmp = tempfile.NamedTemporaryFile("w", dir=registry.parent, prefix=f".{registry.name}.",
-                                          suffix=".tmp", delete=False, encoding="utf-8")
-        try:
-            with tmp:
-                tmp.write(text[:line.end()] + f"scored = {json.dumps(judge)}\n" + text[line.end():])
-            os.chmod(tmp.name, registry.stat().st_mode & 0o777)  # a temporary file is private; keep the mode
-            os.replace(tmp.name, registry)
-        except BaseException:
-            Path(tmp.name).unlink(missing_ok=True)
-            raise
+        write_text_atomic(registry, text[:line.end()] + f"scored = {json.dumps(judge)}\n" + text[line.end():])
 
 
 def unscored(datasets: list[Path], batches: dict[str, Batch]) -> list[Path]:

@@ -66,6 +66,26 @@ def write_bytes_atomic(path: Path, data: bytes, durable: bool = True) -> Path:
     return path
 
 
+@contextmanager
+def exclusive_lock(lock: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``lock`` until the block ends (POSIX ``flock``).
+
+    For writers that would otherwise race: builds side by side simulating one template library,
+    batches scored side by side rewriting one registry. The operating system drops the lock with
+    its holder, so a killed process never leaves the next one waiting.
+    """
+    import fcntl  # POSIX
+
+    lock = Path(lock)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def write_text_atomic(path: Path, text: str) -> Path:
     """Write UTF-8 ``text`` atomically (see ``write_bytes_atomic``)."""
     return write_bytes_atomic(path, text.encode("utf-8"))

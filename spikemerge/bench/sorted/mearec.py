@@ -11,6 +11,7 @@ import warnings
 from dataclasses import asdict
 from pathlib import Path
 
+from ...tools.outputs import exclusive_lock
 from .specs import Log, RecordingSpec, TemplateSpec
 
 
@@ -33,35 +34,17 @@ def make_templates(spec: TemplateSpec, cache: Path, n_jobs: int = 2, log: Log | 
 
     Each cell model is simulated with seed ``spec.seed + i`` whatever the number of jobs, so
     ``n_jobs`` changes the wall time only. About 7 minutes on 2 cores for 32 channels. Builds
-    started side by side on a new cache simulate it once: the others wait for it (``_exclusive``).
+    started side by side on a new cache simulate it once: the others wait for it (MEArec's one
+    shared work folder, too, holds one library at a time).
     """
     log = log or (lambda line: None)
     path = Path(cache) / "templates" / f"templates_{spec.key()}.h5"
     if path.exists():
         return path
-    with _exclusive(path.parent / ".work.lock"):
+    with exclusive_lock(path.parent / ".work.lock"):
         if path.exists():  # simulated by another build while this one waited
             return path
         return _simulate_templates(spec, path, n_jobs, log)
-
-
-@contextlib.contextmanager
-def _exclusive(lock: Path):
-    """Hold an exclusive lock on ``lock`` until the block ends.
-
-    Builds side by side would otherwise simulate the same library twice, and any two libraries in
-    MEArec's one shared work folder. The operating system drops the lock with its holder, so a killed
-    build never leaves the next one waiting.
-    """
-    import fcntl  # POSIX, as are NEURON's compiled mechanisms the simulation needs
-
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _simulate_templates(spec: TemplateSpec, path: Path, n_jobs: int, log: Log) -> Path:
