@@ -76,6 +76,19 @@ def test_decisions_row_holds_several_merges_of_one_group():
     assert "merge_groups" in DECISION_COLUMNS
 
 
+def test_a_verdicts_parts_are_listed_in_the_groups_order_whatever_order_the_judge_named_them():
+    # the metrics judge names a part in the order it joined the units; curation.json lists them in
+    # the analyzer's (the group's) order, and the table and decisions.csv should read the same
+    verdict = Verdict(group_id=2, unit_ids=[51, 53, 56, 68, 80], decision="merge", confidence=0.9,
+                      merge_groups=[[80, 68], [53, 51, 56]])
+    assert verdict.merge_groups == [[51, 53, 56], [68, 80]]
+    assert verdict.merge_unit_ids == [51, 53, 56, 68, 80]
+    row = DecisionRow.from_verdict(verdict)
+    assert row.merge_groups == "51 53 56 | 68 80"
+    assert Verdict(group_id=3, unit_ids=["b", "a", "c"], decision="merge", confidence=0.8,
+                   merge_unit_ids=["c", "b"]).merge_unit_ids == ["b", "c"]
+
+
 def test_decisions_csv_round_trips_and_bad_rows_are_refused(tmp_path):
     rows = [DecisionRow.from_verdict(Verdict(group_id=1, unit_ids=[1, 2], decision="abstain", confidence=0.5,
                                              reasoning="3 expected coincidences, 0 seen")),

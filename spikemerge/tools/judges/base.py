@@ -85,8 +85,12 @@ class Verdict:
                     f"group {self.group_id}: merge_groups {parts} must be disjoint parts of at least two of {self.unit_ids}"
                 )
             seen |= keys
-        self.merge_groups = parts
-        self.merge_unit_ids = [u for part in parts for u in part]
+        # listed in the group's order (a judge may name them in the order it joined them), as
+        # curation.json lists them, so the table, decisions.csv and the curation file agree
+        rank = {str(u): i for i, u in enumerate(self.unit_ids)}
+        parts = [sorted(part, key=lambda u: rank[str(u)]) for part in parts]
+        self.merge_groups = sorted(parts, key=lambda part: rank[str(part[0])])
+        self.merge_unit_ids = [u for part in self.merge_groups for u in part]
 
     def blocks(self) -> list[set[str]]:
         """The partition as sets of unit-id texts: each merge part, then every other unit alone."""
