@@ -174,7 +174,9 @@ def _mediated(score: PairScore, members: Sequence[Any], scores: Mapping[frozense
     neighbours firing together.
     Nor, for units that follow each other, for a pair whose corrected places lie off one trajectory
     (its drift term below ``params.off_trajectory_log_odds``): a middle fragment explains a
-    drifting neuron's far ends differing in shape, not in place once the motion is removed.
+    drifting neuron's far ends differing in shape, not in place once the motion is removed. And for
+    such units, a third unit linked to either by shape alone must stand between them (``_between``):
+    a fragment alike to both at one end is what near-twin neighbours drifting together leave.
     """
     if score.veto or score.starved or score.log_odds < params.mediated_min_log_odds \
             or score.terms.get("crosscorrelograms", 0.0) < params.mediated_min_ccg_log_odds:
@@ -192,9 +194,24 @@ def _mediated(score: PairScore, members: Sequence[Any], scores: Mapping[frozense
         if m in (score.unit_a, score.unit_b):
             continue
         left, right = scores.get(frozenset((score.unit_a, m))), scores.get(frozenset((m, score.unit_b)))
-        if left is not None and right is not None and _usable(left, cut, block_thin) and _usable(right, cut, block_thin):
+        if left is not None and right is not None and _usable(left, cut, block_thin) \
+                and _usable(right, cut, block_thin) and _between(score, left, right, params):
             return True
     return False
+
+
+def _between(score: PairScore, left: PairScore, right: PairScore, params: JudgeParams) -> bool:
+    """Whether a unit linked to both units of a pair that follow each other, by ``left`` and ``right``,
+    may stand for their missing middle: no farther from each than they are from each other (times
+    ``params.mediated_shape_link_max_distance_ratio``) when a link rests on shape alone. Places
+    unknown: no objection."""
+    if not score.sequential or not (left.thin or right.thin):
+        return True
+    if score.refractory is None or left.refractory is None or right.refractory is None:
+        return True
+    ratio = params.mediated_shape_link_max_distance_ratio
+    farthest = max(left.refractory.distance_um, right.refractory.distance_um)
+    return ratio == float("inf") or farthest <= ratio * score.refractory.distance_um
 
 
 def pooled_links(links: list[PairScore], params: JudgeParams,
@@ -542,7 +559,7 @@ class MetricsJudge:
     def fingerprint(self) -> str:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
-        source = json.dumps({"judge": "metrics-v40", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v41", "params": self.params.fingerprint(),
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 

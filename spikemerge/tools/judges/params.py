@@ -370,6 +370,21 @@ class JudgeParams:
     pairs merged and 12 distinct -> 6579 and 8 (eight sets changed: 4 distinct pairs fewer on three,
     same-neuron pairs +1 to +4 on four, -2 on two); bursting 1565 and 1 unchanged; conservative +4
     same-neuron pairs, none distinct."""
+    mediated_shape_link_max_distance_ratio: float = 1.0
+    """A unit that links a pair of units following each other in time, with at least one of its two
+    links carried by shape alone (``thin``: too few coincidences expected for the crosscorrelogram),
+    mediates the pair only when it sits no farther from each unit than this share of their own
+    distance: a middle fragment explains why a drifting neuron's far ends differ only from between
+    them, and a fragment alike to both at one end is what two near-twin neighbours' fragments show
+    (held-out drift_tdc2_s313, two neurons 0.87-0.98 alike drifting together: six of its nine
+    distinct pairs). Links both carried by the crosscorrelogram need no place (that evidence is about
+    spikes, not shapes), nor do units that fire together (a bursting cell's slices are localised
+    apart as their spikes shrink and widen). On the 576 kept sets (seeds 185-336), balanced: 19966
+    same-neuron pairs / 61 distinct -> 19970 / 55 (seven sets move: s313 +5 and 6 distinct fewer,
+    the rest +2 to -2), batches meeting the bar 45 -> 45 (0.9: 19963 / 55); aggressive 20004 / 67 ->
+    20007 / 61; conservative 5263 / 11 unchanged. At 0.95, for any link, not only shape-carried:
+    balanced 19970 / 54 but conservative, which links by the crosscorrelogram alone, 5210 / 11; for
+    units firing together too: 19922 / 55 (bursting recall lost). ``inf``: off (until metrics-v40)."""
     # decisive evidence against, which a drift chain may not override
     veto_log_odds: float = -3.0
     contest_margin_log_odds: float = 1.5

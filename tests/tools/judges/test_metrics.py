@@ -11,7 +11,7 @@ from spikemerge.tools.judges import Judge
 from spikemerge.tools.judges.base import Example, JudgeRequest
 from spikemerge.tools.judges.metrics import MetricsJudge, merge_confidence, partition, score_pair, weakest_carrying
 from spikemerge.tools.judges.params import JudgeParams
-from spikemerge.tools.judges.terms import PairScore, logit, usable
+from spikemerge.tools.judges.terms import PairScore, RefractoryCount, logit, usable
 from tests.tools.evidence.spikes import burst_train, group_record, neuron_train, unit_arrays
 
 UNMEDIATED = JudgeParams(mediated_min_log_odds=float("inf"))
@@ -819,6 +819,40 @@ def test_outer_slices_that_differ_in_shape_are_joined_by_their_middle_slice():
     lone = {frozenset("ab"): _score("a", "b", 3.0, terms=link), frozenset("bc"): _score("b", "c", -1.0),
             frozenset("ac"): _score("a", "c", -3.7, terms=gap)}
     assert sorted(map(sorted, partition(["a", "b", "c"], lone, 0.5))) == [["a", "b"]]
+
+
+def test_a_unit_linked_by_shape_alone_mediates_a_drifting_pair_only_from_between_them():
+    """Fragments a and c follow each other in time 20 µm apart, too thin for the crosscorrelogram and
+    with a coincidence against them; b is alike to both. A middle fragment explains far ends that
+    differ only from between them: b 24 µm from a and 4 µm from c, linked by shape alone, is a
+    fragment at c's end (held-out drift_tdc2_s313: two near twins drifting together, six distinct
+    pairs joined so), and the pair blocks. From between, or linked to both by refractory evidence,
+    b mediates as before (metrics-v40)."""
+    link = {"waveforms": 2.0}
+
+    def placed(a, b, log_odds, distance_um, thin=True, **flags):
+        return _score(a, b, log_odds, thin=thin, sequential=True,
+                      refractory=RefractoryCount(0.0, 0.1 if thin else 8.0, 0.0, distance_um), **flags)
+
+    ac = placed("a", "c", -3.0, 20.0, terms={"crosscorrelograms": -1.5, "waveforms": -1.5})
+
+    def parts(ab_um, bc_um, thin=True, params=JudgeParams()):
+        scores = {frozenset("ab"): placed("a", "b", 3.0, ab_um, thin, terms=link),
+                  frozenset("bc"): placed("b", "c", 3.5, bc_um, thin, terms=link), frozenset("ac"): ac}
+        return sorted(map(sorted, partition(["a", "b", "c"], scores, 0.5, params=params)))
+
+    assert parts(24.0, 4.0) == [["b", "c"]]
+    assert parts(11.0, 10.0) == [["a", "b", "c"]]
+    assert parts(24.0, 4.0, thin=False) == [["a", "b", "c"]]  # the CCG links b to both: no place asked
+    assert parts(24.0, 4.0, params=JudgeParams(mediated_shape_link_max_distance_ratio=float("inf"))) == \
+        [["a", "b", "c"]]  # as metrics-v40
+    # units that fire together (a bursting cell's slices, localised apart as their spikes shrink): no place asked
+    together = {frozenset("ab"): _score("a", "b", 3.0, terms=link, thin=True,
+                                        refractory=RefractoryCount(0.0, 0.1, 0.0, 24.0)),
+                frozenset("bc"): _score("b", "c", 3.5, terms=link, thin=True,
+                                        refractory=RefractoryCount(0.0, 0.1, 0.0, 4.0)),
+                frozenset("ac"): replace(ac, sequential=False)}
+    assert sorted(map(sorted, partition(["a", "b", "c"], together, 0.5))) == [["a", "b", "c"]]
 
 
 def test_a_middle_unit_does_not_join_neighbours_whose_powered_dip_reads_near_even():
