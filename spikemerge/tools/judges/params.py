@@ -380,8 +380,8 @@ class JudgeParams:
     distinct pairs). Links both carried by the crosscorrelogram need no place (that evidence is about
     spikes, not shapes), nor do units that fire together (a bursting cell's slices are localised
     apart as their spikes shrink and widen). On the 576 kept sets (seeds 185-336), balanced: 19966
-    same-neuron pairs / 61 distinct -> 19970 / 55 (seven sets move: s313 +5 and 6 distinct fewer,
-    the rest +2 to -2), batches meeting the bar 45 -> 45 (0.9: 19963 / 55); aggressive 20004 / 67 ->
+    same-neuron pairs / 61 distinct -> 19970 / 55 (drift_tdc2_s313 +5 and 6 distinct fewer, four
+    other sets +2 to -2), batches meeting the bar 45 -> 45 (0.9: 19963 / 55); aggressive 20004 / 67 ->
     20007 / 61; conservative 5263 / 11 unchanged. At 0.95, for any link, not only shape-carried:
     balanced 19970 / 54 but conservative, which links by the crosscorrelogram alone, 5210 / 11; for
     units firing together too: 19922 / 55 (bursting recall lost). ``inf``: off (until metrics-v40)."""
