@@ -66,8 +66,9 @@ def _uninformative(score: PairScore, params: JudgeParams = DEFAULT_JUDGE_PARAMS)
 
 
 def _carries(score: PairScore, params: JudgeParams) -> bool:
-    """A confident pair with no term against one neuron: enough to carry a join over uninformative pairs."""
-    return (score.probability >= params.bridge_min_probability
+    """A confident pair with no term against one neuron and no mixed unit (``PairScore.mixed``): enough
+    to carry a join over uninformative pairs."""
+    return (score.probability >= params.bridge_min_probability and not score.mixed
             and min(score.terms.values(), default=0.0) > params.bridge_max_against_log_odds)
 
 
@@ -177,6 +178,8 @@ def _mediated(score: PairScore, members: Sequence[Any], scores: Mapping[frozense
     drifting neuron's far ends differing in shape, not in place once the motion is removed. And for
     such units, a third unit linked to either by shape alone must stand between them (``_between``):
     a fragment alike to both at one end is what near-twin neighbours drifting together leave.
+    A mixed unit (``PairScore.mixed``: it breaks its own refractory period) stands between nothing:
+    what it shares with each unit may be another neuron's spikes each time.
     """
     if score.veto or score.starved or score.log_odds < params.mediated_min_log_odds \
             or score.terms.get("crosscorrelograms", 0.0) < params.mediated_min_ccg_log_odds:
@@ -194,7 +197,7 @@ def _mediated(score: PairScore, members: Sequence[Any], scores: Mapping[frozense
         if m in (score.unit_a, score.unit_b):
             continue
         left, right = scores.get(frozenset((score.unit_a, m))), scores.get(frozenset((m, score.unit_b)))
-        if left is not None and right is not None and _usable(left, cut, block_thin) \
+        if left is not None and right is not None and m not in left.mixed and _usable(left, cut, block_thin) \
                 and _usable(right, cut, block_thin) and _between(score, left, right, params):
             return True
     return False
@@ -559,7 +562,7 @@ class MetricsJudge:
     def fingerprint(self) -> str:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
-        source = json.dumps({"judge": "metrics-v41", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v42", "params": self.params.fingerprint(),
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 

@@ -385,6 +385,22 @@ class JudgeParams:
     20007 / 61; conservative 5263 / 11 unchanged. At 0.95, for any link, not only shape-carried:
     balanced 19970 / 54 but conservative, which links by the crosscorrelogram alone, 5210 / 11; for
     units firing together too: 19922 / 55 (bursting recall lost). ``inf``: off (until metrics-v40)."""
+    mixed_unit_min_contamination: float = 0.15
+    """A unit whose own refractory contamination (``contamination_a``/``_b`` of the evidence:
+    intervals inside the refractory window over what a Poisson train of its rate makes) reaches this
+    is read as mixed (``PairScore.mixed``): it neither stands between a pair (``metrics._mediated``)
+    nor carries a join over pairs that cannot speak (``metrics._carries``). Its links say that some
+    of its spikes are like the other unit's, not that its neuron is; one violation among about a
+    thousand spikes over five minutes is already 0.15 to 0.4. On the 638 kept sets (seeds 185-352),
+    per unit: 5 % of those with no violation are impure (under 80 % one neuron), 29 % with one,
+    47 % with two, 68 % with four or more. Seen on held-out drift_tdc2_s351: unit 110 (72 % one
+    neuron's, one violation in 786 spikes, 0.39) carried a neighbour's fragment into its part over a
+    pair too thin to speak; on drift_tdc2_s336 unit 82 (45 % one neuron's, 0.20) stood between two
+    neurons' fragments. On the 638 kept sets, balanced: 21944 same-neuron pairs / 60 distinct ->
+    21927 / 57 (s264, s336, s351 lose their distinct pair; 7 drifting sets lose 2-6 pairs, 3 gain 2-4),
+    batches meeting the bar 50 -> 52; aggressive 21995 / 68 -> 21981 / 65 (49 -> 52); conservative
+    5853 / 11 -> 5842 / 10. At 0.1 the same as 0.15; 0.2: 21927 / 58; 0.3: 21927 / 59; for mediators
+    only (0.2): 21941 / 59. ``inf``: off (until metrics-v41)."""
     # decisive evidence against, which a drift chain may not override
     veto_log_odds: float = -3.0
     contest_margin_log_odds: float = 1.5

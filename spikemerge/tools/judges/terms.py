@@ -102,6 +102,10 @@ class PairScore:
     refractory: RefractoryCount | None = None
     """The pair's refractory count, for pooling over the pairs of a join (``pool_refractory``); None
     for a duplicate."""
+    mixed: frozenset = frozenset()
+    """The pair's units whose own spike train breaks the refractory period
+    (``JudgeParams.mixed_unit_min_contamination``): likely spikes of two neurons, so what is alike
+    between such a unit and another need not hold for all of its spikes."""
     reasons: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -408,6 +412,8 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         reasons["waveforms"] += ("; with too few coincidences to tell, shapes leaning apart do not make one neuron "
                                  "on their own without places that agree closely and a clean hand-over")
     unlike = unlike or leaning
+    mixed = frozenset(e[f"unit_{side}"] for side in "ab"
+                      if _get(e, f"contamination_{side}", 0.0) >= p.mixed_unit_min_contamination)
     copy = None
     if duplicate and _get(e, "duplicate_fraction", 0.0) >= p.copy_restates_min_fraction:
         copy = e["unit_a"] if _get(e, "num_spikes_a", 0.0) <= _get(e, "num_spikes_b", 0.0) else e["unit_b"]
@@ -415,7 +421,7 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
                      duplicate=duplicate, terms=terms, thin=thin, handover=handover and not veto and not starved,
                      veto=veto, reasons=reasons, on_trajectory=on_trajectory and not veto and not starved,
                      sequential=sequential, starved=starved,
-                     unlike_shapes=unlike, copy=copy,
+                     unlike_shapes=unlike, copy=copy, mixed=mixed,
                      refractory=None if duplicate else RefractoryCount(observed, expected, allowed,
                                                                        _get(e, "distance_um", math.inf)))
 

@@ -855,6 +855,37 @@ def test_a_unit_linked_by_shape_alone_mediates_a_drifting_pair_only_from_between
     assert sorted(map(sorted, partition(["a", "b", "c"], together, 0.5))) == [["a", "b", "c"]]
 
 
+def test_a_unit_that_breaks_its_refractory_period_neither_mediates_nor_carries_a_join():
+    """A unit with refractory violations of its own is likely spikes of two neurons (on the kept sorted
+    sets, 29 % of units with one violation are impure against 5 % with none). Held-out
+    drift_tdc2_s351: unit 110 (72 % #3's, one violation in 786 spikes, contamination 0.39) carried
+    #15's fragment 85 into #3's part [109, 110] over 85 + 109, a pair too thin to speak; on
+    drift_tdc2_s336 such a unit (82, 45 % one neuron's) stood between two neurons' fragments. Its
+    links say some of its spikes are like each unit's, not that the units are one neuron
+    (metrics-v42)."""
+    assert score_pair({"unit_a": 1, "unit_b": 2, "contamination_a": 0.39, "contamination_b": 0.1}).mixed == {1}
+    assert score_pair({"unit_a": 1, "unit_b": 2, "contamination_a": 0.39},
+                      JudgeParams(mixed_unit_min_contamination=float("inf"))).mixed == frozenset()
+    # carrying: a and c follow each other, too thin for their CCG and nothing against (uninformative);
+    # b links both, c by a refractory dip
+    ac = _score("a", "c", -0.76, thin=True, sequential=True, terms={"crosscorrelograms": 0.12, "waveforms": -0.93})
+    ab = _score("a", "b", 4.31, terms={"crosscorrelograms": 1.31, "waveforms": 2.0})
+    bc = _score("b", "c", 3.15, terms={"crosscorrelograms": 3.09, "waveforms": 0.06})
+
+    def parts(mixed):
+        scores = {frozenset("ab"): replace(ab, mixed=mixed), frozenset("bc"): replace(bc, mixed=mixed),
+                  frozenset("ac"): ac}
+        return sorted(map(sorted, partition(["a", "b", "c"], scores, 0.5)))
+
+    assert parts(frozenset()) == [["a", "b", "c"]]
+    assert parts(frozenset("b")) == [["a", "b"]]
+    # mediating: a and c differ in shape beside a clear dip, b links both at +3
+    link = {"waveforms": 1.0, "crosscorrelograms": 1.5}
+    apart = _score("a", "c", -0.3, terms={"crosscorrelograms": 1.3, "waveforms": -2.0})
+    assert _abc_parts(apart, link) == [["a", "b", "c"]]
+    assert len(_abc_parts(apart, link, ab=_score("a", "b", 3.0, terms=link, mixed=frozenset("b")))[0]) == 2
+
+
 def test_a_middle_unit_does_not_join_neighbours_whose_powered_dip_reads_near_even():
     """Two neighbours firing together 10 µm apart (held-out drift_sc2_s270, units 42 and 47): the
     sorter resolved only one of their overlapping spikes, 4 coincidences where 12.2 were expected,
