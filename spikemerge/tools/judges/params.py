@@ -294,6 +294,20 @@ class JudgeParams:
     """Whether such a burst slice's waveforms are compared with the larger template widened (as for
     ``burst_footprint_min``), not as they are. Balanced on the 104 kept sets: 3628 / 12 without, 3635
     / 12 with (+8 in four bursting sets, -1 in one where the lifted pair then contests a third unit)."""
+    widest_stretch_max_distance_um: float = 20.0
+    """Units firing together whose best widening is the largest the evidence tries
+    (``EvidenceParams.max_stretch``, within half a ``stretch_step``), seen in about the same proportions
+    across channels (``concurrent_widened_footprint``) and localized at most this far apart: the shape
+    left over is not held against them (the waveforms term is at least 0). A bursting cell's later
+    spikes broaden further than the search goes, so even the widened comparison understates how alike
+    they are. On the 608 kept sorter-made records of seeds 185-352, such pairs (not duplicates) with a
+    negative waveforms term: 113 one neuron and 5 distinct at log-odds -3 to 0, 200 and none at 0 to
+    2, 193 and 1 above; 56 and 77 below -3, where other evidence speaks. End to end on the 666 kept
+    records (seeds 185-360): balanced 23050 same-neuron pairs merged / 61 distinct -> 23094 / 61 (gains
+    in 21 bursting sets, none lost), aggressive 23107 / 69 -> 23130 / 69, conservative 6100 / 10 -> 6208
+    / 10. Within 10 µm 23081 / 61, 30 µm 23092 / 61; footprint from 0.85 23090 / 64; from a widening of
+    1.3 (not the edge) 23094 / 61, of 1.25 23090 / 64; a floor of +1 instead of 0 23091 / 65. A
+    negative value: off (metrics-v43)."""
     # a join over pairs that carry no evidence (far ends of a drift, see ``metrics.partition``)
     bridge_min_probability: float = 0.7
     """A join that passes over uninformative pairs must be carried by a pair across at least this

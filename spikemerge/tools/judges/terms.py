@@ -310,13 +310,24 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         shown = max(moved_similarity, at_handover) if finite(at_handover) else moved_similarity
     centre = p.moved_similarity_centre if carried else p.similarity_centre
     terms["waveforms"] = _clip(p.similarity_slope * (shown - centre), p.similarity_bounds)
+    # widened as far as the evidence tries and still short of a match, on the same channels and near:
+    # a burst's later spikes broaden beyond the search, so the shape left over says nothing of two cells
+    edge = DEFAULT_EVIDENCE_PARAMS.max_stretch - DEFAULT_EVIDENCE_PARAMS.stretch_step / 2
+    widest = (not sequential and not duplicate and finite(stretch) and factor >= edge
+              and footprint >= p.concurrent_widened_footprint
+              and _get(e, "distance_um", math.inf) <= p.widest_stretch_max_distance_um)
+    widest = widest and terms["waveforms"] < 0
+    if widest:
+        terms["waveforms"] = 0.0
     reasons["waveforms"] = (
         f"templates {100 * _get(e, 'template_similarity', 0):.0f}% alike ({100 * shape_similarity:.0f}% with noise "
         f"removed{f', {100 * stretch:.0f}% with the larger widened {factor:.2f}x' if widened_shape else ''}"
         f"{f', {100 * at_handover:.0f}% at the hand-over' if sequential and finite(at_handover) else ''}"
         f"{f', {100 * moved_similarity:.0f}% once moved by the probe motion' if carried else ''}), "
         f"amplitude ratio {_get(e, 'template_amplitude_ratio', float('nan')):.2f}, "
-        f"{_get(e, 'distance_um', float('nan')):.0f} µm apart")
+        f"{_get(e, 'distance_um', float('nan')):.0f} µm apart"
+        + ("; the smaller is the larger widened as far as compared, on the same channels: a burst's later "
+           "spikes broaden further, so the shape left over is not held against one cell" if widest else ""))
     reasons["pca"] = (
         f"PCA on {int(_get(e, 'shared_channels', 0))} shared channels ({e.get('comparison_window', 'all')} spikes): "
         f"d′ {_get(e, 'pca_dprime', float('nan')):.2f}, valley/peak {_get(e, 'continuity_ratio', float('nan')):.2f} "

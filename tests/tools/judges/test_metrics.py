@@ -1370,3 +1370,43 @@ def test_amplitudes_read_on_two_channels_do_not_speak_against_a_hand_over():
     two_channels = score_pair({**pair, "amplitude_handover": 0.1, "same_main_channel": False})
     assert one_channel.terms["handover"] < 0 and two_channels.terms["handover"] == 0.0
     assert score_pair({**pair, "same_main_channel": False}).terms["handover"] > 0
+
+
+# a real missed burst: tridesclous2 on a MEArec bursting cell (kept record burst_tdc2_s255, group 6,
+# all four units one neuron). 59 holds the first spikes of the bursts; 83, 84 and 86 its later ones,
+# smaller and wider than the widest stretch the evidence tries (1.5x), on the same channels
+_SLICE = {"comparison_window": "concurrent", "same_main_channel": True, "duplicate_fraction": 0.0,
+          "duplicate_excess": 0.0, "burst_asymmetry_p": 1.0}
+_SLICE_KEYS = ("unit_a", "unit_b", "num_spikes_a", "num_spikes_b", "template_similarity", "template_similarity_stretch",
+               "template_stretch", "template_footprint_similarity", "template_amplitude_ratio", "distance_um",
+               "ccg_expected_refractory", "ccg_refractory_count", "presence_overlap", "continuity_ratio",
+               "continuity_gap_p", "continuity_expected", "amplitude_continuity_ratio", "amplitude_continuity_gap_p",
+               "amplitude_continuity_expected", "burst_forward", "burst_backward", "burst_expected")
+_SLICE_ROWS = (
+    (59, 83, 1027, 56, 0.768, 0.825, 1.5, 0.988, 0.251, 13.9, 0.531, 0, 0.868, 0.0, 0.00333, 5.7, 0.0, 3e-06, 12.7, 3, 5, 2.87),
+    (59, 84, 1027, 59, 0.726, 0.796, 1.5, 0.987, 0.399, 10.6, 1.03, 0, 0.897, 0.0, 0.00121, 6.72, 0.0, 9.7e-08, 16.1, 7, 3,
+     5.57),
+    (59, 86, 1027, 52, 0.846, 0.92, 1.5, 0.996, 0.667, 6.02, 0.781, 0, 0.868, 0.0, 0.0117, 4.45, 0.0, 2.78e-06, 12.8, 2, 3,
+     4.22),
+    (83, 84, 56, 59, 0.902, 0.943, 1.25, 0.991, 0.628, 3.77, 0.075, 0, 0.813, 0.156, 1.08e-06, 16.6, 0.516, 0.0124, 14.2, 1,
+     2, 0.506),
+    (83, 86, 56, 52, 0.828, 0.86, 1.4, 0.99, 0.376, 7.92, 0.0, 0, 0.856, 0.0, 5.7e-07, 14.4, 0.0, 1.16e-07, 16.0, 0, 0, 0.0),
+    (84, 86, 59, 52, 0.881, 0.951, 1.45, 0.997, 0.599, 4.66, 0.0, 0, 0.839, 0.035, 1.17e-05, 11.4, 0.058, 2.48e-06, 12.9, 0,
+     0, 0.0),
+)
+SORTER_WIDEST_BURST = [{**_SLICE, **dict(zip(_SLICE_KEYS, row)), "drift_separation_um": row[9]} for row in _SLICE_ROWS]
+
+
+def test_a_burst_slice_wider_than_the_stretch_search_is_not_held_apart_by_its_shape():
+    request = JudgeRequest(group_id=6, unit_ids=(59, 83, 84, 86), evidence={"pairs": SORTER_WIDEST_BURST, "chains": []})
+    # with its shape held against it (metrics-v42), the bursts' first spikes stay out of their own cell
+    before = MetricsJudge(params=JudgeParams(widest_stretch_max_distance_um=-1.0)).judge(request, policy="balanced")
+    assert before.merge_groups == [[83, 84, 86]]
+    verdict = MetricsJudge().judge(request, policy="balanced")
+    assert verdict.merge_groups == [[59, 83, 84, 86]], verdict.reasoning
+    widest = SORTER_WIDEST_BURST[1]  # 59 and 84: 80 % alike widened 1.5x, the search's edge
+    assert score_pair(widest).terms["waveforms"] == 0.0
+    assert "widened as far as compared" in score_pair(widest).reasons["waveforms"]
+    # short of the edge (the widening found its match), on other channels, or far apart: the shape counts
+    for change in ({"template_stretch": 1.3}, {"template_footprint_similarity": 0.85}, {"distance_um": 24.0}):
+        assert score_pair({**widest, **change}).terms["waveforms"] < -1.0, change
