@@ -27,7 +27,7 @@ from .params import DEFAULT_JUDGE_PARAMS, JudgeParams
 from .terms import PairScore, logit, pool_refractory, score_pair, sigmoid
 from .terms import usable as _usable
 
-__all__ = ["MetricsJudge", "PairScore", "merge_confidence", "partition", "score_pair", "weakest_carrying"]
+__all__ = ["MetricsJudge", "PairScore", "mark_mixtures", "merge_confidence", "partition", "score_pair", "weakest_carrying"]
 
 
 def _on_trajectory(score: PairScore) -> bool:
@@ -66,9 +66,9 @@ def _uninformative(score: PairScore, params: JudgeParams = DEFAULT_JUDGE_PARAMS)
 
 
 def _carries(score: PairScore, params: JudgeParams) -> bool:
-    """A confident pair with no term against one neuron and no mixed unit (``PairScore.mixed``): enough
-    to carry a join over uninformative pairs."""
-    return (score.probability >= params.bridge_min_probability and not score.mixed
+    """A confident pair with no term against one neuron and no mixed unit (``PairScore.mixed``) or
+    mixture (``PairScore.mixture``): enough to carry a join over uninformative pairs."""
+    return (score.probability >= params.bridge_min_probability and not score.mixed and not score.mixture
             and min(score.terms.values(), default=0.0) > params.bridge_max_against_log_odds)
 
 
@@ -93,12 +93,15 @@ def _copy_excused(score: PairScore, unit: Any, other: Any, cluster: Sequence[Any
 def _copied(unit: Any, other: Any, members: Sequence[Any], scores: Mapping[frozenset, PairScore], cut: float,
             block_thin: bool, copy_only: bool = False) -> bool:
     """Whether ``unit`` duplicates a member of the join whose own pair with ``other`` clears the cut
-    (with ``copy_only``, is that member's copy: ``PairScore.copy``)."""
+    (with ``copy_only``, is that member's copy: ``PairScore.copy``). Not through a mixture
+    (``mark_mixtures``), on either side: its shared spikes are a different neuron's per partner."""
     for partner in members:
         if partner in (unit, other):
             continue
         link, across = scores.get(frozenset((unit, partner))), scores.get(frozenset((partner, other)))
-        if link is not None and (link.copy == unit if copy_only else link.duplicate) and across is not None \
+        if link is None or unit in link.mixture or partner in link.mixture:
+            continue  # a mixture's shared spikes differ from partner to partner (``mark_mixtures``)
+        if (link.copy == unit if copy_only else link.duplicate) and across is not None \
                 and _usable(across, cut, block_thin):
             return True
     return False
@@ -179,7 +182,8 @@ def _mediated(score: PairScore, members: Sequence[Any], scores: Mapping[frozense
     such units, a third unit linked to either by shape alone must stand between them (``_between``):
     a fragment alike to both at one end is what near-twin neighbours drifting together leave.
     A mixed unit (``PairScore.mixed``: it breaks its own refractory period) stands between nothing:
-    what it shares with each unit may be another neuron's spikes each time.
+    what it shares with each unit may be another neuron's spikes each time; nor does a mixture
+    (``PairScore.mixture``: it duplicates distinct neurons, ``mark_mixtures``).
     """
     if score.veto or score.starved or score.log_odds < params.mediated_min_log_odds \
             or score.terms.get("crosscorrelograms", 0.0) < params.mediated_min_ccg_log_odds:
@@ -197,10 +201,36 @@ def _mediated(score: PairScore, members: Sequence[Any], scores: Mapping[frozense
         if m in (score.unit_a, score.unit_b):
             continue
         left, right = scores.get(frozenset((score.unit_a, m))), scores.get(frozenset((m, score.unit_b)))
-        if left is not None and right is not None and m not in left.mixed and _usable(left, cut, block_thin) \
+        if left is not None and right is not None and m not in left.mixed | left.mixture \
+                and _usable(left, cut, block_thin) \
                 and _usable(right, cut, block_thin) and _between(score, left, right, params):
             return True
     return False
+
+
+def mark_mixtures(scores: Mapping[frozenset, PairScore], params: JudgeParams = DEFAULT_JUDGE_PARAMS
+                  ) -> dict[frozenset, PairScore]:
+    """``scores`` with ``PairScore.mixture`` set on every pair of a unit that duplicates distinct neurons.
+
+    A duplicate pair says the two units share spikes. When a unit shares spikes with units that are
+    vetoed against each other (two neurons), at least ``params.mixture_min_vetoed_partner_pairs``
+    times, it re-detects several cells: what it shares with each is another neuron's spikes, so its
+    links may not stand in for its partners' (see ``JudgeParams.mixture_min_vetoed_partner_pairs``).
+    """
+    need = params.mixture_min_vetoed_partner_pairs
+    if need <= 0:
+        return dict(scores)
+    partners: dict[Any, list[Any]] = {}
+    for key, score in scores.items():
+        if score.duplicate:
+            a, b = tuple(key)
+            partners.setdefault(a, []).append(b)
+            partners.setdefault(b, []).append(a)
+    mixtures = {u for u, shared in partners.items()
+                if sum(1 for x, y in combinations(shared, 2)
+                       if (pair := scores.get(frozenset((x, y)))) is not None and pair.veto) >= need}
+    return {key: replace(score, mixture=frozenset(key & mixtures)) if key & mixtures else score
+            for key, score in scores.items()}
 
 
 def _between(score: PairScore, left: PairScore, right: PairScore, params: JudgeParams) -> bool:
@@ -562,7 +592,7 @@ class MetricsJudge:
     def fingerprint(self) -> str:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
-        source = json.dumps({"judge": "metrics-v43", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v44", "params": self.params.fingerprint(),
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 
@@ -573,7 +603,7 @@ class MetricsJudge:
         for p in request.evidence.get("pairs", []):
             score = score_pair(p, self.params, w)
             scores[frozenset((p["unit_a"], p["unit_b"]))] = correction.apply(score, p) if correction else score
-        return scores
+        return mark_mixtures(scores, self.params)
 
     def judge(self, request: JudgeRequest, policy: str = "balanced",
               weights: Mapping[str, float] | None = None, correction: LocalCorrection | None = None) -> Verdict:

@@ -304,7 +304,7 @@ class JudgeParams:
     negative waveforms term: 113 one neuron and 5 distinct at log-odds -3 to 0, 200 and none at 0 to
     2, 193 and 1 above; 56 and 77 below -3, where other evidence speaks. End to end on the 666 kept
     records (seeds 185-360): balanced 23050 same-neuron pairs merged / 61 distinct -> 23094 / 61 (gains
-    in 21 bursting sets, none lost), aggressive 23107 / 69 -> 23130 / 69, conservative 6100 / 10 -> 6208
+    in 21 bursting sets, none lost), aggressive 23107 / 69 -> 23130 / 69, conservative 6100 / 10 -> 6202
     / 10. Within 10 µm 23081 / 61, 30 µm 23092 / 61; footprint from 0.85 23090 / 64; from a widening of
     1.3 (not the edge) 23094 / 61, of 1.25 23090 / 64; a floor of +1 instead of 0 23091 / 65. A
     negative value: off (metrics-v43)."""
@@ -415,6 +415,25 @@ class JudgeParams:
     batches meeting the bar 50 -> 52; aggressive 21995 / 68 -> 21981 / 65 (49 -> 52); conservative
     5853 / 11 -> 5842 / 10. At 0.1 the same as 0.15; 0.2: 21927 / 58; 0.3: 21927 / 59; for mediators
     only (0.2): 21941 / 59. ``inf``: off (until metrics-v41)."""
+    mixture_min_vetoed_partner_pairs: int = 3
+    """A unit whose duplicate partners (the same spikes detected in both) include at least this many
+    pairs vetoed against each other is a mixture of neurons (``PairScore.mixture``): a multi-unit that
+    re-detects spikes of several cells. It is read as a mixed unit (it neither stands between a pair
+    nor carries a join) and is no copy whose partner's pairs excuse its own (``metrics._copied``): the
+    spikes it shares with one partner are not those it shares with the next. Seen on held-out
+    drift_sc2_s367 (metrics-v43): unit 89 (31 % one neuron's) duplicated units of four neurons
+    (duplicate fractions 0.89-0.97 with 14, 33, 34, 35 and 36, vetoed against each other), and
+    through its duplicate peak with #15's 91 and the copy rules 91 joined #12's part over pairs at
+    -5.05 and -0.50. On the 696 kept sets (seeds 185-368) the rule marks 79 units, 77 of them impure
+    (under 80 % one neuron; of all units in a duplicate pair, 26 % are). Balanced: 24221 same-neuron
+    pairs / 71 distinct -> 24221 / 69 (drift_sc2_s367 loses its two), in-sample batches meeting the
+    bar 55 -> 56; aggressive 24255 / 79 -> 24255 / 77 (55 -> 56); conservative 6555 / 11 -> 6543 / 11
+    (six spykingcircus2 sets, where a mixture's copy excuse had let one cell's units join). From 6
+    vetoed pairs: the same but conservative 6551 / 11; from 10: 6553 / 11. Refusing copy excuses
+    through contamination-mixed units too, from 1 vetoed pair: balanced 24115 / 67 (-106 same-neuron
+    pairs in 33 spykingcircus2 sets, whose duplicate webs between one cell's slices hold a vetoed pair
+    now and then). Refused in only one of the copy rules (``_copied`` with or without ``copy_only``):
+    drift_sc2_s367 unchanged. 0: off (until metrics-v43)."""
     # decisive evidence against, which a drift chain may not override
     veto_log_odds: float = -3.0
     contest_margin_log_odds: float = 1.5

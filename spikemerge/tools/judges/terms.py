@@ -106,6 +106,10 @@ class PairScore:
     """The pair's units whose own spike train breaks the refractory period
     (``JudgeParams.mixed_unit_min_contamination``): likely spikes of two neurons, so what is alike
     between such a unit and another need not hold for all of its spikes."""
+    mixture: frozenset = frozenset()
+    """The pair's units that duplicate units of distinct neurons (``metrics.mark_mixtures``, read from
+    the whole group): the spikes they share with one partner are not the spikes they share with
+    another, so none of their links speaks for their leftover spikes."""
     reasons: dict[str, str] = field(default_factory=dict)
 
     @property

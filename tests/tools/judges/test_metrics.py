@@ -1,6 +1,9 @@
 """The metrics judge on numpy-made units: each failure a real sorter shows, pinned."""
 
+import json
+import lzma
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +12,9 @@ from spikemerge.policies import get_policy
 from spikemerge.tools.evidence.pairs import EvidenceContext, group_evidence
 from spikemerge.tools.judges import Judge
 from spikemerge.tools.judges.base import Example, JudgeRequest
-from spikemerge.tools.judges.metrics import MetricsJudge, merge_confidence, partition, score_pair, weakest_carrying
+from spikemerge.tools.judges.metrics import (
+    MetricsJudge, mark_mixtures, merge_confidence, partition, score_pair, weakest_carrying,
+)
 from spikemerge.tools.judges.params import JudgeParams
 from spikemerge.tools.judges.terms import PairScore, RefractoryCount, logit, usable
 from tests.tools.evidence.spikes import burst_train, group_record, neuron_train, unit_arrays
@@ -1410,3 +1415,51 @@ def test_a_burst_slice_wider_than_the_stretch_search_is_not_held_apart_by_its_sh
     # short of the edge (the widening found its match), on other channels, or far apart: the shape counts
     for change in ({"template_stretch": 1.3}, {"template_footprint_similarity": 0.85}, {"distance_um": 24.0}):
         assert score_pair({**widest, **change}).terms["waveforms"] < -1.0, change
+
+
+KEPT = Path(__file__).parents[3] / "scripts" / "dev_evidence"
+
+
+def _kept_group(name: str, group: int) -> tuple[JudgeRequest, dict]:
+    """A candidate group of a kept sorter-made record, as the judge's request, and its truth (unit -> neuron)."""
+    record = json.loads(lzma.decompress((KEPT / f"{name}.json.xz").read_bytes()))
+    units = next(u for g, u, _ in record["groups"] if g == group)
+    evidence = next(ev for g, ev in record["evidence"] if g == group)
+    return JudgeRequest(group_id=group, unit_ids=tuple(units), evidence=evidence), record["truth"]["unit_to_neuron"]
+
+
+def test_a_unit_duplicating_distinct_neurons_is_a_mixture():
+    """A duplicate pair says two units share spikes; a unit that shares spikes with units vetoed against
+    each other re-detects several cells (metrics-v44)."""
+    dup, veto = {"duplicate": True}, {"veto": True}
+    scores = {frozenset(("h", x)): _score("h", x, 9.0, **dup) for x in "abcd"}
+    scores.update({frozenset(p): _score(*p, -8.0, **veto) for p in ("ab", "ac", "bc")})
+    scores.update({frozenset(p): _score(*p, 2.0) for p in ("ad", "bd", "cd")})
+    marked = mark_mixtures(scores)
+    assert all(marked[frozenset(("h", x))].mixture == {"h"} for x in "abcd")
+    assert all(marked[frozenset(p)].mixture == frozenset() for p in ("ab", "ad"))
+    # two vetoed pairs among its partners are not enough by default; 0 switches the rule off
+    two = {**scores, frozenset("bc"): _score("b", "c", 2.0)}
+    assert all(s.mixture == frozenset() for s in mark_mixtures(two).values())
+    assert mark_mixtures(two, JudgeParams(mixture_min_vetoed_partner_pairs=2))[frozenset("ha")].mixture == {"h"}
+    assert all(s.mixture == frozenset() for s in mark_mixtures(scores, JudgeParams(mixture_min_vetoed_partner_pairs=0))
+               .values())
+
+
+def test_a_mixture_does_not_carry_a_unit_into_another_neurons_part():
+    """Held-out drift_sc2_s367, group 2 (metrics-v43 merged two distinct pairs there): unit 89 (31 % one
+    neuron's) duplicates units of four neurons, vetoed against each other; its duplicate peak with
+    #15's 91, and the copy rules reading 91's pairs through 89's, put 91 in #12's part although its pairs
+    with 34 and 39 stand at -5.05 and -0.50. As a mixture it carries nothing, and 91 stays out."""
+    request, neuron = _kept_group("drift_sc2_s367", 2)
+    before = MetricsJudge(params=JudgeParams(mixture_min_vetoed_partner_pairs=0)).judge(request, policy="balanced")
+    assert [34, 39, 43, 89, 91] in before.merge_groups
+    judge = MetricsJudge()
+    assert judge.scores(request)[frozenset((89, 91))].mixture == {89}
+    verdict = judge.judge(request, policy="balanced")
+    assert not any(91 in part and 34 in part for part in verdict.merge_groups), verdict.merge_groups
+    assert [34, 39, 43, 89] in verdict.merge_groups  # #12's own part stands (43 and 89 are impure)
+    # every pair merged now is one neuron's, or touches an impure unit (no neuron)
+    for part in verdict.merge_groups:
+        owners = {neuron.get(str(u)) for u in part} - {None}
+        assert len(owners) == 1, (part, owners)
