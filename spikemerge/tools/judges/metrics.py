@@ -27,7 +27,9 @@ from .params import DEFAULT_JUDGE_PARAMS, JudgeParams
 from .terms import PairScore, logit, pool_refractory, score_pair, sigmoid
 from .terms import usable as _usable
 
-__all__ = ["MetricsJudge", "PairScore", "mark_mixtures", "merge_confidence", "partition", "score_pair", "weakest_carrying"]
+__all__ = [
+    "MetricsJudge", "PairScore", "mark_mixtures", "merge_confidence", "partition", "score_pair", "weakest_carrying",
+]
 
 
 def _on_trajectory(score: PairScore) -> bool:
