@@ -23,7 +23,8 @@ Seeds: MEArec's template seed (positions and rotations; each cell model gets ``s
 four recording seeds (spike trains, template selection, convolution jitter, noise), the sorter's
 ``seed`` and ``n_jobs=1`` for the recording and the sorter. The sorters still draw from unseeded
 randomness in a few places (SpikeInterface 0.105.3), so a rebuild gives the same recording but
-possibly a slightly different sorting; the truth is always computed from the sorting at hand.
+possibly a different sorting (spykingcircus2 on one drifting recording, three times on one machine:
+64, 57 and 63 units); the truth is always computed from the sorting at hand.
 """
 
 from __future__ import annotations
