@@ -317,10 +317,9 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     # widened as far as the evidence tries and still short of a match, on the same channels and near:
     # a burst's later spikes broaden beyond the search, so the shape left over says nothing of two cells
     edge = DEFAULT_EVIDENCE_PARAMS.max_stretch - DEFAULT_EVIDENCE_PARAMS.stretch_step / 2
-    widest = (not sequential and not duplicate and finite(stretch) and factor >= edge
+    widest = (terms["waveforms"] < 0 and not sequential and not duplicate and finite(stretch) and factor >= edge
               and footprint >= p.concurrent_widened_footprint
               and _get(e, "distance_um", math.inf) <= p.widest_stretch_max_distance_um)
-    widest = widest and terms["waveforms"] < 0
     if widest:
         terms["waveforms"] = 0.0
     reasons["waveforms"] = (

@@ -1,7 +1,5 @@
 """The metrics judge on numpy-made units: each failure a real sorter shows, pinned."""
 
-import json
-import lzma
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from spikemerge.tools.judges.metrics import (
 )
 from spikemerge.tools.judges.params import JudgeParams
 from spikemerge.tools.judges.terms import PairScore, RefractoryCount, logit, usable
+from tests.helpers import load_script
 from tests.tools.evidence.spikes import burst_train, group_record, neuron_train, unit_arrays
 
 UNMEDIATED = JudgeParams(mediated_min_log_odds=float("inf"))
@@ -1421,11 +1420,12 @@ KEPT = Path(__file__).parents[3] / "scripts" / "dev_evidence"
 
 
 def _kept_group(name: str, group: int) -> tuple[JudgeRequest, dict]:
-    """A candidate group of a kept sorter-made record, as the judge's request, and its truth (unit -> neuron)."""
-    record = json.loads(lzma.decompress((KEPT / f"{name}.json.xz").read_bytes()))
-    units = next(u for g, u, _ in record["groups"] if g == group)
-    evidence = next(ev for g, ev in record["evidence"] if g == group)
-    return JudgeRequest(group_id=group, unit_ids=tuple(units), evidence=evidence), record["truth"]["unit_to_neuron"]
+    """A candidate group of a kept sorter-made record (read as ``explain_sorted.py`` reads it), as the
+    judge's request, and its truth (unit -> neuron)."""
+    record = load_script("explain_sorted").read_kept(KEPT / f"{name}.json.xz")
+    units, _ = record["groups"][group]
+    request = JudgeRequest(group_id=group, unit_ids=tuple(units), evidence=record["evidence"][group])
+    return request, record["truth"]["unit_to_neuron"]
 
 
 def test_a_unit_duplicating_distinct_neurons_is_a_mixture():
