@@ -225,6 +225,21 @@ def test_final_merge_off_patches_and_restores():
     assert spyking_circus2.final_cleaning_circus is original
 
 
+def test_detection_thresholds_seeded_repeats_the_noise_chunks_and_restores():
+    """spykingcircus2's detector draws its noise chunks unseeded; inside the patch two draws agree."""
+    from spikeinterface.core import generate_recording
+    from spikeinterface.sortingcomponents.peak_detection import matched_filtering
+
+    original = matched_filtering.get_random_data_chunks
+    recording = generate_recording(num_channels=4, durations=[20.0], seed=0)
+    draw = lambda: matched_filtering.get_random_data_chunks(recording, num_chunks_per_segment=5)  # noqa: E731
+    assert not np.array_equal(draw(), draw())  # the bug: a new draw each time
+    with sb.detection_thresholds_seeded(3):
+        first, second = draw(), draw()
+    assert np.array_equal(first, second)
+    assert matched_filtering.get_random_data_chunks is original
+
+
 def test_venv_bin_goes_first_on_path(monkeypatch):
     import os
     import sys

@@ -1,4 +1,5 @@
-"""SpikeInterface's internal sorters, seeded, on one job, with their final merge step switched off."""
+"""SpikeInterface's internal sorters, seeded (down to their detection thresholds), on one job, with their final merge
+step switched off."""
 
 from __future__ import annotations
 
@@ -48,6 +49,34 @@ def final_merge_off():
         spyking_circus2.final_cleaning_circus = original
 
 
+@contextlib.contextmanager
+def detection_thresholds_seeded(seed: int):
+    """Seed the data chunks from which spykingcircus2's peak detector sets its thresholds.
+
+    SpikeInterface 0.105.3's matched-filtering detector (``sortingcomponents/peak_detection/
+    matched_filtering.py``) measures the noise that sets its thresholds on chunks drawn by
+    ``get_random_data_chunks`` with no seed, so from the operating system's entropy: the thresholds,
+    then the peaks and every unit after them, changed from run to run whatever the sorter's ``seed``
+    (one drifting recording sorted three times: 64, 57 and 63 units). No sorter parameter reaches
+    that draw (the detection ``method_kwargs`` also go to the locally exclusive detector, which
+    refuses ``random_chunk_kwargs``), so the draw is given the sorter's seed here. tridesclous2 does
+    not use this detector; the patch is inert for it.
+    """
+    from spikeinterface.sortingcomponents.peak_detection import matched_filtering
+
+    original = matched_filtering.get_random_data_chunks
+
+    def seeded(recording, *args, **kwargs):
+        kwargs.setdefault("seed", seed)
+        return original(recording, *args, **kwargs)
+
+    matched_filtering.get_random_data_chunks = seeded
+    try:
+        yield
+    finally:
+        matched_filtering.get_random_data_chunks = original
+
+
 def sorter_params(sorter: str, seed: int = 0, motion_correction: bool | None = None) -> dict:
     """Parameters handed to ``run_sorter``: seeded, one job, verbose off."""
     job_kwargs = {"n_jobs": 1, "progress_bar": False}
@@ -72,7 +101,7 @@ def run_sorter_unmerged(recording, sorter: str, folder: Path, seed: int = 0, mot
 
     params = sorter_params(sorter, seed, motion_correction)
     np.random.seed(seed)
-    with final_merge_off(), threadpool_limits(1), warnings.catch_warnings():
+    with final_merge_off(), detection_thresholds_seeded(seed), threadpool_limits(1), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sorting = ss.run_sorter(sorter, recording, folder=str(folder), remove_existing_folder=True, verbose=False,
                                 raise_error=True, **params)
