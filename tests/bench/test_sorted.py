@@ -225,19 +225,32 @@ def test_final_merge_off_patches_and_restores():
     assert spyking_circus2.final_cleaning_circus is original
 
 
-def test_detection_thresholds_seeded_repeats_the_noise_chunks_and_restores():
-    """spykingcircus2's detector draws its noise chunks unseeded; inside the patch two draws agree."""
+def test_seeded_draws_repeat_the_sorters_random_draws_and_restore_them():
+    """The draws spykingcircus2 and tridesclous2 make unseeded agree twice inside the block, not outside."""
     from spikeinterface.core import generate_recording
+    from spikeinterface.sorters.internal import tridesclous2
+    from spikeinterface.sortingcomponents import peak_selection
     from spikeinterface.sortingcomponents.peak_detection import matched_filtering
 
-    original = matched_filtering.get_random_data_chunks
     recording = generate_recording(num_channels=4, durations=[20.0], seed=0)
-    draw = lambda: matched_filtering.get_random_data_chunks(recording, num_chunks_per_segment=5)  # noqa: E731
-    assert not np.array_equal(draw(), draw())  # the bug: a new draw each time
-    with sb.detection_thresholds_seeded(3):
-        first, second = draw(), draw()
-    assert np.array_equal(first, second)
-    assert matched_filtering.get_random_data_chunks is original
+    peaks = np.zeros(400, dtype=[("sample_index", "int64"), ("channel_index", "int64"), ("amplitude", "float64"),
+                                 ("segment_index", "int64")])
+    peaks["sample_index"] = np.repeat(np.arange(200), 2)  # two peaks on each sample: their order is the draw's
+    peaks["channel_index"] = np.tile([0, 1], 200)
+
+    def draws():
+        return (matched_filtering.get_random_data_chunks(recording, num_chunks_per_segment=5),
+                tridesclous2.whiten(recording, dtype="float32", mode="local", radius_um=100.0,
+                                    num_chunks_per_segment=5).get_traces(end_frame=100),
+                peak_selection.select_peaks(peaks, method="uniform", n_peaks=len(peaks))["channel_index"])
+
+    originals = (matched_filtering.get_random_data_chunks, tridesclous2.whiten, peak_selection.select_peaks)
+    unseeded = [draws(), draws()]
+    with sb.seeded_draws(3):
+        first, second = draws(), draws()
+    assert all(np.array_equal(x, y) for x, y in zip(first, second))
+    assert not any(np.array_equal(x, y) for x, y in zip(*unseeded))  # each is a new draw without the seed
+    assert (matched_filtering.get_random_data_chunks, tridesclous2.whiten, peak_selection.select_peaks) == originals
 
 
 def test_venv_bin_goes_first_on_path(monkeypatch):

@@ -21,12 +21,11 @@ recordings), ``sorters`` (final merge off), ``truth`` (which unit is which neuro
 
 Seeds: MEArec's template seed (positions and rotations; each cell model gets ``seed + i``), its
 four recording seeds (spike trains, template selection, convolution jitter, noise), the sorter's
-``seed`` and ``n_jobs=1`` for the recording and the sorter. spykingcircus2's peak detector drew the
-noise chunks that set its thresholds unseeded (SpikeInterface 0.105.3), so a rebuild gave the same
-recording and a different sorting (one drifting recording, three times on one machine: 64, 57 and 63
-units); ``sorters.detection_thresholds_seeded`` hands that draw the sorter's seed (from
-2026-12-05; sets built before then cannot be rebuilt to the same sorting). The truth is always
-computed from the sorting at hand.
+``seed`` and ``n_jobs=1`` for the recording and the sorter. Both sorters also made random draws
+without a seed (SpikeInterface 0.105.3), so a rebuild gave the same recording and a different
+sorting (spykingcircus2 on one drifting recording, three times on one machine: 64, 57 and 63
+units); ``sorters.seeded_draws`` hands those draws the sorter's seed (from 2026-12-05: sets built
+before then do not rebuild to their sorting). The truth is always computed from the sorting at hand.
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ from .mearec import (
     ensure_venv_bin_on_path, make_recording, make_templates, read_recording,
 )
 from .sorters import (
-    detection_thresholds_seeded, final_merge_off, run_sorter_unmerged, sorter_params,
+    final_merge_off, run_sorter_unmerged, seeded_draws, sorter_params,
 )
 from .specs import (
     BENCH_SCENARIOS, BENCH_SCENARIO_HELP, DEFAULT_MOTION_CORRECTION, DatasetSpec, Log, RecordingSpec,
@@ -56,11 +55,11 @@ __all__ = [
     "BENCH_SCENARIOS", "BENCH_SCENARIO_HELP", "DEFAULT_MOTION_CORRECTION", "DELTA_TIME_MS", "DatasetSpec",
     "Log", "MAX_LAG_MS", "MIN_PURITY", "RecordingSpec", "SCENARIOS", "SORTERS", "SortedGroundTruth",
     "TemplateSpec", "assign_units", "best_lags", "build_analyzer", "build_dataset", "build_truth",
-    "dataset_name", "dataset_spec", "default_cache", "detection_thresholds_seeded", "ensure_venv_bin_on_path",
-    "final_merge_off",
+    "dataset_name", "dataset_spec", "default_cache", "ensure_venv_bin_on_path", "final_merge_off",
     "impure_merges", "impure_placements", "load_dataset", "load_truth", "make_dataset", "make_recording",
     "make_templates", "mark_failed", "pair_facts", "pair_kinds", "parse_dataset_name", "parse_overrides",
     "read_recording", "run_sorter_unmerged",
-    "scenario", "score_sorted", "shift_sorting", "sorted_ground_truth", "sorter_params", "split_neurons",
+    "scenario", "seeded_draws", "score_sorted", "shift_sorting", "sorted_ground_truth", "sorter_params",
+    "split_neurons",
     "summarise_truth", "to_python", "true_pairs", "unit_facts", "write_json", "write_status",
 ]

@@ -1,5 +1,5 @@
-"""SpikeInterface's internal sorters, seeded (down to their detection thresholds), on one job, with their final merge
-step switched off."""
+"""SpikeInterface's internal sorters, seeded (down to the draws they leave unseeded), on one job, with their final
+merge step switched off."""
 
 from __future__ import annotations
 
@@ -50,31 +50,55 @@ def final_merge_off():
 
 
 @contextlib.contextmanager
-def detection_thresholds_seeded(seed: int):
-    """Seed the data chunks from which spykingcircus2's peak detector sets its thresholds.
+def seeded_draws(seed: int):
+    """Give the sorter's ``seed`` to the random draws SpikeInterface 0.105.3's internal sorters make
+    without one, so that a recording sorts to the same units every time.
 
-    SpikeInterface 0.105.3's matched-filtering detector (``sortingcomponents/peak_detection/
-    matched_filtering.py``) measures the noise that sets its thresholds on chunks drawn by
-    ``get_random_data_chunks`` with no seed, so from the operating system's entropy: the thresholds,
-    then the peaks and every unit after them, changed from run to run whatever the sorter's ``seed``
-    (one drifting recording sorted three times: 64, 57 and 63 units). No sorter parameter reaches
-    that draw (the detection ``method_kwargs`` also go to the locally exclusive detector, which
-    refuses ``random_chunk_kwargs``), so the draw is given the sorter's seed here. tridesclous2 does
-    not use this detector; the patch is inert for it.
+    Each of these draws from the operating system's entropy (``np.random.default_rng(None)``) whatever
+    the sorter's ``seed``, and changes every unit after it. Measured on drift_tdc2_s369's recording,
+    seed 369, separate processes: tridesclous2 gave 56 and 55 units, spykingcircus2 on another drifting
+    recording 64, 57 and 63; with these draws seeded, the same spike vector run after run.
+
+    - spykingcircus2's matched-filtering peak detector measures the noise that sets its thresholds
+      on chunks from ``get_random_data_chunks`` (``sortingcomponents/peak_detection/
+      matched_filtering.py``). No sorter parameter reaches it: the detection ``method_kwargs`` also
+      go to the locally exclusive detector, which refuses ``random_chunk_kwargs``.
+    - tridesclous2 whitens on random chunks (``whiten`` in ``sorters/internal/tridesclous2.py``)
+      and subsamples its peaks with ``select_peaks(method="uniform")``; with every peak kept, the
+      draw still shuffles peaks that fall on one sample, and the clustering follows their order.
+
+    Each is wrapped to add the seed where the caller gave none; the modules the sorters import
+    lazily are imported first, so none of them keeps a wrapper after the block.
     """
+    import spikeinterface.sortingcomponents.clustering.main  # noqa: F401
+    import spikeinterface.sortingcomponents.matching  # noqa: F401
+    import spikeinterface.sortingcomponents.tools  # noqa: F401
+    from spikeinterface.sorters.internal import tridesclous2
+    from spikeinterface.sortingcomponents import peak_selection
     from spikeinterface.sortingcomponents.peak_detection import matched_filtering
 
-    original = matched_filtering.get_random_data_chunks
+    originals = (matched_filtering.get_random_data_chunks, tridesclous2.whiten, peak_selection.select_peaks)
+    chunks, whiten, select_peaks = originals
 
-    def seeded(recording, *args, **kwargs):
+    def chunks_seeded(recording, *args, **kwargs):
         kwargs.setdefault("seed", seed)
-        return original(recording, *args, **kwargs)
+        return chunks(recording, *args, **kwargs)
 
-    matched_filtering.get_random_data_chunks = seeded
+    def whiten_seeded(recording, *args, **kwargs):
+        kwargs.setdefault("seed", seed)
+        return whiten(recording, *args, **kwargs)
+
+    def select_peaks_seeded(peaks, *args, **kwargs):
+        if len(args) < 3 and kwargs.get("seed") is None:  # ``seed`` is select_peaks' fourth parameter
+            kwargs["seed"] = seed
+        return select_peaks(peaks, *args, **kwargs)
+
+    matched_filtering.get_random_data_chunks = chunks_seeded
+    tridesclous2.whiten, peak_selection.select_peaks = whiten_seeded, select_peaks_seeded
     try:
         yield
     finally:
-        matched_filtering.get_random_data_chunks = original
+        (matched_filtering.get_random_data_chunks, tridesclous2.whiten, peak_selection.select_peaks) = originals
 
 
 def sorter_params(sorter: str, seed: int = 0, motion_correction: bool | None = None) -> dict:
@@ -101,7 +125,7 @@ def run_sorter_unmerged(recording, sorter: str, folder: Path, seed: int = 0, mot
 
     params = sorter_params(sorter, seed, motion_correction)
     np.random.seed(seed)
-    with final_merge_off(), detection_thresholds_seeded(seed), threadpool_limits(1), warnings.catch_warnings():
+    with final_merge_off(), seeded_draws(seed), threadpool_limits(1), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sorting = ss.run_sorter(sorter, recording, folder=str(folder), remove_existing_folder=True, verbose=False,
                                 raise_error=True, **params)
