@@ -30,7 +30,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from spikemerge.bench.heldout import (
-    Batch, batch_row, dataset_folders, load_batches, mark_scored, pooled_line, read_scenario, score_file, set_rows,
+    Batch, batch_row, dataset_folders, load_batches, mark_scored, pooled_line, read_scenario, repeated_parameters,
+    score_file, set_rows,
 )
 from spikemerge.bench.sorted import (
     SORTERS, dataset_spec, default_cache, ensure_venv_bin_on_path, make_dataset, mark_failed,
@@ -149,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     cache = args.cache or default_cache()
     cache.mkdir(parents=True, exist_ok=True)
     if args.command == "build":
+        if repeats := repeated_parameters(batches[args.batch], batches):
+            parser.error(f"batch {args.batch} repeats recording parameters ({'; '.join(repeats)}): "
+                         f"change them in {REGISTRY.name} before building")
         return build(batches[args.batch], cache)
     return score(batches[args.batch], cache, args.judge, args.again, kept=None if args.no_keep else args.keep)
 

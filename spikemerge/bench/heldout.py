@@ -72,6 +72,15 @@ def load_batches(path: Path) -> dict[str, Batch]:
     return batches
 
 
+def repeated_parameters(batch: Batch, batches: dict[str, Batch]) -> list[str]:
+    """Each scenario of ``batch`` whose recording parameters an earlier batch (lower seeds) already used,
+    as "drift as in 229-230": a held-out batch must differ in its parameters as well as its seeds."""
+    earlier = [b for b in batches.values() if min(b.seeds) < min(batch.seeds)]
+    return [f"{scenario.name} as in {other.name}" for scenario in batch.scenarios for other in earlier
+            if any(o.name == scenario.name and sorted(o.overrides) == sorted(scenario.overrides)
+                   for o in other.scenarios)]
+
+
 def dataset_folders(batch: Batch, scenario: Scenario, cache: Path) -> list[Path]:
     """The batch's dataset folders of ``scenario`` in ``cache``, every sorter and seed."""
     return [cache / dataset_spec(scenario.name, sorter, seed).name for sorter in SORTERS for seed in batch.seeds]

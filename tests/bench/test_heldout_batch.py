@@ -33,6 +33,26 @@ def test_a_seed_used_twice_or_a_misspelt_parameter_is_refused(tmp_path):
         module.load_batches(typo)
 
 
+def test_a_batch_that_repeats_an_earlier_batchs_parameters_is_not_built(tmp_path, monkeypatch, capsys):
+    module = load_script("heldout_batch")
+    registry = tmp_path / "batches.toml"
+    registry.write_text('[[batch]]\nseeds = [1, 2]\n[batch.drift]\nlabel = "a"\n'
+                        'set = { slow_drift_velocity = 16, n_exc = 14 }\n'
+                        '[[batch]]\nseeds = [3, 4]\n[batch.drift]\nlabel = "b"\n'
+                        'set = { n_exc = 14, slow_drift_velocity = 16 }\n'
+                        '[[batch]]\nseeds = [5, 6]\n[batch.drift]\nlabel = "c"\n'
+                        'set = { slow_drift_velocity = 17, n_exc = 14 }\n')
+    batches = module.load_batches(registry)
+    assert module.repeated_parameters(batches["3-4"], batches) == ["drift as in 1-2"]
+    assert module.repeated_parameters(batches["1-2"], batches) == []  # the earlier batch is not the repeat
+    assert module.repeated_parameters(batches["5-6"], batches) == []
+    monkeypatch.setattr(module, "REGISTRY", registry)
+    monkeypatch.setattr(module, "build", lambda *args: pytest.fail("a repeated batch was built"))
+    with pytest.raises(SystemExit) as exited:
+        module.main(["build", "3-4", "--cache", str(tmp_path / "cache")])
+    assert exited.value.code == 2 and "repeats recording parameters (drift as in 1-2)" in capsys.readouterr().err
+
+
 def test_a_batch_scored_once_is_not_scored_again(tmp_path):
     module = load_script("heldout_batch")
     batch = replace(next(iter(module.load_batches(module.REGISTRY).values())), scored="")  # by the cache alone
