@@ -101,8 +101,8 @@ def _copied(unit: Any, other: Any, members: Sequence[Any], scores: Mapping[froze
         if partner in (unit, other):
             continue
         link, across = scores.get(frozenset((unit, partner))), scores.get(frozenset((partner, other)))
-        if link is None or unit in link.mixture or partner in link.mixture:
-            continue  # a mixture's shared spikes differ from partner to partner (``mark_mixtures``)
+        if link is None or link.mixture:  # either of the two is a mixture
+            continue
         if (link.copy == unit if copy_only else link.duplicate) and across is not None \
                 and _usable(across, cut, block_thin):
             return True

@@ -1,7 +1,6 @@
 """The metrics judge on numpy-made units: each failure a real sorter shows, pinned."""
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -1416,13 +1415,11 @@ def test_a_burst_slice_wider_than_the_stretch_search_is_not_held_apart_by_its_sh
         assert score_pair({**widest, **change}).terms["waveforms"] < -1.0, change
 
 
-KEPT = Path(__file__).parents[3] / "scripts" / "dev_evidence"
-
-
 def _kept_group(name: str, group: int) -> tuple[JudgeRequest, dict]:
     """A candidate group of a kept sorter-made record (read as ``explain_sorted.py`` reads it), as the
     judge's request, and its truth (unit -> neuron)."""
-    record = load_script("explain_sorted").read_kept(KEPT / f"{name}.json.xz")
+    script = load_script("explain_sorted")
+    record = script.read_kept(script.KEPT / f"{name}{script.KEPT_SUFFIX}")
     units, _ = record["groups"][group]
     request = JudgeRequest(group_id=group, unit_ids=tuple(units), evidence=record["evidence"][group])
     return request, record["truth"]["unit_to_neuron"]
