@@ -14,6 +14,11 @@ most suspect distinct pairs, how many same-neuron pairs the same cut would flag.
 rule on these numbers is unlikely to do better than this out-of-fold ceiling; a short ceiling says
 the evidence itself must change (new numbers from the recording), not the judge. A development
 tool for kept records only (they carry the truth); scikit-learn comes with spikemerge.
+
+Its ceiling is that of a classifier that sees the merged pairs only (29 of two neurons among 9028 at
+v40). Trained on every thin drift hand-over the judge reads, merged or not (thousands of two
+neurons), the same kind of numbers told the wrong merges far better out of fold: that is the judge's
+thin hand-over model (``scripts/fit_handover_model.py``, metrics-v45).
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ...policies import Policy, get_policy
 from .base import Example, JudgeRequest, Verdict, VerdictCallback
+from .handover_model import load_model
 from .learning import LocalCorrection, fit_local_correction
 from .params import DEFAULT_JUDGE_PARAMS, JudgeParams
 from .terms import PairScore, logit, pool_refractory, score_pair, sigmoid
@@ -594,7 +595,9 @@ class MetricsJudge:
     def fingerprint(self) -> str:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
-        source = json.dumps({"judge": "metrics-v44", "params": self.params.fingerprint(),
+        model = load_model(self.params.handover_model)
+        source = json.dumps({"judge": "metrics-v45", "params": self.params.fingerprint(),
+                             "handover_model": model.digest if model else None,
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 
@@ -649,7 +652,7 @@ class MetricsJudge:
     def _reasoning(units: list, parts: list[list], shown: PairScore, rule: Policy, decision: str,
                    scores: Mapping[frozenset, PairScore]) -> str:
         pair = f"units {shown.unit_a} and {shown.unit_b}"
-        shown_keys = ("crosscorrelograms", "waveforms", "pca", "amplitudes", "drift", "examples")
+        shown_keys = ("crosscorrelograms", "waveforms", "pca", "amplitudes", "drift", "handover_model", "examples")
         evidence = "; ".join(shown.reasons[k] for k in shown_keys if k in shown.reasons)
         if decision == "merge":
             merged = {u for part in parts for u in part}

@@ -253,6 +253,15 @@ class JudgeParams:
     to about three times the registered one), never of the other sign."""
     drift_against_log_odds: float = -4.0
     """The drift term of such a pair (decisive: at or below ``veto_log_odds``)."""
+    handover_model: str = "thin_handover"
+    """The fitted model (``handover_model.py``, ``models/<name>.json``) that caps P(one neuron) of a
+    thin pair that follows another on one trajectory (thin, sequential, ``on_trajectory``, no veto) at
+    one minus its P(two neurons); '' turns the cap off. Its file's digest enters the judge's
+    fingerprint. Fitted by ``scripts/fit_handover_model.py`` on the kept drifting records. Measured on
+    the 756 kept records of seeds 185-384 with the model fitted out of fold (five folds by seed batch,
+    so no set is judged by trees that saw it): balanced 26051 same-neuron pairs merged / 75 distinct
+    -> 26151 / 59, in-sample batches meeting the bar 62 -> 68 of 100; conservative 7047 / 11 -> 7054
+    / 11 (metrics-v45)."""
     concurrent_max_separation_um: float = 25.0
     """Units that fire at the same time (not one after the other) this far apart, with the probe's
     motion removed, are two neurons: one neuron's spikes, large or small, come from one place.

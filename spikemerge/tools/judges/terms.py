@@ -14,6 +14,7 @@ from typing import Any, Mapping, NamedTuple
 from scipy.special import gammainc
 
 from ..evidence.params import DEFAULT_EVIDENCE_PARAMS
+from .handover_model import load_model
 from .params import DEFAULT_JUDGE_PARAMS, JudgeParams
 
 TERMS: tuple[str, ...] = ("crosscorrelograms", "duplicate", "waveforms", "continuity", "burst", "handover", "drift")
@@ -457,6 +458,23 @@ def score_pair(e: Mapping[str, Any], params: JudgeParams = DEFAULT_JUDGE_PARAMS,
     total = sum(w.get(k, 1.0) * v for k, v in score.terms.items()) + w.get("offset", 0.0)
     score.log_odds = float(params.log_odds_scale * total + params.log_odds_offset)
     score.duplicate_log_odds = float(params.log_odds_scale * w.get("duplicate", 1.0) * score.terms["duplicate"])
+    return cap_thin_handover(score, e, params)
+
+
+def cap_thin_handover(score: PairScore, e: Mapping[str, Any], params: JudgeParams = DEFAULT_JUDGE_PARAMS) -> PairScore:
+    """A thin pair that follows another on one trajectory, its P(one neuron) capped at one minus the
+    fitted model's P(two neurons) (``JudgeParams.handover_model``): its terms each read one neuron for
+    two drifting neighbours' fragments as well, and only together do they tell (``handover_model.py``)."""
+    model = load_model(params.handover_model)
+    if model is None or not (score.thin and score.sequential and score.on_trajectory and not score.veto):
+        return score
+    cap = -model.log_odds_two(e, score.log_odds)
+    if cap < score.log_odds:
+        score.reasons["handover_model"] = (
+            f"fragments that hand over on one trajectory with too few coincidences to tell: a model fitted on "
+            f"sorter-made drift fragments puts P(one neuron) at {sigmoid(cap):.2f} from these numbers together "
+            f"(the terms alone said {sigmoid(score.log_odds):.2f})")
+        score.log_odds = float(cap)
     return score
 
 

@@ -1028,19 +1028,22 @@ def test_a_hand_over_on_one_trajectory_does_not_carry_unlike_shapes():
     """Two units that follow each other on one trajectory, with a clean hand-over of amplitudes but
     templates only 76 % alike once the motion is carried (a neighbour's fragment, as on a held-out
     tridesclous2 set): the pair may clear the threshold on place and hand-over, but it does not make
-    a merge by itself; alike shapes do."""
+    a merge by itself; alike shapes do. (The rule on its own: the thin hand-over model, which caps such
+    a pair as well, is off.)"""
+    alone = JudgeParams(handover_model="")
     unlike = {**_handover_pair(raw_shift_um=20.0), "template_similarity": 0.76, "template_similarity_denoised": 0.76,
               "handover_similarity": 0.76, "drift_template_similarity": 0.76, "drift_log_ratio": 3.0}
-    score = score_pair(unlike)
+    score = score_pair(unlike, alone)
     assert score.thin and score.sequential and score.on_trajectory and score.terms["waveforms"] < -2.0
     assert score.log_odds > 0.0 and score.unlike_shapes
-    assert MetricsJudge().judge(JudgeRequest(group_id=1, unit_ids=("a", "b"), evidence={"pairs": [unlike]})
-                                ).decision != "merge"
-    alike = score_pair(_handover_pair(raw_shift_um=20.0))
+    assert MetricsJudge(alone).judge(JudgeRequest(group_id=1, unit_ids=("a", "b"), evidence={"pairs": [unlike]})
+                                     ).decision != "merge"
+    assert score_pair(unlike).log_odds < 0.0  # the model reads these numbers as two neurons too
+    alike = score_pair(_handover_pair(raw_shift_um=20.0), alone)
     assert not alike.unlike_shapes
-    off = score_pair(unlike, JudgeParams(thin_min_waveforms_log_odds=float("-inf")))
-    assert not off.unlike_shapes
-    assert MetricsJudge(JudgeParams(thin_min_waveforms_log_odds=float("-inf"))).judge(
+    off = replace(alone, thin_min_waveforms_log_odds=float("-inf"))
+    assert not score_pair(unlike, off).unlike_shapes
+    assert MetricsJudge(off).judge(
         JudgeRequest(group_id=1, unit_ids=("a", "b"), evidence={"pairs": [unlike]})).decision == "merge"
 
 
@@ -1049,28 +1052,30 @@ def test_shapes_leaning_apart_with_places_partly_agreeing_do_not_carry_a_join():
     tridesclous2 sets): templates 88 % alike once the motion is carried (waveforms term under 0)
     and corrected positions only partly agreeing (drift term under 1.5). The pair clears the
     threshold but does not merge by itself; full agreement of places with a clean hand-over
-    (metrics-v37: places alone no longer do), or shapes leaning to one neuron, still does."""
+    (metrics-v37: places alone no longer do), or shapes leaning to one neuron, still does. (The rule on
+    its own: the thin hand-over model, which also caps the leaning pair, is off.)"""
+    alone = JudgeParams(handover_model="")
     leaning = {**_handover_pair(raw_shift_um=20.0), "template_similarity": 0.885,
                "template_similarity_denoised": 0.885, "handover_similarity": 0.885,
                "drift_template_similarity": 0.885, "drift_log_ratio": 1.2, "amplitude_handover": float("nan")}
-    score = score_pair(leaning)
+    score = score_pair(leaning, alone)
     assert score.thin and score.sequential and score.on_trajectory and not score.veto
     assert score.terms["waveforms"] < 0.0 < score.terms["drift"] < 1.5
     assert score.log_odds > 0.0 and score.unlike_shapes
 
-    def decision(pair, params=JudgeParams()):
+    def decision(pair, params=alone):
         return MetricsJudge(params).judge(JudgeRequest(group_id=1, unit_ids=("a", "b"),
                                                        evidence={"pairs": [pair]})).decision
     assert decision(leaning) != "merge"
     placed = {**leaning, "drift_log_ratio": 2.0}
-    assert score_pair(placed).unlike_shapes and decision(placed) != "merge"  # no hand-over read
+    assert score_pair(placed, alone).unlike_shapes and decision(placed) != "merge"  # no hand-over read
     handed = {**placed, "amplitude_handover": 0.9, "same_main_channel": True}
-    assert score_pair(handed).terms["handover"] > 0
-    assert not score_pair(handed).unlike_shapes and decision(handed) == "merge"
+    assert score_pair(handed, alone).terms["handover"] > 0
+    assert not score_pair(handed, alone).unlike_shapes and decision(handed) == "merge"
     alike = {**leaning, "handover_similarity": 0.94, "drift_template_similarity": 0.94}
-    assert score_pair(alike).terms["waveforms"] > 0.0 and not score_pair(alike).unlike_shapes
+    assert score_pair(alike, alone).terms["waveforms"] > 0.0 and not score_pair(alike, alone).unlike_shapes
     assert decision(alike) == "merge"
-    off = JudgeParams(thin_min_drift_log_odds=float("-inf"), thin_leaning_min_handover_log_odds=float("-inf"))
+    off = replace(alone, thin_min_drift_log_odds=float("-inf"), thin_leaning_min_handover_log_odds=float("-inf"))
     assert not score_pair(leaning, off).unlike_shapes and decision(leaning, off) == "merge"
 
 
@@ -1449,9 +1454,10 @@ def test_a_mixture_does_not_carry_a_unit_into_another_neurons_part():
     #15's 91, and the copy rules reading 91's pairs through 89's, put 91 in #12's part although its pairs
     with 34 and 39 stand at -5.05 and -0.50. As a mixture it carries nothing, and 91 stays out."""
     request, neuron = _kept_group("drift_sc2_s367", 2)
-    before = MetricsJudge(params=JudgeParams(mixture_min_vetoed_partner_pairs=0)).judge(request, policy="balanced")
+    alone = JudgeParams(handover_model="")  # the rule on its own, without the thin hand-over model (metrics-v45)
+    before = MetricsJudge(params=replace(alone, mixture_min_vetoed_partner_pairs=0)).judge(request, policy="balanced")
     assert [34, 39, 43, 89, 91] in before.merge_groups
-    judge = MetricsJudge()
+    judge = MetricsJudge(alone)
     assert judge.scores(request)[frozenset((89, 91))].mixture == {89}
     verdict = judge.judge(request, policy="balanced")
     assert not any(91 in part and 34 in part for part in verdict.merge_groups), verdict.merge_groups

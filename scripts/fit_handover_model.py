@@ -1,0 +1,122 @@
+"""Fit the metrics judge's thin hand-over model from the kept sorter-made records, and say how it scores out of sample.
+
+    python scripts/fit_handover_model.py                     # fit on scripts/dev_evidence/drift_*.json.xz, write the model
+    python scripts/fit_handover_model.py --dry-run           # ... only print the cross-validated figures
+
+Which pairs: in every kept drifting record, the judged pairs of two pure units (the ground truth's
+80 % rule) that the judge reads as thin, following each other and on one motion-corrected trajectory,
+not vetoed (``terms.cap_thin_handover`` caps exactly these), scored with the cap off. The label: two
+neurons. Features: ``FEATURES`` and the pair's summed log-odds. Out of sample: five folds by seed
+batch (both sorters' sets of one recording, and a batch's two seeds, fall in one fold), pair-level
+AUC and, among the pairs the judge merged, how many a P(two neurons) over 0.5 flags. The end-to-end
+effect (the cap inside the partition, out of fold) is measured separately; see
+``docs/sorted_bench_history.md`` (metrics-v45).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from explain_sorted import KEPT, KEPT_SUFFIX, judged_groups, read_kept  # noqa: E402
+
+from spikemerge.tools.judges.handover_model import LOG_ODDS_FEATURE, MODELS, from_sklearn, write_model  # noqa: E402
+from spikemerge.tools.judges.metrics import MetricsJudge  # noqa: E402
+from spikemerge.tools.judges.params import DEFAULT_JUDGE_PARAMS  # noqa: E402
+
+FEATURES = (
+    "drift_template_similarity", "template_footprint_similarity", "template_similarity_denoised",
+    "handover_similarity", "amplitude_continuity_ratio", "drift_gain_separation_um", "drift_separation_um",
+    "drift_z", "drift_log_ratio", "drift_gain_log_ratio", "template_amplitude_ratio", "amplitude_handover",
+    "amplitude_overlap", "distance_um", "pca_dprime",
+)
+"""Evidence numbers the model reads (``evidence/``), besides the pair's log-odds."""
+FIT = {"max_iter": 100, "learning_rate": 0.1, "max_leaf_nodes": 8, "random_state": 0}
+"""The ensemble's size and rate (scikit-learn's HistGradientBoostingClassifier; no early stopping, so
+the fit is deterministic). 200 trees of 15 leaves scored alike out of fold (26184 / 56), at four
+times the file."""
+FOLDS = 5
+
+
+def collect(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Features, labels (two neurons), fold, merged-by-the-judge flags and set names of the eligible pairs."""
+    judge = MetricsJudge(replace(DEFAULT_JUDGE_PARAMS, handover_model=""))
+    xs, ys, folds, merged, names = [], [], [], [], []
+    for path in paths:
+        record = read_kept(path)
+        neuron = record["truth"]["unit_to_neuron"]
+        impure = {str(u) for u in record["truth"].get("impure_units", [])}
+        seed = int(record["name"].rsplit("_s", 1)[1])
+        for g, _, verdict, scores in judged_groups(record, judge, "balanced"):
+            part = {u: i for i, p in enumerate(verdict.merge_groups) for u in p}
+            evidence = {frozenset((p["unit_a"], p["unit_b"])): p for p in record["evidence"][g]["pairs"]}
+            for key, s in scores.items():
+                a, b = (str(u) for u in (s.unit_a, s.unit_b))
+                if not (s.thin and s.sequential and s.on_trajectory and not s.veto):
+                    continue
+                if neuron.get(a) is None or neuron.get(b) is None or a in impure or b in impure:
+                    continue
+                e = evidence[key]
+                xs.append([s.log_odds if f == LOG_ODDS_FEATURE else _number(e.get(f))
+                           for f in (*FEATURES, LOG_ODDS_FEATURE)])
+                ys.append(neuron[a] != neuron[b])
+                folds.append((seed // 2) % FOLDS)
+                merged.append(s.unit_a in part and part.get(s.unit_a) == part.get(s.unit_b))
+                names.append(record["name"])
+    return np.asarray(xs, float), np.asarray(ys, bool), np.asarray(folds), np.asarray(merged, bool), names
+
+
+def _number(value) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+    return float(value) if ok else np.nan
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("records", type=Path, nargs="*", help=f"kept records (default {KEPT}/drift_*{KEPT_SUFFIX})")
+    parser.add_argument("--out", type=Path, default=MODELS / f"{DEFAULT_JUDGE_PARAMS.handover_model}.json")
+    parser.add_argument("--dry-run", action="store_true", help="print the cross-validated figures, write nothing")
+    args = parser.parse_args(argv)
+    paths = sorted(args.records or KEPT.glob(f"drift_*{KEPT_SUFFIX}"))
+    if not paths:
+        parser.error("no kept drifting records: pass them, or keep some with explain_sorted.py --keep")
+    x, y, folds, merged, names = collect(paths)
+    print(f"{len(paths)} records, {len(y)} pairs ({int(y.sum())} of two neurons), {int(merged.sum())} merged by the "
+          f"judge without the cap ({int((merged & y).sum())} of two neurons)", flush=True)
+    p = np.zeros(len(y))
+    for fold in range(FOLDS):
+        train = folds != fold
+        p[~train] = HistGradientBoostingClassifier(**FIT).fit(x[train], y[train]).predict_proba(x[~train])[:, 1]
+    flagged = p > 0.5
+    cv = {"folds": FOLDS, "auc": round(float(roc_auc_score(y, p)), 4),
+          "auc_merged": round(float(roc_auc_score(y[merged], p[merged])), 4),
+          "merged_two_flagged": int((merged & y & flagged).sum()), "merged_two": int((merged & y).sum()),
+          "merged_one_flagged": int((merged & ~y & flagged).sum()), "merged_one": int((merged & ~y).sum())}
+    print(f"out of fold: AUC {cv['auc']} (merged pairs {cv['auc_merged']}); P(two) > 0.5 flags "
+          f"{cv['merged_two_flagged']} of {cv['merged_two']} merged pairs of two neurons and "
+          f"{cv['merged_one_flagged']} of {cv['merged_one']} of one")
+    if args.dry_run:
+        return 0
+    import sklearn
+
+    model = HistGradientBoostingClassifier(**FIT).fit(x, y)
+    payload = from_sklearn(model, (*FEATURES, LOG_ODDS_FEATURE))
+    payload["record"] = {"fitted_on": {"records": len(paths), "first": names[0] if names else None,
+                                       "last": names[-1] if names else None, "pairs": int(len(y)),
+                                       "two_neurons": int(y.sum())},
+                         "fit": FIT, "scikit_learn": sklearn.__version__, "cross_validated": cv}
+    print(write_model(payload, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
