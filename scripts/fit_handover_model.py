@@ -26,7 +26,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from explain_sorted import KEPT, KEPT_SUFFIX, judged_groups, read_kept  # noqa: E402
 
-from spikemerge.tools.judges.handover_model import LOG_ODDS_FEATURE, MODELS, from_sklearn, write_model  # noqa: E402
+from spikemerge.tools.judges.handover_model import (  # noqa: E402
+    LOG_ODDS_FEATURE, MODELS, feature_vector, from_sklearn, write_model,
+)
 from spikemerge.tools.judges.metrics import MetricsJudge  # noqa: E402
 from spikemerge.tools.judges.params import DEFAULT_JUDGE_PARAMS  # noqa: E402
 
@@ -62,19 +64,12 @@ def collect(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
                     continue
                 if neuron.get(a) is None or neuron.get(b) is None or a in impure or b in impure:
                     continue
-                e = evidence[key]
-                xs.append([s.log_odds if f == LOG_ODDS_FEATURE else _number(e.get(f))
-                           for f in (*FEATURES, LOG_ODDS_FEATURE)])
+                xs.append(feature_vector((*FEATURES, LOG_ODDS_FEATURE), evidence[key], s.log_odds))
                 ys.append(neuron[a] != neuron[b])
                 folds.append((seed // 2) % FOLDS)
                 merged.append(s.unit_a in part and part.get(s.unit_a) == part.get(s.unit_b))
                 names.append(record["name"])
     return np.asarray(xs, float), np.asarray(ys, bool), np.asarray(folds), np.asarray(merged, bool), names
-
-
-def _number(value) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
-    return float(value) if ok else np.nan
 
 
 def main(argv: list[str] | None = None) -> int:

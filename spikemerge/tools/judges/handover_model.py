@@ -69,19 +69,21 @@ class HandoverModel:
     record: Mapping[str, Any] = field(default_factory=dict)
     """What the model was fitted on and how it scored out of sample, as the fitting script wrote it."""
 
-    def vector(self, evidence: Mapping[str, Any], log_odds: float) -> np.ndarray:
-        """The model's inputs from a pair's evidence numbers (missing or non-finite: NaN)."""
-        out = []
-        for name in self.features:
-            value = log_odds if name == LOG_ODDS_FEATURE else evidence.get(name)
-            finite = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            out.append(float(value) if finite else math.nan)
-        return np.asarray(out, dtype=float)
-
     def log_odds_two(self, evidence: Mapping[str, Any], log_odds: float) -> float:
         """log P(two neurons) / P(one neuron) for the pair."""
-        x = self.vector(evidence, log_odds)
+        x = feature_vector(self.features, evidence, log_odds)
         return self.baseline + sum(tree.predict(x) for tree in self.trees)
+
+
+def feature_vector(features: Sequence[str], evidence: Mapping[str, Any], log_odds: float) -> np.ndarray:
+    """A model's inputs from a pair's evidence numbers and summed log-odds (missing or non-finite: NaN),
+    as fitted and as judged."""
+    out = []
+    for name in features:
+        value = log_odds if name == LOG_ODDS_FEATURE else evidence.get(name)
+        finite = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        out.append(float(value) if finite else math.nan)
+    return np.asarray(out, dtype=float)
 
 
 def _tree(nodes: Mapping[str, Sequence[Any]]) -> Tree:
