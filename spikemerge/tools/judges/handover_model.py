@@ -8,7 +8,7 @@ beside a wider corrected separation and a lower amplitude ratio, for instance), 
 or threshold captured (``docs/sorted_bench_history.md``, metrics-v42 and v45). A gradient-boosted
 tree ensemble, fitted on sorter-made drifting sets by ``scripts/fit_handover_model.py``, weighs them
 together; the metrics judge caps such a pair's P(one neuron) at one minus the model's P(two
-neurons) (``terms.score_pair``). The model can only lower a pair's P, never raise it.
+neurons) (``terms.cap_thin_handover``). The model can only lower a pair's P, never raise it.
 
 The trees are data (``models/<name>.json``: features, baseline, per tree its nodes; what it was
 fitted on and how it scored out of sample), read and evaluated here with numpy; scikit-learn fits
