@@ -29,6 +29,18 @@ def load_script(name: str):
     return module
 
 
+def kept_group(name: str, group: int):
+    """A candidate group of a kept sorter-made record (read as ``scripts/explain_sorted.py`` reads it), as
+    the judge's request, and its truth (unit -> neuron, None for an impure unit)."""
+    from spikemerge.tools.judges.base import JudgeRequest
+
+    script = load_script("explain_sorted")
+    record = script.read_kept(script.KEPT / f"{name}{script.KEPT_SUFFIX}")
+    units, _ = record["groups"][group]
+    return (JudgeRequest(group_id=group, unit_ids=tuple(units), evidence=record["evidence"][group]),
+            record["truth"]["unit_to_neuron"])
+
+
 @contextmanager
 def local_http_server(handler):
     """A threaded HTTP server on a free local port, for fake provider endpoints; yields it, then stops it.

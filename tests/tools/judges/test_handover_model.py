@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 
 from spikemerge.tools.judges import metrics
-from spikemerge.tools.judges.base import JudgeRequest
 from spikemerge.tools.judges.handover_model import (
     LOG_ODDS_FEATURE, from_sklearn, load_model, read_model, write_model,
 )
 from spikemerge.tools.judges.metrics import MetricsJudge
 from spikemerge.tools.judges.params import DEFAULT_JUDGE_PARAMS, JudgeParams
 
-from tests.helpers import load_script
+from tests.helpers import kept_group
 
 OFF = JudgeParams(handover_model="")
 
@@ -50,17 +49,9 @@ def test_a_model_file_of_another_format_is_refused_with_what_to_do(tmp_path):
 def test_the_shipped_model_reads_numbers_the_evidence_has():
     model = load_model(DEFAULT_JUDGE_PARAMS.handover_model)
     assert model is not None and model.trees and model.record["cross_validated"]["folds"] == 5
-    request, _ = _kept_group("drift_tdc2_s383", 1)
+    request, _ = kept_group("drift_tdc2_s383", 1)
     present = {k for pair in request.evidence["pairs"] for k in pair}
     assert set(model.features) - {LOG_ODDS_FEATURE} <= present
-
-
-def _kept_group(name: str, group: int) -> tuple[JudgeRequest, dict]:
-    script = load_script("explain_sorted")
-    record = script.read_kept(script.KEPT / f"{name}{script.KEPT_SUFFIX}")
-    units, _ = record["groups"][group]
-    return (JudgeRequest(group_id=group, unit_ids=tuple(units), evidence=record["evidence"][group]),
-            record["truth"]["unit_to_neuron"])
 
 
 def test_a_thin_drift_handover_between_neighbours_is_capped_and_its_unit_goes_to_its_own_neuron():
@@ -68,7 +59,7 @@ def test_a_thin_drift_handover_between_neighbours_is_capped_and_its_unit_goes_to
     #10's 85 follow each other on one trajectory with 0.34 coincidences expected, templates 0.92 alike,
     the drift term at its bound (+3.13), a hair above 34's pair with its own neuron's 38 (+3.12). The
     model reads them together as two neighbours and caps the pair; 34 joins 38 and 84 instead."""
-    request, neuron = _kept_group("drift_tdc2_s383", 1)
+    request, neuron = kept_group("drift_tdc2_s383", 1)
     before, after = MetricsJudge(OFF), MetricsJudge()
     uncapped, capped = before.scores(request), after.scores(request)
     pair = frozenset((34, 85))
@@ -87,7 +78,7 @@ def test_a_thin_drift_handover_between_neighbours_is_capped_and_its_unit_goes_to
 
 def test_the_cap_only_lowers_thin_drift_handovers():
     """Every other pair keeps its log-odds; an eligible one never rises (min with the model's)."""
-    request, _ = _kept_group("drift_tdc2_s383", 1)
+    request, _ = kept_group("drift_tdc2_s383", 1)
     uncapped, capped = MetricsJudge(OFF).scores(request), MetricsJudge().scores(request)
     eligible = [k for k, s in uncapped.items() if s.thin and s.sequential and s.on_trajectory and not s.veto]
     assert eligible and len(eligible) < len(uncapped)

@@ -14,7 +14,7 @@ from spikemerge.tools.judges.metrics import (
 )
 from spikemerge.tools.judges.params import JudgeParams
 from spikemerge.tools.judges.terms import PairScore, RefractoryCount, logit, usable
-from tests.helpers import load_script
+from tests.helpers import kept_group
 from tests.tools.evidence.spikes import burst_train, group_record, neuron_train, unit_arrays
 
 UNMEDIATED = JudgeParams(mediated_min_log_odds=float("inf"))
@@ -1420,16 +1420,6 @@ def test_a_burst_slice_wider_than_the_stretch_search_is_not_held_apart_by_its_sh
         assert score_pair({**widest, **change}).terms["waveforms"] < -1.0, change
 
 
-def _kept_group(name: str, group: int) -> tuple[JudgeRequest, dict]:
-    """A candidate group of a kept sorter-made record (read as ``explain_sorted.py`` reads it), as the
-    judge's request, and its truth (unit -> neuron)."""
-    script = load_script("explain_sorted")
-    record = script.read_kept(script.KEPT / f"{name}{script.KEPT_SUFFIX}")
-    units, _ = record["groups"][group]
-    request = JudgeRequest(group_id=group, unit_ids=tuple(units), evidence=record["evidence"][group])
-    return request, record["truth"]["unit_to_neuron"]
-
-
 def test_a_unit_duplicating_distinct_neurons_is_a_mixture():
     """A duplicate pair says two units share spikes; a unit that shares spikes with units vetoed against
     each other re-detects several cells (metrics-v44)."""
@@ -1453,7 +1443,7 @@ def test_a_mixture_does_not_carry_a_unit_into_another_neurons_part():
     neuron's) duplicates units of four neurons, vetoed against each other; its duplicate peak with
     #15's 91, and the copy rules reading 91's pairs through 89's, put 91 in #12's part although its pairs
     with 34 and 39 stand at -5.05 and -0.50. As a mixture it carries nothing, and 91 stays out."""
-    request, neuron = _kept_group("drift_sc2_s367", 2)
+    request, neuron = kept_group("drift_sc2_s367", 2)
     alone = JudgeParams(handover_model="")  # the rule on its own, without the thin hand-over model (metrics-v45)
     before = MetricsJudge(params=replace(alone, mixture_min_vetoed_partner_pairs=0)).judge(request, policy="balanced")
     assert [34, 39, 43, 89, 91] in before.merge_groups
