@@ -5,7 +5,7 @@
 
 Which pairs: in every kept drifting record, the judged pairs of two pure units (the ground truth's
 80 % rule) that the judge reads as thin, following each other and on one motion-corrected trajectory,
-not vetoed (``terms.cap_thin_handover`` caps exactly these), scored with the cap off. The label: two
+not vetoed (``terms.thin_handover``: the pairs the judge caps), scored with the cap off. The label: two
 neurons. Features: ``FEATURES`` and the pair's summed log-odds. Out of sample: five folds by seed
 batch (both sorters' sets of one recording, and a batch's two seeds, fall in one fold), pair-level
 AUC and, among the pairs the judge merged, how many a P(two neurons) over 0.5 flags. The end-to-end
@@ -31,6 +31,7 @@ from spikemerge.tools.judges.handover_model import (  # noqa: E402
 )
 from spikemerge.tools.judges.metrics import MetricsJudge  # noqa: E402
 from spikemerge.tools.judges.params import DEFAULT_JUDGE_PARAMS  # noqa: E402
+from spikemerge.tools.judges.terms import thin_handover  # noqa: E402
 
 FEATURES = (
     "drift_template_similarity", "template_footprint_similarity", "template_similarity_denoised",
@@ -60,7 +61,7 @@ def collect(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
             evidence = {frozenset((p["unit_a"], p["unit_b"])): p for p in record["evidence"][g]["pairs"]}
             for key, s in scores.items():
                 a, b = (str(u) for u in (s.unit_a, s.unit_b))
-                if not (s.thin and s.sequential and s.on_trajectory and not s.veto):
+                if not thin_handover(s):
                     continue
                 if neuron.get(a) is None or neuron.get(b) is None or a in impure or b in impure:
                     continue

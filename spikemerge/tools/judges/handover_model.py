@@ -60,7 +60,6 @@ class Tree:
 class HandoverModel:
     """A fitted ensemble: the raw score is ``baseline + Σ tree(x)``, P(two neurons) its logistic."""
 
-    name: str
     features: tuple[str, ...]
     baseline: float
     trees: tuple[Tree, ...]
@@ -99,7 +98,7 @@ def read_model(path: Path) -> HandoverModel:
     payload = json.loads(raw)
     if payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a hand-over model of format {FORMAT}: refit it with scripts/fit_handover_model.py")
-    return HandoverModel(name=Path(path).stem, features=tuple(payload["features"]), baseline=float(payload["baseline"]),
+    return HandoverModel(features=tuple(payload["features"]), baseline=float(payload["baseline"]),
                          trees=tuple(_tree(t) for t in payload["trees"]),
                          digest=hashlib.sha256(raw).hexdigest()[:16], record=payload.get("record", {}))
 

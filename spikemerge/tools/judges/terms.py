@@ -461,12 +461,18 @@ def score_pair(e: Mapping[str, Any], params: JudgeParams = DEFAULT_JUDGE_PARAMS,
     return cap_thin_handover(score, e, params)
 
 
+def thin_handover(score: PairScore) -> bool:
+    """A thin pair that follows another on one motion-corrected trajectory, not vetoed: the pairs the
+    hand-over model caps (``cap_thin_handover``) and is fitted on (``scripts/fit_handover_model.py``)."""
+    return score.thin and score.sequential and score.on_trajectory and not score.veto
+
+
 def cap_thin_handover(score: PairScore, e: Mapping[str, Any], params: JudgeParams = DEFAULT_JUDGE_PARAMS) -> PairScore:
     """A thin pair that follows another on one trajectory, its P(one neuron) capped at one minus the
     fitted model's P(two neurons) (``JudgeParams.handover_model``): its terms each read one neuron for
     two drifting neighbours' fragments as well, and only together do they tell (``handover_model.py``)."""
     model = load_model(params.handover_model)
-    if model is None or not (score.thin and score.sequential and score.on_trajectory and not score.veto):
+    if model is None or not thin_handover(score):
         return score
     cap = -model.log_odds_two(e, score.log_odds)
     if cap < score.log_odds:
