@@ -40,8 +40,9 @@ def _on_trajectory(score: PairScore) -> bool:
 
 def _off_trajectory(score: PairScore, params: JudgeParams) -> bool:
     """Units that follow each other whose corrected places lie off one trajectory
-    (``params.off_trajectory_log_odds``): evidence of two neurons that no join passes over."""
-    return score.sequential and score.terms.get("drift", 0.0) < params.off_trajectory_log_odds
+    (``params.off_trajectory_log_odds``), or that the hand-over model reads as two neurons
+    (``PairScore.fitted_two``): evidence of two neurons that no join passes over."""
+    return score.sequential and (score.terms.get("drift", 0.0) < params.off_trajectory_log_odds or score.fitted_two)
 
 
 def _uninformative(score: PairScore, params: JudgeParams = DEFAULT_JUDGE_PARAMS) -> bool:
@@ -83,12 +84,13 @@ def _copy_excused(score: PairScore, unit: Any, other: Any, cluster: Sequence[Any
     pair with a third unit repeats the partner's pair with that unit on fewer spikes, and often
     at a lag the copy's misaligned template shifts. When ``unit`` has a duplicate partner in its
     own ``cluster`` whose pair with ``other`` clears the threshold, ``unit``'s own pair does not
-    block the join unless it carries evidence of two neurons itself (a veto, or a term at or
-    below ``params.bridge_max_against_log_odds``). Seen on a tridesclous2 burst split: a copy
+    block the join unless it carries evidence of two neurons itself (a veto, a term at or
+    below ``params.bridge_max_against_log_odds``, or the hand-over model's ``fitted_two``). Seen on a tridesclous2 burst split: a copy
     with 58 % of its partner's spikes, whose thin pair with the partner's burst slice (P 0.40,
     no term against) kept that slice (P 0.87 with the partner) out.
     """
-    if score.veto or score.duplicate or min(score.terms.values(), default=0.0) <= params.bridge_max_against_log_odds:
+    if score.veto or score.duplicate or score.fitted_two \
+            or min(score.terms.values(), default=0.0) <= params.bridge_max_against_log_odds:
         return False
     return _copied(unit, other, cluster, scores, cut, block_thin)
 
@@ -596,7 +598,7 @@ class MetricsJudge:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
         model = load_model(self.params.handover_model)
-        source = json.dumps({"judge": "metrics-v45", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v46", "params": self.params.fingerprint(),
                              "handover_model": model.digest if model else None,
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]

@@ -111,6 +111,10 @@ class PairScore:
     """The pair's units that duplicate units of distinct neurons (``metrics.mark_mixtures``, read from
     the whole group): the spikes they share with one partner are not the spikes they share with
     another, so none of their links speaks for their leftover spikes."""
+    fitted_two: bool = False
+    """The hand-over model reads the pair as two neurons beyond doubt (P(two) above
+    ``JudgeParams.handover_model_blocks_above``; ``cap_thin_handover``): like places off one
+    trajectory, evidence of two neurons that a join does not pass over. Not a veto."""
     reasons: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -470,17 +474,23 @@ def thin_handover(score: PairScore) -> bool:
 def cap_thin_handover(score: PairScore, e: Mapping[str, Any], params: JudgeParams = DEFAULT_JUDGE_PARAMS) -> PairScore:
     """A thin pair that follows another on one trajectory, its P(one neuron) capped at one minus the
     fitted model's P(two neurons) (``JudgeParams.handover_model``): its terms each read one neuron for
-    two drifting neighbours' fragments as well, and only together do they tell (``handover_model.py``)."""
+    two drifting neighbours' fragments as well, and only together do they tell (``handover_model.py``).
+    Above ``params.handover_model_blocks_above`` the pair no longer counts as on one trajectory nor as a
+    hand-over (``PairScore.fitted_two``): it blocks a join across it, as two drifting neurons' pairs should."""
     model = load_model(params.handover_model)
     if model is None or not thin_handover(score):
         return score
-    cap = -model.log_odds_two(e, score.log_odds)
+    two = model.log_odds_two(e, score.log_odds)
+    cap = -two
+    said = (f"fragments that hand over on one trajectory with too few coincidences to tell: a model fitted on "
+            f"sorter-made drift fragments puts P(one neuron) at {sigmoid(cap):.2f} from these numbers together")
     if cap < score.log_odds:
-        score.reasons["handover_model"] = (
-            f"fragments that hand over on one trajectory with too few coincidences to tell: a model fitted on "
-            f"sorter-made drift fragments puts P(one neuron) at {sigmoid(cap):.2f} from these numbers together "
-            f"(the terms alone said {sigmoid(score.log_odds):.2f})")
+        score.reasons["handover_model"] = f"{said} (the terms alone said {sigmoid(score.log_odds):.2f})"
         score.log_odds = float(cap)
+    if sigmoid(two) > params.handover_model_blocks_above:
+        score.reasons["handover_model"] = (score.reasons.get("handover_model", said)
+                                           + "; read as two neurons beyond doubt, the pair keeps its units' parts apart")
+        score.fitted_two, score.on_trajectory, score.handover = True, False, False
     return score
 
 

@@ -97,3 +97,24 @@ def test_the_models_content_enters_the_judges_fingerprint(monkeypatch):
     other = replace(shipped, digest="0" * 16)
     monkeypatch.setattr(metrics, "load_model", lambda name: other if name else None)
     assert MetricsJudge().fingerprint() != before
+
+
+def test_a_pair_the_model_reads_as_two_neurons_beyond_doubt_blocks_the_join_its_trajectory_let_through():
+    """drift_tdc2_s265, group 2: #20's fragment 20 and #22's 94 follow each other on one trajectory with
+    too few coincidences to tell. Capped below the cut, the pair still let 94 join 20 (a drifting
+    neuron's far ends need not clear the cut to be joined). The model puts P(two neurons) above
+    ``handover_model_blocks_above``: the pair blocks the join, and the group's other merges stay."""
+    request, neuron = kept_group("drift_tdc2_s265", 2)
+    assert neuron["20"] != neuron["94"]
+    loose = MetricsJudge(JudgeParams(handover_model_blocks_above=1.0))
+    pair = frozenset((20, 94))
+    unblocked, blocked = loose.scores(request)[pair], MetricsJudge().scores(request)[pair]
+    assert unblocked.on_trajectory and not unblocked.fitted_two
+    assert blocked.fitted_two and not blocked.on_trajectory and not blocked.handover
+    assert blocked.log_odds == unblocked.log_odds < 0.0
+    assert "beyond doubt" in blocked.reasons["handover_model"]
+
+    before = [set(p) for p in loose.judge(request, policy="balanced").merge_groups]
+    after = [set(p) for p in MetricsJudge().judge(request, policy="balanced").merge_groups]
+    assert any(pair <= p for p in before) and not any(pair <= p for p in after)
+    assert sorted(map(sorted, (p - {94} for p in before))) == sorted(map(sorted, after))  # 94 alone stays out
