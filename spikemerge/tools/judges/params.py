@@ -257,7 +257,8 @@ class JudgeParams:
     """The fitted model (``handover_model.py``, ``models/<name>.json``) that caps P(one neuron) of a
     thin pair that follows another on one trajectory (thin, sequential, ``on_trajectory``, no veto) at
     one minus its P(two neurons); '' turns the cap off. Its file's digest enters the judge's
-    fingerprint. Fitted by ``scripts/fit_handover_model.py`` on the kept drifting records. Measured on
+    fingerprint. Fitted by ``scripts/fit_handover_model.py`` on the kept drifting records (metrics-v46:
+    the 424 of seeds 185-396). Measured on
     the 756 kept records of seeds 185-384 with the model fitted out of fold (five folds by seed batch,
     so no set is judged by trees that saw it): balanced 26051 same-neuron pairs merged / 75 distinct
     -> 26151 / 59, in-sample batches meeting the bar 62 -> 68 of 100; conservative 7047 / 11 -> 7054

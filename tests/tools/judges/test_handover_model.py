@@ -101,8 +101,8 @@ def test_the_models_content_enters_the_judges_fingerprint(monkeypatch):
 
 def test_a_pair_the_model_reads_as_two_neurons_beyond_doubt_blocks_the_join_its_trajectory_let_through():
     """drift_tdc2_s265, group 2: #20's fragment 20 and #22's 94 follow each other on one trajectory with
-    too few coincidences to tell. Capped below the cut, the pair still let 94 join 20 (a drifting
-    neuron's far ends need not clear the cut to be joined). The model puts P(two neurons) above
+    too few coincidences to tell. Far below the cut (-3.8), the pair still let 94 join 20's part (a
+    drifting neuron's far ends need not clear the cut to be joined). The model puts P(two neurons) above
     ``handover_model_blocks_above``: the pair blocks the join, and the group's other merges stay."""
     request, neuron = kept_group("drift_tdc2_s265", 2)
     assert neuron["20"] != neuron["94"]
