@@ -190,8 +190,8 @@ def _numbers(record: dict[str, Any]) -> str:
 
 def _score_line(score) -> str:
     terms = " ".join(f"{k}={v:+.2f}" for k, v in score.terms.items() if abs(v) > 1e-9)
-    flags = [f for f in ("duplicate", "thin", "handover", "veto", "on_trajectory", "sequential", "starved")
-             if getattr(score, f)]
+    flags = [f for f in ("duplicate", "thin", "handover", "veto", "on_trajectory", "fitted_two", "sequential",
+                         "starved") if getattr(score, f)]
     return f"log_odds={score.log_odds:+.2f} [{' '.join(flags)}] {terms}"
 
 

@@ -85,9 +85,9 @@ def _copy_excused(score: PairScore, unit: Any, other: Any, cluster: Sequence[Any
     at a lag the copy's misaligned template shifts. When ``unit`` has a duplicate partner in its
     own ``cluster`` whose pair with ``other`` clears the threshold, ``unit``'s own pair does not
     block the join unless it carries evidence of two neurons itself (a veto, a term at or
-    below ``params.bridge_max_against_log_odds``, or the hand-over model's ``fitted_two``). Seen on a tridesclous2 burst split: a copy
-    with 58 % of its partner's spikes, whose thin pair with the partner's burst slice (P 0.40,
-    no term against) kept that slice (P 0.87 with the partner) out.
+    below ``params.bridge_max_against_log_odds``, or the hand-over model's ``fitted_two``). Seen
+    on a tridesclous2 burst split: a copy with 58 % of its partner's spikes, whose thin pair with
+    the partner's burst slice (P 0.40, no term against) kept that slice (P 0.87 with the partner) out.
     """
     if score.veto or score.duplicate or score.fitted_two \
             or min(score.terms.values(), default=0.0) <= params.bridge_max_against_log_odds:

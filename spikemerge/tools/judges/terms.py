@@ -489,7 +489,7 @@ def cap_thin_handover(score: PairScore, e: Mapping[str, Any], params: JudgeParam
         score.log_odds = float(cap)
     if sigmoid(two) > params.handover_model_blocks_above:
         score.reasons["handover_model"] = (score.reasons.get("handover_model", said)
-                                           + "; read as two neurons beyond doubt, the pair keeps its units' parts apart")
+                                           + "; two neurons beyond doubt: no join passes over this pair")
         score.fitted_two, score.on_trajectory, score.handover = True, False, False
     return score
 
