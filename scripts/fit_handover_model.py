@@ -2,15 +2,19 @@
 
     python scripts/fit_handover_model.py                     # fit on scripts/dev_evidence/drift_*.json.xz, write the model
     python scripts/fit_handover_model.py --dry-run           # ... only print the cross-validated figures
+    python scripts/fit_handover_model.py --judge-out-of-fold [--set FIELD=VALUE ...]
+                     # ... judge every kept set of those seeds with the fold's model that never saw it
 
 Which pairs: in every kept drifting record, the judged pairs of two pure units (the ground truth's
 80 % rule) that the judge reads as thin, following each other and on one motion-corrected trajectory,
 not vetoed (``terms.thin_handover``: the pairs the judge caps), scored with the cap off. The label: two
 neurons. Features: ``FEATURES`` and the pair's summed log-odds. Out of sample: five folds by seed
 batch (both sorters' sets of one recording, and a batch's two seeds, fall in one fold), pair-level
-AUC and, among the pairs the judge merged, how many a P(two neurons) over 0.5 flags. The end-to-end
-effect (the cap inside the partition, out of fold) is measured separately; see
-``docs/sorted_bench_history.md`` (metrics-v45).
+AUC and, among the pairs the judge merged, how many a P(two neurons) over 0.5 flags. With
+``--judge-out-of-fold``, the end-to-end effect: every kept set of the records' seeds (drifting and
+bursting) judged through the product code path by the model fitted without its fold, pooled and
+batch by batch, optionally with ``JudgeParams`` changes (``--set``, as ``explain_sorted.py`` takes
+them); how v45's cap and v46's block were chosen (``docs/sorted_bench_history.md``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from explain_sorted import KEPT, KEPT_SUFFIX, judged_groups, read_kept  # noqa: E402
+from explain_sorted import (  # noqa: E402
+    HELD_OUT_REGISTRY, KEPT, KEPT_SUFFIX, _params, batch_lines, judge_dataset, judged_groups, read_kept,
+)
 
 from spikemerge.tools.judges.handover_model import (  # noqa: E402
     LOG_ODDS_FEATURE, MODELS, feature_vector, from_sklearn, write_model,
@@ -47,6 +53,17 @@ times the file."""
 FOLDS = 5
 
 
+def seed_of(name: str) -> int:
+    return int(name.rsplit("_s", 1)[1])
+
+
+def fold_of(name: str) -> int:
+    """A set's fold: by its batch (registered as an odd seed and the next), so a recording's sets (both
+    sorters) and a batch's two seeds share one. Until metrics-v46 the folds paired seeds as (2k, 2k + 1),
+    which put a batch's two seeds in different folds; v45's and v46's out-of-fold figures were measured so."""
+    return ((seed_of(name) - 1) // 2) % FOLDS
+
+
 def collect(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Features, labels (two neurons), fold, merged-by-the-judge flags and set names of the eligible pairs."""
     judge = MetricsJudge(replace(DEFAULT_JUDGE_PARAMS, handover_model=""))
@@ -55,7 +72,6 @@ def collect(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
         record = read_kept(path)
         neuron = record["truth"]["unit_to_neuron"]
         impure = {str(u) for u in record["truth"].get("impure_units", [])}
-        seed = int(record["name"].rsplit("_s", 1)[1])
         for g, _, verdict, scores in judged_groups(record, judge, "balanced"):
             part = {u: i for i, p in enumerate(verdict.merge_groups) for u in p}
             evidence = {frozenset((p["unit_a"], p["unit_b"])): p for p in record["evidence"][g]["pairs"]}
@@ -67,10 +83,41 @@ def collect(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
                     continue
                 xs.append(feature_vector((*FEATURES, LOG_ODDS_FEATURE), evidence[key], s.log_odds))
                 ys.append(neuron[a] != neuron[b])
-                folds.append((seed // 2) % FOLDS)
+                folds.append(fold_of(record["name"]))
                 merged.append(s.unit_a in part and part.get(s.unit_a) == part.get(s.unit_b))
                 names.append(record["name"])
     return np.asarray(xs, float), np.asarray(ys, bool), np.asarray(folds), np.asarray(merged, bool), names
+
+
+def judge_out_of_fold(paths: list[Path], x: np.ndarray, y: np.ndarray, folds: np.ndarray, overrides: list[str],
+                      policy: str) -> None:
+    """Print how the judge scores every kept set of the records' seeds, each set judged with the model
+    fitted on the other folds (a temporary file per fold, ``JudgeParams.handover_model`` its path)."""
+    import tempfile
+
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from spikemerge.bench.scoring import pool_scores
+
+    seeds = {seed_of(read_kept(p)["name"]) for p in paths}
+    sets = [p for p in sorted(KEPT.glob(f"*{KEPT_SUFFIX}")) if seed_of(p.name[:-len(KEPT_SUFFIX)]) in seeds]
+    base = _params(overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        judges = {}
+        for fold in sorted({fold_of(path.name[:-len(KEPT_SUFFIX)]) for path in sets}):
+            fitted = HistGradientBoostingClassifier(**FIT).fit(x[folds != fold], y[folds != fold])
+            model = write_model(from_sklearn(fitted, (*FEATURES, LOG_ODDS_FEATURE)), Path(tmp) / f"fold{fold}.json")
+            judges[fold] = MetricsJudge(replace(base, handover_model=str(model)))
+        results = []
+        for path in sets:
+            record = read_kept(path)
+            results.append((record["name"], judge_dataset(record, judges[fold_of(record["name"])], policy, False)))
+    pooled = pool_scores([result for _, result in results])
+    lines = batch_lines(results, HELD_OUT_REGISTRY)
+    print(f"judged out of fold ({policy}{'; ' + ', '.join(overrides) if overrides else ''}): {pooled['sets']} sets, "
+          f"{pooled['tp']} same-neuron pairs merged / {pooled['wrong_merges']} distinct / {pooled['fn']} missed "
+          f"(F1 {pooled['f1']:.4f}); batches meeting the bar {sum(line.endswith(': met') for line in lines)} of "
+          f"{len(lines)}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,15 +128,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("records", type=Path, nargs="*", help=f"kept records (default {KEPT}/drift_*{KEPT_SUFFIX})")
     parser.add_argument("--out", type=Path, default=MODELS / f"{DEFAULT_JUDGE_PARAMS.handover_model}.json")
     parser.add_argument("--dry-run", action="store_true", help="print the cross-validated figures, write nothing")
+    parser.add_argument("--judge-out-of-fold", action="store_true",
+                        help="also judge every kept set of these seeds with its fold's model (implies --dry-run)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
+                        help="with --judge-out-of-fold: a JudgeParams field for the judging (repeatable; JSON value)")
+    parser.add_argument("--policy", default="balanced", help="with --judge-out-of-fold: the judge's policy")
     args = parser.parse_args(argv)
     paths = sorted(args.records or KEPT.glob(f"drift_*{KEPT_SUFFIX}"))
     if not paths:
         parser.error("no kept drifting records: pass them, or keep some with explain_sorted.py --keep")
     x, y, folds, merged, names = collect(paths)
+    if len(set(folds.tolist())) < 2:
+        parser.error("the records fall in one fold: pass records of at least two batches")
     print(f"{len(paths)} records, {len(y)} pairs ({int(y.sum())} of two neurons), {int(merged.sum())} merged by the "
           f"judge without the cap ({int((merged & y).sum())} of two neurons)", flush=True)
     p = np.zeros(len(y))
-    for fold in range(FOLDS):
+    for fold in sorted(set(folds.tolist())):
         train = folds != fold
         p[~train] = HistGradientBoostingClassifier(**FIT).fit(x[train], y[train]).predict_proba(x[~train])[:, 1]
     flagged = p > 0.5
@@ -100,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"out of fold: AUC {cv['auc']} (merged pairs {cv['auc_merged']}); P(two) > 0.5 flags "
           f"{cv['merged_two_flagged']} of {cv['merged_two']} merged pairs of two neurons and "
           f"{cv['merged_one_flagged']} of {cv['merged_one']} of one")
-    if args.dry_run:
+    if args.judge_out_of_fold:
+        judge_out_of_fold(paths, x, y, folds, args.overrides, args.policy)
+    if args.dry_run or args.judge_out_of_fold:
         return 0
     import sklearn
 

@@ -103,15 +103,18 @@ def read_model(path: Path) -> HandoverModel:
                          digest=hashlib.sha256(raw).hexdigest()[:16], record=payload.get("record", {}))
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=8)
 def load_model(name: str) -> HandoverModel | None:
-    """The shipped model ``models/<name>.json``; None for an empty name (the cap is off)."""
+    """The shipped model ``models/<name>.json``, or the model file at ``name`` when it ends in .json (a
+    refit of one's own, or a fold's, ``scripts/fit_handover_model.py``); None for an empty name (the cap
+    is off)."""
     if not name:
         return None
-    path = MODELS / f"{name}.json"
+    path = Path(name) if name.endswith(".json") else MODELS / f"{name}.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no hand-over model {name!r} in {MODELS}: set JudgeParams.handover_model to one "
-                                f"of {sorted(p.stem for p in MODELS.glob('*.json'))} or to '' to turn the cap off")
+        raise FileNotFoundError(f"no hand-over model {name!r} (shipped in {MODELS}, or a .json file): set "
+                                f"JudgeParams.handover_model to one of {sorted(p.stem for p in MODELS.glob('*.json'))}, "
+                                f"to a model file's path, or to '' to turn the cap off")
     return read_model(path)
 
 

@@ -254,7 +254,8 @@ class JudgeParams:
     drift_against_log_odds: float = -4.0
     """The drift term of such a pair (decisive: at or below ``veto_log_odds``)."""
     handover_model: str = "thin_handover"
-    """The fitted model (``handover_model.py``, ``models/<name>.json``) that caps P(one neuron) of a
+    """The fitted model (``handover_model.py``, ``models/<name>.json``, or a model file's path ending
+    in .json) that caps P(one neuron) of a
     thin pair that follows another on one trajectory (thin, sequential, ``on_trajectory``, no veto) at
     one minus its P(two neurons); '' turns the cap off. Its file's digest enters the judge's
     fingerprint. Fitted by ``scripts/fit_handover_model.py`` on the kept drifting records (metrics-v46:

@@ -118,3 +118,18 @@ def test_a_pair_the_model_reads_as_two_neurons_beyond_doubt_blocks_the_join_its_
     after = [set(p) for p in MetricsJudge().judge(request, policy="balanced").merge_groups]
     assert any(pair <= p for p in before) and not any(pair <= p for p in after)
     assert sorted(map(sorted, (p - {94} for p in before))) == sorted(map(sorted, after))  # 94 alone stays out
+
+
+def test_a_model_file_of_ones_own_is_read_from_its_path(tmp_path):
+    """A refit of one's own (or a fold's, when judging out of fold) is named by its path."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 2))
+    fitted = HistGradientBoostingClassifier(max_iter=5, random_state=0).fit(x, x[:, 0] > 0)
+    path = write_model(from_sklearn(fitted, ("drift_z", LOG_ODDS_FEATURE)), tmp_path / "mine.json")
+    assert load_model(str(path)).digest == read_model(path).digest
+    own = MetricsJudge(JudgeParams(handover_model=str(path)))
+    assert own.fingerprint() not in (MetricsJudge().fingerprint(), MetricsJudge(OFF).fingerprint())
+    with pytest.raises(FileNotFoundError, match="a model file's path"):
+        load_model(str(tmp_path / "missing.json"))
