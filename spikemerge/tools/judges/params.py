@@ -264,15 +264,18 @@ class JudgeParams:
     so no set is judged by trees that saw it): balanced 26051 same-neuron pairs merged / 75 distinct
     -> 26151 / 59, in-sample batches meeting the bar 62 -> 68 of 100; conservative 7047 / 11 -> 7054
     / 11 (metrics-v45)."""
-    handover_model_blocks_above: float = 0.95
+    handover_model_blocks_above: float = 0.97
     """Where the model's P(two neurons) for such a pair exceeds this, the pair is no longer read as
     on one trajectory nor as a hand-over (``PairScore.fitted_two``): it blocks a join across it,
     where a capped pair on one trajectory would not (most distinct pairs merged under the cap alone
     were merged through other pairs, their own P already low). Measured on the 800 kept records of
-    seeds 185-396 with the model fitted out of fold (balanced; same-neuron pairs merged / distinct;
-    batches meeting the bar of 106): no block 27787 / 60, 74; above 0.97 27752 / 46, 77; 0.95
-    27716 / 45, 78; 0.93 27673 / 45, 79; 0.9 27593 / 44, 80; 0.8 27401 / 38, 78; a veto instead
-    above 0.9 27504 / 41, 80 (metrics-v46)."""
+    seeds 185-396 with the model fitted out of fold (``scripts/fit_handover_model.py
+    --judge-out-of-fold``; balanced; same-neuron pairs merged / distinct; batches meeting the bar of
+    106), folds by batch: no block 27770 / 64, 73; above 0.97 27740 / 49, 77; 0.95 27702 / 49, 77.
+    With the folds v46 was chosen by (seeds paired 2k, 2k + 1, splitting each batch): no block
+    27787 / 60, 74; 0.97 27752 / 46, 77; 0.95 27716 / 45, 78; 0.93 27673 / 45, 79; 0.9 27593 / 44,
+    80; 0.8 27401 / 38, 78; a veto instead above 0.9 27504 / 41, 80. 0.95 in metrics-v46; 0.97, the
+    same distinct pairs for fewer same-neuron pairs kept apart, from metrics-v47."""
     concurrent_max_separation_um: float = 25.0
     """Units that fire at the same time (not one after the other) this far apart, with the probe's
     motion removed, are two neurons: one neuron's spikes, large or small, come from one place.
