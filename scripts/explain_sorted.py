@@ -354,7 +354,7 @@ def batch_lines(results: list[tuple[str, dict[str, Any]]], registry: Path) -> li
     return lines
 
 
-def _params(overrides: list[str]):
+def judge_params(overrides: list[str]):
     from spikemerge.tools.judges.params import DEFAULT_JUDGE_PARAMS
 
     known = {f.name: f for f in fields(DEFAULT_JUDGE_PARAMS)}
@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from spikemerge.tools.judges.metrics import MetricsJudge
 
-    judge = MetricsJudge(_params(args.overrides))
+    judge = MetricsJudge(judge_params(args.overrides))
     if args.group is not None:
         for dataset in args.datasets:
             print_group(load_set(dataset, args.cache), args.group, judge, args.policy)

@@ -29,7 +29,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 from explain_sorted import (  # noqa: E402
-    HELD_OUT_REGISTRY, KEPT, KEPT_SUFFIX, _params, batch_lines, judge_dataset, judged_groups, read_kept,
+    HELD_OUT_REGISTRY, KEPT, KEPT_SUFFIX, batch_lines, judge_dataset, judge_params, judged_groups, kept_name,
+    read_kept,
 )
 
 from spikemerge.tools.judges.handover_model import (  # noqa: E402
@@ -99,12 +100,12 @@ def judge_out_of_fold(paths: list[Path], x: np.ndarray, y: np.ndarray, folds: np
 
     from spikemerge.bench.scoring import pool_scores
 
-    seeds = {seed_of(read_kept(p)["name"]) for p in paths}
-    sets = [p for p in sorted(KEPT.glob(f"*{KEPT_SUFFIX}")) if seed_of(p.name[:-len(KEPT_SUFFIX)]) in seeds]
-    base = _params(overrides)
+    seeds = {seed_of(kept_name(p).name) for p in paths}
+    sets = [p for p in sorted(KEPT.glob(f"*{KEPT_SUFFIX}")) if seed_of(kept_name(p).name) in seeds]
+    base = judge_params(overrides)
     with tempfile.TemporaryDirectory() as tmp:
         judges = {}
-        for fold in sorted({fold_of(path.name[:-len(KEPT_SUFFIX)]) for path in sets}):
+        for fold in sorted({fold_of(kept_name(path).name) for path in sets}):
             fitted = HistGradientBoostingClassifier(**FIT).fit(x[folds != fold], y[folds != fold])
             model = write_model(from_sklearn(fitted, (*FEATURES, LOG_ODDS_FEATURE)), Path(tmp) / f"fold{fold}.json")
             judges[fold] = MetricsJudge(replace(base, handover_model=str(model)))
