@@ -254,16 +254,14 @@ class JudgeParams:
     drift_against_log_odds: float = -4.0
     """The drift term of such a pair (decisive: at or below ``veto_log_odds``)."""
     handover_model: str = "thin_handover"
-    """The fitted model (``handover_model.py``, ``models/<name>.json``, or a model file's path ending
-    in .json) that caps P(one neuron) of a
-    thin pair that follows another on one trajectory (thin, sequential, ``on_trajectory``, no veto) at
-    one minus its P(two neurons); '' turns the cap off. Its file's digest enters the judge's
-    fingerprint. Fitted by ``scripts/fit_handover_model.py`` on the kept drifting records (metrics-v46:
-    the 424 of seeds 185-396). Measured on
-    the 756 kept records of seeds 185-384 with the model fitted out of fold (five folds by seed batch,
-    so no set is judged by trees that saw it): balanced 26051 same-neuron pairs merged / 75 distinct
-    -> 26151 / 59, in-sample batches meeting the bar 62 -> 68 of 100; conservative 7047 / 11 -> 7054
-    / 11 (metrics-v45)."""
+    """The fitted model (``handover_model.py``: ``models/<name>.json``, or a model file's path ending
+    in .json) that caps P(one neuron) of a thin pair that follows another on one trajectory (thin,
+    sequential, ``on_trajectory``, no veto) at one minus its P(two neurons); '' turns the cap off. Its
+    file's digest enters the judge's fingerprint. Fitted by ``scripts/fit_handover_model.py`` on the
+    kept drifting records (since metrics-v46 the 424 of seeds 185-396). Measured on the 756 kept records
+    of seeds 185-384 with the model fitted out of fold (five folds of seeds paired 2k, 2k + 1, so no set
+    is judged by trees that saw it): balanced 26051 same-neuron pairs merged / 75 distinct -> 26151 / 59,
+    in-sample batches meeting the bar 62 -> 68 of 100; conservative 7047 / 11 -> 7054 / 11 (metrics-v45)."""
     handover_model_blocks_above: float = 0.97
     """Where the model's P(two neurons) for such a pair exceeds this, the pair is no longer read as
     on one trajectory nor as a hand-over (``PairScore.fitted_two``): it blocks a join across it,
