@@ -31,7 +31,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from explain_sorted import HELD_OUT_REGISTRY, KEPT_SUFFIX, _params, judged_groups, kept_name, read_kept  # noqa: E402
+from explain_sorted import (  # noqa: E402
+    HELD_OUT_REGISTRY, KEPT_SUFFIX, judge_params, judged_groups, kept_name, read_kept,
+)
 
 from spikemerge.bench.heldout import held_out_error, load_batches  # noqa: E402
 from spikemerge.bench.sorted import parse_dataset_name  # noqa: E402
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from spikemerge.tools.judges.metrics import MetricsJudge
 
-    rows, distinct, seeds = merged_pairs(args.records, MetricsJudge(_params(args.overrides)), args.policy,
+    rows, distinct, seeds = merged_pairs(args.records, MetricsJudge(judge_params(args.overrides)), args.policy,
                                          KINDS[args.kind])
     features, distinct, seeds = np.array(rows, float), np.array(distinct, bool), np.array(seeds)
     if len(features):
