@@ -481,16 +481,18 @@ def cap_thin_handover(score: PairScore, e: Mapping[str, Any], params: JudgeParam
     if model is None or not thin_handover(score):
         return score
     two = model.log_odds_two(e, score.log_odds)
-    cap = -two
-    said = (f"fragments that hand over on one trajectory with too few coincidences to tell: a model fitted on "
-            f"sorter-made drift fragments puts P(one neuron) at {sigmoid(cap):.2f} from these numbers together")
+    cap, blocks = -two, sigmoid(two) > params.handover_model_blocks_above
+    if cap >= score.log_odds and not blocks:
+        return score
+    reason = (f"fragments that hand over on one trajectory with too few coincidences to tell: a model fitted on "
+              f"sorter-made drift fragments puts P(one neuron) at {sigmoid(cap):.2f} from these numbers together")
     if cap < score.log_odds:
-        score.reasons["handover_model"] = f"{said} (the terms alone said {sigmoid(score.log_odds):.2f})"
+        reason += f" (the terms alone said {sigmoid(score.log_odds):.2f})"
         score.log_odds = float(cap)
-    if sigmoid(two) > params.handover_model_blocks_above:
-        score.reasons["handover_model"] = (score.reasons.get("handover_model", said)
-                                           + "; two neurons beyond doubt: no join passes over this pair")
+    if blocks:
+        reason += "; two neurons beyond doubt: no join passes over this pair"
         score.fitted_two, score.on_trajectory, score.handover = True, False, False
+    score.reasons["handover_model"] = reason
     return score
 
 
