@@ -13,6 +13,7 @@ from spikemerge.tools.judges.handover_model import (
 )
 from spikemerge.tools.judges.metrics import MetricsJudge
 from spikemerge.tools.judges.params import DEFAULT_JUDGE_PARAMS, JudgeParams
+from spikemerge.tools.judges.terms import thin_handover
 
 from tests.helpers import kept_group
 
@@ -80,7 +81,7 @@ def test_the_cap_only_lowers_thin_drift_handovers():
     """Every other pair keeps its log-odds; an eligible one never rises (min with the model's)."""
     request, _ = kept_group("drift_tdc2_s383", 1)
     uncapped, capped = MetricsJudge(OFF).scores(request), MetricsJudge().scores(request)
-    eligible = [k for k, s in uncapped.items() if s.thin and s.sequential and s.on_trajectory and not s.veto]
+    eligible = [k for k, s in uncapped.items() if thin_handover(s)]
     assert eligible and len(eligible) < len(uncapped)
     for key, s in uncapped.items():
         if key in eligible:
