@@ -23,6 +23,7 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -73,6 +74,7 @@ def collect(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
         record = read_kept(path)
         neuron = record["truth"]["unit_to_neuron"]
         impure = {str(u) for u in record["truth"].get("impure_units", [])}
+        fold = fold_of(record["name"])
         for g, _, verdict, scores in judged_groups(record, judge, "balanced"):
             part = {u: i for i, p in enumerate(verdict.merge_groups) for u in p}
             evidence = {frozenset((p["unit_a"], p["unit_b"])): p for p in record["evidence"][g]["pairs"]}
@@ -84,31 +86,40 @@ def collect(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
                     continue
                 xs.append(feature_vector((*FEATURES, LOG_ODDS_FEATURE), evidence[key], s.log_odds))
                 ys.append(neuron[a] != neuron[b])
-                folds.append(fold_of(record["name"]))
+                folds.append(fold)
                 merged.append(s.unit_a in part and part.get(s.unit_a) == part.get(s.unit_b))
                 names.append(record["name"])
     return np.asarray(xs, float), np.asarray(ys, bool), np.asarray(folds), np.asarray(merged, bool), names
 
 
-def judge_out_of_fold(paths: list[Path], x: np.ndarray, y: np.ndarray, folds: np.ndarray, overrides: list[str],
-                      policy: str) -> None:
-    """Print how the judge scores every kept set of the records' seeds, each set judged with the model
-    fitted on the other folds (a temporary file per fold, ``JudgeParams.handover_model`` its path)."""
-    import tempfile
-
+def fold_models(x: np.ndarray, y: np.ndarray, folds: np.ndarray, wanted: set[int]) -> dict[int, Any]:
+    """The ensemble fitted without each wanted fold's pairs: one fit per fold (the fit is deterministic)
+    serves both the pair-level figures and the judging."""
     from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return {fold: HistGradientBoostingClassifier(**FIT).fit(x[folds != fold], y[folds != fold])
+            for fold in sorted(wanted)}
+
+
+def kept_sets(paths: list[Path]) -> list[Path]:
+    """Every kept record (drifting and bursting) of the seeds of ``paths``."""
+    seeds = {seed_of(kept_name(p).name) for p in paths}
+    return [p for p in sorted(KEPT.glob(f"*{KEPT_SUFFIX}")) if seed_of(kept_name(p).name) in seeds]
+
+
+def judge_out_of_fold(sets: list[Path], fitted: Mapping[int, Any], overrides: list[str], policy: str) -> None:
+    """Print how the judge scores the kept ``sets``, each judged with ``fitted[its fold]`` (the model
+    fitted without its fold's pairs, written to a temporary file that ``JudgeParams.handover_model`` names)."""
+    import tempfile
 
     from spikemerge.bench.scoring import pool_scores
 
-    seeds = {seed_of(kept_name(p).name) for p in paths}
-    sets = [p for p in sorted(KEPT.glob(f"*{KEPT_SUFFIX}")) if seed_of(kept_name(p).name) in seeds]
     base = judge_params(overrides)
     with tempfile.TemporaryDirectory() as tmp:
         judges = {}
-        for fold in sorted({fold_of(kept_name(path).name) for path in sets}):
-            fitted = HistGradientBoostingClassifier(**FIT).fit(x[folds != fold], y[folds != fold])
-            model = write_model(from_sklearn(fitted, (*FEATURES, LOG_ODDS_FEATURE)), Path(tmp) / f"fold{fold}.json")
-            judges[fold] = MetricsJudge(replace(base, handover_model=str(model)))
+        for fold, model in fitted.items():
+            path = write_model(from_sklearn(model, (*FEATURES, LOG_ODDS_FEATURE)), Path(tmp) / f"fold{fold}.json")
+            judges[fold] = MetricsJudge(replace(base, handover_model=str(path)))
         results = []
         for path in sets:
             record = read_kept(path)
@@ -143,10 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the records fall in one fold: pass records of at least two batches")
     print(f"{len(paths)} records, {len(y)} pairs ({int(y.sum())} of two neurons), {int(merged.sum())} merged by the "
           f"judge without the cap ({int((merged & y).sum())} of two neurons)", flush=True)
+    sets = kept_sets(paths) if args.judge_out_of_fold else []
+    fitted = fold_models(x, y, folds, set(folds.tolist()) | {fold_of(kept_name(path).name) for path in sets})
     p = np.zeros(len(y))
-    for fold in sorted(set(folds.tolist())):
-        train = folds != fold
-        p[~train] = HistGradientBoostingClassifier(**FIT).fit(x[train], y[train]).predict_proba(x[~train])[:, 1]
+    for fold in set(folds.tolist()):
+        p[folds == fold] = fitted[fold].predict_proba(x[folds == fold])[:, 1]
     flagged = p > 0.5
     cv = {"folds": FOLDS, "auc": round(float(roc_auc_score(y, p)), 4),
           "auc_merged": round(float(roc_auc_score(y[merged], p[merged])), 4),
@@ -156,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{cv['merged_two_flagged']} of {cv['merged_two']} merged pairs of two neurons and "
           f"{cv['merged_one_flagged']} of {cv['merged_one']} of one")
     if args.judge_out_of_fold:
-        judge_out_of_fold(paths, x, y, folds, args.overrides, args.policy)
+        judge_out_of_fold(sets, fitted, args.overrides, args.policy)
     if args.dry_run or args.judge_out_of_fold:
         return 0
     import sklearn
