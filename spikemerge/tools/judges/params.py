@@ -258,7 +258,8 @@ class JudgeParams:
     in .json) that caps P(one neuron) of a thin pair that follows another on one trajectory (thin,
     sequential, ``on_trajectory``, no veto) at one minus its P(two neurons); '' turns the cap off. Its
     file's digest enters the judge's fingerprint. Fitted by ``scripts/fit_handover_model.py`` on the
-    kept drifting records (since metrics-v46 the 424 of seeds 185-396). Measured on the 756 kept records
+    kept drifting records (since metrics-v48 the 452 of seeds 185-410, 400 trees of up to 31 leaves; in
+    metrics-v46 and v47 the 424 of seeds 185-396, 100 trees of 8). Measured on the 756 kept records
     of seeds 185-384 with the model fitted out of fold (five folds of seeds paired 2k, 2k + 1, so no set
     is judged by trees that saw it): balanced 26051 same-neuron pairs merged / 75 distinct -> 26151 / 59,
     in-sample batches meeting the bar 62 -> 68 of 100; conservative 7047 / 11 -> 7054 / 11 (metrics-v45)."""
@@ -273,7 +274,9 @@ class JudgeParams:
     With the folds v46 was chosen by (seeds paired 2k, 2k + 1, splitting each batch): no block
     27787 / 60, 74; 0.97 27752 / 46, 77; 0.95 27716 / 45, 78; 0.93 27673 / 45, 79; 0.9 27593 / 44,
     80; 0.8 27401 / 38, 78; a veto instead above 0.9 27504 / 41, 80. 0.95 in metrics-v46; 0.97, the
-    same distinct pairs for fewer same-neuron pairs kept apart, from metrics-v47."""
+    same distinct pairs for fewer same-neuron pairs kept apart, from metrics-v47. With metrics-v48's
+    larger model, on the 856 kept records of seeds 185-410 out of fold (folds by batch; of 113): above
+    0.97 29526 / 40, 88; 0.99 29617 / 45, 85; 0.95 29457 / 42, 86."""
     concurrent_max_separation_um: float = 25.0
     """Units that fire at the same time (not one after the other) this far apart, with the probe's
     motion removed, are two neurons: one neuron's spikes, large or small, come from one place.
