@@ -49,11 +49,12 @@ FEATURES = (
 )
 """Evidence numbers the model reads (``evidence/``), besides the pair's log-odds."""
 FIT = {"max_iter": 400, "learning_rate": 0.05, "max_leaf_nodes": 31, "early_stopping": True, "random_state": 0}
-"""The ensemble's size and rate (scikit-learn's HistGradientBoostingClassifier). It stops when a tenth
-of the pairs, held back at ``random_state``, stops improving, so the fit is deterministic; every model
-up to metrics-v47 was fitted so too (scikit-learn's 'auto' turns it on above 10000 pairs), though this
-note said otherwise. Out of fold on the 856 kept records of seeds 185-410 (folds by batch; balanced; same-neuron
-pairs merged / distinct / missed; batches meeting the bar of 113): 100 trees of 8 leaves at rate 0.1
+"""The ensemble's size and rate (scikit-learn's HistGradientBoostingClassifier). It stops early if its
+score on a tenth of the pairs, held back at ``random_state``, stops improving (deterministic); every
+model up to metrics-v47 was fitted so too (scikit-learn's 'auto' turns it on above 10000 pairs),
+though this note said otherwise; the shipped v48 fit ran to its 400th tree. Out of fold on the 856
+kept records of seeds 185-410 (folds by batch; balanced; same-neuron pairs merged / distinct /
+missed; batches meeting the bar of 113): 100 trees of 8 leaves at rate 0.1
 (metrics-v46/v47) 29575 / 59 / 2049, 80; 200 of 16 at 0.05 29595 / 51 / 2029, 82; 400 of 31 at 0.05
 (metrics-v48) 29526 / 40 / 2098, 88; 800 of 31 at 0.05 29511 / 40 / 2113, 88; 400 of 31 with at least 50
 pairs a leaf 29532 / 42 / 2092, 87."""
