@@ -34,6 +34,7 @@ from explain_sorted import (  # noqa: E402
     read_kept,
 )
 
+from spikemerge.bench.sorted import parse_dataset_name  # noqa: E402
 from spikemerge.tools.judges.handover_model import (  # noqa: E402
     LOG_ODDS_FEATURE, MODELS, feature_vector, from_sklearn, write_model,
 )
@@ -61,15 +62,11 @@ pairs a leaf 29532 / 42 / 2092, 87."""
 FOLDS = 5
 
 
-def seed_of(name: str) -> int:
-    return int(name.rsplit("_s", 1)[1])
-
-
 def fold_of(name: str) -> int:
     """A set's fold: by its batch (registered as an odd seed and the next), so a recording's sets (both
     sorters) and a batch's two seeds share one. Until metrics-v46 the folds paired seeds as (2k, 2k + 1),
     which put a batch's two seeds in different folds; v45's and v46's out-of-fold figures were measured so."""
-    return ((seed_of(name) - 1) // 2) % FOLDS
+    return ((parse_dataset_name(name).seed - 1) // 2) % FOLDS
 
 
 def collect(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
@@ -109,8 +106,8 @@ def fold_models(x: np.ndarray, y: np.ndarray, folds: np.ndarray, wanted: set[int
 
 def kept_sets(paths: list[Path]) -> list[Path]:
     """Every kept record (drifting and bursting) of the seeds of ``paths``."""
-    seeds = {seed_of(kept_name(p).name) for p in paths}
-    return [p for p in sorted(KEPT.glob(f"*{KEPT_SUFFIX}")) if seed_of(kept_name(p).name) in seeds]
+    seeds = {parse_dataset_name(kept_name(p).name).seed for p in paths}
+    return [p for p in sorted(KEPT.glob(f"*{KEPT_SUFFIX}")) if parse_dataset_name(kept_name(p).name).seed in seeds]
 
 
 def judge_out_of_fold(sets: list[Path], fitted: Mapping[int, Any], overrides: list[str], policy: str) -> None:
@@ -156,14 +153,15 @@ def main(argv: list[str] | None = None) -> int:
     if not paths:
         parser.error("no kept drifting records: pass them, or keep some with explain_sorted.py --keep")
     x, y, folds, merged, names = collect(paths)
-    if len(set(folds.tolist())) < 2:
+    pair_folds = set(folds.tolist())
+    if len(pair_folds) < 2:
         parser.error("the records fall in one fold: pass records of at least two batches")
     print(f"{len(paths)} records, {len(y)} pairs ({int(y.sum())} of two neurons), {int(merged.sum())} merged by the "
           f"judge without the cap ({int((merged & y).sum())} of two neurons)", flush=True)
     sets = kept_sets(paths) if args.judge_out_of_fold else []
-    fitted = fold_models(x, y, folds, set(folds.tolist()) | {fold_of(kept_name(path).name) for path in sets})
+    fitted = fold_models(x, y, folds, pair_folds | {fold_of(kept_name(path).name) for path in sets})
     p = np.zeros(len(y))
-    for fold in set(folds.tolist()):
+    for fold in pair_folds:
         p[folds == fold] = fitted[fold].predict_proba(x[folds == fold])[:, 1]
     flagged = p > 0.5
     cv = {"folds": FOLDS, "auc": round(float(roc_auc_score(y, p)), 4),

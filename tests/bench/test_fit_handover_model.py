@@ -20,7 +20,7 @@ def test_judging_out_of_fold_scores_every_kept_set_of_the_records_seeds(capsys):
     fit = load_script("fit_handover_model")
 
     def early(path):
-        return 185 <= fit.seed_of(fit.kept_name(path).name) <= 190
+        return 185 <= fit.parse_dataset_name(fit.kept_name(path).name).seed <= 190
 
     records = [p for p in sorted(fit.KEPT.glob(f"drift_*{fit.KEPT_SUFFIX}")) if early(p)]
     sets = [p for p in fit.KEPT.glob(f"*{fit.KEPT_SUFFIX}") if early(p)]
