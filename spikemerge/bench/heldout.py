@@ -60,7 +60,7 @@ def load_batches(path: Path) -> dict[str, Batch]:
     batches: dict[str, Batch] = {}
     for record in tomllib.loads(path.read_text()).get("batch", []):
         scenarios = tuple(
-            Scenario(name, spec["label"], parse_overrides(f"{k}={v}" for k, v in spec.get("set", {}).items()))
+            Scenario(name, spec["label"], parse_overrides(f"{k}={v}" for k, v in _flat(spec.get("set", {}))))
             for name, spec in record.items() if name not in ("seeds", "scored"))
         batch = Batch(tuple(int(s) for s in record["seeds"]), scenarios, str(record.get("scored", "")))
         if batch.name in batches:
@@ -70,6 +70,15 @@ def load_batches(path: Path) -> dict[str, Batch]:
     if len(used) != len(set(used)):
         raise ValueError(f"{path.name}: a seed is used by two batches")
     return batches
+
+
+def _flat(table: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """A ``set`` table's items with nested tables as dotted keys (``templates = { seed = 1 }`` or
+    ``templates.seed = 1`` -> ``templates.seed``), as ``--set`` spells them."""
+    out: list[tuple[str, Any]] = []
+    for key, value in table.items():
+        out += _flat(value, f"{prefix}{key}.") if isinstance(value, dict) else [(prefix + key, value)]
+    return out
 
 
 def repeated_parameters(batch: Batch, batches: dict[str, Batch]) -> list[str]:

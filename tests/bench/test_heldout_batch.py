@@ -33,6 +33,19 @@ def test_a_seed_used_twice_or_a_misspelt_parameter_is_refused(tmp_path):
         module.load_batches(typo)
 
 
+def test_a_batch_may_draw_its_cells_from_another_template_library(tmp_path):
+    module = load_script("heldout_batch")
+    registry = tmp_path / "batches.toml"  # both TOML spellings of a nested key read alike
+    registry.write_text('[[batch]]\nseeds = [1, 2]\n[batch.drift]\nlabel = "a"\n'
+                        'set = { n_exc = 14, templates = { seed = 5 } }\n'
+                        '[[batch]]\nseeds = [3, 4]\n[batch.drift]\nlabel = "b"\n'
+                        'set = { n_exc = 14, templates.seed = 6 }\n')
+    batches = module.load_batches(registry)
+    assert dict(batches["1-2"].scenarios[0].overrides) == {"n_exc": 14, "templates.seed": 5}
+    assert dict(batches["3-4"].scenarios[0].overrides) == {"n_exc": 14, "templates.seed": 6}
+    assert module.repeated_parameters(batches["3-4"], batches) == []  # another library is another batch
+
+
 def test_a_batch_that_repeats_an_earlier_batchs_parameters_is_not_built(tmp_path, monkeypatch, capsys):
     module = load_script("heldout_batch")
     registry = tmp_path / "batches.toml"

@@ -196,6 +196,20 @@ def test_recording_overrides_are_typed_and_reach_the_spec():
             sb.parse_overrides(bad)
 
 
+def test_template_library_overrides_reach_the_library_and_its_own_files():
+    overrides = sb.parse_overrides(["templates.seed=3", "templates.probe=Neuropixels-64", "n_exc=12"])
+    assert dict(overrides) == {"templates.seed": 3, "templates.probe": "Neuropixels-64", "n_exc": 12}
+    base = sb.parse_dataset_name("drift_tdc2_s7")
+    rec = sb.DatasetSpec(base.scenario, base.sorter, base.seed, base.motion_correction, overrides).recording_spec()
+    assert (rec.templates.seed, rec.templates.probe, rec.n_exc, rec.seed) == (3, "Neuropixels-64", 12, 7)
+    assert rec.templates.n_per_model == sb.TemplateSpec().n_per_model  # the library's other fields kept
+    assert rec.templates.key() != sb.TemplateSpec().key() and rec.key() != base.recording_spec().key()
+    assert sb.scenario("drift", 7).templates == sb.TemplateSpec()  # the scenario table is left as it was
+    for bad in (["templates.sed=3"], ["templates=3"], ["templates.drifting=maybe"]):
+        with pytest.raises(ValueError):
+            sb.parse_overrides(bad)
+
+
 def test_specs_hash_on_every_parameter():
     a = sb.scenario("drift", 1)
     assert a.key() == sb.scenario("drift", 1).key()

@@ -125,11 +125,21 @@ SCENARIOS: dict[str, RecordingSpec] = {
 """Scenario name -> recording parameters (the seed is set per dataset)."""
 
 
+TEMPLATES_PREFIX = "templates."
+"""Overrides named ``templates.<field>`` set a :class:`TemplateSpec` field (another template library: its
+seed, its probe), so a held-out set can draw its cells from EAPs no other set saw."""
+
+
 def scenario(name: str, seed: int = 1, **overrides) -> RecordingSpec:
-    """The recording spec of scenario ``name`` with ``seed`` and any field overridden."""
+    """The recording spec of scenario ``name`` with ``seed`` and any field overridden (``templates.<field>``
+    for the template library's)."""
     if name not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r}: use {', '.join(SCENARIOS)}")
-    return replace(SCENARIOS[name], seed=seed, **overrides)
+    base = SCENARIOS[name]
+    library = {k[len(TEMPLATES_PREFIX):]: overrides.pop(k) for k in list(overrides) if k.startswith(TEMPLATES_PREFIX)}
+    if library:
+        overrides["templates"] = replace(base.templates, **library)
+    return replace(base, seed=seed, **overrides)
 
 
 def _hash(record: Mapping) -> str:
@@ -175,19 +185,21 @@ def dataset_spec(scenario_name: str, sorter: str, seed: int) -> DatasetSpec:
 
 
 def parse_overrides(items: Iterable[str]) -> tuple[tuple[str, Any], ...]:
-    """``["slow_drift_velocity=16", "n_bursting=10"]`` -> RecordingSpec overrides, typed by the field's default.
+    """``["slow_drift_velocity=16", "n_bursting=10", "templates.seed=1"]`` -> RecordingSpec overrides (and the
+    template library's, as ``templates.<field>``), typed by the field's default.
 
-    ``none`` sets a field to None; booleans read ``true``/``false``. Unknown fields and the seed
-    (set by the dataset name) are refused, so a typo cannot silently build the default scenario.
+    ``none`` sets a field to None; booleans read ``true``/``false``. Unknown fields and the recording's
+    seed (set by the dataset name) are refused, so a typo cannot silently build the default scenario.
     """
-    defaults = asdict(RecordingSpec())
+    defaults = {k: v for k, v in asdict(RecordingSpec()).items() if k not in ("seed", "templates")}
+    defaults.update({TEMPLATES_PREFIX + k: v for k, v in asdict(TemplateSpec()).items()})
     out: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
         key, text = key.strip(), text.strip()
-        if not sep or key not in defaults or key in ("seed", "templates"):
+        if not sep or key not in defaults:
             raise ValueError(f"not a recording override: {item!r} (expected key=value, key one of "
-                             f"{', '.join(k for k in defaults if k not in ('seed', 'templates'))})")
+                             f"{', '.join(defaults)})")
         default = defaults[key]
         if text.lower() == "none":
             value: Any = None
