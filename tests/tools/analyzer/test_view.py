@@ -13,7 +13,7 @@ from spikeinterface.core import (
 )
 
 from spikemerge.tools.analyzer.load import EXTENSION_PARAMS, REQUIRED_EXTENSIONS, open_analyzer
-from spikemerge.tools.analyzer.view import AnalyzerView
+from spikemerge.tools.analyzer.view import AnalyzerView, ViewParams, plausible_locations
 from spikemerge.tools.evidence.pairs import EvidenceContext, time_differences
 from spikemerge.tools.render import groups as render
 from spikemerge.tools.render.figures import lag_histogram
@@ -100,6 +100,32 @@ def test_ccg_panel_counts_equal_the_evidence_counts(two_segments):
             assert panel == evidence
             checked += evidence
     assert checked > 0, "the split unit's parts should have coincidences to compare"
+
+
+def test_a_location_fit_that_ran_off_the_probe_falls_back_to_the_centre_of_mass():
+    fitted = np.array([[0.0, 10.0], [-316.0, -751.0], [np.nan, np.nan], [30.0, 0.0]])
+    centre = np.array([[1.0, 11.0], [-2.0, -70.0], [4.0, 5.0], [20.0, 0.0]])
+    peak = np.array([[0.0, 0.0], [0.0, -70.0], [0.0, 0.0], [-15.0, 0.0]])
+    out = plausible_locations(fitted, centre, peak, max_offset_um=40.0)
+    assert out.tolist() == [[0.0, 10.0], [-2.0, -70.0], [4.0, 5.0], [20.0, 0.0]]  # 45 µm off: the centre
+
+
+def test_the_view_keeps_plausible_fits_and_replaces_one_put_off_the_probe(two_segments, tmp_path):
+    import shutil
+
+    folder = tmp_path / "analyzer"
+    shutil.copytree(two_segments, folder)
+    view = AnalyzerView(open_analyzer(folder))
+    fitted = np.asarray(view.analyzer.get_extension("unit_locations").get_data())[:, :2]
+    assert np.allclose(view.locations, fitted)  # every generated unit sits near its peak channel
+    data = np.asarray(view.analyzer.get_extension("unit_locations").get_data()).copy()
+    data[1, :2] = [-400.0, 900.0]  # a fit that ran away, as monopolar triangulation can at its bound
+    np.save(folder / "extensions" / "unit_locations" / "unit_locations.npy", data)
+    moved = AnalyzerView(open_analyzer(folder))
+    assert np.allclose(np.delete(moved.locations, 1, axis=0), np.delete(fitted, 1, axis=0))
+    assert np.linalg.norm(moved.locations[1] - moved.peak_channel_locations[1]) < ViewParams().location_max_offset_um
+    assert np.allclose(AnalyzerView(open_analyzer(folder), ViewParams(location_max_offset_um=1e9)).locations[1],
+                       [-400.0, 900.0])  # the rule's one number, in the view's table
 
 
 def test_multi_segment_analyzer_end_to_end(two_segments, tmp_path):
