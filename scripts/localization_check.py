@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from explain_sorted import HELD_OUT_REGISTRY  # noqa: E402
 
 from spikemerge.bench.heldout import held_out_error  # noqa: E402
-from spikemerge.tools.analyzer.view import DEFAULT_VIEW_PARAMS, plausible_locations  # noqa: E402
+from spikemerge.tools.analyzer import DEFAULT_VIEW_PARAMS, AnalyzerView, open_analyzer  # noqa: E402
 
 FIT_BOUND_UM = 1.01
 """Monopolar triangulation keeps a source at least 1 µm from the probe plane: a fit there is at its bound."""
@@ -35,21 +35,18 @@ APART_UM = 20.0
 
 
 def set_positions(folder: Path) -> dict:
-    """One set's unit positions (fitted, checked, centre of mass), peak channels, truth and probe."""
+    """One set's unit positions as the analyzer view reads them (fitted, checked, centre of mass, peak
+    channel), the fits' distance from the probe plane, the truth and the probe."""
     import MEArec as mr
-    import spikeinterface.full as si
-    from spikeinterface.postprocessing.localization_tools import compute_center_of_mass
 
-    analyzer = si.load_sorting_analyzer(folder / "analyzer")
-    fitted3 = np.asarray(analyzer.get_extension("unit_locations").get_data(), dtype=float)
-    centre = np.asarray(compute_center_of_mass(analyzer), dtype=float)[:, :2]
-    templates = analyzer.get_extension("templates").get_data()
-    peak = analyzer.get_channel_locations()[np.ptp(templates, axis=1).argmax(axis=1)]
+    view = AnalyzerView(open_analyzer(folder / "analyzer"))
+    fitted3 = np.array(view.analyzer.get_extension("unit_locations").get_data(), dtype=float)  # a copy: the view's
+    # arrays map its files, which close with it
     truth = json.loads((folder / "truth.json").read_text())
     somata = np.asarray(mr.load_recordings(folder / "recording.h5", verbose=False).template_locations)
-    return {"ids": [str(u) for u in analyzer.unit_ids], "fitted": fitted3[:, :2], "bound": fitted3[:, 2] < FIT_BOUND_UM,
-            "centre": centre, "peak": peak, "truth": truth,
-            "somata": somata[:, 1:3] if somata.ndim == 2 else None,  # MEArec: x off the probe, (y, z) on it
+    return {"ids": [str(u) for u in view.unit_ids], "fitted": fitted3[:, :2], "bound": fitted3[:, 2] < FIT_BOUND_UM,
+            "checked": view.locations, "centre": view.centre_of_mass_locations, "peak": view.peak_channel_locations,
+            "truth": truth, "somata": somata[:, 1:3] if somata.ndim == 2 else None,  # MEArec: x off the probe
             "probe": truth["scenario"]["templates"]["probe"], "drifting": bool(truth["scenario"]["drifting"])}
 
 
@@ -86,11 +83,10 @@ def main(argv: list[str] | None = None) -> int:
             nearer[0] += closer
             line += f"; centre of mass nearer the soma for {closer} of them"
         print(line)
-        checked = plausible_locations(s["fitted"], s["centre"], s["peak"], limit)
         key = ("drifting" if s["drifting"] else "static", s["probe"])
         for a, b in s["truth"]["true_pairs"]:
             i, j = s["ids"].index(str(a)), s["ids"].index(str(b))
-            for name, where in (("fitted", s["fitted"]), ("checked", checked), ("centre of mass", s["centre"]),
+            for name, where in (("fitted", s["fitted"]), ("checked", s["checked"]), ("centre of mass", s["centre"]),
                                 ("peak channel", s["peak"])):
                 pooled[key][name].append(float(np.linalg.norm(where[i] - where[j])))
     if nearer[1]:

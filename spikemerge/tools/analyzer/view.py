@@ -269,13 +269,18 @@ class AnalyzerView:
         """Unit positions (µm): the ``unit_locations`` extension, with the templates' centre of mass for
         units it has none for or put implausibly far from their peak channel
         (``ViewParams.location_max_offset_um``); the centre of mass alone without the extension."""
+        if not self.analyzer.has_extension("unit_locations"):
+            return self.centre_of_mass_locations
+        fitted = np.asarray(self.analyzer.get_extension("unit_locations").get_data(), dtype=float)[:, :2]
+        return plausible_locations(fitted, self.centre_of_mass_locations, self.peak_channel_locations,
+                                   self.params.location_max_offset_um)
+
+    @cached_property
+    def centre_of_mass_locations(self) -> np.ndarray:
+        """(units, 2): the templates' centre of mass (SpikeInterface's), where ``locations`` falls back to."""
         from spikeinterface.postprocessing.localization_tools import compute_center_of_mass
 
-        centre = np.asarray(compute_center_of_mass(self.analyzer), dtype=float)[:, :2]
-        if not self.analyzer.has_extension("unit_locations"):
-            return centre
-        fitted = np.asarray(self.analyzer.get_extension("unit_locations").get_data(), dtype=float)[:, :2]
-        return plausible_locations(fitted, centre, self.peak_channel_locations, self.params.location_max_offset_um)
+        return np.asarray(compute_center_of_mass(self.analyzer), dtype=float)[:, :2]
 
     @cached_property
     def peak_channel_locations(self) -> np.ndarray:
