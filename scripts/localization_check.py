@@ -40,8 +40,7 @@ def set_positions(folder: Path) -> dict:
     import MEArec as mr
 
     view = AnalyzerView(open_analyzer(folder / "analyzer"))
-    fitted3 = np.array(view.analyzer.get_extension("unit_locations").get_data(), dtype=float)  # a copy: the view's
-    # arrays map its files, which close with it
+    fitted3 = np.asarray(view.analyzer.get_extension("unit_locations").get_data(), dtype=float)
     truth = json.loads((folder / "truth.json").read_text())
     somata = np.asarray(mr.load_recordings(folder / "recording.h5", verbose=False).template_locations)
     return {"ids": [str(u) for u in view.unit_ids], "fitted": fitted3[:, :2], "bound": fitted3[:, 2] < FIT_BOUND_UM,

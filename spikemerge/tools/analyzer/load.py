@@ -11,6 +11,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from spikeinterface.core import SortingAnalyzer, load_sorting_analyzer
 from spikeinterface.core.sortinganalyzer import get_extension_class
 
@@ -124,9 +125,26 @@ def attach_extensions(analyzer: SortingAnalyzer, names: tuple[str, ...]) -> list
         ext_class = get_extension_class(name)
         ext = ext_class.load(analyzer, lazy=True) if ext_class is not None else None
         if ext is not None:
+            keep_mapped(ext.data)
             analyzer.extensions[name] = ext
             opened.append(name)
     return opened
+
+
+def keep_mapped(data: dict) -> None:
+    """Hold each memory-mapped array of an extension's ``data`` as a plain array over the same map.
+
+    SpikeInterface (0.105) closes an extension's ``np.memmap`` handles, and sets its data to None,
+    when the extension or its analyzer is collected. Every array handed out before (a unit's
+    templates, the fitted locations) then points at unmapped memory, and reading it kills the
+    process with a segfault; ``save_as(format="memory")`` shares the same ``data`` dict, so the
+    working copy :func:`prepare_analyzer` makes would find None once the opened analyzer is gone.
+    A plain ``ndarray`` view is not closed by SpikeInterface: the map stays open for as long as any
+    array reads it, as numpy's own reference counting keeps it.
+    """
+    for key, value in list(data.items()):
+        if isinstance(value, np.memmap):
+            data[key] = value.view(np.ndarray)
 
 
 def present_extensions(analyzer: SortingAnalyzer) -> list[str]:

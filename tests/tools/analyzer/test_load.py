@@ -21,7 +21,16 @@ def test_load_reports_units_channels_duration_and_extensions(analyzer_folder, sm
     assert "units" in info.summary() and "channels" in info.summary()
     # nothing was missing: the folder itself is used, its arrays memory-mapped, not copied into memory
     assert analyzer.format == "binary_folder"
-    assert isinstance(analyzer.get_extension("waveforms").data["waveforms"], np.memmap)
+    assert _mapped(analyzer.get_extension("waveforms").data["waveforms"])
+
+
+def _mapped(array) -> bool:
+    """Whether ``array`` reads a memory map (itself or through the arrays it views)."""
+    while array is not None:
+        if isinstance(array, np.memmap):
+            return True
+        array = getattr(array, "base", None)
+    return False
 
 
 @pytest.mark.slow
@@ -82,3 +91,42 @@ def test_one_unit_is_refused(small_truth, tmp_path):
     assert load_sorting_analyzer(tmp_path / "one").get_num_units() == 1
     with pytest.raises(SpikemergeError, match="at least two"):
         load_analyzer(tmp_path / "one", progress=False)
+
+
+_OUTLIVE_SCRIPT = """
+import gc, shutil, sys, warnings
+import numpy as np
+warnings.simplefilter("ignore")
+from spikemerge.tools.analyzer.load import load_analyzer, open_analyzer
+
+folder = sys.argv[1]
+# arrays handed out by an opened analyzer must stay readable after it is collected
+opened = open_analyzer(folder)
+held = {name: opened.get_extension(name).get_data() for name in ("templates", "spike_amplitudes", "noise_levels")}
+del opened
+gc.collect()
+assert all(np.isfinite(np.asarray(a, dtype=float)).all() for a in held.values())
+# the working copy made when an extension is missing shares the opened extensions' data: it must
+# outlive the opened analyzer it was copied from
+shutil.rmtree(f"{folder}/extensions/unit_locations")
+work, info = load_analyzer(folder, progress=False)
+assert info.extensions_computed == ["unit_locations"]
+gc.collect()
+for name in ("random_spikes", "waveforms", "templates", "noise_levels", "spike_amplitudes"):
+    for key, value in work.get_extension(name).data.items():
+        assert value is not None, (name, key)
+        assert np.isfinite(np.asarray(value, dtype=float)).all(), (name, key)
+print("readable")
+"""
+
+
+def test_arrays_outlive_the_opened_analyzer(analyzer_folder):
+    """SpikeInterface closes a lazily loaded extension's memory maps (and empties its data, which a
+    copy shares) when the extension or its analyzer is collected: before the fix, a segfault or None."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _OUTLIVE_SCRIPT, str(analyzer_folder)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert "readable" in done.stdout
