@@ -32,8 +32,9 @@ def read_rows(array, rows: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     array : np.memmap, np.ndarray or zarr.Array
-        A C-ordered array whose first axis is the row axis. A read-only ``np.memmap`` opened on a
-        ``.npy`` file is read with ``os.pread``; any other array is indexed as it is.
+        A C-ordered array whose first axis is the row axis. A memory map of a ``.npy`` file (or a
+        plain view of all of one, :func:`file_map`) is read with ``os.pread``; any other array is
+        indexed as it is.
     rows : np.ndarray
         Increasing row indices.
 
@@ -43,14 +44,33 @@ def read_rows(array, rows: np.ndarray) -> np.ndarray:
         The rows, as a new in-memory array.
     """
     rows = np.asarray(rows, dtype=np.int64)
-    filename = getattr(array, "filename", None)
-    if not (isinstance(array, np.memmap) and filename and array.flags.c_contiguous):
+    where = file_map(array)
+    if where is None:
         if isinstance(array, np.ndarray):
             return np.asarray(array[rows])
         from spikeinterface.core.core_tools import slice_rows  # zarr arrays
 
         return np.asarray(slice_rows(array, rows))
-    return read_file_rows(filename, int(array.offset), array.dtype, array.shape[1:], rows)
+    return read_file_rows(where[0], where[1], array.dtype, array.shape[1:], rows)
+
+
+def file_map(array) -> tuple[str, int] | None:
+    """``(file, byte offset)`` of a C-ordered array that is a file's memory map, or a plain view of the
+    whole of one (as :func:`~spikemerge.tools.analyzer.load.keep_mapped` holds an extension's arrays);
+    None for any other array."""
+    if not isinstance(array, np.ndarray) or not array.flags.c_contiguous:
+        return None
+    mapped = array
+    while not isinstance(mapped, np.memmap):
+        mapped = getattr(mapped, "base", None)
+        if not isinstance(mapped, np.ndarray):
+            return None
+    filename = getattr(mapped, "filename", None)
+    if not filename:
+        return None
+    same = mapped is array or (array.shape == mapped.shape and array.dtype == mapped.dtype and
+                               array.__array_interface__["data"][0] == mapped.__array_interface__["data"][0])
+    return (str(filename), int(mapped.offset)) if same else None
 
 
 def _read_into(fd: int, target: memoryview, at: int, filename: str) -> None:
@@ -108,11 +128,11 @@ class FileRows:
     @classmethod
     def of(cls, array, rows: np.ndarray, channels: int | None = None) -> "FileRows | None":
         """The reader of ``array[rows]``, or None when ``array`` is not a C-ordered memory map of a file."""
-        filename = getattr(array, "filename", None)
-        if not (isinstance(array, np.memmap) and filename and array.flags.c_contiguous):
+        where = file_map(array)
+        if where is None:
             return None
-        return cls(str(filename), int(array.offset), array.dtype.str, tuple(array.shape[1:]),
-                   np.asarray(rows, dtype=np.int64), channels)
+        return cls(where[0], where[1], array.dtype.str, tuple(array.shape[1:]), np.asarray(rows, dtype=np.int64),
+                   channels)
 
     def __call__(self) -> np.ndarray:
         rows = read_file_rows(self.filename, self.offset, self.dtype, self.row_shape, self.rows)

@@ -34,7 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..analyzer.rows import read_rows
+from ..analyzer.rows import file_map, read_rows
 from ..judges.base import UnitId
 
 
@@ -94,8 +94,8 @@ def start_copy(source, groups: Sequence[Sequence[UnitId]], new_unit_ids: Sequenc
     live in a ``.npy`` file.
     """
     data = source.get_extension("waveforms").data["waveforms"]
-    source_file = _source_file(data)
-    if source_file is None:
+    stored = file_map(data)  # the .npy file holding the rows
+    if stored is None:
         return None
 
     sorting, sampled = source.sorting, _sampled(source)  # read here: the thread touches no analyzer
@@ -106,7 +106,7 @@ def start_copy(source, groups: Sequence[Sequence[UnitId]], new_unit_ids: Sequenc
             _write_header(handle, data, int(valid.sum()), int(data.shape[2]))
             handle.flush()
             header_bytes = handle.tell()
-            _copy_kept(data, source_file, handle.fileno(), header_bytes, valid)
+            _copy_kept(data, stored, handle.fileno(), header_bytes, valid)
         return valid, header_bytes
 
     future: Future = Future()
@@ -181,13 +181,13 @@ def carry_waveforms(source, merged_folder: Path, groups: Sequence[Sequence[UnitI
         return
     valid = _kept_rows(source.sorting, _sampled(source), groups, new_unit_ids, censor_ms)
     partial = target.with_name(".waveforms.npy.partial")
-    source_file = _source_file(data)
+    stored = file_map(data)  # the .npy file holding the rows, when they are memory-mapped
     with open(partial, "wb") as handle:
         _write_header(handle, data, int(valid.sum()), int(width))
-        if source_file is not None and width == data.shape[2]:
+        if stored is not None and width == data.shape[2]:
             handle.flush()
             header_bytes = handle.tell()
-            _copy_kept(data, source_file, handle.fileno(), header_bytes, valid)
+            _copy_kept(data, stored, handle.fileno(), header_bytes, valid)
             _patch_merged(data, handle.fileno(), header_bytes, row_unit, valid, keep_channels, params)
         else:
             _stream_blocks(data, handle, row_unit, valid, keep_channels, width, params)
@@ -218,12 +218,6 @@ def _stream_blocks(data, handle, row_unit: np.ndarray, valid: np.ndarray, keep_c
         handle.write(np.ascontiguousarray(block[valid[rows]][:, :, :width]).tobytes())
 
 
-def _source_file(data) -> str | None:
-    """The ``.npy`` file holding ``data`` (a C-ordered memory map), or None."""
-    filename = getattr(data, "filename", None)
-    if isinstance(data, np.memmap) and filename and data.flags.c_contiguous:
-        return str(filename)
-    return None
 
 
 def _copy_range(source_fd: int, target_fd: int, source_offset: int, target_offset: int, count: int) -> None:
@@ -249,9 +243,11 @@ def _row_bytes(data) -> int:
     return int(np.prod(data.shape[1:], dtype=np.int64)) * data.dtype.itemsize
 
 
-def _copy_kept(data, source_file: str, target_fd: int, header_bytes: int, valid: np.ndarray) -> None:
-    """Copy the kept rows file to file, after the header, one run of consecutive rows at a time."""
+def _copy_kept(data, stored: tuple[str, int], target_fd: int, header_bytes: int, valid: np.ndarray) -> None:
+    """Copy the kept rows file to file (``stored``: the file and where its rows start), after the
+    header, one run of consecutive rows at a time."""
     row_bytes = _row_bytes(data)
+    source_file, source_offset = stored
     source_fd = os.open(source_file, os.O_RDONLY)
     try:
         kept = np.flatnonzero(valid)
@@ -259,7 +255,7 @@ def _copy_kept(data, source_file: str, target_fd: int, header_bytes: int, valid:
         position = 0
         for run in np.split(kept, breaks) if kept.size else []:
             count = run.size * row_bytes
-            _copy_range(source_fd, target_fd, int(data.offset) + int(run[0]) * row_bytes,
+            _copy_range(source_fd, target_fd, source_offset + int(run[0]) * row_bytes,
                         header_bytes + position, count)
             position += count
     finally:
