@@ -218,8 +218,6 @@ def _stream_blocks(data, handle, row_unit: np.ndarray, valid: np.ndarray, keep_c
         handle.write(np.ascontiguousarray(block[valid[rows]][:, :, :width]).tobytes())
 
 
-
-
 def _copy_range(source_fd: int, target_fd: int, source_offset: int, target_offset: int, count: int) -> None:
     """``count`` bytes from ``source_offset`` to ``target_offset``, file to file (in the kernel where it can)."""
     copy = getattr(os, "copy_file_range", None)
