@@ -182,7 +182,15 @@ def prepare_analyzer(
     ones (the folder is never written). ``recording`` stands in for an analyzer whose recording
     link is lost. Raises a one-line error naming the missing extensions when no recording is
     available to compute them.
+
+    An analyzer from a folder whose saved extensions are not loaded yet (SpikeInterface's
+    ``lazy=True`` or ``load_extensions=False``, as a caller of ``CurationSession.from_analyzer``
+    may pass) has them opened here, memory-mapped. The working copy shares the opened extensions'
+    data (and SpikeInterface reopens a lazy analyzer's extensions as it copies them), so its arrays
+    are held once copied (:func:`keep_mapped`): the copy outlives the caller's analyzer.
     """
+    if analyzer.format != "memory":
+        attach_extensions(analyzer, required)
     missing = missing_extensions(analyzer, required)
     if not missing:
         if recording is not None and not analyzer.has_recording():
@@ -201,6 +209,8 @@ def prepare_analyzer(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         work = analyzer.save_as(format="memory")
+        for extension in work.extensions.values():
+            keep_mapped(extension.data)
         if recording is not None and not work.has_recording():
             work.set_temporary_recording(recording)
         job_kwargs = {"n_jobs": n_jobs, "progress_bar": progress, "chunk_duration": "1s"}

@@ -111,13 +111,26 @@ for name in ("random_spikes", "waveforms", "templates", "noise_levels", "spike_a
     for key, value in work.get_extension(name).data.items():
         assert value is not None, (name, key)
         assert np.isfinite(np.asarray(value, dtype=float)).all(), (name, key)
+# an analyzer the caller loaded with SpikeInterface's lazy=True (extensions saved, none loaded yet)
+from spikeinterface.core import load_sorting_analyzer
+from spikemerge.tools.session import CurationSession
+
+lazy = load_sorting_analyzer(folder, lazy=True)
+session = CurationSession.from_analyzer(lazy, folder + "-out", progress=False)
+assert session.info.extensions_computed == ["unit_locations"]
+del lazy
+gc.collect()
+for name in ("waveforms", "templates", "spike_amplitudes"):
+    assert all(value is not None for value in session.analyzer.get_extension(name).data.values()), name
+session.find_candidates()
 print("readable")
 """
 
 
 def test_arrays_outlive_the_opened_analyzer(analyzer_folder):
     """SpikeInterface closes a lazily loaded extension's memory maps (and empties its data, which a
-    copy shares) when the extension or its analyzer is collected: before the fix, a segfault or None."""
+    copy shares) when the extension or its analyzer is collected: before the fix, a segfault or None;
+    and a caller's lazily loaded analyzer looked as if it held no extension at all."""
     import subprocess
     import sys
 
