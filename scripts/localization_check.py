@@ -32,6 +32,7 @@ from explain_sorted import HELD_OUT_REGISTRY  # noqa: E402
 
 from spikemerge.bench.heldout import held_out_error  # noqa: E402
 from spikemerge.tools.analyzer import DEFAULT_VIEW_PARAMS, open_analyzer  # noqa: E402
+from spikemerge.tools.analyzer.view import implausible_locations  # noqa: E402
 from spikemerge.tools.evidence.pairs import EvidenceContext  # noqa: E402
 
 FIT_BOUND_UM = 1.01
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             s = set_positions(folder)
-        off = ~(np.linalg.norm(s["fitted"] - s["peak"], axis=1) <= limit)
+        off = implausible_locations(s["fitted"], s["peak"], limit)
         line = f"{folder.name}: {len(s['ids'])} units, {off.sum()} fitted over {limit:.0f} µm from their peak channel"
         line += f" ({(off & s['bound']).sum()} at the fit's bound)"
         if not s["drifting"] and s["somata"] is not None:

@@ -57,12 +57,17 @@ class ViewParams:
 DEFAULT_VIEW_PARAMS = ViewParams()
 
 
-def plausible_locations(fitted: np.ndarray, fallback: np.ndarray, peak: np.ndarray, max_offset_um: float) -> np.ndarray:
-    """``fitted`` positions, each replaced by ``fallback``'s where it is not finite or lies more than
-    ``max_offset_um`` from the unit's ``peak`` channel (a localization that ran off the probe)."""
+def implausible_locations(fitted: np.ndarray, peak: np.ndarray, max_offset_um: float) -> np.ndarray:
+    """Which ``fitted`` positions are not finite or lie more than ``max_offset_um`` from the unit's
+    ``peak`` channel (a localization that ran off the probe)."""
     offset = np.linalg.norm(fitted - peak, axis=1)
-    wrong = ~np.isfinite(offset) | (offset > max_offset_um)
-    return np.where(wrong[:, None], fallback, fitted)
+    return ~np.isfinite(offset) | (offset > max_offset_um)
+
+
+def plausible_locations(fitted: np.ndarray, fallback: np.ndarray, peak: np.ndarray, max_offset_um: float) -> np.ndarray:
+    """``fitted`` positions, each replaced by ``fallback``'s where it is implausible
+    (:func:`implausible_locations`)."""
+    return np.where(implausible_locations(fitted, peak, max_offset_um)[:, None], fallback, fitted)
 
 
 def native_id(unit_id: Any) -> UnitId:
@@ -283,9 +288,14 @@ class AnalyzerView:
         return np.asarray(compute_center_of_mass(self.analyzer), dtype=float)[:, :2]
 
     @cached_property
+    def main_channels(self) -> np.ndarray:
+        """(units,): the channel index where each unit's template is largest (peak to peak)."""
+        return np.argmax(np.ptp(self.templates, axis=1), axis=1)
+
+    @cached_property
     def peak_channel_locations(self) -> np.ndarray:
-        """(units, 2): where each unit's template is largest (peak to peak)."""
-        return self.channel_locations[np.argmax(np.ptp(self.templates, axis=1), axis=1)]
+        """(units, 2): where each unit's template is largest (``main_channels``)."""
+        return self.channel_locations[self.main_channels]
 
     @cached_property
     def sparsity_mask(self) -> np.ndarray:
@@ -406,7 +416,7 @@ class AnalyzerView:
             channels=self.channels(key),
             template=template,
             location=self.locations[index],
-            main_channel=int(np.argmax(np.ptp(template, axis=0))),
+            main_channel=int(self.main_channels[index]),
             waveform_times_s=self.waveform_times_s(key),
         )
         with self._cache_lock:
