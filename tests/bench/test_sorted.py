@@ -267,6 +267,20 @@ def test_seeded_draws_repeat_the_sorters_random_draws_and_restore_them():
     assert (matched_filtering.get_random_data_chunks, tridesclous2.whiten, peak_selection.select_peaks) == originals
 
 
+def test_a_recording_with_a_channel_beyond_any_cell_is_refused_before_sorting():
+    from spikeinterface.core import NumpyRecording
+
+    from spikemerge.bench.sorted.mearec import check_recording
+
+    rng = np.random.default_rng(0)
+    traces = rng.normal(0.0, 10.0, (30000, 4)).astype("float32")
+    traces[5000:5100, 1] -= 250.0  # a large cell: fine
+    check_recording(NumpyRecording(traces, 30000.0, channel_ids=["a", "b", "c", "d"]), "ok")
+    traces[20000:26000, 2] = 5.1e10  # MEArec's failure on one Neuropixels-24 recording
+    with pytest.raises(RuntimeError, match=r"burst_x_s1: channel c \(5\.1e\+10 µV\) beyond 5000 µV"):
+        check_recording(NumpyRecording(traces, 30000.0, channel_ids=["a", "b", "c", "d"]), "burst_x_s1")
+
+
 def test_venv_bin_goes_first_on_path(monkeypatch):
     import os
     import sys

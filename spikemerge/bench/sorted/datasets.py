@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .mearec import make_recording, read_recording
+from .mearec import check_recording, make_recording, read_recording
 from .sorters import run_sorter_unmerged, sorter_params
 from .specs import BENCH_SCENARIOS, DatasetSpec, Log, RecordingSpec, dataset_spec, default_cache
 from .truth import build_truth, load_truth, split_neurons, summarise_truth, to_python
@@ -98,6 +98,7 @@ def _build_dataset(folder, name, spec, sorter, cache, scenario_name, sorter_seed
             shutil.copy(shared, rec_path)
     times["recording_s"] = time.perf_counter() - start
     recording, gt_sorting = read_recording(rec_path)
+    check_recording(recording, f"{name}: recording rec_{spec.key()}.h5")
 
     sorting_folder = folder / "sorting"
     t0 = time.perf_counter()

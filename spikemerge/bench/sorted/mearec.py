@@ -14,6 +14,14 @@ from pathlib import Path
 from ...tools.outputs import exclusive_lock
 from .specs import Log, RecordingSpec, TemplateSpec
 
+MAX_TRACE_UV = 5000.0
+"""Largest |value| (µV) a simulated recording's channel may reach. MEArec's cells peak at 220-430 µV
+on the 17 recordings measured (32-channel and Neuropixels-24, bursting and drifting); one bursting
+Neuropixels-24 recording (seed 442) came out with a channel at up to 5.1e10 µV on 12 % of its
+samples, which every sorted unit then carried as its largest channel."""
+CHECK_CHUNK_S = 10.0
+"""Seconds of traces read at once by :func:`check_recording`."""
+
 
 def ensure_venv_bin_on_path() -> None:
     """Put this interpreter's ``bin`` first on PATH: MEArec compiles NEURON mechanisms with ``nrnivmodl``."""
@@ -89,6 +97,25 @@ def make_recording(spec: RecordingSpec, path: Path, cache: Path, log: Log | None
     os.replace(target, path)
     log(f"recording {spec.key()}: {len(recgen.spiketrains)} cells in {time.perf_counter() - start:.0f} s")
     return path
+
+
+def check_recording(recording, name: str, max_uv: float = MAX_TRACE_UV) -> None:
+    """Raise if a channel of ``recording`` exceeds ``max_uv``: a failed simulation, not data to sort."""
+    import numpy as np
+
+    peak = np.zeros(recording.get_num_channels())
+    for segment in range(recording.get_num_segments()):
+        samples = recording.get_num_samples(segment)
+        step = max(1, int(CHECK_CHUNK_S * recording.sampling_frequency))
+        for start in range(0, samples, step):
+            traces = recording.get_traces(segment_index=segment, start_frame=start, end_frame=min(samples, start + step),
+                                          return_in_uV=True)
+            peak = np.maximum(peak, np.abs(traces).max(axis=0))
+    bad = np.flatnonzero(~(peak <= max_uv))
+    if bad.size:
+        channels = ", ".join(f"{recording.channel_ids[i]} ({peak[i]:.3g} µV)" for i in bad[:4])
+        raise RuntimeError(f"{name}: channel {channels} beyond {max_uv:.0f} µV: the simulation failed, "
+                           "so the set is not built from it")
 
 
 def read_recording(path: Path):
