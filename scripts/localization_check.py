@@ -2,9 +2,9 @@
 
     python scripts/localization_check.py ~/.cache/spikemerge/sorted_bench/burst_sc2_s432 ...
 
-Per set: units whose ``unit_locations`` fit lies farther than ``ViewParams.location_max_offset_um``
-from their peak channel (a fit that ran off the probe), how many of those sit at the fit's bound
-(1 µm from the probe plane), and on static sets (no drift, so a soma has one place) how often the
+Per set: units whose ``unit_locations`` fit the view takes for failed (``view.implausible_locations``:
+far from their peak channel, or resting on the probe plane beside the contacts), how many of those
+sit at the fit's bound (1 µm from the probe plane), and on static sets (no drift, so a soma has one place) how often the
 templates' centre of mass is nearer the soma than the fit. Then, pooled by scenario and probe, how
 far apart two units of one neuron are localized (fitted, as the view reads them, centre of mass) and
 how often they share their peak channel: the localization error the judge's separation rules stand
@@ -56,7 +56,8 @@ def set_positions(folder: Path) -> dict:
     recording = mr.load_recordings(folder / "recording.h5", verbose=False)
     somata = np.asarray(recording.template_locations)
     drifting = bool(truth["scenario"]["drifting"])
-    return {"ids": [str(u) for u in view.unit_ids], "fitted": fitted3[:, :2], "bound": fitted3[:, 2] < FIT_BOUND_UM,
+    return {"ids": [str(u) for u in view.unit_ids], "fitted": fitted3[:, :2], "fitted3": fitted3,
+            "contacts": view.channel_locations, "bound": fitted3[:, 2] < FIT_BOUND_UM,
             "checked": view.locations, "centre": view.centre_of_mass_locations, "peak": view.peak_channel_locations,
             "energy": compute_monopolar_triangulation(view.analyzer, feature="energy")[:, :2],
             "grid": compute_grid_convolution(view.analyzer)[:, :2],
@@ -119,14 +120,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"not a built sorted-bench set (no analyzer/ and truth.json): {', '.join(missing)}", file=sys.stderr)
         return 2
     limit = DEFAULT_VIEW_PARAMS.location_max_offset_um
+    outside = DEFAULT_VIEW_PARAMS.location_max_outside_um
     pooled: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
     nearer = [0, 0]
     for folder in args.datasets:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             s = set_positions(folder)
-        off = implausible_locations(s["fitted"], s["peak"], limit)
-        line = f"{folder.name}: {len(s['ids'])} units, {off.sum()} fitted over {limit:.0f} µm from their peak channel"
+        off = implausible_locations(s["fitted3"], s["peak"], s["contacts"])
+        line = (f"{folder.name}: {len(s['ids'])} units, {off.sum()} fitted implausibly (over {limit:.0f} µm from "
+                f"their peak channel, or on the probe plane over {outside:.0f} µm outside the contacts)")
         line += f" ({(off & s['bound']).sum()} at the fit's bound)"
         if not s["drifting"] and s["somata"] is not None:
             closer = 0

@@ -36,8 +36,8 @@ UnitId = Hashable
 
 @dataclass(frozen=True)
 class ViewParams:
-    """Tunable numbers of the analyzer view. Only ``location_max_offset_um`` changes results; it reaches
-    the evidence numbers, which key the cached verdicts, so it needs no hash of its own."""
+    """Tunable numbers of the analyzer view. Only the ``location_*`` numbers change results; they reach
+    the evidence numbers, which key the cached verdicts, so they need no hash of their own."""
 
     location_max_offset_um: float = 50.0
     """A ``unit_locations`` position farther than this from the unit's peak channel is taken for a
@@ -47,6 +47,15 @@ class ViewParams:
     landed over 50 µm from their peak channel, up to 719 µm, 57 of the 58 at the fit's bound (1 µm
     from the probe plane); on the static sets the centre of mass was nearer the true soma for 19 of
     24 of them. A neuron seen best on a channel sits within about two channel pitches of it."""
+    location_max_outside_um: float = 20.0
+    """... and a fit resting on the probe plane (the monopolar fit's lower bound on the distance from
+    it, ``location_plane_um``) that lies more than this outside the contacts' extent is taken for a
+    failed fit too: the optimizer ran sideways to its bound instead of finding a soma the contacts
+    see. On Neuropixels-24 MEArec sets most fits rest on the plane (21-24 of 26-53 units per set), and
+    a broad neuron's units came out 40-50 µm beside the outermost column, within the offset above,
+    while the centre of mass put them with their duplicates. ``inf``: off."""
+    location_plane_um: float = 1.5
+    """Distance from the probe plane at or below which a fit rests on SpikeInterface's bound (1 µm)."""
     segment_gap_s: float = 1.0
     """Silence put between segments on the time axis; wider than every lag window (CCG ±50 ms),
     so no pair of spikes from two segments ever counts as a coincidence."""
@@ -57,17 +66,26 @@ class ViewParams:
 DEFAULT_VIEW_PARAMS = ViewParams()
 
 
-def implausible_locations(fitted: np.ndarray, peak: np.ndarray, max_offset_um: float) -> np.ndarray:
-    """Which ``fitted`` positions are not finite or lie more than ``max_offset_um`` from the unit's
-    ``peak`` channel (a localization that ran off the probe)."""
-    offset = np.linalg.norm(fitted - peak, axis=1)
-    return ~np.isfinite(offset) | (offset > max_offset_um)
+def implausible_locations(fitted: np.ndarray, peak: np.ndarray, contacts: np.ndarray,
+                          params: ViewParams = DEFAULT_VIEW_PARAMS) -> np.ndarray:
+    """Which ``fitted`` positions (units, 2 or 3: x, y and, for monopolar fits, the distance from the
+    probe plane) are not finite, lie more than ``location_max_offset_um`` from the unit's ``peak``
+    channel, or rest on the probe plane more than ``location_max_outside_um`` outside the
+    ``contacts`` (channels, 2): a localization that ran off the probe."""
+    xy = fitted[:, :2]
+    offset = np.linalg.norm(xy - peak, axis=1)
+    outside = np.max(np.maximum(contacts.min(axis=0) - xy, xy - contacts.max(axis=0)), axis=1)
+    on_plane = fitted[:, 2] <= params.location_plane_um if fitted.shape[1] > 2 else np.zeros(len(xy), bool)
+    return ~np.isfinite(offset) | (offset > params.location_max_offset_um) | (
+        on_plane & (outside > params.location_max_outside_um))
 
 
-def plausible_locations(fitted: np.ndarray, fallback: np.ndarray, peak: np.ndarray, max_offset_um: float) -> np.ndarray:
-    """``fitted`` positions, each replaced by ``fallback``'s where it is implausible
+def plausible_locations(fitted: np.ndarray, fallback: np.ndarray, peak: np.ndarray, contacts: np.ndarray,
+                        params: ViewParams = DEFAULT_VIEW_PARAMS) -> np.ndarray:
+    """``fitted`` (x, y) positions, each replaced by ``fallback``'s where it is implausible
     (:func:`implausible_locations`)."""
-    return np.where(implausible_locations(fitted, peak, max_offset_um)[:, None], fallback, fitted)
+    bad = implausible_locations(fitted, peak, contacts, params)
+    return np.where(bad[:, None], fallback, fitted[:, :2])
 
 
 def native_id(unit_id: Any) -> UnitId:
@@ -273,19 +291,26 @@ class AnalyzerView:
     def locations(self) -> np.ndarray:
         """Unit positions (µm): the ``unit_locations`` extension, with the templates' centre of mass for
         units it has none for or put implausibly far from their peak channel
-        (``ViewParams.location_max_offset_um``); the centre of mass alone without the extension."""
+        (``ViewParams.location_max_offset_um``) or beside the contacts on the probe plane
+        (``location_max_outside_um``); the centre of mass alone without the extension."""
         if not self.analyzer.has_extension("unit_locations"):
             return self.centre_of_mass_locations
-        fitted = np.asarray(self.analyzer.get_extension("unit_locations").get_data(), dtype=float)[:, :2]
+        extension = self.analyzer.get_extension("unit_locations")
+        fitted = np.asarray(extension.get_data(), dtype=float)
+        if extension.params.get("method") != "monopolar_triangulation":
+            fitted = fitted[:, :2]  # only monopolar triangulation's third number is the distance from the plane
         return plausible_locations(fitted, self.centre_of_mass_locations, self.peak_channel_locations,
-                                   self.params.location_max_offset_um)
+                                   self.channel_locations, self.params)
 
     @cached_property
     def centre_of_mass_locations(self) -> np.ndarray:
-        """(units, 2): the templates' centre of mass (SpikeInterface's), where ``locations`` falls back to."""
+        """(units, 2): the templates' centre of mass (SpikeInterface's), where ``locations`` falls back to;
+        the peak channel's place for a unit whose template is flat (SpikeInterface divides by its sum)."""
         from spikeinterface.postprocessing.localization_tools import compute_center_of_mass
 
-        return np.asarray(compute_center_of_mass(self.analyzer), dtype=float)[:, :2]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            centre = np.asarray(compute_center_of_mass(self.analyzer), dtype=float)[:, :2]
+        return np.where(np.isfinite(centre).all(axis=1)[:, None], centre, self.peak_channel_locations)
 
     @cached_property
     def main_channels(self) -> np.ndarray:

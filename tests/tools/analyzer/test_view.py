@@ -106,8 +106,23 @@ def test_a_location_fit_that_ran_off_the_probe_falls_back_to_the_centre_of_mass(
     fitted = np.array([[0.0, 10.0], [-316.0, -751.0], [np.nan, np.nan], [30.0, 0.0]])
     centre = np.array([[1.0, 11.0], [-2.0, -70.0], [4.0, 5.0], [20.0, 0.0]])
     peak = np.array([[0.0, 0.0], [0.0, -70.0], [0.0, 0.0], [-15.0, 0.0]])
-    out = plausible_locations(fitted, centre, peak, max_offset_um=40.0)
+    contacts = np.array([[-20.0, -100.0], [20.0, 100.0]])
+    out = plausible_locations(fitted, centre, peak, contacts, ViewParams(location_max_offset_um=40.0))
     assert out.tolist() == [[0.0, 10.0], [-2.0, -70.0], [4.0, 5.0], [20.0, 0.0]]  # 45 µm off: the centre
+
+
+def test_a_fit_resting_on_the_probe_plane_beside_the_contacts_falls_back_to_the_centre_of_mass():
+    # x, y and the distance from the probe plane, as monopolar triangulation gives them; contacts span
+    # x -24..24: 41.5 µm beside them on the plane (within 50 µm of the peak channel) is a failed fit,
+    # the same place 12 µm off the plane, or 10 µm beside the contacts on it, is not
+    fitted = np.array([[-65.5, 70.5, 1.0], [-65.5, 70.5, 12.0], [-34.0, 80.0, 1.0], [-5.0, 60.0, 1.0]])
+    centre = np.array([[-5.0, 58.0], [-5.0, 58.0], [-6.0, 60.0], [-4.0, 59.0]])
+    peak = np.array([[-24.0, 90.0]] * 4)
+    contacts = np.array([[-24.0, -200.0], [24.0, 200.0], [-8.0, 0.0]])
+    out = plausible_locations(fitted, centre, peak, contacts)
+    assert out.tolist() == [[-5.0, 58.0], [-65.5, 70.5], [-34.0, 80.0], [-5.0, 60.0]]
+    off = plausible_locations(fitted, centre, peak, contacts, ViewParams(location_max_outside_um=float("inf")))
+    assert off.tolist() == fitted[:, :2].tolist()
 
 
 def test_the_view_keeps_plausible_fits_and_replaces_one_put_off_the_probe(two_segments, tmp_path):
@@ -126,6 +141,20 @@ def test_the_view_keeps_plausible_fits_and_replaces_one_put_off_the_probe(two_se
     assert np.linalg.norm(moved.locations[1] - moved.peak_channel_locations[1]) < ViewParams().location_max_offset_um
     assert np.allclose(AnalyzerView(open_analyzer(folder), ViewParams(location_max_offset_um=1e9)).locations[1],
                        [-400.0, 900.0])  # the rule's one number, in the view's table
+
+
+def test_a_flat_template_is_placed_at_its_peak_channel_not_at_nan(two_segments, tmp_path):
+    import shutil
+
+    folder = tmp_path / "analyzer"
+    shutil.copytree(two_segments, folder)
+    path = folder / "extensions" / "templates" / "average.npy"
+    templates = np.load(path)
+    templates[1] = 0.0  # SpikeInterface's centre of mass divides by the template's sum
+    np.save(path, templates)
+    view = AnalyzerView(open_analyzer(folder))
+    assert np.isfinite(view.centre_of_mass_locations).all()
+    assert np.allclose(view.centre_of_mass_locations[1], view.peak_channel_locations[1])
 
 
 def test_multi_segment_analyzer_end_to_end(two_segments, tmp_path):
