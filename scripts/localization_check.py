@@ -4,8 +4,8 @@
 
 Per set: units whose ``unit_locations`` fit the view takes for failed (``view.implausible_locations``:
 far from their peak channel, or resting on the probe plane beside the contacts), how many of those
-sit at the fit's bound (1 µm from the probe plane), and on static sets (no drift, so a soma has one place) how often the
-templates' centre of mass is nearer the soma than the fit. Then, pooled by scenario and probe, how
+sit at the fit's bound (1 µm from the probe plane), and on static sets (no drift, so a soma has one
+place) how often the templates' centre of mass is nearer the soma than the fit. Then, pooled by scenario and probe, how
 far apart two units of one neuron are localized (fitted, as the view reads them, centre of mass) and
 how often they share their peak channel: the localization error the judge's separation rules stand
 on. Also, per set: how far apart the fits of two halves of each unit's sampled spikes lie (random,
@@ -35,8 +35,6 @@ from spikemerge.tools.analyzer import DEFAULT_VIEW_PARAMS, open_analyzer  # noqa
 from spikemerge.tools.analyzer.view import implausible_locations  # noqa: E402
 from spikemerge.tools.evidence.pairs import EvidenceContext  # noqa: E402
 
-FIT_BOUND_UM = 1.01
-"""Monopolar triangulation keeps a source at least 1 µm from the probe plane: a fit there is at its bound."""
 APART_UM = 20.0
 """Two units of one neuron farther apart than this are counted as localized apart."""
 PART_MIN_SPIKES = 40
@@ -57,7 +55,7 @@ def set_positions(folder: Path) -> dict:
     somata = np.asarray(recording.template_locations)
     drifting = bool(truth["scenario"]["drifting"])
     return {"ids": [str(u) for u in view.unit_ids], "fitted": fitted3[:, :2], "fitted3": fitted3,
-            "contacts": view.channel_locations, "bound": fitted3[:, 2] < FIT_BOUND_UM,
+            "contacts": view.channel_locations, "bound": fitted3[:, 2] <= DEFAULT_VIEW_PARAMS.location_plane_um,
             "checked": view.locations, "centre": view.centre_of_mass_locations, "peak": view.peak_channel_locations,
             "energy": compute_monopolar_triangulation(view.analyzer, feature="energy")[:, :2],
             "grid": compute_grid_convolution(view.analyzer)[:, :2],
