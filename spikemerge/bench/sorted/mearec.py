@@ -18,7 +18,9 @@ MAX_TRACE_UV = 5000.0
 """Largest |value| (µV) a simulated recording's channel may reach. MEArec's cells peak at 220-430 µV
 on the 17 recordings measured (32-channel and Neuropixels-24, bursting and drifting); one bursting
 Neuropixels-24 recording (seed 442) came out with a channel at up to 5.1e10 µV on 12 % of its
-samples, which every sorted unit then carried as its largest channel."""
+samples, which every sorted unit then carried as its largest channel: MEArec rescales each channel of a
+burst-stretched template by its minimum, which is about 1e-15 on a channel where the cell's template
+is 0 (``MEArec.tools.compute_stretched_template``)."""
 CHECK_CHUNK_S = 10.0
 """Seconds of traces read at once by :func:`check_recording`."""
 
