@@ -281,6 +281,45 @@ def test_a_recording_with_a_channel_beyond_any_cell_is_refused_before_sorting():
         check_recording(NumpyRecording(traces, 30000.0, channel_ids=["a", "b", "c", "d"]), "burst_x_s1")
 
 
+def _blowing_stretch(template, mod, shape_stretch=30.0):
+    """MEArec's per-channel rescale, as it behaves on a channel that never dips below 0: ~1e10 there."""
+    out = np.asarray(mod, float).reshape(-1, 1) * template
+    out[1] = 5.5e10
+    return out
+
+
+def test_a_burst_stretch_that_blows_up_a_channel_is_kept_to_the_modulated_template(monkeypatch):
+    import sys
+    import types
+
+    from spikemerge.bench.sorted.mearec import stretch_guarded
+
+    tools = types.ModuleType("MEArec.tools")
+    tools.compute_stretched_template = _blowing_stretch
+    monkeypatch.setitem(sys.modules, "MEArec", types.ModuleType("MEArec"))
+    monkeypatch.setitem(sys.modules, "MEArec.tools", tools)
+    template = np.array([[0.0, -100.0, 40.0], [-1e-9, 3.0, 8.0], [0.0, -30.0, 10.0]])
+    with stretch_guarded():
+        out = tools.compute_stretched_template(template, np.array([0.5, 0.5, 0.5]))
+    assert np.allclose(out, 0.5 * template)  # channel 1 from the modulated template, the others MEArec's own
+    assert tools.compute_stretched_template is _blowing_stretch  # restored
+
+
+def test_mearecs_own_stretch_of_a_channel_that_never_dips_is_guarded():
+    tools = pytest.importorskip("MEArec.tools")
+    from spikemerge.bench.sorted.mearec import stretch_guarded
+
+    x = np.arange(416)
+    positive = 10.0 * np.exp(-(((x - 180) / 20.0) ** 2))  # a channel that never dips below 0 ...
+    positive[0] = -1e-9  # ... but for a rounding error: MEArec rescales it by -1e-9 / ~-1e-19
+    template = np.stack([-100.0 * np.exp(-(((x - 150) / 8.0) ** 2)), positive])
+    mod = np.array([0.5, 0.5])
+    assert np.abs(tools.compute_stretched_template(template, mod, 30.0)[1]).max() > 1e20
+    with stretch_guarded():
+        out = tools.compute_stretched_template(template, mod, 30.0)
+    assert np.allclose(out[1], 0.5 * positive) and np.isclose(np.abs(out[0]).max(), 50.0)
+
+
 def test_venv_bin_goes_first_on_path(monkeypatch):
     import os
     import sys

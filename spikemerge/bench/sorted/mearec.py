@@ -18,11 +18,13 @@ MAX_TRACE_UV = 5000.0
 """Largest |value| (µV) a simulated recording's channel may reach. MEArec's cells peak at 220-430 µV
 on the 17 recordings measured (32-channel and Neuropixels-24, bursting and drifting); one bursting
 Neuropixels-24 recording (seed 442) came out with a channel at up to 5.1e10 µV on 12 % of its
-samples, which every sorted unit then carried as its largest channel: MEArec rescales each channel of a
-burst-stretched template by its minimum, which is about 1e-15 on a channel where the cell's template
-is 0 (``MEArec.tools.compute_stretched_template``)."""
+samples, which every sorted unit then carried as its largest channel (MEArec's rescaling of a
+burst-stretched template, guarded by :func:`stretch_guarded` since)."""
 CHECK_CHUNK_S = 10.0
 """Seconds of traces read at once by :func:`check_recording`."""
+STRETCH_BLOWUP = 10.0
+"""A burst-stretched template's channel larger than this many times the channel's unstretched peak
+(times the modulation, when above 1) was blown up by MEArec's rescaling (:func:`stretch_guarded`)."""
 
 
 def ensure_venv_bin_on_path() -> None:
@@ -93,12 +95,49 @@ def make_recording(spec: RecordingSpec, path: Path, cache: Path, log: Log | None
     log(f"recording {spec.key()}: simulating {spec.duration_s:.0f} s")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        recgen = mr.gen_recordings(params=spec.mearec_params(), templates=str(templates), verbose=False, n_jobs=1)
+        with stretch_guarded():
+            recgen = mr.gen_recordings(params=spec.mearec_params(), templates=str(templates), verbose=False, n_jobs=1)
     target = _atomic_target(path)
     mr.save_recording_generator(recgen, filename=str(target))
     os.replace(target, path)
     log(f"recording {spec.key()}: {len(recgen.spiketrains)} cells in {time.perf_counter() - start:.0f} s")
     return path
+
+
+@contextlib.contextmanager
+def stretch_guarded():
+    """Keep MEArec from blowing up a bursting cell's near-flat channel while it simulates.
+
+    MEArec rescales each channel of a burst-stretched template by the unstretched minimum over the
+    stretched one (``MEArec.tools.compute_stretched_template``); on a channel where the cell's template
+    never dips below 0 (a positive 10 µV wave whose minimum is a rounding error) both minima are near 0
+    and the channel comes out near 5e10 µV (Neuropixels-24 bursting recordings of seeds 442 and 446).
+    Such a channel gets the modulation times its unstretched template instead; every other channel,
+    and so every recording this never touches, is MEArec's own.
+    """
+    import MEArec.tools as tools
+    import numpy as np
+
+    original = tools.compute_stretched_template
+
+    def stretched(template, mod, shape_stretch=30.0):
+        out = original(template, mod, shape_stretch)
+        if np.ndim(template) != 2:
+            return out
+        factor = np.broadcast_to(np.asarray(mod, dtype=float).ravel(), (len(template),)) if np.size(mod) > 1 \
+            else np.full(len(template), float(mod))
+        peak = np.abs(template).max(axis=1) * np.maximum(factor, 1.0)
+        blown = ~(np.abs(out).max(axis=1) <= STRETCH_BLOWUP * peak)
+        if blown.any():
+            out = np.array(out, dtype=float)
+            out[blown] = factor[blown, None] * template[blown]
+        return out
+
+    tools.compute_stretched_template = stretched
+    try:
+        yield
+    finally:
+        tools.compute_stretched_template = original
 
 
 def check_recording(recording, name: str, max_uv: float = MAX_TRACE_UV) -> None:
