@@ -106,7 +106,7 @@ def make_recording(spec: RecordingSpec, path: Path, cache: Path, log: Log | None
 
 @contextlib.contextmanager
 def stretch_guarded():
-    """Keep MEArec from blowing up a bursting cell's near-flat channel while it simulates.
+    """Keep MEArec from blowing up a bursting cell's channel that never dips below 0 while it simulates.
 
     MEArec rescales each channel of a burst-stretched template by the unstretched minimum over the
     stretched one (``MEArec.tools.compute_stretched_template``); on a channel where the cell's template
