@@ -5,10 +5,10 @@
 Per set: units whose ``unit_locations`` fit the view takes for failed (``view.implausible_locations``:
 far from their peak channel, or resting on the probe plane beside the contacts), how many of those
 sit at the fit's bound (1 µm from the probe plane), and on static sets (no drift, so a soma has one
-place) how often the templates' centre of mass is nearer the soma than the fit. Then, pooled by scenario and probe, how
-far apart two units of one neuron are localized (fitted, as the view reads them, centre of mass) and
-how often they share their peak channel: the localization error the judge's separation rules stand
-on. Also, per set: how far apart the fits of two halves of each unit's sampled spikes lie (random,
+place) how often the templates' centre of mass is nearer the soma than the fit. Then, pooled by
+scenario and probe, how far apart two units of one neuron are localized (fitted, as the view reads
+them, centre of mass) and how often they share their peak channel: the localization error the
+judge's separation rules stand on. Also, per set: how far apart the fits of two halves of each unit's sampled spikes lie (random,
 first and second half in time, smaller and larger spikes), which is the fit's own noise, not the bias
 between units; and on drifting sets the registered motion against MEArec's drift vector. Pooled
 separations are given for every location the evidence could read: SpikeInterface's monopolar

@@ -124,8 +124,7 @@ def stretch_guarded():
         out = original(template, mod, shape_stretch)
         if np.ndim(template) != 2:
             return out
-        factor = np.broadcast_to(np.asarray(mod, dtype=float).ravel(), (len(template),)) if np.size(mod) > 1 \
-            else np.full(len(template), float(mod))
+        factor = np.broadcast_to(np.asarray(mod, dtype=float).ravel(), (len(template),))  # per channel, or one
         peak = np.abs(template).max(axis=1) * np.maximum(factor, 1.0)
         blown = ~(np.abs(out).max(axis=1) <= STRETCH_BLOWUP * peak)
         if blown.any():
