@@ -78,8 +78,10 @@ def curate(session, console, *, min_similarity, preset, relax, judge, render, ap
     console.print(f"[bold]Candidates[/]: {search.summary()}")
     motion = session.motion_record()
     if motion and motion["range_um"] > 0:
+        sized = (f", sized {motion['gain']:.1f} times by the drift hand-overs" if motion.get("gain", 1.0) != 1.0
+                 else "")
         console.print(f"[bold]Probe motion[/]: {motion['range_um']:.0f} µm over the recording, registered from "
-                      f"the units' {'spikes' if motion['source'] == 'spikes' else 'firing'} (in run.json)")
+                      f"the units' {'spikes' if motion['source'] == 'spikes' else 'firing'}{sized} (in run.json)")
     log.info("found %d candidate groups", len(search.groups))
     if not search.groups:
         console.print("No candidate groups: nothing to merge. Try a lower --min-similarity.")

@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import SpikemergeError
+from .evidence.handover import chains_from_links, following_pairs, unit_distances
+from .evidence.handover import handover_links as evidence_handover_links
 from .evidence.pairs import EvidenceContext, denoised_similarity
 from .evidence.params import DEFAULT_EVIDENCE_PARAMS
-from .evidence.waveforms import template_lag
 from .judges.base import UnitId
 
 SI_PRESETS = ("similarity_correlograms", "temporal_splits", "x_contaminations", "feature_neighbors", "slay")
@@ -104,16 +105,11 @@ class CandidateSearch:
         return f"{len(self.groups)} candidate groups ({source}{extra}; tried {tried})"
 
 
-def _distances(ctx: EvidenceContext) -> np.ndarray:
-    locations = ctx.locations
-    return np.linalg.norm(locations[:, None, :] - locations[None, :, :], axis=2)
-
-
 def similarity_pairs(
     ctx: EvidenceContext, min_similarity: float, max_distance_um: float = MAX_DISTANCE_UM
 ) -> list[dict[str, Any]]:
     """Pairs whose templates are at least ``min_similarity`` alike (raw or denoised) within ``max_distance_um``."""
-    distances = _distances(ctx)
+    distances = unit_distances(ctx)
     pairs = []
     for i, j in zip(*np.nonzero(np.triu(distances <= max_distance_um, k=1))):
         a, b = ctx.unit_ids[i], ctx.unit_ids[j]
@@ -137,7 +133,7 @@ def _nearby_ccgs(ctx: EvidenceContext, max_distance_um: float) -> list[tuple[Uni
 
     cache = ctx.__dict__.setdefault("_nearby_ccgs", {})
     if max_distance_um not in cache:
-        distances = _distances(ctx)
+        distances = unit_distances(ctx)
         rows = []
         for i, j in zip(*np.nonzero(np.triu(distances <= max_distance_um, k=1))):
             a, b = ctx.unit_ids[i], ctx.unit_ids[j]
@@ -184,74 +180,24 @@ def refractory_pairs(ctx: EvidenceContext, max_distance_um: float = MAX_DISTANCE
     return pairs
 
 
-def _presence(ctx: EvidenceContext, bins: int) -> dict[UnitId, np.ndarray]:
-    edges = np.linspace(0.0, ctx.duration_s, bins + 1)
-    out = {}
-    for u in ctx.unit_ids:
-        counts, _ = np.histogram(ctx.unit(u).times_s, edges)
-        out[u] = counts / max(1, counts.sum())
-    return out
-
-
-def _edge_mean(unit, count: int, last: bool) -> np.ndarray | None:
-    """Mean sampled waveform (samples, unit channels) of a unit's last or first ``count`` spikes in time."""
-    if unit.waveform_times_s is None or len(unit.waveforms) == 0:
-        return None
-    order = np.argsort(unit.waveform_times_s, kind="stable")
-    pick = order[-count:] if last else order[:count]
-    return unit.waveforms[pick].mean(axis=0)
-
-
-def handover_similarity(ctx: EvidenceContext, first: UnitId, second: UnitId, count: int) -> float:
-    """Cosine of the first unit's last waveforms and the second's first ones, at the best lag, on their channels."""
-    ua, ub = ctx.unit(first), ctx.unit(second)
-    ma, mb = _edge_mean(ua, count, last=True), _edge_mean(ub, count, last=False)
-    if ma is None or mb is None:
-        return float("nan")
-    channels = np.union1d(ua.channels, ub.channels)
-    full_a = np.zeros((ma.shape[0], channels.size))
-    full_b = np.zeros((mb.shape[0], channels.size))
-    full_a[:, np.searchsorted(channels, ua.channels)] = ma
-    full_b[:, np.searchsorted(channels, ub.channels)] = mb
-    max_shift = int(round(DEFAULT_EVIDENCE_PARAMS.max_lag_ms * ctx.fs / 1000.0))
-    return template_lag(full_a, full_b, max_shift)[1]
-
-
 def handover_links(ctx: EvidenceContext, min_similarity: float, max_distance_um: float = MAX_DISTANCE_UM,
                    params: CandidateParams = DEFAULT_CANDIDATE_PARAMS) -> list[dict[str, Any]]:
-    """Pairs where one unit takes over as the other ends, with waveforms alike at the hand-over.
+    """Pairs where one unit takes over as the other ends, with waveforms alike at the hand-over
+    (``evidence.handover``), within the chain reach.
 
     Returned as ``unit_a`` (the earlier unit), ``unit_b`` (the later one), ``handover_similarity``.
     """
-    links = []
-    for first, second, distance in _following_pairs(ctx, max_distance_um, params):
-        similarity = handover_similarity(ctx, first, second, params.handover_spikes)
-        if np.isfinite(similarity) and similarity >= min_similarity:
-            links.append({"unit_a": first, "unit_b": second, "handover_similarity": float(similarity),
-                          "template_similarity": float(similarity), "distance_um": distance,
-                          "link": "handover"})
-    return links
+    links = evidence_handover_links(ctx, min_similarity, params.chain_distance_factor * max_distance_um,
+                                    params.chain_max_presence_overlap, params.chain_max_gap_fraction,
+                                    params.time_bins, params.handover_spikes)
+    return [{**link, "template_similarity": link["handover_similarity"], "link": "handover"} for link in links]
 
 
 def _following_pairs(ctx: EvidenceContext, max_distance_um: float, params: CandidateParams):
-    """Yield (earlier unit, later unit, distance in µm) for nearby units that follow one another:
-    within the chain reach, barely present together, and the later one starting before the allowed
-    gap after the earlier one ends. Shared by the hand-over and the motion-carried links."""
-    distances = _distances(ctx)
-    presence = _presence(ctx, params.time_bins)
-    spans = {u: (np.quantile(ctx.unit(u).times_s, [0.05, 0.5, 0.95]) if ctx.unit(u).times_s.size else None)
-             for u in ctx.unit_ids}
-    reach = params.chain_distance_factor * max_distance_um
-    for i, j in zip(*np.nonzero(np.triu(distances <= reach, k=1))):
-        a, b = ctx.unit_ids[i], ctx.unit_ids[j]
-        if spans[a] is None or spans[b] is None:
-            continue
-        if float(np.minimum(presence[a], presence[b]).sum()) >= params.chain_max_presence_overlap:
-            continue
-        first, second = (a, b) if spans[a][1] <= spans[b][1] else (b, a)
-        if spans[second][0] - spans[first][2] > params.chain_max_gap_fraction * ctx.duration_s:
-            continue
-        yield first, second, float(distances[i, j])
+    """Nearby units that follow one another (``evidence.handover.following_pairs``) under the
+    candidate search's chain numbers. Shared by the hand-over and the motion-carried links."""
+    return following_pairs(ctx, params.chain_distance_factor * max_distance_um, params.chain_max_presence_overlap,
+                           params.chain_max_gap_fraction, params.time_bins)
 
 
 def moved_links(ctx: EvidenceContext, min_similarity: float, max_distance_um: float = MAX_DISTANCE_UM,
@@ -285,26 +231,6 @@ def moved_links(ctx: EvidenceContext, min_similarity: float, max_distance_um: fl
             links.append({"unit_a": first, "unit_b": second, "template_similarity": float(similarity),
                           "distance_um": distance, "link": "moved"})
     return links
-
-
-def chains_from_links(links: list[dict[str, Any]]) -> list[list[UnitId]]:
-    """Time-ordered chains: each unit keeps its best successor and predecessor (most alike at the hand-over)."""
-    successor: dict[UnitId, UnitId] = {}
-    predecessor: dict[UnitId, UnitId] = {}
-    for link in sorted(links, key=lambda x: -x["handover_similarity"]):
-        a, b = link["unit_a"], link["unit_b"]
-        if a in successor or b in predecessor:
-            continue
-        successor[a], predecessor[b] = b, a
-    chains = []
-    for start in successor:
-        if start in predecessor:
-            continue
-        chain = [start]
-        while chain[-1] in successor and successor[chain[-1]] not in chain:
-            chain.append(successor[chain[-1]])
-        chains.append(chain)
-    return chains
 
 
 def preset_pairs(ctx: EvidenceContext, preset: str, min_similarity: float) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ over the reach within which candidates are looked for.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Sequence
 
@@ -45,12 +45,18 @@ class Motion:
     source: str = "none"
     """What registered it: ``"spikes"`` (the sampled spikes' offsets), ``"units"`` (the units'
     firing at their fixed positions) or ``"none"`` (too little to register: zero motion)."""
+    gain: float = 1.0
+    """How many times the registered size the hand-overs set it to (:func:`handover_gain`; 1: as registered)."""
 
     def record(self) -> dict[str, Any]:
-        """What ``run.json`` keeps: the source, the range and the displacement per time bin."""
-        return {"source": self.source, "range_um": round(self.range_um, 2),
+        """What ``run.json`` keeps: the source, the range, the hand-overs' gain and the displacement per time bin."""
+        return {"source": self.source, "range_um": round(self.range_um, 2), "gain": round(self.gain, 3),
                 "bin_edges_s": [round(float(x), 3) for x in self.edges_s],
                 "displacement_um": [round(float(x), 2) for x in self.displacement_um]}
+
+    def scaled(self, factor: float) -> Motion:
+        """The same course ``factor`` times as large (its gain multiplied by ``factor``)."""
+        return replace(self, displacement_um=self.displacement_um * factor, gain=self.gain * factor)
 
     def at(self, times_s: np.ndarray) -> np.ndarray:
         """Displacement at each time (linear between bin centres, flat beyond the first and last)."""
@@ -325,6 +331,34 @@ def trajectory_evidence(times_a: np.ndarray, position_a: np.ndarray, times_b: np
         "drift_moved": bool(abs(displacement) >= params.drift_min_displacement_um),
         "drift_motion_registered": bool(motion.range_um >= params.drift_min_displacement_um),
     }
+
+
+def handover_gain(handovers: Sequence[tuple[np.ndarray, float, np.ndarray, float]], motion: Motion,
+                  params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> tuple[float, int]:
+    """How many times the registered motion the hand-overs moved: the median, over the hand-overs
+    between whose lives the probe moved at least ``motion_handover_min_displacement_um``, of the
+    later unit's depth less the earlier one's over that displacement; and how many such hand-overs
+    there were (NaN with fewer than ``motion_handover_min_links``).
+
+    ``handovers`` holds (earlier unit's spike times, its depth, later unit's spike times, its
+    depth). Why: a sorter's drift fragments of one neuron sit where the neuron was during each
+    one's life, so their depths differ by the neuron's displacement; a registration that found the
+    course but not the size (the offsets' course is a fraction of the drift, and the depth profiles
+    need not fix its size) shows as hand-overs that moved several times the registered motion.
+    Most hand-over links are one neuron's (70-95 % on sorter-made drifting sets), so the median
+    reads the neuron's motion, not a neighbour's chance shift.
+    """
+    ratios = []
+    for times_a, depth_a, times_b, depth_b in handovers:
+        if not len(times_a) or not len(times_b):
+            continue
+        displacement = float(np.mean(motion.at(np.asarray(times_b, float))) -
+                             np.mean(motion.at(np.asarray(times_a, float))))
+        if abs(displacement) >= params.motion_handover_min_displacement_um:
+            ratios.append((float(depth_b) - float(depth_a)) / displacement)
+    if len(ratios) < params.motion_handover_min_links:
+        return float("nan"), len(ratios)
+    return float(np.median(ratios)), len(ratios)
 
 
 def motion_turns(times_a: np.ndarray, times_b: np.ndarray, motion: Motion) -> float:

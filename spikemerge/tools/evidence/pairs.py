@@ -25,7 +25,9 @@ from ..workers import prepare_worker, usable_cpus, worker_context
 from ..judges.base import UnitId
 from .ccg import ccg_evidence, contamination_evidence, correlogram, time_differences
 from .features import continuity, discriminant_projection
-from .motion import Motion, estimate_motion, motion_turns, moved_template_similarity, spike_offsets, trajectory_evidence
+from .handover import chains_from_links, handover_links
+from .motion import (Motion, estimate_motion, handover_gain, motion_turns, moved_template_similarity, spike_offsets,
+                     trajectory_evidence)
 from .params import DEFAULT_EVIDENCE_PARAMS, DEFAULT_EVIDENCE_WORKERS, EvidenceParams, EvidenceWorkers
 from .presence import Window, comparison_window, presence_evidence
 from .waveforms import amplitude_ratio as _amplitude_ratio
@@ -45,14 +47,31 @@ class EvidenceContext(AnalyzerView):
 
     # ---- drift (evidence/motion.py): one motion for the whole probe, estimated once per parameter set
     def motion_for(self, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> Motion:
-        """The probe's rigid motion, registered from every unit's firing over time and depth."""
+        """The probe's rigid motion, registered from every unit's firing over time and depth, and
+        sized by the hand-overs where they moved several times as far (:meth:`sized_by_handovers`)."""
         cache = self.__dict__.setdefault("_motions", {})
         key = params.fingerprint()
         if key not in cache:
             offsets = self.spike_offsets(params) if params.motion_from_spikes else None
-            cache[key] = estimate_motion([self.times_s(u) for u in self.unit_ids], self.locations, self.duration_s,
-                                         params, offsets)
+            motion = estimate_motion([self.times_s(u) for u in self.unit_ids], self.locations, self.duration_s,
+                                     params, offsets)
+            cache[key] = self.sized_by_handovers(motion, params)
         return cache[key]
+
+    def sized_by_handovers(self, motion: Motion, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> Motion:
+        """``motion`` scaled to the hand-over links' gain (``motion.handover_gain``) when that reaches
+        ``params.motion_handover_min_gain``; as it is otherwise, or when it is too small to register."""
+        if params.motion_handover_min_gain <= 0 or motion.range_um < params.drift_min_displacement_um:
+            return motion
+        links = handover_links(self, params.motion_handover_min_similarity, params.drift_reach_um,
+                               params.motion_handover_max_overlap, params.motion_handover_max_gap_fraction,
+                               params.motion_bins, params.motion_handover_spikes)
+        axis = motion.depth_axis
+        handovers = [(self.times_s(a), float(self.unit(a).location[axis]), self.times_s(b),
+                      float(self.unit(b).location[axis]))
+                     for chain in chains_from_links(links) for a, b in zip(chain[:-1], chain[1:])]
+        gain, _ = handover_gain(handovers, motion, params)
+        return motion.scaled(gain) if gain >= params.motion_handover_min_gain else motion
 
     def spike_offsets(self, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS,
                       ) -> list[tuple[np.ndarray, np.ndarray]] | None:

@@ -113,6 +113,33 @@ class EvidenceParams:
     """Largest size of the motion, in times the offsets' course, that is tried."""
     motion_scale_step: float = 0.1
     """Step of the sizes tried."""
+    motion_handover_min_gain: float = 2.0
+    """Where the hand-overs moved at least this many times the registered motion
+    (``motion.handover_gain``), the motion is set to their size: the registration found the
+    course, not the size. 0 turns it off. Measured on sorter-made drifting sets (MEArec): on 22 with
+    their analyzers (15 on Neuropixels-24) the registered range came out 0.33-1.43 times MEArec's
+    drift vector, correlation 0.99-1.00, shortest with tridesclous2; MEArec's vector in its place
+    gained 22 same-neuron pairs on ten of them. The hand-over links' median ratio, on the 524 kept
+    drifting records: 0.75 / 1.00 / 1.54 (10th / 50th / 90th percentile), 2 or more on 33, all with a
+    registered range under 22 µm. Sized at any gain on the 22 sets: 905 -> 928 same-neuron pairs
+    merged, 1 -> 1 distinct, the sets at gains 1.2-1.9 losing as much as they gained (+11, -13);
+    from 2: 905 -> 930 (four sets: +15, +9, +5, -4), and on 8 drifting dev sets rebuilt from their
+    seeds +17 (four sets: +8, +4, +3, +2), none distinct."""
+    motion_handover_min_links: int = 5
+    """Hand-overs that moved (below) needed before their gain is read."""
+    motion_handover_min_displacement_um: float = 3.0
+    """A hand-over between whose units' lives the registered motion moved less than this says
+    nothing about the size (its ratio is noise)."""
+    motion_handover_min_similarity: float = 0.8
+    """Hand-over links read for the gain (``handover.handover_links``): the last and first spikes at
+    least this alike (the default candidate gate's), ..."""
+    motion_handover_max_overlap: float = 0.3
+    """... the units' presence over ``motion_bins`` stretches overlapping by less than this, ..."""
+    motion_handover_max_gap_fraction: float = 0.1
+    """... the later one starting at most this share of the recording after the earlier one ends, ..."""
+    motion_handover_spikes: int = 60
+    """... each side's mean of this many sampled spikes, the units within ``drift_reach_um``: the
+    candidate search's chain links (``CandidateParams``), read here without its similarity knob."""
     carry_margin_um: float = 60.0
     """Contacts this far beyond where a template is carried take part in carrying it (the cubic
     interpolation's triangles and gradients there); farther ones change the carried values by

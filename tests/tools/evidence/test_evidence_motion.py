@@ -208,3 +208,63 @@ def test_carrying_in_blocks_of_channels_on_a_long_probe_gives_the_whole_probes_v
     for k, d in enumerate(displacements):
         direct = np.nan_to_num(whole(contacts[channels] - np.array([0.0, d])).T)
         assert np.abs(carried[k] - direct).max() < 1e-4 * np.abs(template).max()
+
+
+def test_the_hand_overs_gain_is_their_depth_shift_over_the_registered_displacement():
+    """Three hand-overs that moved 3 times the registered displacement read 3; one that moved
+    against it does not pull the median; hand-overs without motion between them say nothing, and
+    too few say nothing either."""
+    from spikemerge.tools.evidence.motion import handover_gain
+    from spikemerge.tools.evidence.params import EvidenceParams
+
+    motion = Motion(np.linspace(0.0, 300.0, 21), np.linspace(-10.0, 10.0, 20))
+    early, late = np.linspace(0.0, 100.0, 50), np.linspace(200.0, 300.0, 50)
+    moved = float(np.mean(motion.at(late)) - np.mean(motion.at(early)))
+    handovers = [(early, 0.0, late, 3.0 * moved), (early, 100.0, late, 100.0 + 3.0 * moved),
+                 (early, 50.0, late, 50.0 + 3.1 * moved), (early, 10.0, late, 10.0 - moved)]
+    still = (early, 0.0, early + 0.5, 40.0)  # the probe did not move between them: no ratio
+    params = EvidenceParams(motion_handover_min_links=3)
+    gain, used = handover_gain(handovers + [still], motion, params)
+    assert used == 4 and 2.9 < gain < 3.1
+    gain, used = handover_gain(handovers[:2] + [still], motion, params)
+    assert used == 2 and np.isnan(gain)
+
+
+def _fragmented_neurons(rng, drift_channels: float = 3.0):
+    """Three neurons, each drifting ``drift_channels`` rows down the probe over 300 s at its own depth,
+    cut by a sorter into three fragments that follow one another (0-100, 100-200, 200-300 s)."""
+    from tests.tools.evidence.spikes import neuron_train, unit_arrays
+
+    units = {}
+    for name, start in (("a", 1.0), ("b", 9.0), ("c", 17.0)):
+        times = neuron_train(rng, rate_hz=10, duration_s=300.0)
+        where = start + drift_channels * times / 300.0
+        for k in range(3):
+            sel = (times >= 100.0 * k) & (times < 100.0 * (k + 1))
+            units[f"{name}{k}"] = unit_arrays(rng, times[sel], np.ones(sel.sum()), centre=where[sel], channels=24)
+    return units
+
+
+def test_a_motion_registered_at_a_third_of_its_size_is_sized_by_the_hand_overs():
+    """The registration found the course (a steady descent) at a third of its size: the fragments'
+    hand-overs moved three times as far, and the motion is set to their size; registered at its
+    size, it is left as it is (and the sizing can be switched off)."""
+    from types import SimpleNamespace
+
+    from spikemerge.tools.evidence.pairs import EvidenceContext
+    from spikemerge.tools.evidence.params import EvidenceParams
+    from tests.tools.evidence.spikes import FS
+
+    units = _fragmented_neurons(np.random.default_rng(7))
+    ids = list(units)
+    ctx = SimpleNamespace(unit_ids=ids, unit=units.__getitem__, times_s=lambda u: units[u].times_s,
+                          locations=np.array([units[u].location for u in ids]), duration_s=300.0, fs=FS)
+    edges = np.linspace(0.0, 300.0, 21)
+    true = PITCH_UM * 3.0 * (0.5 * (edges[1:] + edges[:-1]) / 300.0 - 0.5)
+    sized = EvidenceContext.sized_by_handovers(ctx, Motion(edges, true / 3.0, source="spikes"))
+    assert 2.6 < sized.gain < 3.4 and 2.6 < sized.range_um / (np.ptp(true) / 3.0) < 3.4
+    assert sized.record()["gain"] == round(sized.gain, 3)
+    whole = Motion(edges, true, source="spikes")
+    assert EvidenceContext.sized_by_handovers(ctx, whole) is whole
+    off = EvidenceParams(motion_handover_min_gain=0.0)
+    assert EvidenceContext.sized_by_handovers(ctx, Motion(edges, true / 3.0), off).gain == 1.0
