@@ -140,6 +140,18 @@ def test_the_localization_check_refuses_a_set_held_out_and_not_scored(tmp_path, 
     assert "not a built sorted-bench set" in capsys.readouterr().err
 
 
+def test_the_motion_check_refuses_a_set_held_out_and_not_scored(tmp_path, capsys):
+    registry = tmp_path / "batches.toml"
+    registry.write_text('[[batch]]\nseeds = [903, 904]\n[batch.drift]\nlabel = "d"\n[batch.burst]\nlabel = "b"\n')
+    script = load_script("motion_check")
+    script.HELD_OUT_REGISTRY = registry
+    held = tmp_path / "cache" / "drift_sc2_s903"
+    assert script.main([str(held)]) == 2
+    assert "held out and not scored yet" in capsys.readouterr().err
+    assert script.main([str(held), "--peek-held-out"]) == 2  # past the guard: no analyzer there
+    assert "not a built drifting set" in capsys.readouterr().err
+
+
 def test_a_set_that_fails_to_build_is_marked_failed_not_left_empty(tmp_path, monkeypatch, capsys):
     """MEArec sometimes cannot place a recording's cells: the set's folder gets a FAILED file with the
     cause (STATUS.md lists it), the batch goes on and the build exits non-zero."""
