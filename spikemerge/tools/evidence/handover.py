@@ -85,9 +85,14 @@ def handover_links(ctx, min_similarity: float, reach_um: float, max_overlap: flo
                    bins: int, count: int) -> list[dict[str, Any]]:
     """:func:`following_pairs` whose :func:`handover_similarity` reaches ``min_similarity``, as
     ``unit_a`` (the earlier unit), ``unit_b`` (the later one), ``handover_similarity`` and ``distance_um``."""
+    # computed once per pair on a view: the motion's sizing and each level of a relaxed search ask again
+    known = ctx.__dict__.setdefault("_handover_similarities", {})
     links = []
     for first, second, distance in following_pairs(ctx, reach_um, max_overlap, max_gap_fraction, bins):
-        similarity = handover_similarity(ctx, first, second, count)
+        key = (first, second, count)
+        if key not in known:
+            known[key] = handover_similarity(ctx, first, second, count)
+        similarity = known[key]
         if np.isfinite(similarity) and similarity >= min_similarity:
             links.append({"unit_a": first, "unit_b": second, "handover_similarity": float(similarity),
                           "distance_um": distance})
