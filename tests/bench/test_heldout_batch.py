@@ -128,28 +128,20 @@ def test_sets_of_a_batch_not_scored_yet_are_refused_by_the_development_tools(tmp
         script.main([str(burst), "--cache", str(tmp_path / "ex"), "--peek-held-out"])
 
 
-def test_the_localization_check_refuses_a_set_held_out_and_not_scored(tmp_path, capsys):
+@pytest.mark.parametrize("name, folder, missing", [
+    ("localization_check", "burst_tdc2_s902", "not a built sorted-bench set"),
+    ("motion_check", "drift_sc2_s902", "not a built drifting set"),
+])
+def test_the_set_checks_refuse_a_set_held_out_and_not_scored(tmp_path, capsys, name, folder, missing):
     registry = tmp_path / "batches.toml"
     registry.write_text('[[batch]]\nseeds = [901, 902]\n[batch.drift]\nlabel = "d"\n[batch.burst]\nlabel = "b"\n')
-    script = load_script("localization_check")
+    script = load_script(name)
     script.HELD_OUT_REGISTRY = registry
-    held = tmp_path / "cache" / "burst_tdc2_s902"
+    held = tmp_path / "cache" / folder
     assert script.main([str(held)]) == 2
     assert "held out and not scored yet" in capsys.readouterr().err
     assert script.main([str(held), "--peek-held-out"]) == 2  # past the guard: no analyzer there
-    assert "not a built sorted-bench set" in capsys.readouterr().err
-
-
-def test_the_motion_check_refuses_a_set_held_out_and_not_scored(tmp_path, capsys):
-    registry = tmp_path / "batches.toml"
-    registry.write_text('[[batch]]\nseeds = [903, 904]\n[batch.drift]\nlabel = "d"\n[batch.burst]\nlabel = "b"\n')
-    script = load_script("motion_check")
-    script.HELD_OUT_REGISTRY = registry
-    held = tmp_path / "cache" / "drift_sc2_s903"
-    assert script.main([str(held)]) == 2
-    assert "held out and not scored yet" in capsys.readouterr().err
-    assert script.main([str(held), "--peek-held-out"]) == 2  # past the guard: no analyzer there
-    assert "not a built drifting set" in capsys.readouterr().err
+    assert missing in capsys.readouterr().err
 
 
 def test_a_set_that_fails_to_build_is_marked_failed_not_left_empty(tmp_path, monkeypatch, capsys):
