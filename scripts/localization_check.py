@@ -61,7 +61,7 @@ def set_positions(folder: Path) -> dict:
             "grid": compute_grid_convolution(view.analyzer)[:, :2],
             "truth": truth, "somata": somata[:, 1:3] if somata.ndim == 2 else None,  # MEArec: x off the probe
             "probe": truth["scenario"]["templates"]["probe"], "drifting": drifting,
-            "parts": part_fit_offsets(view), "motion": motion_against_truth(view, recording) if drifting else None}
+            "parts": part_fit_offsets(view), "motion": motion_against_truth(view.motion, recording) if drifting else None}
 
 
 def part_fit_offsets(view, min_spikes: int = PART_MIN_SPIKES, seed: int = 0) -> dict[str, np.ndarray]:
@@ -95,15 +95,15 @@ def part_fit_offsets(view, min_spikes: int = PART_MIN_SPIKES, seed: int = 0) -> 
     return offsets
 
 
-def motion_against_truth(view, recording) -> tuple[float, float]:
-    """The registered motion's range over MEArec's drift vector's range in the same time bins, and
-    their correlation."""
+def motion_against_truth(motion, recording) -> tuple[float, float, float]:
+    """``motion``'s range over MEArec's drift vector's range in the same time bins, their correlation
+    (NaN for a motion without range), and the vector's range there (µm)."""
     drift = recording.drift_list[0]
     vector = np.asarray(drift["drift_vector_um"], dtype=float)
-    motion = view.motion
     centres = 0.5 * (motion.edges_s[1:] + motion.edges_s[:-1])
     true = np.interp(centres, np.arange(vector.size) / float(drift["drift_fs"]), vector)
-    return float(motion.range_um / np.ptp(true)), float(np.corrcoef(true, motion.displacement_um)[0, 1])
+    corr = float(np.corrcoef(true, motion.displacement_um)[0, 1]) if motion.range_um > 0 else float("nan")
+    return float(motion.range_um / np.ptp(true)), corr, float(np.ptp(true))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,9 +19,10 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).parent))
+from localization_check import motion_against_truth  # noqa: E402
 
-from spikemerge.bench.heldout import held_out_error
+from spikemerge.bench.heldout import held_out_error  # noqa: E402
 
 HELD_OUT_REGISTRY = Path(__file__).with_name("heldout_batches.toml")
 
@@ -31,27 +32,15 @@ def check(folder: Path) -> str:
     import MEArec as mr
 
     from spikemerge.tools.analyzer.load import open_analyzer
-    from spikemerge.tools.evidence.handover import chains_from_links, handover_links
-    from spikemerge.tools.evidence.motion import handover_gain
     from spikemerge.tools.evidence.pairs import EvidenceContext
-    from spikemerge.tools.evidence.params import DEFAULT_EVIDENCE_PARAMS as p
 
     view = EvidenceContext(open_analyzer(folder / "analyzer"))
     motion = view.motion
     registered = motion.scaled(1.0 / motion.gain)
-    drift = mr.load_recordings(folder / "recording.h5", verbose=False).drift_list[0]
-    vector = np.asarray(drift["drift_vector_um"], dtype=float)
-    centres = 0.5 * (motion.edges_s[1:] + motion.edges_s[:-1])
-    true = np.interp(centres, np.arange(vector.size) / float(drift["drift_fs"]), vector)
-    links = handover_links(view, p.motion_handover_min_similarity, p.drift_reach_um, p.motion_handover_max_overlap,
-                           p.motion_handover_max_gap_fraction, p.motion_bins, p.motion_handover_spikes)
-    handovers = [(view.times_s(a), float(view.unit(a).location[1]), view.times_s(b), float(view.unit(b).location[1]))
-                 for chain in chains_from_links(links) for a, b in zip(chain[:-1], chain[1:])]
-    gain, used = handover_gain(handovers, registered, p)
-    corr = float(np.corrcoef(true, registered.displacement_um)[0, 1]) if registered.range_um > 0 else float("nan")
-    return (f"{folder.name}: registered {registered.range_um:.1f} µm, MEArec's {np.ptp(true):.1f} µm (ratio "
-            f"{registered.range_um / np.ptp(true):.2f}, correlation {corr:.2f}); hand-over gain {gain:.2f} from "
-            f"{used} links; sized x{motion.gain:.2f}")
+    ratio, corr, true_range = motion_against_truth(registered, mr.load_recordings(folder / "recording.h5", verbose=False))
+    gain, used = view.handover_gain(registered)
+    return (f"{folder.name}: registered {registered.range_um:.1f} µm, MEArec's {true_range:.1f} µm (ratio "
+            f"{ratio:.2f}, correlation {corr:.2f}); hand-over gain {gain:.2f} from {used} links; sized x{motion.gain:.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,10 +59,16 @@ class EvidenceContext(AnalyzerView):
         return cache[key]
 
     def sized_by_handovers(self, motion: Motion, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> Motion:
-        """``motion`` scaled to the hand-over links' gain (``motion.handover_gain``) when that reaches
+        """``motion`` scaled to the hand-over links' gain (:meth:`handover_gain`) when that reaches
         ``params.motion_handover_min_gain``; as it is otherwise, or when it is too small to register."""
         if params.motion_handover_min_gain <= 0 or motion.range_um < params.drift_min_displacement_um:
             return motion
+        gain, _ = self.handover_gain(motion, params)
+        return motion.scaled(gain) if gain >= params.motion_handover_min_gain else motion
+
+    def handover_gain(self, motion: Motion, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> tuple[float, int]:
+        """The hand-over chain links' depth shift over ``motion``'s displacement (``motion.handover_gain``)
+        and how many links it rests on, the links read under ``params.motion_handover_*``."""
         links = handover_links(self, params.motion_handover_min_similarity, params.drift_reach_um,
                                params.motion_handover_max_overlap, params.motion_handover_max_gap_fraction,
                                params.motion_bins, params.motion_handover_spikes)
@@ -70,8 +76,7 @@ class EvidenceContext(AnalyzerView):
         handovers = [(self.times_s(a), float(self.unit(a).location[axis]), self.times_s(b),
                       float(self.unit(b).location[axis]))
                      for chain in chains_from_links(links) for a, b in zip(chain[:-1], chain[1:])]
-        gain, _ = handover_gain(handovers, motion, params)
-        return motion.scaled(gain) if gain >= params.motion_handover_min_gain else motion
+        return handover_gain(handovers, motion, params)
 
     def spike_offsets(self, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS,
                       ) -> list[tuple[np.ndarray, np.ndarray]] | None:

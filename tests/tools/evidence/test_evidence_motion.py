@@ -259,6 +259,7 @@ def test_a_motion_registered_at_a_third_of_its_size_is_sized_by_the_hand_overs()
     ids = list(units)
     ctx = SimpleNamespace(unit_ids=ids, unit=units.__getitem__, times_s=lambda u: units[u].times_s,
                           locations=np.array([units[u].location for u in ids]), duration_s=300.0, fs=FS)
+    ctx.handover_gain = lambda motion, params: EvidenceContext.handover_gain(ctx, motion, params)
     edges = np.linspace(0.0, 300.0, 21)
     true = PITCH_UM * 3.0 * (0.5 * (edges[1:] + edges[:-1]) / 300.0 - 0.5)
     sized = EvidenceContext.sized_by_handovers(ctx, Motion(edges, true / 3.0, source="spikes"))
