@@ -165,12 +165,18 @@ def write_kept(record: dict[str, Any], folder: Path) -> Path:
     return path
 
 
+_OLD_CODE_SEEN: set[str] = set()
+
+
 def read_kept(path: Path) -> dict[str, Any]:
-    """A record written by :func:`write_kept`; says so on stderr when the evidence code has changed since."""
+    """A record written by :func:`write_kept`; says so on stderr when the evidence code has changed
+    since, once per older code (a thousand records come from a handful of codes)."""
     payload = json.loads(lzma.decompress(path.read_bytes()))
-    if payload["code_key"] != _code_key():
-        print(f"explain_sorted: {path.name} holds evidence of code {payload['code_key']}, now {_code_key()}: "
-              "judge changes compare on it, evidence or candidate changes need the set rebuilt", file=sys.stderr)
+    if payload["code_key"] != _code_key() and payload["code_key"] not in _OLD_CODE_SEEN:
+        _OLD_CODE_SEEN.add(payload["code_key"])
+        print(f"explain_sorted: {path.name} (and any other record of that code) holds evidence of code "
+              f"{payload['code_key']}, now {_code_key()}: judge changes compare on it, evidence or candidate "
+              "changes need the set rebuilt", file=sys.stderr)
     return {"name": payload["name"], "truth": payload["truth"],
             "groups": {g: (units, chains) for g, units, chains in payload["groups"]},
             "evidence": {g: ev for g, ev in payload["evidence"]},
