@@ -146,3 +146,19 @@ def test_batches_pool_each_scenario_of_a_batch_and_say_whether_it_meets_the_bar(
     # pooled over the batch's sets (19 of 20 found, none wrong: F1 0.974), per scenario; a set of no batch is left out
     assert lines == ["901-902: burst 1.000 (0, 1 sets), drift 0.974 (0, 2 sets): met",
                      "903-904: drift 0.952 (1, 1 sets): missed"]
+
+
+def test_records_of_an_older_evidence_code_say_so_once_per_code(tmp_path, capsys, monkeypatch):
+    """A thousand kept records come from a handful of evidence codes: one line per older code, none
+    for records of today's."""
+    import lzma
+
+    script = load_script("explain_sorted")
+    monkeypatch.setattr(script, "_OLD_CODE_SEEN", set())
+    empty = {"truth": {"unit_to_neuron": {}}, "groups": [], "evidence": [], "outside": []}
+    for name, code in [("a_s1", "old1"), ("a_s2", "old1"), ("a_s3", "old2"), ("a_s4", script._code_key())]:
+        payload = {"name": name, "code_key": code, **empty}
+        (tmp_path / f"{name}{script.KEPT_SUFFIX}").write_bytes(lzma.compress(json.dumps(payload).encode()))
+        assert script.read_kept(tmp_path / f"{name}{script.KEPT_SUFFIX}")["name"] == name
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" holds evidence of code ")[1].split(",")[0] for line in lines] == ["old1", "old2"]
