@@ -297,14 +297,39 @@ class AnalyzerView:
         units it has none for or put implausibly far from their peak channel
         (``ViewParams.location_max_offset_um``) or beside the contacts on the probe plane
         (``location_max_outside_um``); the centre of mass alone without the extension."""
-        if not self.analyzer.has_extension("unit_locations"):
+        if self._fitted_locations is None:
             return self.centre_of_mass_locations
+        return plausible_locations(self._fitted_locations, self.centre_of_mass_locations, self.peak_channel_locations,
+                                   self.channel_locations, self.params)
+
+    @cached_property
+    def _fitted_locations(self) -> np.ndarray | None:
+        """The ``unit_locations`` extension's positions as fitted (None without it)."""
+        if not self.analyzer.has_extension("unit_locations"):
+            return None
         extension = self.analyzer.get_extension("unit_locations")
         fitted = np.asarray(extension.get_data(), dtype=float)
         if extension.params.get("method") != "monopolar_triangulation":
             fitted = fitted[:, :2]  # only monopolar triangulation's third number is the distance from the plane
-        return plausible_locations(fitted, self.centre_of_mass_locations, self.peak_channel_locations,
-                                   self.channel_locations, self.params)
+        return fitted
+
+    @cached_property
+    def fit_replaced(self) -> np.ndarray:
+        """(units,) bool: where ``locations`` holds the centre of mass in place of an implausible fit
+        (all False without the ``unit_locations`` extension: then every unit is placed by its centre of mass)."""
+        if self._fitted_locations is None:
+            return np.zeros(len(self.unit_ids), dtype=bool)
+        return implausible_locations(self._fitted_locations, self.peak_channel_locations, self.channel_locations,
+                                     self.params)
+
+    def pair_locations(self, unit_a: Any, unit_b: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Two units' positions by one localizer: ``locations`` where neither fit was replaced, both
+        centres of mass otherwise. A fit and a centre of mass of one place can lie tens of µm apart
+        (see ``EvidenceParams.drift_one_localizer``), so a pair is not compared across the two."""
+        i, j = self._index[self.unit_id(unit_a)], self._index[self.unit_id(unit_b)]
+        if self.fit_replaced[i] or self.fit_replaced[j]:
+            return self.centre_of_mass_locations[i], self.centre_of_mass_locations[j]
+        return self.locations[i], self.locations[j]
 
     @cached_property
     def centre_of_mass_locations(self) -> np.ndarray:

@@ -354,7 +354,9 @@ def _with_drift(ctx: EvidenceContext, record: dict[str, Any], params: EvidencePa
     never in a worker process."""
     a, b = ctx.unit(record["unit_a"]), ctx.unit(record["unit_b"])
     motion = ctx.motion_for(params)
-    record.update(trajectory_evidence(a.times_s, a.location, b.times_s, b.location, motion, params))
+    location_a, location_b = (ctx.pair_locations(record["unit_a"], record["unit_b"]) if params.drift_one_localizer
+                              else (a.location, b.location))
+    record.update(trajectory_evidence(a.times_s, location_a, b.times_s, location_b, motion, params))
     record["drift_turns"] = motion_turns(a.times_s, b.times_s, motion)
     record["drift_template_similarity"] = float("nan")
     if record["drift_moved"]:

@@ -143,6 +143,27 @@ def test_the_view_keeps_plausible_fits_and_replaces_one_put_off_the_probe(two_se
                        [-400.0, 900.0])  # the rule's one number, in the view's table
 
 
+def test_a_pair_is_placed_by_one_localizer(two_segments, tmp_path):
+    """Where one unit's fit was replaced by its centre of mass, its pairs compare centres of mass on
+    both sides; pairs of plausible fits compare the fits."""
+    import shutil
+
+    folder = tmp_path / "analyzer"
+    shutil.copytree(two_segments, folder)
+    data = np.asarray(open_analyzer(folder).get_extension("unit_locations").get_data()).copy()
+    data[1, :2] = [-400.0, 900.0]
+    np.save(folder / "extensions" / "unit_locations" / "unit_locations.npy", data)
+    view = AnalyzerView(open_analyzer(folder))
+    u0, u1, u2 = view.unit_ids[:3]
+    assert view.fit_replaced.tolist()[:3] == [False, True, False]
+    both_centres = view.pair_locations(u0, u1)
+    assert np.allclose(both_centres[0], view.centre_of_mass_locations[0])
+    assert np.allclose(both_centres[1], view.centre_of_mass_locations[1])
+    assert not np.allclose(view.locations[0], view.centre_of_mass_locations[0])  # the fit, elsewhere
+    both_fits = view.pair_locations(u0, u2)
+    assert np.allclose(both_fits[0], view.locations[0]) and np.allclose(both_fits[1], view.locations[2])
+
+
 def test_a_flat_template_is_placed_at_its_peak_channel_not_at_nan(two_segments, tmp_path):
     import shutil
 
