@@ -221,7 +221,8 @@ def moved_links(ctx: EvidenceContext, min_similarity: float, max_distance_um: fl
     links = []
     for first, second, distance in _following_pairs(ctx, max_distance_um, params):
         ua, ub = ctx.unit(first), ctx.unit(second)
-        drift = trajectory_evidence(ua.times_s, ua.location, ub.times_s, ub.location, motion)
+        place_a, place_b = ctx.places(first, second)
+        drift = trajectory_evidence(ua.times_s, place_a, ub.times_s, place_b, motion)
         if not drift["drift_moved"]:
             continue
         channels = np.union1d(ua.channels, ub.channels)

@@ -133,6 +133,7 @@ class _ArraysContext:
         self.fs = 30000.0
         self.duration_s = duration_s
         self.locations = np.array([units[u].location for u in self.unit_ids])
+        self.pair_distances = np.linalg.norm(self.locations[:, None] - self.locations[None], axis=2)  # one localizer
         self.templates = np.stack([units[u].template for u in self.unit_ids])
         self.sparsity_mask = np.ones((len(units), self.templates.shape[2]), bool)
         self.noise_levels = np.full(self.templates.shape[2], 8.0)
@@ -142,6 +143,9 @@ class _ArraysContext:
 
     def index(self, u):
         return self.unit_ids.index(u)
+
+    def places(self, a, b, params=None):
+        return self._units[a].location, self._units[b].location
 
     probe = None  # no geometry: templates are not moved by the motion
 
@@ -210,8 +214,6 @@ def test_fragments_alike_once_moved_by_the_probe_motion_are_linked_and_a_neighbo
     50 µm) look different as they are and at the hand-over; carried by the registered motion the
     early template lands on the late one. A neighbour that later sits where the neuron was is
     not linked to it."""
-    from types import SimpleNamespace
-
     import numpy as np
 
     from spikemerge.tools.candidates import handover_links, moved_links
@@ -226,10 +228,8 @@ def test_fragments_alike_once_moved_by_the_probe_motion_are_linked_and_a_neighbo
              "c": unit_arrays(rng, other, np.ones(other.size), centre=3.2, channels=12)}
     contacts = np.c_[np.zeros(12), 20.0 * np.arange(12)]
     motion = Motion(np.linspace(0.0, 300.0, 21), np.r_[np.full(10, -25.0), np.full(10, 25.0)])
-    ids = list(units)
-    ctx = SimpleNamespace(unit_ids=ids, unit=units.__getitem__, locations=np.array([units[u].location for u in ids]),
-                          duration_s=300.0, fs=FS, contact_positions=contacts, motion_for=lambda params: motion,
-                          index=ids.index)
+    ctx = _ArraysContext(units)
+    ctx.fs, ctx.contact_positions, ctx.motion_for = FS, contacts, lambda params: motion
     pairs = {frozenset((p["unit_a"], p["unit_b"])) for p in moved_links(ctx, 0.8)}
     assert frozenset("ab") in pairs and frozenset("ac") not in pairs
     # the gate and the hand-over link alone miss the pair

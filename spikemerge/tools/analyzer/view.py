@@ -325,11 +325,21 @@ class AnalyzerView:
     def pair_locations(self, unit_a: Any, unit_b: Any) -> tuple[np.ndarray, np.ndarray]:
         """Two units' positions by one localizer: ``locations`` where neither fit was replaced, both
         centres of mass otherwise. A fit and a centre of mass of one place can lie tens of µm apart
-        (see ``EvidenceParams.drift_one_localizer``), so a pair is not compared across the two."""
+        (see ``EvidenceParams.one_localizer``), so a pair is not compared across the two."""
         i, j = self._index[self.unit_id(unit_a)], self._index[self.unit_id(unit_b)]
         if self.fit_replaced[i] or self.fit_replaced[j]:
             return self.centre_of_mass_locations[i], self.centre_of_mass_locations[j]
         return self.locations[i], self.locations[j]
+
+    @cached_property
+    def pair_distances(self) -> np.ndarray:
+        """(units, units): µm between every two units placed by one localizer, as :meth:`pair_locations`
+        places them."""
+        def apart(places: np.ndarray) -> np.ndarray:
+            return np.linalg.norm(places[:, None, :] - places[None, :, :], axis=2)
+
+        either_replaced = self.fit_replaced[:, None] | self.fit_replaced[None, :]
+        return np.where(either_replaced, apart(self.centre_of_mass_locations), apart(self.locations))
 
     @cached_property
     def centre_of_mass_locations(self) -> np.ndarray:

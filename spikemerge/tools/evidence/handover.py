@@ -14,12 +14,15 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .params import DEFAULT_EVIDENCE_PARAMS
+from .params import DEFAULT_EVIDENCE_PARAMS, EvidenceParams
 from .waveforms import template_lag
 
 
-def unit_distances(ctx) -> np.ndarray:
-    """(units, units): distances between the view's unit positions, in µm."""
+def unit_distances(ctx, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> np.ndarray:
+    """(units, units): distances between the view's units in µm, each pair placed by one localizer
+    (``EvidenceParams.one_localizer``)."""
+    if params.one_localizer:
+        return ctx.pair_distances
     locations = ctx.locations
     return np.linalg.norm(locations[:, None, :] - locations[None, :, :], axis=2)
 

@@ -73,10 +73,18 @@ class EvidenceContext(AnalyzerView):
                                params.motion_handover_max_overlap, params.motion_handover_max_gap_fraction,
                                params.motion_bins, params.motion_handover_spikes)
         axis = motion.depth_axis
-        handovers = [(self.times_s(a), float(self.unit(a).location[axis]), self.times_s(b),
-                      float(self.unit(b).location[axis]))
-                     for chain in chains_from_links(links) for a, b in zip(chain[:-1], chain[1:])]
+        pairs = [(a, b) for chain in chains_from_links(links) for a, b in zip(chain[:-1], chain[1:])]
+        handovers = [(self.times_s(a), float(place_a[axis]), self.times_s(b), float(place_b[axis]))
+                     for a, b in pairs for place_a, place_b in [self.places(a, b, params)]]
         return handover_gain(handovers, motion, params)
+
+    def places(self, unit_a: UnitId, unit_b: UnitId,
+               params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> tuple[np.ndarray, np.ndarray]:
+        """Two units' positions for comparing them: by one localizer (:meth:`pair_locations`) under
+        ``params.one_localizer``, else each by its own."""
+        if params.one_localizer:
+            return self.pair_locations(unit_a, unit_b)
+        return self.unit(unit_a).location, self.unit(unit_b).location
 
     def spike_offsets(self, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS,
                       ) -> list[tuple[np.ndarray, np.ndarray]] | None:
@@ -349,13 +357,14 @@ def pair_evidence(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId,
 
 
 def _with_drift(ctx: EvidenceContext, record: dict[str, Any], params: EvidenceParams) -> dict[str, Any]:
-    """Add a pair's drift numbers to its record: they need the whole probe's motion, so they are
-    computed where the analyzer's view lives (cheap: spike times, locations and two templates),
-    never in a worker process."""
+    """Add a pair's drift numbers to its record, and set its distance by one localizer
+    (:meth:`EvidenceContext.places`): they need the whole probe's motion and which fits the view
+    replaced, so they are computed where the analyzer's view lives (cheap: spike times, locations
+    and two templates), never in a worker process."""
     a, b = ctx.unit(record["unit_a"]), ctx.unit(record["unit_b"])
     motion = ctx.motion_for(params)
-    location_a, location_b = (ctx.pair_locations(record["unit_a"], record["unit_b"]) if params.drift_one_localizer
-                              else (a.location, b.location))
+    location_a, location_b = ctx.places(record["unit_a"], record["unit_b"], params)
+    record["distance_um"] = float(np.linalg.norm(np.asarray(location_a) - np.asarray(location_b)))
     record.update(trajectory_evidence(a.times_s, location_a, b.times_s, location_b, motion, params))
     record["drift_turns"] = motion_turns(a.times_s, b.times_s, motion)
     record["drift_template_similarity"] = float("nan")

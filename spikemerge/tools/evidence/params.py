@@ -155,18 +155,22 @@ class EvidenceParams:
     drift_floor_um: float = 6.0
     """Localization error of a unit position: the spread of one neuron's fragments' corrected
     positions when the probe does not move during their lives."""
-    drift_one_localizer: bool = True
+    one_localizer: bool = True
     """Place the two units of a pair by one localizer: their fits where both fits are plausible, both
     templates' centres of mass where either fit was replaced (``ViewParams.location_max_*``). The two
     disagree most beside the probe's outermost column, where a fit runs outward (the distance along
     the plane beyond the edge and the distance from the plane explain the amplitudes alike) and the
     centre of mass is drawn inward: a unit placed by each came out 35-49 µm apart across the probe
-    from its own neuron's next fragment (Neuropixels-24, drift_sc2_s450, drift_tdc2_s449). Only the
-    drift numbers (``drift_separation_um`` and what follows from it) read this; ``distance_um`` keeps
-    each unit's own place. End to end (balanced) on the 25 dev sets with analyzers in session 52:
-    Neuropixels-24 drifting 436 -> 451 same-neuron pairs merged, 32-channel drifting 315 -> 319,
-    bursting 166 -> 167, distinct pairs merged 1 -> 1 (metrics-v48-pl). False: each unit by its own
-    (until metrics-v48-hs)."""
+    from its own neuron's next fragment (Neuropixels-24, drift_sc2_s450, drift_tdc2_s449). Every
+    reader of a pair's places reads this: the drift numbers (``drift_separation_um`` and what follows
+    from it), ``distance_um`` (the judge's pool, widest-stretch and refractory-distance rules), the
+    candidate search's reach and the hand-over links whose depths size the motion
+    (``AnalyzerView.pair_distances``). End to end (balanced) on the 25 dev sets with analyzers in
+    session 52, for the drift numbers alone: Neuropixels-24 drifting 436 -> 451 same-neuron pairs
+    merged, 32-channel drifting 315 -> 319, bursting 166 -> 167, distinct pairs merged 1 -> 1
+    (metrics-v48-pl); then for every reader, on the 45 sets of seeds 445-458 with analyzers in session
+    53: 1434 -> 1440 same-neuron pairs merged (drifting 1209 -> 1214, bursting 225 -> 226), distinct
+    pairs merged 1 -> 1 (metrics-v48-pl2). False: each unit by its own (until metrics-v48-hs)."""
     drift_reach_um: float = 75.0
     """Radius within which two distinct neurons' separation is taken as uniform (the reach of
     the drift chains, ``CandidateParams.chain_distance_factor`` times 50 µm)."""

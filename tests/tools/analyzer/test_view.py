@@ -145,7 +145,12 @@ def test_the_view_keeps_plausible_fits_and_replaces_one_put_off_the_probe(two_se
 
 def test_a_pair_is_placed_by_one_localizer(two_segments, tmp_path):
     """Where one unit's fit was replaced by its centre of mass, its pairs compare centres of mass on
-    both sides; pairs of plausible fits compare the fits."""
+    both sides; pairs of plausible fits compare the fits. The distances the candidate search reads
+    and a pair's evidence record both place the pair so."""
+    from spikemerge.tools.evidence.handover import unit_distances
+    from spikemerge.tools.evidence.pairs import EvidenceContext, pair_evidence
+    from spikemerge.tools.evidence.params import EvidenceParams
+
     import shutil
 
     folder = tmp_path / "analyzer"
@@ -162,6 +167,13 @@ def test_a_pair_is_placed_by_one_localizer(two_segments, tmp_path):
     assert not np.allclose(view.locations[0], view.centre_of_mass_locations[0])  # the fit, elsewhere
     both_fits = view.pair_locations(u0, u2)
     assert np.allclose(both_fits[0], view.locations[0]) and np.allclose(both_fits[1], view.locations[2])
+    assert np.isclose(view.pair_distances[0, 1], np.linalg.norm(both_centres[0] - both_centres[1]))
+    assert np.isclose(view.pair_distances[0, 2], np.linalg.norm(both_fits[0] - both_fits[1]))
+    ctx = EvidenceContext(open_analyzer(folder))
+    assert np.array_equal(unit_distances(ctx), ctx.pair_distances)
+    own = unit_distances(ctx, EvidenceParams(one_localizer=False))[0, 1]
+    assert not np.isclose(own, ctx.pair_distances[0, 1])  # a fit against a centre of mass
+    assert np.isclose(pair_evidence(ctx, u0, u1)["distance_um"], ctx.pair_distances[0, 1])
 
 
 def test_a_flat_template_is_placed_at_its_peak_channel_not_at_nan(two_segments, tmp_path):

@@ -257,8 +257,11 @@ def test_a_motion_registered_at_a_third_of_its_size_is_sized_by_the_hand_overs()
 
     units = _fragmented_neurons(np.random.default_rng(7))
     ids = list(units)
+    places = np.array([units[u].location for u in ids])
     ctx = SimpleNamespace(unit_ids=ids, unit=units.__getitem__, times_s=lambda u: units[u].times_s,
-                          locations=np.array([units[u].location for u in ids]), duration_s=300.0, fs=FS)
+                          locations=places, duration_s=300.0, fs=FS,
+                          pair_distances=np.linalg.norm(places[:, None] - places[None], axis=2))
+    ctx.places = lambda a, b, params: (units[a].location, units[b].location)
     ctx.handover_gain = lambda motion, params: EvidenceContext.handover_gain(ctx, motion, params)
     edges = np.linspace(0.0, 300.0, 21)
     true = PITCH_UM * 3.0 * (0.5 * (edges[1:] + edges[:-1]) / 300.0 - 0.5)

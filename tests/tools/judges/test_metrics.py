@@ -685,7 +685,7 @@ def _drift_record(units, ids, motion, duration_s=300.0):
     channels = next(iter(units.values())).template.shape[1]
     contacts = np.c_[np.zeros(channels), 20.0 * np.arange(channels)]
     view = SimpleNamespace(unit=units.__getitem__, motion_for=lambda params: motion, contact_positions=contacts, fs=FS,
-                           pair_locations=lambda a, b: (units[a].location, units[b].location))
+                           places=lambda a, b, params: (units[a].location, units[b].location))
     record = group_record({u: units[u] for u in ids}, duration_s)
     record["pairs"] = [_with_drift(view, pair, DEFAULT_EVIDENCE_PARAMS) for pair in record["pairs"]]
     return record
