@@ -357,14 +357,13 @@ def pair_evidence(ctx: EvidenceContext, unit_a: UnitId, unit_b: UnitId,
 
 
 def _with_drift(ctx: EvidenceContext, record: dict[str, Any], params: EvidenceParams) -> dict[str, Any]:
-    """Add a pair's drift numbers to its record, and set its distance by one localizer
-    (:meth:`EvidenceContext.places`): they need the whole probe's motion and which fits the view
-    replaced, so they are computed where the analyzer's view lives (cheap: spike times, locations
-    and two templates), never in a worker process."""
+    """Add a pair's drift numbers to its record, the pair placed by :meth:`EvidenceContext.places`:
+    they need the whole probe's motion and which fits the view replaced, so they are computed where
+    the analyzer's view lives (cheap: spike times, locations and two templates), never in a worker
+    process."""
     a, b = ctx.unit(record["unit_a"]), ctx.unit(record["unit_b"])
     motion = ctx.motion_for(params)
     location_a, location_b = ctx.places(record["unit_a"], record["unit_b"], params)
-    record["distance_um"] = float(np.linalg.norm(np.asarray(location_a) - np.asarray(location_b)))
     record.update(trajectory_evidence(a.times_s, location_a, b.times_s, location_b, motion, params))
     record["drift_turns"] = motion_turns(a.times_s, b.times_s, motion)
     record["drift_template_similarity"] = float("nan")

@@ -161,16 +161,19 @@ class EvidenceParams:
     disagree most beside the probe's outermost column, where a fit runs outward (the distance along
     the plane beyond the edge and the distance from the plane explain the amplitudes alike) and the
     centre of mass is drawn inward: a unit placed by each came out 35-49 µm apart across the probe
-    from its own neuron's next fragment (Neuropixels-24, drift_sc2_s450, drift_tdc2_s449). Every
-    reader of a pair's places reads this: the drift numbers (``drift_separation_um`` and what follows
-    from it), ``distance_um`` (the judge's pool, widest-stretch and refractory-distance rules), the
-    candidate search's reach and the hand-over links whose depths size the motion
-    (``AnalyzerView.pair_distances``). End to end (balanced) on the 25 dev sets with analyzers in
+    from its own neuron's next fragment (Neuropixels-24, drift_sc2_s450, drift_tdc2_s449). Read by
+    the drift numbers (``drift_separation_um`` and what follows from it), the candidate search's reach
+    (``AnalyzerView.pair_distances``) and the hand-over links whose depths size the motion. The
+    record's ``distance_um`` keeps each unit's own place: the fitted thin hand-over model
+    (``judges/models/thin_handover.json``) reads it as it was fitted on, and placed by one localizer
+    it moved one pair of one neuron to "two" there (drift_sc2_s461 28+34, 37 -> 21 µm; -2 same-neuron
+    pairs on that set, +0 elsewhere). End to end (balanced) on the 25 dev sets with analyzers in
     session 52, for the drift numbers alone: Neuropixels-24 drifting 436 -> 451 same-neuron pairs
     merged, 32-channel drifting 315 -> 319, bursting 166 -> 167, distinct pairs merged 1 -> 1
-    (metrics-v48-pl); then for every reader, on the 45 sets of seeds 445-458 with analyzers in session
-    53: 1434 -> 1440 same-neuron pairs merged (drifting 1209 -> 1214, bursting 225 -> 226), distinct
-    pairs merged 1 -> 1 (metrics-v48-pl2). False: each unit by its own (until metrics-v48-hs)."""
+    (metrics-v48-pl); then also for the reach and the hand-over depths, on the 61 sets of seeds
+    445-462 with analyzers in session 53: 1905 -> 1911 same-neuron pairs merged (drifting 1594 ->
+    1599, bursting 311 -> 312, all on Neuropixels-24), distinct pairs merged 2 -> 2
+    (metrics-v48-pl3). False: each unit by its own (until metrics-v48-hs)."""
     drift_reach_um: float = 75.0
     """Radius within which two distinct neurons' separation is taken as uniform (the reach of
     the drift chains, ``CandidateParams.chain_distance_factor`` times 50 µm)."""
