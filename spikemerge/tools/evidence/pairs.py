@@ -73,9 +73,11 @@ class EvidenceContext(AnalyzerView):
                                params.motion_handover_max_overlap, params.motion_handover_max_gap_fraction,
                                params.motion_bins, params.motion_handover_spikes)
         axis = motion.depth_axis
-        pairs = [(a, b) for chain in chains_from_links(links) for a, b in zip(chain[:-1], chain[1:])]
-        handovers = [(self.times_s(a), float(place_a[axis]), self.times_s(b), float(place_b[axis]))
-                     for a, b in pairs for place_a, place_b in [self.places(a, b, params)]]
+        handovers = []
+        for chain in chains_from_links(links):
+            for a, b in zip(chain[:-1], chain[1:]):
+                place_a, place_b = self.places(a, b, params)
+                handovers.append((self.times_s(a), float(place_a[axis]), self.times_s(b), float(place_b[axis])))
         return handover_gain(handovers, motion, params)
 
     def places(self, unit_a: UnitId, unit_b: UnitId,

@@ -148,11 +148,11 @@ def test_a_pair_is_placed_by_one_localizer(two_segments, tmp_path):
     both sides; pairs of plausible fits compare the fits. The distances the candidate search reads
     place the pair so; a pair's record keeps each unit's own place in ``distance_um`` (what the
     thin hand-over model was fitted on)."""
+    import shutil
+
     from spikemerge.tools.evidence.handover import unit_distances
     from spikemerge.tools.evidence.pairs import EvidenceContext, pair_evidence
     from spikemerge.tools.evidence.params import EvidenceParams
-
-    import shutil
 
     folder = tmp_path / "analyzer"
     shutil.copytree(two_segments, folder)
