@@ -70,10 +70,11 @@ def _uninformative(score: PairScore, params: JudgeParams = DEFAULT_JUDGE_PARAMS)
 
 
 def _carries(score: PairScore, params: JudgeParams) -> bool:
-    """A confident pair with no term against one neuron and no mixed unit (``PairScore.mixed``) or
-    mixture (``PairScore.mixture``): enough to carry a join over uninformative pairs."""
+    """A confident pair with no term beyond ``params.bridge_max_against_log_odds`` against one neuron
+    and no mixed unit (``PairScore.mixed``) or mixture (``PairScore.mixture``): enough to carry a
+    join over uninformative pairs."""
     return (score.probability >= params.bridge_min_probability and not score.mixed and not score.mixture
-            and min(score.terms.values(), default=0.0) > params.bridge_max_against_log_odds)
+            and min(score.terms.values(), default=0.0) >= params.bridge_max_against_log_odds)
 
 
 def _copy_excused(score: PairScore, unit: Any, other: Any, cluster: Sequence[Any],
@@ -84,13 +85,13 @@ def _copy_excused(score: PairScore, unit: Any, other: Any, cluster: Sequence[Any
     pair with a third unit repeats the partner's pair with that unit on fewer spikes, and often
     at a lag the copy's misaligned template shifts. When ``unit`` has a duplicate partner in its
     own ``cluster`` whose pair with ``other`` clears the threshold, ``unit``'s own pair does not
-    block the join unless it carries evidence of two neurons itself (a veto, a term at or
-    below ``params.bridge_max_against_log_odds``, or the hand-over model's ``fitted_two``). Seen
+    block the join unless it carries evidence of two neurons itself (a veto, a term below
+    ``params.bridge_max_against_log_odds``, or the hand-over model's ``fitted_two``). Seen
     on a tridesclous2 burst split: a copy with 58 % of its partner's spikes, whose thin pair with
     the partner's burst slice (P 0.40, no term against) kept that slice (P 0.87 with the partner) out.
     """
     if score.veto or score.duplicate or score.fitted_two \
-            or min(score.terms.values(), default=0.0) <= params.bridge_max_against_log_odds:
+            or min(score.terms.values(), default=0.0) < params.bridge_max_against_log_odds:
         return False
     return _copied(unit, other, cluster, scores, cut, block_thin)
 

@@ -343,8 +343,16 @@ class JudgeParams:
     2176), drifting 8833 and 7 -> 8831 and 7 (0.5: 8827 and 7); aggressive alike (bursting 2167 and
     2 -> 2180 and 2); conservative does not bridge."""
     bridge_max_against_log_odds: float = -1.0
-    """A pair with any term this far against one neuron (e.g. amplitudes that do not overlap at
-    the hand-over, -2) does not carry such a join, however probable its sum."""
+    """A pair with any term below this, against one neuron, does not carry such a join, however
+    probable its sum (nor does a duplicate's pair with such a term restate its partner's,
+    ``_copy_excused``). A term at it still carries: amplitudes that do not meet at the hand-over
+    (``handover_mismatch_log_odds``, -1 since metrics-v25, a likelihood ratio of 0.41) are weak
+    evidence, and a drifting neuron's fragments that take over from one another show them often.
+    Until metrics-v48-br a term at -1 barred the pair too (written when the mismatch was -2).
+    Judged from the 1070 kept sorter-made records (seeds 185-464, balanced): 36475 same-neuron
+    pairs merged / 39 distinct -> 36552 / 39 (14 drifting sets gain 2-18 pairs, drift_sc2_s192
+    loses 2; drift_tdc2_s461's two parts of one neuron, nine fragments, join: +18); batches meeting
+    the bar 109 -> 109. Below -1.5 or -2 instead (a waveforms term of -1.2 carrying too): 36549 / 39."""
     same_place_max_um: float = 5.0
     """Units that fire at the same time this close (their locations), with too few coincidences
     expected for the CCG to speak, are slices of one cell as far as their place goes: a pair of

@@ -503,6 +503,11 @@ def test_a_join_passes_over_far_ends_without_evidence_but_not_over_evidence_of_t
                 frozenset("bc"): _score("b", "c", 3.0, terms={**link, "handover": -2.0}),
                 frozenset("ac"): _score("a", "c", -3.5, **far)}
     assert len(partition(["a", "b", "c"], mismatch, 0.5, params=UNMEDIATED)[0]) == 2
+    # ... but a term at ``bridge_max_against_log_odds`` carries: the hand-over mismatch as scored (-1)
+    handed = {**mismatch, frozenset("ab"): _score("a", "b", 3.0, terms={**link, "handover": -1.0}),
+              frozenset("bc"): _score("b", "c", 3.0, terms={**link, "handover": -1.0})}
+    assert JudgeParams().handover_mismatch_log_odds == JudgeParams().bridge_max_against_log_odds == -1.0
+    assert partition(["a", "b", "c"], handed, 0.5, params=UNMEDIATED) == [["a", "b", "c"]]
     # a policy that does not merge on thin evidence keeps complete linkage
     assert [len(p) for p in parts(_score("a", "c", -3.5, **far), block_thin=True)] == [2]
 
