@@ -3,6 +3,7 @@ import pytest
 from spikemerge.bench.scoring import merged_pairs
 from spikemerge.errors import SpikemergeError
 from spikemerge.tools import candidates as candidates_module
+from spikemerge.tools.analyzer.view import pairwise_distances
 from spikemerge.tools.candidates import find_candidates
 from spikemerge.tools.evidence.pairs import EvidenceContext
 
@@ -133,7 +134,7 @@ class _ArraysContext:
         self.fs = 30000.0
         self.duration_s = duration_s
         self.locations = np.array([units[u].location for u in self.unit_ids])
-        self.pair_distances = np.linalg.norm(self.locations[:, None] - self.locations[None], axis=2)  # one localizer
+        self.pair_distances = pairwise_distances(self.locations)  # one localizer
         self.templates = np.stack([units[u].template for u in self.unit_ids])
         self.sparsity_mask = np.ones((len(units), self.templates.shape[2]), bool)
         self.noise_levels = np.full(self.templates.shape[2], 8.0)

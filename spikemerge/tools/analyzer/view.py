@@ -92,6 +92,11 @@ def plausible_locations(fitted: np.ndarray, fallback: np.ndarray, peak: np.ndarr
     return np.where(bad[:, None], fallback, fitted[:, :2])
 
 
+def pairwise_distances(places: np.ndarray) -> np.ndarray:
+    """(units, units): the distances between every two of ``places`` (units, 2), in their unit."""
+    return np.linalg.norm(places[:, None, :] - places[None, :, :], axis=2)
+
+
 def native_id(unit_id: Any) -> UnitId:
     """A numpy scalar id as the plain Python value (``np.int64(3)`` -> ``3``)."""
     return unit_id.item() if hasattr(unit_id, "item") else unit_id
@@ -335,11 +340,9 @@ class AnalyzerView:
     def pair_distances(self) -> np.ndarray:
         """(units, units): µm between every two units placed by one localizer, as :meth:`pair_locations`
         places them."""
-        def apart(places: np.ndarray) -> np.ndarray:
-            return np.linalg.norm(places[:, None, :] - places[None, :, :], axis=2)
-
         either_replaced = self.fit_replaced[:, None] | self.fit_replaced[None, :]
-        return np.where(either_replaced, apart(self.centre_of_mass_locations), apart(self.locations))
+        return np.where(either_replaced, pairwise_distances(self.centre_of_mass_locations),
+                        pairwise_distances(self.locations))
 
     @cached_property
     def centre_of_mass_locations(self) -> np.ndarray:

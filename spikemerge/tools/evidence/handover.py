@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ..analyzer.view import pairwise_distances
 from .params import DEFAULT_EVIDENCE_PARAMS, EvidenceParams
 from .waveforms import template_lag
 
@@ -21,10 +22,7 @@ from .waveforms import template_lag
 def unit_distances(ctx, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> np.ndarray:
     """(units, units): distances between the view's units in µm, each pair placed by one localizer
     (``EvidenceParams.one_localizer``)."""
-    if params.one_localizer:
-        return ctx.pair_distances
-    locations = ctx.locations
-    return np.linalg.norm(locations[:, None, :] - locations[None, :, :], axis=2)
+    return ctx.pair_distances if params.one_localizer else pairwise_distances(ctx.locations)
 
 
 def presence_shares(ctx, bins: int) -> dict[Any, np.ndarray]:

@@ -251,6 +251,7 @@ def test_a_motion_registered_at_a_third_of_its_size_is_sized_by_the_hand_overs()
     size, it is left as it is (and the sizing can be switched off)."""
     from types import SimpleNamespace
 
+    from spikemerge.tools.analyzer.view import pairwise_distances
     from spikemerge.tools.evidence.pairs import EvidenceContext
     from spikemerge.tools.evidence.params import EvidenceParams
     from tests.tools.evidence.spikes import FS
@@ -260,7 +261,7 @@ def test_a_motion_registered_at_a_third_of_its_size_is_sized_by_the_hand_overs()
     places = np.array([units[u].location for u in ids])
     ctx = SimpleNamespace(unit_ids=ids, unit=units.__getitem__, times_s=lambda u: units[u].times_s,
                           locations=places, duration_s=300.0, fs=FS,
-                          pair_distances=np.linalg.norm(places[:, None] - places[None], axis=2))
+                          pair_distances=pairwise_distances(places))
     ctx.places = lambda a, b, params: (units[a].location, units[b].location)
     ctx.handover_gain = lambda motion, params: EvidenceContext.handover_gain(ctx, motion, params)
     edges = np.linspace(0.0, 300.0, 21)
