@@ -47,10 +47,16 @@ class Motion:
     firing at their fixed positions) or ``"none"`` (too little to register: zero motion)."""
     gain: float = 1.0
     """How many times the registered size the hand-overs set it to (:func:`handover_gain`; 1: as registered)."""
+    profile_scale: float | None = None
+    """The size the depth profiles chose, in times the offsets' course (:func:`_course_scale`);
+    None when the motion was not registered from the spikes' offsets."""
 
     def record(self) -> dict[str, Any]:
-        """What ``run.json`` keeps: the source, the range, the hand-overs' gain and the displacement per time bin."""
-        return {"source": self.source, "range_um": round(self.range_um, 2), "gain": round(self.gain, 3),
+        """What ``run.json`` keeps: the source, the range, the profiles' size and the hand-overs' gain
+        (how it was sized) and the displacement per time bin."""
+        scale = None if self.profile_scale is None else round(self.profile_scale, 2)
+        return {"source": self.source, "range_um": round(self.range_um, 2), "profile_scale": scale,
+                "gain": round(self.gain, 3),
                 "bin_edges_s": [round(float(x), 3) for x in self.edges_s],
                 "displacement_um": [round(float(x), 2) for x in self.displacement_um]}
 
@@ -164,7 +170,8 @@ def estimate_motion(trains: Sequence[np.ndarray], positions: np.ndarray, duratio
     if course is not None:
         if np.ptp(course) < params.motion_min_course_um:  # the units' spikes stay put: a static probe
             return Motion(edges, np.zeros(bins), source="spikes")
-        return Motion(edges, _course_scale(course, profiles, grid, params) * course, source="spikes")
+        scale = _course_scale(course, profiles, grid, params)
+        return Motion(edges, scale * course, source="spikes", profile_scale=scale)
     active = np.flatnonzero(np.abs(profiles).sum(axis=1) > 0)
     if active.size < 2:
         return zero

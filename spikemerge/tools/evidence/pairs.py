@@ -64,7 +64,9 @@ class EvidenceContext(AnalyzerView):
         if params.motion_handover_min_gain <= 0 or motion.range_um < params.drift_min_displacement_um:
             return motion
         gain, _ = self.handover_gain(motion, params)
-        return motion.scaled(gain) if gain >= params.motion_handover_min_gain else motion
+        unsized = motion.profile_scale is not None and motion.profile_scale < params.motion_unsized_below_scale
+        min_gain = params.motion_unsized_min_gain if unsized else params.motion_handover_min_gain
+        return motion.scaled(gain) if gain >= min_gain else motion
 
     def handover_gain(self, motion: Motion, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> tuple[float, int]:
         """The hand-over chain links' depth shift over ``motion``'s displacement (``motion.handover_gain``)

@@ -125,6 +125,19 @@ class EvidenceParams:
     merged, 1 -> 1 distinct, the sets at gains 1.2-1.9 losing as much as they gained (+11, -13);
     from 2: 905 -> 930 (four sets: +15, +9, +5, -4), and on 8 drifting dev sets rebuilt from their
     seeds +17 (four sets: +8, +4, +3, +2), none distinct."""
+    motion_unsized_below_scale: float = 1.5
+    """Where the depth profiles chose a size under this many times the offsets' course
+    (``motion._course_scale``, which tries sizes from 1), they did not size the motion: their best
+    is about the smallest size tried. The hand-overs then set it from ``motion_unsized_min_gain``.
+    Measured on the 28 drifting sorter-made sets of seeds 449-466 with recordings
+    (``scripts/motion_check.py``): the ten whose profiles chose under 1.5 registered 0.17-0.58 of
+    MEArec's drift vector, their hand-overs' gain 1.73-3.66 (one without links); of the 18 that
+    chose 1.75-3.75, 17 registered 0.83-1.50 of it (gain 0.66-1.67), one 0.55 (gain 1.99)."""
+    motion_unsized_min_gain: float = 1.5
+    """The hand-overs' gain that sizes a motion the profiles left unsized (``motion_unsized_below_scale``).
+    It resizes drift_tdc2_s458 (gain 1.87) and drift_tdc2_s464 (1.73) of those 28; on the 77 sets of
+    seeds 445-466 with analyzers it changed the merges of one: drift_tdc2_s464, 64 -> 67 same-neuron
+    pairs merged, its one distinct pair (107+69) no longer."""
     motion_handover_min_links: int = 5
     """Hand-overs that moved (below) needed before their gain is read."""
     motion_handover_min_displacement_um: float = 3.0

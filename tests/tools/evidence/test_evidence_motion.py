@@ -1,5 +1,7 @@
 """Drift evidence: the probe's motion from the units alone, and positions with it removed."""
 
+from dataclasses import replace
+
 import numpy as np
 
 from spikemerge.tools.evidence.motion import Motion, estimate_motion, gain_residual, motion_turns, trajectory_evidence
@@ -248,7 +250,8 @@ def _fragmented_neurons(rng, drift_channels: float = 3.0):
 def test_a_motion_registered_at_a_third_of_its_size_is_sized_by_the_hand_overs():
     """The registration found the course (a steady descent) at a third of its size: the fragments'
     hand-overs moved three times as far, and the motion is set to their size; registered at its
-    size, it is left as it is (and the sizing can be switched off)."""
+    size, it is left as it is (and the sizing can be switched off). Hand-overs at 1.7 times resize
+    only a motion the depth profiles left at about the offsets' course (``motion_unsized_*``)."""
     from types import SimpleNamespace
 
     from spikemerge.tools.analyzer.view import pairwise_distances
@@ -273,3 +276,8 @@ def test_a_motion_registered_at_a_third_of_its_size_is_sized_by_the_hand_overs()
     assert EvidenceContext.sized_by_handovers(ctx, whole) is whole
     off = EvidenceParams(motion_handover_min_gain=0.0)
     assert EvidenceContext.sized_by_handovers(ctx, Motion(edges, true / 3.0), off).gain == 1.0
+    # at 1.7 times: too little to resize a motion the depth profiles sized, enough where they did not
+    sized_by_profiles = Motion(edges, true / 1.7, source="spikes", profile_scale=2.4)
+    assert EvidenceContext.sized_by_handovers(ctx, sized_by_profiles) is sized_by_profiles
+    unsized = EvidenceContext.sized_by_handovers(ctx, replace(sized_by_profiles, profile_scale=1.0))
+    assert 1.5 < unsized.gain < 1.9 and unsized.record()["profile_scale"] == 1.0
