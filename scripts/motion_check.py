@@ -6,7 +6,8 @@ Per set: the range the registration found (before the hand-overs size it), MEAre
 range in the same time bins, their ratio and correlation, the drift hand-overs' gain
 (``evidence.motion.handover_gain``: their median depth shift over the registered displacement) with
 how many links moved enough to count, and the factor the motion was sized by
-(``EvidenceParams.motion_handover_min_gain``). MEArec's vector is the path of its shortest-drifting
+(``EvidenceParams.motion_handover_min_gain``, or ``motion_unsized_min_gain`` where the depth
+profiles' size, shown, is under ``motion_unsized_below_scale`` times the offsets' course). MEArec's vector is the path of its shortest-drifting
 cell (each cell drifts its own length), so a ratio near 1 is not the goal; a ratio far under it with
 a gain of 2 or more is the registration missing the size. Needs the ``[bench]`` extra (MEArec) and the
 sets' ``recording.h5``; refuses held-out sets not scored yet, as ``explain_sorted.py`` does.
@@ -39,7 +40,8 @@ def check(folder: Path) -> str:
     registered = motion.scaled(1.0 / motion.gain)
     ratio, corr, true_range = motion_against_truth(registered, mr.load_recordings(folder / "recording.h5", verbose=False))
     gain, used = view.handover_gain(registered)
-    return (f"{folder.name}: registered {registered.range_um:.1f} µm, MEArec's {true_range:.1f} µm (ratio "
+    profiles = "" if motion.profile_scale is None else f" (the profiles' size x{motion.profile_scale:.1f} the course)"
+    return (f"{folder.name}: registered {registered.range_um:.1f} µm{profiles}, MEArec's {true_range:.1f} µm (ratio "
             f"{ratio:.2f}, correlation {corr:.2f}); hand-over gain {gain:.2f} from {used} links; sized x{motion.gain:.2f}")
 
 
