@@ -288,6 +288,16 @@ class JudgeParams:
     carried them. End to end on 68 sets (the 52 dev sets and the 16 scored once as held-out), 35 µm
     -> 25 µm: drifting 1543 same-neuron pairs merged and 45 distinct -> 1541 and 42, bursting 474
     and 1 -> 476 and 0."""
+    concurrent_either_localizer: bool = True
+    """Whether that separation is the larger of the pair's two placings: by one localizer with the
+    motion removed (``drift_separation_um``) and by each unit's own (``distance_um``). Where the
+    localizers disagree (a fit beside the probe's edge, a centre of mass pulled inward; often on
+    Neuropixels-24) either may put two neurons' units together. Measured (metrics-v48-cs) on the 1108
+    kept records of seeds 185-474, balanced: 37710 same-neuron pairs merged / 40 distinct -> 37595 /
+    33, no set merging more distinct pairs; the recall lost in drifting sets, where one veto keeps a
+    unit out of its neuron's part (drift_sc2_s224 -6, drift_sc2_s359 -5), none in bursting (6752);
+    batches meeting the bar 112 -> 115 (275-276, 293-294, 461-462), none lost; conservative 9962 / 9
+    -> 9943 / 7. Held out first on 475-478."""
     concurrent_separation_log_odds: float = -4.0
     """The drift term of such a pair (decisive: at or below ``veto_log_odds``)."""
     concurrent_same_footprint: float = 0.985

@@ -394,6 +394,8 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     # too few units, a registration that failed) a drift hand-over cannot be placed on its trajectory
     veto = veto or (not duplicate and moving and terms["drift"] <= p.veto_log_odds)
     apart = _get(e, "drift_separation_um", float("nan"))
+    if p.concurrent_either_localizer and finite(apart):
+        apart = max(apart, _get(e, "distance_um", apart))  # either placing apart: two places
     if not sequential and finite(apart) and apart >= p.concurrent_max_separation_um:
         # units firing at the same time in two places: motion or none, one neuron is in one place;
         # the same footprint across channels says one place whatever the localization estimated

@@ -1180,6 +1180,32 @@ def test_units_firing_at_the_same_time_in_two_places_are_two_neurons():
     assert "same time" not in following.reasons.get("drift", "")
 
 
+def test_units_firing_together_placed_apart_by_either_localizer_are_two_neurons():
+    """Two neurons' units firing together, 86 % alike and too thin for the CCG, 9 µm apart by one
+    localizer but 31 µm by each unit's own (numbers of spykingcircus2 units 26 and 28 on a
+    Neuropixels-24 bursting MEArec set, merged on shape by metrics-v48-mu): the larger placing
+    keeps them apart (``JudgeParams.concurrent_either_localizer``); the two placings agreeing
+    within 25 µm leave them to the other terms."""
+    pair = {
+        "unit_a": 26, "unit_b": 28, "num_spikes_a": 32, "num_spikes_b": 464, "template_similarity": 0.858,
+        "template_similarity_denoised": 0.861, "template_similarity_stretch": 0.864, "template_stretch": 1.05,
+        "template_amplitude_ratio": 0.68, "template_footprint_similarity": 0.94, "ccg_expected_refractory": 0.25,
+        "ccg_refractory_count": 0, "presence_overlap": 0.69, "comparison_window": "concurrent",
+        "continuity_ratio": 0.42, "continuity_gap_p": 0.02, "continuity_expected": 7.5, "same_main_channel": True,
+        "amplitude_continuity_ratio": 1.0, "amplitude_continuity_gap_p": 0.35, "amplitude_continuity_expected": 44.2,
+        "amplitude_overlap_concurrent": 0.52, "duplicate_fraction": 0.0625, "burst_forward": 2, "burst_backward": 0,
+        "burst_expected": 1.35, "burst_asymmetry_p": 0.5,
+        "drift_separation_um": 8.56, "drift_tolerance_um": 6.0, "drift_motion_range_um": 0.0,
+        "drift_motion_registered": False, "distance_um": 31.5,
+    }
+    apart = score_pair(pair)
+    assert apart.thin and apart.veto and "same time" in apart.reasons["drift"]
+    one_localizer = score_pair(pair, JudgeParams(concurrent_either_localizer=False))
+    assert not one_localizer.veto and one_localizer.log_odds > 0
+    agreeing = score_pair({**pair, "distance_um": 12.0})
+    assert not agreeing.veto and agreeing.log_odds == one_localizer.log_odds
+
+
 def test_a_footprint_alike_across_channels_overrides_a_localization_that_puts_slices_apart():
     """A bursting cell's amplitude slices firing together, localized 26 µm apart but seen in the
     same proportions on every channel (footprint cosine 0.993; numbers of spykingcircus2 units 60
