@@ -295,9 +295,9 @@ class JudgeParams:
     Neuropixels-24) either may put two neurons' units together. Measured (metrics-v48-cs) on the 1108
     kept records of seeds 185-474, balanced: 37710 same-neuron pairs merged / 40 distinct -> 37595 /
     33, no set merging more distinct pairs; the recall lost in drifting sets, where one veto keeps a
-    unit out of its neuron's part (drift_sc2_s224 -6, drift_sc2_s359 -5), none in bursting (6752);
+    unit out of its neuron's part (57 sets -1 to -9, 7 sets +1 to +4), none in bursting (6752);
     batches meeting the bar 112 -> 115 (275-276, 293-294, 461-462), none lost; conservative 9962 / 9
-    -> 9943 / 7. Held out first on 475-478."""
+    -> 9943 / 7. Held out on 475-478: met on 32 channels, missed on Neuropixels-24 (bursting recall)."""
     concurrent_separation_log_odds: float = -4.0
     """The drift term of such a pair (decisive: at or below ``veto_log_odds``)."""
     concurrent_same_footprint: float = 0.985
