@@ -394,8 +394,9 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     # too few units, a registration that failed) a drift hand-over cannot be placed on its trajectory
     veto = veto or (not duplicate and moving and terms["drift"] <= p.veto_log_odds)
     apart = _get(e, "drift_separation_um", float("nan"))
-    if p.concurrent_either_localizer and finite(apart):
-        apart = max(apart, _get(e, "distance_um", apart))  # either placing apart: two places
+    placing = "with the probe's motion removed"
+    if p.concurrent_either_localizer and finite(apart) and _get(e, "distance_um", apart) > apart:
+        apart, placing = _get(e, "distance_um", apart), "as each unit is localized"  # either placing apart
     if not sequential and finite(apart) and apart >= p.concurrent_max_separation_um:
         # units firing at the same time in two places: motion or none, one neuron is in one place;
         # the same footprint across channels says one place whatever the localization estimated
@@ -410,8 +411,8 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
                                 f"localization misplaces")
         else:
             terms["drift"] = min(terms["drift"], p.concurrent_separation_log_odds)
-            reasons["drift"] = (f"the units fire at the same time {apart:.0f} µm apart with the probe's motion "
-                                f"removed (one neuron's spikes come from one place): two neurons")
+            reasons["drift"] = (f"the units fire at the same time {apart:.0f} µm apart {placing} (one "
+                                f"neuron's spikes come from one place): two neurons")
             veto = veto or (not duplicate and terms["drift"] <= p.veto_log_odds)
     # without CCG power only a hand-over in which the units really follow one another is more
     # than shape: units that take turns back and forth are thin evidence (conservative abstains)

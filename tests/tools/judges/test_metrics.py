@@ -1199,7 +1199,7 @@ def test_units_firing_together_placed_apart_by_either_localizer_are_two_neurons(
         "drift_motion_registered": False, "distance_um": 31.5,
     }
     apart = score_pair(pair)
-    assert apart.thin and apart.veto and "same time" in apart.reasons["drift"]
+    assert apart.thin and apart.veto and "same time 32 µm apart as each unit is localized" in apart.reasons["drift"]
     one_localizer = score_pair(pair, JudgeParams(concurrent_either_localizer=False))
     assert not one_localizer.veto and one_localizer.log_odds > 0
     agreeing = score_pair({**pair, "distance_um": 12.0})
