@@ -394,9 +394,10 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     # too few units, a registration that failed) a drift hand-over cannot be placed on its trajectory
     veto = veto or (not duplicate and moving and terms["drift"] <= p.veto_log_odds)
     apart = _get(e, "drift_separation_um", float("nan"))
+    own_places = _get(e, "distance_um", apart)
     placing = "with the probe's motion removed"
-    if p.concurrent_either_localizer and finite(apart) and _get(e, "distance_um", apart) > apart:
-        apart, placing = _get(e, "distance_um", apart), "as each unit is localized"  # either placing apart
+    if p.concurrent_either_localizer and finite(apart) and own_places > apart:
+        apart, placing = own_places, "as each unit is localized"  # either placing apart: two places
     if not sequential and finite(apart) and apart >= p.concurrent_max_separation_um:
         # units firing at the same time in two places: motion or none, one neuron is in one place;
         # the same footprint across channels says one place whatever the localization estimated
