@@ -5,8 +5,10 @@
     python scripts/heldout_batch.py score 139-140 --judge metrics-v28   # once, when the judge is final
 
 Needs the ``[bench]`` extra. A batch (``heldout_batches.toml``) is two seeds and, per scenario, the
-recording parameters and the label of its table rows; ``build`` makes every scenario's datasets
-with both sorters (one failing does not stop the others: MEArec sometimes cannot place the cells)
+recording parameters and the label of its table rows, and optionally ``sorters`` (default
+spykingcircus2 and tridesclous2; ``kilosort4`` needs the ``[kilosort]`` extra); ``build`` makes
+every scenario's datasets with each sorter (one failing does not stop the others: MEArec sometimes
+cannot place the cells)
 and writes ``<cache>/scores/<seeds>_<scenario>_presets.jsonl``. ``score`` writes
 ``..._ours.jsonl`` beside it and prints each scenario's per-set rows and pooled line (the tables of
 ``docs/sorted_bench_history.md``), then the batch's row of the README's summary with its verdict on
@@ -34,7 +36,7 @@ from spikemerge.bench.heldout import (
     score_file, set_rows,
 )
 from spikemerge.bench.sorted import (
-    SORTERS, dataset_spec, default_cache, ensure_venv_bin_on_path, make_dataset, mark_failed,
+    dataset_spec, default_cache, ensure_venv_bin_on_path, make_dataset, mark_failed,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -71,7 +73,7 @@ def build(batch: Batch, cache: Path) -> int:
     ensure_venv_bin_on_path()
     failed = 0
     for scenario in batch.scenarios:
-        for sorter in SORTERS:
+        for sorter in batch.sorters:
             for seed in batch.seeds:
                 spec = replace(dataset_spec(scenario.name, sorter, seed), overrides=scenario.overrides)
                 try:

@@ -8,7 +8,8 @@ Needs the ``[bench]`` extra (MEArec, LFPy, NEURON 8.2.7, hdbscan)::
     python scripts/make_sorted_bench.py --scenario drift --sorter tridesclous2 --seeds 5,6
     python scripts/make_sorted_bench.py --datasets drift_sc2_s5 --set slow_drift_velocity=16 --set n_exc=12
 
-Datasets are named ``<scenario>_<sc2|tdc2>_s<seed>`` (scenarios: drift, burst, lowsnr) and
+Datasets are named ``<scenario>_<sc2|tdc2|ks4>_s<seed>`` (scenarios: drift, burst, lowsnr; ``ks4``,
+Kilosort 4, needs the ``[kilosort]`` extra too) and
 written to ``--cache`` (default ``$SPIKEMERGE_CACHE`` or ``~/.cache/spikemerge/sorted_bench``);
 one that has its READY file is skipped. ``--set`` changes a recording parameter of the scenario
 (a RecordingSpec field) for every dataset of the call, as held-out sets need; the parameters
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from spikemerge.bench.sorted import (
     SCENARIOS,
-    SORTERS,
+    SORTER_SHORT_NAMES,
     dataset_spec,
     default_cache,
     ensure_venv_bin_on_path,
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", default=None,
                         help=f"comma-separated dataset names (default: {','.join(DEFAULT_DATASETS)})")
     parser.add_argument("--scenario", choices=list(SCENARIOS), help="instead of --datasets: one scenario ...")
-    parser.add_argument("--sorter", choices=list(SORTERS), default="spykingcircus2", help="... sorted by this sorter")
+    parser.add_argument("--sorter", choices=list(SORTER_SHORT_NAMES), default="spykingcircus2", help="... sorted by this sorter")
     parser.add_argument("--seeds", default="1", help="... for these seeds (comma-separated)")
     parser.add_argument("--cache", default=None, help="output folder (default: $SPIKEMERGE_CACHE or "
                                                       "~/.cache/spikemerge/sorted_bench)")

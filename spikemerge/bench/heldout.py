@@ -25,7 +25,7 @@ from typing import Any
 
 from ..tools.outputs import exclusive_lock, write_text_atomic
 from .scoring import pool_scores
-from .sorted import SORTERS, dataset_spec, parse_dataset_name, parse_overrides
+from .sorted import SORTER_SHORT_NAMES, SORTERS, dataset_spec, parse_dataset_name, parse_overrides
 
 MIN_F1 = 0.9
 """The bar: pooled pair F1 of each scenario at least this, no pair of distinct neurons merged, and
@@ -43,12 +43,13 @@ class Scenario:
 
 @dataclass(frozen=True)
 class Batch:
-    """Two seeds (or more) and the scenarios built with them, each by every sorter; ``scored`` names the
-    judge that scored it once (empty while it is held out)."""
+    """Two seeds (or more) and the scenarios built with them, each by every one of ``sorters``;
+    ``scored`` names the judge that scored it once (empty while it is held out)."""
 
     seeds: tuple[int, ...]
     scenarios: tuple[Scenario, ...]
     scored: str = ""
+    sorters: tuple[str, ...] = SORTERS
 
     @property
     def name(self) -> str:
@@ -61,8 +62,12 @@ def load_batches(path: Path) -> dict[str, Batch]:
     for record in tomllib.loads(path.read_text()).get("batch", []):
         scenarios = tuple(
             Scenario(name, spec["label"], parse_overrides(f"{k}={v}" for k, v in _flat(spec.get("set", {}))))
-            for name, spec in record.items() if name not in ("seeds", "scored"))
-        batch = Batch(tuple(int(s) for s in record["seeds"]), scenarios, str(record.get("scored", "")))
+            for name, spec in record.items() if name not in ("seeds", "scored", "sorters"))
+        sorters = tuple(record.get("sorters", SORTERS))
+        if unknown := [s for s in sorters if s not in SORTER_SHORT_NAMES]:
+            raise ValueError(f"{path.name}: seeds {record['seeds']}: unknown sorter {', '.join(unknown)} "
+                             f"(use {', '.join(SORTER_SHORT_NAMES)})")
+        batch = Batch(tuple(int(s) for s in record["seeds"]), scenarios, str(record.get("scored", "")), sorters)
         if batch.name in batches:
             raise ValueError(f"{path.name}: seeds {batch.name} appear twice")
         batches[batch.name] = batch
@@ -92,7 +97,8 @@ def repeated_parameters(batch: Batch, batches: dict[str, Batch]) -> list[str]:
 
 def dataset_folders(batch: Batch, scenario: Scenario, cache: Path) -> list[Path]:
     """The batch's dataset folders of ``scenario`` in ``cache``, every sorter and seed."""
-    return [cache / dataset_spec(scenario.name, sorter, seed).name for sorter in SORTERS for seed in batch.seeds]
+    return [cache / dataset_spec(scenario.name, sorter, seed).name for sorter in batch.sorters
+            for seed in batch.seeds]
 
 
 def score_file(cache: Path, batch: Batch, scenario: Scenario, who: str) -> Path:

@@ -33,6 +33,21 @@ def test_a_seed_used_twice_or_a_misspelt_parameter_is_refused(tmp_path):
         module.load_batches(typo)
 
 
+def test_a_batch_names_its_sorters_or_is_built_with_spikeinterfaces_two(tmp_path):
+    module = load_script("heldout_batch")
+    registry = tmp_path / "batches.toml"
+    registry.write_text('[[batch]]\nseeds = [1, 2]\n[batch.drift]\nlabel = "a"\n'
+                        '[[batch]]\nseeds = [3, 4]\nsorters = ["kilosort4"]\n[batch.drift]\nlabel = "b"\n')
+    batches = module.load_batches(registry)
+    assert batches["1-2"].sorters == ("spykingcircus2", "tridesclous2")
+    assert batches["3-4"].sorters == ("kilosort4",) and [s.name for s in batches["3-4"].scenarios] == ["drift"]
+    folders = module.dataset_folders(batches["3-4"], batches["3-4"].scenarios[0], tmp_path)
+    assert [f.name for f in folders] == ["drift_ks4_s3", "drift_ks4_s4"]
+    registry.write_text('[[batch]]\nseeds = [1, 2]\nsorters = ["kilosort2"]\n[batch.drift]\nlabel = "a"\n')
+    with pytest.raises(ValueError, match="unknown sorter kilosort2"):
+        module.load_batches(registry)
+
+
 def test_a_batch_may_draw_its_cells_from_another_template_library(tmp_path):
     module = load_script("heldout_batch")
     registry = tmp_path / "batches.toml"  # both TOML spellings of a nested key read alike

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -174,7 +176,9 @@ def test_dataset_names_round_trip():
     assert (spec.scenario, spec.sorter, spec.seed, spec.motion_correction) == ("drift", "spykingcircus2", 1, False)
     assert spec.name == "drift_sc2_s1"
     assert sb.parse_dataset_name("burst_tdc2_s12").name == "burst_tdc2_s12"
-    for bad in ("drift_ks4_s1", "nope_sc2_s1", "drift_sc2_1", "drift"):
+    kilosort = sb.parse_dataset_name("drift_ks4_s3")
+    assert (kilosort.sorter, kilosort.motion_correction, kilosort.name) == ("kilosort4", False, "drift_ks4_s3")
+    for bad in ("drift_ks2_s1", "nope_sc2_s1", "drift_sc2_1", "drift"):
         with pytest.raises(ValueError):
             sb.parse_dataset_name(bad)
 
@@ -223,8 +227,11 @@ def test_sorter_params_are_seeded_and_single_job():
         params = sb.sorter_params(sorter, seed=7, motion_correction=False)
         assert params["seed"] == 7 and params["job_kwargs"]["n_jobs"] == 1
         assert params["apply_motion_correction"] is False
-    with pytest.raises(ValueError):
-        sb.sorter_params("kilosort4")
+    kilosort = sb.sorter_params("kilosort4", seed=7, motion_correction=False)
+    assert kilosort["torch_device"] == "cpu" and kilosort["do_correction"] is False
+    assert "do_correction" not in sb.sorter_params("kilosort4")  # None: Kilosort's default (it corrects)
+    with pytest.raises(ValueError, match="unknown sorter 'kilosort2'"):
+        sb.sorter_params("kilosort2")
 
 
 def test_final_merge_off_patches_and_restores():
@@ -237,6 +244,27 @@ def test_final_merge_off_patches_and_restores():
         assert result.sorting is sorting
         assert result.save_as(format="binary_folder", folder="nowhere") is result
     assert spyking_circus2.final_cleaning_circus is original
+
+
+def test_kilosorts_final_ccg_merge_is_switched_off_and_restored(monkeypatch):
+    """Kilosort 4's final merge (mode "ccg") sees a similarity gate no pair passes; its template
+    deduplication (mode "mu") runs as it would. A stand-in module: Kilosort is not a test dependency."""
+    import types
+
+    calls = []
+
+    def merging_function(ops, Wall, clu, st, tF, r_thresh=0.5, mode="ccg", check_dt=True, device=None):
+        calls.append((mode, r_thresh, check_dt))
+        return "merged"
+
+    template_matching = types.SimpleNamespace(merging_function=merging_function)
+    monkeypatch.setitem(sys.modules, "kilosort", types.SimpleNamespace(template_matching=template_matching))
+    monkeypatch.setitem(sys.modules, "kilosort.template_matching", template_matching)
+    with sb.final_merge_off():
+        assert template_matching.merging_function({}, None, None, None, None, check_dt=True) == "merged"
+        template_matching.merging_function({}, None, None, None, None, 0.9, "mu", check_dt=False)
+    assert template_matching.merging_function is merging_function
+    assert calls == [("ccg", math.inf, True), ("mu", 0.9, False)]
 
 
 def test_seeded_draws_repeat_the_sorters_random_draws_and_restore_them():

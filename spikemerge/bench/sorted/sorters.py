@@ -1,16 +1,17 @@
-"""SpikeInterface's internal sorters, seeded (down to the draws they leave unseeded), on one job, with their final
-merge step switched off."""
+"""The bench's sorters with their final merge step switched off: SpikeInterface's internal sorters, seeded
+(down to the draws they leave unseeded) on one job, and Kilosort 4 on the CPU."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .specs import SORTERS
+from .specs import SORTER_SHORT_NAMES
 
 
 class _Unmerged:
@@ -26,6 +27,43 @@ class _Unmerged:
 
 @contextlib.contextmanager
 def final_merge_off():
+    """Skip the final merge step of every sorter the bench runs (``_internal_merge_off`` and,
+    where Kilosort is installed, ``_kilosort_merge_off``)."""
+    with _internal_merge_off(), _kilosort_merge_off():
+        yield
+
+
+@contextlib.contextmanager
+def _kilosort_merge_off():
+    """Skip Kilosort 4's final merge: after clustering, ``cluster_spikes`` merges each unit into its most
+    similar neighbour (template correlation at least 0.5) whose crosscorrelogram shows a refractory dip
+    (``template_matching.merging_function``, mode ``"ccg"``), the curation step spikemerge does. Kilosort
+    4.1.7 has no switch for it; the function is replaced by one that raises that similarity gate past 1,
+    so no pair passes and units, spikes and the refractory flags come back as clustered. Its other mode
+    (``"mu"``, removing duplicate templates while they are learned) is part of how Kilosort forms
+    clusters and still runs. Without Kilosort installed, nothing is patched.
+    """
+    try:
+        from kilosort import template_matching
+    except ImportError:
+        yield
+        return
+    original = template_matching.merging_function
+
+    def unmerged(ops, Wall, clu, st, tF, r_thresh=0.5, mode="ccg", *args, **kwargs):
+        if mode == "ccg":
+            r_thresh = math.inf
+        return original(ops, Wall, clu, st, tF, r_thresh, mode, *args, **kwargs)
+
+    template_matching.merging_function = unmerged
+    try:
+        yield
+    finally:
+        template_matching.merging_function = original
+
+
+@contextlib.contextmanager
+def _internal_merge_off():
     """Skip the final ``auto_merge_units`` step of spykingcircus2 and tridesclous2.
 
     SpikeInterface 0.105.3 has no switch for it: spykingcircus2 always runs it (its ``merging``
@@ -102,7 +140,7 @@ def seeded_draws(seed: int):
 
 
 def sorter_params(sorter: str, seed: int = 0, motion_correction: bool | None = None) -> dict:
-    """Parameters handed to ``run_sorter``: seeded, one job, verbose off."""
+    """Parameters handed to ``run_sorter``: seeded where the sorter takes a seed, one job, verbose off."""
     job_kwargs = {"n_jobs": 1, "progress_bar": False}
     if sorter == "spykingcircus2":
         params: dict[str, Any] = {"seed": seed, "job_kwargs": job_kwargs, "deterministic_peaks_detection": True}
@@ -114,7 +152,13 @@ def sorter_params(sorter: str, seed: int = 0, motion_correction: bool | None = N
         if motion_correction is not None:
             params["apply_motion_correction"] = motion_correction
         return params
-    raise ValueError(f"unknown sorter {sorter!r}: use {', '.join(SORTERS)}")
+    if sorter == "kilosort4":
+        # SpikeInterface's wrapper seeds NumPy and torch itself (with 1); Kilosort's batches run on the CPU
+        params = {"torch_device": "cpu", "progress_bar": False}
+        if motion_correction is not None:
+            params["do_correction"] = motion_correction
+        return params
+    raise ValueError(f"unknown sorter {sorter!r}: use {', '.join(SORTER_SHORT_NAMES)}")
 
 
 def run_sorter_unmerged(recording, sorter: str, folder: Path, seed: int = 0, motion_correction: bool | None = None):

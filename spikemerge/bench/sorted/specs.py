@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 SORTERS = ("spykingcircus2", "tridesclous2")
+"""The sorters a dataset or held-out batch is built with unless it names others: SpikeInterface's own."""
+SORTER_SHORT_NAMES = {"spykingcircus2": "sc2", "tridesclous2": "tdc2", "kilosort4": "ks4"}
+"""Every sorter the bench runs, by the short name its datasets carry; ``kilosort4`` needs the
+``[kilosort]`` extra (Kilosort 4 and PyTorch) and sorts on the CPU."""
 
 Log = Callable[[str], None]
 
@@ -148,8 +152,7 @@ def _hash(record: Mapping) -> str:
 
 def dataset_name(scenario_name: str, sorter: str, seed: int) -> str:
     """``drift_sc2_s1``-style names."""
-    short = {"spykingcircus2": "sc2", "tridesclous2": "tdc2"}[sorter]
-    return f"{scenario_name}_{short}_s{seed}"
+    return f"{scenario_name}_{SORTER_SHORT_NAMES[sorter]}_s{seed}"
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,7 @@ class DatasetSpec:
     sorter: str
     seed: int = 1
     motion_correction: bool | None = None
-    """None: the sorter's default (spykingcircus2 corrects motion, tridesclous2 does not)."""
+    """None: the sorter's default (spykingcircus2 and kilosort4 correct motion, tridesclous2 does not)."""
     overrides: tuple[tuple[str, Any], ...] = ()
     """RecordingSpec fields set apart from the scenario's (held-out sets vary them); see :func:`parse_overrides`."""
 
@@ -179,8 +182,8 @@ DEFAULT_MOTION_CORRECTION = {"drift": False}
 def dataset_spec(scenario_name: str, sorter: str, seed: int) -> DatasetSpec:
     """The dataset of ``scenario_name`` sorted by ``sorter`` with ``seed`` (motion correction as the scenario says)."""
     scenario(scenario_name, seed)  # validates the name
-    if sorter not in SORTERS:
-        raise ValueError(f"unknown sorter {sorter!r}: use {', '.join(SORTERS)}")
+    if sorter not in SORTER_SHORT_NAMES:
+        raise ValueError(f"unknown sorter {sorter!r}: use {', '.join(SORTER_SHORT_NAMES)}")
     return DatasetSpec(scenario_name, sorter, seed, DEFAULT_MOTION_CORRECTION.get(scenario_name))
 
 
@@ -221,12 +224,13 @@ def parse_dataset_name(name: str) -> DatasetSpec:
     """``drift_sc2_s1`` -> DatasetSpec('drift', 'spykingcircus2', 1)."""
     try:
         scenario_name, short, seed = name.rsplit("_", 2)
-        sorter = {"sc2": "spykingcircus2", "tdc2": "tridesclous2"}[short]
+        sorter = {s: full for full, s in SORTER_SHORT_NAMES.items()}[short]
         if not seed.startswith("s"):
             raise ValueError
         return dataset_spec(scenario_name, sorter, int(seed[1:]))
     except (ValueError, KeyError):
-        raise ValueError(f"not a dataset name: {name!r} (expected <scenario>_<sc2|tdc2>_s<seed>, "
+        shorts = "|".join(SORTER_SHORT_NAMES.values())
+        raise ValueError(f"not a dataset name: {name!r} (expected <scenario>_<{shorts}>_s<seed>, "
                          f"scenario one of {', '.join(SCENARIOS)})") from None
 
 
