@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", default=None,
                         help=f"comma-separated dataset names (default: {','.join(DEFAULT_DATASETS)})")
     parser.add_argument("--scenario", choices=list(SCENARIOS), help="instead of --datasets: one scenario ...")
-    parser.add_argument("--sorter", choices=list(SORTER_SHORT_NAMES), default="spykingcircus2", help="... sorted by this sorter")
+    parser.add_argument("--sorter", choices=list(SORTER_SHORT_NAMES), default="spykingcircus2",
+                        help="... sorted by this sorter (kilosort4: the [kilosort] extra)")
     parser.add_argument("--seeds", default="1", help="... for these seeds (comma-separated)")
     parser.add_argument("--cache", default=None, help="output folder (default: $SPIKEMERGE_CACHE or "
                                                       "~/.cache/spikemerge/sorted_bench)")

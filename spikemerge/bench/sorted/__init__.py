@@ -3,8 +3,9 @@
 MEArec simulates a recording (biophysical cell templates on a 32-channel probe, with drift,
 bursting cells whose amplitude decays within a burst, or low-SNR units); one of SpikeInterface's
 internal sorters (``spykingcircus2``, ``tridesclous2``) or Kilosort 4 (``kilosort4``, the
-``[kilosort]`` extra, on the CPU) sorts it with its own final merge step switched off; ``compare_sorter_to_ground_truth`` says which sorted unit is which neuron. A
-dataset is written to ``<cache>/<name>/`` as::
+``[kilosort]`` extra, on the CPU) sorts it with its own final merge step switched off;
+``compare_sorter_to_ground_truth`` says which sorted unit is which neuron. A dataset is written to
+``<cache>/<name>/`` as::
 
     analyzer/      SortingAnalyzer (binary_folder) of the sorted units, recording attached
     truth.json     unit_to_neuron, impure_units, true_pairs, split_neurons, sorter, scenario
@@ -53,7 +54,8 @@ from .truth import (
 
 __all__ = [
     "BENCH_SCENARIOS", "BENCH_SCENARIO_HELP", "DEFAULT_MOTION_CORRECTION", "DELTA_TIME_MS", "DatasetSpec",
-    "Log", "MAX_LAG_MS", "MIN_PURITY", "RecordingSpec", "SCENARIOS", "SORTER_SHORT_NAMES", "SORTERS", "SortedGroundTruth",
+    "Log", "MAX_LAG_MS", "MIN_PURITY", "RecordingSpec", "SCENARIOS", "SORTER_SHORT_NAMES", "SORTERS",
+    "SortedGroundTruth",
     "TemplateSpec", "assign_units", "best_lags", "build_analyzer", "build_dataset", "build_truth",
     "dataset_name", "dataset_spec", "default_cache", "ensure_venv_bin_on_path", "final_merge_off",
     "impure_merges", "impure_placements", "load_dataset", "load_truth", "make_dataset", "make_recording",
