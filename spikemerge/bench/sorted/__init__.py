@@ -43,8 +43,8 @@ from .sorters import (
 )
 from .specs import (
     BENCH_SCENARIOS, BENCH_SCENARIO_HELP, DEFAULT_MOTION_CORRECTION, DatasetSpec, Log, RecordingSpec,
-    SCENARIOS, SORTER_SHORT_NAMES, SORTERS, TemplateSpec, dataset_name, dataset_spec, default_cache, parse_dataset_name,
-    parse_overrides, scenario,
+    SCENARIOS, SORTER_SHORT_NAMES, SORTERS, TemplateSpec, dataset_name, dataset_spec, default_cache,
+    parse_dataset_name, parse_overrides, scenario,
 )
 from .truth import (
     DELTA_TIME_MS, MAX_LAG_MS, MIN_PURITY, assign_units, best_lags, build_truth, impure_merges, impure_placements,

@@ -38,10 +38,10 @@ def _kilosort_merge_off():
     """Skip Kilosort 4's final merge: after clustering, ``cluster_spikes`` merges each unit into its most
     similar neighbour (template correlation at least 0.5) whose crosscorrelogram shows a refractory dip
     (``template_matching.merging_function``, mode ``"ccg"``), the curation step spikemerge does. Kilosort
-    4.1.7 has no switch for it; the function is replaced by one that raises that similarity gate past 1,
-    so no pair passes and units, spikes and the refractory flags come back as clustered. Its other mode
-    (``"mu"``, removing duplicate templates while they are learned) is part of how Kilosort forms
-    clusters and still runs. Without Kilosort installed, nothing is patched.
+    4.1.7 has no setting that turns only this off; the function is replaced by one that raises that
+    similarity gate past 1, so no pair passes and units, spikes and the refractory flags come back as
+    clustered. Its other mode (``"mu"``, removing duplicate templates while they are learned) is part
+    of how Kilosort forms clusters and still runs. Without Kilosort installed, nothing is patched.
     """
     try:
         from kilosort import template_matching
