@@ -32,8 +32,6 @@ from probeinterface import generate_multi_columns_probe
 from spikemerge.bench import sorted as sb
 from spikemerge.bench.synthetic import save_gt_sorting
 
-SHORT = {"spykingcircus2": "sc2", "tridesclous2": "tdc2"}
-
 
 def probe_32():
     probe = generate_multi_columns_probe(num_columns=2, num_contact_per_column=16, xpitch=32, ypitch=25,
@@ -116,7 +114,7 @@ def burst_recording(seed: int, duration: float, num_units: int, num_bursting: in
 
 def build(kind: str, seed: int, sorter: str, duration: float, num_units: int, cache: Path,
           **recording_kwargs) -> dict:
-    folder = cache / f"si{kind}_{SHORT[sorter]}_s{seed}"
+    folder = cache / f"si{kind}_{sb.SORTER_SHORT_NAMES[sorter]}_s{seed}"
     if (folder / "READY").exists():
         return sb.summarise_truth(sb.load_truth(folder))
     if folder.exists():
@@ -152,7 +150,7 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("kind", choices=("drift", "burst"), help="which recording")
     parser.add_argument("--seed", type=int, default=1, help="seed of the recording and the sorter")
-    parser.add_argument("--sorter", choices=tuple(SHORT), default="spykingcircus2", help="internal sorter, merge off")
+    parser.add_argument("--sorter", choices=sb.SORTERS, default="spykingcircus2", help="internal sorter, merge off")
     parser.add_argument("--duration", type=float, default=None, help="seconds (default: 300 drift, 240 burst)")
     parser.add_argument("--units", type=int, default=None, help="neurons (default: 20 drift, 16 burst)")
     parser.add_argument("--drift-um", type=float, default=60.0, help="drift only: zigzag amplitude, peak to peak (um)")
