@@ -45,6 +45,11 @@ CENSOR_MS = 0.3
 """Censor window of a merge without duplicates: two detections of one spike by units aligned on the same sample."""
 
 
+MAX_REACH_MS = 2.0
+"""Farthest second copy peak a merge's censor window reaches for (``duplicate_lags``): a window past
+~2.5 ms would drop a bursting cell's own spikes, which follow each other by a few milliseconds."""
+
+
 def censor_window(lags_ms: Sequence[float], base_ms: float = CENSOR_MS, jitter_ms: float = 0.25) -> float:
     """The censor window that leaves one copy of each spike a merged group detected twice.
 
@@ -67,7 +72,8 @@ def duplicate_lags(pairs: Sequence[Mapping[str, Any]], members: set, min_fractio
     """The measured lag of every pair of ``members`` whose evidence shows the same spikes twice.
 
     ``pairs`` are pair-evidence records (``duplicate_fraction``, ``duplicate_excess``,
-    ``duplicate_lag_ms``); a pair counts when both its share of coincident spikes and their
+    ``duplicate_lag_ms``, and ``duplicate_reach_ms`` where copies sit at more than one lag: the
+    farthest one's, unsigned); a pair counts when both its share of coincident spikes and their
     excess over chance reach the judge's duplicate thresholds. Keys are
     ``frozenset({str(a), str(b)})``, as :func:`plan_merges` reads them.
     """
@@ -75,7 +81,10 @@ def duplicate_lags(pairs: Sequence[Mapping[str, Any]], members: set, min_fractio
     for p in pairs:
         if ({p["unit_a"], p["unit_b"]} <= members and p.get("duplicate_fraction", 0.0) >= min_fraction
                 and p.get("duplicate_excess", 0.0) >= min_excess):
-            out[frozenset((str(p["unit_a"]), str(p["unit_b"])))] = float(p["duplicate_lag_ms"])
+            # copies at a second lag (``duplicate_reach_ms``) are copies too: the window reaches them,
+            # up to ``MAX_REACH_MS``
+            reach = min(float(p.get("duplicate_reach_ms", 0.0)), MAX_REACH_MS)
+            out[frozenset((str(p["unit_a"]), str(p["unit_b"])))] = max(abs(float(p["duplicate_lag_ms"])), reach)
     return out
 
 

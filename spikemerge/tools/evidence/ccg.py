@@ -89,6 +89,39 @@ def _duplicate_lag(raw_ms: np.ndarray, lag_ms: float, p: EvidenceParams) -> floa
     return lag_ms
 
 
+def _more_peaks(diffs: np.ndarray, centre: float, censor_ms: float, rate_per_ms: float,
+                p: EvidenceParams) -> list[float]:
+    """Where, beside the duplicate peak at ``centre``, the refractory window holds further copy peaks
+    (``p.duplicate_more_peaks`` at most): the densest ``±duplicate_ms`` window left outside every censored
+    one, while it beats chance after the search over the window's positions (Bonferroni) and holds
+    at least ``p.duplicate_more_min_count`` coincidences."""
+    step = 0.05
+    centres = np.arange(-p.refractory_ms, p.refractory_ms + step / 2, step)
+    expected = max(rate_per_ms * 2.0 * p.duplicate_ms, 1e-9)
+    found: list[float] = []
+    left = diffs[np.abs(diffs) <= p.refractory_ms + p.duplicate_ms]
+    left = left[np.abs(left - centre) > censor_ms]
+    while len(found) < p.duplicate_more_peaks and left.size:
+        at, count = _densest_window(left, centres, p.duplicate_ms)
+        if count < p.duplicate_more_min_count or poisson.sf(count - 1, expected) >= p.duplicate_p / centres.size:
+            break
+        found.append(at)
+        left = left[np.abs(left - at) > censor_ms]
+    return found
+
+
+def _covered_ms(centres: list[float], half_width: float, limit_ms: float) -> float:
+    """How much of ``[-limit_ms, limit_ms]`` the windows ``centre ± half_width`` cover together."""
+    spans = sorted((max(c - half_width, -limit_ms), min(c + half_width, limit_ms)) for c in centres)
+    covered, reach = 0.0, -limit_ms
+    for lo, hi in spans:
+        lo = max(lo, reach)
+        if hi > lo:
+            covered += hi - lo
+            reach = hi
+    return covered
+
+
 def ccg_evidence(
     times_a: np.ndarray, times_b: np.ndarray, lag_ms: float = 0.0, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS
 ) -> dict[str, float]:
@@ -106,7 +139,10 @@ def ccg_evidence(
         peak); ``ccg_depletion_p`` the Poisson chance of so few by
         accident. ``duplicate_count``/``duplicate_fraction`` (of the smaller unit) and
         ``duplicate_excess`` (over chance) describe the peak at the lag;
-        ``duplicate_lag_ms`` is where it sits. ``burst_forward``/``burst_backward`` count
+        ``duplicate_lag_ms`` is where it sits; ``duplicate_more_peaks`` counts further copy peaks
+        censored beside it (``EvidenceParams.duplicate_more_peaks``) and ``duplicate_reach_ms`` is
+        the largest lag of a censored peak, which a merge's censor window must reach (0 without a
+        peak). ``burst_forward``/``burst_backward`` count
         pairs just outside the refractory window on either side, ``burst_asymmetry_p`` the
         binomial chance of an imbalance this large between them.
     """
@@ -131,9 +167,12 @@ def ccg_evidence(
         close = int(np.count_nonzero(absd <= p.duplicate_ms))
     # a peak's copies jitter beyond the duplicate window: its surroundings are not refractory evidence
     censor_ms = max(p.duplicate_censor_ms, p.duplicate_ms) if peak else p.duplicate_ms
-    censored = np.abs(diffs - centre) <= censor_ms
+    censored_at = [centre] + (_more_peaks(diffs, centre, censor_ms, rate_per_ms, p) if peak else [])
+    censored = np.zeros(diffs.shape, dtype=bool)
+    for at in censored_at:
+        censored |= np.abs(diffs - at) <= censor_ms
     dup_width = 2.0 * p.duplicate_ms
-    refractory_width = 2.0 * p.refractory_ms - 2.0 * censor_ms
+    refractory_width = 2.0 * p.refractory_ms - _covered_ms(censored_at, censor_ms, p.refractory_ms)
     observed = int(np.count_nonzero((absd <= p.refractory_ms) & ~censored))
     expected = rate_per_ms * refractory_width
     expected_close = rate_per_ms * dup_width
@@ -153,6 +192,8 @@ def ccg_evidence(
         "duplicate_lag_ms": float(lag_ms + centre),
         "duplicate_fraction": float(close / smaller),
         "duplicate_excess": float(close / expected_close) if expected_close > 0 else float("inf") if close else 0.0,
+        "duplicate_more_peaks": len(censored_at) - 1,
+        "duplicate_reach_ms": float(max(abs(lag_ms + at) for at in censored_at)) if peak else 0.0,
         "burst_forward": forward,
         "burst_backward": backward,
         "burst_expected": float(burst_expected),

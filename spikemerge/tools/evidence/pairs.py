@@ -60,7 +60,9 @@ class EvidenceContext(AnalyzerView):
 
     def sized_by_handovers(self, motion: Motion, params: EvidenceParams = DEFAULT_EVIDENCE_PARAMS) -> Motion:
         """``motion`` scaled to the hand-over links' gain (:meth:`handover_gain`) when that reaches
-        ``params.motion_handover_min_gain``; as it is otherwise, or when it is too small to register."""
+        ``params.motion_handover_min_gain``, or ``params.motion_unsized_min_gain`` for a motion whose
+        profile barely registered (``profile_scale`` under ``params.motion_unsized_below_scale``); as
+        it is otherwise, or when it is too small to register."""
         if params.motion_handover_min_gain <= 0 or motion.range_um < params.drift_min_displacement_um:
             return motion
         gain, _ = self.handover_gain(motion, params)

@@ -33,6 +33,23 @@ class EvidenceParams:
     (the template lag is measured to a sample, spike times jitter by about one)."""
     duplicate_min_count: int = 20
     """A duplicate peak found away from the template lag needs at least this many coincidences."""
+    duplicate_more_peaks: int = 2
+    """Beside a significant duplicate peak, up to this many further peaks within the refractory
+    window are copies too, censored as the first is (``ccg._more_peaks``); 0: off. A sorter that
+    keeps several templates of one cell re-detects its spikes at a lag that differs from template to
+    template, so one pair's CCG can hold the same spikes at two lags, and the second peak read as
+    refractory violations vetoes the pair. Seen on Kilosort 4's output with its merge off
+    (burst_ks4_s485): unit 20 re-detects neuron #12's spikes in every one of its slices, at -0.3 to
+    +1.3 ms depending on the slice; against unit 13, 17 coincidences beside the main peak where 4.2
+    were expected (vetoed as copies beside independent spikes), 1 of 2.9 with the second peak
+    censored. Measured on the kept records (session 56, evidence recomputed from the analyzers,
+    balanced; same-neuron pairs merged / distinct): Kilosort 4 sets of 485-486 391 / 0 -> 419 / 0
+    (drift_ks4_s486 -7: an impure unit holding copies of a unit at two lags now duplicates it;
+    burst_ks4_s475 44 / 0, as in session 55); the internal sorters' 48 bursting sets of seeds
+    460-484 519 / 1 -> 521 / 0; the 11 drifting spykingcircus2 sets of seeds 460-470 440 / 0 either way."""
+    duplicate_more_min_count: int = 5
+    """A further peak needs at least this many coincidences, and to beat chance after the search over
+    every window of the refractory window (``duplicate_p``, Bonferroni)."""
     duplicate_p: float = 1e-3
     """Chance level under which a CCG peak is a duplicate peak (Poisson against the CCG's baseline),
     and under which one peak holds more coincidences than another (binomial, even split)."""

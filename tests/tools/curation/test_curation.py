@@ -417,3 +417,14 @@ def test_an_offset_duplicate_at_1_9_ms_merges_and_the_merged_unit_keeps_one_copy
     assert 0.99 * times.size <= kept <= times.size
     fixed = apply_merges_to_sorting(sorting, plan.groups, new_unit_ids=[3], censor_ms=M.CENSOR_MS)
     assert fixed.get_unit_spike_train(3).size > times.size + 0.99 * copy.sum()  # 0.3 ms kept both copies
+
+
+def test_the_censor_window_reaches_copies_at_a_second_lag():
+    from spikemerge.tools.curation.plan import MAX_REACH_MS
+
+    pair = {"unit_a": 1, "unit_b": 2, "duplicate_fraction": 0.6, "duplicate_excess": 40.0,
+            "duplicate_lag_ms": -0.4, "duplicate_reach_ms": 1.3}
+    assert M.duplicate_lags([pair], {1, 2}, 0.3, 10.0) == {frozenset(("1", "2")): pytest.approx(1.3)}
+    far = {**pair, "duplicate_reach_ms": 3.4}  # never so far that a burst's own spikes are censored
+    assert M.duplicate_lags([far], {1, 2}, 0.3, 10.0)[frozenset(("1", "2"))] == MAX_REACH_MS
+    assert M.duplicate_lags([{**pair, "duplicate_reach_ms": 0.0}], {1, 2}, 0.3, 10.0)[frozenset(("1", "2"))] == 0.4

@@ -45,7 +45,8 @@ def test_jittered_copies_around_a_duplicate_peak_are_not_read_as_violations():
     evidence = ccg_evidence(a, np.sort(np.concatenate([b, copies])))
     assert evidence["duplicate_fraction"] < 0.3  # not a duplicate pair: the refractory dip must speak
     assert evidence["ccg_refractory_count"] <= 1 and evidence["ccg_depletion_p"] < 1e-3
-    narrow = ccg_evidence(a, np.sort(np.concatenate([b, copies])), params=EvidenceParams(duplicate_censor_ms=0.25))
+    narrow = ccg_evidence(a, np.sort(np.concatenate([b, copies])),
+                          params=EvidenceParams(duplicate_censor_ms=0.25, duplicate_more_peaks=0))
     assert narrow["ccg_refractory_count"] > 5 * evidence["ccg_refractory_count"] + 5
 
 
@@ -90,3 +91,39 @@ def test_a_duplicate_at_1_9_ms_is_found_beside_a_few_coincidences_at_the_templat
     e = ccg_evidence(a, b, lag_ms=0.0)
     assert e["duplicate_lag_ms"] == pytest.approx(1.9, abs=0.1)
     assert e["duplicate_fraction"] > 0.9
+
+
+def _copies(rng, train: np.ndarray, share: float, lag_s: float) -> np.ndarray:
+    picked = rng.choice(train, size=int(share * train.size), replace=False)
+    return picked + lag_s + rng.normal(0, 0.00003, picked.size)
+
+
+def test_copies_at_two_lags_are_both_censored():
+    """A unit that re-detects another slice's spikes at two lags (Kilosort 4 with its merge off keeps
+    several templates of a bursting cell, each aligned differently): 30 % of the slice's spikes
+    0.5 ms early, 20 % 1.0 ms late, beside its own share of the neuron. The second peak is copies
+    too, not refractory violations; read with one peak censored, it is an excess."""
+    rng = np.random.default_rng(11)
+    neuron = neuron_train(rng, rate_hz=20)
+    side = rng.random(neuron.size) < 0.5
+    a, own = neuron[side], neuron[~side]
+    b = np.sort(np.concatenate([own, _copies(rng, a, 0.3, -0.0005), _copies(rng, a, 0.2, 0.0010)]))
+    both = ccg_evidence(a, b)
+    one = ccg_evidence(a, b, params=EvidenceParams(duplicate_more_peaks=0))
+    assert both["duplicate_more_peaks"] == 1 and one["duplicate_more_peaks"] == 0
+    assert both["duplicate_lag_ms"] < 0 < both["duplicate_fraction"] - 0.25  # the larger peak, early
+    assert one["ccg_refractory_count"] > 5 * one["ccg_expected_refractory"]
+    assert both["ccg_refractory_count"] < 0.2 * both["ccg_expected_refractory"] and both["ccg_depletion_p"] < 1e-6
+
+
+def test_no_second_peak_is_read_into_independent_spikes():
+    """Copies of a neighbour's spikes at one lag beside independent spikes: the refractory window
+    holds chance coincidences, no further peak, and its count is what one censored peak leaves."""
+    rng = np.random.default_rng(12)
+    a, other = neuron_train(rng, rate_hz=20), neuron_train(rng, rate_hz=20)
+    b = np.sort(np.concatenate([other, _copies(rng, a, 0.3, -0.0005)]))
+    more = ccg_evidence(a, b)
+    one = ccg_evidence(a, b, params=EvidenceParams(duplicate_more_peaks=0))
+    assert more["duplicate_more_peaks"] == 0
+    assert more["ccg_refractory_count"] == one["ccg_refractory_count"] > 10
+    assert more["ccg_refractory_ratio"] == pytest.approx(1.0, abs=0.35)
