@@ -1488,3 +1488,32 @@ def test_a_mixture_does_not_carry_a_unit_into_another_neurons_part():
     for part in verdict.merge_groups:
         owners = {neuron.get(str(u)) for u in part} - {None}
         assert len(owners) == 1, (part, owners)
+
+
+def test_a_unit_that_copies_a_slice_at_two_lags_is_the_same_neuron():
+    """Kilosort 4 with its merge off (burst_ks4_s485, units 13 and 20): a unit holding its own share
+    of a neuron's spikes and copies of another slice's spikes at two lags (a third 0.5 ms early, a
+    fifth 1.0 ms late; each template aligned differently). With only the first peak censored, the
+    second read as refractory violations beside copies, and the pair was kept apart as two neurons."""
+    from spikemerge.tools.evidence.pairs import unit_pair_evidence
+    from spikemerge.tools.evidence.params import EvidenceParams
+    from tests.tools.evidence.spikes import FS, NOISE_SD
+
+    rng = np.random.default_rng(21)
+    neuron = neuron_train(rng, rate_hz=10)
+    side = rng.random(neuron.size) < 0.5
+    a, own = neuron[side], neuron[~side]
+    copies = [a[rng.random(a.size) < share] + lag for share, lag in ((0.35, -0.0005), (0.2, 0.0010))]
+    b = np.sort(np.concatenate([own, *copies]))
+    units = {1: unit_arrays(rng, a, rng.normal(1.0, 0.1, a.size)), 2: unit_arrays(rng, b, rng.normal(1.0, 0.1, b.size))}
+    pair = group_record(units)["pairs"][0]
+    assert pair["duplicate_more_peaks"] >= 1 and pair["duplicate_fraction"] >= 0.3
+    assert pair["duplicate_reach_ms"] == pytest.approx(1.0, abs=0.15)
+    verdict = _judge(units)
+    assert verdict.merge_groups == [[1, 2]], verdict.reasoning
+
+    one_peak = unit_pair_evidence(1, 2, units[1], units[2], FS, 300.0, np.full(units[1].template.shape[1], NOISE_SD),
+                                  EvidenceParams(duplicate_more_peaks=0))
+    assert one_peak["ccg_refractory_count"] > 3 * one_peak["ccg_expected_refractory"]
+    request = JudgeRequest(group_id=1, unit_ids=(1, 2), evidence={"pairs": [one_peak], "chains": []})
+    assert not MetricsJudge().judge(request).merge_groups
