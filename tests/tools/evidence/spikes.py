@@ -74,10 +74,19 @@ def unit_arrays(rng: np.random.Generator, times: np.ndarray, scales: np.ndarray,
                       main_channel=main, waveform_times_s=times[pick])
 
 
-def pair_record(a_id, b_id, a, b, duration_s: float = 300.0) -> dict:
+def pair_record(a_id, b_id, a, b, duration_s: float = 300.0, params=None) -> dict:
+    """One pair's evidence, with the default ``EvidenceParams`` unless ``params`` is given."""
     from spikemerge.tools.evidence.pairs import unit_pair_evidence
+    from spikemerge.tools.evidence.params import DEFAULT_EVIDENCE_PARAMS
 
-    return unit_pair_evidence(a_id, b_id, a, b, FS, duration_s, np.full(a.template.shape[1], NOISE_SD))
+    return unit_pair_evidence(a_id, b_id, a, b, FS, duration_s, np.full(a.template.shape[1], NOISE_SD),
+                              params or DEFAULT_EVIDENCE_PARAMS)
+
+
+def copies_of(rng: np.random.Generator, train: np.ndarray, share: float, lag_s: float) -> np.ndarray:
+    """A share of ``train``'s spikes detected again ``lag_s`` later (a sorter's duplicate), jittered by ~1 sample."""
+    picked = rng.choice(train, size=int(share * train.size), replace=False)
+    return picked + lag_s + rng.normal(0, 0.00003, picked.size)
 
 
 def group_record(units: dict, duration_s: float = 300.0, chains=()) -> dict:

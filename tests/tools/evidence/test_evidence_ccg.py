@@ -4,7 +4,7 @@ import pytest
 from spikemerge.tools.evidence.ccg import ccg_evidence, contamination, contamination_evidence, merged_train
 from spikemerge.tools.evidence.params import EvidenceParams
 
-from tests.tools.evidence.spikes import burst_train, neuron_train
+from tests.tools.evidence.spikes import burst_train, copies_of, neuron_train
 
 
 def test_an_offset_duplicate_is_found_at_the_template_lag_not_read_as_violations():
@@ -93,11 +93,6 @@ def test_a_duplicate_at_1_9_ms_is_found_beside_a_few_coincidences_at_the_templat
     assert e["duplicate_fraction"] > 0.9
 
 
-def _copies(rng, train: np.ndarray, share: float, lag_s: float) -> np.ndarray:
-    picked = rng.choice(train, size=int(share * train.size), replace=False)
-    return picked + lag_s + rng.normal(0, 0.00003, picked.size)
-
-
 def test_copies_at_two_lags_are_both_censored():
     """A unit that re-detects another slice's spikes at two lags (Kilosort 4 with its merge off keeps
     several templates of a bursting cell, each aligned differently): 30 % of the slice's spikes
@@ -107,7 +102,7 @@ def test_copies_at_two_lags_are_both_censored():
     neuron = neuron_train(rng, rate_hz=20)
     side = rng.random(neuron.size) < 0.5
     a, own = neuron[side], neuron[~side]
-    b = np.sort(np.concatenate([own, _copies(rng, a, 0.3, -0.0005), _copies(rng, a, 0.2, 0.0010)]))
+    b = np.sort(np.concatenate([own, copies_of(rng, a, 0.3, -0.0005), copies_of(rng, a, 0.2, 0.0010)]))
     both = ccg_evidence(a, b)
     one = ccg_evidence(a, b, params=EvidenceParams(duplicate_more_peaks=0))
     assert both["duplicate_more_peaks"] == 1 and one["duplicate_more_peaks"] == 0
@@ -121,7 +116,7 @@ def test_no_second_peak_is_read_into_independent_spikes():
     holds chance coincidences, no further peak, and its count is what one censored peak leaves."""
     rng = np.random.default_rng(12)
     a, other = neuron_train(rng, rate_hz=20), neuron_train(rng, rate_hz=20)
-    b = np.sort(np.concatenate([other, _copies(rng, a, 0.3, -0.0005)]))
+    b = np.sort(np.concatenate([other, copies_of(rng, a, 0.3, -0.0005)]))
     more = ccg_evidence(a, b)
     one = ccg_evidence(a, b, params=EvidenceParams(duplicate_more_peaks=0))
     assert more["duplicate_more_peaks"] == 0

@@ -15,7 +15,9 @@ from spikemerge.tools.judges.metrics import (
 from spikemerge.tools.judges.params import JudgeParams
 from spikemerge.tools.judges.terms import PairScore, RefractoryCount, logit, usable
 from tests.helpers import kept_group
-from tests.tools.evidence.spikes import burst_train, group_record, neuron_train, unit_arrays
+from tests.tools.evidence.spikes import (
+    burst_train, copies_of, group_record, neuron_train, pair_record, unit_arrays,
+)
 
 UNMEDIATED = JudgeParams(mediated_min_log_odds=float("inf"))
 """The partition without the middle-slice rule, for tests of the other rules on their own."""
@@ -1495,16 +1497,13 @@ def test_a_unit_that_copies_a_slice_at_two_lags_is_the_same_neuron():
     of a neuron's spikes and copies of another slice's spikes at two lags (a third 0.5 ms early, a
     fifth 1.0 ms late; each template aligned differently). With only the first peak censored, the
     second read as refractory violations beside copies, and the pair was kept apart as two neurons."""
-    from spikemerge.tools.evidence.pairs import unit_pair_evidence
     from spikemerge.tools.evidence.params import EvidenceParams
-    from tests.tools.evidence.spikes import FS, NOISE_SD
 
     rng = np.random.default_rng(21)
     neuron = neuron_train(rng, rate_hz=10)
     side = rng.random(neuron.size) < 0.5
     a, own = neuron[side], neuron[~side]
-    copies = [a[rng.random(a.size) < share] + lag for share, lag in ((0.35, -0.0005), (0.2, 0.0010))]
-    b = np.sort(np.concatenate([own, *copies]))
+    b = np.sort(np.concatenate([own, copies_of(rng, a, 0.35, -0.0005), copies_of(rng, a, 0.2, 0.0010)]))
     units = {1: unit_arrays(rng, a, rng.normal(1.0, 0.1, a.size)), 2: unit_arrays(rng, b, rng.normal(1.0, 0.1, b.size))}
     pair = group_record(units)["pairs"][0]
     assert pair["duplicate_more_peaks"] >= 1 and pair["duplicate_fraction"] >= 0.3
@@ -1512,8 +1511,7 @@ def test_a_unit_that_copies_a_slice_at_two_lags_is_the_same_neuron():
     verdict = _judge(units)
     assert verdict.merge_groups == [[1, 2]], verdict.reasoning
 
-    one_peak = unit_pair_evidence(1, 2, units[1], units[2], FS, 300.0, np.full(units[1].template.shape[1], NOISE_SD),
-                                  EvidenceParams(duplicate_more_peaks=0))
+    one_peak = pair_record(1, 2, units[1], units[2], params=EvidenceParams(duplicate_more_peaks=0))
     assert one_peak["ccg_refractory_count"] > 3 * one_peak["ccg_expected_refractory"]
     request = JudgeRequest(group_id=1, unit_ids=(1, 2), evidence={"pairs": [one_peak], "chains": []})
     assert not MetricsJudge().judge(request).merge_groups
