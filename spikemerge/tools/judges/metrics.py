@@ -41,7 +41,8 @@ def _on_trajectory(score: PairScore) -> bool:
 def _off_trajectory(score: PairScore, params: JudgeParams) -> bool:
     """Units that follow each other whose corrected places lie off one trajectory
     (``params.off_trajectory_log_odds``), or that the hand-over model reads as two neurons
-    (``PairScore.fitted_two``): evidence of two neurons that no join passes over."""
+    (``PairScore.fitted_two``): evidence of two neurons that no join passes over as uninformative or
+    mediated (a fitted pair only along slices of the join that lead from one unit to the other, ``_chained``)."""
     return score.sequential and (score.terms.get("drift", 0.0) < params.off_trajectory_log_odds or score.fitted_two)
 
 
@@ -253,6 +254,58 @@ def _between(score: PairScore, left: PairScore, right: PairScore, params: JudgeP
     return ratio == float("inf") or farthest <= ratio * score.refractory.distance_um
 
 
+def _chained(score: PairScore, members: Sequence[Any], scores: Mapping[frozenset, PairScore], cut: float,
+             block_thin: bool, params: JudgeParams) -> bool:
+    """Whether units of the join lead from one unit of a pair the hand-over model reads as two to the other.
+
+    A sorter that cuts a drifting neuron by place leaves slices whose far ends differ as much as the
+    neuron moved; the hand-over model, fitted on pairs of fragments, reads such far ends as two
+    neurons (``PairScore.fitted_two``), and no single slice may link both (``_mediated``). When the
+    joining units make a path from one unit of the pair to the other, each step a pair read as one
+    neuron (clearing the cut, or on one trajectory) and each farther from the first unit and nearer
+    the second, the difference is the path's, step by step. Only where the model is not beyond the
+    doubt it keeps for distinct neighbours (``params.chained_min_log_odds``), the CCG shows no more
+    than a weak excess (``params.mediated_min_ccg_log_odds``), and no step passes through a mixed
+    unit or a mixture. Places unknown: no path.
+    """
+    if not score.fitted_two or score.veto or score.starved or score.log_odds < params.chained_min_log_odds \
+            or score.terms.get("crosscorrelograms", 0.0) < params.mediated_min_ccg_log_odds:
+        return False
+    start, end = score.unit_a, score.unit_b
+
+    def distance(x: Any, y: Any) -> float | None:
+        if x == y:
+            return 0.0
+        pair = scores.get(frozenset((x, y)))
+        return None if pair is None or pair.refractory is None else pair.refractory.distance_um
+
+    def step(x: Any, y: Any) -> bool:
+        pair = scores.get(frozenset((x, y)))
+        return pair is not None and not (pair.mixed or pair.mixture) \
+            and (_usable(pair, cut, block_thin) or _on_trajectory(pair))
+
+    if distance(start, end) is None:
+        return False
+    frontier, seen = [start], {start}
+    while frontier:
+        unit = frontier.pop()
+        here_from, here_to = distance(start, unit), distance(unit, end)
+        for nxt in members:
+            if nxt in seen or nxt == start:
+                continue
+            if nxt == end:
+                if unit != start and step(unit, end):
+                    return True
+                continue
+            there_from, there_to = distance(start, nxt), distance(nxt, end)
+            if there_from is None or there_to is None or here_from is None or here_to is None:
+                continue
+            if there_from > here_from and there_to < here_to and step(unit, nxt):
+                seen.add(nxt)
+                frontier.append(nxt)
+    return False
+
+
 def pooled_links(links: list[PairScore], params: JudgeParams,
                  weights: Mapping[str, float] | None = None) -> list[PairScore]:
     """The pairs across a join, each read with the join's pooled refractory count where that decides.
@@ -446,7 +499,8 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
     ``_restated_both_ways`` when both units are copies of members linking the other, or
     ``_restates_partner`` when one is most of its spikes a copy of such a member), nor a pair whose
     difference a third unit of the join stands between (``_mediated``: the outer slices of one
-    split cloud).
+    split cloud), nor far ends the hand-over model reads as two neurons that units of the join lead
+    between step by step (``_chained``: a drifting neuron's slices by place).
 
     A drift chain proposed by ``find_candidates`` permits a join across one of its clean, usable
     hand-overs (``_chain_links``) whatever the pairs across between the chain's units, unless one
@@ -513,6 +567,7 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
         blocking = [s for s in blocking if not _restated_both_ways(s, joined, scores, cut, block_thin)]
         blocking = [s for s in blocking if not _restates_partner(s, joined, scores, cut, block_thin)]
         blocking = [s for s in blocking if not _mediated(s, joined, scores, cut, block_thin, params)]
+        blocking = [s for s in blocking if not _chained(s, joined, scores, cut, block_thin, params)]
         # a proposed drift chain's clean hand-over across: the chain's far ends may differ (not veto)
         chained = [chain_links[k] for s in usable if (k := frozenset((s.unit_a, s.unit_b))) in chain_links]
         blocking = [s for s in blocking if s.veto or not any(s.unit_a in m and s.unit_b in m for m in chained)]
@@ -599,7 +654,7 @@ class MetricsJudge:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
         model = load_model(self.params.handover_model)
-        source = json.dumps({"judge": "metrics-v48-cs", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v49", "params": self.params.fingerprint(),
                              "handover_model": model.digest if model else None,
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]

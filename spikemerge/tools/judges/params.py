@@ -265,7 +265,8 @@ class JudgeParams:
     in-sample batches meeting the bar 62 -> 68 of 100; conservative 7047 / 11 -> 7054 / 11 (metrics-v45)."""
     handover_model_blocks_above: float = 0.97
     """Where the model's P(two neurons) for such a pair exceeds this, the pair is no longer read as
-    on one trajectory nor as a hand-over (``PairScore.fitted_two``): it blocks a join across it,
+    on one trajectory nor as a hand-over (``PairScore.fitted_two``): it blocks a join across it
+    (unless units of the join lead from one unit to the other, ``chained_min_log_odds``),
     where a capped pair on one trajectory would not (most distinct pairs merged under the cap alone
     were merged through other pairs, their own P already low). Measured on the 800 kept records of
     seeds 185-396 with the model fitted out of fold (``scripts/fit_handover_model.py
@@ -395,6 +396,18 @@ class JudgeParams:
     sets: 11 more true pairs (a burst split's first and last slices, a drift's far fragments) and
     no more wrong ones with the concurrent-separation veto on; below -6 it joined distinct
     neurons (pairs at -7 with a waveform and a gap term against)."""
+    chained_min_log_odds: float = -6.0
+    """A pair that the hand-over model reads as two neurons (``PairScore.fitted_two``) at or above this
+    log-odds does not block a join when the joining units lead from one of its units to the other
+    step by step, each step a pair read as one neuron and each farther from the first unit and nearer
+    the second (``metrics._chained``): a drifting neuron cut into slices by place has far ends that
+    differ as much as the neuron moved, and no single middle slice links both. Its CCG term must be
+    at least ``mediated_min_ccg_log_odds``. Below it (P(two) beyond 0.9975) the model is as sure of
+    two neurons as it ever is of distinct neighbours. On the 1165 kept records (seeds 185-488),
+    balanced, same-neuron pairs merged / distinct: 39840 / 33 -> 39981 / 33 (the drifting Kilosort 4
+    sets of 485-488 593 -> 665; conservative 10721 / 7 -> 10720 / 7). With a CCG floor of -0.5
+    instead: -6 39976 / 33, -7 39970 / 33, no floor 39968 / 40 (far ends at -7.4 to -8 joined two
+    drifting neighbours). ``inf``: off (metrics-v49)."""
     mediated_min_ccg_log_odds: float = -2.0
     """... and its crosscorrelogram term is at least this: a missing middle slice explains shapes,
     a gap and places that differ, never a refractory excess; a weak one (a coincidence or two) is

@@ -114,7 +114,8 @@ class PairScore:
     fitted_two: bool = False
     """The hand-over model reads the pair as two neurons beyond doubt (P(two) above
     ``JudgeParams.handover_model_blocks_above``; ``cap_thin_handover``): like places off one
-    trajectory, evidence of two neurons that a join does not pass over. Not a veto."""
+    trajectory, evidence of two neurons that a join does not pass over, unless units of the join lead
+    from one unit to the other step by step (``metrics._chained``). Not a veto."""
     reasons: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -480,7 +481,8 @@ def cap_thin_handover(score: PairScore, e: Mapping[str, Any], params: JudgeParam
     fitted model's P(two neurons) (``JudgeParams.handover_model``): its terms each read one neuron for
     two drifting neighbours' fragments as well, and only together do they tell (``handover_model.py``).
     Above ``params.handover_model_blocks_above`` the pair no longer counts as on one trajectory nor as a
-    hand-over (``PairScore.fitted_two``): it blocks a join across it, as two drifting neurons' pairs should."""
+    hand-over (``PairScore.fitted_two``): it blocks a join across it, as two drifting neurons' pairs should,
+    unless slices of the join lead from one unit to the other (``metrics._chained``)."""
     model = load_model(params.handover_model)
     if model is None or not thin_handover(score):
         return score
@@ -494,7 +496,8 @@ def cap_thin_handover(score: PairScore, e: Mapping[str, Any], params: JudgeParam
         reason += f" (the terms alone said {sigmoid(score.log_odds):.2f})"
         score.log_odds = float(cap)
     if blocks:
-        reason += "; two neurons beyond doubt: no join passes over this pair"
+        reason += ("; two neurons beyond doubt for this pair alone: a join passes over it only along units "
+                   "that lead from one to the other")
         score.fitted_two, score.on_trajectory, score.handover = True, False, False
     score.reasons["handover_model"] = reason
     return score

@@ -1515,3 +1515,38 @@ def test_a_unit_that_copies_a_slice_at_two_lags_is_the_same_neuron():
     assert one_peak["ccg_refractory_count"] > 3 * one_peak["ccg_expected_refractory"]
     request = JudgeRequest(group_id=1, unit_ids=(1, 2), evidence={"pairs": [one_peak], "chains": []})
     assert not MetricsJudge().judge(request).merge_groups
+
+
+def test_slices_of_a_drifting_neuron_lead_from_one_far_end_to_the_other_past_the_handover_model():
+    """A drifting neuron cut by place into slices a, b, c, d (0, 6, 12, 18 µm): each slice links the
+    next, and its far ends a and d, thin and never together, are what the hand-over model reads as
+    two neurons (``fitted_two``, P(two) 0.99). No single slice links both, but b and c lead from a
+    to d step by step, each farther from a and nearer d: the join passes (drift_ks4_s488: 24
+    same-neuron pairs so, metrics-v49). Not when the model is surer (below ``chained_min_log_odds``),
+    when the CCG shows an excess, when the steps double back, or with the rule off."""
+    line = {"ab": 6.0, "bc": 6.0, "cd": 6.0, "ac": 12.0, "bd": 12.0, "ad": 18.0}
+
+    def placed(pair, log_odds, place=line, **flags):
+        return _score(pair[0], pair[1], log_odds, sequential=True,
+                      refractory=RefractoryCount(0.0, 0.2, 0.0, place[pair]), **flags)
+
+    def scores(ad, **places):
+        place = {**line, **places}
+        out = {frozenset(p): placed(p, 3.0, place, terms={"waveforms": 1.5, "handover": 1.0})
+               for p in ("ab", "bc", "cd")}
+        out |= {frozenset(p): placed(p, -0.5, place, thin=True, on_trajectory=True, terms={"waveforms": -0.5})
+                for p in ("ac", "bd")}
+        out[frozenset("ad")] = ad
+        return out
+
+    def joined(ad, params=JudgeParams(), **places):
+        parts = partition(list("abcd"), scores(ad, **places), 0.5, params=params)
+        return any({"a", "d"} <= set(part) for part in parts)
+
+    far_ends = placed("ad", -4.5, thin=True, fitted_two=True, terms={"waveforms": -4.0})
+    assert joined(far_ends)
+    assert not joined(replace(far_ends, log_odds=-7.0))  # the model beyond the doubt it keeps for neighbours
+    assert not joined(replace(far_ends, terms={"waveforms": -4.0, "crosscorrelograms": -3.0}))  # an excess
+    assert not joined(far_ends, params=JudgeParams(chained_min_log_odds=float("inf")))  # off
+    # b and c no nearer d than a is: every path doubles back, no step-by-step lead
+    assert not joined(far_ends, bd=18.0, cd=20.0)
