@@ -396,18 +396,6 @@ class JudgeParams:
     sets: 11 more true pairs (a burst split's first and last slices, a drift's far fragments) and
     no more wrong ones with the concurrent-separation veto on; below -6 it joined distinct
     neurons (pairs at -7 with a waveform and a gap term against)."""
-    chained_min_log_odds: float = -6.0
-    """A pair that the hand-over model reads as two neurons (``PairScore.fitted_two``) at or above this
-    log-odds does not block a join when the joining units lead from one of its units to the other
-    step by step, each step a pair read as one neuron and each farther from the first unit and nearer
-    the second (``metrics._chained``): a drifting neuron cut into slices by place has far ends that
-    differ as much as the neuron moved, and no single middle slice links both. Its CCG term must be
-    at least ``mediated_min_ccg_log_odds``. Below it (P(two) beyond 0.9975) the model is as sure of
-    two neurons as it ever is of distinct neighbours. On the 1165 kept records (seeds 185-488),
-    balanced, same-neuron pairs merged / distinct: 39840 / 33 -> 39981 / 33 (the drifting Kilosort 4
-    sets of 485-488 593 -> 665; conservative 10721 / 7 -> 10720 / 7). With a CCG floor of -0.5
-    instead: -6 39976 / 33, -7 39970 / 33, no floor 39968 / 40 (far ends at -7.4 to -8 joined two
-    drifting neighbours). ``inf``: off (metrics-v49)."""
     mediated_min_ccg_log_odds: float = -2.0
     """... and its crosscorrelogram term is at least this: a missing middle slice explains shapes,
     a gap and places that differ, never a refractory excess; a weak one (a coincidence or two) is
@@ -454,6 +442,19 @@ class JudgeParams:
     20007 / 61; conservative 5263 / 11 unchanged. At 0.95, for any link, not only shape-carried:
     balanced 19970 / 54 but conservative, which links by the crosscorrelogram alone, 5210 / 11; for
     units firing together too: 19922 / 55 (bursting recall lost). ``inf``: off (until metrics-v40)."""
+    chained_min_log_odds: float = -6.0
+    """A pair that the hand-over model reads as two neurons (``PairScore.fitted_two``) at or above this
+    log-odds does not block a join when the joining units lead from one of its units to the other
+    step by step, each step a pair read as one neuron and each farther from the first unit and nearer
+    the second (``metrics._chained``): a drifting neuron cut into slices by place has far ends that
+    differ as much as the neuron moved, and no single middle slice links both. Its CCG term must be
+    at least ``mediated_min_ccg_log_odds``. Below it (P(two) above 0.9975) the model's reading stands:
+    such far ends were two drifting neighbours' on the kept records. On the 1165 kept records (seeds
+    185-488), balanced, same-neuron pairs merged / distinct: 39840 / 33 -> 39981 / 33 (the drifting
+    Kilosort 4 sets of 485-488 593 -> 665); conservative 10721 / 7 -> 10720 / 7; aggressive 39922 / 39
+    -> 40076 / 41 (drift_sc2_s390: a step at -0.08 that its lower cut lets through). With a CCG floor
+    of -0.5 instead: -6 39976 / 33, -7 39970 / 33, no floor 39968 / 40 (far ends at -7.4 to -8 joined
+    two drifting neighbours). ``inf``: off (metrics-v49)."""
     mixed_unit_min_contamination: float = 0.15
     """A unit whose own refractory contamination (``contamination_a``/``_b`` of the evidence:
     intervals inside the refractory window over what a Poisson train of its rate makes) reaches this
