@@ -263,10 +263,10 @@ def _chained(score: PairScore, members: Sequence[Any], scores: Mapping[frozenset
     neurons (``PairScore.fitted_two``), and no single slice may link both (``_mediated``). When the
     joining units make a path from one unit of the pair to the other, each step a pair read as one
     neuron (clearing the cut, or on one trajectory) and each farther from the first unit and nearer
-    the second, the difference is the path's, step by step. Only where the model is not beyond the
-    doubt it keeps for distinct neighbours (``params.chained_min_log_odds``), the CCG shows no more
-    than a weak excess (``params.mediated_min_ccg_log_odds``), and no step passes through a mixed
-    unit or a mixture. Places unknown: no path.
+    the second, the difference is the path's, step by step. Only where the model's log-odds are at
+    least ``params.chained_min_log_odds`` (surer readings were two drifting neighbours' on the kept
+    records), the CCG shows no more than a weak excess (``params.mediated_min_ccg_log_odds``), and no
+    step passes through a mixed unit or a mixture. Places unknown: no path.
     """
     if not score.fitted_two or score.veto or score.starved or score.log_odds < params.chained_min_log_odds \
             or score.terms.get("crosscorrelograms", 0.0) < params.mediated_min_ccg_log_odds:

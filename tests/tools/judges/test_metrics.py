@@ -1545,7 +1545,7 @@ def test_slices_of_a_drifting_neuron_lead_from_one_far_end_to_the_other_past_the
 
     far_ends = placed("ad", -4.5, thin=True, fitted_two=True, terms={"waveforms": -4.0})
     assert joined(far_ends)
-    assert not joined(replace(far_ends, log_odds=-7.0))  # the model beyond the doubt it keeps for neighbours
+    assert not joined(replace(far_ends, log_odds=-7.0))  # the model surer of two than the floor allows
     assert not joined(replace(far_ends, terms={"waveforms": -4.0, "crosscorrelograms": -3.0}))  # an excess
     assert not joined(far_ends, params=JudgeParams(chained_min_log_odds=float("inf")))  # off
     # b and c no nearer d than a is: every path doubles back, no step-by-step lead
