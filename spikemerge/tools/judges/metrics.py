@@ -274,8 +274,6 @@ def _chained(score: PairScore, members: Sequence[Any], scores: Mapping[frozenset
     start, end = score.unit_a, score.unit_b
 
     def distance(x: Any, y: Any) -> float | None:
-        if x == y:
-            return 0.0
         pair = scores.get(frozenset((x, y)))
         return None if pair is None or pair.refractory is None else pair.refractory.distance_um
 
@@ -284,25 +282,25 @@ def _chained(score: PairScore, members: Sequence[Any], scores: Mapping[frozenset
         return pair is not None and not (pair.mixed or pair.mixture) \
             and (_usable(pair, cut, block_thin) or _on_trajectory(pair))
 
-    if distance(start, end) is None:
+    whole = distance(start, end)
+    if whole is None:
         return False
-    frontier, seen = [start], {start}
+    # each unit reached with its distances from the start and to the end, entered once
+    frontier, seen = [(start, 0.0, whole)], {start}
     while frontier:
-        unit = frontier.pop()
-        here_from, here_to = distance(start, unit), distance(unit, end)
+        unit, here_from, here_to = frontier.pop()
         for nxt in members:
-            if nxt in seen or nxt == start:
+            if nxt in seen:
                 continue
             if nxt == end:
                 if unit != start and step(unit, end):
                     return True
                 continue
             there_from, there_to = distance(start, nxt), distance(nxt, end)
-            if there_from is None or there_to is None or here_from is None or here_to is None:
-                continue
-            if there_from > here_from and there_to < here_to and step(unit, nxt):
+            if there_from is not None and there_to is not None and there_from > here_from \
+                    and there_to < here_to and step(unit, nxt):
                 seen.add(nxt)
-                frontier.append(nxt)
+                frontier.append((nxt, there_from, there_to))
     return False
 
 
