@@ -412,11 +412,21 @@ class JudgeParams:
     distinct -> 11888 / 22 (0.5: 11890 / 22; 2.0: 11881 / 22); aggressive, which takes that
     pair on its own at -0.49, 11912 / 26 -> 11910 / 26; conservative 3076 / 5 -> 3071 / 5. 0 is
     metrics-v38's rule (any term but an excess)."""
-    mediated_thin_gap: bool = False
+    mediated_thin_gap: bool = True
     """Whether a third unit may fill the gap of a pair with too few coincidences expected for the
-    crosscorrelogram to speak (thin). Off: such a pair has only its shape for one neuron, and a unit
-    that links both on shape alone does not make the gap a missing slice's (on 28 sorter-made
-    sets, allowing it merged 33 distinct pairs against 20, for 26 more same-neuron pairs of 992)."""
+    crosscorrelogram to speak (thin). Kilosort 4 cuts one neuron's cloud into slices of near-equal
+    templates with a deep gap between them (drift_ks4_s491: units 69 and 76, 98 % alike, 6 µm apart,
+    continuity -6), and one such pair kept 54 same-neuron pairs apart; units of the join that link
+    both ends stand for the missing middle. The other conditions of ``metrics._mediated`` still hold
+    (no veto, at most a weak excess, places on one trajectory, a shape-only link no farther than the
+    pair's own distance, ``_between``). On the 1193 kept records (seeds 185-498), balanced: 41012
+    same-neuron pairs merged / 33 distinct -> 41158 / 33 (15 sets changed, two lose 1 and 3 pairs
+    to the join order); in-sample batches meeting the bar 123 -> 124 of 157; conservative 11002 / 7
+    -> 11023 / 7; aggressive 41111 / 41 -> 41243 / 41 (metrics-v50). With
+    ``mediated_shape_link_max_distance_ratio`` off as well, balanced 41179 / 33; that check stays
+    (written for held-out drift_tdc2_s313's near twins). Off from metrics-v10 to v49: on 28
+    sorter-made sets then, long before the CCG floors, the trajectory checks and ``_between``,
+    allowing it merged 33 distinct pairs against 20, for 26 more same-neuron pairs of 992."""
     mediated_powered_gap: bool = False
     """Whether a third unit may fill the gap of a pair whose crosscorrelogram can speak (not thin).
     A decisive refractory dip already excuses one neuron's gap (``dip_excuses_gap_log_odds``), so
@@ -426,7 +436,8 @@ class JudgeParams:
     joined. Off (metrics-v26): on 136 sorter-made drifting sets (seeds 37-104) 6573 same-neuron
     pairs merged and 12 distinct -> 6579 and 8 (eight sets changed: 4 distinct pairs fewer on three,
     same-neuron pairs +1 to +4 on four, -2 on two); bursting 1565 and 1 unchanged; conservative +4
-    same-neuron pairs, none distinct."""
+    same-neuron pairs, none distinct. Still off with metrics-v50's thin gaps: on the 1193 kept
+    records, balanced 41158 / 33 -> 41175 / 37."""
     mediated_shape_link_max_distance_ratio: float = 1.0
     """A unit that links a pair of units following each other in time, with at least one of its two
     links carried by shape alone (``thin``: too few coincidences expected for the crosscorrelogram),

@@ -1303,23 +1303,39 @@ def test_leaning_shapes_without_a_clean_hand_over_do_not_carry_a_thin_join():
     assert clean.terms["handover"] > 0 and not clean.unlike_shapes and usable(clean, 0.0, block_thin=False)
 
 
-def test_a_thin_pairs_gap_is_not_filled_by_a_unit_alike_to_both():
-    """Fragments of two drifting neighbours (too few coincidences expected for the CCG to speak)
-    with a gap between their clouds, and a third fragment like both: only shape says one neuron,
-    so the gap still blocks the join (allowing it merged 13 more distinct pairs on 28 sorter-made
-    sets). Where the CCG can speak, a gap that is left is one no decisive dip excused: it blocks
-    too (metrics-v26)."""
+def test_a_thin_pairs_gap_is_filled_by_a_unit_that_links_both_but_not_off_its_place():
+    """Two slices of one neuron's cloud, near-equal templates with a deep gap between them (Kilosort 4,
+    drift_ks4_s491 69+76), too few coincidences expected for the CCG to speak (thin): a third unit
+    linking both stands for the missing middle, and the three join (metrics-v50; off until v49).
+    Not when the pair's units follow each other and the third unit, linked by shape alone, lies
+    farther from either than they lie apart (``_between``: a fragment alike to both at one end is
+    what near-twin neighbours drifting together leave), not with an excess beyond a coincidence or
+    two, and not with the rule off. Where the CCG can speak, a gap that is left is one no decisive
+    dip excused: it blocks (metrics-v26)."""
     link = {"waveforms": 2.0, "crosscorrelograms": 1.0}
-    gap = {"waveforms": 0.5, "continuity": -3.0}
+    gap = {"waveforms": 0.5, "continuity": -6.0}
 
     def parts(ac, params=JudgeParams()):
         return _abc_parts(ac, link, params=params)
 
     thin = _score("a", "c", -2.5, terms=gap, thin=True)
-    assert len(parts(thin)[0]) == 2
-    assert parts(thin, JudgeParams(mediated_thin_gap=True)) == [["a", "b", "c"]]
+    assert parts(thin) == [["a", "b", "c"]]
+    assert len(parts(thin, JudgeParams(mediated_thin_gap=False))[0]) == 2  # off
+    assert len(parts(replace(thin, terms={**gap, "crosscorrelograms": -3.0}))[0]) == 2  # an excess
     assert len(parts(_score("a", "c", -2.5, terms=gap))[0]) == 2  # a powered pair's gap, beside a weak dip
-    assert parts(_score("a", "c", -1.0, terms={"waveforms": -1.0}, thin=True)) == [["a", "b", "c"]]  # no gap
+
+    def placed(pair, log_odds, distance_um, terms, thin=True):
+        return _score(pair[0], pair[1], log_odds, terms=terms, thin=thin, sequential=True,
+                      refractory=RefractoryCount(0.0, 0.1, 0.0, distance_um))
+
+    def drifting(b_from_a):
+        scores = {frozenset("ab"): placed("ab", 3.0, b_from_a, link),
+                  frozenset("bc"): placed("bc", 3.0, 6.0, link),
+                  frozenset("ac"): placed("ac", -2.5, 6.0, gap)}
+        return sorted(map(sorted, partition(["a", "b", "c"], scores, 0.5)))
+
+    assert drifting(4.0) == [["a", "b", "c"]]  # b between a and c
+    assert len(drifting(20.0)[0]) == 2  # b alike to both from 20 µm off a: no middle of theirs
 
 
 def test_a_template_carried_by_the_motion_must_be_a_near_copy():
