@@ -1324,8 +1324,8 @@ def test_a_thin_pairs_gap_is_filled_by_a_unit_that_links_both_but_not_off_its_pl
     assert len(parts(replace(thin, terms={**gap, "crosscorrelograms": -3.0}))[0]) == 2  # an excess
     assert len(parts(_score("a", "c", -2.5, terms=gap))[0]) == 2  # a powered pair's gap, beside a weak dip
 
-    def placed(pair, log_odds, distance_um, terms, thin=True):
-        return _score(pair[0], pair[1], log_odds, terms=terms, thin=thin, sequential=True,
+    def placed(pair, log_odds, distance_um, terms):
+        return _score(pair[0], pair[1], log_odds, terms=terms, thin=True, sequential=True,
                       refractory=RefractoryCount(0.0, 0.1, 0.0, distance_um))
 
     def drifting(b_from_a):
