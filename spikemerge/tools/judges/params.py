@@ -364,7 +364,7 @@ class JudgeParams:
     pairs merged / 39 distinct -> 36552 / 39 (14 drifting sets gain 2-18 pairs, drift_sc2_s192
     loses 2; drift_tdc2_s461's two parts of one neuron, nine fragments, join: +18); batches meeting
     the bar 109 -> 109. Below -1.5 or -2 instead (a waveforms term of -1.2 carrying too): 36549 / 39."""
-    same_place_max_um: float = 5.0
+    same_place_max_um: float = 10.0
     """Units that fire at the same time this close (their locations), with too few coincidences
     expected for the CCG to speak, are slices of one cell as far as their place goes: a pair of
     them does not block a join that a confident pair carries (``metrics._uninformative``), however
@@ -373,7 +373,11 @@ class JudgeParams:
     refractory count not in excess), 325 were one neuron's and 9 distinct within 5 µm, 463 and 43
     within 12 µm. End to end against no such excuse, bursting 643 same-neuron pairs merged -> 663,
     drifting 2573 -> 2598, no distinct pair added at 5 or 8 µm (3 µm: 654 and 2586); at 25 µm, 6
-    distinct pairs (two drifting neurons joined over a pair 17 µm apart). ``-1``: off."""
+    distinct pairs (two drifting neurons joined over a pair 17 µm apart). ``-1``: off. 5 µm until
+    metrics-v50; on the 1201 kept records (seeds 185-500, metrics-v50), balanced: 41415 same-neuron
+    pairs merged / 33 distinct at 5 µm, 41454 / 33 at 8, 41482 / 33 at 10, 41486 / 33 at 12 (at 10:
+    20 sets gain 2 to 9 pairs, drift_ks4_s488 loses 10 to the join order); conservative 11098 / 7
+    either way; aggressive 41500 / 41 -> 41565 / 41 (metrics-v51)."""
     same_place_min_ccg_log_odds: float = -2.0
     """... and whose crosscorrelogram term is at least this (a weak excess, one coincidence where
     0.4 were expected, is noise; 0: +6 bursting pairs instead of +20, -12: +24, none distinct)."""

@@ -517,8 +517,8 @@ def test_a_join_passes_over_far_ends_without_evidence_but_not_over_evidence_of_t
 def test_a_bursts_far_slices_at_one_place_do_not_block_a_carried_join():
     """A bursting cell cut in three amplitude slices: the middle one links both confidently, the
     first and last (thin: few coincidences expected) differ in shape and leave a gap between their
-    clouds. At one place that says nothing of two cells; a few µm apart, or with a refractory
-    excess, it still blocks."""
+    clouds. At one place (within ``same_place_max_um``, 10 µm from metrics-v51) that says nothing
+    of two cells; farther apart, or with a refractory excess, it still blocks."""
     from spikemerge.tools.judges.terms import RefractoryCount
 
     link = {"waveforms": 2.0, "crosscorrelograms": 0.3}
@@ -529,6 +529,8 @@ def test_a_bursts_far_slices_at_one_place_do_not_block_a_carried_join():
                       refractory=RefractoryCount(0.0, 0.8, 0.1, distance_um))
 
     assert _abc_parts(ac(3.0), link, params=UNMEDIATED) == [["a", "b", "c"]]
+    assert _abc_parts(ac(9.0), link, params=UNMEDIATED) == [["a", "b", "c"]]
+    assert [len(p) for p in _abc_parts(ac(12.0), link, params=UNMEDIATED)] == [2]
     assert [len(p) for p in _abc_parts(ac(17.0), link, params=UNMEDIATED)] == [2]
     assert [len(p) for p in _abc_parts(ac(3.0, ccg=-2.5), link, params=UNMEDIATED)] == [2]
     off = JudgeParams(mediated_min_log_odds=float("inf"), same_place_max_um=-1.0)
