@@ -1325,6 +1325,7 @@ def test_a_thin_pairs_gap_is_filled_by_a_unit_that_links_both_but_not_off_its_pl
     assert len(parts(thin, JudgeParams(mediated_thin_gap=False))[0]) == 2  # off
     assert len(parts(replace(thin, terms={**gap, "crosscorrelograms": -3.0}))[0]) == 2  # an excess
     assert len(parts(_score("a", "c", -2.5, terms=gap))[0]) == 2  # a powered pair's gap, beside a weak dip
+    assert parts(_score("a", "c", -1.0, terms={"waveforms": -1.0}, thin=True)) == [["a", "b", "c"]]  # no gap
 
     def placed(pair, log_odds, distance_um, terms):
         return _score(pair[0], pair[1], log_odds, terms=terms, thin=True, sequential=True,
