@@ -840,7 +840,8 @@ def test_a_unit_linked_by_shape_alone_mediates_a_drifting_pair_only_from_between
     differ only from between them: b 24 µm from a and 4 µm from c, linked by shape alone, is a
     fragment at c's end (held-out drift_tdc2_s313: two near twins drifting together, six distinct
     pairs joined so), and the pair blocks. From between, or linked to both by refractory evidence,
-    b mediates as before (metrics-v40)."""
+    b mediates as before (metrics-v40). So for a pair whose gap, not a coincidence, is against it
+    (a thin gap is filled from metrics-v50)."""
     link = {"waveforms": 2.0}
 
     def placed(a, b, log_odds, distance_um, thin=True, **flags):
@@ -849,13 +850,16 @@ def test_a_unit_linked_by_shape_alone_mediates_a_drifting_pair_only_from_between
 
     ac = placed("a", "c", -3.0, 20.0, terms={"crosscorrelograms": -1.5, "waveforms": -1.5})
 
-    def parts(ab_um, bc_um, thin=True, params=JudgeParams()):
+    def parts(ab_um, bc_um, thin=True, params=JudgeParams(), ac=ac):
         scores = {frozenset("ab"): placed("a", "b", 3.0, ab_um, thin, terms=link),
                   frozenset("bc"): placed("b", "c", 3.5, bc_um, thin, terms=link), frozenset("ac"): ac}
         return sorted(map(sorted, partition(["a", "b", "c"], scores, 0.5, params=params)))
 
     assert parts(24.0, 4.0) == [["b", "c"]]
     assert parts(11.0, 10.0) == [["a", "b", "c"]]
+    gap = placed("a", "c", -2.5, 20.0, terms={"waveforms": 0.5, "continuity": -6.0})
+    assert parts(24.0, 4.0, ac=gap) == [["b", "c"]]
+    assert parts(11.0, 10.0, ac=gap) == [["a", "b", "c"]]
     assert parts(24.0, 4.0, thin=False) == [["a", "b", "c"]]  # the CCG links b to both: no place asked
     assert parts(24.0, 4.0, params=JudgeParams(mediated_shape_link_max_distance_ratio=float("inf"))) == \
         [["a", "b", "c"]]  # as metrics-v40
@@ -1305,15 +1309,13 @@ def test_leaning_shapes_without_a_clean_hand_over_do_not_carry_a_thin_join():
     assert clean.terms["handover"] > 0 and not clean.unlike_shapes and usable(clean, 0.0, block_thin=False)
 
 
-def test_a_thin_pairs_gap_is_filled_by_a_unit_that_links_both_but_not_off_its_place():
+def test_a_thin_pairs_gap_is_filled_by_a_unit_that_links_both():
     """Two slices of one neuron's cloud, near-equal templates with a deep gap between them (Kilosort 4,
     drift_ks4_s491 69+76), too few coincidences expected for the CCG to speak (thin): a third unit
     linking both stands for the missing middle, and the three join (metrics-v50; off until v49).
-    Not when the pair's units follow each other and the third unit, linked by shape alone, lies
-    farther from either than they lie apart (``_between``: a fragment alike to both at one end is
-    what near-twin neighbours drifting together leave), not with an excess beyond a coincidence or
-    two, and not with the rule off. Where the CCG can speak, a gap that is left is one no decisive
-    dip excused: it blocks (metrics-v26)."""
+    Not with an excess beyond a coincidence or two, and not with the rule off; for units that follow
+    each other, only from between them (see the shape-alone test above). Where the CCG can speak, a
+    gap that is left is one no decisive dip excused: it blocks (metrics-v26)."""
     link = {"waveforms": 2.0, "crosscorrelograms": 1.0}
     gap = {"waveforms": 0.5, "continuity": -6.0}
 
@@ -1326,19 +1328,6 @@ def test_a_thin_pairs_gap_is_filled_by_a_unit_that_links_both_but_not_off_its_pl
     assert len(parts(replace(thin, terms={**gap, "crosscorrelograms": -3.0}))[0]) == 2  # an excess
     assert len(parts(_score("a", "c", -2.5, terms=gap))[0]) == 2  # a powered pair's gap, beside a weak dip
     assert parts(_score("a", "c", -1.0, terms={"waveforms": -1.0}, thin=True)) == [["a", "b", "c"]]  # no gap
-
-    def placed(pair, log_odds, distance_um, terms):
-        return _score(pair[0], pair[1], log_odds, terms=terms, thin=True, sequential=True,
-                      refractory=RefractoryCount(0.0, 0.1, 0.0, distance_um))
-
-    def drifting(b_from_a):
-        scores = {frozenset("ab"): placed("ab", 3.0, b_from_a, link),
-                  frozenset("bc"): placed("bc", 3.0, 6.0, link),
-                  frozenset("ac"): placed("ac", -2.5, 6.0, gap)}
-        return sorted(map(sorted, partition(["a", "b", "c"], scores, 0.5)))
-
-    assert drifting(4.0) == [["a", "b", "c"]]  # b between a and c
-    assert len(drifting(20.0)[0]) == 2  # b alike to both from 20 µm off a: no middle of theirs
 
 
 def test_a_template_carried_by_the_motion_must_be_a_near_copy():
