@@ -73,10 +73,11 @@ def _duplicate_lag(raw_ms: np.ndarray, lag_ms: float, p: EvidenceParams) -> floa
     rate = np.count_nonzero((absd >= lo) & (absd < hi)) / (2.0 * (hi - lo))
     expected = max(rate * 2.0 * p.duplicate_ms, 1e-9)
     near = raw_ms[np.abs(raw_ms - lag_ms) <= p.duplicate_search_ms + p.duplicate_ms]
-    here = np.arange(lag_ms - p.duplicate_search_ms, lag_ms + p.duplicate_search_ms + 0.025, 0.05)
+    step = p.window_step_ms
+    here = np.arange(lag_ms - p.duplicate_search_ms, lag_ms + p.duplicate_search_ms + step / 2, step)
     local = _densest_window(near, here, p.duplicate_ms)[1]
     local_peak = poisson.sf(local - 1, expected) < p.duplicate_p
-    centres = np.arange(-p.max_lag_ms, p.max_lag_ms + 0.025, 0.05)
+    centres = np.arange(-p.max_lag_ms, p.max_lag_ms + step / 2, step)
     centre, count = _densest_window(raw_ms[absd <= p.max_lag_ms + p.duplicate_ms], centres, p.duplicate_ms)
     elsewhere = poisson.sf(count - 1, expected) < p.duplicate_p / centres.size and count >= p.duplicate_min_count
     if elsewhere and abs(centre - lag_ms) > p.duplicate_search_ms + p.duplicate_ms:
@@ -95,7 +96,7 @@ def _more_peaks(diffs: np.ndarray, centre: float, censor_ms: float, rate_per_ms:
     (``p.duplicate_more_peaks`` at most): the densest ``±duplicate_ms`` window left outside every censored
     one, while it beats chance after the search over the window's positions (Bonferroni) and holds
     at least ``p.duplicate_more_min_count`` coincidences."""
-    step = 0.05
+    step = p.window_step_ms
     centres = np.arange(-p.refractory_ms, p.refractory_ms + step / 2, step)
     expected = max(rate_per_ms * 2.0 * p.duplicate_ms, 1e-9)
     found: list[float] = []
@@ -108,6 +109,18 @@ def _more_peaks(diffs: np.ndarray, centre: float, censor_ms: float, rate_per_ms:
         found.append(at)
         left = left[np.abs(left - at) > censor_ms]
     return found
+
+
+def _redetected(absd: np.ndarray, p: EvidenceParams) -> bool:
+    """Whether the ring just outside the duplicate window (to ``refractory_inner_ms``) holds more
+    coincidences than the rest of the refractory window by more than chance (one-sided binomial,
+    the two parts' shares by width): a few spikes detected twice, too few for a duplicate peak."""
+    if p.refractory_inner_ms <= p.duplicate_ms:
+        return False
+    inner = int(np.count_nonzero((absd > p.duplicate_ms) & (absd <= p.refractory_inner_ms)))
+    outer = int(np.count_nonzero((absd > p.refractory_inner_ms) & (absd <= p.refractory_ms)))
+    share = (p.refractory_inner_ms - p.duplicate_ms) / (p.refractory_ms - p.duplicate_ms)
+    return inner > 0 and binom.sf(inner - 1, inner + outer, share) < p.redetection_p
 
 
 def _covered_ms(centres: list[float], half_width: float, limit_ms: float) -> float:
@@ -135,8 +148,8 @@ def ccg_evidence(
     dict
         ``ccg_expected_refractory``: coincidences two independent trains would put in the
         refractory window (from the CCG shoulders); ``ccg_refractory_count`` the observed ones
-        (the duplicate window excluded, and ``duplicate_censor_ms`` around a significant duplicate
-        peak); ``ccg_depletion_p`` the Poisson chance of so few by
+        (``refractory_inner_ms`` around the lag left out, or ``duplicate_censor_ms`` around a
+        significant duplicate peak); ``ccg_depletion_p`` the Poisson chance of so few by
         accident. ``duplicate_count``/``duplicate_fraction`` (of the smaller unit) and
         ``duplicate_excess`` (over chance) describe the peak at the lag;
         ``duplicate_lag_ms`` is where it sits; ``duplicate_more_peaks`` counts further copy peaks
@@ -156,7 +169,7 @@ def ccg_evidence(
     shoulder = np.count_nonzero((absd >= lo) & (absd < hi))
     rate_per_ms = shoulder / (2.0 * (hi - lo))
     # the duplicate window: centred on the template lag, free to move a little to the densest spot
-    step = 0.05
+    step = p.window_step_ms
     centres = np.arange(-p.duplicate_search_ms, p.duplicate_search_ms + step / 2, step)
     centre, close = _densest_window(diffs[absd <= p.duplicate_search_ms + p.duplicate_ms], centres, p.duplicate_ms)
     peak = poisson.sf(close - 1, max(rate_per_ms * 2.0 * p.duplicate_ms, 1e-9)) <= p.duplicate_p
@@ -167,6 +180,8 @@ def ccg_evidence(
         close = int(np.count_nonzero(absd <= p.duplicate_ms))
     # a peak's copies jitter beyond the duplicate window: its surroundings are not refractory evidence
     censor_ms = max(p.duplicate_censor_ms, p.duplicate_ms) if peak else p.duplicate_ms
+    if not peak and _redetected(absd, p):
+        censor_ms = p.refractory_inner_ms
     censored_at = [centre] + (_more_peaks(diffs, centre, censor_ms, rate_per_ms, p) if peak else [])
     censored = np.zeros(diffs.shape, dtype=bool)
     for at in censored_at:
