@@ -148,8 +148,9 @@ def ccg_evidence(
     dict
         ``ccg_expected_refractory``: coincidences two independent trains would put in the
         refractory window (from the CCG shoulders); ``ccg_refractory_count`` the observed ones
-        (``refractory_inner_ms`` around the lag left out, or ``duplicate_censor_ms`` around a
-        significant duplicate peak); ``ccg_depletion_p`` the Poisson chance of so few by
+        (the duplicate window left out; ``duplicate_censor_ms`` around a significant duplicate
+        peak, or ``refractory_inner_ms`` around the lag when that ring holds spikes detected twice
+        without a peak); ``ccg_depletion_p`` the Poisson chance of so few by
         accident. ``duplicate_count``/``duplicate_fraction`` (of the smaller unit) and
         ``duplicate_excess`` (over chance) describe the peak at the lag;
         ``duplicate_lag_ms`` is where it sits; ``duplicate_more_peaks`` counts further copy peaks
@@ -178,10 +179,12 @@ def ccg_evidence(
         # of several windows does not bias the refractory count of two independent trains
         centre = 0.0
         close = int(np.count_nonzero(absd <= p.duplicate_ms))
-    # a peak's copies jitter beyond the duplicate window: its surroundings are not refractory evidence
-    censor_ms = max(p.duplicate_censor_ms, p.duplicate_ms) if peak else p.duplicate_ms
-    if not peak and _redetected(absd, p):
-        censor_ms = p.refractory_inner_ms
+    # copies of one spike jitter beyond the duplicate window, around a peak and, without one, in a
+    # ring that holds a few spikes detected twice: those surroundings are not refractory evidence
+    if peak:
+        censor_ms = max(p.duplicate_censor_ms, p.duplicate_ms)
+    else:
+        censor_ms = p.refractory_inner_ms if _redetected(absd, p) else p.duplicate_ms
     censored_at = [centre] + (_more_peaks(diffs, centre, censor_ms, rate_per_ms, p) if peak else [])
     censored = np.zeros(diffs.shape, dtype=bool)
     for at in censored_at:

@@ -44,13 +44,13 @@ class EvidenceParams:
     evidence recomputed, balanced; same-neuron pairs merged / distinct): 7693 / 1 -> 7694 / 1
     (burst_ks4_s502 +2, drift_sc2_s452 -1), no batch's bar changed. Leaving the ring out of every pair
     instead (every pair's expected count a fifth smaller): 162 of those sets, 5037 / 0 -> 5025 / 1.
-    ``duplicate_ms``: off."""
-    duplicate_search_ms: float = 0.3
-    """The duplicate window may move this far from the template lag to the CCG's densest spot
-    (the template lag is measured to a sample, spike times jitter by about one)."""
+    Set to ``duplicate_ms`` to turn it off."""
     redetection_p: float = 1e-3
     """Chance level under which the ring from ``duplicate_ms`` to ``refractory_inner_ms`` holds more
     coincidences than the rest of the refractory window (``ccg._redetected``)."""
+    duplicate_search_ms: float = 0.3
+    """The duplicate window may move this far from the template lag to the CCG's densest spot
+    (the template lag is measured to a sample, spike times jitter by about one)."""
     window_step_ms: float = 0.05
     """Step between the positions tried for a duplicate window (within ``duplicate_search_ms`` of the
     template lag, across ``max_lag_ms``, and for further peaks across the refractory window)."""
