@@ -75,6 +75,16 @@ def test_an_unknown_parameter_is_named(sorted_style_dataset, tmp_path):
                                             "--set", "no_such_knob=1"])
 
 
+def test_a_set_without_truth_is_named_before_any_work(sorted_style_dataset, tmp_path, capsys):
+    failed = tmp_path / "burst_sc2_s9"  # what a build that failed leaves: no truth.json
+    (failed / "analyzer").mkdir(parents=True)
+    with pytest.raises(SystemExit) as stop:
+        load_script("explain_sorted").main([str(sorted_style_dataset), str(failed), "--cache", str(tmp_path)])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "no truth.json in burst_sc2_s9" in err and sorted_style_dataset.name not in err.split("error:")[1]
+
+
 def test_a_kept_record_judges_as_its_dataset_does(sorted_style_dataset, tmp_path, capsys):
     """--keep writes the set's truth, groups and evidence; judged from the file, the scores and every
     explained pair are the dataset's own (a new machine has the file, not the analyzer)."""
