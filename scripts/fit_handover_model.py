@@ -133,6 +133,7 @@ def judge_out_of_fold(sets: list[Path], fitted: Mapping[int, Any], overrides: li
           f"{pooled['tp']} same-neuron pairs merged / {pooled['wrong_merges']} distinct / {pooled['fn']} missed "
           f"(F1 {pooled['f1']:.4f}); batches meeting the bar {sum(line.endswith(': met') for line in lines)} of "
           f"{len(lines)}", flush=True)
+    print("\n".join(lines), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,7 +69,11 @@ class EvidenceParams:
     balanced; same-neuron pairs merged / distinct): Kilosort 4 sets of 485-486 391 / 0 -> 419 / 0
     (drift_ks4_s486 -7: an impure unit holding copies of a unit at two lags now duplicates it;
     burst_ks4_s475 44 / 0, as in session 55); the internal sorters' 48 bursting sets of seeds
-    460-484 519 / 1 -> 521 / 0, its 48 drifting sets 2193 / 0 either way."""
+    460-484 519 / 1 -> 521 / 0, its 48 drifting sets 2193 / 0 either way. Looked for also where the
+    template lag holds no peak (session 60): on the candidate pairs of the 215 kept sets of seeds
+    445-506 whose sortings are on the machine, that changed the refractory count of 11 same-neuron
+    pairs, 101 distinct and 221 touching impure units (a sharp peak beside no duplicate is mostly a
+    neighbour's unit catching a spike it does not own): not adopted."""
     duplicate_more_min_count: int = 5
     """A further peak needs at least this many coincidences, and to beat chance after the search over
     every window of the refractory window (``duplicate_p``, Bonferroni)."""
