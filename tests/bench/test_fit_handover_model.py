@@ -26,6 +26,9 @@ def test_judging_out_of_fold_scores_every_kept_set_of_the_records_seeds(capsys):
     sets = [p for p in fit.KEPT.glob(f"*{fit.KEPT_SUFFIX}") if early(p)]
     assert len(records) >= 6 and len(sets) > len(records)
     assert fit.main(["--judge-out-of-fold", *map(str, records)]) == 0
-    line = capsys.readouterr().out.strip().splitlines()[-1]
-    found = re.search(r"judged out of fold \(balanced\): (\d+) sets, (\d+) same-neuron pairs merged", line)
+    lines = capsys.readouterr().out.strip().splitlines()
+    pooled = next(i for i, line in enumerate(lines) if line.startswith("judged out of fold"))
+    found = re.search(r"judged out of fold \(balanced\): (\d+) sets, (\d+) same-neuron pairs merged", lines[pooled])
     assert found and int(found.group(1)) == len(sets) and int(found.group(2)) > 0
+    # then one line per batch, as explain_sorted.py --batches prints them
+    assert [line.split(":")[0] for line in lines[pooled + 1:]] == ["185-186", "187-188", "189-190"]
