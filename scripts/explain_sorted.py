@@ -395,12 +395,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peek-held-out", action="store_true",
                         help="read sets of a held-out batch that spikemerge has not scored yet (no longer held out)")
     args = parser.parse_args(argv)
-    if missing := [d.name for d in args.datasets if not d.name.endswith(KEPT_SUFFIX) and not (d / "truth.json").is_file()]:
-        parser.error(f"no truth.json in {', '.join(missing)} (a build that failed leaves none): leave "
-                     f"{'it' if len(missing) == 1 else 'them'} out")
     named = [kept_name(d) if d.name.endswith(KEPT_SUFFIX) else d for d in args.datasets]
     if not args.peek_held_out and (refused := held_out_error(named, HELD_OUT_REGISTRY)):
         parser.error(refused)
+    missing = [d.name for d in args.datasets if not d.name.endswith(KEPT_SUFFIX) and not (d / "truth.json").is_file()]
+    if missing:
+        parser.error(f"no truth.json in {', '.join(missing)} (a build that failed leaves none): leave "
+                     f"{'it' if len(missing) == 1 else 'them'} out")
     if args.keep is not None:
         for dataset in args.datasets:
             print(write_kept(load_set(dataset, args.cache), args.keep), flush=True)
