@@ -8,7 +8,7 @@
     python scripts/explain_sorted.py DATASET... --keep            # keep each set's record in scripts/dev_evidence/
     python scripts/explain_sorted.py scripts/dev_evidence/*.json.xz --set ...   # ... and judge from the kept records
 
-A dataset is a sorted-bench folder (``analyzer/`` and ``truth.json``, see
+A dataset is a whole sorted-bench folder (``analyzer/``, ``truth.json`` and ``READY``, see
 ``scripts/make_sorted_bench.py``). Candidates and evidence are computed once per dataset and kept
 in ``--cache`` (keyed by the source of the evidence and candidate code, so a change there
 recomputes them); the metrics judge then runs on them in a second or two, so a ``--set`` of
@@ -47,7 +47,9 @@ from typing import Any, Iterator
 import spikemerge
 from spikemerge.bench.heldout import ScenarioScores, bar_misses, held_out_error, load_batches
 from spikemerge.bench.scoring import pool_scores
-from spikemerge.bench.sorted import impure_placements, load_truth, parse_dataset_name, score_sorted, true_pairs
+from spikemerge.bench.sorted import (
+    impure_placements, is_ready, load_truth, parse_dataset_name, score_sorted, true_pairs,
+)
 
 CODE = Path(spikemerge.__file__).parent / "tools"
 EVIDENCE_SOURCES = ("evidence", "analyzer", "candidates.py")
@@ -376,7 +378,7 @@ def judge_params(overrides: list[str]):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("datasets", type=Path, nargs="+",
-                        help=f"sorted-bench folders (analyzer/, truth.json) or kept records (*{KEPT_SUFFIX})")
+                        help=f"sorted-bench folders (analyzer/, truth.json, READY) or kept records (*{KEPT_SUFFIX})")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "spikemerge-explain",
                         help="where candidates and evidence are kept between calls")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
@@ -398,10 +400,10 @@ def main(argv: list[str] | None = None) -> int:
     named = [kept_name(d) if d.name.endswith(KEPT_SUFFIX) else d for d in args.datasets]
     if not args.peek_held_out and (refused := held_out_error(named, HELD_OUT_REGISTRY)):
         parser.error(refused)
-    missing = [d.name for d in args.datasets if not d.name.endswith(KEPT_SUFFIX) and not (d / "truth.json").is_file()]
-    if missing:
-        parser.error(f"no truth.json in {', '.join(missing)} (a build that failed leaves none): leave "
-                     f"{'it' if len(missing) == 1 else 'them'} out")
+    unfinished = [d.name for d in args.datasets if not d.name.endswith(KEPT_SUFFIX) and not is_ready(d)]
+    if unfinished:
+        parser.error(f"{', '.join(unfinished)}: not a whole dataset (no READY file; a build that failed or is "
+                     f"still running leaves none): leave {'it' if len(unfinished) == 1 else 'them'} out")
     if args.keep is not None:
         for dataset in args.datasets:
             print(write_kept(load_set(dataset, args.cache), args.keep), flush=True)

@@ -36,7 +36,7 @@ from spikemerge.bench.heldout import (
     score_file, set_rows,
 )
 from spikemerge.bench.sorted import (
-    dataset_spec, default_cache, ensure_venv_bin_on_path, make_dataset, mark_failed,
+    dataset_spec, default_cache, ensure_venv_bin_on_path, is_ready, make_dataset, mark_failed,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -47,7 +47,7 @@ PRESETS = "x_contaminations,similarity_correlograms,temporal_splits,feature_neig
 
 def ready_folders(folders: list[Path]) -> list[Path]:
     """The folders whose dataset was built whole (a ``READY`` file), in their order."""
-    return [f for f in folders if (f / "READY").exists()]
+    return [f for f in folders if is_ready(f)]
 
 
 def run_eval(folders: list[Path], args: list[str], out: Path) -> None:

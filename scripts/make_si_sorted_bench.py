@@ -115,7 +115,7 @@ def burst_recording(seed: int, duration: float, num_units: int, num_bursting: in
 def build(kind: str, seed: int, sorter: str, duration: float, num_units: int, cache: Path,
           **recording_kwargs) -> dict:
     folder = cache / f"si{kind}_{sb.SORTER_SHORT_NAMES[sorter]}_s{seed}"
-    if (folder / "READY").exists():
+    if sb.is_ready(folder):
         return sb.summarise_truth(sb.load_truth(folder))
     if folder.exists():
         shutil.rmtree(folder)

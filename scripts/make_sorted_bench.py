@@ -34,6 +34,7 @@ from spikemerge.bench.sorted import (
     dataset_spec,
     default_cache,
     ensure_venv_bin_on_path,
+    is_ready,
     make_dataset,
     mark_failed,
     parse_dataset_name,
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     for spec in specs:
         folder = cache / spec.name
         t0 = time.perf_counter()
-        cached = (folder / "READY").exists()
+        cached = is_ready(folder)
         log(f"{spec.name}: {'cached' if cached else 'building'} ({spec})")
         try:
             summary = make_dataset(spec, cache, log=log)

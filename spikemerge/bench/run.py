@@ -325,11 +325,11 @@ def run_preset(truth: GroundTruth, preset: str) -> dict[str, Any]:
 
 def _sorted_dataset(scenario: str, seed: int, sorted_cache: Path | None, log: Log):
     """A sorted-bench dataset for the bench loop: (truth, row base, whether it was cached)."""
-    from .sorted import dataset_spec, default_cache, sorted_ground_truth
+    from .sorted import dataset_spec, default_cache, is_ready, sorted_ground_truth
 
     cache = Path(sorted_cache) if sorted_cache is not None else default_cache()
     spec = dataset_spec(*BENCH_SCENARIOS[scenario], seed)
-    cached = (cache / spec.name / "READY").exists()
+    cached = is_ready(cache / spec.name)
     log(f"{scenario} seed {seed}: {'loading' if cached else 'building (MEArec + sorter)'} dataset {spec.name}")
     truth = sorted_ground_truth(scenario, seed, cache, log=log)
     base = {"scenario": scenario, "seed": seed, "dataset": spec.name, "neurons": truth.truth.get("num_neurons"),

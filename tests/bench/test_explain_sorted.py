@@ -15,11 +15,12 @@ from tests.helpers import load_script
 
 @pytest.fixture
 def sorted_style_dataset(saved_truth_folder, tmp_path):
-    """The small analyzer as a sorted-bench dataset: analyzer/ and a truth.json with unit_to_neuron."""
+    """The small analyzer as a sorted-bench dataset: analyzer/, a truth.json with unit_to_neuron, READY."""
     folder = tmp_path / "small_s0"
     shutil.copytree(saved_truth_folder / "analyzer", folder / "analyzer")
     saved = json.loads((saved_truth_folder / "truth.json").read_text())
     (folder / "truth.json").write_text(json.dumps({"unit_to_neuron": saved["neuron_of_unit"]}))
+    (folder / "READY").touch()
     return folder
 
 
@@ -75,14 +76,19 @@ def test_an_unknown_parameter_is_named(sorted_style_dataset, tmp_path):
                                             "--set", "no_such_knob=1"])
 
 
-def test_a_set_without_truth_is_named_before_any_work(sorted_style_dataset, tmp_path, capsys):
-    failed = tmp_path / "burst_sc2_s9"  # what a build that failed leaves: no truth.json
+def test_an_unfinished_set_is_named_before_any_work(sorted_style_dataset, tmp_path, capsys):
+    failed = tmp_path / "burst_sc2_s9"  # what a build that failed leaves: no truth.json, no READY
     (failed / "analyzer").mkdir(parents=True)
+    stopped = tmp_path / "burst_sc2_s10"  # a build stopped after truth.json, before READY
+    shutil.copytree(sorted_style_dataset, stopped)
+    (stopped / "READY").unlink()
     with pytest.raises(SystemExit) as stop:
-        load_script("explain_sorted").main([str(sorted_style_dataset), str(failed), "--cache", str(tmp_path)])
+        load_script("explain_sorted").main([str(sorted_style_dataset), str(failed), str(stopped),
+                                            "--cache", str(tmp_path)])
     assert stop.value.code == 2
-    err = capsys.readouterr().err
-    assert "no truth.json in burst_sc2_s9" in err and sorted_style_dataset.name not in err.split("error:")[1]
+    err = capsys.readouterr().err.split("error:")[1]
+    assert "burst_sc2_s9, burst_sc2_s10: not a whole dataset (no READY file" in err
+    assert sorted_style_dataset.name not in err
 
 
 def test_a_kept_record_judges_as_its_dataset_does(sorted_style_dataset, tmp_path, capsys):

@@ -141,7 +141,7 @@ def test_sets_of_a_batch_not_scored_yet_are_refused_by_the_development_tools(tmp
     assert "held out and not scored yet" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # past the guard: the (missing) dataset is looked at
         script.main([str(burst), "--cache", str(tmp_path / "ex"), "--peek-held-out"])
-    assert "no truth.json in burst_tdc2_s902" in capsys.readouterr().err
+    assert "burst_tdc2_s902: not a whole dataset" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name, folder, missing", [

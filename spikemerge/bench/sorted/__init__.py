@@ -32,7 +32,7 @@ before then do not rebuild to their sorting). The truth is always computed from 
 from __future__ import annotations
 
 from .datasets import (
-    SortedGroundTruth, build_analyzer, build_dataset, load_dataset, make_dataset, mark_failed,
+    SortedGroundTruth, build_analyzer, build_dataset, is_ready, load_dataset, make_dataset, mark_failed,
     sorted_ground_truth, write_json, write_status,
 )
 from .mearec import (
@@ -58,7 +58,7 @@ __all__ = [
     "SortedGroundTruth",
     "TemplateSpec", "assign_units", "best_lags", "build_analyzer", "build_dataset", "build_truth",
     "dataset_name", "dataset_spec", "default_cache", "ensure_venv_bin_on_path", "final_merge_off",
-    "impure_merges", "impure_placements", "load_dataset", "load_truth", "make_dataset", "make_recording",
+    "impure_merges", "impure_placements", "is_ready", "load_dataset", "load_truth", "make_dataset", "make_recording",
     "make_templates", "mark_failed", "pair_facts", "pair_kinds", "parse_dataset_name", "parse_overrides",
     "read_recording", "run_sorter_unmerged",
     "scenario", "seeded_draws", "score_sorted", "shift_sorting", "sorted_ground_truth", "sorter_params",

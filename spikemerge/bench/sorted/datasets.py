@@ -40,6 +40,11 @@ def build_analyzer(sorting, recording, folder: Path, n_jobs: int = 1):
     return analyzer
 
 
+def is_ready(folder: Path) -> bool:
+    """Whether ``folder`` holds a whole dataset: its ``READY`` file, written last by the build."""
+    return (Path(folder) / "READY").exists()
+
+
 def build_dataset(name: str, spec: RecordingSpec, sorter: str, cache: Path, scenario_name: str = "",
                   sorter_seed: int | None = None, motion_correction: bool | None = None, n_jobs: int = 1,
                   log: Log | None = None, recording_path: Path | None = None) -> dict[str, Any]:
@@ -53,7 +58,7 @@ def build_dataset(name: str, spec: RecordingSpec, sorter: str, cache: Path, scen
     log = log or (lambda line: None)
     cache = Path(cache)
     folder = cache / name
-    if (folder / "READY").exists():
+    if is_ready(folder):
         summary = summarise_truth(load_truth(folder))
     else:
         folder.mkdir(parents=True, exist_ok=True)
@@ -206,7 +211,7 @@ def load_dataset(folder: Path, in_memory: bool = True) -> SortedGroundTruth:
     from ..synthetic import load_gt_sorting
 
     folder = Path(folder)
-    if not (folder / "READY").exists():
+    if not is_ready(folder):
         raise FileNotFoundError(f"{folder} is not a complete sorted-bench dataset (no READY file)")
     truth = load_truth(folder)
     with warnings.catch_warnings():
@@ -251,7 +256,7 @@ def write_status(cache: Path, failures: Mapping[str, str] | None = None, notes: 
     failed = dict(failures or {})
     for folder in sorted(p for p in cache.iterdir() if p.is_dir() and (p / "truth.json").exists()
                          or (p.is_dir() and (p / "FAILED").exists())):
-        if (folder / "FAILED").exists() and not (folder / "READY").exists():
+        if (folder / "FAILED").exists() and not is_ready(folder):
             failed.setdefault(folder.name, (folder / "FAILED").read_text().strip())
         if not (folder / "truth.json").exists():
             continue
@@ -260,7 +265,7 @@ def write_status(cache: Path, failures: Mapping[str, str] | None = None, notes: 
         sizes = ", ".join(f"{n}:{k}" for n, k in sorted(s["split_sizes"].items(), key=lambda kv: -kv[1]))
         secs = sum((truth.get("build_seconds") or {}).values())
         mc = (truth.get("sorter_params") or {}).get("apply_motion_correction", "default")
-        lines.append(f"| {folder.name} | {'yes' if (folder / 'READY').exists() else 'no'} | {s['sorter']} | {mc} | "
+        lines.append(f"| {folder.name} | {'yes' if is_ready(folder) else 'no'} | {s['sorter']} | {mc} | "
                      f"{s['units']} | {s['neurons']} | {s['impure_units']} | {s['true_pairs']} | "
                      f"{s['split_neurons']} ({sizes}) | {s['undetected_neurons']} | "
                      f"{s['pair_kinds']['duplicate']} / {s['pair_kinds']['fragments']} / "
