@@ -114,19 +114,31 @@ def _copied(unit: Any, other: Any, members: Sequence[Any], scores: Mapping[froze
     return False
 
 
+def _place_veto_only(score: PairScore, params: JudgeParams) -> bool:
+    """A veto that rests on places alone: units firing together localized apart (the drift term), no
+    CCG veto, shapes not wholly unlike (``params.copy_place_veto_min_waveforms_log_odds``)."""
+    return (score.veto and not score.sequential
+            and score.terms.get("drift", 0.0) <= params.veto_log_odds
+            and score.terms.get("crosscorrelograms", 0.0) > params.veto_log_odds
+            and score.terms.get("waveforms", 0.0) >= params.copy_place_veto_min_waveforms_log_odds)
+
+
 def _restates_partner(score: PairScore, members: Sequence[Any], scores: Mapping[frozenset, PairScore], cut: float,
-                      block_thin: bool) -> bool:
+                      block_thin: bool, params: JudgeParams = DEFAULT_JUDGE_PARAMS) -> bool:
     """Whether a unit of the pair is the copy of a member of the join that links the other unit.
 
     A copy (``PairScore.copy``: the smaller unit of a duplicate pair, most of its spikes the
     partner's, detected again at a misaligned lag) compares with a third unit what its partner
     does, but read at that lag: a refractory dip shifted out of its window, waveforms cut
     off-centre. When the partner's own pair with the third unit clears the cut, the copy's pair
-    blocks nothing short of a veto (``JudgeParams.copy_restates_min_fraction``). Unlike
-    ``_copy_excused``, the partner may sit on either side of the join and the copy's pair may hold
-    terms against one neuron.
+    blocks nothing short of a veto (``JudgeParams.copy_restates_min_fraction``), and a veto on
+    places alone is not one (``_place_veto_only``): the copy's template, averaged over misaligned
+    re-detections, is what the localization misplaces. Unlike ``_copy_excused``, the partner may sit
+    on either side of the join and the copy's pair may hold terms against one neuron.
     """
-    if score.veto or score.starved:
+    if score.starved:
+        return False
+    if score.veto and not _place_veto_only(score, params):
         return False
     return any(_copied(u, o, members, scores, cut, block_thin, copy_only=True)
                for u, o in ((score.unit_a, score.unit_b), (score.unit_b, score.unit_a)))
@@ -564,7 +576,7 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
             for u, o in ((s.unit_a, s.unit_b), (s.unit_b, s.unit_a)))]
         joined = left + right
         blocking = [s for s in blocking if not _restated_both_ways(s, joined, scores, cut, block_thin)]
-        blocking = [s for s in blocking if not _restates_partner(s, joined, scores, cut, block_thin)]
+        blocking = [s for s in blocking if not _restates_partner(s, joined, scores, cut, block_thin, params)]
         blocking = [s for s in blocking if not _mediated(s, joined, scores, cut, block_thin, params)]
         blocking = [s for s in blocking if not _chained(s, joined, scores, cut, block_thin, params)]
         # a proposed drift chain's clean hand-over across: the chain's far ends may differ (not veto)
@@ -653,7 +665,7 @@ class MetricsJudge:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
         model = load_model(self.params.handover_model)
-        source = json.dumps({"judge": "metrics-v51", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v52", "params": self.params.fingerprint(),
                              "handover_model": model.digest if model else None,
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]

@@ -329,10 +329,24 @@ def test_a_copy_of_a_member_restates_its_partners_pairs():
     assert sorted(map(sorted, partition([24, 76, 77], scores, 0.5))) == [[24, 76, 77]]
     shared_less = partition([24, 76, 77], {**scores, frozenset((24, 76)): _score(24, 76, 11.0, **copy)}, 0.5)
     assert sorted(map(sorted, shared_less)) == [[76, 77]]
-    # a veto is the copy's own evidence of two neurons (76 then goes to the slice it is surer of)
+    # a refractory veto is the copy's own evidence of two neurons (76 then goes to the slice it is surer of)
+    excess = {**against, "crosscorrelograms": -6.0}
     vetoed = {**scores, frozenset((24, 76)): _score(24, 76, 9.0, copy=24, **copy),
-              frozenset((24, 77)): _score(24, 77, -6.6, terms=against, veto=True)}
+              frozenset((24, 77)): _score(24, 77, -11.0, terms=excess, veto=True)}
     assert sorted(map(sorted, partition([24, 76, 77], vetoed, 0.5))) == [[76, 77]]
+    # a veto on places alone (firing together, localized apart) is the copy's misplaced template: it
+    # restates 76+77 as before (burst_ks4_s510's unit 10, a copy of five slices of one bursting cell)
+    placed = {**against, "drift": -4.0}
+    misplaced = {**scores, frozenset((24, 77)): _score(24, 77, -10.6, terms=placed, veto=True)}
+    assert sorted(map(sorted, partition([24, 76, 77], misplaced, 0.5))) == [[24, 76, 77]]
+    # ... unless its templates are wholly unlike the unit's (another neuron's), or the rule is off
+    unlike = {**scores, frozenset((24, 77)): _score(24, 77, -16.6, terms={**placed, "waveforms": -10.0}, veto=True)}
+    assert sorted(map(sorted, partition([24, 76, 77], unlike, 0.5))) == [[76, 77]]
+    off = JudgeParams(copy_place_veto_min_waveforms_log_odds=3.0)
+    assert sorted(map(sorted, partition([24, 76, 77], misplaced, 0.5, params=off))) == [[76, 77]]
+    # nor between units that follow each other: their places speak of the drift, not of a template
+    followed = {**scores, frozenset((24, 77)): _score(24, 77, -10.6, terms=placed, veto=True, sequential=True)}
+    assert sorted(map(sorted, partition([24, 76, 77], followed, 0.5))) == [[76, 77]]
     # the larger unit of a duplicate pair is no copy: its pairs are mostly its own spikes
     larger = {**scores, frozenset((24, 76)): _score(24, 76, 11.0, copy=76, **copy)}
     assert sorted(map(sorted, partition([24, 76, 77], larger, 0.5))) == [[76, 77]]
