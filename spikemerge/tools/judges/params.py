@@ -565,7 +565,7 @@ class JudgeParams:
     at its floor, -10) are another neuron's, whatever the copy. Seen on held-out burst_ks4_s510: unit 10
     copies 33-75 % of the spikes of five slices of neuron #3 and fired with four others localized 26-33 µm
     away (templates 75-79 % alike), vetoed on places; the neuron stayed in a part of 16 units with
-    10 and 18 out (33 pairs). On the 1229 kept records (seeds 31-510), balanced, same-neuron pairs
+    10 and 18 out (33 pairs). On the 1229 kept records (seeds 185-510), balanced, same-neuron pairs
     merged / distinct: off 43305 / 33 -> 43399 / 33, batches meeting the bar 129 -> 130 (251-252,
     315-316, 307-308, 371-372, 499-500 bursting and 491-492, 501-502, 509-510 drifting up; 485-486
     bursting 0.855 -> 0.850), impure units merged into another neuron's part 386 -> 390; Kilosort 4's
