@@ -568,11 +568,12 @@ class JudgeParams:
     10 and 18 out (33 pairs). On the 1229 kept records (seeds 185-510), balanced, same-neuron pairs
     merged / distinct: off 43305 / 33 -> 43399 / 33, batches meeting the bar 129 -> 130 (315-316;
     eleven batches up on one side or both, 485-486 bursting 0.855 -> 0.850), impure units merged
-    into another neuron's part 386 -> 390; Kilosort 4's 25 sets 2765 / 0 -> 2842 / 0. Without the bound on shapes: 43399 / 39 (six spykingcircus2 bursting
-    pairs 48-55 µm apart with templates 22-28 % alike, the term at -10); -8: 43399 / 33; -4: 43393 / 33;
-    -3: 43389 / 33. Aggressive 43390 / 41 -> 43492 / 41, conservative 11808 / 7 -> 11866 / 7; the
-    generator bench (seeds 0, 1, seven scenarios) F1 1.00, none wrong. Any value above the waveforms
-    term's ceiling (``similarity_bounds``) turns it off (metrics-v52)."""
+    into another neuron's part 386 -> 390; Kilosort 4's 25 sets 2765 / 0 -> 2842 / 0. Without the
+    bound on shapes: 43399 / 39 (six spykingcircus2 bursting pairs 48-55 µm apart with templates
+    22-28 % alike, the term at -10); -8: 43399 / 33; -4: 43393 / 33; -3: 43389 / 33. Aggressive
+    43390 / 41 -> 43492 / 41, conservative 11808 / 7 -> 11866 / 7; the generator bench (seeds 0, 1,
+    seven scenarios) F1 1.00, none wrong. Any value above the waveforms term's ceiling
+    (``similarity_bounds``) turns it off (metrics-v52)."""
     copy_restates_min_fraction: float = 0.5
     """A unit most of whose spikes are another unit's, detected again at its own lag (the smaller
     unit of a duplicate pair, with at least this share of its spikes shared: the copy), does not
