@@ -563,8 +563,8 @@ class JudgeParams:
     places such a template away from where its spikes come from; its partner's pair with the third
     unit, which clears the cut, is the reading of the same spikes. Templates wholly unlike (the term
     at its floor, -10) are another neuron's, whatever the copy. Seen on held-out burst_ks4_s510: unit 10
-    copies 33-75 % of the spikes of five slices of neuron #3 and fired with four others localized 26-33 µm
-    away (templates 75-79 % alike), vetoed on places; the neuron stayed in a part of 16 units with
+    shares 33-75 % of its spikes with five slices of neuron #3 (a copy of two) and fired with four
+    others localized 26-33 µm away (templates 75-79 % alike), vetoed on places; the neuron stayed in a part of 16 units with
     10 and 18 out (33 pairs). On the 1229 kept records (seeds 185-510), balanced, same-neuron pairs
     merged / distinct: off 43305 / 33 -> 43399 / 33, batches meeting the bar 129 -> 130 (315-316;
     eleven batches up on one side or both, 485-486 bursting 0.855 -> 0.850), impure units merged
