@@ -115,8 +115,9 @@ def _copied(unit: Any, other: Any, members: Sequence[Any], scores: Mapping[froze
 
 
 def _place_veto_only(score: PairScore, params: JudgeParams) -> bool:
-    """A veto that rests on places alone: units firing together localized apart (the drift term), no
-    CCG veto, shapes not wholly unlike (``params.copy_place_veto_min_waveforms_log_odds``)."""
+    """A veto that rests on places alone: units firing together localized apart (the drift term), a
+    CCG term above the veto level (a thin pair's excess that deep counts against too, though too thin
+    to veto on its own), shapes not wholly unlike (``params.copy_place_veto_min_waveforms_log_odds``)."""
     return (score.veto and not score.sequential
             and score.terms.get("drift", 0.0) <= params.veto_log_odds
             and score.terms.get("crosscorrelograms", 0.0) > params.veto_log_odds
