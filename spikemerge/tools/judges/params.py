@@ -555,24 +555,24 @@ class JudgeParams:
     same-neuron pairs merged / 2 distinct -> 1910 / 2 (aggressive 1899 / 3 -> 1910 / 3,
     conservative 412 / 1 -> 415 / 1); False: off (metrics-v30)."""
     copy_place_veto_min_waveforms_log_odds: float = -6.0
-    """A copy (``copy_restates_min_fraction``) restates its partner's pairs also where its own pair
-    is vetoed only for places (two units firing together localized apart: the drift term at or below
-    ``veto_log_odds``, the CCG term above it, not units that follow each other), as long as its waveforms term is
-    at least this (``metrics._restates_partner``). A copy's template averages one neuron's spikes
-    detected again at misaligned lags, smaller and wider than its partner's, and the localization
-    places such a template away from where its spikes come from; its partner's pair with the third
-    unit, which clears the cut, is the reading of the same spikes. Templates wholly unlike (the term
-    at its floor, -10) are another neuron's, whatever the copy. Seen on held-out burst_ks4_s510: unit 10
-    shares 33-75 % of its spikes with five slices of neuron #3 (a copy of two) and fired with four
-    others localized 26-33 µm away (templates 75-79 % alike), vetoed on places; the neuron stayed in
-    a part of 16 units with 10 and 18 out (33 pairs). On the 1229 kept records (seeds 185-510), balanced, same-neuron pairs
-    merged / distinct: off 43305 / 33 -> 43399 / 33, batches meeting the bar 129 -> 130 (315-316;
-    eleven batches up on one side or both, 485-486 bursting 0.855 -> 0.850), impure units merged
-    into another neuron's part 386 -> 390; Kilosort 4's 25 sets 2765 / 0 -> 2842 / 0. Without the
-    bound on shapes: 43399 / 39 (six spykingcircus2 bursting pairs 48-55 µm apart with templates
-    22-28 % alike, the term at -10); -8: 43399 / 33; -4: 43393 / 33; -3: 43389 / 33. Aggressive
-    43390 / 41 -> 43492 / 41, conservative 11808 / 7 -> 11866 / 7; the generator bench (seeds 0, 1,
-    seven scenarios) F1 1.00, none wrong. Any value above the waveforms term's ceiling
+    """A copy (``copy_restates_min_fraction``) restates its partner's pairs also where its own pair is
+    vetoed only for places (two units firing together localized apart: the drift term at or below
+    ``veto_log_odds``, the CCG term above it, not units that follow each other), as long as its
+    waveforms term is at least this (``metrics._restates_partner``). A copy's template averages one
+    neuron's spikes detected again at misaligned lags, smaller and wider than its partner's, and the
+    localization places such a template away from where its spikes come from; its partner's pair with
+    the third unit, which clears the cut, is the reading of the same spikes. Templates wholly unlike
+    (the term at its floor, -10) are another neuron's, whatever the copy. Seen on held-out
+    burst_ks4_s510: unit 10 shares 33-75 % of its spikes with five slices of neuron #3 (a copy of two)
+    and fired with four others localized 26-33 µm away (templates 75-79 % alike), vetoed on places; the
+    neuron stayed in a part of 16 units with 10 and 18 out (33 pairs). On the 1229 kept records (seeds
+    185-510), balanced, same-neuron pairs merged / distinct: off 43305 / 33 -> 43399 / 33, batches
+    meeting the bar 129 -> 130 (315-316; eleven batches up on one side or both, 485-486 bursting 0.855
+    -> 0.850), impure units merged into another neuron's part 386 -> 390; Kilosort 4's 25 sets 2765 / 0
+    -> 2842 / 0. Without the bound on shapes: 43399 / 39 (six spykingcircus2 bursting pairs 48-55 µm
+    apart with templates 22-28 % alike, the term at -10); -8: 43399 / 33; -4: 43393 / 33; -3: 43389 /
+    33. Aggressive 43390 / 41 -> 43492 / 41, conservative 11808 / 7 -> 11866 / 7; the generator bench
+    (seeds 0, 1, seven scenarios) F1 1.00, none wrong. Any value above the waveforms term's ceiling
     (``similarity_bounds``) turns it off (metrics-v52)."""
     copy_restates_min_fraction: float = 0.5
     """A unit most of whose spikes are another unit's, detected again at its own lag (the smaller
