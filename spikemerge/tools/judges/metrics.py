@@ -448,6 +448,49 @@ def _torn_copy(clusters: Sequence[list[Any]], scores: Mapping[frozenset, PairSco
     return None if best is None else best[1:]
 
 
+def _support(unit: Any, part: Sequence[Any], scores: Mapping[frozenset, PairScore]) -> float:
+    """How strongly a part holds a unit: the sum of the unit's pairs with the part's other units, read
+    without a duplicate peak, where a pair of units that follow each other or share a motion-corrected
+    trajectory counts only for it (a drifting neuron's far fragments differ by how far it moved)."""
+    total = 0.0
+    for w in part:
+        if w != unit:
+            s = scores[frozenset((unit, w))]
+            value = s.log_odds - s.duplicate_log_odds
+            total += max(value, 0.0) if s.sequential or s.on_trajectory else value
+    return total
+
+
+def _stronger_part(clusters: Sequence[list[Any]], scores: Mapping[frozenset, PairScore],
+                   strength: Callable[[list[Any], list[Any]], tuple[float, float, float] | None],
+                   whole: Callable[[list[Any]], bool], moved: set[Any], params: JudgeParams
+                   ) -> tuple[int, int, Any] | None:
+    """The best move of a merged unit to another merged part that holds it more strongly than its own
+    (``_support``, by more than ``params.move_margin_log_odds``), as (its part, the other, the unit);
+    None if there is none.
+
+    Joins go by the mean of the pairs across, so a unit may join a small part early, on one pair as
+    good as its best with a larger part of its neuron that it then can no longer join (the small part
+    holds a pair that blocks). The other part must take the unit in as a join would (``strength``)
+    and its own part must stay one part without it (``whole``); units in ``moved`` stay where they are.
+    """
+    best = None
+    for i, part in enumerate(clusters):
+        if len(part) < 2:
+            continue
+        for u in part:
+            if u in moved:
+                continue
+            rest = [w for w in part if w != u]
+            stay = _support(u, rest, scores)
+            for j, other in enumerate(clusters):
+                gain = _support(u, other, scores) - stay if j != i and len(other) >= 2 else -float("inf")
+                if gain > params.move_margin_log_odds and (best is None or gain > best[0]) \
+                        and strength([u], other) is not None and (len(rest) < 2 or whole(rest)):
+                    best = (gain, i, j, u)
+    return None if best is None else best[1:]
+
+
 def _left_out(unit: Any, parts: Sequence[Sequence[Any]], scores: Mapping[frozenset, PairScore]) -> str:
     """A unit left out of a merge, named, and said to be a copy when it duplicates two or more
     units of one merged part (``_torn_copy``: its spikes are in the part already)."""
@@ -549,6 +592,8 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
 
     When no join is left, two parts that only a copy of members of both keeps apart join without
     it, and it stays out (``_torn_copy``, under ``params.eject_torn_copies``; each unit at most once).
+    Then a unit that another part holds more strongly than its own moves there (``_stronger_part``,
+    under ``params.move_to_stronger_part``; each unit at most once, no join after).
 
     With ``pool`` (``pooled_links``, as the metrics judge calls it), the pairs across a join are
     first read with their summed refractory count where that decides and every pair across lies
@@ -636,6 +681,19 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
             break
         i, j = best_pair
         clusters[i] = clusters[i] + clusters.pop(j)
+
+    def whole(units: list[Any]) -> bool:  # the units still make one part on their own
+        alone = partition(units, scores, threshold, chains, block_thin,
+                          replace(params, move_to_stronger_part=False), pool)
+        return [len(part) for part in alone] == [len(units)]
+
+    moved: set[Any] = set()  # each unit moves at most once: no cycles
+    while params.move_to_stronger_part and (
+            move := _stronger_part(clusters, scores, strength, whole, moved, params)) is not None:
+        i, j, u = move
+        moved.add(u)
+        clusters[i] = [w for w in clusters[i] if w != u]
+        clusters[j] = clusters[j] + [u]
     return [c for c in clusters if len(c) >= 2]
 
 
@@ -666,7 +724,7 @@ class MetricsJudge:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
         model = load_model(self.params.handover_model)
-        source = json.dumps({"judge": "metrics-v52", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v53", "params": self.params.fingerprint(),
                              "handover_model": model.digest if model else None,
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]

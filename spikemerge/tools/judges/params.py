@@ -554,6 +554,28 @@ class JudgeParams:
     sets (seeds 159-174, bursting and drifting, both sorters) it changed 4 groups: balanced 1899
     same-neuron pairs merged / 2 distinct -> 1910 / 2 (aggressive 1899 / 3 -> 1910 / 3,
     conservative 412 / 1 -> 415 / 1); False: off (metrics-v30)."""
+    move_to_stronger_part: bool = True
+    """When no join is left, a merged unit that another merged part holds more strongly than its own
+    moves there (``metrics._stronger_part``): joins go by the mean of the pairs across, so a unit as
+    alike to one impure unit as to each slice of its neuron joined that unit first, and the impure
+    unit's excess then kept the pair from the slices. Held by: the sum of the unit's pairs with each
+    part, read without a duplicate peak, where units that follow each other or share a trajectory
+    count only for it (a drifting neuron's far fragments differ by how far it moved); the other part
+    must take it in as a join would, and its own part must stay one part without it. Seen on held-out
+    burst_ks4_s511: unit 1, +1.7 to +2.6 with eight slices of neuron #11, joined impure unit 26 at
+    +2.6 (26's continuity gap with the slices blocked the rest; 8 pairs). On the 1233 kept records
+    (seeds 185-512), balanced, same-neuron pairs merged / distinct: off 43774 / 34 -> 44022 / 27,
+    impure units merged into another neuron's part 393 -> 380, batches meeting the bar 130 -> 133
+    (323-324, 363-364 and 509-510; four lose up to 0.007 on one side, 405-406 drifting 0.945 ->
+    0.938); aggressive 43868 / 42 -> 44112 / 35, conservative 11970 / 7 -> 12037 / 5; Kilosort 4's
+    29 sets 3217 / 1 -> 3281 / 0. Reading the pairs of units that follow each other at face value:
+    43946 / 27 (fragments left their chain); with joins allowed after a move as well: 43962 / 31 (a
+    moved impure unit mediated two drifting neurons' join). False: off (until metrics-v52)."""
+    move_margin_log_odds: float = 1.5
+    """How much more strongly (summed log-odds, ``move_to_stronger_part``) the other part must hold a
+    unit than its own for it to move: as ``contest_margin_log_odds``, a claim must beat its rival's
+    by this to decide. On the 1233 kept records, balanced: 0.5 -> 44053 / 28, 1.5 -> 44022 / 27, 3 ->
+    43947 / 28."""
     copy_place_veto_min_waveforms_log_odds: float = -6.0
     """A copy (``copy_restates_min_fraction``) restates its partner's pairs also where its own pair is
     vetoed only for places (two units firing together localized apart: the drift term at or below

@@ -118,7 +118,9 @@ def test_a_pair_the_model_reads_as_two_neurons_beyond_doubt_blocks_the_join_its_
     before = [set(p) for p in loose.judge(request, policy="balanced").merge_groups]
     after = [set(p) for p in MetricsJudge().judge(request, policy="balanced").merge_groups]
     assert any(pair <= p for p in before) and not any(pair <= p for p in after)
-    assert sorted(map(sorted, (p - {94} for p in before))) == sorted(map(sorted, after))  # 94 alone stays out
+    # 94 alone stays out (with moves on, impure unit 142 then moves from its part with 140 into 20's)
+    unmoved = MetricsJudge(JudgeParams(move_to_stronger_part=False)).judge(request, policy="balanced")
+    assert sorted(map(sorted, (p - {94} for p in before))) == sorted(map(sorted, unmoved.merge_groups))
 
 
 def test_a_model_file_of_ones_own_is_read_from_its_path(tmp_path):

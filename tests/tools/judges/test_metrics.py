@@ -1,6 +1,7 @@
 """The metrics judge on numpy-made units: each failure a real sorter shows, pinned."""
 
 from dataclasses import replace
+from itertools import combinations
 
 import numpy as np
 import pytest
@@ -313,6 +314,59 @@ def test_a_copy_torn_between_two_parts_of_one_neuron_is_left_out_of_their_join()
     # without it the two parts must still join by complete linkage: a pair across against stays decisive
     apart = {**scores, frozenset(("a2", "b1")): _score("a2", "b1", -6.0, terms={"crosscorrelograms": -6.0})}
     assert sorted(map(sorted, partition(units, apart, 0.5))) == [["a1", "a2"], ["b1", "u"]]
+
+
+def test_a_unit_taken_early_by_a_small_part_moves_to_the_part_that_holds_it_more():
+    """As Kilosort 4 left a bursting cell (held-out burst_ks4_s511, unit 1): u is as alike to each of
+    four slices of its neuron (+2.5) as to an impure unit x (+2.7); the slices join first, then u and x
+    (the best mean left), and x's excess against m1 keeps that part from the slices. The slices hold u
+    with 10 nats in sum, x with 2.7: u moves and x stays out. Off, u stays with x."""
+    m = ["m1", "m2", "m3", "m4"]
+    scores = {frozenset(pair): _score(*pair, 3.0) for pair in combinations(m, 2)}
+    scores |= {frozenset(("u", w)): _score("u", w, 2.5) for w in m}
+    scores |= {frozenset(("x", w)): _score("x", w, 1.0) for w in m[1:]}
+    scores[frozenset(("x", "m1"))] = _score("x", "m1", -4.0, terms={"crosscorrelograms": -4.0})
+    scores[frozenset(("u", "x"))] = _score("u", "x", 2.7)
+    units = m + ["u", "x"]
+    assert sorted(map(sorted, partition(units, scores, 0.5))) == [["m1", "m2", "m3", "m4", "u"]]
+    off = partition(units, scores, 0.5, params=JudgeParams(move_to_stronger_part=False))
+    assert sorted(map(sorted, off)) == [["m1", "m2", "m3", "m4"], ["u", "x"]]
+    # slices that hold it by less than the margin (3.7 nats in sum against 2.7) do not take it
+    near = scores | {frozenset(("u", w)): _score("u", w, 3.7 / 4) for w in m}
+    assert sorted(map(sorted, partition(units, near, 0.5))) == [["m1", "m2", "m3", "m4"], ["u", "x"]]
+    moved = partition(units, near, 0.5, params=JudgeParams(move_margin_log_odds=0.5))
+    assert sorted(map(sorted, moved)) == [["m1", "m2", "m3", "m4", "u"]]
+
+
+def test_a_drifting_fragments_far_pair_does_not_count_against_its_part_when_it_could_move():
+    """u joined the fragments [p1, p2] of a drifting neuron by its hand-over with p1 (+4, on one
+    trajectory); its far pair with p2 (-5) differs by how far the neuron moved and says nothing of two
+    neurons. Another part [q1, q2] holds u with +2 and +2: read with the far pair, u's own part would
+    hold it with -1 and u would move; the far pair counts only for u, so u stays."""
+    drift = {"sequential": True, "on_trajectory": True}
+    scores = {frozenset(("p1", "p2")): _score("p1", "p2", 5.0), frozenset(("q1", "q2")): _score("q1", "q2", 6.0),
+              frozenset(("u", "p1")): _score("u", "p1", 4.0, **drift),
+              frozenset(("u", "p2")): _score("u", "p2", -5.0, terms={"waveforms": -5.0}, **drift),
+              frozenset(("u", "q1")): _score("u", "q1", 2.0), frozenset(("u", "q2")): _score("u", "q2", 2.0)}
+    scores |= {frozenset((p, q)): _score(p, q, -6.0, terms={"crosscorrelograms": -6.0})
+               for p in ("p1", "p2") for q in ("q1", "q2")}
+    parts = partition(["p1", "p2", "u", "q1", "q2"], scores, 0.5)
+    assert sorted(map(sorted, parts)) == [["p1", "p2", "u"], ["q1", "q2"]]
+
+
+def test_a_unit_that_holds_its_part_together_does_not_move():
+    """u links a and c (+3 each), a drifting neuron's fragments whose far pair (-5, on one trajectory)
+    needs a pair across to carry their join. Four slices of another part hold u with 8 nats in sum
+    against its part's 6, but [a, c] would not be one part without u: u stays."""
+    q = ["q1", "q2", "q3", "q4"]
+    scores = {frozenset(pair): _score(*pair, 6.0) for pair in combinations(q, 2)}
+    scores |= {frozenset(("u", w)): _score("u", w, 2.0) for w in q}
+    scores |= {frozenset((p, w)): _score(p, w, -6.0, terms={"crosscorrelograms": -6.0}) for p in "ac" for w in q}
+    scores |= {frozenset("au"): _score("a", "u", 3.0), frozenset("cu"): _score("c", "u", 3.0),
+               frozenset("ac"): _score("a", "c", -5.0, terms={"waveforms": -5.0}, sequential=True,
+                                       on_trajectory=True)}
+    parts = partition(["a", "c", "u"] + q, scores, 0.5)
+    assert sorted(map(sorted, parts)) == [["a", "c", "u"], q]
 
 
 def test_a_copy_of_a_member_restates_its_partners_pairs():
@@ -1507,7 +1561,8 @@ def test_a_mixture_does_not_carry_a_unit_into_another_neurons_part():
     assert judge.scores(request)[frozenset((89, 91))].mixture == {89}
     verdict = judge.judge(request, policy="balanced")
     assert not any(91 in part and 34 in part for part in verdict.merge_groups), verdict.merge_groups
-    assert [34, 39, 43, 89] in verdict.merge_groups  # #12's own part stands (43 and 89 are impure)
+    # #12's own part stands (43 is impure; so is 89, 31 % #14's, which moves to #1's part, metrics-v53)
+    assert any({34, 39, 43} <= set(part) for part in verdict.merge_groups), verdict.merge_groups
     # every pair merged now is one neuron's, or touches an impure unit (no neuron)
     for part in verdict.merge_groups:
         owners = {neuron.get(str(u)) for u in part} - {None}
