@@ -484,7 +484,10 @@ def _stronger_part(clusters: Sequence[list[Any]], scores: Mapping[frozenset, Pai
             rest = [w for w in part if w != u]
             stay = _support(u, rest, scores)
             for j, other in enumerate(clusters):
-                gain = _support(u, other, scores) - stay if j != i and len(other) >= 2 else -float("inf")
+                if j == i or len(other) < 2:
+                    continue
+                gain = _support(u, other, scores) - stay
+                # the cheap test first: a join's checks and a partition of the rest only for a better move
                 if gain > params.move_margin_log_odds and (best is None or gain > best[0]) \
                         and strength([u], other) is not None and (len(rest) < 2 or whole(rest)):
                     best = (gain, i, j, u)
