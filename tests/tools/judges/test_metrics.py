@@ -316,6 +316,33 @@ def test_a_copy_torn_between_two_parts_of_one_neuron_is_left_out_of_their_join()
     assert sorted(map(sorted, partition(units, apart, 0.5))) == [["a1", "a2"], ["b1", "u"]]
 
 
+def test_a_mixed_unit_alone_between_two_parts_firing_together_is_left_out_of_their_join():
+    """As Kilosort 4 left a bursting cell (burst_ks4_s514, unit 14): m breaks its own refractory
+    period and joins slices [a1, a2] first (+6 each); its excess against b1 (-8, a veto) is all that
+    keeps [a1, a2] from [b1, b2], which fire with them (+1.5 across). The parts join without m, and m
+    stays out. Off, or where m is not mixed, the neuron stays in two parts."""
+    mixed = {"mixed": frozenset({"m"})}
+    scores = {frozenset(("a1", "a2")): _score("a1", "a2", 5.0), frozenset(("b1", "b2")): _score("b1", "b2", 5.0)}
+    scores |= {frozenset((a, b)): _score(a, b, 1.5) for a in ("a1", "a2") for b in ("b1", "b2")}
+    scores |= {frozenset(("m", a)): _score("m", a, 6.0, **mixed) for a in ("a1", "a2")}
+    scores[frozenset(("m", "b1"))] = _score("m", "b1", -8.0, veto=True, terms={"crosscorrelograms": -8.0}, **mixed)
+    scores[frozenset(("m", "b2"))] = _score("m", "b2", 1.0, **mixed)
+    units = ["a1", "a2", "b1", "b2", "m"]
+    two = [["a1", "a2", "m"], ["b1", "b2"]]
+    assert sorted(map(sorted, partition(units, scores, 0.5))) == [["a1", "a2", "b1", "b2"]]
+    assert sorted(map(sorted, partition(units, scores, 0.5, params=JudgeParams(eject_mixed_units=False)))) == two
+    plain = {k: replace(s, mixed=frozenset()) for k, s in scores.items()}
+    assert sorted(map(sorted, partition(units, plain, 0.5))) == two
+    # parts that follow each other (drifting neighbours' fragments): the mixed unit's pairs may be
+    # all that tells them apart
+    following = scores | {k: replace(scores[k], sequential=True)
+                          for k in (frozenset((a, b)) for a in ("a1", "a2") for b in ("b1", "b2"))}
+    assert sorted(map(sorted, partition(units, following, 0.5))) == two
+    # a single unit on one side: one pair's word against the mixed unit's
+    lone = {k: s for k, s in scores.items() if "b2" not in k}
+    assert sorted(map(sorted, partition(["a1", "a2", "b1", "m"], lone, 0.5))) == [["a1", "a2", "m"]]
+
+
 def test_a_unit_taken_early_by_a_small_part_moves_to_the_part_that_holds_it_more():
     """As Kilosort 4 left a bursting cell (held-out burst_ks4_s511, unit 1): u is as alike to each of
     four slices of its neuron (+2.5) as to an impure unit x (+2.7); the slices join first, then u and x
