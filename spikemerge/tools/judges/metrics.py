@@ -481,7 +481,7 @@ def _support(unit: Any, part: Sequence[Any], scores: Mapping[frozenset, PairScor
     for w in part:
         if w != unit:
             s = scores[frozenset((unit, w))]
-            value = s.log_odds - s.duplicate_log_odds
+            value = s.plain_log_odds
             total += max(value, 0.0) if s.sequential or s.on_trajectory else value
     return total
 
@@ -665,8 +665,8 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
         # the join best supported on average goes first, on the evidence other than a duplicate
         # peak: a unit taken by its one strong link (weak elsewhere), or a copy taken by its
         # duplicate peak, would later stand between two parts of its neuron
-        plain = [s.log_odds - s.duplicate_log_odds for s in usable]
-        read = {frozenset((s.unit_a, s.unit_b)): s.log_odds - s.duplicate_log_odds for s in links}
+        plain = [s.plain_log_odds for s in usable]
+        read = {frozenset((s.unit_a, s.unit_b)): s.plain_log_odds for s in links}
 
         def claim(part: list[Any], claimant: list[Any]) -> float:
             # every unit of the part must be claimed: its strongest pair with the claimant, the weakest of those

@@ -122,6 +122,12 @@ class PairScore:
     def probability(self) -> float:
         return sigmoid(self.log_odds)
 
+    @property
+    def plain_log_odds(self) -> float:
+        """``log_odds`` without what the duplicate peak carries: how the partition weighs the pair
+        (a copy is sure to share its partner's spikes and says nothing of the rest)."""
+        return self.log_odds - self.duplicate_log_odds
+
 
 def _poisson_log_pmf(count: float, rate: float) -> float:
     rate = max(rate, 1e-12)
