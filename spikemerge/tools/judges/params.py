@@ -547,7 +547,7 @@ class JudgeParams:
     verdict (225-226 bursting 0.900 -> 0.922). False: any vetoed rival contests (until metrics-v37)."""
     eject_torn_copies: bool = True
     """When no join is left, two parts that only a unit duplicating members of both keeps apart
-    join without it, and it stays out (``metrics._torn_unit``): such a unit holds spikes of both
+    join without it, which is left out of their join (``metrics._torn_unit``): it holds spikes of both
     parts and often others, so its pairs read alike whether the parts are one neuron or two. Seen
     on spykingcircus2 drifting sets: an impure copy of two fragments of one neuron, taken in by
     one, its leftovers 6.8 nats of refractory excess against the other's part. On 60 sorter-made
