@@ -184,6 +184,26 @@ def _gap_term(ratio: float, gap_p: float, expected: float, p: JudgeParams) -> fl
     return p.continuous_log_odds if ratio >= p.continuous_ratio else 0.0
 
 
+def mixed_placing(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> bool:
+    """Whether the record's ``distance_um`` sets one unit's fitted place beside the other's centre of mass.
+
+    ``distance_um`` keeps each unit's own place; the drift numbers place both by one localizer
+    (both fits, or both centres of mass where the view replaced either fit). Their raw distance
+    follows from those numbers: the motion correction moves depth alone, so the corrected
+    separation keeps the distance across depth, and the raw depth difference is
+    ``drift_raw_shift_um``. Where ``distance_um`` differs from it by more than
+    ``p.mixed_placing_tolerance_um``, the two placings are of different localizers.
+    """
+    raw_shift = _get(e, "drift_raw_shift_um", float("nan"))
+    separation = _get(e, "drift_separation_um", float("nan"))
+    displacement = _get(e, "drift_displacement_um", float("nan"))
+    own = _get(e, "distance_um", float("nan"))
+    if not all(finite(x) for x in (raw_shift, separation, displacement, own)):
+        return False
+    across = max(separation ** 2 - (raw_shift - displacement) ** 2, 0.0)
+    return abs(own - math.sqrt(raw_shift ** 2 + across)) > p.mixed_placing_tolerance_um
+
+
 def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> PairScore:
     """The uncalibrated terms of one pair (``log_odds`` is their plain sum)."""
     reasons: dict[str, str] = {}
@@ -403,7 +423,11 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     apart = _get(e, "drift_separation_um", float("nan"))
     own_places = _get(e, "distance_um", apart)
     placing = "with the probe's motion removed"
-    if p.concurrent_either_localizer and finite(apart) and own_places > apart:
+    # the units' own places set beside a fit's and a centre of mass's: no second localizer, and one
+    # neuron's units come out tens of µm apart that way; the footprints must differ too
+    mixed_aside = p.concurrent_either_localizer and mixed_placing(e, p) and \
+        footprint >= p.mixed_placing_same_footprint
+    if p.concurrent_either_localizer and finite(apart) and own_places > apart and not mixed_aside:
         apart, placing = own_places, "as each unit is localized"  # either placing apart: two places
     if not sequential and finite(apart) and apart >= p.concurrent_max_separation_um:
         # units firing at the same time in two places: motion or none, one neuron is in one place;
@@ -422,6 +446,11 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
             reasons["drift"] = (f"the units fire at the same time {apart:.0f} µm apart {placing} (one "
                                 f"neuron's spikes come from one place): two neurons")
             veto = veto or (not duplicate and terms["drift"] <= p.veto_log_odds)
+    elif not sequential and mixed_aside and own_places >= p.concurrent_max_separation_um:
+        reasons["drift"] = (f"the units fire at the same time, {own_places:.0f} µm apart as each unit is localized, "
+                            f"but that sets one unit's fitted place beside the other's centre of mass; by one "
+                            f"localizer {apart:.0f} µm apart, and seen in about the same proportions on every "
+                            f"channel (footprint {footprint:.3f}): not two places")
     # without CCG power only a hand-over in which the units really follow one another is more
     # than shape: units that take turns back and forth are thin evidence (conservative abstains)
     follows = _get(e, "handover_gap_fraction", 0.0) >= -p.handover_max_interleave

@@ -1,5 +1,6 @@
 """The metrics judge on numpy-made units: each failure a real sorter shows, pinned."""
 
+import math
 from dataclasses import replace
 from itertools import combinations
 
@@ -14,7 +15,7 @@ from spikemerge.tools.judges.metrics import (
     MetricsJudge, mark_mixtures, merge_confidence, partition, score_pair, weakest_carrying,
 )
 from spikemerge.tools.judges.params import JudgeParams
-from spikemerge.tools.judges.terms import PairScore, RefractoryCount, logit, usable
+from spikemerge.tools.judges.terms import PairScore, RefractoryCount, logit, mixed_placing, usable
 from tests.helpers import kept_group
 from tests.tools.evidence.spikes import (
     burst_train, copies_of, group_record, neuron_train, pair_record, unit_arrays,
@@ -1307,6 +1308,46 @@ def test_units_firing_together_placed_apart_by_either_localizer_are_two_neurons(
     assert not one_localizer.veto and one_localizer.log_odds > 0
     agreeing = score_pair({**pair, "distance_um": 12.0})
     assert not agreeing.veto and agreeing.log_odds == one_localizer.log_odds
+
+
+def test_a_fit_set_beside_a_centre_of_mass_is_no_second_localizer_where_the_footprints_agree():
+    """One bursting neuron's two slices firing together (Kilosort 4 units 7 and 29 of neuron #11,
+    burst_ks4_s511): the view replaced 29's fit (beside the contacts) by its centre of mass and kept
+    7's, so their own places lie 41 µm apart while both centres of mass lie 6 µm apart
+    (``terms.mixed_placing``: the drift numbers' raw distance is not ``distance_um``). Seen in the
+    same proportions on every channel (footprint 0.984), that is no second placing: no veto
+    (``JudgeParams.mixed_placing_same_footprint``, metrics-v55). With footprints that differ, or
+    with the two distances from one localizer, the 41 µm still keep the units apart."""
+    pair = {
+        "unit_a": 7, "unit_b": 29, "num_spikes_a": 145, "num_spikes_b": 242, "template_similarity": 0.777,
+        "template_similarity_denoised": 0.777, "template_similarity_stretch": 0.777, "template_stretch": 1.0,
+        "template_similarity_overlap": 0.974, "template_amplitude_ratio": 0.816,
+        "template_footprint_similarity": 0.984, "ccg_expected_refractory": 0.275, "ccg_refractory_count": 0,
+        "presence_overlap": 0.826, "comparison_window": "concurrent", "continuity_ratio": 0.725,
+        "continuity_gap_p": 0.066, "continuity_expected": 20.0, "same_main_channel": True,
+        "amplitude_continuity_ratio": 1.0, "amplitude_continuity_gap_p": 0.34, "amplitude_continuity_expected": 52.6,
+        "duplicate_fraction": 0.117, "duplicate_excess": 247.3, "burst_forward": 1, "burst_backward": 5,
+        "burst_asymmetry_p": 0.219, "distance_um": 41.42, "drift_separation_um": 5.689, "drift_raw_shift_um": 5.679,
+        "drift_displacement_um": 0.0, "drift_tolerance_um": 6.0, "drift_motion_range_um": 0.0,
+        "drift_motion_registered": False,
+    }
+    assert mixed_placing(pair)
+    one_place = score_pair(pair)
+    assert not one_place.veto and one_place.terms["drift"] == 0.0
+    assert "fitted place beside the other's centre of mass" in one_place.reasons["drift"]
+    # the footprints differ: the own places' 41 µm keep them apart as before metrics-v55
+    unlike = score_pair({**pair, "template_footprint_similarity": 0.95})
+    assert unlike.veto and "as each unit is localized" in unlike.reasons["drift"]
+    assert score_pair(pair, JudgeParams(mixed_placing_same_footprint=2.0)).veto
+    # both places by one localizer 41 µm apart: their raw distance is ``distance_um``, two places
+    fitted = {**pair, "drift_separation_um": 41.42, "drift_raw_shift_um": 41.42}
+    assert not mixed_placing(fitted) and score_pair(fitted).veto
+    # the motion correction moves depth alone: a pair whose places differ across depth and whose
+    # corrected depths differ by the displacement is still placed by one localizer
+    across = math.sqrt(41.42 ** 2 - 30.0 ** 2)
+    moved = {**pair, "drift_raw_shift_um": 30.0, "drift_displacement_um": 20.0,
+             "drift_separation_um": math.hypot(across, 30.0 - 20.0)}
+    assert not mixed_placing(moved)
 
 
 def test_a_footprint_alike_across_channels_overrides_a_localization_that_puts_slices_apart():
