@@ -331,25 +331,22 @@ class JudgeParams:
     ``burst_footprint_min``), not as they are. Balanced on the 104 kept sets: 3628 / 12 without, 3635
     / 12 with (+8 in four bursting sets, -1 in one where the lifted pair then contests a third unit)."""
     mixed_placing_same_footprint: float = 0.97
-    """Where the units' own places set one unit's fit beside the other's centre of mass (the view
-    replaced one fit, ``terms.mixed_placing``), that placing keeps them apart only when their
-    footprints differ too (cosine below this): the two localizers disagree by tens of µm for one
-    unit, so such a distance is no second localizer, and of the pairs of pure units it alone kept
-    apart (the one-localizer placing within 25 µm) with footprints this alike, 37 of 44 were one
-    neuron's. Seen on Kilosort 4's bursting sets,
-    where a burst's slices had their fits replaced while one slice's fit, 18 µm outside the
-    contacts, was kept: 41 µm from its neuron by its own place, 6 µm by the centres of mass. Such
-    placings are 41 % of Kilosort 4's bursting pairs and 19 % of its drifting ones, 2-4 % of the
-    other sorters'. On the 1241 kept
-    records (seeds 185-516) the veto is lifted from 37 same-neuron pairs (31 of them Kilosort 4
-    bursting), 7 distinct (drifting; none merged) and 63 touching impure units;
-    end to end, balanced 45134 same-neuron pairs merged / 27 distinct -> 45209 / 27 (Kilosort 4
-    bursting 1450 -> 1518), batches meeting the bar 134 -> 135 (491-492); aggressive 45206 / 35 ->
-    45273 / 35, conservative 12436 / 5 -> 12618 / 5. Lower cuts free more pairs but split neurons
-    whose units' vetoes they lift only in part (0.95: 45220 / 27, 134 batches, 509-510 lost; 0.96:
-    45196 / 27; 0.98: 45165 / 27, 134); no cut, a mixed placing never keeping apart: 45223 / 30
-    (two units of 32 and 37 spikes, footprints 0.94 and 0.91, merged into other neurons). ``2``: off
-    (until metrics-v55)."""
+    """Where the units' own places set one unit's fit beside the other's centre of mass (the view replaced
+    one fit, ``terms.mixed_placing``), that placing keeps them apart only when their footprints differ
+    too (cosine below this): the two localizers disagree by tens of µm for one unit, so such a distance
+    is no second localizer, and of the pairs of pure units it alone kept apart (the one-localizer
+    placing within 25 µm) with footprints this alike, 37 of 44 were one neuron's. Seen on Kilosort 4's
+    bursting sets, where a burst's slices had their fits replaced while one slice's fit, 18 µm outside
+    the contacts, was kept: 41 µm from its neuron by its own place, 6 µm by the centres of mass. Such
+    placings are 41 % of Kilosort 4's bursting pairs and 19 % of its drifting ones, 2-4 % of the other
+    sorters'. On the 1241 kept records (seeds 185-516) the veto is lifted from 37 same-neuron pairs (31
+    of them Kilosort 4 bursting), 7 distinct (drifting; none merged) and 63 touching impure units; end
+    to end, balanced 45134 same-neuron pairs merged / 27 distinct -> 45209 / 27 (Kilosort 4 bursting
+    1450 -> 1518), batches meeting the bar 134 -> 135 (491-492); aggressive 45206 / 35 -> 45273 / 35,
+    conservative 12436 / 5 -> 12618 / 5. Lower cuts free more pairs but split neurons whose units'
+    vetoes they lift only in part (0.95: 45220 / 27, 134 batches, 509-510 lost; 0.96: 45196 / 27; 0.98:
+    45165 / 27, 134); no cut, a mixed placing never keeping apart: 45223 / 30 (two units of 32 and 37
+    spikes, footprints 0.94 and 0.91, merged into other neurons). ``2``: off (until metrics-v55)."""
     mixed_placing_tolerance_um: float = 0.5
     """How far ``distance_um`` may differ from the raw distance of the one-localizer placing and
     still count as the same placing (rounding of the motion correction)."""
