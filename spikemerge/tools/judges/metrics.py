@@ -473,6 +473,19 @@ def _torn_unit(clusters: Sequence[list[Any]], scores: Mapping[frozenset, PairSco
     return None if best is None else best[1:]
 
 
+def _majority_join(left: Sequence[Any], right: Sequence[Any], links: Sequence[PairScore],
+                   usable: Sequence[PairScore], blocking: Sequence[PairScore], block_thin: bool,
+                   params: JudgeParams) -> bool:
+    """Whether most pairs across two parts of several units carry their join and none speaks
+    decisively against it (``JudgeParams.majority_join_*``), so a few weak pairs do not refuse it.
+    Not under ``block_thin``, whose policy does not merge past thin evidence."""
+    return (not block_thin and min(len(left), len(right)) >= params.majority_join_min_units
+            and len(usable) >= params.majority_join_min_fraction * len(links)
+            and not any(s.veto for s in links)
+            and all(s.log_odds >= params.majority_join_min_log_odds
+                    and min(s.terms.values()) > params.majority_join_term_floor for s in blocking))
+
+
 def _support(unit: Any, part: Sequence[Any], scores: Mapping[frozenset, PairScore]) -> float:
     """How strongly a part holds a unit: the sum of the unit's pairs with the part's other units, read
     without a duplicate peak, where a pair of units that follow each other or share a motion-corrected
@@ -622,6 +635,9 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
     it, and it is left out of their join, as is a mixed unit between two parts firing together
     (``_torn_unit``, under ``params.eject_torn_copies`` and ``params.eject_mixed_units``; each unit at
     most once).
+    Then, when no join is left at all, two parts of several units each may join on the majority of
+    the pairs across (``_majority_join``, ``params.majority_join_*``): most of them carry the join and
+    none is vetoed or strongly against; the rounds go on as before with such joins allowed.
     Then a unit that another part holds more strongly than its own moves there (``_stronger_part``,
     under ``params.move_to_stronger_part``; each unit at most once, no join after).
 
@@ -660,7 +676,8 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
         blocking = [s for s in blocking if s.veto or not any(s.unit_a in m and s.unit_b in m for m in chained)]
         bridged = not block_thin and all(_uninformative(s, params) for s in blocking) and \
             any(_carries(s, params) for s in usable)
-        if blocking and not bridged:
+        if blocking and not bridged and not (
+                by_majority and _majority_join(left, right, links, usable, blocking, block_thin, params)):
             return None
         # the join best supported on average goes first, on the evidence other than a duplicate
         # peak: a unit taken by its one strong link (weak elsewhere), or a copy taken by its
@@ -674,6 +691,7 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
 
         return sum(plain) / len(plain), claim(left, right), claim(right, left)
 
+    by_majority = False  # joins by the majority of pairs across, once complete linkage has none left
     clusters: list[list[Any]] = [[u] for u in unit_ids]
     ejected: set[Any] = set()  # each unit is left out of a join at most once: no cycles
     # a join's strength depends on its two parts alone: computed once per pair of parts, so each
@@ -707,6 +725,10 @@ def partition(unit_ids: Sequence[Any], scores: Mapping[frozenset, PairScore], th
                 joined = [w for w in clusters[i] + clusters[j] if w != u]
                 clusters = [c for k, c in enumerate(clusters) if k not in (i, j)] + [joined, [u]]
                 continue
+        if best_pair is None and not by_majority and params.majority_join_min_fraction <= 1.0:
+            by_majority = True
+            known.clear()  # the joins allowed have changed
+            continue
         if best_pair is None:
             break
         i, j = best_pair
@@ -754,7 +776,7 @@ class MetricsJudge:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
         model = load_model(self.params.handover_model)
-        source = json.dumps({"judge": "metrics-v55", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v56", "params": self.params.fingerprint(),
                              "handover_model": model.digest if model else None,
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]

@@ -592,6 +592,32 @@ class JudgeParams:
     (44572 / 31), nor with a single unit on a side, one pair's word against the mixed unit's (either
     side: 44593 / 28, drift_tdc2_s445; one side: 44571 / 27, 384 impure placements). Any unit, under
     neither condition: 44760 / 93. False: off (until metrics-v54)."""
+    majority_join_min_fraction: float = 0.5
+    """When complete linkage has no join left, two parts of at least ``majority_join_min_units`` units
+    each join when at least this share of the pairs across carry the join (``_usable``) and none is
+    vetoed or decisively against (``majority_join_min_log_odds``, ``majority_join_term_floor``;
+    ``metrics._majority_join``): a sorter's slices of one cell fall into parts that each hold
+    together, and between two such parts a few weak pairs (a thin pair's excess, units that follow
+    each other whose shapes lean apart) refused the join that most pairs across support. Only once
+    no other join is left: taken in turn with the others by mean strength, a majority join took an
+    impure unit's part before its neuron's other parts met (share 0.6, no floors: drift_sc2_s237 46
+    -> 37 same-neuron pairs). Measured on the 1245 kept records (seeds 185-518), same-neuron pairs
+    merged / distinct, balanced: 45588 / 27 -> 45647 / 27 (14 sets gain 2-8 pairs, none loses; impure
+    units merged into another neuron's part 386 -> 387; batches meeting the bar 135 either way);
+    aggressive 45645 / 35 -> 45702 / 35; conservative 12784 / 5 -> 12791 / 5 (it joins no part so
+    itself, but it partitions within balanced's parts: drift_ks4_s505 +5, burst_tdc2_s316 +4,
+    drift_sc2_s404 and s406 -2). Share 0.3: 45666 / 27. ``inf``: off (until metrics-v56)."""
+    majority_join_min_log_odds: float = -5.0
+    """... no pair across below this: -6, 45658 / 31; none, 45665 / 31 (without the term floor, share
+    0.3: -6 45693 / 37, -4 45647 / 27)."""
+    majority_join_term_floor: float = -6.0
+    """... nor one with a term at or below this: a plain gap between units firing together
+    (``plain_gap_log_odds``) or a drift term at its floor marks two neurons, however the pair's
+    other terms sum. Without it, balanced 45650 / 27 but aggressive 45705 / 37: two drifting
+    neighbours whose units firing together showed a plain gap (drift_tdc2_s357)."""
+    majority_join_min_units: int = 2
+    """... each part at least this many units: a single unit's few pairs are no majority (1, share 0.3,
+    no term floor: 45891 / 45)."""
     move_to_stronger_part: bool = True
     """When no join is left, a merged unit that another merged part holds more strongly than its own
     moves there (``metrics._stronger_part``): joins go by the mean of the pairs across, so a unit as

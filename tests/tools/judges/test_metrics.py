@@ -344,6 +344,37 @@ def test_a_mixed_unit_alone_between_two_parts_firing_together_is_left_out_of_the
     assert sorted(map(sorted, partition(["a1", "a2", "b1", "m"], lone, 0.5))) == [["a1", "a2", "m"]]
 
 
+def test_two_parts_join_when_most_pairs_across_carry_it_and_none_is_decisively_against():
+    """As sorters leave a cell's slices (drift_ks4_s505, drift_sc2_s470): [a1, a2] and [b1, b2] each hold
+    together (+5); across, two pairs carry the join (+1.5) and two hold a little against (-2, an
+    excess too thin to be a veto). Complete linkage refuses; once it has no join left, the majority
+    joins them (metrics-v56). Not past a veto, a pair far against, a term at two neurons' mark, a
+    single unit's pairs, a minority, or the conservative policy's thin-evidence rule."""
+    against = {"crosscorrelograms": -2.0}
+    scores = {frozenset(("a1", "a2")): _score("a1", "a2", 5.0), frozenset(("b1", "b2")): _score("b1", "b2", 5.0),
+              frozenset(("a1", "b1")): _score("a1", "b1", 1.5), frozenset(("a2", "b2")): _score("a2", "b2", 1.5),
+              frozenset(("a1", "b2")): _score("a1", "b2", -2.0, terms=against),
+              frozenset(("a2", "b1")): _score("a2", "b1", -2.0, terms=against)}
+    units = ["a1", "a2", "b1", "b2"]
+    two = [["a1", "a2"], ["b1", "b2"]]
+
+    def parts(pairs, params=JudgeParams(), members=units, block_thin=False):
+        return sorted(map(sorted, partition(members, pairs, 0.5, block_thin=block_thin, params=params)))
+
+    assert parts(scores) == [units]
+    assert parts(scores, JudgeParams(majority_join_min_fraction=float("inf"))) == two
+    key = frozenset(("a2", "b1"))
+    assert parts(scores | {key: _score("a2", "b1", -2.0, veto=True, terms=against)}) == two
+    assert parts(scores | {key: _score("a2", "b1", -5.5, terms={"crosscorrelograms": -5.5})}) == two
+    # a plain gap between units firing together, however the pair's shapes agree
+    assert parts(scores | {key: _score("a2", "b1", -3.0, terms={"continuity": -6.0, "waveforms": 3.0})}) == two
+    # a minority: one pair of four carries the join
+    assert parts(scores | {frozenset(("a2", "b2")): _score("a2", "b2", -2.0, terms=against)}) == two
+    # a single unit on one side: its own two pairs, one each way
+    assert parts({k: v for k, v in scores.items() if "b2" not in k}, members=["a1", "a2", "b1"]) == [["a1", "a2"]]
+    assert parts(scores, block_thin=True) == two
+
+
 def test_a_unit_taken_early_by_a_small_part_moves_to_the_part_that_holds_it_more():
     """As Kilosort 4 left a bursting cell (held-out burst_ks4_s511, unit 1): u is as alike to each of
     four slices of its neuron (+2.5) as to an impure unit x (+2.7); the slices join first, then u and x
