@@ -378,13 +378,13 @@ def test_two_parts_join_when_most_pairs_across_carry_it_and_none_is_decisively_a
 def test_a_unit_taken_early_by_a_small_part_moves_to_the_part_that_holds_it_more():
     """As Kilosort 4 left a bursting cell (held-out burst_ks4_s511, unit 1): u is as alike to each of
     four slices of its neuron (+2.5) as to an impure unit x (+2.7); the slices join first, then u and x
-    (the best mean left), and x's excess against m1 keeps that part from the slices. The slices hold u
+    (the best mean left), and x's excess against m1 (a veto) keeps that part from the slices. The slices hold u
     with 10 nats in sum, x with 2.7: u moves and x stays out. Off, u stays with x."""
     m = ["m1", "m2", "m3", "m4"]
     scores = {frozenset(pair): _score(*pair, 3.0) for pair in combinations(m, 2)}
     scores |= {frozenset(("u", w)): _score("u", w, 2.5) for w in m}
     scores |= {frozenset(("x", w)): _score("x", w, 1.0) for w in m[1:]}
-    scores[frozenset(("x", "m1"))] = _score("x", "m1", -4.0, terms={"crosscorrelograms": -4.0})
+    scores[frozenset(("x", "m1"))] = _score("x", "m1", -4.0, veto=True, terms={"crosscorrelograms": -4.0})
     scores[frozenset(("u", "x"))] = _score("u", "x", 2.7)
     units = m + ["u", "x"]
     assert sorted(map(sorted, partition(units, scores, 0.5))) == [["m1", "m2", "m3", "m4", "u"]]
@@ -1137,9 +1137,13 @@ def test_a_copy_does_not_join_first_and_keep_its_partners_split_out():
               frozenset((48, 52)): s(48, 52, -4.6, terms={"crosscorrelograms": -1.5, "continuity": -3.0}),
               frozenset((48, 53)): s(48, 53, -0.3, terms={"crosscorrelograms": 1.7, "waveforms": -1.8})}
     assert [sorted(p) for p in partition([48, 50, 52, 53], scores, 0.5)] == [[50, 52, 53]]
-    # a duplicate whose other evidence is as strong as the split's still joins first
+    # a duplicate whose other evidence is as strong as the split's still joins first (by complete
+    # linkage; since metrics-v56 the two parts then join, two of the four pairs across carrying it and
+    # none decisively against: ``_majority_join``)
     strong = {**scores, frozenset((48, 50)): s(48, 50, 12.0, duplicate=True, duplicate_log_odds=8.0)}
-    assert sorted(map(sorted, partition([48, 50, 52, 53], strong, 0.5))) == [[48, 50], [52, 53]]
+    linkage = JudgeParams(majority_join_min_fraction=float("inf"))
+    assert sorted(map(sorted, partition([48, 50, 52, 53], strong, 0.5, params=linkage))) == [[48, 50], [52, 53]]
+    assert sorted(map(sorted, partition([48, 50, 52, 53], strong, 0.5))) == [[48, 50, 52, 53]]
 
 
 def _handover_pair(raw_shift_um, displacement_um=15.0):
