@@ -483,7 +483,7 @@ def _majority_join(left: Sequence[Any], right: Sequence[Any], links: Sequence[Pa
             and len(usable) >= params.majority_join_min_fraction * len(links)
             and not any(s.veto for s in links)
             and all(s.log_odds >= params.majority_join_min_log_odds
-                    and min(s.terms.values()) > params.majority_join_term_floor for s in blocking))
+                    and min(s.terms.values(), default=0.0) > params.majority_join_term_floor for s in blocking))
 
 
 def _support(unit: Any, part: Sequence[Any], scores: Mapping[frozenset, PairScore]) -> float:
