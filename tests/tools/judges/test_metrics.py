@@ -345,7 +345,7 @@ def test_a_mixed_unit_alone_between_two_parts_firing_together_is_left_out_of_the
 
 
 def test_two_parts_join_when_most_pairs_across_carry_it_and_none_is_decisively_against():
-    """As sorters leave a cell's slices (drift_ks4_s505, drift_sc2_s470): [a1, a2] and [b1, b2] each hold
+    """As sorters leave a cell's slices (drift_ks4_s505, burst_tdc2_s316): [a1, a2] and [b1, b2] each hold
     together (+5); across, two pairs carry the join (+1.5) and two hold a little against (-2, an
     excess too thin to be a veto). Complete linkage refuses; once it has no join left, the majority
     joins them (metrics-v56). Not past a veto, a pair far against, a term at two neurons' mark, a
@@ -378,8 +378,8 @@ def test_two_parts_join_when_most_pairs_across_carry_it_and_none_is_decisively_a
 def test_a_unit_taken_early_by_a_small_part_moves_to_the_part_that_holds_it_more():
     """As Kilosort 4 left a bursting cell (held-out burst_ks4_s511, unit 1): u is as alike to each of
     four slices of its neuron (+2.5) as to an impure unit x (+2.7); the slices join first, then u and x
-    (the best mean left), and x's excess against m1 (a veto) keeps that part from the slices. The slices hold u
-    with 10 nats in sum, x with 2.7: u moves and x stays out. Off, u stays with x."""
+    (the best mean left), and x's excess against m1 (a veto) keeps that part from the slices. The
+    slices hold u with 10 nats in sum, x with 2.7: u moves and x stays out. Off, u stays with x."""
     m = ["m1", "m2", "m3", "m4"]
     scores = {frozenset(pair): _score(*pair, 3.0) for pair in combinations(m, 2)}
     scores |= {frozenset(("u", w)): _score("u", w, 2.5) for w in m}
