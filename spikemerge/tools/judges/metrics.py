@@ -75,7 +75,7 @@ def _carries(score: PairScore, params: JudgeParams) -> bool:
     and no mixed unit (``PairScore.mixed``) or mixture (``PairScore.mixture``): enough to carry a
     join over uninformative pairs."""
     return (score.probability >= params.bridge_min_probability and not score.mixed and not score.mixture
-            and min(score.terms.values(), default=0.0) >= params.bridge_max_against_log_odds)
+            and score.most_against >= params.bridge_max_against_log_odds)
 
 
 def _copy_excused(score: PairScore, unit: Any, other: Any, cluster: Sequence[Any],
@@ -92,7 +92,7 @@ def _copy_excused(score: PairScore, unit: Any, other: Any, cluster: Sequence[Any
     the partner's burst slice (P 0.40, no term against) kept that slice (P 0.87 with the partner) out.
     """
     if score.veto or score.duplicate or score.fitted_two \
-            or min(score.terms.values(), default=0.0) < params.bridge_max_against_log_odds:
+            or score.most_against < params.bridge_max_against_log_odds:
         return False
     return _copied(unit, other, cluster, scores, cut, block_thin)
 
@@ -483,7 +483,7 @@ def _majority_join(left: Sequence[Any], right: Sequence[Any], links: Sequence[Pa
             and len(usable) >= params.majority_join_min_fraction * len(links)
             and not any(s.veto for s in links)
             and all(s.log_odds >= params.majority_join_min_log_odds
-                    and min(s.terms.values(), default=0.0) > params.majority_join_term_floor for s in blocking))
+                    and s.most_against > params.majority_join_term_floor for s in blocking))
 
 
 def _support(unit: Any, part: Sequence[Any], scores: Mapping[frozenset, PairScore]) -> float:

@@ -128,6 +128,12 @@ class PairScore:
         (a copy is sure to share its partner's spikes and says nothing of the rest)."""
         return self.log_odds - self.duplicate_log_odds
 
+    @property
+    def most_against(self) -> float:
+        """The lowest term (0 without terms): how far the single strongest piece of evidence speaks
+        against one neuron, whatever the others sum to."""
+        return min(self.terms.values(), default=0.0)
+
 
 def _poisson_log_pmf(count: float, rate: float) -> float:
     rate = max(rate, 1e-12)
