@@ -364,6 +364,19 @@ class JudgeParams:
     / 10. Within 10 µm 23081 / 61, 30 µm 23092 / 61; footprint from 0.85 23090 / 64; from a widening of
     1.3 (not the edge) 23094 / 61, of 1.25 23090 / 64; a floor of +1 instead of 0 23091 / 65. A
     negative value: off (metrics-v43)."""
+    widest_stretch_one_localizer: bool = True
+    """Whether "localized at most ``widest_stretch_max_distance_um`` apart" reads the one-localizer
+    distance (``drift_separation_um``) where the units' own places set one unit's fit beside the other's
+    centre of mass (``terms.mixed_placing``): such a distance is no placing, as for
+    ``mixed_placing_same_footprint``. Kilosort 4's burst slices, widened to the search's edge and
+    seen in about the same proportions across channels (footprint 0.91-0.995), lay 29-44 µm apart by
+    their own places and 1-18 µm by one localizer, so their shape counted against them. On the 1257
+    kept records (seeds 185-522), pairs whose waveforms term this changes: 109 one neuron's (77 then
+    above 0), 14 distinct (all still vetoed, log-odds -9 or lower), 52 touching impure units (2 above 0).
+    End to end, balanced 46524 same-neuron pairs merged / 27 distinct -> 46560 / 27 (burst_ks4_s510 +17,
+    s512 +7, s518 +12; no set loses), batches meeting the bar in sample 135 -> 137 (511-512, 517-518);
+    aggressive 46579 / 35 -> 46633 / 35; conservative 12980 / 5 -> 12987 / 5 (burst_ks4_s512 -1).
+    ``False``: own places only (until metrics-v56)."""
     # a join over pairs that carry no evidence (far ends of a drift, see ``metrics.partition``)
     bridge_min_probability: float = 0.7
     """A join that passes over uninformative pairs must be carried by a pair across at least this

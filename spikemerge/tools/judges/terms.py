@@ -355,9 +355,14 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     # widened as far as the evidence tries and still short of a match, on the same channels and near:
     # a burst's later spikes broaden beyond the search, so the shape left over says nothing of two cells
     edge = DEFAULT_EVIDENCE_PARAMS.max_stretch - DEFAULT_EVIDENCE_PARAMS.stretch_step / 2
+    # how near: where the own places set a fit beside a centre of mass, by one localizer
+    near = _get(e, "distance_um", math.inf)
+    one_localizer = p.widest_stretch_one_localizer and mixed_placing(e, p)
+    if one_localizer:
+        near = _get(e, "drift_separation_um", near)
     widest = (terms["waveforms"] < 0 and not sequential and not duplicate and finite(stretch) and factor >= edge
               and footprint >= p.concurrent_widened_footprint
-              and _get(e, "distance_um", math.inf) <= p.widest_stretch_max_distance_um)
+              and near <= p.widest_stretch_max_distance_um)
     if widest:
         terms["waveforms"] = 0.0
     reasons["waveforms"] = (
@@ -367,6 +372,7 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         f"{f', {100 * moved_similarity:.0f}% once moved by the probe motion' if carried else ''}), "
         f"amplitude ratio {_get(e, 'template_amplitude_ratio', float('nan')):.2f}, "
         f"{_get(e, 'distance_um', float('nan')):.0f} µm apart"
+        + (f" ({near:.0f} µm by one localizer)" if widest and one_localizer else "")
         + ("; the smaller is the larger widened as far as compared, on the same channels: a burst's later "
            "spikes broaden further, so the shape left over is not held against one cell" if widest else ""))
     reasons["pca"] = (

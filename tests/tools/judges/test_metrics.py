@@ -1385,6 +1385,38 @@ def test_a_fit_set_beside_a_centre_of_mass_is_no_second_localizer_where_the_foot
     assert not mixed_placing(moved)
 
 
+def test_a_burst_slice_widened_to_the_search_edge_is_near_by_one_localizer_where_the_placing_is_mixed():
+    """Kilosort 4 units 13 and 18 of neuron #3 (burst_ks4_s510): the later slice is the first widened
+    to the search's edge (1.5x, 76 % alike) on the same channels (footprint 0.969), 42 µm apart by
+    their own places, a fit beside a centre of mass (``terms.mixed_placing``), and 14 µm apart by one
+    localizer. Near by the one localizer, the shape left over is not held against them
+    (``JudgeParams.widest_stretch_one_localizer``, metrics-v57); placed 42 µm apart by one localizer,
+    or read by the own places as until metrics-v56, it still is."""
+    pair = {
+        "unit_a": 13, "unit_b": 18, "num_spikes_a": 1568, "num_spikes_b": 443, "template_similarity": 0.6953,
+        "template_similarity_denoised": 0.6956, "template_similarity_stretch": 0.7587, "template_stretch": 1.5,
+        "template_similarity_overlap": 0.7144, "template_amplitude_ratio": 0.2631,
+        "template_footprint_similarity": 0.9688, "ccg_expected_refractory": 5.2188, "ccg_refractory_count": 1,
+        "presence_overlap": 0.9385, "comparison_window": "concurrent", "continuity_ratio": 0.0,
+        "continuity_gap_p": 0.0, "continuity_expected": 49.063, "same_main_channel": True,
+        "amplitude_continuity_ratio": 0.0, "amplitude_continuity_gap_p": 0.0,
+        "amplitude_continuity_expected": 65.79, "duplicate_fraction": 0.0045, "duplicate_excess": 1.92,
+        "burst_forward": 27, "burst_backward": 27, "burst_expected": 28.18, "burst_asymmetry_p": 1.0,
+        "distance_um": 41.59, "drift_separation_um": 13.565, "drift_raw_shift_um": 13.563,
+        "drift_displacement_um": 0.0, "drift_tolerance_um": 6.0, "drift_motion_range_um": 0.0,
+        "drift_motion_registered": False,
+    }
+    assert mixed_placing(pair)
+    near = score_pair(pair)
+    assert near.terms["waveforms"] == 0.0 and near.log_odds > 0, near.terms
+    assert "(14 µm by one localizer)" in near.reasons["waveforms"]
+    own_places = score_pair(pair, JudgeParams(widest_stretch_one_localizer=False))
+    assert own_places.terms["waveforms"] < -2.0 and own_places.log_odds < 0
+    # both places by one localizer 42 µm apart: far, the shape counts
+    far = {**pair, "drift_separation_um": 41.59, "drift_raw_shift_um": 41.59}
+    assert not mixed_placing(far) and score_pair(far).terms["waveforms"] < -2.0
+
+
 def test_a_footprint_alike_across_channels_overrides_a_localization_that_puts_slices_apart():
     """A bursting cell's amplitude slices firing together, localized 26 µm apart but seen in the
     same proportions on every channel (footprint cosine 0.993; numbers of spykingcircus2 units 60
