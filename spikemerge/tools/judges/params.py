@@ -374,7 +374,7 @@ class JudgeParams:
     kept records (seeds 185-522), pairs whose waveforms term this changes: 109 one neuron's (77 then
     above 0), 14 distinct (all still vetoed, log-odds -9 or lower), 52 touching impure units (2 above 0).
     End to end, balanced 46524 same-neuron pairs merged / 27 distinct -> 46560 / 27 (burst_ks4_s510 +17,
-    s512 +7, s518 +12; no set loses), batches meeting the bar in sample 135 -> 137 (511-512, 517-518);
+    s512 +7, s518 +12; no set loses), batches meeting the bar in sample 137 -> 139 of 169 (511-512, 517-518);
     aggressive 46579 / 35 -> 46633 / 35; conservative 12980 / 5 -> 12987 / 5 (burst_ks4_s512 -1).
     ``False``: own places only (until metrics-v56)."""
     # a join over pairs that carry no evidence (far ends of a drift, see ``metrics.partition``)
