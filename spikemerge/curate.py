@@ -147,6 +147,7 @@ def run_summary(session, result) -> dict[str, Any]:
                                                   "verdicts.jsonl") if (out / name).exists()}
     written = result is not None and result.analyzer_folder is not None
     from .tools.schemas import RunSummary  # SpikeInterface's curation model: not for --help's sake
+    from .tools.judges.calibrate import calibration_figures
 
     summary = RunSummary(
         analyzer=session.info.path,
@@ -161,19 +162,9 @@ def run_summary(session, result) -> dict[str, Any]:
         outputs=outputs,
         stage_seconds={k: round(v, 3) for k, v in session.times.seconds.items()},
         usage={k: usage.get(k) for k in ("calls", "input_tokens", "output_tokens", "cost_usd") if k in usage},
-        calibration=_calibration_summary(session.calibration),
+        calibration=calibration_figures(session.calibration),
     )
     return summary.model_dump(mode="json")
-
-
-def _calibration_summary(calibration: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The calibration's figures for ``--json``: shares and counts, no free text."""
-    if not calibration:
-        return None
-    negatives = calibration["negatives"]
-    return {"policy": calibration["policy"], "recovered_fraction": calibration["recovered_fraction"],
-            "negatives": negatives["n"], "negatives_merged": negatives["merged"],
-            "recommended_policy": calibration.get("recommended_policy")}
 
 
 def print_json(data: dict[str, Any]) -> None:

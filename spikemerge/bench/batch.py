@@ -27,7 +27,8 @@ from typing import Any, Callable, Iterable, Sequence
 from ..errors import SpikemergeError, one_line
 
 BATCH_FILE = "batch.csv"
-COLUMNS = ["name", "analyzer", "status", "reason", "units_before", "units_after", "merges", "wall_seconds"]
+COLUMNS = ["name", "analyzer", "status", "reason", "units_before", "units_after", "merges", "wall_seconds",
+           "recovered_splits", "neighbours", "neighbours_merged", "suggested_policy"]
 ENGINES = ("local", "dask")
 
 
@@ -43,7 +44,8 @@ class BatchSettings:
     render: bool = True
     apply: bool = False
     calibrate: bool = False
-    """Try the offline judge on each recording's own artificial splits first (run.json keeps the result)."""
+    """Try the offline judge on each recording's own artificial splits first (run.json keeps the result,
+    the table its figures)."""
     vlm_max_concurrency: int = 4
     """Model calls in flight per worker (a VLM judge only)."""
     vlm_requests_per_second: float | None = None
@@ -140,7 +142,14 @@ def curate_one(item: BatchItem, out_root: str, settings: BatchSettings) -> dict[
                                            progress=False)
             row["units_before"] = row["units_after"] = session.info.num_units
             if settings.calibrate:
-                session.calibrate()
+                from ..tools.judges.calibrate import calibration_figures
+
+                figures = calibration_figures(session.calibrate())
+                recovered = figures["recovered_fraction"]
+                row.update(recovered_splits=None if recovered is None else round(recovered, 3),
+                           neighbours=figures["negatives"],
+                           neighbours_merged=figures["negatives_merged"],
+                           suggested_policy=figures["recommended_policy"] or "")
             search = session.find_candidates(min_similarity=settings.min_similarity, preset=settings.preset,
                                              relax=settings.relax)
             merges = 0

@@ -523,8 +523,18 @@ class BatchRow(_Strict):
     units_after: int | None = Field(default=None, ge=0)
     merges: int | None = Field(default=None, ge=0)
     wall_seconds: float | None = Field(default=None, ge=0)
+    recovered_splits: float | None = Field(default=None, ge=0, le=1)
+    """With ``--calibrate``: the share of the recording's artificial splits the judge merged back."""
+    neighbours: int | None = Field(default=None, ge=0)
+    """... the distinct neighbouring pairs it judged ..."""
+    neighbours_merged: int | None = Field(default=None, ge=0)
+    """... and merged, under the batch's policy ..."""
+    suggested_policy: str = ""
+    """... and the policy the calibration supports (the batch's own unless it saw a reason to move;
+    empty when every policy merged a neighbour, or without ``--calibrate``)."""
 
-    @field_validator("units_before", "units_after", "merges", "wall_seconds", mode="before")
+    @field_validator("units_before", "units_after", "merges", "wall_seconds", "recovered_splits", "neighbours",
+                     "neighbours_merged", mode="before")
     @classmethod
     def _empty_cell(cls, value: Any) -> Any:
         return None if value == "" else value

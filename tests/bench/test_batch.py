@@ -96,6 +96,24 @@ def test_batch_json_prints_one_validated_row_per_analyzer(two_analyzers, tmp_pat
     assert set(_rows(out)) == {"analyzer", "nowhere"}
 
 
+def test_batch_calibrate_puts_each_recordings_figures_in_its_row(two_analyzers, tmp_path):
+    """A lab reads the calibration of every session in the table, not in each run.json."""
+    out = tmp_path / "batch_calibrated"
+    rows = run_batch([str(two_analyzers[0])], out, BatchSettings(render=False, calibrate=True), engine="local",
+                     workers=1, progress=False)
+    run = json.loads((out / "analyzer" / "run.json").read_text())["calibration"]
+    row = _rows(out)["analyzer"]
+    assert rows[0]["status"] == "ok"
+    assert float(row["recovered_splits"]) == pytest.approx(run["recovered_fraction"], abs=1e-3)
+    assert int(row["neighbours"]) == run["negatives"]["n"]
+    assert int(row["neighbours_merged"]) == run["negatives"]["merged"]
+    assert row["suggested_policy"] == (run["recommended_policy"] or "")
+    # without --calibrate the cells stay empty
+    plain = tmp_path / "batch_plain"
+    run_batch([str(two_analyzers[1])], plain, BatchSettings(render=False), engine="local", workers=1, progress=False)
+    assert {_rows(plain)["analyzer"][k] for k in ("recovered_splits", "neighbours", "suggested_policy")} == {""}
+
+
 def test_bad_batch_arguments_are_usage_errors_before_any_curation(two_analyzers, tmp_path, capsys):
     out = tmp_path / "batch_bad"
     assert main(["batch", str(two_analyzers[0]), "--out", str(out), "--min-similarity", "1.5"]) == 2

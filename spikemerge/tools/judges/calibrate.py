@@ -99,8 +99,8 @@ def map_logistic(x: np.ndarray, labels: np.ndarray, theta0: np.ndarray, precisio
     return theta
 
 
-__all__ = ["CalibrationParams", "DEFAULT_CALIBRATION_PARAMS", "WEIGHT_KEYS", "calibrate_recording", "fit_weights",
-           "labelled_pairs", "map_logistic"]
+__all__ = ["CalibrationParams", "DEFAULT_CALIBRATION_PARAMS", "WEIGHT_KEYS", "calibrate_recording",
+           "calibration_figures", "fit_weights", "labelled_pairs", "map_logistic"]
 
 
 # ---------------------------------------------------------------- calibration on the user's recording
@@ -208,6 +208,18 @@ def _recommend(per_policy: Mapping[str, Mapping[str, int]], policy: str) -> str 
     candidates = [name for name in safe if per_policy[name]["recovered"] == best]
     here = order.index(policy) if policy in order else 0
     return min(candidates, key=lambda name: (abs(order.index(name) - here), order.index(name)))
+
+
+def calibration_figures(calibration: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The calibration's figures without free text, for ``--json`` and the batch table (None when it
+    did not run): the policy read, the recovered share of artificial splits, the distinct neighbours
+    judged and merged, and the suggested policy (None when every policy merged a neighbour)."""
+    if not calibration:
+        return None
+    negatives = calibration["negatives"]
+    return {"policy": calibration["policy"], "recovered_fraction": calibration["recovered_fraction"],
+            "negatives": negatives["n"], "negatives_merged": negatives["merged"],
+            "recommended_policy": calibration.get("recommended_policy")}
 
 
 def calibrate_recording(ctx, judge, policy: str = "balanced", seed: int = 0,
