@@ -196,9 +196,9 @@ def _recommend(per_policy: Mapping[str, Mapping[str, int]], policy: str) -> str 
     reason to tighten: halves of a clean unit are far easier than a sorter's own splits, so they cannot
     show what a demanding policy costs there. On 29 sorter-made sets (seeds 510-522, three sorters)
     conservative was suggested on 12 until 2026-12-07, on 11 only because every policy recovered
-    every split: following the suggestions, pair F1 pooled 0.919; with this rule (from balanced) 0.941; balanced
-    throughout 0.946; no distinct pair merged in any. Among the safe policies that recover most, the
-    one nearest ``policy`` is suggested; between two as near, the more demanding.
+    every split: following the suggestions, pair F1 pooled 0.919; with this rule (from balanced)
+    0.941; balanced throughout 0.946; no distinct pair merged in any. Among the safe policies that
+    recover most, the one nearest ``policy`` is suggested; between two as near, the more demanding.
     """
     order = [name for name in _policy_order() if name in per_policy]
     safe = [name for name in order if per_policy[name]["negatives_merged"] == 0]
