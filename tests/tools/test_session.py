@@ -188,6 +188,26 @@ def test_calibration_on_the_recording_lands_in_run_json(session, tmp_path):
     assert result["summary"] in session.summary()
 
 
+def test_calibration_draws_no_neighbour_whose_unit_breaks_its_own_refractory_period(session, monkeypatch):
+    """A unit that fills its own refractory window fills a neighbour pair's too: such a pair is no
+    sure pair of two neurons (``CalibrationParams.negative_max_contamination``)."""
+    from spikemerge.tools.evidence import pairs
+    from spikemerge.tools.judges.calibrate import CalibrationParams, calibrate_recording
+    from spikemerge.tools.judges.metrics import MetricsJudge as Judge
+
+    real = pairs.unit_pair_evidence
+
+    def contaminated(a, b, *args, **kwargs):
+        e = real(a, b, *args, **kwargs)
+        return {**e, "contamination_a": 0.8} if not str(a).endswith(("a", "b")) else e  # neighbours only
+
+    drawn = calibrate_recording(session.context, Judge(), params=CalibrationParams(negative_max_contamination=1.0))
+    monkeypatch.setattr(pairs, "unit_pair_evidence", contaminated)
+    assert calibrate_recording(session.context, Judge(), params=CalibrationParams(negative_max_contamination=1.0)) \
+        ["negatives"]["n"] == drawn["negatives"]["n"] > 0
+    assert calibrate_recording(session.context, Judge())["negatives"]["n"] == 0
+
+
 def test_examples_reach_the_offline_judge(session):
     session.find_candidates()
     groups = sorted(session.groups)
