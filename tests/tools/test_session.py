@@ -193,7 +193,6 @@ def test_calibration_draws_no_neighbour_whose_unit_breaks_its_own_refractory_per
     sure pair of two neurons (``CalibrationParams.negative_max_contamination``)."""
     from spikemerge.tools.evidence import pairs
     from spikemerge.tools.judges.calibrate import CalibrationParams, calibrate_recording
-    from spikemerge.tools.judges.metrics import MetricsJudge as Judge
 
     real = pairs.unit_pair_evidence
 
@@ -201,11 +200,11 @@ def test_calibration_draws_no_neighbour_whose_unit_breaks_its_own_refractory_per
         e = real(a, b, *args, **kwargs)
         return {**e, "contamination_a": 0.8} if not str(a).endswith(("a", "b")) else e  # neighbours only
 
-    drawn = calibrate_recording(session.context, Judge(), params=CalibrationParams(negative_max_contamination=1.0))
+    judge, loose = MetricsJudge(), CalibrationParams(negative_max_contamination=1.0)
+    drawn = calibrate_recording(session.context, judge, params=loose)
     monkeypatch.setattr(pairs, "unit_pair_evidence", contaminated)
-    assert calibrate_recording(session.context, Judge(), params=CalibrationParams(negative_max_contamination=1.0)) \
-        ["negatives"]["n"] == drawn["negatives"]["n"] > 0
-    assert calibrate_recording(session.context, Judge())["negatives"]["n"] == 0
+    assert calibrate_recording(session.context, judge, params=loose)["negatives"]["n"] == drawn["negatives"]["n"] > 0
+    assert calibrate_recording(session.context, judge)["negatives"]["n"] == 0
 
 
 def test_examples_reach_the_offline_judge(session):

@@ -356,8 +356,9 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     # a burst's later spikes broaden beyond the search, so the shape left over says nothing of two cells
     edge = DEFAULT_EVIDENCE_PARAMS.max_stretch - DEFAULT_EVIDENCE_PARAMS.stretch_step / 2
     # how near: where the own places set a fit beside a centre of mass, by one localizer
+    mixed = mixed_placing(e, p)
     near = _get(e, "distance_um", math.inf)
-    one_localizer = p.widest_stretch_one_localizer and mixed_placing(e, p)
+    one_localizer = p.widest_stretch_one_localizer and mixed
     if one_localizer:
         near = _get(e, "drift_separation_um", near)
     widest = (terms["waveforms"] < 0 and not sequential and not duplicate and finite(stretch) and factor >= edge
@@ -437,7 +438,7 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     placing = "with the probe's motion removed"
     # the units' own places set beside a fit's and a centre of mass's: no second localizer, and one
     # neuron's units come out tens of µm apart that way; the footprints must differ too
-    mixed_aside = p.concurrent_either_localizer and mixed_placing(e, p) and \
+    mixed_aside = p.concurrent_either_localizer and mixed and \
         footprint >= p.mixed_placing_same_footprint
     if p.concurrent_either_localizer and finite(apart) and own_places > apart and not mixed_aside:
         apart, placing = own_places, "as each unit is localized"  # either placing apart: two places
