@@ -776,7 +776,7 @@ class MetricsJudge:
         """Changes with the parameters, the weights, and the decision rule's version (bump it when
         the code decides differently on the same numbers, so journalled verdicts are not reused)."""
         model = load_model(self.params.handover_model)
-        source = json.dumps({"judge": "metrics-v57", "params": self.params.fingerprint(),
+        source = json.dumps({"judge": "metrics-v58", "params": self.params.fingerprint(),
                              "handover_model": model.digest if model else None,
                              "weights": sorted(self.weights.items())}, sort_keys=True)
         return hashlib.sha256(source.encode()).hexdigest()[:16]

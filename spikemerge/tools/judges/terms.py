@@ -229,6 +229,7 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
     sequential = overlap < p.handover_presence and e.get("comparison_window", "handover") == "handover"
     powered = expected >= p.min_expected_coincidences
     refractory = refractory_log_odds(observed, expected, allowed, p)
+    one_neuron_dip = powered and observed <= p.one_neuron_dip_factor * allowed * expected
     # a copy peak speaks for the spikes it holds; when they are under half the smaller unit's, the
     # rest must be one neuron too, and the refractory window beside the peak tests them: filled as by
     # independent trains, one unit holds copies of the other's spikes beside its own neuron's
@@ -244,7 +245,7 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         terms["crosscorrelograms"] = refractory
         if not powered:
             verdict = "too few coincidences expected to tell"
-        elif observed <= 1.5 * allowed * expected:
+        elif one_neuron_dip:
             verdict = "a refractory dip, as in one neuron"
         elif observed < p.distinct_min_refractory_ratio * expected:
             verdict = ("a partial dip, which a sorter also leaves between neighbours when it resolves one of "
@@ -319,6 +320,13 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         # a burst's amplitude decrement separates its first spikes from the later ones: the gap is
         # explained by one neuron's own dynamics, so it is not evidence of two
         terms["continuity"] = max(terms["continuity"], 0.0)
+    # one place on a probe that stayed still: a gap between the clouds is a cut along one neuron's
+    # amplitudes, unless a powered CCG shows the partial dip of alike neighbours' collisions
+    # (see ``JudgeParams.still_slice_footprint``)
+    still_cut = (terms["continuity"] < 0 and not moving and not duplicate and footprint >= p.still_slice_footprint
+                 and (not powered or one_neuron_dip))
+    if still_cut:
+        terms["continuity"] = 0.0
     if not (duplicate or widened) and terms["continuity"] < 0:
         # a gap left between units firing at the same time (the excuses above cleared it for units
         # that follow each other, take turns with the motion or show a burst peak) that no widening
@@ -384,7 +392,9 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         + ("a gap between two clouds" if terms["continuity"] < 0 else
            "one continuous cloud" if terms["continuity"] > 0 else "no clear answer")
         + (f"; the units take turns with the probe's motion (ROC area {_get(e, 'drift_turns', 0.5):.2f}), "
-           "so a gap is the sorter's cut along the drift" if turns else ""))
+           "so a gap is the sorter's cut along the drift" if turns else "")
+        + (f"; seen alike on every channel (footprint {footprint:.3f}) on a probe that did not move, they sit "
+           "at one place, so the gap is the sorter's cut along one neuron's amplitudes" if still_cut else ""))
     handover = False
     if sequential:
         amp = _get(e, "amplitude_handover", float("nan"))
