@@ -192,7 +192,10 @@ class JudgeParams:
     own contamination under ``contamination_cap`` as well 47065 / 26 (140 batches). A gap term
     capped at ``gap_bounds[0]`` instead of cleared: 47046 / 27. The MEArec bursting sets hold
     bursting cells in most of their neurons, so the prior this reads is theirs: a recording with
-    few bursting cells makes such a cut likelier two neurons'. ``2.0``: off."""
+    few bursting cells makes such a cut likelier two neurons'. "Did not move" is the evidence's own
+    motion estimate (``evidence/motion.py``), which reads a failed estimate as a still probe: on the
+    kept records it registered no motion on 1 of 656 drifting sets (drift_tdc2_s466, where this
+    changes no pair) and none on all 605 bursting ones. ``2.0``: off."""
     continuous_ratio: float = 0.7
     continuous_log_odds: float = 1.0
     # bursts: a one-sided short-lag CCG peak beside the refractory dip
