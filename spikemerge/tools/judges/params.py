@@ -185,9 +185,11 @@ class JudgeParams:
     (on the kept drifting sets such gaps held 38 same-neuron pairs and 89 distinct). Measured on the
     1261 kept records (seeds 185-524), pairs of pure units whose continuity term this changes: 278 one
     neuron's (114 then above 0), 9 distinct (3 above 0), 210 touching impure units, all on bursting
-    sets of the three sorters. End to end (metrics-v58), balanced 47043 same-neuron pairs merged / 27
-    distinct -> 47088 / 28 (burst_tdc2_s442 1 -> 3 wrong, burst_sc2_s228 1 -> 0), in-sample batches
-    meeting the bar 139 -> 142 of 171, none stops meeting it. Without the partial-dip condition
+    sets of the three sorters. End to end (metrics-v58, with ``still_slice_max_dprime``), balanced
+    47043 same-neuron pairs merged / 27 distinct -> 47083 / 28 (burst_tdc2_s442 1 -> 3 wrong,
+    burst_sc2_s228 1 -> 0), in-sample batches meeting the bar 139 -> 142 of 171, none stops meeting
+    it; aggressive 47116 / 35 -> 47157 / 36, conservative 13156 / 5 -> 13189 / 5. Without the d′
+    limit 47088 / 28; without the partial-dip condition
     47095 / 31 (burst_sc2_s380: 80 and 85, 3 of 7.8 coincidences expected); requiring both units'
     own contamination under ``contamination_cap`` as well 47065 / 26 (140 batches). A gap term
     capped at ``gap_bounds[0]`` instead of cleared: 47046 / 27. The MEArec bursting sets hold
@@ -196,6 +198,14 @@ class JudgeParams:
     motion estimate (``evidence/motion.py``), which reads a failed estimate as a still probe: on the
     kept records it registered no motion on 1 of 656 drifting sets (drift_tdc2_s466, where this
     changes no pair) and none on all 605 bursting ones. ``2.0``: off."""
+    still_slice_max_dprime: float = 8.0
+    """... and only between clouds this near (d′ along the discriminant axis): a sorter's cut runs
+    through one cloud, so its halves abut, while two neurons' clouds can lie far apart; at one place
+    with nothing else to tell them apart (too few coincidences expected), two such clouds stay two
+    neurons (``test_two_distinct_neurons_alike_up_to_scale_stay_apart_when_the_ccg_cannot_tell``: d′
+    10). On the kept bursting sets the one-neuron pairs this rule reads lie at d′ 1.5-9 (median 4);
+    of the pairs beyond 8, one would otherwise have cleared 0. End to end 47088 -> 47083 same-neuron
+    pairs merged, none distinct either way, batches met unchanged (142)."""
     continuous_ratio: float = 0.7
     continuous_log_odds: float = 1.0
     # bursts: a one-sided short-lag CCG peak beside the refractory dip

@@ -320,10 +320,11 @@ def pair_terms(e: Mapping[str, Any], p: JudgeParams = DEFAULT_JUDGE_PARAMS) -> P
         # a burst's amplitude decrement separates its first spikes from the later ones: the gap is
         # explained by one neuron's own dynamics, so it is not evidence of two
         terms["continuity"] = max(terms["continuity"], 0.0)
-    # one place on a probe that stayed still: a gap between the clouds is a cut along one neuron's
-    # amplitudes, unless a powered CCG shows the partial dip of alike neighbours' collisions
-    # (see ``JudgeParams.still_slice_footprint``)
+    # one place on a probe that stayed still: a gap between two clouds that abut is a cut along one
+    # neuron's amplitudes, unless a powered CCG shows the partial dip of alike neighbours' collisions
+    # (see ``JudgeParams.still_slice_footprint`` and ``still_slice_max_dprime``)
     still_cut = (terms["continuity"] < 0 and not moving and not duplicate and footprint >= p.still_slice_footprint
+                 and _get(e, "pca_dprime", math.inf) <= p.still_slice_max_dprime
                  and (not powered or one_neuron_dip))
     if still_cut:
         terms["continuity"] = 0.0

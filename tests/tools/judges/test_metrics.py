@@ -1421,18 +1421,19 @@ def test_a_gap_between_units_at_one_place_on_a_still_probe_is_a_cut_along_one_ne
     """Kilosort 4 units 33 and 34 of one bursting neuron (burst_ks4_s485): the same shape (97 % alike,
     no widening), seen in the same proportions on every channel (footprint 0.994), 2 µm apart, on a
     probe that did not move, firing together with a gap between their clouds (valley/peak 0.16,
-    p < 1e-300) and too few coincidences expected to tell. At one place on a still probe the gap is
-    the sorter's cut along one neuron's amplitudes (``JudgeParams.still_slice_footprint``,
+    p < 1e-300, d′ 2.7) and too few coincidences expected to tell. At one place on a still probe the
+    gap is the sorter's cut along one neuron's amplitudes (``JudgeParams.still_slice_footprint``,
     metrics-v58): not held against them; until v57 it counted −3, enough to keep them apart. On a
-    moving probe, with footprints that differ, or beside the partial refractory dip of colliding
-    neighbours (spykingcircus2 units 55 and 80 of two neurons, burst_sc2_s380: 2 coincidences of 7.7
-    expected, footprint 0.997), it still counts."""
+    moving probe, with footprints that differ, between clouds far apart, or beside the partial
+    refractory dip of colliding neighbours (spykingcircus2 units 55 and 80 of two neurons,
+    burst_sc2_s380: 2 coincidences of 7.7 expected, footprint 0.997), it still counts."""
     pair = {
         "unit_a": 33, "unit_b": 34, "num_spikes_a": 124, "num_spikes_b": 72, "template_similarity": 0.9635,
         "template_similarity_denoised": 0.9657, "template_similarity_stretch": 0.9718, "template_stretch": 1.1,
         "template_similarity_overlap": 0.9635, "template_amplitude_ratio": 0.675,
         "template_footprint_similarity": 0.9944, "ccg_expected_refractory": 0.0312, "ccg_refractory_count": 0,
-        "presence_overlap": 0.7715, "comparison_window": "concurrent", "continuity_ratio": 0.1572,
+        "presence_overlap": 0.7715, "comparison_window": "concurrent", "pca_dprime": 2.6714,
+        "continuity_ratio": 0.1572,
         "continuity_gap_p": 0.0, "continuity_expected": 22.76, "same_main_channel": True,
         "amplitude_continuity_ratio": 0.2132, "amplitude_continuity_gap_p": 0.0,
         "amplitude_continuity_expected": 25.93, "duplicate_fraction": 0.0, "duplicate_excess": 0.0,
@@ -1449,13 +1450,15 @@ def test_a_gap_between_units_at_one_place_on_a_still_probe_is_a_cut_along_one_ne
     moving = score_pair({**pair, "drift_motion_registered": True, "drift_motion_range_um": 30.0})
     assert moving.terms["continuity"] < 0 and moving.log_odds < 0
     assert score_pair({**pair, "template_footprint_similarity": 0.95}).terms["continuity"] < 0
+    # two clouds far apart (d′ beyond ``still_slice_max_dprime``) are no cut through one
+    assert score_pair({**pair, "pca_dprime": 10.0}).terms["continuity"] < 0
     # two neurons' units at one place: a partial refractory dip beside the gap keeps it
     collision = {
         **pair, "unit_a": 55, "unit_b": 80, "num_spikes_a": 1883, "num_spikes_b": 468,
         "template_similarity": 0.9505, "template_similarity_denoised": 0.9514,
         "template_similarity_stretch": 0.9514, "template_stretch": 1.0, "template_similarity_overlap": 0.9851,
         "template_amplitude_ratio": 0.1976, "template_footprint_similarity": 0.9969,
-        "ccg_expected_refractory": 7.65, "ccg_refractory_count": 2, "presence_overlap": 0.9414,
+        "ccg_expected_refractory": 7.65, "ccg_refractory_count": 2, "presence_overlap": 0.9414, "pca_dprime": 3.0565,
         "continuity_ratio": 0.0001, "continuity_expected": 46.83, "amplitude_continuity_ratio": 0.0,
         "amplitude_continuity_expected": 149.8, "duplicate_fraction": 0.2179, "duplicate_excess": 53.33,
         "burst_forward": 60, "burst_backward": 53, "burst_expected": 51.64, "burst_asymmetry_p": 0.5727,
