@@ -182,17 +182,18 @@ class JudgeParams:
     ``one_neuron_dip_factor``): the collision dip of alike neighbours, which a template matcher leaves
     where it resolves one of two overlapping spikes. Distinct neighbours that alike across channels
     sit apart, and on a moving probe a template averages a neuron over its places, so footprints blur
-    (on the kept drifting sets such gaps held 38 same-neuron pairs and 89 distinct). Measured on the
-    1261 kept records (seeds 185-524), pairs of pure units whose continuity term this changes: 278 one
-    neuron's (114 then above 0), 9 distinct (3 above 0), 210 touching impure units, all on bursting
-    sets of the three sorters. End to end (metrics-v58, with ``still_slice_max_dprime``), balanced
-    47043 same-neuron pairs merged / 27 distinct -> 47083 / 28 (burst_tdc2_s442 1 -> 3 wrong,
+    (on the kept drifting sets, of the pairs with such a gap that would be above 0 without it, 38
+    were one neuron's and 89 distinct). Measured on the 1261 kept records (seeds 185-524), pairs of
+    pure units whose continuity term this changes (before the d′ limit below): 278 one neuron's (114
+    then above 0), 9 distinct (3 above 0), 210 touching impure units, all on bursting sets of the
+    three sorters. End to end (metrics-v58, with ``still_slice_max_dprime``), balanced 47043
+    same-neuron pairs merged / 27 distinct -> 47083 / 28 (burst_tdc2_s442 1 -> 3 wrong,
     burst_sc2_s228 1 -> 0), in-sample batches meeting the bar 139 -> 142 of 171, none stops meeting
     it; aggressive 47116 / 35 -> 47157 / 36, conservative 13156 / 5 -> 13189 / 5. Without the d′
-    limit 47088 / 28; without the partial-dip condition
-    47095 / 31 (burst_sc2_s380: 80 and 85, 3 of 7.8 coincidences expected); requiring both units'
-    own contamination under ``contamination_cap`` as well 47065 / 26 (140 batches). A gap term
-    capped at ``gap_bounds[0]`` instead of cleared: 47046 / 27. The MEArec bursting sets hold
+    limit 47088 / 28; also without the partial-dip condition 47095 / 31 (burst_sc2_s380: 80 and 85,
+    3 of 7.8 coincidences expected); with it and both units' own contamination under
+    ``contamination_cap`` 47065 / 26 (140 batches); a gap term capped at ``gap_bounds[0]`` instead of
+    cleared 47046 / 27 (those three without the d′ limit). The MEArec bursting sets hold
     bursting cells in most of their neurons, so the prior this reads is theirs: a recording with
     few bursting cells makes such a cut likelier two neurons'. "Did not move" is the evidence's own
     motion estimate (``evidence/motion.py``), which reads a failed estimate as a still probe: on the
