@@ -188,7 +188,7 @@ class JudgeParams:
     then above 0), 9 distinct (3 above 0), 210 touching impure units, all on bursting sets of the
     three sorters. End to end (metrics-v58, with ``still_slice_max_dprime``), balanced 47043
     same-neuron pairs merged / 27 distinct -> 47083 / 28 (burst_tdc2_s442 1 -> 3 wrong,
-    burst_sc2_s228 1 -> 0), in-sample batches meeting the bar 139 -> 142 of 171, none stops meeting
+    burst_sc2_s228 1 -> 0), in-sample batches meeting the bar 139 -> 142 of 170, none stops meeting
     it; aggressive 47116 / 35 -> 47157 / 36, conservative 13156 / 5 -> 13189 / 5. Without the d′
     limit 47088 / 28; also without the partial-dip condition 47095 / 31 (burst_sc2_s380: 80 and 85,
     3 of 7.8 coincidences expected); with it and both units' own contamination under
